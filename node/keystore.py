@@ -36,7 +36,9 @@ def load_key(path: Path) -> SigningKey | EncryptionKey | DataKey:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError as e:
-        raise ConfigurationError(f"key file {path} not found; create it with 'watchnet init' or 'watchnet gov keygen'") from e
+        raise ConfigurationError(
+            f"key file {path} not found; create it with 'watchnet init' or 'watchnet gov keygen'"
+        ) from e
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigurationError(
             f"key file {path} has mode {stat.S_IMODE(mode):o}; expected 600. Fix with: chmod 600 {path}"

@@ -32,9 +32,7 @@ class Embedding:
 
     def __post_init__(self) -> None:
         if len(self.raw) % 4 or not 0 < len(self.raw) // 4 <= MAX_DIMENSION:
-            raise MalformedError(
-                f"embedding: {len(self.raw)} bytes is not 1..{MAX_DIMENSION} float32 values"
-            )
+            raise MalformedError(f"embedding: {len(self.raw)} bytes is not 1..{MAX_DIMENSION} float32 values")
         vector = self.vector
         if not np.all(np.isfinite(vector)):
             raise MalformedError("embedding: contains NaN or infinity")
@@ -64,9 +62,7 @@ class Embedding:
     def similarity(self, other: Embedding) -> float:
         """Cosine similarity (inner product of unit vectors)."""
         if other.dimension != self.dimension:
-            raise MalformedError(
-                f"embedding: dimension {other.dimension} does not match {self.dimension}"
-            )
+            raise MalformedError(f"embedding: dimension {other.dimension} does not match {self.dimension}")
         return float(np.dot(self.vector.astype(np.float64), other.vector.astype(np.float64)))
 
     def to_str(self) -> str:

@@ -26,6 +26,7 @@ __all__ = [
     "ExpiredError",
     "FreshnessError",
     "MalformedError",
+    "MisaddressedError",
     "OversizedError",
     "PolicyError",
     "ProofError",
@@ -33,6 +34,7 @@ __all__ = [
     "RollbackError",
     "SignatureError",
     "ThresholdError",
+    "UnknownSenderError",
     "VerificationError",
     "WatchnetError",
 ]
@@ -132,3 +134,15 @@ class ConfigurationError(WatchnetError):
     """Our own configuration is wrong: say what to fix."""
 
     code = "configuration"
+
+
+class UnknownSenderError(VerificationError):
+    """A message from a node we hold no keys for (not a member of the trusted manifest)."""
+
+    code = "unknown_peer"
+
+
+class MisaddressedError(VerificationError):
+    """A message addressed to another node, or whose inner and outer addresses disagree."""
+
+    code = "misaddressed"

@@ -105,9 +105,7 @@ class Fields:
         if isinstance(value, bool) and kind is not bool:
             raise MalformedError(f"{self._where(name)}: expected {kind_name}, got bool")
         if not isinstance(value, kind):
-            raise MalformedError(
-                f"{self._where(name)}: expected {kind_name}, got {type(value).__name__}"
-            )
+            raise MalformedError(f"{self._where(name)}: expected {kind_name}, got {type(value).__name__}")
         return value
 
     def has(self, name: str) -> bool:
@@ -119,16 +117,12 @@ class Fields:
             raise MalformedError(f"{self._where(name)}: expected {expected!r}, got {value!r:.60}")
         return value
 
-    def text(
-        self, name: str, *, max_len: int = 256, pattern: re.Pattern[str] | None = None
-    ) -> str:
+    def text(self, name: str, *, max_len: int = 256, pattern: re.Pattern[str] | None = None) -> str:
         value: str = self._take(name, str, "string")
         if len(value) > max_len:
             raise OversizedError(f"{self._where(name)}: {len(value)} characters, limit {max_len}")
         if pattern is not None and not pattern.fullmatch(value):
-            raise MalformedError(
-                f"{self._where(name)}: {value!r:.60} does not match {pattern.pattern}"
-            )
+            raise MalformedError(f"{self._where(name)}: {value!r:.60} does not match {pattern.pattern}")
         return value
 
     def opt_text(
@@ -178,9 +172,7 @@ class Fields:
             return enum_type(value)
         except ValueError:
             allowed = ", ".join(str(m.value) for m in enum_type)
-            raise MalformedError(
-                f"{self._where(name)}: {value!r:.60} is not one of {allowed}"
-            ) from None
+            raise MalformedError(f"{self._where(name)}: {value!r:.60} is not one of {allowed}") from None
 
     def obj(self, name: str) -> dict[str, Any]:
         value: dict[str, Any] = self._take(name, dict, "object")
@@ -204,13 +196,13 @@ class Fields:
         items = self.array(name, max_items=max_items)
         for i, item in enumerate(items):
             if not isinstance(item, str):
-                raise MalformedError(
-                    f"{self._where(name)}[{i}]: expected string, got {type(item).__name__}"
-                )
+                raise MalformedError(f"{self._where(name)}[{i}]: expected string, got {type(item).__name__}")
             if len(item) > max_len:
                 raise OversizedError(f"{self._where(name)}[{i}]: {len(item)} characters, limit {max_len}")
             if pattern is not None and not pattern.fullmatch(item):
-                raise MalformedError(f"{self._where(name)}[{i}]: {item!r:.60} does not match {pattern.pattern}")
+                raise MalformedError(
+                    f"{self._where(name)}[{i}]: {item!r:.60} does not match {pattern.pattern}"
+                )
         if unique and len(set(items)) != len(items):
             raise MalformedError(f"{self._where(name)}: duplicate items")
         return items

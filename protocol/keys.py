@@ -58,9 +58,7 @@ class PublicSigningKey:
     def verify(self, message: bytes, signature: bytes) -> None:
         """Raise ``SignatureError`` unless ``signature`` is this key's over ``message``."""
         if len(signature) != 64:
-            raise SignatureError(
-                f"key {self.keyid[:16]}: signature is {len(signature)} bytes, expected 64"
-            )
+            raise SignatureError(f"key {self.keyid[:16]}: signature is {len(signature)} bytes, expected 64")
         try:
             nacl.signing.VerifyKey(self.raw).verify(message, signature)
         except nacl.exceptions.BadSignatureError as e:

@@ -1,0 +1,154 @@
+"""Peer queries in plain mode: "does any of these faces match an entry of yours?" and the answer.
+
+A request carries up to ``MAX_QUERY_EMBEDDINGS`` unit embeddings and the model id they were made
+with (a query from another model is meaningless and is refused by policy). The answer names only
+entries at or above the group threshold, each as the owner's signed entry (metadata and a
+salted commitment, never an embedding), so the querier can verify who registered what.
+Purpose and manifest version travel in the signed peer-message header, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from protocol.embedding import Embedding
+from protocol.entry import WatchlistEntry
+from protocol.errors import MalformedError
+from protocol.fields import ID_RE, NODE_ID_RE, Fields
+from protocol.signed import SPEC_VERSION, Payload, SignedDocument
+
+__all__ = ["MAX_MATCHES", "MAX_QUERY_EMBEDDINGS", "QueryMatch", "QueryRequest", "QueryResponse"]
+
+MAX_QUERY_EMBEDDINGS = 64
+MAX_MATCHES = 256
+
+
+@dataclass(kw_only=True)
+class QueryRequest(Payload):
+    TYPE = "query-request"
+
+    query_id: str
+    model_id: str
+    embeddings: list[Embedding]
+    spec_version: str = SPEC_VERSION
+    unrecognized_fields: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.embeddings) <= MAX_QUERY_EMBEDDINGS:
+            raise MalformedError(
+                f"query-request.embeddings: {len(self.embeddings)} items, expected 1..{MAX_QUERY_EMBEDDINGS}"
+            )
+        dims = {e.dimension for e in self.embeddings}
+        if len(dims) != 1:
+            raise MalformedError(f"query-request.embeddings: mixed dimensions {sorted(dims)}")
+
+    @property
+    def dimension(self) -> int:
+        return self.embeddings[0].dimension
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._with_unrecognized(
+            {
+                **self._header(),
+                "query_id": self.query_id,
+                "model_id": self.model_id,
+                "embeddings": [e.to_str() for e in self.embeddings],
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Self:
+        f, spec_version = cls._read_header(data)
+        query_id = f.text("query_id", max_len=64, pattern=ID_RE)
+        model_id = f.text("model_id", max_len=128)
+        raw = f.array("embeddings", max_items=MAX_QUERY_EMBEDDINGS)
+        embeddings = [
+            Embedding.from_str(e, field=f"query-request.embeddings[{i}]") for i, e in enumerate(raw)
+        ]
+        return cls(
+            query_id=query_id,
+            model_id=model_id,
+            embeddings=embeddings,
+            spec_version=spec_version,
+            unrecognized_fields=f.rest(),
+        )
+
+
+@dataclass(frozen=True)
+class QueryMatch:
+    """Query embedding ``query_index`` scored ``score`` against the owner's signed ``entry``."""
+
+    query_index: int
+    score: float
+    entry: SignedDocument[WatchlistEntry]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query_index": self.query_index, "score": self.score, "entry": self.entry.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> QueryMatch:
+        f = Fields(data, "query match")
+        return cls(
+            query_index=f.integer("query_index", high=MAX_QUERY_EMBEDDINGS - 1),
+            score=f.number("score", low=-1.0, high=1.0),
+            entry=SignedDocument.from_dict(f.obj("entry"), WatchlistEntry),
+        )
+
+
+@dataclass(kw_only=True)
+class QueryResponse(Payload):
+    TYPE = "query-response"
+
+    query_id: str
+    responder: str
+    threshold: float
+    matches: list[QueryMatch]
+    spec_version: str = SPEC_VERSION
+    unrecognized_fields: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for i, match in enumerate(self.matches):
+            if match.score < self.threshold:
+                raise MalformedError(
+                    f"query-response.matches[{i}]: score {match.score:.4f} is below the threshold {self.threshold}"
+                )
+            if match.entry.payload.owner != self.responder:
+                raise MalformedError(
+                    f"query-response.matches[{i}]: entry owned by {match.entry.payload.owner!r}, "
+                    f"not by the responder {self.responder!r}"
+                )
+
+    def check_against(self, request: QueryRequest) -> None:
+        """The answer belongs to ``request`` and names only query indexes it asked about."""
+        if self.query_id != request.query_id:
+            raise MalformedError(f"query-response.query_id {self.query_id!r} answers no request of ours")
+        for i, match in enumerate(self.matches):
+            if match.query_index >= len(request.embeddings):
+                raise MalformedError(
+                    f"query-response.matches[{i}].query_index {match.query_index} but the request had "
+                    f"{len(request.embeddings)} embeddings"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._with_unrecognized(
+            {
+                **self._header(),
+                "query_id": self.query_id,
+                "responder": self.responder,
+                "threshold": self.threshold,
+                "matches": [m.to_dict() for m in self.matches],
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Self:
+        f, spec_version = cls._read_header(data)
+        return cls(
+            query_id=f.text("query_id", max_len=64, pattern=ID_RE),
+            responder=f.text("responder", max_len=63, pattern=NODE_ID_RE),
+            threshold=f.number("threshold", low=-1.0, high=1.0),
+            matches=[QueryMatch.from_dict(m) for m in f.array("matches", max_items=MAX_MATCHES)],
+            spec_version=spec_version,
+            unrecognized_fields=f.rest(),
+        )
