@@ -48,3 +48,25 @@ def signed_entry(key: SigningKey = NODE_A_SIGNING, **overrides: Any) -> SignedDo
     doc = SignedDocument(make_entry(**overrides))
     doc.sign(key)
     return doc
+
+
+def group_description() -> dict[str, Any]:
+    import tomllib
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "examples" / "group.toml"
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def make_manifest(threshold: int = 2, signers: list[SigningKey] | None = None, now: datetime = T0) -> Any:
+    from governance.description import manifest_from_description
+
+    signers = KEYS if signers is None else signers
+    return manifest_from_description(group_description(), [k.public for k in signers], threshold, now)
+
+
+def signed_manifest(manifest: Any, *keys: SigningKey) -> Any:
+    doc = SignedDocument(manifest)
+    for key in keys:
+        doc.sign(key)
+    return doc

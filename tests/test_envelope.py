@@ -24,7 +24,14 @@ from protocol.message import PeerKeys, PeerMessage, SealedMessage, decode_body, 
 from protocol.query import QueryRequest
 from protocol.replay import ReplayGuard
 from protocol.signed import SignedDocument
-from tests.factories import NODE_A_ENCRYPTION, NODE_A_SIGNING, NODE_B_ENCRYPTION, NODE_B_SIGNING, T0, embedding
+from tests.factories import (
+    NODE_A_ENCRYPTION,
+    NODE_A_SIGNING,
+    NODE_B_ENCRYPTION,
+    NODE_B_SIGNING,
+    T0,
+    embedding,
+)
 
 A_KEYS = PeerKeys(NODE_A_SIGNING.public, NODE_A_ENCRYPTION.public)
 
@@ -49,7 +56,9 @@ def sealed_bytes(msg: PeerMessage | None = None, signer: SigningKey = NODE_A_SIG
     return seal(doc, NODE_A_ENCRYPTION, NODE_B_ENCRYPTION.public).to_bytes()
 
 
-def open_as_b(data: bytes, key: EncryptionKey = NODE_B_ENCRYPTION, me: str = "chain-b") -> SignedDocument[PeerMessage]:
+def open_as_b(
+    data: bytes, key: EncryptionKey = NODE_B_ENCRYPTION, me: str = "chain-b"
+) -> SignedDocument[PeerMessage]:
     return open_sealed(
         data,
         recipient_id=me,

@@ -64,7 +64,9 @@ def receipt() -> DeletionReceipt:
 
 
 def request() -> QueryRequest:
-    return QueryRequest(query_id="qry-00000001", model_id="buffalo_s/w600k_mbf", embeddings=[embedding(1), embedding(2)])
+    return QueryRequest(
+        query_id="qry-00000001", model_id="buffalo_s/w600k_mbf", embeddings=[embedding(1), embedding(2)]
+    )
 
 
 def response() -> QueryResponse:
@@ -77,7 +79,9 @@ def response() -> QueryResponse:
 
 
 def tree_head() -> TreeHead:
-    return TreeHead(log_id="chain-a", tree_size=2, root_hash=b"\x07" * 32, timestamp=T0, audit_head=b"\x08" * 32)
+    return TreeHead(
+        log_id="chain-a", tree_size=2, root_hash=b"\x07" * 32, timestamp=T0, audit_head=b"\x08" * 32
+    )
 
 
 SAMPLES: dict[str, Any] = {
@@ -177,18 +181,45 @@ INVALID: list[tuple[str, type[Payload], Any, type[Exception]]] = [
     ("receipt-registered", DeletionReceipt, {**receipt().to_dict(), "kind": "registered"}, MalformedError),
     ("receipt-size-zero", DeletionReceipt, {**receipt().to_dict(), "tree_size": 0}, MalformedError),
     ("query-empty", QueryRequest, {**request().to_dict(), "embeddings": []}, MalformedError),
-    ("query-too-many", QueryRequest, {**request().to_dict(), "embeddings": [embedding(1).to_str()] * 65}, OversizedError),
-    ("query-mixed-dims", QueryRequest, {**request().to_dict(), "embeddings": [embedding(1).to_str(), embedding(2, 128).to_str()]}, MalformedError),
-    ("query-not-normalised", QueryRequest, {**request().to_dict(), "embeddings": ["AACAPwAAgD8"]}, MalformedError),
-    ("query-not-base64", QueryRequest, {**request().to_dict(), "embeddings": ["not base64!"]}, MalformedError),
+    (
+        "query-too-many",
+        QueryRequest,
+        {**request().to_dict(), "embeddings": [embedding(1).to_str()] * 65},
+        OversizedError,
+    ),
+    (
+        "query-mixed-dims",
+        QueryRequest,
+        {**request().to_dict(), "embeddings": [embedding(1).to_str(), embedding(2, 128).to_str()]},
+        MalformedError,
+    ),
+    (
+        "query-not-normalised",
+        QueryRequest,
+        {**request().to_dict(), "embeddings": ["AACAPwAAgD8"]},
+        MalformedError,
+    ),
+    (
+        "query-not-base64",
+        QueryRequest,
+        {**request().to_dict(), "embeddings": ["not base64!"]},
+        MalformedError,
+    ),
     ("response-below-threshold", QueryResponse, {**response().to_dict(), "threshold": 0.9}, MalformedError),
-    ("response-foreign-entry", QueryResponse, {**response().to_dict(), "responder": "chain-b"}, MalformedError),
+    (
+        "response-foreign-entry",
+        QueryResponse,
+        {**response().to_dict(), "responder": "chain-b"},
+        MalformedError,
+    ),
     ("tree-head-negative", TreeHead, {**tree_head().to_dict(), "tree_size": -1}, MalformedError),
     ("tree-head-short-root", TreeHead, {**tree_head().to_dict(), "root_hash": "AAAA"}, MalformedError),
 ]
 
 
-@pytest.mark.parametrize(("payload_type", "data", "error"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
+@pytest.mark.parametrize(
+    ("payload_type", "data", "error"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID]
+)
 def test_invalid_inputs(payload_type: type[Payload], data: Any, error: type[Exception]) -> None:
     with pytest.raises(error):
         payload_type.from_dict(data)

@@ -18,8 +18,13 @@ from protocol.canonical import b64url_encode, sha256_hex
 from protocol.commitment import commit
 from protocol.embedding import Embedding
 from protocol.entry import Evidence, WatchlistEntry
-from protocol.keys import SigningKey
+from protocol.events import EntryEvent, EventKind, EventReason
+from protocol.keys import EncryptionKey, SigningKey
+from protocol.message import PeerMessage, seal
+from protocol.query import QueryMatch, QueryRequest, QueryResponse
+from protocol.receipt import DeletionReceipt, ReceiptAction
 from protocol.signed import Payload, SignedDocument
+from protocol.treehead import TreeHead
 
 CLOCK = datetime(2026, 11, 1, 9, 0, 0, tzinfo=UTC)
 NODE_SEED = bytes([0x11]) * 32
@@ -38,9 +43,9 @@ def sample_embedding(dimension: int = 512) -> Embedding:
 
 
 def signed_vector(
-    description: str, payload: Payload, keys: list[tuple[bytes, SigningKey]], **extra: Any
+    description: str, signed_payload: Payload, keys: list[tuple[bytes, SigningKey]], **extra: Any
 ) -> dict[str, Any]:
-    doc = SignedDocument(payload)
+    doc = SignedDocument(signed_payload)
     for _, key in keys:
         doc.sign(key)
     return {
@@ -86,10 +91,169 @@ def entry_vector() -> dict[str, Any]:
     )
 
 
+MEMBER_SEED = bytes([0x33]) * 32
+ORG_SEEDS = [bytes([0x50 + i]) * 32 for i in range(3)]
+SENDER_BOX_SEED = bytes([0x12]) * 32
+RECIPIENT_BOX_SEED = bytes([0x34]) * 32
+BOX_NONCE = bytes([0x56]) * 24
+
+
+def signed_entry_doc() -> SignedDocument[WatchlistEntry]:
+    doc = SignedDocument(sample_entry())
+    doc.sign(node_key())
+    return doc
+
+
+def event_vector() -> dict[str, Any]:
+    event, payload = EntryEvent.create(
+        entry=signed_entry_doc(),
+        salt=bytes([0x44]) * 32,
+        event_id="evt-0000000000000001",
+        owner="chain-a",
+        kind=EventKind.REGISTERED,
+        entry_id="ent-0000000000000001",
+        entry_version=1,
+        reason=EventReason.REGISTRATION,
+        occurred_at=CLOCK,
+        actor="acct-officer-01",
+    )
+    return signed_vector(
+        "A registration event. The payload (salt and signed entry) is erasable; the event commits to it.",
+        event,
+        [(NODE_SEED, node_key())],
+        payload=payload.to_dict(),
+    )
+
+
+def receipt_vector() -> dict[str, Any]:
+    receipt = DeletionReceipt(
+        owner="chain-a",
+        member="chain-b",
+        event_id="evt-0000000000000002",
+        entry_id="ent-0000000000000001",
+        kind=EventKind.DELETED,
+        tree_size=2,
+        applied_at=CLOCK + timedelta(seconds=2),
+        action=ReceiptAction.PURGED,
+    )
+    return signed_vector(
+        "chain-b confirms it purged what it held of a deleted entry.",
+        receipt,
+        [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
+    )
+
+
+def query_request() -> QueryRequest:
+    return QueryRequest(
+        query_id="qry-0000000000000001", model_id="buffalo_s/w600k_mbf", embeddings=[sample_embedding()]
+    )
+
+
+def query_request_vector() -> dict[str, Any]:
+    return signed_vector(
+        "A plain-mode query (carried inside a sealed peer message; signed here only to pin its bytes).",
+        query_request(),
+        [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
+    )
+
+
+def query_response_vector() -> dict[str, Any]:
+    response = QueryResponse(
+        query_id="qry-0000000000000001",
+        responder="chain-a",
+        threshold=0.45,
+        matches=[QueryMatch(query_index=0, score=0.875, entry=signed_entry_doc())],
+    )
+    return signed_vector(
+        "An answer naming one entry above the threshold, with the owner's signed entry.",
+        response,
+        [(NODE_SEED, node_key())],
+    )
+
+
+def peer_message() -> PeerMessage:
+    return PeerMessage(
+        sender="chain-b",
+        recipient="chain-a",
+        manifest_version=1,
+        purpose="crime-prevention",
+        issued_at=CLOCK,
+        nonce=bytes([0x77]) * 16,
+        body_type="query-request",
+        body=query_request().to_dict(),
+    )
+
+
+def peer_message_vector() -> dict[str, Any]:
+    vector = signed_vector(
+        "A signed peer message from chain-b to chain-a, and the same message sealed with crypto_box.",
+        peer_message(),
+        [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
+    )
+    doc = SignedDocument(peer_message())
+    doc.sign(SigningKey(MEMBER_SEED))
+    sealed = seal(
+        doc, EncryptionKey(SENDER_BOX_SEED), EncryptionKey(RECIPIENT_BOX_SEED).public, nonce=BOX_NONCE
+    )
+    vector["sealed"] = sealed.to_dict()
+    vector["sender_box_seed_hex"] = SENDER_BOX_SEED.hex()
+    vector["recipient_box_seed_hex"] = RECIPIENT_BOX_SEED.hex()
+    return vector
+
+
+def tree_head_vector() -> dict[str, Any]:
+    head = TreeHead(
+        log_id="chain-a",
+        tree_size=2,
+        root_hash=bytes(range(32)),
+        timestamp=CLOCK,
+        audit_head=bytes(range(32, 64)),
+    )
+    return signed_vector("chain-a's signed tree head after two events.", head, [(NODE_SEED, node_key())])
+
+
+def manifest_vector() -> dict[str, Any]:
+    import tomllib
+    from pathlib import Path
+
+    from governance.description import manifest_from_description
+
+    description = tomllib.loads(
+        (Path(__file__).resolve().parents[2] / "docs" / "examples" / "group.toml").read_text("utf-8")
+    )
+    org = [SigningKey(seed) for seed in ORG_SEEDS]
+    manifest = manifest_from_description(description, [k.public for k in org], 2, CLOCK)
+    return signed_vector(
+        "Version 1 of the example group's manifest, signed by two of the organisation's three keys.",
+        manifest,
+        [(ORG_SEEDS[0], org[0]), (ORG_SEEDS[2], org[2])],
+    )
+
+
+def _payload_types() -> dict[str, type[Payload]]:
+    from governance.manifest import Manifest
+
+    return {
+        "watchlist-entry": WatchlistEntry,
+        "entry-event": EntryEvent,
+        "deletion-receipt": DeletionReceipt,
+        "query-request": QueryRequest,
+        "query-response": QueryResponse,
+        "peer-message": PeerMessage,
+        "tree-head": TreeHead,
+        "governance-manifest": Manifest,
+    }
+
+
 VECTORS: dict[str, Callable[[], Any]] = {
     "watchlist-entry": entry_vector,
+    "entry-event": event_vector,
+    "deletion-receipt": receipt_vector,
+    "query-request": query_request_vector,
+    "query-response": query_response_vector,
+    "peer-message": peer_message_vector,
+    "tree-head": tree_head_vector,
+    "governance-manifest": manifest_vector,
 }
 
-PAYLOAD_TYPES: dict[str, type[Payload]] = {
-    "watchlist-entry": WatchlistEntry,
-}
+PAYLOAD_TYPES: dict[str, type[Payload]] = _payload_types()

@@ -1,0 +1,129 @@
+"""A node's written registration rules (社内ルール) in machine-checked form.
+
+APPI Art. 22 and the PPC's Q&A (Q1-13-2) expect a business to register a face only when
+necessary, on objective evidence, under written internal rules, and to keep it no longer than
+needed. These rules narrow the group's policy for one node (never widen it), and
+``check_entry`` applies both to an entry before it can become active, listing every violation
+with the value received and the limit. Special-care data (Art. 20-2: arrest, prosecution,
+conviction) has no field to live in, and any field the format does not define is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from governance.errors import InvalidManifestError, RegistrationRefused
+from governance.manifest import Manifest
+from protocol.entry import WatchlistEntry
+from protocol.errors import MalformedError
+from protocol.fields import CODE_RE, Fields
+
+__all__ = ["FaceQuality", "RegistrationRules", "check_entry"]
+
+
+@dataclass(frozen=True)
+class FaceQuality:
+    """Minimum quality of a face used for registration (checked by the face pipeline)."""
+
+    min_detection_score: float = 0.6
+    min_face_pixels: int = 80
+    max_yaw_degrees: float = 30.0
+    min_sharpness: float = 50.0
+
+    @classmethod
+    def from_dict(cls, data: Any) -> FaceQuality:
+        f = Fields(data, "rules.face_quality")
+        defaults = cls()
+        quality = cls(
+            min_detection_score=f.number("min_detection_score", low=0.0, high=1.0)
+            if f.has("min_detection_score")
+            else defaults.min_detection_score,
+            min_face_pixels=f.integer("min_face_pixels", low=16, high=4096)
+            if f.has("min_face_pixels")
+            else defaults.min_face_pixels,
+            max_yaw_degrees=f.number("max_yaw_degrees", low=0.0, high=90.0)
+            if f.has("max_yaw_degrees")
+            else defaults.max_yaw_degrees,
+            min_sharpness=f.number("min_sharpness", low=0.0, high=1e6)
+            if f.has("min_sharpness")
+            else defaults.min_sharpness,
+        )
+        if f.rest():
+            raise MalformedError(f"rules.face_quality: unknown settings {sorted(f.rest())}")
+        return quality
+
+
+@dataclass(frozen=True)
+class RegistrationRules:
+    """What this node registers: categories, evidence, retention, face quality."""
+
+    categories: tuple[str, ...]
+    evidence_kinds: tuple[str, ...]
+    retention_days: int
+    face_quality: FaceQuality = FaceQuality()
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RegistrationRules:
+        f = Fields(data, "rules")
+        rules = cls(
+            categories=tuple(f.texts("categories", max_items=64, max_len=48, pattern=CODE_RE)),
+            evidence_kinds=tuple(f.texts("evidence_kinds", max_items=32, max_len=48, pattern=CODE_RE)),
+            retention_days=f.integer("retention_days", low=1, high=3650),
+            face_quality=FaceQuality.from_dict(f.obj("face_quality"))
+            if f.has("face_quality")
+            else FaceQuality(),
+        )
+        if f.rest():
+            raise MalformedError(f"rules: unknown settings {sorted(f.rest())}")
+        if not rules.categories or not rules.evidence_kinds:
+            raise MalformedError("rules: categories and evidence_kinds must each list at least one code")
+        return rules
+
+    def check_against(self, manifest: Manifest) -> None:
+        """Rules may only narrow the group's policy."""
+        policy = manifest.policy
+        extra = sorted(set(self.categories) - set(policy.incident_categories))
+        if extra:
+            raise InvalidManifestError(f"rules allow categories the group does not: {extra}")
+        extra = sorted(set(self.evidence_kinds) - set(policy.required_evidence))
+        if extra:
+            raise InvalidManifestError(f"rules accept evidence kinds the group does not: {extra}")
+        if self.retention_days > policy.max_retention_days:
+            raise InvalidManifestError(
+                f"rules keep entries {self.retention_days} days, the group allows at most {policy.max_retention_days}"
+            )
+
+
+def check_entry(manifest: Manifest, rules: RegistrationRules, entry: WatchlistEntry, now: datetime) -> None:
+    """Raise ``RegistrationRefused`` listing every rule ``entry`` breaks."""
+    policy = manifest.policy
+    violations: list[str] = []
+    if entry.category not in policy.incident_categories:
+        violations.append(
+            f"category {entry.category!r} is not one of the group's {list(policy.incident_categories)}"
+        )
+    elif entry.category not in rules.categories:
+        violations.append(
+            f"category {entry.category!r} is not one this node registers {list(rules.categories)}"
+        )
+    if entry.evidence.kind not in policy.required_evidence or entry.evidence.kind not in rules.evidence_kinds:
+        accepted = sorted(set(policy.required_evidence) & set(rules.evidence_kinds))
+        violations.append(f"evidence kind {entry.evidence.kind!r} is not accepted (accepted: {accepted})")
+    retention_days = (entry.expires_at - entry.registered_at).total_seconds() / 86400
+    limit = min(rules.retention_days, policy.max_retention_days)
+    if retention_days > limit:
+        violations.append(f"retention {retention_days:.1f} days exceeds the limit of {limit} days")
+    if entry.expires_at <= now:
+        violations.append("the entry has already expired")
+    if entry.incident_date > entry.registered_at.date():
+        violations.append(f"incident date {entry.incident_date.isoformat()} is after the registration date")
+    if entry.model_id != policy.model.model_id:
+        violations.append(f"model {entry.model_id!r} is not the pinned model {policy.model.model_id!r}")
+    if entry.unrecognized_fields:
+        violations.append(
+            f"fields {sorted(entry.unrecognized_fields)} are not part of an entry; free text is not allowed"
+        )
+    if violations:
+        raise RegistrationRefused(violations)
