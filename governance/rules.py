@@ -11,7 +11,7 @@ conviction) has no field to live in, and any field the format does not define is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from governance.errors import InvalidManifestError, RegistrationRefused
@@ -20,7 +20,7 @@ from protocol.entry import WatchlistEntry
 from protocol.errors import MalformedError
 from protocol.fields import CODE_RE, Fields
 
-__all__ = ["FaceQuality", "RegistrationRules", "check_entry"]
+__all__ = ["FaceQuality", "RegistrationRules", "check_entry", "check_registration"]
 
 
 @dataclass(frozen=True)
@@ -96,31 +96,61 @@ class RegistrationRules:
             )
 
 
-def check_entry(manifest: Manifest, rules: RegistrationRules, entry: WatchlistEntry, now: datetime) -> None:
-    """Raise ``RegistrationRefused`` listing every rule ``entry`` breaks."""
+def check_registration(
+    manifest: Manifest,
+    rules: RegistrationRules,
+    *,
+    category: str,
+    evidence_kind: str,
+    incident_date: date,
+    registered_at: datetime,
+    expires_at: datetime,
+    model_id: str,
+    now: datetime,
+) -> None:
+    """Raise ``RegistrationRefused`` listing every rule these registration facts break."""
     policy = manifest.policy
     violations: list[str] = []
-    if entry.category not in policy.incident_categories:
+    if category not in policy.incident_categories:
         violations.append(
-            f"category {entry.category!r} is not one of the group's {list(policy.incident_categories)}"
+            f"category {category!r} is not one of the group's {list(policy.incident_categories)}"
         )
-    elif entry.category not in rules.categories:
-        violations.append(
-            f"category {entry.category!r} is not one this node registers {list(rules.categories)}"
-        )
-    if entry.evidence.kind not in policy.required_evidence or entry.evidence.kind not in rules.evidence_kinds:
+    elif category not in rules.categories:
+        violations.append(f"category {category!r} is not one this node registers {list(rules.categories)}")
+    if evidence_kind not in policy.required_evidence or evidence_kind not in rules.evidence_kinds:
         accepted = sorted(set(policy.required_evidence) & set(rules.evidence_kinds))
-        violations.append(f"evidence kind {entry.evidence.kind!r} is not accepted (accepted: {accepted})")
-    retention_days = (entry.expires_at - entry.registered_at).total_seconds() / 86400
+        violations.append(f"evidence kind {evidence_kind!r} is not accepted (accepted: {accepted})")
+    retention_days = (expires_at - registered_at).total_seconds() / 86400
     limit = min(rules.retention_days, policy.max_retention_days)
     if retention_days > limit:
         violations.append(f"retention {retention_days:.1f} days exceeds the limit of {limit} days")
-    if entry.expires_at <= now:
+    if expires_at <= now:
         violations.append("the entry has already expired")
-    if entry.incident_date > entry.registered_at.date():
-        violations.append(f"incident date {entry.incident_date.isoformat()} is after the registration date")
-    if entry.model_id != policy.model.model_id:
-        violations.append(f"model {entry.model_id!r} is not the pinned model {policy.model.model_id!r}")
+    if incident_date > registered_at.date():
+        violations.append(f"incident date {incident_date.isoformat()} is after the registration date")
+    if model_id != policy.model.model_id:
+        violations.append(f"model {model_id!r} is not the pinned model {policy.model.model_id!r}")
+    if violations:
+        raise RegistrationRefused(violations)
+
+
+def check_entry(manifest: Manifest, rules: RegistrationRules, entry: WatchlistEntry, now: datetime) -> None:
+    """Raise ``RegistrationRefused`` listing every rule ``entry`` breaks."""
+    violations: list[str] = []
+    try:
+        check_registration(
+            manifest,
+            rules,
+            category=entry.category,
+            evidence_kind=entry.evidence.kind,
+            incident_date=entry.incident_date,
+            registered_at=entry.registered_at,
+            expires_at=entry.expires_at,
+            model_id=entry.model_id,
+            now=now,
+        )
+    except RegistrationRefused as e:
+        violations.extend(e.violations)
     if entry.unrecognized_fields:
         violations.append(
             f"fields {sorted(entry.unrecognized_fields)} are not part of an entry; free text is not allowed"

@@ -1,0 +1,71 @@
+"""Staff roles and what each may do: least privilege, and the two-person rule.
+
+APPI Art. 23 (and the PPC guidelines' organisational measures) expects access to be limited to
+what each person's job needs. A registrar proposes, an officer decides (approves, rejects,
+corrects, deletes), an operator matches and handles alerts, an auditor reads logs and reports,
+an admin manages accounts and configuration but cannot touch entries. The registrar of an entry
+can never be its approving officer; that check lives with the entry, this table with the roles.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from protocol.errors import PolicyError
+
+__all__ = ["Action", "Forbidden", "Role", "permitted", "require_permission"]
+
+
+class Role(enum.StrEnum):
+    REGISTRAR = "registrar"
+    OFFICER = "officer"
+    OPERATOR = "operator"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+class Action(enum.StrEnum):
+    PROPOSE_ENTRY = "entry.propose"
+    VIEW_OWN_PROPOSALS = "entry.view-own"
+    REVIEW_ENTRY = "entry.review"
+    APPROVE_ENTRY = "entry.approve"
+    REJECT_ENTRY = "entry.reject"
+    CORRECT_ENTRY = "entry.correct"
+    DELETE_ENTRY = "entry.delete"
+    MATCH = "match"
+    VIEW_ALERTS = "alerts.view"
+    READ_AUDIT = "audit.read"
+    READ_EVENT_LOG = "log.read"
+    MANAGE_ACCOUNTS = "accounts.manage"
+
+
+class Forbidden(PolicyError):
+    code = "forbidden"
+
+
+_PERMISSIONS: dict[Role, frozenset[Action]] = {
+    Role.REGISTRAR: frozenset({Action.PROPOSE_ENTRY, Action.VIEW_OWN_PROPOSALS}),
+    Role.OFFICER: frozenset(
+        {
+            Action.REVIEW_ENTRY,
+            Action.APPROVE_ENTRY,
+            Action.REJECT_ENTRY,
+            Action.CORRECT_ENTRY,
+            Action.DELETE_ENTRY,
+            Action.READ_EVENT_LOG,
+        }
+    ),
+    Role.OPERATOR: frozenset({Action.MATCH, Action.VIEW_ALERTS}),
+    Role.AUDITOR: frozenset({Action.READ_AUDIT, Action.READ_EVENT_LOG}),
+    Role.ADMIN: frozenset({Action.MANAGE_ACCOUNTS}),
+}
+
+
+def permitted(role: Role, action: Action) -> bool:
+    return action in _PERMISSIONS[role]
+
+
+def require_permission(role: Role, action: Action) -> None:
+    if not permitted(role, action):
+        allowed = sorted(r.value for r, actions in _PERMISSIONS.items() if action in actions)
+        raise Forbidden(f"role {role.value!r} may not {action.value} (allowed for: {', '.join(allowed)})")

@@ -1,0 +1,87 @@
+"""The tamper-evident audit log: every staff action and API access, hash-chained.
+
+Each record commits to the previous one (``record_hash = SHA-256(JCS(record with prev_hash))``),
+and the newest hash is signed into every tree head, so deleting or editing a record breaks the
+chain visibly. Records hold who, what, when, the outcome and a request hash: never an
+embedding, an image, a key or a free-text name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from node.storage.models import AuditRecord
+from protocol.canonical import canonical_bytes, sha256_hex
+from protocol.errors import ProofError
+from protocol.fields import format_time
+
+__all__ = ["GENESIS", "append_audit", "audit_head", "record_hash", "verify_audit_chain"]
+
+GENESIS = "0" * 64
+
+
+def record_hash(record: AuditRecord) -> str:
+    return sha256_hex(
+        canonical_bytes(
+            {
+                "seq": record.seq,
+                "at": format_time(record.at),
+                "actor": record.actor,
+                "action": record.action,
+                "target": record.target,
+                "outcome": record.outcome,
+                "request_hash": record.request_hash,
+                "prev_hash": record.prev_hash,
+            }
+        )
+    )
+
+
+def append_audit(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    outcome: str,
+    now: datetime,
+    target: str = "",
+    request_hash: str = "",
+) -> AuditRecord:
+    """Add one record in the caller's transaction (so a refused change and its record commit together)."""
+    last = session.exec(select(AuditRecord).order_by(col(AuditRecord.seq).desc()).limit(1)).first()
+    record = AuditRecord(
+        seq=0 if last is None else last.seq + 1,
+        at=now.replace(microsecond=0),
+        actor=actor,
+        action=action,
+        target=target,
+        outcome=outcome,
+        request_hash=request_hash,
+        prev_hash=GENESIS if last is None else last.record_hash,
+        record_hash="",
+    )
+    record.record_hash = record_hash(record)
+    session.add(record)
+    return record
+
+
+def audit_head(session: Session) -> str:
+    last = session.exec(select(AuditRecord).order_by(col(AuditRecord.seq).desc()).limit(1)).first()
+    return GENESIS if last is None else last.record_hash
+
+
+def verify_audit_chain(records: Iterable[AuditRecord]) -> str:
+    """Check sequence, links and hashes; return the head. Raise ``ProofError`` at the first break."""
+    previous = GENESIS
+    for expected_seq, record in enumerate(records):
+        if record.seq != expected_seq:
+            raise ProofError(f"audit record {expected_seq} is missing (found {record.seq})")
+        if record.prev_hash != previous:
+            raise ProofError(f"audit record {record.seq} does not link to record {record.seq - 1}")
+        if record_hash(record) != record.record_hash:
+            raise ProofError(f"audit record {record.seq} was altered")
+        previous = record.record_hash
+    return previous

@@ -1,0 +1,234 @@
+"""``watchnet init``, ``watchnet db ...`` and ``watchnet user ...``: setting up and staffing a node."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from governance.manifest import Manifest
+from governance.roles import Role
+from governance.rules import RegistrationRules
+from governance.trust import verify_initial
+from node.accounts import StaffAccounts
+from node.cli_gov import write_atomic
+from node.config import CONFIG_FILE, NodeConfig
+from node.context import MANIFEST_FILE, RULES_FILE, load_manifest_file
+from node.keystore import save_key
+from node.storage.engine import make_engine
+from node.storage.migrate import check_schema, current_revision, head_revision, upgrade
+from protocol.errors import ConfigurationError
+from protocol.keys import DataKey, EncryptionKey, SigningKey
+
+__all__ = ["register"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data, ensure_ascii=False, sort_keys=True) if args.json else text)
+
+
+def default_rules(manifest: Manifest) -> dict[str, Any]:
+    """A starting point for the node's written rules: the group's policy, to be narrowed by the business."""
+    return {
+        "categories": list(manifest.policy.incident_categories),
+        "evidence_kinds": list(manifest.policy.required_evidence),
+        "retention_days": manifest.policy.max_retention_days,
+    }
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    directory = Path(args.directory)
+    if (directory / CONFIG_FILE).exists():
+        raise ConfigurationError(f"{directory} already holds a node; refusing to overwrite it")
+    manifest_doc = load_manifest_file(Path(args.manifest))
+    manifest = verify_initial(manifest_doc, args.root_keyid, _now())
+    directory.mkdir(parents=True, exist_ok=True)
+    config = NodeConfig(
+        directory=directory,
+        node_id=args.node_id,
+        display_name=args.display_name or args.node_id,
+        port=args.port,
+        database_url=args.database_url,
+        root_keyids=tuple(args.root_keyid),
+    )
+    signing, encryption = SigningKey.generate(), EncryptionKey.generate()
+    save_key(config.path(config.signing_key_file), signing)
+    save_key(config.path(config.encryption_key_file), encryption)
+    save_key(config.path(config.data_key_file), DataKey.generate())
+    write_atomic(directory / CONFIG_FILE, config.to_toml().encode("utf-8"))
+    write_atomic(directory / MANIFEST_FILE, manifest_doc.to_bytes() + b"\n")
+    rules_text = (
+        "# Written registration rules of this node (社内ルール). They may only narrow the group's policy.\n"
+        + tomli_w.dumps(default_rules(manifest))
+    )
+    write_atomic(directory / RULES_FILE, rules_text.encode("utf-8"))
+    RegistrationRules.from_dict(default_rules(manifest)).check_against(manifest)
+    revision = upgrade(make_engine(config.effective_database_url))
+    member = manifest.member(config.node_id)
+    if member is None:
+        standing = "not listed in the manifest yet: give both public keys to the organisation"
+    elif (member.signing_key, member.encryption_key) != (signing.public, encryption.public):
+        standing = "listed in the manifest with other keys: give these public keys to the organisation"
+    else:
+        standing = "listed in the manifest with these keys"
+    _emit(
+        args,
+        {
+            "directory": str(directory),
+            "node_id": config.node_id,
+            "signing_key": signing.public.to_str(),
+            "encryption_key": encryption.public.to_str(),
+            "keyid": signing.keyid,
+            "schema": revision,
+            "standing": standing,
+        },
+        "\n".join(
+            [
+                f"created node {config.node_id} in {directory} (schema {revision})",
+                f"signing key    {signing.public.to_str()}",
+                f"encryption key {encryption.public.to_str()}",
+                standing,
+            ]
+        ),
+    )
+    return 0
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    if args.database_url:
+        return make_engine(args.database_url)
+    return make_engine(NodeConfig.load(Path(args.node)).effective_database_url)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    revision = upgrade(_engine(args))
+    _emit(args, {"schema": revision}, f"database schema at {revision}")
+    return 0
+
+
+def cmd_db_check(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    current, head = current_revision(engine), head_revision()
+    check_schema(engine)
+    _emit(args, {"schema": current, "head": head}, f"database schema at {current} (current)")
+    return 0
+
+
+def _accounts(args: argparse.Namespace) -> StaffAccounts:
+    engine = _engine(args)
+    check_schema(engine)
+    return StaffAccounts(engine)
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ConfigurationError("the two passwords differ")
+    return first
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    member = _accounts(args).add(args.username, Role(args.role), _password(args), _now())
+    _emit(
+        args,
+        {"id": member.id, "username": member.username, "role": member.role.value},
+        f"added {member.username} ({member.role.value}) as {member.id}",
+    )
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    rows = _accounts(args).list()
+    data = [{"id": m.id, "username": m.username, "role": m.role.value, "disabled": d} for m, d in rows]
+    if args.json:
+        print(json.dumps(data, sort_keys=True))
+    else:
+        for item in data:
+            print(
+                f"{item['username']:<20} {item['role']:<10} {item['id']}{'  (disabled)' if item['disabled'] else ''}"
+            )
+    return 0
+
+
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    _accounts(args).set_disabled(args.username, not args.enable)
+    _emit(
+        args,
+        {"username": args.username, "disabled": not args.enable},
+        f"{args.username} {'enabled' if args.enable else 'disabled'}",
+    )
+    return 0
+
+
+def cmd_user_token(args: argparse.Namespace) -> int:
+    token = _accounts(args).issue_token(args.username, _now())
+    _emit(args, {"username": args.username, "token": token}, token)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def with_common(p: argparse.ArgumentParser, *, node: bool = True) -> argparse.ArgumentParser:
+        p.add_argument("--json", action="store_true", help="print JSON for scripts")
+        if node:
+            p.add_argument("--node", default=".", help="node directory (default: current directory)")
+            p.add_argument("--database-url", help="override the database URL, e.g. postgresql+psycopg://...")
+        return p
+
+    p = with_common(
+        sub.add_parser(
+            "init", help="create a node directory: config, keys (0600), manifest, rules, database"
+        ),
+        node=False,
+    )
+    p.set_defaults(handler=cmd_init)
+    p.add_argument("directory")
+    p.add_argument("--node-id", required=True, help="this node's id as listed in the manifest, e.g. chain-a")
+    p.add_argument("--manifest", required=True, help="the group manifest signed by the organisation")
+    p.add_argument(
+        "--root-keyid",
+        action="append",
+        required=True,
+        help="a pinned root key id of the organisation (repeat)",
+    )
+    p.add_argument("--display-name")
+    p.add_argument("--port", type=int, default=8470)
+    p.add_argument("--database-url", help="PostgreSQL URL for production; default SQLite in the directory")
+
+    db = sub.add_parser("db", help="database schema (Alembic migrations)")
+    db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
+    with_common(
+        db_commands.add_parser("upgrade", help="apply migrations up to the newest schema")
+    ).set_defaults(handler=cmd_db_upgrade)
+    with_common(db_commands.add_parser("check", help="fail unless the schema is the newest")).set_defaults(
+        handler=cmd_db_check
+    )
+
+    user = sub.add_parser("user", help="staff accounts")
+    user_commands = user.add_subparsers(dest="user_command", metavar="COMMAND", required=True)
+    p = with_common(user_commands.add_parser("add", help="add a staff account with a role"))
+    p.set_defaults(handler=cmd_user_add)
+    p.add_argument("username")
+    p.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    with_common(user_commands.add_parser("list", help="list staff accounts")).set_defaults(
+        handler=cmd_user_list
+    )
+    p = with_common(user_commands.add_parser("disable", help="disable (or --enable) an account"))
+    p.set_defaults(handler=cmd_user_disable)
+    p.add_argument("username")
+    p.add_argument("--enable", action="store_true", help="re-enable instead (also clears a lockout)")
+    p = with_common(user_commands.add_parser("token", help="issue an API token (shown once)"))
+    p.set_defaults(handler=cmd_user_token)
+    p.add_argument("username")

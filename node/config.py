@@ -1,0 +1,213 @@
+"""The node's typed configuration (``config.toml`` in the node directory).
+
+Every setting has a documented default and a hard limit, durations are written like ``"60s"``,
+and a bad value is refused at start with the field, the value and what is expected, rather than
+discovered later in a request. Secrets are never in this file: key files sit beside it (0600),
+and the data key may instead come from the environment (``WATCHNET_DATA_KEY``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from protocol.canonical import b64url_decode
+from protocol.errors import ConfigurationError, MalformedError
+from protocol.fields import NODE_ID_RE, Fields, format_duration, parse_duration
+from protocol.keys import DataKey
+
+__all__ = ["CONFIG_FILE", "Limits", "NodeConfig"]
+
+CONFIG_FILE = "config.toml"
+_KEYID_RE = re.compile(r"[0-9a-f]{64}")
+EXPORTERS = ("none", "console", "otlp")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard limits on what one request or one account may cost the node."""
+
+    max_body_bytes: int = 1 << 20
+    requests_per_minute: int = 600
+    peer_requests_per_minute: int = 1200
+    replay_window: timedelta = timedelta(seconds=60)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_body_bytes": self.max_body_bytes,
+            "requests_per_minute": self.requests_per_minute,
+            "peer_requests_per_minute": self.peer_requests_per_minute,
+            "replay_window": format_duration(self.replay_window),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Limits:
+        f = Fields(data, "limits")
+        d = cls()
+        limits = cls(
+            max_body_bytes=f.integer("max_body_bytes", low=1024, high=16 << 20)
+            if f.has("max_body_bytes")
+            else d.max_body_bytes,
+            requests_per_minute=f.integer("requests_per_minute", low=1, high=100_000)
+            if f.has("requests_per_minute")
+            else d.requests_per_minute,
+            peer_requests_per_minute=f.integer("peer_requests_per_minute", low=1, high=100_000)
+            if f.has("peer_requests_per_minute")
+            else d.peer_requests_per_minute,
+            replay_window=parse_duration(f.text("replay_window", max_len=16), field="limits.replay_window")
+            if f.has("replay_window")
+            else d.replay_window,
+        )
+        if f.rest():
+            raise MalformedError(f"limits: unknown settings {sorted(f.rest())}")
+        return limits
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Where the node keeps things, whom it trusts, and how it is reached."""
+
+    directory: Path
+    node_id: str
+    display_name: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8470
+    database_url: str | None = None
+    signing_key_file: str = "keys/signing.key"
+    encryption_key_file: str = "keys/encryption.key"
+    data_key_file: str = "keys/data.key"
+    root_keyids: tuple[str, ...] = ()
+    manifest_url: str | None = None
+    retention_sweep: timedelta = timedelta(seconds=60)
+    telemetry_exporter: str = "none"
+    otlp_endpoint: str | None = None
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def effective_database_url(self) -> str:
+        """``WATCHNET_DATABASE_URL`` overrides the file; the default is SQLite in the node directory."""
+        env = os.environ.get("WATCHNET_DATABASE_URL")
+        if env:
+            return env
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.directory / 'watchnet.db').resolve()}"
+
+    def path(self, relative: str) -> Path:
+        p = Path(relative)
+        return p if p.is_absolute() else self.directory / p
+
+    def data_key_from_env(self) -> DataKey | None:
+        text = os.environ.get("WATCHNET_DATA_KEY")
+        if not text:
+            return None
+        try:
+            return DataKey(b64url_decode(text.strip(), field="WATCHNET_DATA_KEY", length=32))
+        except MalformedError as e:
+            raise ConfigurationError(f"WATCHNET_DATA_KEY: {e}") from e
+
+    def to_toml(self) -> str:
+        doc: dict[str, Any] = {
+            "node_id": self.node_id,
+            "display_name": self.display_name,
+            "listen": {"host": self.host, "port": self.port},
+            "keys": {
+                "signing": self.signing_key_file,
+                "encryption": self.encryption_key_file,
+                "data": self.data_key_file,
+            },
+            "governance": {"root_keyids": list(self.root_keyids)},
+            "retention": {"sweep_interval": format_duration(self.retention_sweep)},
+            "telemetry": {"exporter": self.telemetry_exporter},
+            "limits": self.limits.to_dict(),
+        }
+        if self.database_url:
+            doc["database"] = {"url": self.database_url}
+        if self.manifest_url:
+            doc["governance"]["manifest_url"] = self.manifest_url
+        if self.otlp_endpoint:
+            doc["telemetry"]["otlp_endpoint"] = self.otlp_endpoint
+        return tomli_w.dumps(doc)
+
+    @classmethod
+    def from_toml(cls, text: str, directory: Path) -> NodeConfig:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigurationError(f"{directory / CONFIG_FILE}: not valid TOML: {e}") from e
+        try:
+            return cls._from_dict(data, directory)
+        except MalformedError as e:
+            raise ConfigurationError(f"{directory / CONFIG_FILE}: {e}") from e
+
+    @classmethod
+    def _from_dict(cls, data: Any, directory: Path) -> NodeConfig:
+        f = Fields(data, "config")
+        node_id = f.text("node_id", max_len=63, pattern=NODE_ID_RE)
+        display_name = f.text("display_name", max_len=200) if f.has("display_name") else ""
+        listen = Fields(f.obj("listen") if f.has("listen") else {}, "listen")
+        host = listen.text("host", max_len=255) if listen.has("host") else cls.host
+        port = listen.integer("port", low=1, high=65535) if listen.has("port") else cls.port
+        keys = Fields(f.obj("keys") if f.has("keys") else {}, "keys")
+        database = Fields(f.obj("database") if f.has("database") else {}, "database")
+        governance = Fields(f.obj("governance") if f.has("governance") else {}, "governance")
+        retention = Fields(f.obj("retention") if f.has("retention") else {}, "retention")
+        telemetry = Fields(f.obj("telemetry") if f.has("telemetry") else {}, "telemetry")
+        exporter = telemetry.text("exporter", max_len=16) if telemetry.has("exporter") else "none"
+        if exporter not in EXPORTERS:
+            raise MalformedError(f"telemetry.exporter: {exporter!r} is not one of {', '.join(EXPORTERS)}")
+        config = cls(
+            directory=directory,
+            node_id=node_id,
+            display_name=display_name,
+            host=host,
+            port=port,
+            database_url=database.text("url", max_len=1024) if database.has("url") else None,
+            signing_key_file=keys.text("signing", max_len=1024)
+            if keys.has("signing")
+            else cls.signing_key_file,
+            encryption_key_file=keys.text("encryption", max_len=1024)
+            if keys.has("encryption")
+            else cls.encryption_key_file,
+            data_key_file=keys.text("data", max_len=1024) if keys.has("data") else cls.data_key_file,
+            root_keyids=tuple(governance.texts("root_keyids", max_items=16, max_len=64, pattern=_KEYID_RE))
+            if governance.has("root_keyids")
+            else (),
+            manifest_url=governance.text("manifest_url", max_len=1024)
+            if governance.has("manifest_url")
+            else None,
+            retention_sweep=parse_duration(
+                retention.text("sweep_interval", max_len=16), field="retention.sweep_interval"
+            )
+            if retention.has("sweep_interval")
+            else cls.retention_sweep,
+            telemetry_exporter=exporter,
+            otlp_endpoint=telemetry.text("otlp_endpoint", max_len=1024)
+            if telemetry.has("otlp_endpoint")
+            else None,
+            limits=Limits.from_dict(f.obj("limits")) if f.has("limits") else Limits(),
+        )
+        for section in (f, listen, keys, database, governance, retention, telemetry):
+            if section.rest():
+                raise MalformedError(f"unknown settings {sorted(section.rest())}")
+        if config.telemetry_exporter == "otlp" and not config.otlp_endpoint:
+            raise MalformedError("telemetry.exporter is 'otlp' but telemetry.otlp_endpoint is not set")
+        return config
+
+    @classmethod
+    def load(cls, directory: Path) -> NodeConfig:
+        path = Path(directory) / CONFIG_FILE
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError as e:
+            raise ConfigurationError(
+                f"{path} not found; create a node with 'watchnet init {directory}'"
+            ) from e
+        return cls.from_toml(text, Path(directory))

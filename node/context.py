@@ -1,0 +1,88 @@
+"""Everything a running node needs, loaded once from its directory: config, keys, database, policy.
+
+The node directory holds ``config.toml``, the key files (0600), the trusted manifest and the
+written registration rules. Loading checks each and says what to do when one is missing or wrong;
+the service, the CLI and the tests all start a node through ``NodeContext.load``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from governance.manifest import Manifest
+from governance.rules import RegistrationRules
+from node.accounts import StaffAccounts
+from node.config import NodeConfig
+from node.keystore import load_data_key, load_encryption_key, load_signing_key
+from node.matching import MatchIndex
+from node.registry import Registry
+from node.storage.engine import make_engine
+from node.storage.migrate import check_schema
+from node.vault import Vault
+from protocol.errors import ConfigurationError, MalformedError
+from protocol.keys import EncryptionKey, SigningKey
+from protocol.signed import SignedDocument
+
+__all__ = ["MANIFEST_FILE", "RULES_FILE", "NodeContext", "load_manifest_file"]
+
+MANIFEST_FILE = "manifest.json"
+RULES_FILE = "rules.toml"
+
+
+def load_manifest_file(path: Path) -> SignedDocument[Manifest]:
+    try:
+        return SignedDocument.from_bytes(path.read_bytes(), Manifest)
+    except FileNotFoundError as e:
+        raise ConfigurationError(
+            f"{path} not found; 'watchnet init --manifest FILE' installs the group manifest"
+        ) from e
+
+
+@dataclass
+class NodeContext:
+    config: NodeConfig
+    engine: Engine
+    signing_key: SigningKey
+    encryption_key: EncryptionKey
+    manifest: Manifest
+    rules: RegistrationRules
+    accounts: StaffAccounts
+    registry: Registry
+
+    @classmethod
+    def load(cls, directory: Path, *, database_url: str | None = None, check: bool = True) -> NodeContext:
+        config = NodeConfig.load(directory)
+        engine = make_engine(database_url or config.effective_database_url)
+        if check:
+            check_schema(engine)
+        signing_key = load_signing_key(config.path(config.signing_key_file))
+        encryption_key = load_encryption_key(config.path(config.encryption_key_file))
+        data_key = config.data_key_from_env() or load_data_key(config.path(config.data_key_file))
+        manifest = load_manifest_file(config.directory / MANIFEST_FILE).payload
+        try:
+            rules = RegistrationRules.from_dict(
+                tomllib.loads((config.directory / RULES_FILE).read_text(encoding="utf-8"))
+            )
+        except FileNotFoundError as e:
+            raise ConfigurationError(
+                f"{config.directory / RULES_FILE} not found; write the node's registration rules"
+            ) from e
+        except (tomllib.TOMLDecodeError, MalformedError) as e:
+            raise ConfigurationError(f"{config.directory / RULES_FILE}: {e}") from e
+        rules.check_against(manifest)
+        registry = Registry(
+            engine=engine,
+            node_id=config.node_id,
+            signing_key=signing_key,
+            vault=Vault(data_key),
+            manifest=lambda: manifest,
+            rules=rules,
+            index=MatchIndex(manifest.policy.model.dimension),
+        )
+        return cls(
+            config, engine, signing_key, encryption_key, manifest, rules, StaffAccounts(engine), registry
+        )

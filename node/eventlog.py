@@ -1,0 +1,59 @@
+"""The node's event log on its database: a pymerkle tree whose leaves are ``log_leaf`` rows.
+
+Appends happen inside the registry's transactions (the leaf row, the entry change and the audit
+record commit together or not at all); this tree only reads committed leaves to compute roots
+and proofs. Subtree roots of complete ranges never change in an append-only log, so pymerkle's
+cache stays valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pymerkle import BaseMerkleTree
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from node.storage.models import LogLeaf
+from protocol.merkle import MerkleLog
+
+__all__ = ["SqlLeafTree", "open_event_log"]
+
+
+class SqlLeafTree(BaseMerkleTree):  # type: ignore[misc]
+    """Read-only pymerkle storage over the ``log_leaf`` table (pymerkle indexes from 1)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        super().__init__("sha256")
+
+    def _encode_entry(self, data: bytes) -> bytes:
+        return data
+
+    def _store_leaf(self, data: bytes, digest: bytes) -> int:
+        raise TypeError("the event log is appended by node.registry inside its transaction")
+
+    def _get_leaf(self, index: int) -> bytes:
+        with Session(self._engine) as session:
+            row = session.get(LogLeaf, index - 1)
+            if row is None:
+                raise IndexError(f"no log leaf {index - 1}")
+            return row.leaf_hash
+
+    def _get_leaves(self, offset: int, width: int) -> Iterable[bytes]:
+        with Session(self._engine) as session:
+            rows = session.exec(
+                select(LogLeaf.leaf_hash)
+                .where(col(LogLeaf.idx) >= offset, col(LogLeaf.idx) < offset + width)
+                .order_by(col(LogLeaf.idx))
+            ).all()
+            return list(rows)
+
+    def _get_size(self) -> int:
+        with Session(self._engine) as session:
+            return int(session.exec(select(func.count()).select_from(LogLeaf)).one())
+
+
+def open_event_log(engine: Engine) -> MerkleLog:
+    return MerkleLog(SqlLeafTree(engine))

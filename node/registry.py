@@ -1,0 +1,530 @@
+"""The watchlist registry: propose, approve (two-person rule), reject, correct, delete, expire.
+
+Each operation is one database transaction holding the entry change, the signed event's log
+leaf, its encrypted payload and the audit record, so a crash leaves either all of them or none.
+A refused operation still writes its audit record (in its own transaction). Deletion and expiry
+erase the embedding, the face crop, the evidence reference, the signed entry and every event
+payload of the entry; the tombstone row and the signed events remain, and the log still verifies.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from governance.manifest import Manifest
+from governance.roles import Action, require_permission
+from governance.rules import RegistrationRules, check_entry, check_registration
+from node.accounts import StaffMember
+from node.auditlog import append_audit, audit_head
+from node.eventlog import open_event_log
+from node.matching import MatchIndex
+from node.storage.engine import erase_checkpoint
+from node.storage.models import EntryRow, EventPayloadRow, LogLeaf, TreeHeadRow
+from node.vault import Vault
+from protocol.canonical import canonical_bytes, parse_json
+from protocol.commitment import commit, new_salt
+from protocol.embedding import Embedding
+from protocol.entry import Evidence, WatchlistEntry
+from protocol.errors import MalformedError, PolicyError, WatchnetError
+from protocol.events import EntryEvent, EventKind, EventReason, log_leaf_bytes
+from protocol.keys import SigningKey
+from protocol.merkle import leaf_hash
+from protocol.signed import SignedDocument
+from protocol.treehead import TreeHead
+
+__all__ = ["EntryNotFound", "EntryState", "Proposal", "Registry", "TwoPersonRuleViolation", "WrongState"]
+
+PROPOSED, ACTIVE, REJECTED, DELETED, EXPIRED = "proposed", "active", "rejected", "deleted", "expired"
+SYSTEM = "system"
+
+
+class EntryNotFound(PolicyError):
+    code = "entry_not_found"
+
+
+class WrongState(PolicyError):
+    code = "wrong_state"
+
+
+class TwoPersonRuleViolation(PolicyError):
+    code = "two_person_rule"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a registrar submits: a face, the incident category and the objective evidence."""
+
+    embedding: Embedding
+    category: str
+    evidence: Evidence
+    incident_date: date
+    site: str
+    retention_days: int | None = None
+    face_crop: bytes | None = None
+
+
+@dataclass(frozen=True)
+class EntryState:
+    """An entry as staff see it: never the embedding or the crop."""
+
+    entry_id: str
+    version: int
+    status: str
+    category: str
+    site: str
+    evidence_kind: str
+    registrar: str
+    officer: str | None
+    expires_at: datetime
+    reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entry_id": self.entry_id,
+            "version": self.version,
+            "status": self.status,
+            "category": self.category,
+            "site": self.site,
+            "evidence_kind": self.evidence_kind,
+            "registrar": self.registrar,
+            "officer": self.officer,
+            "expires_at": self.expires_at.isoformat(),
+            "reason": self.reason,
+        }
+
+
+def _state(row: EntryRow) -> EntryState:
+    return EntryState(
+        row.entry_id,
+        row.version,
+        row.status,
+        row.category,
+        row.site,
+        row.evidence_kind,
+        row.registrar,
+        row.officer,
+        row.expires_at,
+        row.reason,
+    )
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(10)}"
+
+
+class Registry:
+    """All writes to the watchlist go through here."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        node_id: str,
+        signing_key: SigningKey,
+        vault: Vault,
+        manifest: Callable[[], Manifest],
+        rules: RegistrationRules,
+        index: MatchIndex,
+    ) -> None:
+        self._engine = engine
+        self.node_id = node_id
+        self._key = signing_key
+        self._vault = vault
+        self._manifest = manifest
+        self.rules = rules
+        self.index = index
+        self.log = open_event_log(engine)
+        self._write_lock = threading.Lock()
+
+    def _refuse(
+        self, staff: StaffMember | None, action: str, target: str, error: WatchnetError, now: datetime
+    ) -> None:
+        with Session(self._engine, expire_on_commit=False) as session:
+            append_audit(
+                session,
+                actor=staff.id if staff else SYSTEM,
+                action=action,
+                target=target,
+                outcome=f"refused:{error.code}",
+                now=now,
+            )
+            session.commit()
+
+    def _guarded(
+        self, staff: StaffMember | None, action: str, target: str, now: datetime, work: Callable[[], Any]
+    ) -> Any:
+        try:
+            with self._write_lock:
+                return work()
+        except WatchnetError as e:
+            self._refuse(staff, action, target, e, now)
+            raise
+
+    def propose(self, staff: StaffMember, proposal: Proposal, now: datetime) -> EntryState:
+        def work() -> EntryState:
+            require_permission(staff.role, Action.PROPOSE_ENTRY)
+            manifest = self._manifest()
+            retention = proposal.retention_days or self.rules.retention_days
+            expires_at = now + timedelta(days=retention)
+            if proposal.embedding.dimension != manifest.policy.model.dimension:
+                raise MalformedError(
+                    f"embedding has {proposal.embedding.dimension} dimensions, the pinned model "
+                    f"{manifest.policy.model.model_id} has {manifest.policy.model.dimension}"
+                )
+            check_registration(
+                manifest,
+                self.rules,
+                category=proposal.category,
+                evidence_kind=proposal.evidence.kind,
+                incident_date=proposal.incident_date,
+                registered_at=now,
+                expires_at=expires_at,
+                model_id=manifest.policy.model.model_id,
+                now=now,
+            )
+            entry_id = _new_id("ent")
+            salt = new_salt()
+            row = EntryRow(
+                entry_id=entry_id,
+                version=0,
+                status=PROPOSED,
+                category=proposal.category,
+                site=proposal.site,
+                evidence_kind=proposal.evidence.kind,
+                evidence_reference=proposal.evidence.reference,
+                incident_date=proposal.incident_date.isoformat(),
+                registrar=staff.id,
+                proposed_at=now,
+                expires_at=expires_at,
+                embedding_ct=self._vault.seal(proposal.embedding.raw, binding=f"{entry_id}/embedding"),
+                salt_ct=self._vault.seal(salt, binding=f"{entry_id}/salt"),
+                crop_ct=None
+                if proposal.face_crop is None
+                else self._vault.seal(proposal.face_crop, binding=f"{entry_id}/crop"),
+            )
+            with Session(self._engine, expire_on_commit=False) as session:
+                session.add(row)
+                append_audit(
+                    session, actor=staff.id, action="entry.propose", target=entry_id, outcome="ok", now=now
+                )
+                session.commit()
+                session.refresh(row)
+                return _state(row)
+
+        return self._guarded(staff, "entry.propose", "", now, work)  # type: ignore[no-any-return]
+
+    def _load(self, session: Session, entry_id: str) -> EntryRow:
+        row = session.get(EntryRow, entry_id)
+        if row is None:
+            raise EntryNotFound(f"no entry {entry_id!r} on this node")
+        return row
+
+    def _embedding(self, row: EntryRow) -> tuple[Embedding, bytes]:
+        if row.embedding_ct is None or row.salt_ct is None:
+            raise WrongState(f"entry {row.entry_id} holds no embedding (status {row.status})")
+        embedding = Embedding(self._vault.open(row.embedding_ct, binding=f"{row.entry_id}/embedding"))
+        return embedding, self._vault.open(row.salt_ct, binding=f"{row.entry_id}/salt")
+
+    def _sign_entry(
+        self, row: EntryRow, officer: str, version: int, now: datetime
+    ) -> SignedDocument[WatchlistEntry]:
+        embedding, salt = self._embedding(row)
+        manifest = self._manifest()
+        entry = WatchlistEntry(
+            entry_id=row.entry_id,
+            owner=self.node_id,
+            version=version,
+            category=row.category,
+            evidence=Evidence(row.evidence_kind, row.evidence_reference or ""),
+            incident_date=date.fromisoformat(row.incident_date or ""),
+            site=row.site,
+            model_id=manifest.policy.model.model_id,
+            embedding_commitment=commit(salt, embedding.raw),
+            registered_at=row.registered_at or now,
+            expires_at=row.expires_at,
+            registrar=row.registrar,
+            officer=officer,
+        )
+        check_entry(manifest, self.rules, entry, now)
+        doc = SignedDocument(entry)
+        doc.sign(self._key)
+        return doc
+
+    def _append_event(
+        self,
+        session: Session,
+        *,
+        kind: EventKind,
+        reason: EventReason,
+        row: EntryRow,
+        version: int,
+        actor: str,
+        entry: SignedDocument[WatchlistEntry] | None,
+        now: datetime,
+    ) -> SignedDocument[EntryEvent]:
+        event, payload = EntryEvent.create(
+            entry=entry,
+            event_id=_new_id("evt"),
+            owner=self.node_id,
+            kind=kind,
+            entry_id=row.entry_id,
+            entry_version=version,
+            reason=reason,
+            occurred_at=now.replace(microsecond=0),
+            actor=actor,
+        )
+        signed = SignedDocument(event)
+        signed.sign(self._key)
+        leaf = log_leaf_bytes(signed)
+        size = int(session.exec(select(func.count()).select_from(LogLeaf)).one())
+        session.add(
+            LogLeaf(
+                idx=size,
+                event_id=event.event_id,
+                entry_id=row.entry_id,
+                kind=kind.value,
+                leaf_hash=leaf_hash(leaf),
+                leaf=leaf,
+                created_at=now,
+            )
+        )
+        session.add(
+            EventPayloadRow(
+                event_id=event.event_id,
+                entry_id=row.entry_id,
+                payload_ct=self._vault.seal(
+                    canonical_bytes(payload.to_dict()), binding=f"{event.event_id}/payload"
+                ),
+            )
+        )
+        return signed
+
+    def _publish_head(self, now: datetime) -> None:
+        with Session(self._engine, expire_on_commit=False) as session:
+            head = TreeHead(
+                log_id=self.node_id,
+                tree_size=self.log.size,
+                root_hash=self.log.root(),
+                timestamp=now.replace(microsecond=0),
+                audit_head=bytes.fromhex(audit_head(session)),
+            )
+            doc = SignedDocument(head)
+            doc.sign(self._key)
+            existing = session.get(TreeHeadRow, head.tree_size)
+            if existing is None:
+                session.add(TreeHeadRow(tree_size=head.tree_size, signed=doc.to_bytes().decode("utf-8")))
+            else:
+                existing.signed = doc.to_bytes().decode("utf-8")
+                session.add(existing)
+            session.commit()
+
+    def approve(self, staff: StaffMember, entry_id: str, now: datetime) -> EntryState:
+        def work() -> EntryState:
+            require_permission(staff.role, Action.APPROVE_ENTRY)
+            with Session(self._engine, expire_on_commit=False) as session:
+                row = self._load(session, entry_id)
+                if row.status != PROPOSED:
+                    raise WrongState(
+                        f"entry {entry_id} is {row.status}, only a proposed entry can be approved"
+                    )
+                if row.registrar == staff.id:
+                    raise TwoPersonRuleViolation(
+                        "the registrar of an entry cannot approve it; another officer must"
+                    )
+                row.registered_at = now.replace(microsecond=0)
+                signed = self._sign_entry(row, staff.id, 1, now)
+                self._append_event(
+                    session,
+                    kind=EventKind.REGISTERED,
+                    reason=EventReason.REGISTRATION,
+                    row=row,
+                    version=1,
+                    actor=staff.id,
+                    entry=signed,
+                    now=now,
+                )
+                row.version, row.status, row.officer = 1, ACTIVE, staff.id
+                row.signed_entry = signed.to_bytes().decode("utf-8")
+                session.add(row)
+                append_audit(
+                    session, actor=staff.id, action="entry.approve", target=entry_id, outcome="ok", now=now
+                )
+                session.commit()
+                embedding, _ = self._embedding(row)
+                state = _state(row)
+            self.index.upsert(entry_id, embedding)
+            self._publish_head(now)
+            return state
+
+        return self._guarded(staff, "entry.approve", entry_id, now, work)  # type: ignore[no-any-return]
+
+    def reject(self, staff: StaffMember, entry_id: str, reason: str, now: datetime) -> EntryState:
+        def work() -> EntryState:
+            require_permission(staff.role, Action.REJECT_ENTRY)
+            with Session(self._engine, expire_on_commit=False) as session:
+                row = self._load(session, entry_id)
+                if row.status != PROPOSED:
+                    raise WrongState(
+                        f"entry {entry_id} is {row.status}, only a proposed entry can be rejected"
+                    )
+                self._erase(session, row, REJECTED, reason, now)
+                append_audit(
+                    session, actor=staff.id, action="entry.reject", target=entry_id, outcome="ok", now=now
+                )
+                session.commit()
+                state = _state(row)
+            erase_checkpoint(self._engine)
+            return state
+
+        return self._guarded(staff, "entry.reject", entry_id, now, work)  # type: ignore[no-any-return]
+
+    def correct(
+        self,
+        staff: StaffMember,
+        entry_id: str,
+        *,
+        reason: EventReason,
+        now: datetime,
+        category: str | None = None,
+        evidence: Evidence | None = None,
+        expires_at: datetime | None = None,
+    ) -> EntryState:
+        def work() -> EntryState:
+            require_permission(staff.role, Action.CORRECT_ENTRY)
+            with Session(self._engine, expire_on_commit=False) as session:
+                row = self._load(session, entry_id)
+                if row.status != ACTIVE:
+                    raise WrongState(
+                        f"entry {entry_id} is {row.status}, only an active entry can be corrected"
+                    )
+                if row.registrar == staff.id:
+                    raise TwoPersonRuleViolation("the registrar of an entry cannot also correct it")
+                if category is not None:
+                    row.category = category
+                if evidence is not None:
+                    row.evidence_kind, row.evidence_reference = evidence.kind, evidence.reference
+                if expires_at is not None:
+                    row.expires_at = expires_at
+                version = row.version + 1
+                signed = self._sign_entry(row, staff.id, version, now)
+                self._append_event(
+                    session,
+                    kind=EventKind.CORRECTED,
+                    reason=reason,
+                    row=row,
+                    version=version,
+                    actor=staff.id,
+                    entry=signed,
+                    now=now,
+                )
+                row.version, row.officer = version, staff.id
+                row.signed_entry = signed.to_bytes().decode("utf-8")
+                session.add(row)
+                append_audit(
+                    session, actor=staff.id, action="entry.correct", target=entry_id, outcome="ok", now=now
+                )
+                session.commit()
+                state = _state(row)
+            self._publish_head(now)
+            return state
+
+        return self._guarded(staff, "entry.correct", entry_id, now, work)  # type: ignore[no-any-return]
+
+    def _erase(self, session: Session, row: EntryRow, status: str, reason: str, now: datetime) -> None:
+        """Erase the biometric and personal parts; keep the tombstone."""
+        row.status, row.reason, row.closed_at = status, reason, now
+        row.embedding_ct = row.salt_ct = row.crop_ct = None
+        row.signed_entry = None
+        row.evidence_reference = None
+        row.incident_date = None
+        session.add(row)
+        for payload in session.exec(
+            select(EventPayloadRow).where(EventPayloadRow.entry_id == row.entry_id)
+        ).all():
+            payload.payload_ct = None
+            session.add(payload)
+
+    def delete(self, staff: StaffMember, entry_id: str, reason: EventReason, now: datetime) -> EntryState:
+        def work() -> EntryState:
+            require_permission(staff.role, Action.DELETE_ENTRY)
+            return self._close(staff.id, entry_id, EventKind.DELETED, reason, now)
+
+        return self._guarded(staff, "entry.delete", entry_id, now, work)  # type: ignore[no-any-return]
+
+    def _close(
+        self, actor: str, entry_id: str, kind: EventKind, reason: EventReason, now: datetime
+    ) -> EntryState:
+        with Session(self._engine, expire_on_commit=False) as session:
+            row = self._load(session, entry_id)
+            if row.status != ACTIVE:
+                raise WrongState(
+                    f"entry {entry_id} is {row.status}, only an active entry can be {kind.value}"
+                )
+            self._append_event(
+                session,
+                kind=kind,
+                reason=reason,
+                row=row,
+                version=row.version,
+                actor=actor,
+                entry=None,
+                now=now,
+            )
+            self._erase(session, row, DELETED if kind is EventKind.DELETED else EXPIRED, reason.value, now)
+            append_audit(
+                session, actor=actor, action=f"entry.{kind.value}", target=entry_id, outcome="ok", now=now
+            )
+            session.commit()
+            state = _state(row)
+        self.index.remove(entry_id)
+        erase_checkpoint(self._engine)
+        self._publish_head(now)
+        return state
+
+    def expire_due(self, now: datetime) -> list[str]:
+        """Delete every active entry whose retention has ended (the background sweep)."""
+        with Session(self._engine, expire_on_commit=False) as session:
+            due = session.exec(
+                select(EntryRow.entry_id).where(EntryRow.status == ACTIVE, col(EntryRow.expires_at) <= now)
+            ).all()
+        expired: list[str] = []
+        for entry_id in due:
+            with self._write_lock:
+                self._close(SYSTEM, entry_id, EventKind.EXPIRED, EventReason.RETENTION_EXPIRED, now)
+            expired.append(entry_id)
+        return expired
+
+    def get(self, entry_id: str) -> EntryState:
+        with Session(self._engine, expire_on_commit=False) as session:
+            return _state(self._load(session, entry_id))
+
+    def list(self, status: str | None = None) -> list[EntryState]:
+        with Session(self._engine, expire_on_commit=False) as session:
+            query = select(EntryRow).order_by(col(EntryRow.proposed_at))
+            if status is not None:
+                query = query.where(EntryRow.status == status)
+            return [_state(r) for r in session.exec(query).all()]
+
+    def signed_entry(self, entry_id: str) -> SignedDocument[WatchlistEntry]:
+        with Session(self._engine, expire_on_commit=False) as session:
+            row = self._load(session, entry_id)
+            if row.signed_entry is None:
+                raise WrongState(f"entry {entry_id} is {row.status} and has no signed version")
+            return SignedDocument.from_dict(parse_json(row.signed_entry), WatchlistEntry)
+
+    def rebuild_index(self) -> int:
+        """Load every active embedding from storage into a fresh index and swap it in."""
+        with Session(self._engine, expire_on_commit=False) as session:
+            rows = session.exec(select(EntryRow).where(EntryRow.status == ACTIVE)).all()
+            items = [(row.entry_id, self._embedding(row)[0]) for row in rows]
+        self.index.replace_all(items)
+        return len(items)

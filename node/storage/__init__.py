@@ -1,0 +1,1 @@
+"""Persistent state of a node: SQLModel tables, the engine, and schema migrations."""

@@ -1,0 +1,47 @@
+"""Database engines: SQLite (file, WAL) by default, PostgreSQL in production.
+
+SQLite runs with ``secure_delete`` so erased biometric ciphertext is overwritten in the file, not
+left in free pages, and with foreign keys and a busy timeout. ``erase_checkpoint`` truncates the
+WAL after an erasure so old page images do not linger there either.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import create_engine, text
+
+from protocol.errors import ConfigurationError
+
+__all__ = ["erase_checkpoint", "make_engine"]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:"):
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql"):
+        return create_engine(url, pool_pre_ping=True)
+    raise ConfigurationError(
+        f"database url {url.split(':', 1)[0]!r}: use sqlite:///PATH or postgresql+psycopg://..."
+    )
+
+
+def erase_checkpoint(engine: Engine) -> None:
+    """After an erasure on SQLite, fold the WAL into the file and truncate it."""
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))

@@ -1,0 +1,104 @@
+"""The node's tables. Biometric columns hold secretbox ciphertext only, and are set to NULL on deletion.
+
+Rows are the node's working state; the authoritative history is the signed event log
+(``log_leaf``), whose leaves carry only event headers and commitments. ``entry`` keeps a
+tombstone (id, version, status, dates, category) after deletion so late corrections and
+receipts still find their target, while the embedding, face crop, evidence reference and the
+signed entry itself are erased.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, LargeBinary, Text
+from sqlmodel import Field, SQLModel
+
+__all__ = ["Account", "ApiToken", "AuditRecord", "EntryRow", "EventPayloadRow", "LogLeaf", "TreeHeadRow"]
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "account"
+
+    id: str = Field(primary_key=True, max_length=64)
+    username: str = Field(unique=True, index=True, max_length=64)
+    role: str = Field(max_length=16)
+    password_hash: str = Field(max_length=256)
+    disabled: bool = False
+    failed_logins: int = 0
+    created_at: datetime
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_token"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    account_id: str = Field(foreign_key="account.id", index=True, max_length=64)
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked: bool = False
+
+
+class EntryRow(SQLModel, table=True):
+    __tablename__ = "entry"
+
+    entry_id: str = Field(primary_key=True, max_length=64)
+    version: int
+    status: str = Field(index=True, max_length=16)
+    category: str = Field(max_length=48)
+    site: str = Field(max_length=63)
+    evidence_kind: str = Field(max_length=48)
+    evidence_reference: str | None = Field(default=None, max_length=64)
+    incident_date: str | None = Field(default=None, max_length=10)
+    registrar: str = Field(max_length=64)
+    officer: str | None = Field(default=None, max_length=64)
+    proposed_at: datetime
+    registered_at: datetime | None = None
+    expires_at: datetime = Field(index=True)
+    closed_at: datetime | None = None
+    reason: str | None = Field(default=None, max_length=48)
+    signed_entry: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    embedding_ct: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    salt_ct: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    crop_ct: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
+class LogLeaf(SQLModel, table=True):
+    __tablename__ = "log_leaf"
+
+    idx: int = Field(primary_key=True)
+    event_id: str = Field(unique=True, max_length=64)
+    entry_id: str = Field(index=True, max_length=64)
+    kind: str = Field(max_length=16)
+    leaf_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    leaf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime
+
+
+class EventPayloadRow(SQLModel, table=True):
+    __tablename__ = "event_payload"
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    entry_id: str = Field(index=True, max_length=64)
+    payload_ct: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
+class AuditRecord(SQLModel, table=True):
+    __tablename__ = "audit"
+
+    seq: int = Field(primary_key=True)
+    at: datetime
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    target: str = Field(default="", max_length=128)
+    outcome: str = Field(max_length=48)
+    request_hash: str = Field(default="", max_length=64)
+    prev_hash: str = Field(max_length=64)
+    record_hash: str = Field(max_length=64)
+
+
+class TreeHeadRow(SQLModel, table=True):
+    __tablename__ = "tree_head"
+
+    tree_size: int = Field(primary_key=True)
+    signed: str = Field(sa_column=Column(Text, nullable=False))
