@@ -232,3 +232,59 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = with_common(user_commands.add_parser("token", help="issue an API token (shown once)"))
     p.set_defaults(handler=cmd_user_token)
     p.add_argument("username")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from node.context import NodeContext
+    from node.service import build_app
+
+    context = NodeContext.load(Path(args.node), database_url=args.database_url)
+    host = args.host or context.config.host
+    port = args.port or context.config.port
+    app = build_app(context)
+    print(
+        f"serving node {context.config.node_id} on http://{host}:{port} (manifest v{context.manifest.version})",
+        flush=True,
+    )
+    web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from node.auditor import audit_node
+
+    report = asyncio.run(
+        audit_node(
+            args.url,
+            args.token,
+            pinned_key=args.signing_key,
+            state_file=Path(args.state) if args.state else None,
+        )
+    )
+    print(json.dumps(report.to_dict(), sort_keys=True) if args.json else str(report))
+    return 0 if report.ok else 1
+
+
+def register_service(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the node's HTTP service")
+    p.set_defaults(handler=cmd_serve)
+    p.add_argument("--node", default=".", help="node directory (default: current directory)")
+    p.add_argument("--database-url", help="override the database URL, e.g. postgresql+psycopg://...")
+    p.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default from config: 8470)")
+
+    audit = sub.add_parser("audit", help="third-party checks of a node")
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    p = audit_commands.add_parser(
+        "verify", help="verify a node's signed event log, inclusion, consistency and audit chain over HTTP"
+    )
+    p.set_defaults(handler=cmd_audit_verify)
+    p.add_argument("--node", dest="url", required=True, help="the node's URL, e.g. http://127.0.0.1:8470")
+    p.add_argument("--token", required=True, help="an auditor account's API token")
+    p.add_argument("--signing-key", help="the node's public signing key to pin (from the manifest)")
+    p.add_argument("--state", help="file keeping the last verified head, for consistency checks next time")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")

@@ -28,7 +28,7 @@ from node.auditlog import append_audit, audit_head
 from node.eventlog import open_event_log
 from node.matching import MatchIndex
 from node.storage.engine import erase_checkpoint
-from node.storage.models import EntryRow, EventPayloadRow, LogLeaf, TreeHeadRow
+from node.storage.models import Alert, EntryRow, EventPayloadRow, LogLeaf, TreeHeadRow
 from node.vault import Vault
 from protocol.canonical import canonical_bytes, parse_json
 from protocol.commitment import commit, new_salt
@@ -170,6 +170,8 @@ class Registry:
             raise
 
     def propose(self, staff: StaffMember, proposal: Proposal, now: datetime) -> EntryState:
+        now = now.replace(microsecond=0)
+
         def work() -> EntryState:
             require_permission(staff.role, Action.PROPOSE_ENTRY)
             manifest = self._manifest()
@@ -452,6 +454,8 @@ class Registry:
         ).all():
             payload.payload_ct = None
             session.add(payload)
+        for alert in session.exec(select(Alert).where(Alert.entry_id == row.entry_id)).all():
+            session.delete(alert)
 
     def delete(self, staff: StaffMember, entry_id: str, reason: EventReason, now: datetime) -> EntryState:
         def work() -> EntryState:

@@ -14,7 +14,16 @@ from datetime import datetime
 from sqlalchemy import Column, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
-__all__ = ["Account", "ApiToken", "AuditRecord", "EntryRow", "EventPayloadRow", "LogLeaf", "TreeHeadRow"]
+__all__ = [
+    "Account",
+    "Alert",
+    "ApiToken",
+    "AuditRecord",
+    "EntryRow",
+    "EventPayloadRow",
+    "LogLeaf",
+    "TreeHeadRow",
+]
 
 
 class Account(SQLModel, table=True):
@@ -102,3 +111,19 @@ class TreeHeadRow(SQLModel, table=True):
 
     tree_size: int = Field(primary_key=True)
     signed: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class Alert(SQLModel, table=True):
+    """A match for staff review: which entry (owner, id, version) and how close; never the probe face."""
+
+    __tablename__ = "alert"
+
+    id: str = Field(primary_key=True, max_length=64)
+    owner: str = Field(max_length=63)
+    entry_id: str = Field(index=True, max_length=64)
+    entry_version: int
+    score: float
+    site: str = Field(default="", max_length=63)
+    operator: str = Field(max_length=64)
+    status: str = Field(default="open", max_length=16)
+    created_at: datetime

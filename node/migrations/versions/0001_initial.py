@@ -1,8 +1,8 @@
-"""node storage: accounts, tokens, entries, event log, payloads, audit, tree heads
+"""node storage: accounts, tokens, entries, alerts, event log, payloads, audit, tree heads
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 04:56:11.775905
+Create Date: 2026-11-23 05:01:17.361939
 """
 
 from __future__ import annotations
@@ -31,6 +31,22 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("account", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_account_username"), ["username"], unique=True)
+
+    op.create_table(
+        "alert",
+        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("owner", sqlmodel.sql.sqltypes.AutoString(length=63), nullable=False),
+        sa.Column("entry_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("entry_version", sa.Integer(), nullable=False),
+        sa.Column("score", sa.Float(), nullable=False),
+        sa.Column("site", sqlmodel.sql.sqltypes.AutoString(length=63), nullable=False),
+        sa.Column("operator", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("alert", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_alert_entry_id"), ["entry_id"], unique=False)
 
     op.create_table(
         "audit",
@@ -140,6 +156,10 @@ def downgrade() -> None:
 
     op.drop_table("entry")
     op.drop_table("audit")
+    with op.batch_alter_table("alert", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alert_entry_id"))
+
+    op.drop_table("alert")
     with op.batch_alter_table("account", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_account_username"))
 

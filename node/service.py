@@ -1,0 +1,514 @@
+"""The node's HTTP service (aiohttp): small typed handlers over the registry, log and accounts.
+
+Each handler parses, checks the caller's role, calls one domain function and returns JSON.
+Typed errors become stable JSON error codes and statuses here and nowhere else; every request
+(accepted or refused) is written to the audit log with a hash of its body, never the body.
+Shared services live under ``web.AppKey``; the retention sweep runs as a background task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from aiohttp import web
+from opentelemetry.trace import Status, StatusCode
+from sqlmodel import Session, col, select
+
+from governance.roles import Action, require_permission
+from node.accounts import AccountDisabled, AuthenticationFailed, StaffMember
+from node.auditlog import append_audit
+from node.context import NodeContext
+from node.registry import EntryNotFound, Proposal, TwoPersonRuleViolation, WrongState
+from node.storage.models import Alert, AuditRecord, LogLeaf, TreeHeadRow
+from node.telemetry import Telemetry, safe_attributes, setup_telemetry
+from protocol.canonical import b64url_encode, parse_json
+from protocol.embedding import Embedding
+from protocol.entry import Evidence
+from protocol.errors import (
+    ConfigurationError,
+    FreshnessError,
+    MalformedError,
+    OversizedError,
+    PolicyError,
+    ProofError,
+    VerificationError,
+    WatchnetError,
+)
+from protocol.events import EventReason
+from protocol.fields import CODE_RE, DATE_RE, NODE_ID_RE, Fields, format_time
+from protocol.query import MAX_QUERY_EMBEDDINGS
+
+__all__ = ["CONTEXT", "build_app", "now_utc"]
+
+LOG = logging.getLogger("watchnet.node")
+
+
+class RateLimiter:
+    """Token bucket per account: ``rate`` requests a minute with bursts of the same size."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = float(per_minute)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str, now: float) -> bool:
+        tokens, last = self._buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        return True
+
+
+CONTEXT = web.AppKey("context", NodeContext)
+TELEMETRY = web.AppKey("telemetry", Telemetry)
+Clock = Callable[[], datetime]
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+LIMITER = web.AppKey("limiter", RateLimiter)
+STAFF = "staff"
+MAX_PAGE = 1000
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class RateLimited(PolicyError):
+    code = "rate_limited"
+
+
+_STATUS: list[tuple[type[WatchnetError], int]] = [
+    (OversizedError, 413),
+    (MalformedError, 400),
+    (AuthenticationFailed, 401),
+    (AccountDisabled, 401),
+    (EntryNotFound, 404),
+    (WrongState, 409),
+    (TwoPersonRuleViolation, 403),
+    (RateLimited, 429),
+    (PolicyError, 403),
+    (FreshnessError, 409),
+    (ProofError, 400),
+    (VerificationError, 401),
+    (ConfigurationError, 500),
+]
+
+
+def _status_for(error: WatchnetError) -> int:
+    return next((status for kind, status in _STATUS if isinstance(error, kind)), 400)
+
+
+def error_response(error: WatchnetError) -> web.Response:
+    message = "the node is misconfigured" if isinstance(error, ConfigurationError) else str(error)
+    return web.json_response({"error": error.code, "message": message}, status=_status_for(error))
+
+
+def _audit_request(request: web.Request, actor: str, outcome: str, body_hash: str) -> None:
+    context = request.app[CONTEXT]
+    with Session(context.engine) as session:
+        append_audit(
+            session,
+            actor=actor,
+            action=f"{request.method} {request.match_info.route.resource.canonical if request.match_info.route.resource else request.path}",
+            target=request.match_info.get("entry_id", ""),
+            outcome=outcome,
+            request_hash=body_hash,
+            now=request.app[CLOCK](),
+        )
+        session.commit()
+
+
+PUBLIC_PATHS = frozenset({"/v1/health", "/v1/log/head", "/v1/node"})
+
+
+@web.middleware
+async def access_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Authenticate, rate-limit, trace and audit every request; map typed errors to JSON."""
+    tracer = request.app[TELEMETRY].tracer("watchnet.node")
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    with tracer.start_as_current_span(f"{request.method} {route}") as span:
+        span.set_attributes(safe_attributes({"http.request.method": request.method, "http.route": route}))
+        actor = "anonymous"
+        body_hash = ""
+        try:
+            body = await request.read() if request.can_read_body else b""
+            body_hash = hashlib.sha256(body).hexdigest() if body else ""
+            if request.path not in PUBLIC_PATHS:
+                staff = _authenticate(request)
+                actor = staff.id
+                request[STAFF] = staff
+                if not request.app[LIMITER].allow(staff.id, time.monotonic()):
+                    raise RateLimited(
+                        f"more than {request.app[LIMITER].capacity:.0f} requests a minute; slow down"
+                    )
+            response = await handler(request)
+        except web.HTTPRequestEntityTooLarge as e:
+            error = OversizedError(f"request body is larger than the limit ({e.text})")
+            _audit_request(request, actor, f"refused:{error.code}", "")
+            span.set_status(Status(StatusCode.ERROR, error.code))
+            return error_response(error)
+        except WatchnetError as e:
+            _audit_request(request, actor, f"refused:{e.code}", body_hash)
+            span.set_attribute("watchnet.error", e.code)
+            span.set_status(Status(StatusCode.ERROR, e.code))
+            return error_response(e)
+        except web.HTTPException:
+            raise
+        except Exception as e:
+            LOG.exception("internal error in %s %s", request.method, route)
+            _audit_request(request, actor, "failed:internal", body_hash)
+            span.set_status(Status(StatusCode.ERROR, type(e).__name__))
+            return web.json_response(
+                {"error": "internal", "message": "internal error; see the node's log"}, status=500
+            )
+        span.set_attribute("http.response.status_code", response.status)
+        if request.method != "GET" or request.path not in PUBLIC_PATHS:
+            _audit_request(request, actor, f"ok:{response.status}", body_hash)
+        return response
+
+
+def _authenticate(request: web.Request) -> StaffMember:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise AuthenticationFailed(
+            "missing 'Authorization: Bearer <token>'; issue one with 'watchnet user token'"
+        )
+    return request.app[CONTEXT].accounts.authenticate_token(
+        header[len("Bearer ") :].strip(), request.app[CLOCK]()
+    )
+
+
+def _staff(request: web.Request, action: Action) -> StaffMember:
+    staff: StaffMember = request[STAFF]
+    require_permission(staff.role, action)
+    return staff
+
+
+async def _json(request: web.Request) -> Fields:
+    body = await request.read()
+    return Fields(parse_json(body, max_bytes=request.app[CONTEXT].config.limits.max_body_bytes), "request")
+
+
+def _no_extra(f: Fields) -> None:
+    if f.rest():
+        raise MalformedError(f"request: unknown fields {sorted(f.rest())}; free text is not accepted")
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def node_info(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    return web.json_response(
+        {
+            "node_id": context.config.node_id,
+            "signing_key": context.signing_key.public.to_str(),
+            "encryption_key": context.encryption_key.public.to_str(),
+            "manifest_version": context.manifest.version,
+            "group_id": context.manifest.group_id,
+        }
+    )
+
+
+async def propose(request: web.Request) -> web.Response:
+    staff = _staff(request, Action.PROPOSE_ENTRY)
+    context = request.app[CONTEXT]
+    f = await _json(request)
+    dimension = context.manifest.policy.model.dimension
+    evidence = Evidence.from_dict(f.obj("evidence"))
+    incident = f.text("incident_date", max_len=10, pattern=DATE_RE)
+    try:
+        incident_date = date.fromisoformat(incident)
+    except ValueError as e:
+        raise MalformedError(f"request.incident_date: invalid date {incident!r}") from e
+    proposal = Proposal(
+        embedding=Embedding.from_str(f.text("embedding", max_len=dimension * 8), dimension=dimension),
+        category=f.text("category", max_len=48, pattern=CODE_RE),
+        evidence=evidence,
+        incident_date=incident_date,
+        site=f.text("site", max_len=63, pattern=NODE_ID_RE),
+        retention_days=f.integer("retention_days", low=1, high=3650) if f.has("retention_days") else None,
+    )
+    _no_extra(f)
+    state = await asyncio.to_thread(context.registry.propose, staff, proposal, request.app[CLOCK]())
+    return web.json_response(state.to_dict(), status=201)
+
+
+async def list_entries(request: web.Request) -> web.Response:
+    staff: StaffMember = request[STAFF]
+    status = request.query.get("status")
+    context = request.app[CONTEXT]
+    if staff.role.value == "registrar":
+        require_permission(staff.role, Action.VIEW_OWN_PROPOSALS)
+        states = [s for s in context.registry.list(status) if s.registrar == staff.id]
+    else:
+        _staff(request, Action.REVIEW_ENTRY)
+        states = context.registry.list(status)
+    return web.json_response({"entries": [s.to_dict() for s in states]})
+
+
+async def approve(request: web.Request) -> web.Response:
+    staff = _staff(request, Action.APPROVE_ENTRY)
+    context = request.app[CONTEXT]
+    state = await asyncio.to_thread(
+        context.registry.approve, staff, request.match_info["entry_id"], request.app[CLOCK]()
+    )
+    return web.json_response(state.to_dict())
+
+
+async def reject(request: web.Request) -> web.Response:
+    staff = _staff(request, Action.REJECT_ENTRY)
+    f = await _json(request)
+    reason = f.text("reason", max_len=48, pattern=CODE_RE)
+    _no_extra(f)
+    context = request.app[CONTEXT]
+    state = await asyncio.to_thread(
+        context.registry.reject, staff, request.match_info["entry_id"], reason, request.app[CLOCK]()
+    )
+    return web.json_response(state.to_dict())
+
+
+async def correct(request: web.Request) -> web.Response:
+    staff = _staff(request, Action.CORRECT_ENTRY)
+    f = await _json(request)
+    reason = f.enum("reason", EventReason)
+    category = f.text("category", max_len=48, pattern=CODE_RE) if f.has("category") else None
+    evidence = Evidence.from_dict(f.obj("evidence")) if f.has("evidence") else None
+    expires_at = f.time("expires_at") if f.has("expires_at") else None
+    _no_extra(f)
+    context = request.app[CONTEXT]
+    state = await asyncio.to_thread(
+        lambda: context.registry.correct(
+            staff,
+            request.match_info["entry_id"],
+            reason=reason,
+            now=request.app[CLOCK](),
+            category=category,
+            evidence=evidence,
+            expires_at=expires_at,
+        )
+    )
+    return web.json_response(state.to_dict())
+
+
+async def delete(request: web.Request) -> web.Response:
+    staff = _staff(request, Action.DELETE_ENTRY)
+    f = await _json(request)
+    reason = f.enum("reason", EventReason)
+    _no_extra(f)
+    context = request.app[CONTEXT]
+    state = await asyncio.to_thread(
+        context.registry.delete, staff, request.match_info["entry_id"], reason, request.app[CLOCK]()
+    )
+    return web.json_response(state.to_dict())
+
+
+async def match(request: web.Request) -> web.Response:
+    """Search the active entries; store an alert per hit, nothing about a non-match."""
+    staff = _staff(request, Action.MATCH)
+    context = request.app[CONTEXT]
+    f = await _json(request)
+    dimension = context.manifest.policy.model.dimension
+    raw = f.array("embeddings", max_items=MAX_QUERY_EMBEDDINGS)
+    if not raw:
+        raise MalformedError("request.embeddings is empty")
+    queries = [
+        Embedding.from_str(e, dimension=dimension, field=f"request.embeddings[{i}]")
+        for i, e in enumerate(raw)
+    ]
+    site = f.text("site", max_len=63, pattern=NODE_ID_RE) if f.has("site") else ""
+    _no_extra(f)
+    threshold = context.manifest.policy.match_threshold
+    hits = context.registry.index.search(queries, threshold)
+    now = request.app[CLOCK]()
+    out = []
+    if hits:
+        with Session(context.engine) as session:
+            for hit in hits:
+                state = context.registry.get(hit.key)
+                alert = Alert(
+                    id=f"alr-{secrets.token_hex(10)}",
+                    owner=context.config.node_id,
+                    entry_id=hit.key,
+                    entry_version=state.version,
+                    score=hit.score,
+                    site=site,
+                    operator=staff.id,
+                    created_at=now,
+                )
+                session.add(alert)
+                out.append(
+                    {
+                        "query_index": hit.query_index,
+                        "entry_id": hit.key,
+                        "owner": context.config.node_id,
+                        "version": state.version,
+                        "category": state.category,
+                        "score": round(hit.score, 6),
+                        "alert_id": alert.id,
+                    }
+                )
+            session.commit()
+    return web.json_response({"threshold": threshold, "matches": out})
+
+
+def _latest_head(context: NodeContext) -> dict[str, Any] | None:
+    with Session(context.engine) as session:
+        row = session.exec(select(TreeHeadRow).order_by(col(TreeHeadRow.tree_size).desc()).limit(1)).first()
+        return None if row is None else parse_json(row.signed)
+
+
+async def log_head(request: web.Request) -> web.Response:
+    head = _latest_head(request.app[CONTEXT])
+    if head is None:
+        return web.json_response(
+            {"error": "empty_log", "message": "no event has been logged yet"}, status=404
+        )
+    return web.json_response(head)
+
+
+def _int_query(request: web.Request, name: str, default: int | None = None, low: int = 0) -> int:
+    text = request.query.get(name)
+    if text is None:
+        if default is None:
+            raise MalformedError(f"query parameter {name!r} is required")
+        return default
+    if not text.isdigit() or int(text) < low:
+        raise MalformedError(f"query parameter {name!r}: expected an integer >= {low}, got {text!r:.20}")
+    return int(text)
+
+
+async def log_events(request: web.Request) -> web.Response:
+    _staff(request, Action.READ_EVENT_LOG)
+    after = _int_query(request, "after", 0)
+    limit = min(_int_query(request, "limit", MAX_PAGE, low=1), MAX_PAGE)
+    with Session(request.app[CONTEXT].engine) as session:
+        rows = session.exec(
+            select(LogLeaf).where(col(LogLeaf.idx) >= after).order_by(col(LogLeaf.idx)).limit(limit)
+        ).all()
+        events = [{"index": r.idx, "event": parse_json(r.leaf)} for r in rows]
+    return web.json_response({"events": events, "tree_size": request.app[CONTEXT].registry.log.size})
+
+
+async def inclusion_proof(request: web.Request) -> web.Response:
+    _staff(request, Action.READ_EVENT_LOG)
+    log = request.app[CONTEXT].registry.log
+    index, size = _int_query(request, "index"), _int_query(request, "size", log.size, low=1)
+    proof = log.inclusion_proof(index, size)
+    return web.json_response({"index": index, "tree_size": size, "proof": [b64url_encode(p) for p in proof]})
+
+
+async def consistency_proof(request: web.Request) -> web.Response:
+    _staff(request, Action.READ_EVENT_LOG)
+    log = request.app[CONTEXT].registry.log
+    old, new = _int_query(request, "old", low=1), _int_query(request, "new", log.size, low=1)
+    proof = log.consistency_proof(old, new)
+    return web.json_response({"old": old, "new": new, "proof": [b64url_encode(p) for p in proof]})
+
+
+async def audit_records(request: web.Request) -> web.Response:
+    _staff(request, Action.READ_AUDIT)
+    after = _int_query(request, "after", 0)
+    limit = min(_int_query(request, "limit", MAX_PAGE, low=1), MAX_PAGE)
+    with Session(request.app[CONTEXT].engine) as session:
+        rows = session.exec(
+            select(AuditRecord)
+            .where(col(AuditRecord.seq) >= after)
+            .order_by(col(AuditRecord.seq))
+            .limit(limit)
+        ).all()
+        records = [
+            {
+                "seq": r.seq,
+                "at": format_time(r.at),
+                "actor": r.actor,
+                "action": r.action,
+                "target": r.target,
+                "outcome": r.outcome,
+                "request_hash": r.request_hash,
+                "prev_hash": r.prev_hash,
+                "record_hash": r.record_hash,
+            }
+            for r in rows
+        ]
+    return web.json_response({"records": records})
+
+
+async def _retention_sweep(app: web.Application) -> AsyncIterator[None]:
+    context = app[CONTEXT]
+    interval = context.config.retention_sweep.total_seconds()
+    meter = app[TELEMETRY].meter("watchnet.node")
+    expired_counter = meter.create_counter(
+        "watchnet.entries.expired", description="entries deleted at expiry"
+    )
+    tracer = app[TELEMETRY].tracer("watchnet.node")
+
+    async def loop() -> None:
+        while True:
+            with tracer.start_as_current_span("retention sweep"):
+                expired = await asyncio.to_thread(context.registry.expire_due, app[CLOCK]())
+                expired_counter.add(len(expired))
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _telemetry_shutdown(app: web.Application) -> AsyncIterator[None]:
+    yield
+    app[TELEMETRY].shutdown()
+
+
+def build_app(
+    context: NodeContext,
+    *,
+    clock: Callable[[], datetime] = now_utc,
+    telemetry: Telemetry | None = None,
+    sweep: bool = True,
+) -> web.Application:
+    """The node's application; ``rebuild_index`` loads the active entries before it serves."""
+    app = web.Application(
+        middlewares=[access_middleware], client_max_size=context.config.limits.max_body_bytes
+    )
+    app[CONTEXT] = context
+    app[CLOCK] = clock
+    app[LIMITER] = RateLimiter(context.config.limits.requests_per_minute)
+    app[TELEMETRY] = telemetry or setup_telemetry(
+        node_id=context.config.node_id,
+        exporter=context.config.telemetry_exporter,
+        otlp_endpoint=context.config.otlp_endpoint,
+    )
+    context.registry.rebuild_index()
+    app.router.add_get("/v1/health", health)
+    app.router.add_get("/v1/node", node_info)
+    app.router.add_post("/v1/entries", propose)
+    app.router.add_get("/v1/entries", list_entries)
+    app.router.add_post("/v1/entries/{entry_id}/approve", approve)
+    app.router.add_post("/v1/entries/{entry_id}/reject", reject)
+    app.router.add_post("/v1/entries/{entry_id}/correct", correct)
+    app.router.add_post("/v1/entries/{entry_id}/delete", delete)
+    app.router.add_post("/v1/match", match)
+    app.router.add_get("/v1/log/head", log_head)
+    app.router.add_get("/v1/log", log_events)
+    app.router.add_get("/v1/log/proof/inclusion", inclusion_proof)
+    app.router.add_get("/v1/log/proof/consistency", consistency_proof)
+    app.router.add_get("/v1/audit", audit_records)
+    if sweep:
+        app.cleanup_ctx.append(_retention_sweep)
+    app.cleanup_ctx.append(_telemetry_shutdown)
+    return app
