@@ -8,9 +8,12 @@ embedding, an image, a key or a free-text name.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from node.storage.models import AuditRecord
@@ -18,7 +21,7 @@ from protocol.canonical import canonical_bytes, sha256_hex
 from protocol.errors import ProofError
 from protocol.fields import format_time
 
-__all__ = ["GENESIS", "append_audit", "audit_head", "record_hash", "verify_audit_chain"]
+__all__ = ["GENESIS", "AuditWriter", "append_audit", "audit_head", "record_hash", "verify_audit_chain"]
 
 GENESIS = "0" * 64
 
@@ -85,3 +88,39 @@ def verify_audit_chain(records: Iterable[AuditRecord]) -> str:
             raise ProofError(f"audit record {record.seq} was altered")
         previous = record.record_hash
     return previous
+
+
+class AuditWriter:
+    """Group commit for the audit records of read-only requests (matches, log and audit reads).
+
+    A request adds its record to a buffer; ``flush`` writes the buffer in one transaction, so a
+    busy node pays one commit per batch instead of one per request. Refusals and every request
+    that changes state are written synchronously by their callers instead; a crash can lose at
+    most the last flush interval of read records.
+    """
+
+    def __init__(self, engine: Engine, write_lock: threading.RLock) -> None:
+        self._engine = engine
+        self._write_lock = write_lock
+        self._pending: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def add(self, **record: Any) -> None:
+        with self._lock:
+            self._pending.append(record)
+
+    def flush(self) -> int:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return 0
+        try:
+            with self._write_lock, Session(self._engine) as session:
+                for record in batch:
+                    append_audit(session, **record)
+                session.commit()
+        except Exception:
+            with self._lock:
+                self._pending[:0] = batch
+            raise
+        return len(batch)

@@ -22,9 +22,15 @@ EXIT_USAGE = 2
 
 
 def _groups() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
-    from node import cli_gov, cli_node
+    from node import cli_client, cli_face, cli_gov, cli_node
 
-    return [cli_node.register, cli_node.register_service, cli_gov.register]
+    return [
+        cli_node.register,
+        cli_node.register_service,
+        cli_client.register,
+        cli_face.register,
+        cli_gov.register,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

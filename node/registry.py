@@ -143,12 +143,13 @@ class Registry:
         self.rules = rules
         self.index = index
         self.log = open_event_log(engine)
-        self._write_lock = threading.Lock()
+        self.write_lock = threading.RLock()
+        """Serialises this process's writes to the log and the audit chain (one sequence each)."""
 
     def _refuse(
         self, staff: StaffMember | None, action: str, target: str, error: WatchnetError, now: datetime
     ) -> None:
-        with Session(self._engine, expire_on_commit=False) as session:
+        with self.write_lock, Session(self._engine, expire_on_commit=False) as session:
             append_audit(
                 session,
                 actor=staff.id if staff else SYSTEM,
@@ -163,7 +164,7 @@ class Registry:
         self, staff: StaffMember | None, action: str, target: str, now: datetime, work: Callable[[], Any]
     ) -> Any:
         try:
-            with self._write_lock:
+            with self.write_lock:
                 return work()
         except WatchnetError as e:
             self._refuse(staff, action, target, e, now)
@@ -502,7 +503,7 @@ class Registry:
             ).all()
         expired: list[str] = []
         for entry_id in due:
-            with self._write_lock:
+            with self.write_lock:
                 self._close(SYSTEM, entry_id, EventKind.EXPIRED, EventReason.RETENTION_EXPIRED, now)
             expired.append(entry_id)
         return expired

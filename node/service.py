@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 
 from governance.roles import Action, require_permission
 from node.accounts import AccountDisabled, AuthenticationFailed, StaffMember
-from node.auditlog import append_audit
+from node.auditlog import AuditWriter, append_audit
 from node.context import NodeContext
 from node.registry import EntryNotFound, Proposal, TwoPersonRuleViolation, WrongState
 from node.storage.models import Alert, AuditRecord, LogLeaf, TreeHeadRow
@@ -69,12 +69,36 @@ class RateLimiter:
         return True
 
 
+class NodeMetrics:
+    """Counters for requests, refusals, registrations and matches (labels: route, code; never content)."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        meter = telemetry.meter("watchnet.node")
+        self.requests = meter.create_counter("watchnet.http.requests", description="requests answered")
+        self.refusals = meter.create_counter(
+            "watchnet.http.refusals", description="requests refused, by error code"
+        )
+        self.registrations = meter.create_counter(
+            "watchnet.entries.registered", description="entries approved"
+        )
+        self.matches = meter.create_counter(
+            "watchnet.match.hits", description="matches at or above the threshold"
+        )
+        self.match_queries = meter.create_counter("watchnet.match.queries", description="faces searched")
+
+
 CONTEXT = web.AppKey("context", NodeContext)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 Clock = Callable[[], datetime]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 LIMITER = web.AppKey("limiter", RateLimiter)
-STAFF = "staff"
+METRICS = web.AppKey("metrics", NodeMetrics)
+AUDIT_WRITER = web.AppKey("audit_writer", AuditWriter)
+TOKEN_CACHE = web.AppKey("token_cache", dict[str, tuple[StaffMember, float]])
+TOKEN_CACHE_SECONDS = 10.0
+"""How long a verified token is trusted without a database read (a disabled account stops within this)."""
+AUDIT_FLUSH_SECONDS = 0.05
+STAFF = web.RequestKey("staff", StaffMember)
 MAX_PAGE = 1000
 
 
@@ -112,18 +136,28 @@ def error_response(error: WatchnetError) -> web.Response:
     return web.json_response({"error": error.code, "message": message}, status=_status_for(error))
 
 
-def _audit_request(request: web.Request, actor: str, outcome: str, body_hash: str) -> None:
+READ_ONLY_ROUTES = frozenset({"/v1/match"})
+
+
+def _audit_request(
+    request: web.Request, actor: str, outcome: str, body_hash: str, *, batched: bool = False
+) -> None:
+    """Record the request; reads that succeeded go through the group-commit writer."""
+    resource = request.match_info.route.resource
+    record: dict[str, Any] = {
+        "actor": actor,
+        "action": f"{request.method} {resource.canonical if resource else request.path}",
+        "target": request.match_info.get("entry_id", ""),
+        "outcome": outcome,
+        "request_hash": body_hash,
+        "now": request.app[CLOCK](),
+    }
+    if batched:
+        request.app[AUDIT_WRITER].add(**record)
+        return
     context = request.app[CONTEXT]
-    with Session(context.engine) as session:
-        append_audit(
-            session,
-            actor=actor,
-            action=f"{request.method} {request.match_info.route.resource.canonical if request.match_info.route.resource else request.path}",
-            target=request.match_info.get("entry_id", ""),
-            outcome=outcome,
-            request_hash=body_hash,
-            now=request.app[CLOCK](),
-        )
+    with context.registry.write_lock, Session(context.engine) as session:
+        append_audit(session, **record)
         session.commit()
 
 
@@ -161,6 +195,7 @@ async def access_middleware(
         except WatchnetError as e:
             _audit_request(request, actor, f"refused:{e.code}", body_hash)
             span.set_attribute("watchnet.error", e.code)
+            request.app[METRICS].refusals.add(1, {"http.route": route, "watchnet.error": e.code})
             span.set_status(Status(StatusCode.ERROR, e.code))
             return error_response(e)
         except web.HTTPException:
@@ -173,8 +208,12 @@ async def access_middleware(
                 {"error": "internal", "message": "internal error; see the node's log"}, status=500
             )
         span.set_attribute("http.response.status_code", response.status)
+        request.app[METRICS].requests.add(
+            1, {"http.route": route, "http.response.status_code": response.status}
+        )
         if request.method != "GET" or request.path not in PUBLIC_PATHS:
-            _audit_request(request, actor, f"ok:{response.status}", body_hash)
+            batched = request.method == "GET" or route in READ_ONLY_ROUTES
+            _audit_request(request, actor, f"ok:{response.status}", body_hash, batched=batched)
         return response
 
 
@@ -190,7 +229,7 @@ def _authenticate(request: web.Request) -> StaffMember:
 
 
 def _staff(request: web.Request, action: Action) -> StaffMember:
-    staff: StaffMember = request[STAFF]
+    staff = request[STAFF]
     require_permission(staff.role, action)
     return staff
 
@@ -247,7 +286,7 @@ async def propose(request: web.Request) -> web.Response:
 
 
 async def list_entries(request: web.Request) -> web.Response:
-    staff: StaffMember = request[STAFF]
+    staff = request[STAFF]
     status = request.query.get("status")
     context = request.app[CONTEXT]
     if staff.role.value == "registrar":
@@ -265,6 +304,7 @@ async def approve(request: web.Request) -> web.Response:
     state = await asyncio.to_thread(
         context.registry.approve, staff, request.match_info["entry_id"], request.app[CLOCK]()
     )
+    request.app[METRICS].registrations.add(1)
     return web.json_response(state.to_dict())
 
 
@@ -332,6 +372,8 @@ async def match(request: web.Request) -> web.Response:
     _no_extra(f)
     threshold = context.manifest.policy.match_threshold
     hits = context.registry.index.search(queries, threshold)
+    request.app[METRICS].match_queries.add(len(queries))
+    request.app[METRICS].matches.add(len(hits))
     now = request.app[CLOCK]()
     out = []
     if hits:
@@ -469,6 +511,25 @@ async def _retention_sweep(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _audit_flusher(app: web.Application) -> AsyncIterator[None]:
+    writer = app[AUDIT_WRITER]
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(AUDIT_FLUSH_SECONDS)
+            try:
+                await asyncio.to_thread(writer.flush)
+            except Exception:
+                LOG.exception("audit flush failed; retrying")
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    writer.flush()
+
+
 async def _telemetry_shutdown(app: web.Application) -> AsyncIterator[None]:
     yield
     app[TELEMETRY].shutdown()
@@ -493,6 +554,9 @@ def build_app(
         exporter=context.config.telemetry_exporter,
         otlp_endpoint=context.config.otlp_endpoint,
     )
+    app[METRICS] = NodeMetrics(app[TELEMETRY])
+    app[AUDIT_WRITER] = AuditWriter(context.engine, context.registry.write_lock)
+    app[TOKEN_CACHE] = {}
     context.registry.rebuild_index()
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/node", node_info)
@@ -510,5 +574,6 @@ def build_app(
     app.router.add_get("/v1/audit", audit_records)
     if sweep:
         app.cleanup_ctx.append(_retention_sweep)
+    app.cleanup_ctx.append(_audit_flusher)
     app.cleanup_ctx.append(_telemetry_shutdown)
     return app

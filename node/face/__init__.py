@@ -1,0 +1,1 @@
+"""Face pipeline: detection, alignment, quality checks and ArcFace embeddings on ONNX Runtime."""

@@ -1,0 +1,165 @@
+"""Detect faces, measure their quality, align them and compute unit ArcFace embeddings.
+
+Quality is measured, not guessed: the detector's score, the face's width in pixels, a yaw
+estimate from the five keypoints and the sharpness (variance of the Laplacian of the aligned
+crop). A registration refuses a face that misses any threshold of the node's written rules and
+says which value missed which limit. The ONNX sessions are created once; callers run ``detect``
+and ``embed`` off the event loop.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from governance.rules import FaceQuality
+from node.face.models import ModelPack
+from protocol.embedding import Embedding
+from protocol.errors import MalformedError, PolicyError
+
+__all__ = ["DetectedFace", "FacePipeline", "FaceQualityRefused", "NoFaceFound", "Quality", "decode_image"]
+
+Image = npt.NDArray[np.uint8]
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+class NoFaceFound(PolicyError):
+    code = "no_face"
+
+
+class FaceQualityRefused(PolicyError):
+    code = "face_quality"
+
+    def __init__(self, failures: list[str]) -> None:
+        self.failures = failures
+        super().__init__("; ".join(failures))
+
+
+def decode_image(data: bytes) -> Image:
+    """Decode JPEG/PNG bytes to a BGR array; refuse anything else."""
+    if not data:
+        raise MalformedError("image is empty")
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise MalformedError("image could not be decoded (expected JPEG or PNG)")
+    if image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:
+        raise MalformedError(f"image has {image.shape[0] * image.shape[1]} pixels, limit {MAX_IMAGE_PIXELS}")
+    return np.asarray(image, dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class Quality:
+    detection_score: float
+    face_pixels: int
+    yaw_degrees: float
+    sharpness: float
+
+    def failures(self, limits: FaceQuality) -> list[str]:
+        out = []
+        if self.detection_score < limits.min_detection_score:
+            out.append(
+                f"detection score {self.detection_score:.2f} is below {limits.min_detection_score:.2f}"
+            )
+        if self.face_pixels < limits.min_face_pixels:
+            out.append(f"face is {self.face_pixels} px wide, at least {limits.min_face_pixels} px needed")
+        if abs(self.yaw_degrees) > limits.max_yaw_degrees:
+            out.append(
+                f"head turned {abs(self.yaw_degrees):.0f} degrees, at most {limits.max_yaw_degrees:.0f}"
+            )
+        if self.sharpness < limits.min_sharpness:
+            out.append(f"sharpness {self.sharpness:.0f} is below {limits.min_sharpness:.0f} (blurred)")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "detection_score": round(self.detection_score, 4),
+            "face_pixels": self.face_pixels,
+            "yaw_degrees": round(self.yaw_degrees, 1),
+            "sharpness": round(self.sharpness, 1),
+        }
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    box: tuple[float, float, float, float]
+    keypoints: npt.NDArray[np.float32]
+    quality: Quality
+    crop: Image
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": [round(v, 1) for v in self.box], "quality": self.quality.to_dict()}
+
+
+def _yaw(keypoints: npt.NDArray[np.float32]) -> float:
+    """Yaw from the nose's offset against the eyes' midpoint, relative to the eye distance."""
+    left_eye, right_eye, nose = keypoints[0], keypoints[1], keypoints[2]
+    eye_distance = float(np.linalg.norm(right_eye - left_eye))
+    if eye_distance < 1e-3:
+        return 90.0
+    offset = float(nose[0] - (left_eye[0] + right_eye[0]) / 2) / eye_distance
+    return math.degrees(math.asin(max(-1.0, min(1.0, 2.0 * offset))))
+
+
+class FacePipeline:
+    """SCRFD detection + 5-point alignment + ArcFace on ONNX Runtime (CPU)."""
+
+    def __init__(self, pack: ModelPack, *, detection_threshold: float = 0.5) -> None:
+        from insightface.model_zoo import model_zoo
+        from insightface.utils import face_align
+
+        self.pack = pack
+        self._align = face_align.norm_crop
+        providers = ["CPUExecutionProvider"]
+        self._detector = model_zoo.get_model(str(pack.detector), providers=providers)
+        self._detector.prepare(ctx_id=-1, input_size=(640, 640), det_thresh=detection_threshold)
+        self._recognizer = model_zoo.get_model(str(pack.recognizer), providers=providers)
+        self._recognizer.prepare(ctx_id=-1)
+        self._lock = threading.Lock()
+
+    def detect(self, image: Image) -> list[DetectedFace]:
+        """Every face, best detection first."""
+        with self._lock:
+            boxes, keypoints = self._detector.detect(image, max_num=0, metric="default")
+        faces = []
+        for box, kps in zip(boxes, keypoints, strict=True):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                crop = self._align(image, kps, image_size=112)
+            gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+            quality = Quality(
+                detection_score=float(box[4]),
+                face_pixels=int(box[2] - box[0]),
+                yaw_degrees=_yaw(kps),
+                sharpness=float(cv2.Laplacian(gray, cv2.CV_64F).var()),
+            )
+            faces.append(
+                DetectedFace((float(box[0]), float(box[1]), float(box[2]), float(box[3])), kps, quality, crop)
+            )
+        return sorted(faces, key=lambda f: f.quality.detection_score, reverse=True)
+
+    def embed_crop(self, crop: Image) -> Embedding:
+        """Embedding of an aligned 112x112 face crop."""
+        if crop.shape[:2] != (112, 112):
+            raise MalformedError(f"an aligned face crop is 112x112, got {crop.shape[1]}x{crop.shape[0]}")
+        with self._lock:
+            feature = self._recognizer.get_feat(crop).reshape(-1)
+        return Embedding.from_vector(feature)
+
+    def best_face(self, image: Image, limits: FaceQuality | None = None) -> tuple[DetectedFace, Embedding]:
+        """The best-detected face and its embedding; refuse when there is none or it fails ``limits``."""
+        faces = self.detect(image)
+        if not faces:
+            raise NoFaceFound("no face found in the image")
+        face = faces[0]
+        if limits is not None:
+            failures = face.quality.failures(limits)
+            if failures:
+                raise FaceQualityRefused(failures)
+        return face, self.embed_crop(face.crop)
