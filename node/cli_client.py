@@ -20,6 +20,9 @@ from protocol.errors import ConfigurationError, MalformedError, WatchnetError
 
 __all__ = ["RemoteError", "register"]
 
+MAX_FACES = 64
+"""Faces matched from one image: the request limit of the match endpoint."""
+
 
 class RemoteError(WatchnetError):
     """The node refused the request; ``code`` is the node's error code."""
@@ -112,8 +115,30 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image_embeddings(path: str) -> list[str]:
+    """Every face in a camera frame or photo, embedded locally with the shipped model pack."""
+    from node.face.models import ModelPack
+    from node.face.pipeline import FacePipeline, decode_image
+
+    pipeline = FacePipeline(ModelPack.locate())
+    try:
+        image = decode_image(Path(path).read_bytes())
+    except FileNotFoundError as e:
+        raise ConfigurationError(f"image {path} not found") from e
+    faces = pipeline.detect(image)[:MAX_FACES]
+    return [pipeline.embed_crop(face.crop).to_str() for face in faces]
+
+
 def cmd_match(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"embeddings": [read_embedding(p).to_str() for p in args.embedding_file]}
+    if not args.embedding_file and not args.image:
+        raise ConfigurationError("give --image FILE or --embedding-file FILE")
+    embeddings = [read_embedding(p).to_str() for p in args.embedding_file or []]
+    for image in args.image or []:
+        embeddings.extend(_image_embeddings(image))
+    if not embeddings:
+        print("no face found")
+        return 0
+    body: dict[str, Any] = {"embeddings": embeddings}
     if args.site:
         body["site"] = args.site
     _show(args, call(args, "POST", "/v1/match", body))
@@ -170,7 +195,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = _common(sub.add_parser("match", help="match faces against the active entries (operator)"))
     p.set_defaults(handler=cmd_match)
-    p.add_argument(
-        "--embedding-file", action="append", required=True, help="embedding file (repeat for a batch)"
-    )
+    p.add_argument("--embedding-file", action="append", help="embedding file (repeat for a batch)")
+    p.add_argument("--image", action="append", help="a photo or camera frame: every face in it is matched")
     p.add_argument("--site", help="where the camera is, recorded with an alert")

