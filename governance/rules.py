@@ -35,23 +35,22 @@ class FaceQuality:
     @classmethod
     def from_dict(cls, data: Any) -> FaceQuality:
         f = Fields(data, "rules.face_quality")
-        defaults = cls()
+        d = cls()
         quality = cls(
-            min_detection_score=f.number("min_detection_score", low=0.0, high=1.0)
-            if f.has("min_detection_score")
-            else defaults.min_detection_score,
-            min_face_pixels=f.integer("min_face_pixels", low=16, high=4096)
-            if f.has("min_face_pixels")
-            else defaults.min_face_pixels,
-            max_yaw_degrees=f.number("max_yaw_degrees", low=0.0, high=90.0)
-            if f.has("max_yaw_degrees")
-            else defaults.max_yaw_degrees,
-            min_sharpness=f.number("min_sharpness", low=0.0, high=1e6)
-            if f.has("min_sharpness")
-            else defaults.min_sharpness,
+            min_detection_score=f.optional(
+                "min_detection_score", d.min_detection_score, lambda n: f.number(n, low=0.0, high=1.0)
+            ),
+            min_face_pixels=f.optional(
+                "min_face_pixels", d.min_face_pixels, lambda n: f.integer(n, low=16, high=4096)
+            ),
+            max_yaw_degrees=f.optional(
+                "max_yaw_degrees", d.max_yaw_degrees, lambda n: f.number(n, low=0.0, high=90.0)
+            ),
+            min_sharpness=f.optional(
+                "min_sharpness", d.min_sharpness, lambda n: f.number(n, low=0.0, high=1e6)
+            ),
         )
-        if f.rest():
-            raise MalformedError(f"rules.face_quality: unknown settings {sorted(f.rest())}")
+        f.finish()
         return quality
 
 

@@ -52,21 +52,24 @@ class Limits:
         f = Fields(data, "limits")
         d = cls()
         limits = cls(
-            max_body_bytes=f.integer("max_body_bytes", low=1024, high=16 << 20)
-            if f.has("max_body_bytes")
-            else d.max_body_bytes,
-            requests_per_minute=f.integer("requests_per_minute", low=1, high=100_000)
-            if f.has("requests_per_minute")
-            else d.requests_per_minute,
-            peer_requests_per_minute=f.integer("peer_requests_per_minute", low=1, high=100_000)
-            if f.has("peer_requests_per_minute")
-            else d.peer_requests_per_minute,
-            replay_window=parse_duration(f.text("replay_window", max_len=16), field="limits.replay_window")
-            if f.has("replay_window")
-            else d.replay_window,
+            max_body_bytes=f.optional(
+                "max_body_bytes", d.max_body_bytes, lambda n: f.integer(n, low=1024, high=16 << 20)
+            ),
+            requests_per_minute=f.optional(
+                "requests_per_minute", d.requests_per_minute, lambda n: f.integer(n, low=1, high=100_000)
+            ),
+            peer_requests_per_minute=f.optional(
+                "peer_requests_per_minute",
+                d.peer_requests_per_minute,
+                lambda n: f.integer(n, low=1, high=100_000),
+            ),
+            replay_window=f.optional(
+                "replay_window",
+                d.replay_window,
+                lambda n: parse_duration(f.text(n, max_len=16), field=f"limits.{n}"),
+            ),
         )
-        if f.rest():
-            raise MalformedError(f"limits: unknown settings {sorted(f.rest())}")
+        f.finish()
         return limits
 
 

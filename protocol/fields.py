@@ -9,6 +9,7 @@ known fields are read is returned by ``rest()`` and kept, so unknown fields surv
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
@@ -49,6 +50,7 @@ _DURATION_RE = re.compile(r"^(\d{1,9})(s|m|h|d)$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 E = TypeVar("E", bound=Enum)
+T = TypeVar("T")
 
 
 def format_time(t: datetime) -> str:
@@ -206,6 +208,15 @@ class Fields:
         if unique and len(set(items)) != len(items):
             raise MalformedError(f"{self._where(name)}: duplicate items")
         return items
+
+    def optional(self, name: str, default: T, read: Callable[[str], T]) -> T:
+        """``read(name)`` when the field is present, else ``default`` (for settings with defaults)."""
+        return read(name) if name in self._data else default
+
+    def finish(self) -> None:
+        """Refuse fields nobody read, for objects that allow no extension (settings, free text)."""
+        if self._data:
+            raise MalformedError(f"{self._what}: unknown fields {sorted(self._data)}")
 
     def rest(self) -> dict[str, Any]:
         """The fields nobody read: kept verbatim and re-serialised unchanged."""
