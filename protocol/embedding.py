@@ -54,10 +54,11 @@ class Embedding:
         vector = np.asarray(values, dtype=np.float64).reshape(-1)
         if not np.all(np.isfinite(vector)):
             raise MalformedError("embedding: contains NaN or infinity")
-        norm = float(np.linalg.norm(vector))
-        if norm == 0.0:
+        scale = float(np.max(np.abs(vector))) if vector.size else 0.0
+        if scale == 0.0:
             raise MalformedError("embedding: zero vector cannot be normalised")
-        return cls((vector / norm).astype("<f4").tobytes())
+        vector = vector / scale
+        return cls((vector / float(np.linalg.norm(vector))).astype("<f4").tobytes())
 
     def similarity(self, other: Embedding) -> float:
         """Cosine similarity (inner product of unit vectors)."""

@@ -21,7 +21,16 @@ from protocol.canonical import b64url_encode
 from protocol.commitment import commit, new_salt, verify_commitment
 from protocol.embedding import Embedding
 from protocol.errors import MalformedError
-from protocol.fields import CODE_RE, DATE_RE, ID_RE, NODE_ID_RE, REFERENCE_RE, Fields, format_time
+from protocol.fields import (
+    CODE_RE,
+    DATE_RE,
+    ID_RE,
+    NODE_ID_RE,
+    REFERENCE_RE,
+    Fields,
+    check_wire_time,
+    format_time,
+)
 from protocol.signed import SPEC_VERSION, Payload
 
 __all__ = ["Evidence", "WatchlistEntry"]
@@ -77,6 +86,8 @@ class WatchlistEntry(Payload):
     def __post_init__(self) -> None:
         if self.version < 1:
             raise MalformedError(f"watchlist-entry.version: expected >= 1, got {self.version}")
+        check_wire_time(self.registered_at, "watchlist-entry.registered_at")
+        check_wire_time(self.expires_at, "watchlist-entry.expires_at")
         if self.expires_at <= self.registered_at:
             raise MalformedError(
                 f"watchlist-entry: expires_at {format_time(self.expires_at)} is not after "

@@ -30,6 +30,7 @@ __all__ = [
     "OversizedError",
     "PolicyError",
     "ProofError",
+    "ReplayCacheFullError",
     "ReplayError",
     "RollbackError",
     "SignatureError",
@@ -146,3 +147,13 @@ class MisaddressedError(VerificationError):
     """A message addressed to another node, or whose inner and outer addresses disagree."""
 
     code = "misaddressed"
+
+
+class ReplayCacheFullError(ReplayError):
+    """The replay cache holds its limit of nonces still inside the window: refused, retry later.
+
+    Not the sender's fault (the message may be fresh), so ``node/`` can answer "busy" rather
+    than "replay"; it stays a ``ReplayError`` because the guard fails closed.
+    """
+
+    code = "replay_cache_full"

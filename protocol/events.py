@@ -16,14 +16,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Self
 
-from protocol.canonical import b64url_decode, b64url_encode, canonical_bytes
+from protocol.canonical import b64url_encode, canonical_bytes
 from protocol.commitment import SALT_BYTES, commit, new_salt, verify_commitment
 from protocol.entry import WatchlistEntry
 from protocol.errors import MalformedError
-from protocol.fields import ID_RE, NODE_ID_RE, Fields, format_time
+from protocol.fields import ID_RE, NODE_ID_RE, Fields, check_wire_time, format_time
 from protocol.signed import SPEC_VERSION, Payload, SignedDocument
 
-__all__ = ["EntryEvent", "EventKind", "EventPayload", "EventReason", "log_leaf_bytes"]
+__all__ = [
+    "ALLOWED_REASONS",
+    "CARRIES_ENTRY",
+    "EntryEvent",
+    "EventKind",
+    "EventPayload",
+    "EventReason",
+    "log_leaf_bytes",
+]
 
 
 class EventKind(enum.StrEnum):
@@ -55,6 +63,7 @@ ALLOWED_REASONS: dict[EventKind, frozenset[EventReason]] = {
 """Which reasons make sense for which kind: an expiry is never 'a data-subject request'."""
 
 CARRIES_ENTRY = frozenset({EventKind.REGISTERED, EventKind.CORRECTED})
+"""Kinds whose payload body is the new signed entry version; the others commit to ``null``."""
 ACTOR_RE = re.compile(rf"system|{ID_RE.pattern}")
 """A staff account id, or ``system`` for the retention sweep."""
 
@@ -85,8 +94,17 @@ class EntryEvent(Payload):
             )
         if len(self.payload_commitment) != 32:
             raise MalformedError("entry-event.payload_commitment: expected 32 bytes")
+        check_wire_time(self.occurred_at, "entry-event.occurred_at")
         if self.entry_version < 1:
             raise MalformedError(f"entry-event.entry_version: expected >= 1, got {self.entry_version}")
+        if self.kind is EventKind.REGISTERED and self.entry_version != 1:
+            raise MalformedError(
+                f"entry-event.entry_version: a registration creates version 1, got {self.entry_version}"
+            )
+        if self.kind is EventKind.CORRECTED and self.entry_version < 2:
+            raise MalformedError(
+                f"entry-event.entry_version: a correction creates version 2 or later, got {self.entry_version}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return self._with_unrecognized(
@@ -132,54 +150,85 @@ class EntryEvent(Payload):
         """A new event and its erasable payload (the signed entry for registrations and corrections)."""
         payload = EventPayload(salt=salt if salt is not None else new_salt(), entry=entry)
         event = cls(payload_commitment=payload.commitment(), **header)
-        if (event.kind in CARRIES_ENTRY) != (entry is not None):
-            raise MalformedError(
-                f"entry-event: kind {event.kind.value!r} and the presence of an entry disagree"
-            )
-        if entry is not None and (entry.payload.entry_id, entry.payload.version) != (
-            event.entry_id,
-            event.entry_version,
-        ):
-            raise MalformedError("entry-event: the payload entry is not the entry version the event names")
+        payload.check_fits(event)
         return event, payload
 
 
 @dataclass(frozen=True)
 class EventPayload:
-    """The erasable part of an event: a salt and, for registrations/corrections, the signed entry."""
+    """The erasable part of an event: a salt and, for registrations/corrections, the signed entry.
 
-    salt: bytes
+    On the wire (and at rest, encrypted) it is ``{"salt": ..., "entry": <signed entry> | null}``;
+    the commitment covers ``salt || JCS(entry)``. The payload is local to the owner and is never
+    extended by peers, so unknown fields are refused rather than kept.
+    """
+
+    salt: bytes = field(repr=False)
     entry: SignedDocument[WatchlistEntry] | None
 
     def __post_init__(self) -> None:
         if len(self.salt) != SALT_BYTES:
             raise MalformedError(f"event payload salt: expected {SALT_BYTES} bytes, got {len(self.salt)}")
 
+    @property
+    def body(self) -> dict[str, Any] | None:
+        """The committed JSON body: the signed entry document, or ``None`` for deletions and expiries."""
+        return None if self.entry is None else self.entry.to_dict()
+
     def body_bytes(self) -> bytes:
-        return canonical_bytes(None if self.entry is None else self.entry.to_dict())
+        return canonical_bytes(self.body)
 
     def commitment(self) -> bytes:
         return commit(self.salt, self.body_bytes())
 
+    def check_fits(self, event: EntryEvent) -> None:
+        """Raise ``MalformedError`` unless the body is what an event of this kind must carry."""
+        if (event.kind in CARRIES_ENTRY) != (self.entry is not None):
+            expected = "a signed entry" if event.kind in CARRIES_ENTRY else "null"
+            got = "null" if self.entry is None else "a signed entry"
+            raise MalformedError(
+                f"entry-event {event.event_id}: kind {event.kind.value!r} carries {expected}, got {got}"
+            )
+        if self.entry is None:
+            return
+        entry = self.entry.payload
+        named = (event.owner, event.entry_id, event.entry_version)
+        held = (entry.owner, entry.entry_id, entry.version)
+        if held != named:
+            raise MalformedError(
+                f"entry-event {event.event_id}: payload holds entry {held[1]} v{held[2]} of {held[0]!r}, "
+                f"the event names {named[1]} v{named[2]} of {named[0]!r}"
+            )
+
     def verify_against(self, event: EntryEvent) -> None:
-        """Raise ``CommitmentError`` unless this payload is the one ``event`` committed to."""
+        """Raise unless this is the payload ``event`` committed to and it fits the event.
+
+        ``CommitmentError`` when the salt and body do not open the commitment; ``MalformedError``
+        when an owner committed to a body that does not belong to the event it signed.
+        """
         verify_commitment(event.payload_commitment, self.salt, self.body_bytes(), what="event payload")
+        self.check_fits(event)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "salt": b64url_encode(self.salt),
-            "entry": None if self.entry is None else self.entry.to_dict(),
-        }
+        return {"salt": b64url_encode(self.salt), "entry": self.body}
 
     @classmethod
     def from_dict(cls, data: Any) -> EventPayload:
         f = Fields(data, "event payload")
-        salt = b64url_decode(f.text("salt", max_len=64), field="event payload.salt", length=SALT_BYTES)
-        raw_entry = f.obj("entry") if f.has("entry") and data.get("entry") is not None else None
-        entry = None if raw_entry is None else SignedDocument.from_dict(raw_entry, WatchlistEntry)
+        salt = f.binary("salt", length=SALT_BYTES)
+        if not f.has("entry"):
+            raise MalformedError("event payload: missing field 'entry' (null for deletions and expiries)")
+        entry = None if data["entry"] is None else SignedDocument.from_dict(f.obj("entry"), WatchlistEntry)
+        rest = f.rest()
+        rest.pop("entry", None)
+        if rest:
+            raise MalformedError(f"event payload: unexpected fields {sorted(rest)}")
         return cls(salt=salt, entry=entry)
 
 
 def log_leaf_bytes(event: SignedDocument[EntryEvent]) -> bytes:
-    """The Merkle log leaf for an event: the canonical signed event (header + commitment, no payload)."""
+    """The Merkle log leaf for an event: the canonical signed event (header + commitment, no payload).
+
+    Nothing erasable is in it, so erasing the payload and salt changes no leaf, root or proof.
+    """
     return event.to_bytes()

@@ -25,6 +25,7 @@ __all__ = [
     "NODE_ID_RE",
     "REFERENCE_RE",
     "Fields",
+    "check_wire_time",
     "format_duration",
     "format_time",
     "parse_duration",
@@ -57,7 +58,14 @@ def format_time(t: datetime) -> str:
     """RFC 3339 UTC with seconds precision: the only time form on the wire."""
     if t.tzinfo is None:
         raise ValueError("naive datetime: watchnet times are always UTC-aware")
-    return t.astimezone(UTC).strftime(_TIME_FORMAT)
+    u = t.astimezone(UTC)
+    return f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}Z"
+
+
+def check_wire_time(t: datetime, field: str) -> None:
+    """Refuse a time the wire cannot carry exactly: naive, or with a fraction of a second."""
+    if t.tzinfo is None or t.microsecond:
+        raise MalformedError(f"{field}: expected a UTC-aware time in whole seconds")
 
 
 def parse_time(text: Any, *, field: str = "time") -> datetime:

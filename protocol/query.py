@@ -9,12 +9,13 @@ Purpose and manifest version travel in the signed peer-message header, not here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 from protocol.embedding import Embedding
 from protocol.entry import WatchlistEntry
-from protocol.errors import MalformedError
+from protocol.errors import MalformedError, OversizedError
 from protocol.fields import ID_RE, NODE_ID_RE, Fields
 from protocol.signed import SPEC_VERSION, Payload, SignedDocument
 
@@ -46,6 +47,14 @@ class QueryRequest(Payload):
     @property
     def dimension(self) -> int:
         return self.embeddings[0].dimension
+
+    def check_dimension(self, expected: int) -> None:
+        """Raise ``MalformedError`` unless the embeddings have the pinned model's dimension."""
+        if self.dimension != expected:
+            raise MalformedError(
+                f"query-request.embeddings: dimension {self.dimension}, the model {self.model_id!r:.60} "
+                f"makes {expected}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return self._with_unrecognized(
@@ -83,6 +92,14 @@ class QueryMatch:
     score: float
     entry: SignedDocument[WatchlistEntry]
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.query_index < MAX_QUERY_EMBEDDINGS:
+            raise MalformedError(
+                f"query match.query_index: {self.query_index} outside [0, {MAX_QUERY_EMBEDDINGS - 1}]"
+            )
+        if not (math.isfinite(self.score) and -1.0 <= self.score <= 1.0):
+            raise MalformedError(f"query match.score: {self.score} outside [-1, 1]")
+
     def to_dict(self) -> dict[str, Any]:
         return {"query_index": self.query_index, "score": self.score, "entry": self.entry.to_dict()}
 
@@ -108,7 +125,18 @@ class QueryResponse(Payload):
     unrecognized_fields: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not -1.0 <= self.threshold <= 1.0:
+            raise MalformedError(f"query-response.threshold: {self.threshold} outside [-1, 1]")
+        if len(self.matches) > MAX_MATCHES:
+            raise OversizedError(f"query-response.matches: {len(self.matches)} items, limit {MAX_MATCHES}")
+        seen: set[tuple[int, str]] = set()
         for i, match in enumerate(self.matches):
+            key = (match.query_index, match.entry.payload.entry_id)
+            if key in seen:
+                raise MalformedError(
+                    f"query-response.matches[{i}]: entry {key[1]} named twice for query_index {key[0]}"
+                )
+            seen.add(key)
             if match.score < self.threshold:
                 raise MalformedError(
                     f"query-response.matches[{i}]: score {match.score:.4f} is below the threshold {self.threshold}"
@@ -120,14 +148,22 @@ class QueryResponse(Payload):
                 )
 
     def check_against(self, request: QueryRequest) -> None:
-        """The answer belongs to ``request`` and names only query indexes it asked about."""
+        """The answer belongs to ``request``: same query id, indexes it asked about, entries of its model."""
         if self.query_id != request.query_id:
-            raise MalformedError(f"query-response.query_id {self.query_id!r} answers no request of ours")
+            raise MalformedError(
+                f"query-response.query_id {self.query_id!r} answers no request of ours "
+                f"(expected {request.query_id!r})"
+            )
         for i, match in enumerate(self.matches):
             if match.query_index >= len(request.embeddings):
                 raise MalformedError(
                     f"query-response.matches[{i}].query_index {match.query_index} but the request had "
                     f"{len(request.embeddings)} embeddings"
+                )
+            if match.entry.payload.model_id != request.model_id:
+                raise MalformedError(
+                    f"query-response.matches[{i}]: entry made with model {match.entry.payload.model_id!r:.60}, "
+                    f"the query used {request.model_id!r:.60}"
                 )
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,11 +14,11 @@ from datetime import datetime
 from typing import Any, Self
 
 from protocol.errors import MalformedError
-from protocol.events import EventKind
-from protocol.fields import ID_RE, NODE_ID_RE, format_time
+from protocol.events import EntryEvent, EventKind
+from protocol.fields import ID_RE, NODE_ID_RE, check_wire_time, format_time
 from protocol.signed import SPEC_VERSION, Payload
 
-__all__ = ["DeletionReceipt", "ReceiptAction"]
+__all__ = ["RECEIPT_KINDS", "DeletionReceipt", "ReceiptAction"]
 
 
 class ReceiptAction(enum.StrEnum):
@@ -31,6 +31,9 @@ _ACTION_FOR_KIND = {
     EventKind.EXPIRED: ReceiptAction.PURGED,
     EventKind.CORRECTED: ReceiptAction.CORRECTED,
 }
+
+RECEIPT_KINDS = frozenset(_ACTION_FOR_KIND)
+"""Event kinds a member confirms; a registration needs no receipt (nothing to purge or fix)."""
 
 
 @dataclass(kw_only=True)
@@ -61,8 +64,42 @@ class DeletionReceipt(Payload):
             )
         if self.tree_size < 1:
             raise MalformedError(f"deletion-receipt.tree_size: expected >= 1, got {self.tree_size}")
+        check_wire_time(self.applied_at, "deletion-receipt.applied_at")
         if self.member == self.owner:
             raise MalformedError("deletion-receipt: a node does not issue receipts to itself")
+
+    @classmethod
+    def for_event(cls, event: EntryEvent, *, member: str, tree_size: int, applied_at: datetime) -> Self:
+        """The receipt ``member`` signs after applying ``event`` seen in a log of ``tree_size`` events."""
+        if event.kind not in RECEIPT_KINDS:
+            raise MalformedError(f"deletion-receipt.kind: {event.kind.value!r} needs no receipt")
+        return cls(
+            owner=event.owner,
+            member=member,
+            event_id=event.event_id,
+            entry_id=event.entry_id,
+            kind=event.kind,
+            tree_size=tree_size,
+            applied_at=applied_at,
+            action=_ACTION_FOR_KIND[event.kind],
+        )
+
+    def check_against(self, event: EntryEvent, *, leaf_index: int | None = None) -> None:
+        """Raise ``MalformedError`` unless this receipt confirms exactly ``event``.
+
+        Owner, event id, entry id and kind must agree; given the event's ``leaf_index`` in the
+        owner's log, ``tree_size`` must be large enough to contain it.
+        """
+        got = (self.owner, self.event_id, self.entry_id, self.kind.value)
+        expected = (event.owner, event.event_id, event.entry_id, event.kind.value)
+        if got != expected:
+            raise MalformedError(
+                f"deletion-receipt: confirms (owner, event, entry, kind) {got}, expected {expected}"
+            )
+        if leaf_index is not None and self.tree_size <= leaf_index:
+            raise MalformedError(
+                f"deletion-receipt.tree_size: {self.tree_size} does not contain the event at index {leaf_index}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return self._with_unrecognized(

@@ -107,3 +107,13 @@ def test_durations(text: str, seconds: int) -> None:
 def test_duration_refuses(text: object) -> None:
     with pytest.raises(MalformedError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("year", [1, 999, 2026, 9999])
+def test_times_of_any_year_round_trip(year: int) -> None:
+    from datetime import UTC, datetime
+
+    from protocol.fields import format_time, parse_time
+
+    t = datetime(year, 3, 4, 5, 6, 7, tzinfo=UTC)
+    assert parse_time(format_time(t)) == t
