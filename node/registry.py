@@ -330,6 +330,25 @@ class Registry:
                 session.add(existing)
             session.commit()
 
+    def _issue_version(
+        self,
+        session: Session,
+        row: EntryRow,
+        officer: str,
+        kind: EventKind,
+        reason: EventReason,
+        now: datetime,
+    ) -> None:
+        """Sign the next version of ``row`` and log it (registration is version 1, corrections follow)."""
+        version = 1 if kind is EventKind.REGISTERED else row.version + 1
+        signed = self._sign_entry(row, officer, version, now)
+        self._append_event(
+            session, kind=kind, reason=reason, row=row, version=version, actor=officer, entry=signed, now=now
+        )
+        row.version, row.officer = version, officer
+        row.signed_entry = signed.to_bytes().decode("utf-8")
+        session.add(row)
+
     def approve(self, staff: StaffMember, entry_id: str, now: datetime) -> EntryState:
         def work() -> EntryState:
             require_permission(staff.role, Action.APPROVE_ENTRY)
@@ -344,20 +363,10 @@ class Registry:
                         "the registrar of an entry cannot approve it; another officer must"
                     )
                 row.registered_at = now.replace(microsecond=0)
-                signed = self._sign_entry(row, staff.id, 1, now)
-                self._append_event(
-                    session,
-                    kind=EventKind.REGISTERED,
-                    reason=EventReason.REGISTRATION,
-                    row=row,
-                    version=1,
-                    actor=staff.id,
-                    entry=signed,
-                    now=now,
+                self._issue_version(
+                    session, row, staff.id, EventKind.REGISTERED, EventReason.REGISTRATION, now
                 )
-                row.version, row.status, row.officer = 1, ACTIVE, staff.id
-                row.signed_entry = signed.to_bytes().decode("utf-8")
-                session.add(row)
+                row.status = ACTIVE
                 append_audit(
                     session, actor=staff.id, action="entry.approve", target=entry_id, outcome="ok", now=now
                 )
@@ -417,21 +426,7 @@ class Registry:
                     row.evidence_kind, row.evidence_reference = evidence.kind, evidence.reference
                 if expires_at is not None:
                     row.expires_at = expires_at
-                version = row.version + 1
-                signed = self._sign_entry(row, staff.id, version, now)
-                self._append_event(
-                    session,
-                    kind=EventKind.CORRECTED,
-                    reason=reason,
-                    row=row,
-                    version=version,
-                    actor=staff.id,
-                    entry=signed,
-                    now=now,
-                )
-                row.version, row.officer = version, staff.id
-                row.signed_entry = signed.to_bytes().decode("utf-8")
-                session.add(row)
+                self._issue_version(session, row, staff.id, EventKind.CORRECTED, reason, now)
                 append_audit(
                     session, actor=staff.id, action="entry.correct", target=entry_id, outcome="ok", now=now
                 )
