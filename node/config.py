@@ -34,7 +34,7 @@ EXPORTERS = ("none", "console", "otlp")
 class Limits:
     """Hard limits on what one request or one account may cost the node."""
 
-    max_body_bytes: int = 1 << 20
+    max_body_bytes: int = 8 << 20
     requests_per_minute: int = 600
     peer_requests_per_minute: int = 1200
     replay_window: timedelta = timedelta(seconds=60)

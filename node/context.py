@@ -7,8 +7,9 @@ the service, the CLI and the tests all start a node through ``NodeContext.load``
 
 from __future__ import annotations
 
+import threading
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -17,6 +18,8 @@ from governance.manifest import Manifest
 from governance.rules import RegistrationRules
 from node.accounts import StaffAccounts
 from node.config import NodeConfig
+from node.face.models import ModelPack
+from node.face.pipeline import FacePipeline
 from node.keystore import load_data_key, load_encryption_key, load_signing_key
 from node.matching import MatchIndex
 from node.registry import Registry
@@ -52,6 +55,17 @@ class NodeContext:
     rules: RegistrationRules
     accounts: StaffAccounts
     registry: Registry
+    model_pack: ModelPack
+    _faces: FacePipeline | None = None
+    _faces_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def faces(self) -> FacePipeline:
+        """The face pipeline, loaded on first use (the model pin was already checked at load)."""
+        with self._faces_lock:
+            if self._faces is None:
+                self._faces = FacePipeline(self.model_pack)
+            return self._faces
 
     @classmethod
     def load(cls, directory: Path, *, database_url: str | None = None, check: bool = True) -> NodeContext:
@@ -83,6 +97,16 @@ class NodeContext:
             rules=rules,
             index=MatchIndex(manifest.policy.model.dimension),
         )
+        model_pack = ModelPack.locate(model_id=manifest.policy.model.model_id)
+        model_pack.check_pin(manifest.policy.model)
         return cls(
-            config, engine, signing_key, encryption_key, manifest, rules, StaffAccounts(engine), registry
+            config,
+            engine,
+            signing_key,
+            encryption_key,
+            manifest,
+            rules,
+            StaffAccounts(engine),
+            registry,
+            model_pack,
         )

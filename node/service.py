@@ -15,9 +15,10 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import cv2
 from aiohttp import web
 from opentelemetry.trace import Status, StatusCode
 from sqlmodel import Session, col, select
@@ -26,10 +27,11 @@ from governance.roles import Action, require_permission
 from node.accounts import AccountDisabled, AuthenticationFailed, StaffMember
 from node.auditlog import AuditWriter, append_audit
 from node.context import NodeContext
+from node.face.pipeline import decode_image
 from node.registry import EntryNotFound, Proposal, TwoPersonRuleViolation, WrongState
 from node.storage.models import Alert, AuditRecord, LogLeaf, TreeHeadRow
 from node.telemetry import Telemetry, safe_attributes, setup_telemetry
-from protocol.canonical import b64url_encode, parse_json
+from protocol.canonical import b64url_decode, b64url_encode, parse_json
 from protocol.embedding import Embedding
 from protocol.entry import Evidence
 from protocol.errors import (
@@ -98,6 +100,8 @@ TOKEN_CACHE = web.AppKey("token_cache", dict[str, tuple[StaffMember, float]])
 TOKEN_CACHE_SECONDS = 10.0
 """How long a verified token is trusted without a database read (a disabled account stops within this)."""
 AUDIT_FLUSH_SECONDS = 0.05
+ALERT_WINDOW = timedelta(seconds=60)
+"""One alert per matched person and site per window, however many frames show them."""
 STAFF = web.RequestKey("staff", StaffMember)
 MAX_PAGE = 1000
 
@@ -261,6 +265,25 @@ async def node_info(request: web.Request) -> web.Response:
     )
 
 
+def _image_bytes(f: Fields, name: str, context: NodeContext) -> bytes:
+    limit = context.config.limits.max_body_bytes
+    return b64url_decode(f.text(name, max_len=limit * 4 // 3 + 4), field=f"request.{name}")
+
+
+def _face_for_registration(context: NodeContext, image: bytes) -> tuple[Embedding, bytes]:
+    """The best face of a registration photo, checked against the node's written quality rules."""
+    face, embedding = context.faces.best_face(decode_image(image), context.rules.face_quality)
+    ok, jpeg = cv2.imencode(".jpg", face.crop)
+    if not ok:
+        raise MalformedError("the face crop could not be encoded")
+    return embedding, jpeg.tobytes()
+
+
+def _faces_in_frame(context: NodeContext, image: bytes) -> list[Embedding]:
+    faces = context.faces.detect(decode_image(image))[:MAX_QUERY_EMBEDDINGS]
+    return context.faces.embed_crops([face.crop for face in faces])
+
+
 async def propose(request: web.Request) -> web.Response:
     staff = _staff(request, Action.PROPOSE_ENTRY)
     context = request.app[CONTEXT]
@@ -272,13 +295,22 @@ async def propose(request: web.Request) -> web.Response:
         incident_date = date.fromisoformat(incident)
     except ValueError as e:
         raise MalformedError(f"request.incident_date: invalid date {incident!r}") from e
+    if f.has("image") == f.has("embedding"):
+        raise MalformedError("request: give exactly one of 'image' (a JPEG/PNG photo) or 'embedding'")
+    face_crop: bytes | None = None
+    if f.has("image"):
+        image = _image_bytes(f, "image", context)
+        embedding, face_crop = await asyncio.to_thread(_face_for_registration, context, image)
+    else:
+        embedding = Embedding.from_str(f.text("embedding", max_len=dimension * 8), dimension=dimension)
     proposal = Proposal(
-        embedding=Embedding.from_str(f.text("embedding", max_len=dimension * 8), dimension=dimension),
+        embedding=embedding,
         category=f.text("category", max_len=48, pattern=CODE_RE),
         evidence=evidence,
         incident_date=incident_date,
         site=f.text("site", max_len=63, pattern=NODE_ID_RE),
         retention_days=f.integer("retention_days", low=1, high=3650) if f.has("retention_days") else None,
+        face_crop=face_crop,
     )
     _no_extra(f)
     state = await asyncio.to_thread(context.registry.propose, staff, proposal, request.app[CLOCK]())
@@ -361,15 +393,25 @@ async def match(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     f = await _json(request)
     dimension = context.manifest.policy.model.dimension
-    raw = f.array("embeddings", max_items=MAX_QUERY_EMBEDDINGS)
-    if not raw:
-        raise MalformedError("request.embeddings is empty")
-    queries = [
-        Embedding.from_str(e, dimension=dimension, field=f"request.embeddings[{i}]")
-        for i, e in enumerate(raw)
-    ]
+    if f.has("image") == f.has("embeddings"):
+        raise MalformedError("request: give exactly one of 'image' (a photo or camera frame) or 'embeddings'")
+    if f.has("image"):
+        image = _image_bytes(f, "image", context)
+        queries = await asyncio.to_thread(_faces_in_frame, context, image)
+    else:
+        raw = f.array("embeddings", max_items=MAX_QUERY_EMBEDDINGS)
+        if not raw:
+            raise MalformedError("request.embeddings is empty")
+        queries = [
+            Embedding.from_str(e, dimension=dimension, field=f"request.embeddings[{i}]")
+            for i, e in enumerate(raw)
+        ]
     site = f.text("site", max_len=63, pattern=NODE_ID_RE) if f.has("site") else ""
     _no_extra(f)
+    if not queries:
+        return web.json_response(
+            {"threshold": context.manifest.policy.match_threshold, "faces": 0, "matches": []}
+        )
     threshold = context.manifest.policy.match_threshold
     hits = context.registry.index.search(queries, threshold)
     request.app[METRICS].match_queries.add(len(queries))
@@ -380,17 +422,25 @@ async def match(request: web.Request) -> web.Response:
         with Session(context.engine) as session:
             for hit in hits:
                 state = context.registry.get(hit.key)
-                alert = Alert(
-                    id=f"alr-{secrets.token_hex(10)}",
-                    owner=context.config.node_id,
-                    entry_id=hit.key,
-                    entry_version=state.version,
-                    score=hit.score,
-                    site=site,
-                    operator=staff.id,
-                    created_at=now,
-                )
-                session.add(alert)
+                alert = session.exec(
+                    select(Alert).where(
+                        Alert.entry_id == hit.key,
+                        Alert.site == site,
+                        col(Alert.created_at) > now - ALERT_WINDOW,
+                    )
+                ).first()
+                if alert is None:
+                    alert = Alert(
+                        id=f"alr-{secrets.token_hex(10)}",
+                        owner=context.config.node_id,
+                        entry_id=hit.key,
+                        entry_version=state.version,
+                        score=hit.score,
+                        site=site,
+                        operator=staff.id,
+                        created_at=now,
+                    )
+                    session.add(alert)
                 out.append(
                     {
                         "query_index": hit.query_index,
@@ -403,7 +453,7 @@ async def match(request: web.Request) -> web.Response:
                     }
                 )
             session.commit()
-    return web.json_response({"threshold": threshold, "matches": out})
+    return web.json_response({"threshold": threshold, "faces": len(queries), "matches": out})
 
 
 def _latest_head(context: NodeContext) -> dict[str, Any] | None:

@@ -98,3 +98,10 @@ def test_yao_ming_is_found_among_22_players(pipeline: FacePipeline) -> None:
     threshold = make_manifest().policy.match_threshold
     assert scores[0] > threshold + 0.1
     assert all(s < threshold for s in scores[1:])
+
+
+def test_batched_embeddings_equal_single_ones(pipeline: FacePipeline) -> None:
+    faces = pipeline.detect(load("t1.jpg"))
+    batched = pipeline.embed_crops([f.crop for f in faces])
+    for face, embedding in zip(faces, batched, strict=True):
+        assert embedding.similarity(pipeline.embed_crop(face.crop)) > 0.9999

@@ -294,3 +294,11 @@ def test_tampered_manifest_fails() -> None:
     d["signed"]["policy"]["max_retention_days"] = 3650
     with pytest.raises(ThresholdError):
         verify_initial(SignedDocument.from_dict(d, Manifest), PINNED, LATER)
+
+
+def test_notice_names_the_model_and_its_licence() -> None:
+    m = make_manifest()
+    assert "buffalo_s/w600k_mbf" in render_notice(m, "en") and "non-commercial" in render_notice(m, "en")
+    assert "非商用" in render_notice(m, "ja")
+    own = replace(m, policy=replace(m.policy, model=replace(m.policy.model, model_id="acme/arcface-r100")))
+    assert "non-commercial" not in render_notice(own, "en")

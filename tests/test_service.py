@@ -136,7 +136,7 @@ BAD_INPUTS = [
         400,
         "malformed",
     ),
-    ("oversized", b'{"x": "' + b"a" * (2 << 20) + b'"}', 413, "oversized"),
+    ("oversized", b'{"x": "' + b"a" * (9 << 20) + b'"}', 413, "oversized"),
 ]
 
 

@@ -56,7 +56,7 @@ class ModelPack:
     recognizer_sha256: str
 
     @classmethod
-    def locate(cls, directory: Path | None = None, model_id: str = DEFAULT_MODEL_ID) -> ModelPack:
+    def locate(cls, directory: Path | None = None, *, model_id: str = DEFAULT_MODEL_ID) -> ModelPack:
         directory = directory or default_model_dir()
         detector, recognizer = directory / DETECTOR_FILE, directory / RECOGNIZER_FILE
         for path in (detector, recognizer):

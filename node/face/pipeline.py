@@ -152,6 +152,17 @@ class FacePipeline:
             feature = self._recognizer.get_feat(crop).reshape(-1)
         return Embedding.from_vector(feature)
 
+    def embed_crops(self, crops: list[Image]) -> list[Embedding]:
+        """Embeddings of several aligned crops in one batched ONNX run (a frame with many faces)."""
+        if not crops:
+            return []
+        for crop in crops:
+            if crop.shape[:2] != (112, 112):
+                raise MalformedError(f"an aligned face crop is 112x112, got {crop.shape[1]}x{crop.shape[0]}")
+        with self._lock:
+            features = self._recognizer.get_feat(crops)
+        return [Embedding.from_vector(row) for row in features.reshape(len(crops), -1)]
+
     def best_face(self, image: Image, limits: FaceQuality | None = None) -> tuple[DetectedFace, Embedding]:
         """The best-detected face and its embedding; refuse when there is none or it fails ``limits``."""
         faces = self.detect(image)
