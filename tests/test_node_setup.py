@@ -222,3 +222,23 @@ def test_config_round_trip_and_environment(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("WATCHNET_DATA_KEY", "not-a-key")
     with pytest.raises(ConfigurationError, match="WATCHNET_DATA_KEY"):
         again.data_key_from_env()
+
+
+def test_node_refuses_to_start_with_another_model(
+    tmp_path: Path, manifest_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from node.face.models import DETECTOR_FILE, RECOGNIZER_FILE, default_model_dir
+
+    node = init(tmp_path, manifest_file, capsys)
+    shipped = default_model_dir()
+    other = tmp_path / "other-model"
+    other.mkdir()
+    shutil.copy(shipped / DETECTOR_FILE, other / DETECTOR_FILE)
+    shutil.copy(shipped / "2d106det.onnx", other / RECOGNIZER_FILE)
+    monkeypatch.setenv("WATCHNET_MODEL_DIR", str(other))
+    with pytest.raises(ConfigurationError, match="not the group's pinned model"):
+        NodeContext.load(node)
+    monkeypatch.delenv("WATCHNET_MODEL_DIR")
+    assert NodeContext.load(node).model_pack.recognizer_sha256 == make_manifest().policy.model.weights_sha256
