@@ -37,6 +37,7 @@ class Action(enum.StrEnum):
     READ_AUDIT = "audit.read"
     READ_EVENT_LOG = "log.read"
     MANAGE_ACCOUNTS = "accounts.manage"
+    MANAGE_MANIFEST = "manifest.manage"
 
 
 class Forbidden(PolicyError):
@@ -57,7 +58,7 @@ _PERMISSIONS: dict[Role, frozenset[Action]] = {
     ),
     Role.OPERATOR: frozenset({Action.MATCH, Action.VIEW_ALERTS}),
     Role.AUDITOR: frozenset({Action.READ_AUDIT, Action.READ_EVENT_LOG}),
-    Role.ADMIN: frozenset({Action.MANAGE_ACCOUNTS}),
+    Role.ADMIN: frozenset({Action.MANAGE_ACCOUNTS, Action.MANAGE_MANIFEST}),
 }
 
 

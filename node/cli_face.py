@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from governance.rules import FaceQuality
-from node.cli_gov import write_atomic
 from node.face.models import ModelPack
 from node.face.pipeline import FacePipeline, decode_image
+from node.files import write_atomic
 from protocol.errors import ConfigurationError
 
 __all__ = ["register"]

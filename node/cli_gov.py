@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +18,7 @@ from governance.description import add_member, manifest_from_description, renew,
 from governance.manifest import LocalizedText, Manifest, Member, MemberStatus
 from governance.notice import LANGUAGES, render_notice
 from governance.trust import assess
+from node.files import write_atomic
 from node.keystore import load_signing_key, save_key
 from protocol.errors import ConfigurationError, MalformedError
 from protocol.fields import parse_duration
@@ -31,20 +30,6 @@ __all__ = ["register"]
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _pretty(doc: SignedDocument[Manifest]) -> bytes:
@@ -204,6 +189,19 @@ def cmd_notice(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from node.gov_server import build_gov_app
+
+    path = Path(args.manifest)
+    reports = Path(args.reports) if args.reports else path.parent / "reports"
+    app = build_gov_app(path, reports)
+    print(f"publishing {path} on http://{args.host}:{args.port}/v1/manifest (reports to {reports})", flush=True)
+    web.run_app(app, host=args.host, port=args.port, print=None, handle_signals=True)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gov = sub.add_parser("gov", help="the certified privacy organisation's manifest commands")
     commands = gov.add_subparsers(dest="gov_command", metavar="COMMAND", required=True)
@@ -266,6 +264,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("manifest")
     p.add_argument("--expires-in", default="180d", help="validity from now, e.g. 180d (default)")
     p.add_argument("--out", help="write here instead of over MANIFEST")
+
+    p = command(
+        "serve",
+        cmd_serve,
+        "publish the newest fully signed manifest and its notice over HTTP; take fork reports",
+    )
+    p.add_argument("--manifest", required=True, help="the manifest file the key holders sign")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8460)
+    p.add_argument("--reports", help="directory for fork reports (default: reports/ beside the manifest)")
 
     p = command("notice", cmd_notice, "print the joint-use notice (Art. 27-5-3) from a manifest")
     p.add_argument("manifest")

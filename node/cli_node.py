@@ -17,14 +17,17 @@ from governance.roles import Role
 from governance.rules import RegistrationRules
 from governance.trust import verify_initial
 from node.accounts import StaffAccounts
-from node.cli_gov import write_atomic
 from node.config import CONFIG_FILE, NodeConfig
 from node.context import MANIFEST_FILE, RULES_FILE, load_manifest_file
+from node.files import write_atomic
 from node.keystore import save_key
+from node.manifests import install_manifest
 from node.storage.engine import make_engine
 from node.storage.migrate import check_schema, current_revision, head_revision, upgrade
 from protocol.errors import ConfigurationError
+from protocol.fields import format_time
 from protocol.keys import DataKey, EncryptionKey, SigningKey
+from protocol.signed import SignedDocument
 
 __all__ = ["register"]
 
@@ -46,12 +49,82 @@ def default_rules(manifest: Manifest) -> dict[str, Any]:
     }
 
 
+def write_default_rules(directory: Path, manifest: Manifest) -> None:
+    """Write the node's rules from the group policy, unless the business already wrote its own."""
+    path = directory / RULES_FILE
+    if path.exists():
+        return
+    RegistrationRules.from_dict(default_rules(manifest)).check_against(manifest)
+    rules_text = (
+        "# Written registration rules of this node (社内ルール). They may only narrow the group's policy.\n"
+        + tomli_w.dumps(default_rules(manifest))
+    )
+    write_atomic(path, rules_text.encode("utf-8"))
+
+
+def _fetch_manifest(url: str) -> SignedDocument[Manifest]:
+    import urllib.request
+
+    target = url.rstrip("/") + "/v1/manifest"
+    try:
+        with urllib.request.urlopen(target, timeout=10) as response:  # noqa: S310 (operator-configured URL)
+            return SignedDocument.from_bytes(response.read(4 << 20), Manifest)
+    except OSError as e:
+        raise ConfigurationError(f"could not fetch {target}: {e}; is 'watchnet gov serve' running there?") from e
+
+
+def cmd_manifest_install(args: argparse.Namespace) -> int:
+    config = NodeConfig.load(Path(args.node))
+    if args.file:
+        document, source = load_manifest_file(Path(args.file)), args.file
+    else:
+        url = args.url or config.manifest_url
+        if not url:
+            raise ConfigurationError("no --url given and no governance.manifest_url in the node's config")
+        document, source = _fetch_manifest(url), url
+    engine = make_engine(args.database_url or config.effective_database_url)
+    check_schema(engine)
+    offer = install_manifest(config.directory, engine, config.root_keyids, document, _now(), source)
+    write_default_rules(config.directory, document.payload)
+    _emit(
+        args,
+        {"version": offer.version, "outcome": offer.outcome, "source": source},
+        f"manifest version {offer.version}: {offer.outcome} (from {source})",
+    )
+    return 0
+
+
+def cmd_manifest_show(args: argparse.Namespace) -> int:
+    config = NodeConfig.load(Path(args.node))
+    manifest = load_manifest_file(config.directory / MANIFEST_FILE).payload
+    members = [
+        {"node_id": m.node_id, "name": m.name.get("en"), "status": m.status.value, "endpoint": m.endpoint}
+        for m in manifest.joint_use.members
+    ]
+    purposes = sorted(manifest.purpose_codes)
+    data: dict[str, Any] = {
+        "group_id": manifest.group_id,
+        "version": manifest.version,
+        "expires": format_time(manifest.expires),
+        "members": members,
+        "purposes": purposes,
+        "threshold": manifest.policy.match_threshold,
+    }
+    lines = [
+        f"group {manifest.group_id}, manifest version {manifest.version}, expires {data['expires']}",
+        *(f"  {m['node_id']:<16} {m['status']:<10} {m['endpoint']}  {m['name']}" for m in members),
+        f"purposes: {', '.join(purposes)}",
+    ]
+    _emit(args, data, "\n".join(lines))
+    return 0
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     directory = Path(args.directory)
     if (directory / CONFIG_FILE).exists():
         raise ConfigurationError(f"{directory} already holds a node; refusing to overwrite it")
-    manifest_doc = load_manifest_file(Path(args.manifest))
-    manifest = verify_initial(manifest_doc, args.root_keyid, _now())
+    manifest_doc = load_manifest_file(Path(args.manifest)) if args.manifest else None
+    manifest = verify_initial(manifest_doc, args.root_keyid, _now()) if manifest_doc else None
     directory.mkdir(parents=True, exist_ok=True)
     config = NodeConfig(
         directory=directory,
@@ -60,22 +133,25 @@ def cmd_init(args: argparse.Namespace) -> int:
         port=args.port,
         database_url=args.database_url,
         root_keyids=tuple(args.root_keyid),
+        manifest_url=args.manifest_url,
     )
     signing, encryption = SigningKey.generate(), EncryptionKey.generate()
     save_key(config.path(config.signing_key_file), signing)
     save_key(config.path(config.encryption_key_file), encryption)
     save_key(config.path(config.data_key_file), DataKey.generate())
     write_atomic(directory / CONFIG_FILE, config.to_toml().encode("utf-8"))
-    write_atomic(directory / MANIFEST_FILE, manifest_doc.to_bytes() + b"\n")
-    rules_text = (
-        "# Written registration rules of this node (社内ルール). They may only narrow the group's policy.\n"
-        + tomli_w.dumps(default_rules(manifest))
-    )
-    write_atomic(directory / RULES_FILE, rules_text.encode("utf-8"))
-    RegistrationRules.from_dict(default_rules(manifest)).check_against(manifest)
-    revision = upgrade(make_engine(config.effective_database_url))
-    member = manifest.member(config.node_id)
-    if member is None:
+    engine = make_engine(config.effective_database_url)
+    revision = upgrade(engine)
+    if manifest_doc is not None:
+        install_manifest(directory, engine, config.root_keyids, manifest_doc, _now(), str(args.manifest))
+        write_default_rules(directory, manifest_doc.payload)
+    member = manifest.member(config.node_id) if manifest else None
+    if manifest is None:
+        standing = (
+            "no manifest yet: give both public keys to the organisation, then run "
+            "'watchnet manifest fetch' (or 'watchnet manifest install FILE')"
+        )
+    elif member is None:
         standing = "not listed in the manifest yet: give both public keys to the organisation"
     elif (member.signing_key, member.encryption_key) != (signing.public, encryption.public):
         standing = "listed in the manifest with other keys: give these public keys to the organisation"
@@ -195,7 +271,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_init)
     p.add_argument("directory")
     p.add_argument("--node-id", required=True, help="this node's id as listed in the manifest, e.g. chain-a")
-    p.add_argument("--manifest", required=True, help="the group manifest signed by the organisation")
+    p.add_argument("--manifest", help="the group manifest signed by the organisation (or fetch it later)")
+    p.add_argument("--manifest-url", help="the organisation's URL ('watchnet gov serve'), polled for new versions")
     p.add_argument(
         "--root-keyid",
         action="append",
@@ -213,6 +290,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ).set_defaults(handler=cmd_db_upgrade)
     with_common(db_commands.add_parser("check", help="fail unless the schema is the newest")).set_defaults(
         handler=cmd_db_check
+    )
+
+    manifest = sub.add_parser("manifest", help="the group manifest this node trusts")
+    manifest_commands = manifest.add_subparsers(dest="manifest_command", metavar="COMMAND", required=True)
+    p = with_common(
+        manifest_commands.add_parser(
+            "install", help="trust a newer manifest from a file (first one: signed by the pinned root keys)"
+        )
+    )
+    p.set_defaults(handler=cmd_manifest_install, url=None)
+    p.add_argument("file")
+    p = with_common(
+        manifest_commands.add_parser("fetch", help="fetch the manifest from the organisation and trust it if valid")
+    )
+    p.set_defaults(handler=cmd_manifest_install, file=None)
+    p.add_argument("--url", help="the organisation's URL (default: governance.manifest_url from the config)")
+    with_common(manifest_commands.add_parser("show", help="the trusted manifest: version, members, purposes")).set_defaults(
+        handler=cmd_manifest_show
     )
 
     user = sub.add_parser("user", help="staff accounts")
@@ -240,6 +335,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from node.context import NodeContext
     from node.service import build_app
 
+    config = NodeConfig.load(Path(args.node))
+    if not (config.directory / MANIFEST_FILE).exists() and config.manifest_url:
+        engine = make_engine(args.database_url or config.effective_database_url)
+        document = _fetch_manifest(config.manifest_url)
+        install_manifest(config.directory, engine, config.root_keyids, document, _now(), config.manifest_url)
+        write_default_rules(config.directory, document.payload)
     context = NodeContext.load(Path(args.node), database_url=args.database_url)
     host = args.host or context.config.host
     port = args.port or context.config.port

@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import tomli_w
 
@@ -23,7 +23,7 @@ from protocol.errors import ConfigurationError, MalformedError
 from protocol.fields import NODE_ID_RE, Fields, format_duration, parse_duration
 from protocol.keys import DataKey
 
-__all__ = ["CONFIG_FILE", "Limits", "NodeConfig"]
+__all__ = ["CONFIG_FILE", "Federation", "Limits", "NodeConfig"]
 
 CONFIG_FILE = "config.toml"
 _KEYID_RE = re.compile(r"[0-9a-f]{64}")
@@ -74,6 +74,45 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Federation:
+    """How the node talks to its peers and the organisation: deadlines and schedules."""
+
+    peer_timeout: timedelta = timedelta(seconds=5)
+    sync_interval: timedelta = timedelta(seconds=30)
+    manifest_poll: timedelta = timedelta(minutes=5)
+    manifest_grace: timedelta = timedelta(minutes=5)
+    retry_max: timedelta = timedelta(minutes=10)
+
+    _BOUNDS: ClassVar[dict[str, tuple[timedelta, timedelta]]] = {
+        "peer_timeout": (timedelta(seconds=1), timedelta(minutes=2)),
+        "sync_interval": (timedelta(seconds=1), timedelta(days=1)),
+        "manifest_poll": (timedelta(seconds=1), timedelta(days=1)),
+        "manifest_grace": (timedelta(0), timedelta(days=1)),
+        "retry_max": (timedelta(seconds=1), timedelta(days=1)),
+    }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: format_duration(getattr(self, name)) for name in self._BOUNDS}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Federation:
+        f = Fields(data, "federation")
+        values: dict[str, timedelta] = {}
+        for name, (low, high) in cls._BOUNDS.items():
+            if not f.has(name):
+                continue
+            value = parse_duration(f.text(name, max_len=16), field=f"federation.{name}")
+            if not low <= value <= high:
+                raise MalformedError(
+                    f"federation.{name}: {format_duration(value)} outside "
+                    f"[{format_duration(low)}, {format_duration(high)}]"
+                )
+            values[name] = value
+        f.finish()
+        return cls(**values)
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """Where the node keeps things, whom it trusts, and how it is reached."""
 
@@ -92,6 +131,7 @@ class NodeConfig:
     telemetry_exporter: str = "none"
     otlp_endpoint: str | None = None
     limits: Limits = field(default_factory=Limits)
+    federation: Federation = field(default_factory=Federation)
 
     @property
     def effective_database_url(self) -> str:
@@ -130,6 +170,7 @@ class NodeConfig:
             "retention": {"sweep_interval": format_duration(self.retention_sweep)},
             "telemetry": {"exporter": self.telemetry_exporter},
             "limits": self.limits.to_dict(),
+            "federation": self.federation.to_dict(),
         }
         if self.database_url:
             doc["database"] = {"url": self.database_url}
@@ -196,6 +237,7 @@ class NodeConfig:
             if telemetry.has("otlp_endpoint")
             else None,
             limits=Limits.from_dict(f.obj("limits")) if f.has("limits") else Limits(),
+            federation=Federation.from_dict(f.obj("federation")) if f.has("federation") else Federation(),
         )
         for section in (f, listen, keys, database, governance, retention, telemetry):
             if section.rest():

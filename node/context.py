@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import tomllib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -21,6 +22,7 @@ from node.config import NodeConfig
 from node.face.models import ModelPack
 from node.face.pipeline import FacePipeline
 from node.keystore import load_data_key, load_encryption_key, load_signing_key
+from node.manifests import ManifestStore
 from node.matching import MatchIndex
 from node.registry import Registry
 from node.storage.engine import make_engine
@@ -51,13 +53,18 @@ class NodeContext:
     engine: Engine
     signing_key: SigningKey
     encryption_key: EncryptionKey
-    manifest: Manifest
+    manifests: ManifestStore
     rules: RegistrationRules
     accounts: StaffAccounts
     registry: Registry
     model_pack: ModelPack
     _faces: FacePipeline | None = None
     _faces_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest trusted at this moment (it can change while the node runs)."""
+        return self.manifests.current
 
     @property
     def faces(self) -> FacePipeline:
@@ -76,7 +83,14 @@ class NodeContext:
         signing_key = load_signing_key(config.path(config.signing_key_file))
         encryption_key = load_encryption_key(config.path(config.encryption_key_file))
         data_key = config.data_key_from_env() or load_data_key(config.path(config.data_key_file))
-        manifest = load_manifest_file(config.directory / MANIFEST_FILE).payload
+        manifests = ManifestStore.load(
+            config.directory / MANIFEST_FILE,
+            engine,
+            load_manifest_file(config.directory / MANIFEST_FILE),
+            datetime.now(UTC).replace(microsecond=0),
+            grace=config.federation.manifest_grace,
+        )
+        manifest = manifests.current
         try:
             rules = RegistrationRules.from_dict(
                 tomllib.loads((config.directory / RULES_FILE).read_text(encoding="utf-8"))
@@ -93,7 +107,7 @@ class NodeContext:
             node_id=config.node_id,
             signing_key=signing_key,
             vault=Vault(data_key),
-            manifest=lambda: manifest,
+            manifest=lambda: manifests.current,
             rules=rules,
             index=MatchIndex(manifest.policy.model.dimension),
         )
@@ -104,7 +118,7 @@ class NodeContext:
             engine,
             signing_key,
             encryption_key,
-            manifest,
+            manifests,
             rules,
             StaffAccounts(engine),
             registry,

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from node.storage.models import LogLeaf
 from protocol.merkle import MerkleLog
 
-__all__ = ["SqlLeafTree", "open_event_log"]
+__all__ = ["LeafHashTree", "SqlLeafTree", "open_event_log", "root_of_leaf_hashes"]
 
 
 class SqlLeafTree(BaseMerkleTree):  # type: ignore[misc]
@@ -53,6 +53,35 @@ class SqlLeafTree(BaseMerkleTree):  # type: ignore[misc]
     def _get_size(self) -> int:
         with Session(self._engine) as session:
             return int(session.exec(select(func.count()).select_from(LogLeaf)).one())
+
+
+class LeafHashTree(BaseMerkleTree):  # type: ignore[misc]
+    """pymerkle storage over leaf hashes already computed: a peer's log as we mirror it."""
+
+    def __init__(self, hashes: list[bytes]) -> None:
+        self._hashes = hashes
+        super().__init__("sha256")
+
+    def _encode_entry(self, data: bytes) -> bytes:
+        return data
+
+    def _store_leaf(self, data: bytes, digest: bytes) -> int:
+        self._hashes.append(digest)
+        return len(self._hashes)
+
+    def _get_leaf(self, index: int) -> bytes:
+        return self._hashes[index - 1]
+
+    def _get_leaves(self, offset: int, width: int) -> Iterable[bytes]:
+        return self._hashes[offset : offset + width]
+
+    def _get_size(self) -> int:
+        return len(self._hashes)
+
+
+def root_of_leaf_hashes(hashes: list[bytes]) -> bytes:
+    """The RFC 9162 root over ``hashes`` (leaf hashes, in log order)."""
+    return MerkleLog(LeafHashTree(hashes)).root()
 
 
 def open_event_log(engine: Engine) -> MerkleLog:

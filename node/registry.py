@@ -145,6 +145,8 @@ class Registry:
         self.log = open_event_log(engine)
         self.write_lock = threading.RLock()
         """Serialises this process's writes to the log and the audit chain (one sequence each)."""
+        self.listeners: list[Callable[[int], None]] = []
+        """Called with the new tree size after every event is committed (e.g. to notify peers)."""
 
     def _refuse(
         self, staff: StaffMember | None, action: str, target: str, error: WatchnetError, now: datetime
@@ -329,6 +331,8 @@ class Registry:
                 existing.signed = doc.to_bytes().decode("utf-8")
                 session.add(existing)
             session.commit()
+        for listener in self.listeners:
+            listener(head.tree_size)
 
     def _issue_version(
         self,

@@ -23,13 +23,17 @@ from aiohttp import web
 from opentelemetry.trace import Status, StatusCode
 from sqlmodel import Session, col, select
 
+from governance.manifest import Manifest
 from governance.roles import Action, require_permission
 from node.accounts import AccountDisabled, AuthenticationFailed, StaffMember
 from node.auditlog import AuditWriter, append_audit
 from node.context import NodeContext
 from node.face.pipeline import decode_image
+from node.federation import LOG_BODIES, NOTICE_BODIES, QUERY_BODIES, RECEIPT_BODIES, Federation
+from node.peer_gate import PeerRateLimited, PeerRequest
 from node.registry import EntryNotFound, Proposal, TwoPersonRuleViolation, WrongState
-from node.storage.models import Alert, AuditRecord, LogLeaf, TreeHeadRow
+from node.storage.models import Alert, AuditRecord, LogLeaf, PeerState, TreeHeadRow
+from node.sync import propagation_status
 from node.telemetry import Telemetry, safe_attributes, setup_telemetry
 from protocol.canonical import b64url_decode, b64url_encode, parse_json
 from protocol.embedding import Embedding
@@ -47,6 +51,8 @@ from protocol.errors import (
 from protocol.events import EventReason
 from protocol.fields import CODE_RE, DATE_RE, NODE_ID_RE, Fields, format_time
 from protocol.query import MAX_QUERY_EMBEDDINGS
+from protocol.signed import SignedDocument
+from protocol.sync import LogRequest
 
 __all__ = ["CONTEXT", "build_app", "now_utc"]
 
@@ -96,6 +102,7 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 LIMITER = web.AppKey("limiter", RateLimiter)
 METRICS = web.AppKey("metrics", NodeMetrics)
 AUDIT_WRITER = web.AppKey("audit_writer", AuditWriter)
+FEDERATION = web.AppKey("federation", Federation)
 TOKEN_CACHE = web.AppKey("token_cache", dict[str, tuple[StaffMember, float]])
 TOKEN_CACHE_SECONDS = 10.0
 """How long a verified token is trusted without a database read (a disabled account stops within this)."""
@@ -123,6 +130,7 @@ _STATUS: list[tuple[type[WatchnetError], int]] = [
     (WrongState, 409),
     (TwoPersonRuleViolation, 403),
     (RateLimited, 429),
+    (PeerRateLimited, 429),
     (PolicyError, 403),
     (FreshnessError, 409),
     (ProofError, 400),
@@ -149,9 +157,9 @@ def _audit_request(
     """Record the request; reads that succeeded go through the group-commit writer."""
     resource = request.match_info.route.resource
     record: dict[str, Any] = {
-        "actor": actor,
+        "actor": request.get(ACTOR, actor)[:64],
         "action": f"{request.method} {resource.canonical if resource else request.path}",
-        "target": request.match_info.get("entry_id", ""),
+        "target": request.get(AUDIT_TARGET, request.match_info.get("entry_id", ""))[:128],
         "outcome": outcome,
         "request_hash": body_hash,
         "now": request.app[CLOCK](),
@@ -165,7 +173,11 @@ def _audit_request(
         session.commit()
 
 
-PUBLIC_PATHS = frozenset({"/v1/health", "/v1/log/head", "/v1/node"})
+PUBLIC_PATHS = frozenset({"/v1/health", "/v1/log/head", "/v1/node", "/v1/manifest"})
+PEER_PREFIX = "/v1/peer/"
+"""Peer endpoints authenticate the sealed message itself, not a staff token."""
+ACTOR = web.RequestKey("actor", str)
+AUDIT_TARGET = web.RequestKey("audit_target", str)
 
 
 @web.middleware
@@ -182,7 +194,9 @@ async def access_middleware(
         try:
             body = await request.read() if request.can_read_body else b""
             body_hash = hashlib.sha256(body).hexdigest() if body else ""
-            if request.path not in PUBLIC_PATHS:
+            if request.path.startswith(PEER_PREFIX):
+                actor = f"unverified:{request.app[FEDERATION].gate.sender_of(body)}"
+            elif not (request.method == "GET" and request.path in PUBLIC_PATHS):
                 staff = _authenticate(request)
                 actor = staff.id
                 request[STAFF] = staff
@@ -216,7 +230,7 @@ async def access_middleware(
             1, {"http.route": route, "http.response.status_code": response.status}
         )
         if request.method != "GET" or request.path not in PUBLIC_PATHS:
-            batched = request.method == "GET" or route in READ_ONLY_ROUTES
+            batched = request.method == "GET" or route in READ_ONLY_ROUTES or request.path.startswith(PEER_PREFIX)
             _audit_request(request, actor, f"ok:{response.status}", body_hash, batched=batched)
         return response
 
@@ -387,25 +401,28 @@ async def delete(request: web.Request) -> web.Response:
     return web.json_response(state.to_dict())
 
 
+async def _probe_faces(f: Fields, context: NodeContext) -> list[Embedding]:
+    """The faces to search for: detected in ``image`` (a photo or camera frame), or given as ``embeddings``."""
+    if f.has("image") == f.has("embeddings"):
+        raise MalformedError("request: give exactly one of 'image' (a photo or camera frame) or 'embeddings'")
+    if f.has("image"):
+        image = _image_bytes(f, "image", context)
+        return await asyncio.to_thread(_faces_in_frame, context, image)
+    raw = f.array("embeddings", max_items=MAX_QUERY_EMBEDDINGS)
+    if not raw:
+        raise MalformedError("request.embeddings is empty")
+    dimension = context.manifest.policy.model.dimension
+    return [
+        Embedding.from_str(e, dimension=dimension, field=f"request.embeddings[{i}]") for i, e in enumerate(raw)
+    ]
+
+
 async def match(request: web.Request) -> web.Response:
     """Search the active entries; store an alert per hit, nothing about a non-match."""
     staff = _staff(request, Action.MATCH)
     context = request.app[CONTEXT]
     f = await _json(request)
-    dimension = context.manifest.policy.model.dimension
-    if f.has("image") == f.has("embeddings"):
-        raise MalformedError("request: give exactly one of 'image' (a photo or camera frame) or 'embeddings'")
-    if f.has("image"):
-        image = _image_bytes(f, "image", context)
-        queries = await asyncio.to_thread(_faces_in_frame, context, image)
-    else:
-        raw = f.array("embeddings", max_items=MAX_QUERY_EMBEDDINGS)
-        if not raw:
-            raise MalformedError("request.embeddings is empty")
-        queries = [
-            Embedding.from_str(e, dimension=dimension, field=f"request.embeddings[{i}]")
-            for i, e in enumerate(raw)
-        ]
+    queries = await _probe_faces(f, context)
     site = f.text("site", max_len=63, pattern=NODE_ID_RE) if f.has("site") else ""
     _no_extra(f)
     if not queries:
@@ -439,6 +456,7 @@ async def match(request: web.Request) -> web.Response:
                         site=site,
                         operator=staff.id,
                         created_at=now,
+                        category=state.category,
                     )
                     session.add(alert)
                 out.append(
@@ -454,6 +472,166 @@ async def match(request: web.Request) -> web.Response:
                 )
             session.commit()
     return web.json_response({"threshold": threshold, "faces": len(queries), "matches": out})
+
+
+async def _peer_admit(request: web.Request, bodies: Any) -> PeerRequest:
+    """Admit a sealed peer message (the checks of ``PeerGate``, in order); the audit names the sender."""
+    federation = request.app[FEDERATION]
+    raw = await request.read()
+    admitted = await asyncio.to_thread(federation.gate.admit, raw, request.app[CLOCK](), bodies)
+    request[ACTOR] = f"peer:{admitted.member.node_id}"
+    return admitted
+
+
+def _sealed(data: bytes) -> web.Response:
+    return web.Response(body=data, content_type="application/json")
+
+
+async def peer_query(request: web.Request) -> web.Response:
+    """Answer a peer's plain-mode query: only matches at or above the threshold, nothing kept."""
+    federation = request.app[FEDERATION]
+    admitted = await _peer_admit(request, QUERY_BODIES)
+    response, count = federation.answer_query(admitted)
+    request[AUDIT_TARGET] = (
+        f"purpose={admitted.message.purpose} faces={count} hits={len(response.matches)}"
+    )
+    request.app[METRICS].match_queries.add(count)
+    request.app[METRICS].matches.add(len(response.matches))
+    return _sealed(federation.gate.reply(admitted, response, request.app[CLOCK]()))
+
+
+async def peer_log(request: web.Request) -> web.Response:
+    federation = request.app[FEDERATION]
+    admitted = await _peer_admit(request, LOG_BODIES)
+    assert isinstance(admitted.body, LogRequest)
+    page = await asyncio.to_thread(federation.log_page, admitted.body)
+    request[AUDIT_TARGET] = f"after={admitted.body.after} events={len(page.events)}"
+    return _sealed(federation.gate.reply(admitted, page, request.app[CLOCK]()))
+
+
+async def peer_notify(request: web.Request) -> web.Response:
+    federation = request.app[FEDERATION]
+    admitted = await _peer_admit(request, NOTICE_BODIES)
+    return _sealed(federation.gate.reply(admitted, federation.noticed(admitted), request.app[CLOCK]()))
+
+
+async def peer_receipts(request: web.Request) -> web.Response:
+    federation = request.app[FEDERATION]
+    admitted = await _peer_admit(request, RECEIPT_BODIES)
+    ack = await asyncio.to_thread(federation.accept_receipts, admitted)
+    request[AUDIT_TARGET] = f"receipts={len(ack.event_ids)}"
+    return _sealed(federation.gate.reply(admitted, ack, request.app[CLOCK]()))
+
+
+async def manifest_document(request: web.Request) -> web.Response:
+    """The manifest this node trusts now (public: it is the joint-use notice's source)."""
+    document = request.app[CONTEXT].manifests.document
+    return web.Response(body=document.to_bytes(), content_type="application/json")
+
+
+async def manifest_install(request: web.Request) -> web.Response:
+    """An admin hands the node a newer signed manifest (e.g. received by mail from the organisation)."""
+    _staff(request, Action.MANAGE_MANIFEST)
+    body = await request.read()
+    document = SignedDocument.from_bytes(body, Manifest)
+    offer = await asyncio.to_thread(
+        request.app[CONTEXT].manifests.offer, document, request.app[CLOCK](), f"admin:{request[STAFF].id}"
+    )
+    return web.json_response({"version": offer.version, "outcome": offer.outcome})
+
+
+async def manifest_refresh(request: web.Request) -> web.Response:
+    _staff(request, Action.MANAGE_MANIFEST)
+    results = await request.app[FEDERATION].refresh_manifest()
+    return web.json_response({"version": request.app[CONTEXT].manifest.version, "sources": results})
+
+
+async def network_query(request: web.Request) -> web.Response:
+    """Ask every other member (plain mode) about the faces in a frame; store an alert per verified hit."""
+    staff = _staff(request, Action.MATCH)
+    context = request.app[CONTEXT]
+    f = await _json(request)
+    manifest = context.manifest
+    queries = await _probe_faces(f, context)
+    purpose = f.text("purpose", max_len=48, pattern=CODE_RE) if f.has("purpose") else "crime-prevention"
+    site = f.text("site", max_len=63, pattern=NODE_ID_RE) if f.has("site") else ""
+    _no_extra(f)
+    federation = request.app[FEDERATION]
+    if not queries:
+        return web.json_response({"faces": 0, "peers": [], "matches": []})
+    query, outcomes = await federation.query(queries, purpose)
+    hits = await asyncio.to_thread(
+        federation.store_alerts, outcomes, site=site, operator=staff.id, now=request.app[CLOCK]()
+    )
+    request[AUDIT_TARGET] = f"purpose={purpose} faces={len(queries)} hits={len(hits)}"
+    return web.json_response(
+        {
+            "query_id": query.query_id,
+            "purpose": purpose,
+            "faces": len(queries),
+            "manifest_version": manifest.version,
+            "peers": [o.to_dict() for o in outcomes],
+            "matches": hits,
+        }
+    )
+
+
+async def alerts(request: web.Request) -> web.Response:
+    """Alerts for staff review, newest first; a withdrawn alert keeps no score, category or entry copy."""
+    _staff(request, Action.VIEW_ALERTS)
+    limit = min(_int_query(request, "limit", 100, low=1), MAX_PAGE)
+    with Session(request.app[CONTEXT].engine) as session:
+        rows = session.exec(select(Alert).order_by(col(Alert.created_at).desc()).limit(limit)).all()
+        items = [
+            {
+                "alert_id": a.id,
+                "owner": a.owner,
+                "entry_id": a.entry_id,
+                "version": a.entry_version,
+                "score": None if a.score is None else round(a.score, 6),
+                "category": a.category,
+                "site": a.site,
+                "status": a.status,
+                "created_at": format_time(a.created_at),
+            }
+            for a in rows
+        ]
+    return web.json_response({"alerts": items})
+
+
+async def propagation(request: web.Request) -> web.Response:
+    """Per deletion, expiry and correction of ours: the members that confirmed and those that did not."""
+    _staff(request, Action.READ_EVENT_LOG)
+    context = request.app[CONTEXT]
+    items = await asyncio.to_thread(propagation_status, context.engine, context.manifest, context.config.node_id)
+    complete = sum(1 for item in items if not item["missing"])
+    return web.json_response({"events": items, "complete": complete, "pending": len(items) - complete})
+
+
+async def peers_state(request: web.Request) -> web.Response:
+    """Our checkpoint in every peer's log, and whether it is healthy, failing or flagged for a fork."""
+    _staff(request, Action.READ_EVENT_LOG)
+    context = request.app[CONTEXT]
+    with Session(context.engine) as session:
+        states = {s.peer: s for s in session.exec(select(PeerState)).all()}
+    out = []
+    for member in context.manifest.joint_use.members:
+        if member.node_id == context.config.node_id:
+            continue
+        state = states.get(member.node_id)
+        out.append(
+            {
+                "node_id": member.node_id,
+                "membership": member.status.value,
+                "endpoint": member.endpoint,
+                "log_size": state.tree_size if state else 0,
+                "status": state.status if state else "never-synced",
+                "failures": state.failures if state else 0,
+                "last_error": state.last_error if state else "",
+                "last_sync_at": format_time(state.last_sync_at) if state and state.last_sync_at else None,
+            }
+        )
+    return web.json_response({"peers": out})
 
 
 def _latest_head(context: NodeContext) -> dict[str, Any] | None:
@@ -580,6 +758,12 @@ async def _audit_flusher(app: web.Application) -> AsyncIterator[None]:
     writer.flush()
 
 
+async def _federation(app: web.Application) -> AsyncIterator[None]:
+    await app[FEDERATION].start()
+    yield
+    await app[FEDERATION].stop()
+
+
 async def _telemetry_shutdown(app: web.Application) -> AsyncIterator[None]:
     yield
     app[TELEMETRY].shutdown()
@@ -591,6 +775,7 @@ def build_app(
     clock: Callable[[], datetime] = now_utc,
     telemetry: Telemetry | None = None,
     sweep: bool = True,
+    federate: bool = True,
 ) -> web.Application:
     """The node's application; ``rebuild_index`` loads the active entries before it serves."""
     app = web.Application(
@@ -607,6 +792,7 @@ def build_app(
     app[METRICS] = NodeMetrics(app[TELEMETRY])
     app[AUDIT_WRITER] = AuditWriter(context.engine, context.registry.write_lock)
     app[TOKEN_CACHE] = {}
+    app[FEDERATION] = Federation(context, clock, app[TELEMETRY])
     context.registry.rebuild_index()
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/node", node_info)
@@ -622,8 +808,21 @@ def build_app(
     app.router.add_get("/v1/log/proof/inclusion", inclusion_proof)
     app.router.add_get("/v1/log/proof/consistency", consistency_proof)
     app.router.add_get("/v1/audit", audit_records)
+    app.router.add_get("/v1/manifest", manifest_document)
+    app.router.add_post("/v1/manifest", manifest_install)
+    app.router.add_post("/v1/manifest/refresh", manifest_refresh)
+    app.router.add_post("/v1/query", network_query)
+    app.router.add_get("/v1/propagation", propagation)
+    app.router.add_get("/v1/alerts", alerts)
+    app.router.add_get("/v1/peers", peers_state)
+    app.router.add_post("/v1/peer/query", peer_query)
+    app.router.add_post("/v1/peer/log", peer_log)
+    app.router.add_post("/v1/peer/notify", peer_notify)
+    app.router.add_post("/v1/peer/receipts", peer_receipts)
     if sweep:
         app.cleanup_ctx.append(_retention_sweep)
     app.cleanup_ctx.append(_audit_flusher)
+    if federate:
+        app.cleanup_ctx.append(_federation)
     app.cleanup_ctx.append(_telemetry_shutdown)
     return app

@@ -25,6 +25,8 @@ from protocol.errors import (
     MalformedError,
     MisaddressedError,
     OversizedError,
+    SignatureError,
+    ThresholdError,
     UnknownSenderError,
 )
 from protocol.fields import CODE_RE, NODE_ID_RE, check_wire_time, format_time
@@ -285,7 +287,12 @@ def open_sealed(
             f"inner addresses {inner.payload.sender!r} -> {inner.payload.recipient!r} differ from the "
             f"envelope's {sealed.sender!r} -> {sealed.recipient!r}"
         )
-    inner.verify([keys.signing], threshold=1)
+    try:
+        inner.verify([keys.signing], threshold=1)
+    except ThresholdError as e:
+        raise SignatureError(
+            f"message from {sealed.sender!r} is not signed by its key in the trusted manifest ({e})"
+        ) from e
     return inner
 
 

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import io
-import json
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from contextlib import redirect_stdout
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from node.cli import main
+from node.network import LocalNode, free_port
 from tests.factories import KEYS, make_manifest, signed_manifest
 
 PASSWORD = "a long enough password"
@@ -28,12 +21,6 @@ STAFF = {
     "aud1": "auditor",
     "adm1": "admin",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli(*argv: str, stdin: str | None = None) -> str:
@@ -50,16 +37,8 @@ def cli(*argv: str, stdin: str | None = None) -> str:
     return buffer.getvalue()
 
 
-@dataclass
-class NodeProcess:
-    directory: Path
-    port: int
-    tokens: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+class NodeProcess(LocalNode):
+    """A single node (``chain-a``) for tests that need one real process, set up with the CLI."""
 
     @classmethod
     def create(cls, root: Path, database_url: str | None = None) -> NodeProcess:
@@ -82,7 +61,7 @@ class NodeProcess:
             str(port),
             *extra,
         )
-        node = cls(directory, port)
+        node = cls("chain-a", directory, port)
         for username, role in STAFF.items():
             cli(
                 "user",
@@ -97,45 +76,3 @@ class NodeProcess:
             )
             node.tokens[username] = cli("user", "token", "--node", str(directory), username).strip()
         return node
-
-    def start(self) -> None:
-        log = open(self.directory / "serve.log", "ab")
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "watchnet"), "serve", "--node", str(self.directory)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/v1/health", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
-        raise RuntimeError(f"node did not start: {(self.directory / 'serve.log').read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def call(
-        self, method: str, path: str, user: str | None = None, body: Any = None, raw: bytes | None = None
-    ) -> tuple[int, Any]:
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
-        if user is not None:
-            request.add_header("Authorization", f"Bearer {self.tokens[user]}")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")

@@ -17,7 +17,7 @@ from node.cli import main
 from node.config import NodeConfig
 from node.context import NodeContext
 from node.storage.engine import make_engine
-from node.storage.migrate import upgrade
+from node.storage.migrate import head_revision, upgrade
 from protocol.errors import ConfigurationError, MalformedError
 from tests.factories import KEYS, T0, make_manifest, signed_manifest
 
@@ -57,7 +57,7 @@ def init(tmp_path: Path, manifest_file: Path, capsys: pytest.CaptureFixture[str]
         == 0
     )
     out = json.loads(capsys.readouterr().out)
-    assert out["schema"] == "0001" and "other keys" in out["standing"]
+    assert out["schema"] == head_revision() and "other keys" in out["standing"]
     return node
 
 

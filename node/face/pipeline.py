@@ -111,9 +111,11 @@ class FacePipeline:
     """SCRFD detection + 5-point alignment + ArcFace on ONNX Runtime (CPU)."""
 
     def __init__(self, pack: ModelPack, *, detection_threshold: float = 0.5) -> None:
+        import onnxruntime
         from insightface.model_zoo import model_zoo
         from insightface.utils import face_align
 
+        onnxruntime.set_default_logger_severity(3)
         self.pack = pack
         self._align = face_align.norm_crop
         providers = ["CPUExecutionProvider"]

@@ -22,6 +22,12 @@ __all__ = [
     "EntryRow",
     "EventPayloadRow",
     "LogLeaf",
+    "ManifestRow",
+    "OutboxReceipt",
+    "PeerLeaf",
+    "PeerState",
+    "ReceiptRow",
+    "Tombstone",
     "TreeHeadRow",
 ]
 
@@ -114,7 +120,12 @@ class TreeHeadRow(SQLModel, table=True):
 
 
 class Alert(SQLModel, table=True):
-    """A match for staff review: which entry (owner, id, version) and how close; never the probe face."""
+    """A match for staff review: which entry (owner, id, version) and how close; never the probe face.
+
+    For a peer's entry the owner's signed entry is cached (``signed_entry``) so staff can see
+    who registered what. When the owner deletes the entry the alert stays as a record that it
+    was raised, with ``status = "withdrawn"`` and the score, category and cached copy erased.
+    """
 
     __tablename__ = "alert"
 
@@ -122,8 +133,86 @@ class Alert(SQLModel, table=True):
     owner: str = Field(max_length=63)
     entry_id: str = Field(index=True, max_length=64)
     entry_version: int
-    score: float
+    score: float | None = None
     site: str = Field(default="", max_length=63)
     operator: str = Field(max_length=64)
     status: str = Field(default="open", max_length=16)
     created_at: datetime
+    category: str | None = Field(default=None, max_length=48)
+    signed_entry: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class ManifestRow(SQLModel, table=True):
+    """Every manifest version this node has trusted, and when: the grace period and the audit need it."""
+
+    __tablename__ = "manifest"
+
+    version: int = Field(primary_key=True)
+    signed: str = Field(sa_column=Column(Text, nullable=False))
+    accepted_at: datetime
+    source: str = Field(default="", max_length=256)
+
+
+class PeerState(SQLModel, table=True):
+    """Our checkpoint in one peer's event log: the last signed head we verified, and its health."""
+
+    __tablename__ = "peer_state"
+
+    peer: str = Field(primary_key=True, max_length=63)
+    tree_size: int = 0
+    signed_head: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    status: str = Field(default="ok", max_length=16)
+    last_error: str = Field(default="", max_length=512)
+    last_sync_at: datetime | None = None
+    failures: int = 0
+
+
+class PeerLeaf(SQLModel, table=True):
+    """A verified copy of one peer's log leaf (a signed event header; nothing biometric)."""
+
+    __tablename__ = "peer_leaf"
+
+    peer: str = Field(primary_key=True, max_length=63)
+    idx: int = Field(primary_key=True)
+    event_id: str = Field(max_length=64)
+    entry_id: str = Field(index=True, max_length=64)
+    kind: str = Field(max_length=16)
+    leaf_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    leaf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Tombstone(SQLModel, table=True):
+    """A peer's entry that was deleted or expired: a late or replayed copy is never re-admitted."""
+
+    __tablename__ = "tombstone"
+
+    owner: str = Field(primary_key=True, max_length=63)
+    entry_id: str = Field(primary_key=True, max_length=64)
+    event_id: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
+    applied_at: datetime
+
+
+class OutboxReceipt(SQLModel, table=True):
+    """A receipt we signed for a peer's event, kept until the owner acknowledges it."""
+
+    __tablename__ = "receipt_outbox"
+
+    owner: str = Field(primary_key=True, max_length=63)
+    event_id: str = Field(primary_key=True, max_length=64)
+    signed: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+    delivered_at: datetime | None = None
+    attempts: int = 0
+
+
+class ReceiptRow(SQLModel, table=True):
+    """A member's signed receipt for one of our events (the owner's proof that a change arrived)."""
+
+    __tablename__ = "receipt"
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    member: str = Field(primary_key=True, max_length=63)
+    signed: str = Field(sa_column=Column(Text, nullable=False))
+    applied_at: datetime
+    received_at: datetime

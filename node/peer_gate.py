@@ -1,0 +1,160 @@
+"""The door every peer message comes through: the checks, in a fixed order, before any work is done.
+
+1. size, form, addressee, known sender, decryption and the sender's signature (``open_sealed``);
+2. the sender is a member of the trusted manifest (active, for queries; active or suspended for
+   log sync, so a suspended member still learns of deletions) and names the current manifest
+   version or the previous one within the grace period;
+3. the purpose is one of the group's (queries) or the reserved sync purpose (log traffic);
+4. the body parses and, for a query, was made with the pinned model;
+5. ``issued_at`` is inside the replay window and the nonce is unseen;
+6. the member is within its request rate.
+
+Each refusal is a typed error the service audits and answers with a stable code. Answers go back
+signed and sealed to the sender the same way (``reply``).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from governance.errors import PurposeNotAllowed
+from governance.manifest import Manifest, Member, MemberStatus
+from governance.policy import require_member, require_model, require_purpose
+from node.manifests import ManifestStore
+from protocol.errors import PolicyError
+from protocol.keys import EncryptionKey, SigningKey
+from protocol.message import BoxCache, PeerKeys, PeerMessage, decode_body, open_sealed, seal
+from protocol.query import QueryRequest
+from protocol.replay import ReplayGuard
+from protocol.signed import Payload, SignedDocument
+from protocol.sync import SYNC_PURPOSE
+
+__all__ = ["PeerGate", "PeerRateLimited", "PeerRequest"]
+
+
+class PeerRateLimited(PolicyError):
+    code = "rate_limited"
+
+
+class _MemberBuckets:
+    """Token bucket per member: ``per_minute`` messages a minute with bursts of the same size."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._rate = per_minute / 60.0
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, member: str, now: float) -> bool:
+        with self._lock:
+            tokens, last = self._buckets.get(member, (float(self.per_minute), now))
+            tokens = min(float(self.per_minute), tokens + (now - last) * self._rate)
+            allowed = tokens >= 1.0
+            self._buckets[member] = (tokens - 1.0 if allowed else tokens, now)
+            return allowed
+
+
+@dataclass(frozen=True)
+class PeerRequest:
+    """A message that passed every check: who sent it, under which manifest, and its parsed body."""
+
+    message: PeerMessage
+    member: Member
+    manifest: Manifest
+    body: Payload
+
+
+class PeerGate:
+    """Opens, authenticates and admits peer messages; seals our answers."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        signing_key: SigningKey,
+        encryption_key: EncryptionKey,
+        manifests: ManifestStore,
+        replay: ReplayGuard,
+        per_minute: int,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.node_id = node_id
+        self._signing_key = signing_key
+        self._encryption_key = encryption_key
+        self._manifests = manifests
+        self._replay = replay
+        self._replay_lock = threading.Lock()
+        self._buckets = _MemberBuckets(per_minute)
+        self._monotonic = monotonic
+        self.boxes = BoxCache(encryption_key)
+
+    def _keys(self, node_id: str) -> PeerKeys | None:
+        member = self._manifests.current.member(node_id)
+        return None if member is None else PeerKeys(member.signing_key, member.encryption_key)
+
+    def sender_of(self, raw: bytes) -> str:
+        """The sender named on the outside of a sealed message (unverified: for the audit only)."""
+        found = re.search(rb'"sender":"([a-z0-9][a-z0-9.-]{1,62})"', raw[:4096])
+        return found.group(1).decode("ascii") if found else ""
+
+    def admit(self, raw: bytes, now: datetime, body_types: Mapping[str, type[Payload]]) -> PeerRequest:
+        """Run the checks in order and return the admitted request, or raise the first failure."""
+        signed = open_sealed(
+            raw,
+            recipient_id=self.node_id,
+            recipient_key=self._encryption_key,
+            lookup_sender=self._keys,
+            box_for=self.boxes,
+        )
+        message = signed.payload
+        manifest = self._manifests.current
+        sync = message.purpose == SYNC_PURPOSE
+        member = manifest.member(message.sender)
+        if member is None or not (sync and member.status is MemberStatus.SUSPENDED):
+            member = require_member(manifest, message.sender)
+        self._manifests.check_named_version(message.manifest_version, now)
+        if not sync:
+            require_purpose(manifest, message.purpose)
+        body = decode_body(message, body_types)
+        if sync == isinstance(body, QueryRequest):
+            raise PurposeNotAllowed(
+                f"purpose {message.purpose!r} does not fit a {message.body_type!r} message"
+            )
+        if isinstance(body, QueryRequest):
+            require_model(manifest, body.model_id)
+            body.check_dimension(manifest.policy.model.dimension)
+        with self._replay_lock:
+            self._replay.check(message.sender, message.nonce, message.issued_at, now)
+        if not self._buckets.take(message.sender, self._monotonic()):
+            raise PeerRateLimited(
+                f"{message.sender!r} sent more than {self._buckets.per_minute} messages a minute; slow down"
+            )
+        return PeerRequest(message, member, manifest, body)
+
+    def reply(self, request: PeerRequest, body: Payload, now: datetime) -> bytes:
+        """Our answer to ``request``, signed by us and sealed to its sender."""
+        return self.seal_to(request.member, request.message.purpose, body, now, request.manifest.version)
+
+    def seal_to(self, member: Member, purpose: str, body: Payload, now: datetime, manifest_version: int) -> bytes:
+        """A new signed, sealed message from us to ``member``."""
+        message = PeerMessage(
+            sender=self.node_id,
+            recipient=member.node_id,
+            manifest_version=manifest_version,
+            purpose=purpose,
+            issued_at=now.replace(microsecond=0),
+            nonce=secrets.token_bytes(16),
+            body_type=body.TYPE,
+            body=body.to_dict(),
+        )
+        signed = SignedDocument(message)
+        signed.sign(self._signing_key)
+        box = self.boxes.box(member.node_id, member.encryption_key)
+        return seal(signed, self._encryption_key, member.encryption_key, box=box).to_bytes()
+

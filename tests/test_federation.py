@@ -1,0 +1,409 @@
+"""The network on real processes: an organisation, three member nodes and an outsider on 127.0.0.1.
+
+Every node is a ``watchnet serve`` process with its own SQLite database and keys; messages are
+real sealed HTTP requests. Tests that change the group (manifest versions, a member down, a
+rewritten log) come last in the file because the network is shared by the module.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from governance.manifest import Manifest, MemberStatus
+from node.demo import craft_query
+from node.network import LocalNetwork, LocalNode, wait_for
+from protocol.canonical import b64url_encode
+from protocol.embedding import Embedding
+from protocol.keys import SigningKey
+from protocol.message import PeerMessage, seal
+from protocol.query import QueryRequest
+from protocol.signed import SignedDocument
+
+MEMBERS = ["chain-a", "chain-b", "chain-c"]
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
+    network = LocalNetwork(tmp_path_factory.mktemp("net"), MEMBERS, ["outsider"], sync_interval="1s")
+    network.create()
+    try:
+        network.start()
+        yield network
+    finally:
+        network.stop()
+
+
+def unit(seed: int) -> Embedding:
+    v = np.random.default_rng(seed).normal(size=512).astype("<f4")
+    return Embedding((v / np.linalg.norm(v)).astype("<f4").tobytes())
+
+
+def register(node: LocalNode, embedding: Embedding) -> str:
+    status, proposed = node.call(
+        "POST",
+        "/v1/entries",
+        "reg1",
+        {
+            "embedding": embedding.to_str(),
+            "category": "shoplifting",
+            "evidence": {"kind": "police-report", "reference": f"TKY-{secrets.token_hex(3)}"},
+            "incident_date": "2026-11-01",
+            "site": "store-01",
+        },
+    )
+    assert status == 201, proposed
+    status, approved = node.call("POST", f"/v1/entries/{proposed['entry_id']}/approve", "off1")
+    assert status == 200, approved
+    return str(proposed["entry_id"])
+
+
+def audit(node: LocalNode) -> list[dict[str, Any]]:
+    time.sleep(0.15)
+    status, body = node.call("GET", "/v1/audit?limit=1000", "aud1")
+    assert status == 200
+    records: list[dict[str, Any]] = body["records"]
+    while len(body["records"]) == 1000:
+        status, body = node.call("GET", f"/v1/audit?after={records[-1]['seq'] + 1}&limit=1000", "aud1")
+        records += body["records"]
+    return records
+
+
+def a_key(net: LocalNetwork, node_id: str = "chain-a") -> Any:
+    member = net.current_manifest().member(node_id)
+    assert member is not None
+    return member.encryption_key
+
+
+def query(net: LocalNetwork, sender: str, embedding: Embedding, **overrides: Any) -> bytes:
+    manifest = net.current_manifest()
+    options: dict[str, Any] = {
+        "manifest_version": manifest.version,
+        "purpose": "crime-prevention",
+        "embeddings": [embedding],
+        "model_id": manifest.policy.model.model_id,
+    }
+    options.update(overrides)
+    return craft_query(net.node(sender), "chain-a", a_key(net), **options)
+
+
+def post_query(net: LocalNetwork, raw: bytes) -> tuple[int, Any]:
+    return net.node("chain-a").call("POST", "/v1/peer/query", raw=raw)
+
+
+def entry_count(node: LocalNode) -> int:
+    return len(node.call("GET", "/v1/entries", "off1")[1]["entries"])
+
+
+def test_every_node_trusts_the_organisations_manifest(net: LocalNetwork) -> None:
+    for node in net.nodes.values():
+        status, body = node.call("GET", "/v1/manifest")
+        assert status == 200 and body["signed"]["version"] == 1
+        assert len(body["signatures"]) == 2
+    notice = net.node("chain-a").call("GET", "/v1/manifest")[1]["signed"]["joint_use"]["administrator"]
+    assert notice["name"]["en"] == "Retail Security Data Protection Organisation"
+
+
+def test_a_query_finds_a_peers_entry_and_the_querier_keeps_an_alert(net: LocalNetwork) -> None:
+    a, b = net.node("chain-a"), net.node("chain-b")
+    face = unit(101)
+    entry_id = register(a, face)
+    status, result = b.call("POST", "/v1/query", "op1", {"embeddings": [face.to_str(), unit(102).to_str()], "site": "gate-1"})
+    assert status == 200, result
+    assert {p["node_id"]: p["status"] for p in result["peers"]} == {"chain-a": "ok", "chain-c": "ok"}
+    assert [(m["owner"], m["entry_id"], m["query_index"]) for m in result["matches"]] == [("chain-a", entry_id, 0)]
+    alerts = b.call("GET", "/v1/alerts", "op1")[1]["alerts"]
+    alert = next(x for x in alerts if x["entry_id"] == entry_id)
+    assert (alert["owner"], alert["version"], alert["category"], alert["site"]) == ("chain-a", 1, "shoplifting", "gate-1")
+    assert alert["score"] > 0.99
+    assert b.call("GET", "/v1/alerts", "reg1")[0] == 403
+
+
+def test_a_non_matching_query_leaves_nothing_at_the_answering_node(net: LocalNetwork) -> None:
+    a, b = net.node("chain-a"), net.node("chain-b")
+    passer_by = [unit(200 + i) for i in range(3)]
+    status, result = b.call("POST", "/v1/query", "op1", {"embeddings": [e.to_str() for e in passer_by]})
+    assert status == 200 and result["matches"] == []
+    records = audit(a)
+    mine = [r for r in records if r["actor"] == "peer:chain-b" and r["target"] == "purpose=crime-prevention faces=3 hits=0"]
+    assert mine and len(mine[-1]["request_hash"]) == 64
+    needles = [x for e in passer_by for x in (e.raw, e.to_str().encode(), e.raw[:64])]
+    files = [p for p in a.directory.rglob("*") if p.is_file()]
+    assert any(p.name == "watchnet.db" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        assert not any(n in data for n in needles), f"{path.name} holds a passer-by's embedding"
+    with sqlite3.connect(a.directory / "watchnet.db") as db:
+        tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
+        for table in tables:
+            for row in db.execute(f"select * from {table}"):
+                assert not any(isinstance(v, bytes) and any(n in v for n in needles) for v in row)
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "code"),
+    [
+        ("purpose", 403, "purpose_not_allowed"),
+        ("model", 403, "model_mismatch"),
+        ("wrong-key", 401, "bad_signature"),
+        ("newer-manifest", 409, "manifest_version"),
+        ("stale", 409, "clock_skew"),
+        ("misaddressed", 401, "misaddressed"),
+        ("outsider", 401, "unknown_peer"),
+        ("garbage", 400, "malformed"),
+        ("tampered", 401, "decryption_failed"),
+        ("dimension", 400, "malformed"),
+    ],
+)
+def test_each_bad_query_is_refused_typed_and_audited_and_changes_nothing(
+    net: LocalNetwork, case: str, status: int, code: str
+) -> None:
+    a = net.node("chain-a")
+    face = unit(300)
+    version = net.current_manifest().version
+    raw: bytes
+    if case == "purpose":
+        raw = query(net, "chain-b", face, purpose="marketing")
+    elif case == "model":
+        raw = query(net, "chain-b", face, model_id="other-model/v2")
+    elif case == "wrong-key":
+        raw = query(net, "chain-b", face, signing_key=SigningKey.generate())
+    elif case == "newer-manifest":
+        raw = query(net, "chain-b", face, manifest_version=version + 1)
+    elif case == "stale":
+        raw = _stale(net, face)
+    elif case == "misaddressed":
+        raw = craft_query(
+            net.node("chain-b"), "chain-c", a_key(net), manifest_version=version, purpose="crime-prevention",
+            embeddings=[face], model_id=net.current_manifest().policy.model.model_id,
+        )
+    elif case == "outsider":
+        raw = query(net, "outsider", face)
+    elif case == "garbage":
+        raw = b'{"type": "sealed-message", "spec_version": "1.0", "sender": "chain-b"'
+    elif case == "tampered":
+        sealed = json.loads(query(net, "chain-b", face))
+        ct = bytearray(__import__("base64").urlsafe_b64decode(sealed["ciphertext"] + "=="))
+        ct[-1] ^= 1
+        sealed["ciphertext"] = b64url_encode(bytes(ct))
+        raw = json.dumps(sealed).encode()
+    else:
+        short = np.frombuffer(unit(1).raw[:1024], dtype="<f4")
+        raw = query(net, "chain-b", Embedding((short / np.linalg.norm(short)).astype("<f4").tobytes()))
+    before = entry_count(a), len(audit(a))
+    got_status, body = post_query(net, raw)
+    assert (got_status, body["error"]) == (status, code), body
+    assert body["message"]
+    records = audit(a)
+    refused = [r for r in records[before[1]:] if r["action"] == "POST /v1/peer/query"]
+    assert [r["outcome"] for r in refused] == [f"refused:{code}"]
+    assert entry_count(a) == before[0]
+
+
+def _stale(net: LocalNetwork, face: Embedding) -> bytes:
+    manifest = net.current_manifest()
+    b = net.node("chain-b")
+    body = QueryRequest(query_id=f"qry-{secrets.token_hex(8)}", model_id=manifest.policy.model.model_id, embeddings=[face])
+    message = PeerMessage(
+        sender="chain-b",
+        recipient="chain-a",
+        manifest_version=manifest.version,
+        purpose="crime-prevention",
+        issued_at=datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10),
+        nonce=secrets.token_bytes(16),
+        body_type=body.TYPE,
+        body=body.to_dict(),
+    )
+    signed = SignedDocument(message)
+    signed.sign(b.signing_key())
+    return seal(signed, b.encryption_key(), a_key(net)).to_bytes()
+
+
+def test_a_replayed_query_is_refused(net: LocalNetwork) -> None:
+    raw = query(net, "chain-b", unit(400))
+    assert post_query(net, raw)[0] == 200
+    status, body = post_query(net, raw)
+    assert (status, body["error"]) == (409, "replay")
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(net: LocalNetwork) -> None:
+    a = net.node("chain-a")
+    status, body = a.call("POST", "/v1/peer/query", raw=b"x" * (9 << 20))
+    assert status == 413 and body["error"] == "oversized"
+    assert any(r["outcome"] == "refused:oversized" for r in audit(a)[-5:])
+
+
+def test_correction_and_deletion_reach_every_member_with_signed_receipts(net: LocalNetwork) -> None:
+    a, b, c = (net.node(n) for n in MEMBERS)
+    face = unit(500)
+    entry_id = register(a, face)
+    assert b.call("POST", "/v1/query", "op1", {"embeddings": [face.to_str()]})[1]["matches"]
+    status, corrected = a.call("POST", f"/v1/entries/{entry_id}/correct", "off2", {"reason": "correction", "category": "theft"})
+    assert status == 200 and corrected["version"] == 2
+
+    def alert() -> dict[str, Any]:
+        return next(x for x in b.call("GET", "/v1/alerts", "op1")[1]["alerts"] if x["entry_id"] == entry_id)
+
+    assert wait_for(lambda: alert()["version"] == 2, 10)
+    started = time.monotonic()
+    assert a.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "data-subject-request"})[0] == 200
+
+    def confirmed() -> list[str] | None:
+        events = a.call("GET", "/v1/propagation", "aud1")[1]["events"]
+        item = next(e for e in events if e["entry_id"] == entry_id and e["kind"] == "deleted")
+        return [x["member"] for x in item["confirmed"]] if not item["missing"] else None
+
+    assert wait_for(confirmed, 10) == ["chain-b", "chain-c"]
+    assert time.monotonic() - started < 5
+    withdrawn = alert()
+    assert (withdrawn["status"], withdrawn["score"], withdrawn["category"]) == ("withdrawn", None, None)
+    for node in (b, c):
+        with sqlite3.connect(node.directory / "watchnet.db") as db:
+            assert db.execute("select kind from tombstone where owner='chain-a' and entry_id=?", (entry_id,)).fetchone() == ("deleted",)
+    corrections = a.call("GET", "/v1/propagation", "aud1")[1]["events"]
+    assert any(e["entry_id"] == entry_id and e["kind"] == "corrected" and not e["missing"] for e in corrections)
+    assert not b.call("POST", "/v1/query", "op1", {"embeddings": [face.to_str()]})[1]["matches"]
+
+
+def test_propagation_status_needs_a_staff_role_that_may_read_the_log(net: LocalNetwork) -> None:
+    a = net.node("chain-a")
+    assert a.call("GET", "/v1/propagation")[0] == 401
+    assert a.call("GET", "/v1/propagation", "reg1")[0] == 403
+
+
+def test_a_member_that_was_down_gets_the_deletion_and_confirms_after_restart(net: LocalNetwork) -> None:
+    a, c = net.node("chain-a"), net.node("chain-c")
+    entry_id = register(a, unit(600))
+    c.stop()
+    try:
+        assert a.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "error"})[0] == 200
+
+        def item() -> dict[str, Any]:
+            events = a.call("GET", "/v1/propagation", "aud1")[1]["events"]
+            return next(e for e in events if e["entry_id"] == entry_id and e["kind"] == "deleted")
+
+        assert wait_for(lambda: [x["member"] for x in item()["confirmed"]] == ["chain-b"], 10)
+        time.sleep(1.5)
+        assert item()["missing"] == ["chain-c"]
+    finally:
+        c.start()
+    assert wait_for(lambda: item()["missing"] == [], 15)
+
+
+def test_a_node_killed_during_propagation_resumes_with_nothing_lost_or_doubled(net: LocalNetwork) -> None:
+    a, b = net.node("chain-a"), net.node("chain-b")
+    entries = [register(a, unit(700 + i)) for i in range(6)]
+    for entry_id in entries:
+        assert a.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "no-longer-necessary"})[0] == 200
+    b.kill()
+    b.start()
+
+    def done() -> bool:
+        events = a.call("GET", "/v1/propagation", "aud1")[1]["events"]
+        return all(not e["missing"] for e in events if e["entry_id"] in entries)
+
+    assert wait_for(done, 20)
+    a_size = a.call("GET", "/v1/log/head")[1]["signed"]["tree_size"]
+    assert wait_for(lambda: _sql(b, "select tree_size from peer_state where peer='chain-a'") == [(a_size,)], 10)
+    assert _sql(b, "select count(*) from peer_leaf where peer='chain-a'") == [(a_size,)]
+    tombstones = _sql(b, "select entry_id from tombstone where owner='chain-a'")
+    assert set(entries) <= {t[0] for t in tombstones}
+    applied = [r for r in audit(b) if r["action"] == "peer.event.deleted"]
+    targets = [r["target"] for r in applied]
+    assert len(targets) == len(set(targets)), "a deletion was applied twice"
+    assert {f"chain-a/{e}" for e in entries} <= set(targets)
+
+
+def _sql(node: LocalNode, statement: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(node.directory / "watchnet.db") as db:
+        return list(db.execute(statement).fetchall())
+
+
+def _suspend(manifest: Manifest, node_id: str, status: MemberStatus) -> Manifest:
+    members = tuple(replace(m, status=status) if m.node_id == node_id else m for m in manifest.joint_use.members)
+    return manifest.with_changes(joint_use=replace(manifest.joint_use, members=members))
+
+
+def test_a_suspended_member_is_refused_at_once_but_still_receives_deletions(net: LocalNetwork) -> None:
+    a, c = net.node("chain-a"), net.node("chain-c")
+    entry_id = register(a, unit(800))
+    new = net.update(lambda m: _suspend(m, "chain-c", MemberStatus.SUSPENDED)).payload
+    assert wait_for(lambda: set(net.refresh_manifests().values()) == {new.version}, 15, 0.5)
+    status, result = c.call("POST", "/v1/query", "op1", {"embeddings": [unit(800).to_str()]})
+    assert status == 200
+    assert {p["node_id"]: p.get("error") for p in result["peers"]} == {
+        "chain-a": "member_not_active",
+        "chain-b": "member_not_active",
+    }
+    assert any(r["outcome"] == "refused:member_not_active" for r in audit(a))
+    assert a.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "error"})[0] == 200
+
+    def missing() -> list[str]:
+        events = a.call("GET", "/v1/propagation", "aud1")[1]["events"]
+        return list(next(e for e in events if e["entry_id"] == entry_id and e["kind"] == "deleted")["missing"])
+
+    assert wait_for(lambda: missing() == [], 10)
+
+
+def test_a_manifest_rollback_from_a_peer_or_an_admin_is_refused(net: LocalNetwork) -> None:
+    a, b = net.node("chain-a"), net.node("chain-b")
+    current = a.call("GET", "/v1/manifest")[1]
+    assert current["signed"]["version"] >= 2
+    with sqlite3.connect(a.directory / "watchnet.db") as db:
+        old = db.execute("select signed from manifest where version=1").fetchone()[0]
+    status, body = a.call("POST", "/v1/manifest", "adm1", raw=old.encode())
+    assert (status, body["error"]) == (409, "rollback")
+    assert a.call("POST", "/v1/manifest", "op1", raw=old.encode())[0] == 403
+    b.stop()
+    try:
+        (b.directory / "manifest.json").write_text(old)
+        with sqlite3.connect(b.directory / "watchnet.db") as db:
+            db.execute("delete from manifest where version > 1")
+        b.start()
+        assert b.call("GET", "/v1/manifest")[1]["signed"]["version"] == 1
+        status, refreshed = a.call("POST", "/v1/manifest/refresh", "adm1")
+        from_b = [s for s in refreshed["sources"] if s["source"].startswith(b.url)]
+        assert from_b and from_b[0]["outcome"] == "refused:rollback"
+        assert refreshed["version"] == current["signed"]["version"]
+        assert any(r["action"] == "manifest.offer" and r["outcome"] == "refused:rollback" for r in audit(a))
+    finally:
+        b.stop()
+        b.start()
+        assert wait_for(lambda: b.call("GET", "/v1/manifest")[1]["signed"]["version"] == current["signed"]["version"], 15)
+
+
+def test_a_peer_that_rewrites_its_log_is_flagged_and_reported(net: LocalNetwork) -> None:
+    a, b = net.node("chain-a"), net.node("chain-b")
+    register(a, unit(900))
+    size = a.call("GET", "/v1/log/head")[1]["signed"]["tree_size"]
+    assert wait_for(lambda: _sql(b, "select tree_size from peer_state where peer='chain-a'") == [(size,)], 10)
+    a.stop()
+    with sqlite3.connect(a.directory / "watchnet.db") as db:
+        db.execute("delete from log_leaf where idx = ?", (size - 1,))
+        db.execute("delete from tree_head where tree_size >= ?", (size - 1,))
+    a.start()
+    register(a, unit(901))
+    assert wait_for(lambda: _sql(b, "select status from peer_state where peer='chain-a'") == [("forked",)], 15)
+    assert any(r["action"] == "peer.log.fork" for r in audit(b))
+    reports = net.root / "org" / "reports"
+
+    def from_b() -> list[dict[str, Any]]:
+        found = [json.loads(p.read_text()) for p in reports.glob("fork-*.json")] if reports.exists() else []
+        return [r for r in found if r["reporter"] == "chain-b"]
+
+    reports_from_b = wait_for(from_b, 10)
+    assert len(reports_from_b) == 1
+    report = reports_from_b[0]
+    assert report["peer"] == "chain-a"
+    assert report["conflicting_head"]["signed"]["tree_size"] == size
+    assert report["verified_head"]["signed"]["tree_size"] == size
+    assert report["conflicting_head"]["signed"]["root_hash"] != report["verified_head"]["signed"]["root_hash"]
