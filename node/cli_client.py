@@ -183,6 +183,51 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    if bool(args.image) == bool(args.embedding_file):
+        raise ConfigurationError("give one of --image FILE or --embedding-file FILE")
+    body: dict[str, Any] = (
+        {"image": _read_image(args.image)}
+        if args.image
+        else {"embeddings": [read_embedding(p).to_str() for p in args.embedding_file]}
+    )
+    body["purpose"] = args.purpose
+    if args.site:
+        body["site"] = args.site
+    data = call(args, "POST", "/v1/query", body)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, sort_keys=True))
+        return 0
+    print(f"{data['faces']} face(s) asked of {len(data['peers'])} member(s), purpose {data['purpose']}")
+    for peer in data["peers"]:
+        detail = f"{peer['matches']} match(es)" if peer["status"] == "ok" else f"{peer['error']}: {peer['reason']}"
+        print(f"  {peer['node_id']:<16} {peer['status']:<14} {detail}")
+    for match in data["matches"]:
+        print(
+            f"  MATCH face {match['query_index']}: {match['owner']}/{match['entry_id']} v{match['version']} "
+            f"{match['category']} score {match['score']:.3f} (alert {match['alert_id']})"
+        )
+    if not data["matches"]:
+        print("no match in the network")
+    return 0
+
+
+def cmd_propagation_status(args: argparse.Namespace) -> int:
+    data = call(args, "GET", "/v1/propagation")
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, sort_keys=True))
+        return 0
+    print(f"{data['complete']} change(s) confirmed by every member, {data['pending']} pending")
+    for event in data["events"]:
+        confirmed = ", ".join(c["member"] for c in event["confirmed"]) or "-"
+        missing = ", ".join(event["missing"]) or "-"
+        print(
+            f"  {event['occurred_at']} {event['kind']:<9} {event['entry_id']}  "
+            f"confirmed: {confirmed}  missing: {missing}"
+        )
+    return 0 if data["pending"] == 0 or not args.check else 1
+
+
 def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--url",
@@ -243,3 +288,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--sample-rate", type=float, default=2.0, help="frames per second sent from --video (default 2)"
     )
     p.add_argument("--site", help="where the camera is, recorded with an alert")
+
+    p = _common(
+        sub.add_parser(
+            "query", help="ask every other member of the group about the faces (operator; plain mode)"
+        )
+    )
+    p.set_defaults(handler=cmd_query)
+    p.add_argument("--image", help="a photo or camera frame: every face in it is asked about")
+    p.add_argument("--embedding-file", action="append", help="embedding file (repeat for a batch)")
+    p.add_argument(
+        "--purpose", default="crime-prevention", help="one of the group's purposes (default crime-prevention)"
+    )
+    p.add_argument("--site", help="where the camera is, recorded with an alert")
+
+    propagation = sub.add_parser("propagation", help="whether our corrections and deletions reached every member")
+    propagation_commands = propagation.add_subparsers(dest="propagation_command", metavar="COMMAND", required=True)
+    p = _common(
+        propagation_commands.add_parser(
+            "status", help="per deletion, expiry and correction: members that confirmed and those that did not"
+        )
+    )
+    p.set_defaults(handler=cmd_propagation_status)
+    p.add_argument("--check", action="store_true", help="exit 1 while any change is unconfirmed")

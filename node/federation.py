@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 from governance.manifest import Manifest, Member, MemberStatus
 from node.auditlog import append_audit
 from node.context import NodeContext
-from node.peer_client import PeerClient, PeerRefused, PeerUnreachable
+from node.peer_client import PeerClient, PeerRefused, PeerUnreachable, read_limited
 from node.peer_gate import PeerGate, PeerRequest
 from node.storage.models import Alert, LogLeaf, PeerState
 from node.sync import (
@@ -67,6 +67,7 @@ LOG_BODIES = {LogRequest.TYPE: LogRequest}
 NOTICE_BODIES = {LogNotice.TYPE: LogNotice}
 RECEIPT_BODIES = {ReceiptDelivery.TYPE: ReceiptDelivery}
 RETRY_FIRST = timedelta(seconds=1)
+MAX_MANIFEST_BYTES = 4 << 20
 
 
 @dataclass
@@ -285,27 +286,37 @@ class Federation:
                 return PeerOutcome(member.node_id, "invalid_answer", error=e.code, reason=str(e))
 
     def store_alerts(
-        self, outcomes: Iterable[PeerOutcome], *, site: str, operator: str, now: datetime
+        self, outcomes: Iterable[PeerOutcome], *, site: str, operator: str, now: datetime, window: timedelta
     ) -> list[dict[str, Any]]:
-        """One alert per (owner, entry) hit, referencing the owner's signed entry version."""
+        """An alert per hit, referencing the owner's signed entry version; one per person and site per window."""
         out: list[dict[str, Any]] = []
         with Session(self.context.engine) as session:
             for outcome in outcomes:
                 for match in outcome.matches:
                     entry = match.entry.payload
-                    alert = Alert(
-                        id=f"alr-{secrets.token_hex(10)}",
-                        owner=entry.owner,
-                        entry_id=entry.entry_id,
-                        entry_version=entry.version,
-                        score=match.score,
-                        site=site,
-                        operator=operator,
-                        created_at=now,
-                        category=entry.category,
-                        signed_entry=match.entry.to_bytes().decode("utf-8"),
-                    )
-                    session.add(alert)
+                    alert = session.exec(
+                        select(Alert).where(
+                            Alert.owner == entry.owner,
+                            Alert.entry_id == entry.entry_id,
+                            Alert.site == site,
+                            Alert.status == "open",
+                            col(Alert.created_at) > now - window,
+                        )
+                    ).first()
+                    if alert is None:
+                        alert = Alert(
+                            id=f"alr-{secrets.token_hex(10)}",
+                            owner=entry.owner,
+                            entry_id=entry.entry_id,
+                            entry_version=entry.version,
+                            score=match.score,
+                            site=site,
+                            operator=operator,
+                            created_at=now,
+                            category=entry.category,
+                            signed_entry=match.entry.to_bytes().decode("utf-8"),
+                        )
+                        session.add(alert)
                     out.append(
                         {
                             "query_index": match.query_index,
@@ -395,14 +406,21 @@ class Federation:
                 await asyncio.to_thread(record_failure, self.context.engine, member.node_id, f"{e.code}: {e}", self.clock())
 
     async def _follow_loop(self, interval: timedelta) -> None:
-        waiters: dict[str, asyncio.Task[None]] = {}
-        while True:
-            members = self.peers()
-            for member in members:
-                task = waiters.get(member.node_id)
-                if task is None or task.done():
-                    waiters[member.node_id] = asyncio.create_task(self._follow_one(member.node_id, interval))
-            await asyncio.sleep(interval.total_seconds())
+        """One follower task per peer; new members (from a new manifest) get theirs within ``interval``."""
+        followers: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                for member in self.peers():
+                    task = followers.get(member.node_id)
+                    if task is None or task.done():
+                        followers[member.node_id] = asyncio.create_task(self._follow_one(member.node_id, interval))
+                await asyncio.sleep(interval.total_seconds())
+        finally:
+            for task in followers.values():
+                task.cancel()
+            for task in followers.values():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _follow_one(self, peer: str, interval: timedelta) -> None:
         event = self._wake_pull.setdefault(peer, asyncio.Event())
@@ -487,7 +505,7 @@ class Federation:
                 async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=self.timeout)) as response:
                     if response.status != 200:
                         continue
-                    data = await response.content.read(4 << 20)
+                    data = await read_limited(response, MAX_MANIFEST_BYTES)
                 document = SignedDocument.from_bytes(data, Manifest)
                 if document.payload.version < self.context.manifest.version:
                     raise RollbackError(

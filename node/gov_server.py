@@ -90,9 +90,12 @@ async def notice(request: web.Request) -> web.Response:
 
 
 async def report(request: web.Request) -> web.Response:
-    body = await request.content.read(MAX_REPORT_BYTES + 1)
-    if len(body) > MAX_REPORT_BYTES:
-        return web.json_response({"error": "oversized", "message": "report too large"}, status=413)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return web.json_response(
+            {"error": "oversized", "message": f"a report is at most {MAX_REPORT_BYTES} bytes"}, status=413
+        )
     try:
         data = parse_json(body, max_bytes=MAX_REPORT_BYTES)
     except WatchnetError as e:

@@ -17,14 +17,24 @@ import aiohttp
 
 from governance.manifest import Member
 from node.peer_gate import PeerGate
-from protocol.errors import MalformedError, WatchnetError
+from protocol.errors import MalformedError, OversizedError, WatchnetError
 from protocol.keys import EncryptionKey
 from protocol.message import MAX_SEALED_BYTES, PeerKeys, decode_body, open_sealed
 from protocol.signed import Payload
 
-__all__ = ["PeerClient", "PeerRefused", "PeerUnreachable"]
+__all__ = ["PeerClient", "PeerRefused", "PeerUnreachable", "read_limited"]
 
 B = TypeVar("B", bound=Payload)
+
+
+async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes (a peer must not make us buffer without end)."""
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > limit:
+            raise OversizedError(f"answer from {response.url.host} is larger than {limit} bytes")
+    return bytes(body)
 
 
 class PeerUnreachable(WatchnetError):
@@ -60,7 +70,7 @@ class PeerClient:
                 headers={"Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:
-                body = await response.content.read(MAX_SEALED_BYTES + 1)
+                body = await read_limited(response, MAX_SEALED_BYTES)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as e:
             raise PeerUnreachable(f"{member.node_id} at {url}: {type(e).__name__} {e}".strip()) from e

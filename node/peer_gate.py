@@ -38,6 +38,9 @@ from protocol.sync import SYNC_PURPOSE
 __all__ = ["PeerGate", "PeerRateLimited", "PeerRequest"]
 
 
+_SENDER_RE = re.compile(rb'"sender":\s*"([a-z0-9][a-z0-9.-]{1,62})"')
+
+
 class PeerRateLimited(PolicyError):
     code = "rate_limited"
 
@@ -100,7 +103,7 @@ class PeerGate:
 
     def sender_of(self, raw: bytes) -> str:
         """The sender named on the outside of a sealed message (unverified: for the audit only)."""
-        found = re.search(rb'"sender":"([a-z0-9][a-z0-9.-]{1,62})"', raw[:4096])
+        found = _SENDER_RE.search(raw)
         return found.group(1).decode("ascii") if found else ""
 
     def admit(self, raw: bytes, now: datetime, body_types: Mapping[str, type[Payload]]) -> PeerRequest:

@@ -561,7 +561,7 @@ async def network_query(request: web.Request) -> web.Response:
         return web.json_response({"faces": 0, "peers": [], "matches": []})
     query, outcomes = await federation.query(queries, purpose)
     hits = await asyncio.to_thread(
-        federation.store_alerts, outcomes, site=site, operator=staff.id, now=request.app[CLOCK]()
+        federation.store_alerts, outcomes, site=site, operator=staff.id, now=request.app[CLOCK](), window=ALERT_WINDOW
     )
     request[AUDIT_TARGET] = f"purpose={purpose} faces={len(queries)} hits={len(hits)}"
     return web.json_response(

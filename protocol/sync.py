@@ -19,7 +19,7 @@ from typing import Any, Self
 
 from protocol.errors import MalformedError
 from protocol.events import EntryEvent
-from protocol.fields import MAX_SAFE_INT, NODE_ID_RE
+from protocol.fields import ID_RE, MAX_SAFE_INT, NODE_ID_RE
 from protocol.receipt import DeletionReceipt
 from protocol.signed import SPEC_VERSION, Payload, SignedDocument
 from protocol.treehead import TreeHead
@@ -53,6 +53,8 @@ class LogRequest(Payload):
     unrecognized_fields: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.after, bool) or isinstance(self.limit, bool):
+            raise MalformedError("log-request: after and limit are integers, not booleans")
         if not 0 <= self.after <= MAX_SAFE_INT:
             raise MalformedError(f"log-request.after: {self.after} outside [0, {MAX_SAFE_INT}]")
         if not 1 <= self.limit <= MAX_PAGE_EVENTS:
@@ -92,6 +94,10 @@ class LogPage(Payload):
     def __post_init__(self) -> None:
         if len(self.events) > MAX_PAGE_EVENTS:
             raise MalformedError(f"log-page.events: {len(self.events)} items, limit {MAX_PAGE_EVENTS}")
+        if not 0 <= self.first <= MAX_SAFE_INT:
+            raise MalformedError(f"log-page.first: {self.first} outside [0, {MAX_SAFE_INT}]")
+        if self.latest_size > MAX_SAFE_INT:
+            raise MalformedError(f"log-page.latest_size: {self.latest_size} beyond {MAX_SAFE_INT}")
         end = self.first + len(self.events)
         if self.head.payload.tree_size != end:
             raise MalformedError(
@@ -179,6 +185,9 @@ class ReceiptDelivery(Payload):
         pairs = {(r.payload.owner, r.payload.member) for r in self.receipts}
         if len(pairs) != 1:
             raise MalformedError(f"receipt-delivery: receipts of several (owner, member) pairs {sorted(pairs)}")
+        events = [r.payload.event_id for r in self.receipts]
+        if len(set(events)) != len(events):
+            raise MalformedError("receipt-delivery: the same event is confirmed twice")
 
     def to_dict(self) -> dict[str, Any]:
         return self._with_unrecognized(
@@ -214,6 +223,11 @@ class ReceiptAck(Payload):
             raise MalformedError(f"receipt-ack.member: {self.member!r:.60} is not a node id")
         if len(self.event_ids) > MAX_RECEIPTS:
             raise MalformedError(f"receipt-ack.event_ids: {len(self.event_ids)} items, limit {MAX_RECEIPTS}")
+        if len(set(self.event_ids)) != len(self.event_ids):
+            raise MalformedError("receipt-ack.event_ids: an event id is named twice")
+        for event_id in self.event_ids:
+            if not ID_RE.fullmatch(event_id):
+                raise MalformedError(f"receipt-ack.event_ids: {event_id!r:.70} is not an event id")
 
     def to_dict(self) -> dict[str, Any]:
         return self._with_unrecognized(
@@ -225,7 +239,7 @@ class ReceiptAck(Payload):
         f, spec_version = cls._read_header(data)
         return cls(
             member=f.text("member", max_len=63, pattern=NODE_ID_RE),
-            event_ids=f.texts("event_ids", max_items=MAX_RECEIPTS, max_len=64),
+            event_ids=f.texts("event_ids", max_items=MAX_RECEIPTS, max_len=64, pattern=ID_RE),
             spec_version=spec_version,
             unrecognized_fields=f.rest(),
         )

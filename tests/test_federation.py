@@ -28,6 +28,7 @@ from protocol.keys import SigningKey
 from protocol.message import PeerMessage, seal
 from protocol.query import QueryRequest
 from protocol.signed import SignedDocument
+from tests.nodeproc import cli
 
 MEMBERS = ["chain-a", "chain-b", "chain-c"]
 
@@ -272,6 +273,22 @@ def test_correction_and_deletion_reach_every_member_with_signed_receipts(net: Lo
     corrections = a.call("GET", "/v1/propagation", "aud1")[1]["events"]
     assert any(e["entry_id"] == entry_id and e["kind"] == "corrected" and not e["missing"] for e in corrections)
     assert not b.call("POST", "/v1/query", "op1", {"embeddings": [face.to_str()]})[1]["matches"]
+
+
+def test_staff_commands_query_the_network_and_show_propagation(net: LocalNetwork, tmp_path: Any) -> None:
+    a, b = net.node("chain-a"), net.node("chain-b")
+    face = unit(550)
+    entry_id = register(a, face)
+    probe = tmp_path / "probe.emb"
+    probe.write_text(face.to_str() + "\n")
+    out = json.loads(cli("query", "--url", b.url, "--token", b.tokens["op1"], "--embedding-file", str(probe), "--json"))
+    assert [(m["owner"], m["entry_id"]) for m in out["matches"]] == [("chain-a", entry_id)]
+    text = cli("query", "--url", b.url, "--token", b.tokens["op1"], "--embedding-file", str(probe), "--site", "gate-9")
+    assert f"MATCH face 0: chain-a/{entry_id} v1 shoplifting" in text
+    assert a.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "error"})[0] == 200
+    args = ("propagation", "status", "--url", a.url, "--token", a.tokens["aud1"])
+    assert wait_for(lambda: json.loads(cli(*args, "--json"))["pending"] == 0, 10)
+    assert "missing: -" in cli(*args) and "deleted" in cli(*args)
 
 
 def test_propagation_status_needs_a_staff_role_that_may_read_the_log(net: LocalNetwork) -> None:

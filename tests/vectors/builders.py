@@ -18,12 +18,14 @@ from protocol.canonical import b64url_encode, sha256_hex
 from protocol.commitment import commit
 from protocol.embedding import Embedding
 from protocol.entry import Evidence, WatchlistEntry
-from protocol.events import EntryEvent, EventKind, EventReason
+from protocol.events import EntryEvent, EventKind, EventPayload, EventReason, log_leaf_bytes
 from protocol.keys import EncryptionKey, SigningKey
+from protocol.merkle import MerkleLog, leaf_hash
 from protocol.message import PeerMessage, seal
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
 from protocol.receipt import DeletionReceipt, ReceiptAction
 from protocol.signed import Payload, SignedDocument
+from protocol.sync import LogNotice, LogPage, LogRequest, ReceiptAck, ReceiptDelivery
 from protocol.treehead import TreeHead
 
 CLOCK = datetime(2026, 11, 1, 9, 0, 0, tzinfo=UTC)
@@ -104,8 +106,8 @@ def signed_entry_doc() -> SignedDocument[WatchlistEntry]:
     return doc
 
 
-def event_vector() -> dict[str, Any]:
-    event, payload = EntryEvent.create(
+def registration_event() -> tuple[EntryEvent, EventPayload]:
+    return EntryEvent.create(
         entry=signed_entry_doc(),
         salt=bytes([0x44]) * 32,
         event_id="evt-0000000000000001",
@@ -117,6 +119,32 @@ def event_vector() -> dict[str, Any]:
         occurred_at=CLOCK,
         actor="acct-officer-01",
     )
+
+
+def deletion_event() -> tuple[EntryEvent, EventPayload]:
+    """The deletion of the registered entry: the second event of chain-a's log."""
+    return EntryEvent.create(
+        entry=None,
+        salt=bytes([0x45]) * 32,
+        event_id="evt-0000000000000002",
+        owner="chain-a",
+        kind=EventKind.DELETED,
+        entry_id="ent-0000000000000001",
+        entry_version=1,
+        reason=EventReason.DATA_SUBJECT_REQUEST,
+        occurred_at=CLOCK + timedelta(seconds=1),
+        actor="acct-officer-01",
+    )
+
+
+def signed_by_node(payload: Payload) -> SignedDocument[Any]:
+    doc: SignedDocument[Any] = SignedDocument(payload)
+    doc.sign(node_key())
+    return doc
+
+
+def event_vector() -> dict[str, Any]:
+    event, payload = registration_event()
     return signed_vector(
         "A registration event. The payload (salt and signed entry) is erasable; the event commits to it.",
         event,
@@ -125,8 +153,8 @@ def event_vector() -> dict[str, Any]:
     )
 
 
-def receipt_vector() -> dict[str, Any]:
-    receipt = DeletionReceipt(
+def deletion_receipt() -> DeletionReceipt:
+    return DeletionReceipt(
         owner="chain-a",
         member="chain-b",
         event_id="evt-0000000000000002",
@@ -136,9 +164,12 @@ def receipt_vector() -> dict[str, Any]:
         applied_at=CLOCK + timedelta(seconds=2),
         action=ReceiptAction.PURGED,
     )
+
+
+def receipt_vector() -> dict[str, Any]:
     return signed_vector(
         "chain-b confirms it purged what it held of a deleted entry.",
-        receipt,
+        deletion_receipt(),
         [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
     )
 
@@ -230,6 +261,66 @@ def manifest_vector() -> dict[str, Any]:
     )
 
 
+def log_request_vector() -> dict[str, Any]:
+    return signed_vector(
+        "chain-b asks chain-a for its events from index 0 on (carried inside a sealed peer message "
+        "under purpose log-sync; signed here only to pin its bytes).",
+        LogRequest(after=0, limit=500),
+        [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
+    )
+
+
+def log_page() -> tuple[LogPage, list[bytes]]:
+    """chain-a's answer: its two events and the head it signs for exactly their end."""
+    events = [signed_by_node(registration_event()[0]), signed_by_node(deletion_event()[0])]
+    log = MerkleLog()
+    for event in events:
+        log.append(log_leaf_bytes(event))
+    head = TreeHead(
+        log_id="chain-a", tree_size=log.size, root_hash=log.root(), timestamp=CLOCK + timedelta(seconds=1)
+    )
+    page = LogPage(first=0, events=events, head=signed_by_node(head), latest_size=log.size)
+    return page, [leaf_hash(log_leaf_bytes(event)) for event in events]
+
+
+def log_page_vector() -> dict[str, Any]:
+    page, hashes = log_page()
+    return signed_vector(
+        "chain-a's page of events 0..2 (a registration and its deletion) with its signed head for size 2; "
+        "the head's root_hash is the RFC 9162 root over the leaves (the canonical signed events), "
+        "whose leaf hashes are listed.",
+        page,
+        [(NODE_SEED, node_key())],
+        leaf_hashes_hex=[h.hex() for h in hashes],
+    )
+
+
+def log_notice_vector() -> dict[str, Any]:
+    return signed_vector(
+        "chain-a tells a follower its log now has 2 events (a hint to pull now; it proves nothing).",
+        LogNotice(tree_size=2),
+        [(NODE_SEED, node_key())],
+    )
+
+
+def receipt_delivery_vector() -> dict[str, Any]:
+    receipt: SignedDocument[DeletionReceipt] = SignedDocument(deletion_receipt())
+    receipt.sign(SigningKey(MEMBER_SEED))
+    return signed_vector(
+        "chain-b delivers to chain-a its signed receipt for the deletion event.",
+        ReceiptDelivery(receipts=[receipt]),
+        [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
+    )
+
+
+def receipt_ack_vector() -> dict[str, Any]:
+    return signed_vector(
+        "chain-a acknowledges that it now holds chain-b's receipt for the deletion event.",
+        ReceiptAck(member="chain-b", event_ids=["evt-0000000000000002"]),
+        [(NODE_SEED, node_key())],
+    )
+
+
 def _payload_types() -> dict[str, type[Payload]]:
     from governance.manifest import Manifest
 
@@ -242,6 +333,11 @@ def _payload_types() -> dict[str, type[Payload]]:
         "peer-message": PeerMessage,
         "tree-head": TreeHead,
         "governance-manifest": Manifest,
+        "log-request": LogRequest,
+        "log-page": LogPage,
+        "log-notice": LogNotice,
+        "receipt-delivery": ReceiptDelivery,
+        "receipt-ack": ReceiptAck,
     }
 
 
@@ -254,6 +350,11 @@ VECTORS: dict[str, Callable[[], Any]] = {
     "peer-message": peer_message_vector,
     "tree-head": tree_head_vector,
     "governance-manifest": manifest_vector,
+    "log-request": log_request_vector,
+    "log-page": log_page_vector,
+    "log-notice": log_notice_vector,
+    "receipt-delivery": receipt_delivery_vector,
+    "receipt-ack": receipt_ack_vector,
 }
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = _payload_types()

@@ -1,0 +1,139 @@
+"""The trusted manifest of a running node: successors only, atomic switch, grace for the previous version."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from governance.description import next_version
+from governance.manifest import Manifest, MemberStatus
+from node.manifests import ManifestStore, ManifestVersionError, install_manifest
+from node.storage.engine import make_engine
+from node.storage.migrate import upgrade
+from node.storage.models import ManifestRow
+from protocol.errors import ExpiredError, RollbackError, ThresholdError
+from protocol.keys import SigningKey
+from protocol.signed import SignedDocument
+from tests.factories import KEYS, T0, make_manifest, signed_manifest
+
+V1 = make_manifest(now=T0)
+
+
+def successor(manifest: Manifest, **changes: object) -> Manifest:
+    return next_version(manifest, **changes)
+
+
+def suspend(manifest: Manifest, node_id: str) -> Manifest:
+    members = tuple(
+        replace(m, status=MemberStatus.SUSPENDED) if m.node_id == node_id else m for m in manifest.joint_use.members
+    )
+    return next_version(manifest, joint_use=replace(manifest.joint_use, members=members))
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    engine = make_engine(f"sqlite:///{tmp_path / 'node.db'}")
+    upgrade(engine)
+    return engine
+
+
+@pytest.fixture
+def store(tmp_path: Path, engine: Engine) -> ManifestStore:
+    path = tmp_path / "manifest.json"
+    document = signed_manifest(V1, KEYS[0], KEYS[1])
+    path.write_bytes(document.to_bytes())
+    return ManifestStore(path, engine, document, accepted_at=T0, grace=timedelta(minutes=5))
+
+
+def test_a_valid_successor_replaces_the_file_and_the_history_and_tells_listeners(
+    store: ManifestStore, engine: Engine, tmp_path: Path
+) -> None:
+    seen: list[int] = []
+    store.on_change(lambda m: seen.append(m.version))
+    v2 = suspend(V1, "chain-b")
+    offer = store.offer(signed_manifest(v2, KEYS[1], KEYS[2]), T0 + timedelta(hours=1), "org")
+    assert (offer.version, offer.outcome) == (2, "accepted")
+    assert store.current.version == 2 and seen == [2]
+    on_disk = SignedDocument.from_bytes((tmp_path / "manifest.json").read_bytes(), Manifest)
+    assert on_disk.payload.version == 2
+    with Session(engine) as session:
+        assert [r.version for r in session.exec(select(ManifestRow).order_by(ManifestRow.version)).all()] == [1, 2]
+    assert not list(tmp_path.glob(".manifest.json.*")), "no temporary file left behind"
+
+
+def test_the_same_version_again_is_a_no_op(store: ManifestStore) -> None:
+    assert store.offer(signed_manifest(V1, KEYS[0], KEYS[2]), T0, "peer").outcome == "already"
+    assert store.current.version == 1
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (lambda: signed_manifest(replace(V1, expires=V1.expires + timedelta(days=1)), KEYS[0], KEYS[1]), RollbackError),
+        (lambda: signed_manifest(successor(V1), KEYS[0]), ThresholdError),
+        (lambda: signed_manifest(successor(V1), KEYS[0], SigningKey(b"\x77" * 32)), ThresholdError),
+        (lambda: signed_manifest(successor(V1, expires=T0 + timedelta(seconds=1)), KEYS[0], KEYS[1]), ExpiredError),
+    ],
+    ids=["same-version-other-content", "one-signature", "unknown-key", "expired"],
+)
+def test_an_invalid_offer_is_refused_and_changes_nothing(
+    store: ManifestStore, tmp_path: Path, make: object, error: type[Exception]
+) -> None:
+    before = (tmp_path / "manifest.json").read_bytes()
+    with pytest.raises(error):
+        store.offer(make(), T0 + timedelta(hours=1), "peer")  # type: ignore[operator]
+    assert store.current.version == 1
+    assert (tmp_path / "manifest.json").read_bytes() == before
+
+
+def test_an_older_version_is_a_rollback(store: ManifestStore) -> None:
+    v2, v3 = successor(V1), successor(successor(V1))
+    store.offer(signed_manifest(v2, KEYS[0], KEYS[1]), T0, "org")
+    store.offer(signed_manifest(v3, KEYS[0], KEYS[1]), T0, "org")
+    with pytest.raises(RollbackError):
+        store.offer(signed_manifest(v2, KEYS[0], KEYS[1]), T0, "peer")
+    assert store.current.version == 3
+
+
+def test_peers_may_name_the_previous_version_only_within_the_grace_period(store: ManifestStore) -> None:
+    store.check_named_version(1, T0)
+    with pytest.raises(ManifestVersionError, match="fetching the newer version"):
+        store.check_named_version(2, T0)
+    switched = T0 + timedelta(hours=1)
+    store.offer(signed_manifest(successor(V1), KEYS[0], KEYS[1]), switched, "org")
+    store.check_named_version(2, switched)
+    store.check_named_version(1, switched + timedelta(minutes=5))
+    with pytest.raises(ManifestVersionError, match="superseded"):
+        store.check_named_version(1, switched + timedelta(minutes=5, seconds=1))
+    store.offer(signed_manifest(successor(successor(V1)), KEYS[0], KEYS[1]), switched, "org")
+    with pytest.raises(ManifestVersionError):
+        store.check_named_version(1, switched)
+
+
+def test_a_restarted_node_remembers_when_it_switched(store: ManifestStore, engine: Engine, tmp_path: Path) -> None:
+    switched = T0 + timedelta(hours=1)
+    document = signed_manifest(successor(V1), KEYS[0], KEYS[1])
+    store.offer(document, switched, "org")
+    again = ManifestStore.load(tmp_path / "manifest.json", engine, document, switched + timedelta(hours=5))
+    assert again.current.version == 2
+    again.check_named_version(1, switched + timedelta(minutes=4))
+    with pytest.raises(ManifestVersionError):
+        again.check_named_version(1, switched + timedelta(minutes=6))
+
+
+def test_the_first_installed_manifest_must_be_signed_by_pinned_roots(tmp_path: Path, engine: Engine) -> None:
+    document = signed_manifest(V1, KEYS[0], KEYS[1])
+    with pytest.raises(ThresholdError):
+        install_manifest(tmp_path, engine, (SigningKey(b"\x55" * 32).keyid,), document, T0, "file")
+    assert not (tmp_path / "manifest.json").exists()
+    offer = install_manifest(tmp_path, engine, tuple(k.keyid for k in KEYS), document, T0, "file")
+    assert offer.outcome == "accepted"
+    later = signed_manifest(successor(V1), KEYS[0], KEYS[1])
+    assert install_manifest(tmp_path, engine, (), later, T0, "file").outcome == "accepted"
+    with pytest.raises(RollbackError):
+        install_manifest(tmp_path, engine, (), document, T0, "file")
