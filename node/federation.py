@@ -26,7 +26,7 @@ from governance.manifest import Manifest, Member, MemberStatus
 from node.auditlog import append_audit
 from node.context import NodeContext
 from node.peer_client import PeerClient, PeerRefused, PeerUnreachable, read_limited
-from node.peer_gate import PeerGate, PeerRequest
+from node.peer_gate import PeerGate, PeerRequest, refuse_if_expired
 from node.storage.models import Alert, LogLeaf, PeerState
 from node.sync import (
     ForkDetected,
@@ -235,6 +235,7 @@ class Federation:
     async def query(self, embeddings: list[Embedding], purpose: str) -> tuple[QueryRequest, list[PeerOutcome]]:
         """Ask every active member in parallel, with a deadline; verify what comes back."""
         manifest = self.context.manifest
+        refuse_if_expired(manifest, self.clock())
         request = QueryRequest(
             query_id=f"qry-{secrets.token_hex(10)}",
             model_id=manifest.policy.model.model_id,
@@ -403,7 +404,14 @@ class Federation:
                 if isinstance(e, PeerRefused) and e.peer_code == "manifest_version":
                     self.wake_manifest()
                 LOG.warning("sync with %s failed: %s", member.node_id, e.code)
-                await asyncio.to_thread(record_failure, self.context.engine, member.node_id, f"{e.code}: {e}", self.clock())
+                refused = not isinstance(e, PeerRefused | PeerUnreachable | ForkDetected)
+                error = f"{e.code}: {e}"
+                audit_as = f"refused:{e.code}" if refused else None
+                await asyncio.to_thread(self._record_failure, member.node_id, error, audit_as)
+
+    def _record_failure(self, peer: str, error: str, audit_as: str | None) -> None:
+        with self.context.registry.write_lock:
+            record_failure(self.context.engine, peer, error, self.clock(), audit_as=audit_as)
 
     async def _follow_loop(self, interval: timedelta) -> None:
         """One follower task per peer; new members (from a new manifest) get theirs within ``interval``."""

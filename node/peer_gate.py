@@ -4,7 +4,9 @@
 2. the sender is a member of the trusted manifest (active, for queries; active or suspended for
    log sync, so a suspended member still learns of deletions) and names the current manifest
    version or the previous one within the grace period;
-3. the purpose is one of the group's (queries) or the reserved sync purpose (log traffic);
+3. for queries, the trusted manifest has not expired and the purpose is one of the group's; log
+   traffic uses the reserved sync purpose and keeps flowing under an expired manifest, so
+   deletions still propagate;
 4. the body parses and, for a query, was made with the pinned model;
 5. ``issued_at`` is inside the replay window and the nonce is unseen;
 6. the member is within its request rate.
@@ -27,7 +29,8 @@ from governance.errors import PurposeNotAllowed
 from governance.manifest import Manifest, Member, MemberStatus
 from governance.policy import require_member, require_model, require_purpose
 from node.manifests import ManifestStore
-from protocol.errors import PolicyError
+from protocol.errors import ExpiredError, PolicyError
+from protocol.fields import format_time
 from protocol.keys import EncryptionKey, SigningKey
 from protocol.message import BoxCache, PeerKeys, PeerMessage, decode_body, open_sealed, seal
 from protocol.query import QueryRequest
@@ -35,7 +38,7 @@ from protocol.replay import ReplayGuard
 from protocol.signed import Payload, SignedDocument
 from protocol.sync import SYNC_PURPOSE
 
-__all__ = ["PeerGate", "PeerRateLimited", "PeerRequest"]
+__all__ = ["PeerGate", "PeerRateLimited", "PeerRequest", "refuse_if_expired"]
 
 
 _SENDER_RE = re.compile(rb'"sender":\s*"([a-z0-9][a-z0-9.-]{1,62})"')
@@ -61,6 +64,15 @@ class _MemberBuckets:
             allowed = tokens >= 1.0
             self._buckets[member] = (tokens - 1.0 if allowed else tokens, now)
             return allowed
+
+
+def refuse_if_expired(manifest: Manifest, now: datetime) -> None:
+    """Queries need a current joint-use notice; deletions keep propagating under an expired one."""
+    if manifest.is_expired(now):
+        raise ExpiredError(
+            f"the trusted manifest version {manifest.version} expired at {format_time(manifest.expires)}; "
+            "no queries until the organisation publishes a renewed one"
+        )
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,7 @@ class PeerGate:
             member = require_member(manifest, message.sender)
         self._manifests.check_named_version(message.manifest_version, now)
         if not sync:
+            refuse_if_expired(manifest, now)
             require_purpose(manifest, message.purpose)
         body = decode_body(message, body_types)
         if sync == isinstance(body, QueryRequest):

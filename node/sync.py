@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -236,12 +237,18 @@ def fork_evidence(engine: Engine, peer: str) -> dict[str, Any] | None:
         return {"peer": peer, "verified_head": parse_json(state.signed_head), "reason": state.last_error}
 
 
-def record_failure(engine: Engine, peer: str, error: str, now: datetime) -> None:
+def record_failure(engine: Engine, peer: str, error: str, now: datetime, *, audit_as: str | None = None) -> None:
+    """Count a failed sync; a refused page (``audit_as``) is audited once per distinct reason."""
     with Session(engine) as session:
         state = session.get(PeerState, peer) or PeerState(peer=peer)
+        repeated = state.last_error == error[:512]
         state.failures += 1
         state.last_error = error[:512]
         session.add(state)
+        if audit_as is not None and not repeated:
+            append_audit(
+                session, actor=f"peer:{peer}", action="peer.log.refused", target=peer, outcome=audit_as, now=now
+            )
         session.commit()
 
 
@@ -360,4 +367,28 @@ def propagation_status(engine: Engine, manifest: Manifest, node_id: str) -> list
 
 
 def members_missing_receipts(engine: Engine, manifest: Manifest, node_id: str) -> set[str]:
-    return {m for item in propagation_status(engine, manifest, node_id) for m in item["missing"]}
+    """Members that owe us at least one receipt; counted in SQL so a long log costs no parsing."""
+    members = expected_members(manifest, node_id)
+    if not members:
+        return set()
+    kinds = [k.value for k in RECEIPT_KINDS]
+    with Session(engine) as session:
+        confirmed = (
+            select(ReceiptRow.event_id, func.count().label("n"))
+            .where(col(ReceiptRow.member).in_(members))
+            .group_by(col(ReceiptRow.event_id))
+            .subquery()
+        )
+        short = session.exec(
+            select(LogLeaf.event_id)
+            .outerjoin(confirmed, confirmed.c.event_id == LogLeaf.event_id)
+            .where(col(LogLeaf.kind).in_(kinds), func.coalesce(confirmed.c.n, 0) < len(members))
+        ).all()
+        if not short:
+            return set()
+        got: dict[str, set[str]] = {}
+        for event_id, member in session.exec(
+            select(ReceiptRow.event_id, ReceiptRow.member).where(col(ReceiptRow.event_id).in_(list(short)))
+        ).all():
+            got.setdefault(event_id, set()).add(member)
+    return {m for event_id in short for m in members if m not in got.get(event_id, set())}

@@ -345,6 +345,36 @@ def _sql(node: LocalNode, statement: str) -> list[tuple[Any, ...]]:
         return list(db.execute(statement).fetchall())
 
 
+def test_an_event_that_fails_verification_is_refused_audited_and_never_applied(net: LocalNetwork) -> None:
+    a, b = net.node("chain-a"), net.node("chain-b")
+    size = a.call("GET", "/v1/log/head")[1]["signed"]["tree_size"]
+    assert wait_for(lambda: _sql(b, "select tree_size from peer_state where peer='chain-a'") == [(size,)], 10)
+    b.stop()
+    register(a, unit(850))
+    a.stop()
+    original = _sql(a, f"select leaf from log_leaf where idx = {size}")[0][0]
+    tampered = original.replace(b'"actor":"acct-', b'"actor":"acct-x')
+    assert tampered != original
+    with sqlite3.connect(a.directory / "watchnet.db") as db:
+        db.execute("update log_leaf set leaf = ? where idx = ?", (tampered, size))
+    a.start()
+    b.start()
+    try:
+        refused = wait_for(
+            lambda: [r for r in audit(b) if r["action"] == "peer.log.refused" and r["target"] == "chain-a"], 10
+        )
+        assert refused and refused[-1]["outcome"] == "refused:bad_signature"
+        time.sleep(1.5)
+        assert _sql(b, "select tree_size from peer_state where peer='chain-a'") == [(size,)]
+        assert _sql(b, "select count(*) from peer_leaf where peer='chain-a'") == [(size,)]
+    finally:
+        a.stop()
+        with sqlite3.connect(a.directory / "watchnet.db") as db:
+            db.execute("update log_leaf set leaf = ? where idx = ?", (original, size))
+        a.start()
+    assert wait_for(lambda: _sql(b, "select tree_size from peer_state where peer='chain-a'") == [(size + 1,)], 15)
+
+
 def _suspend(manifest: Manifest, node_id: str, status: MemberStatus) -> Manifest:
     members = tuple(replace(m, status=status) if m.node_id == node_id else m for m in manifest.joint_use.members)
     return manifest.with_changes(joint_use=replace(manifest.joint_use, members=members))

@@ -17,7 +17,7 @@ from node.manifests import ManifestStore
 from node.peer_gate import PeerGate, PeerRateLimited
 from node.storage.engine import make_engine
 from node.storage.migrate import upgrade
-from protocol.errors import ReplayError
+from protocol.errors import ExpiredError, ReplayError
 from protocol.message import PeerMessage, seal
 from protocol.query import QueryRequest
 from protocol.replay import ReplayGuard
@@ -166,3 +166,13 @@ def test_a_sender_missing_from_the_manifest_is_not_a_member(tmp_path: Path) -> N
         gate.admit(message(a_query(), version=2), T0, BODIES)
     assert getattr(caught.value, "code", "") == "unknown_peer"
     assert not isinstance(caught.value, NotAMember)
+
+
+def test_an_expired_manifest_stops_queries_but_not_log_sync(tmp_path: Path) -> None:
+    manifest = replace(make_manifest(now=T0), expires=T0 + timedelta(seconds=30))
+    gate, _ = gate_for(tmp_path, manifest)
+    later = T0 + timedelta(seconds=40)
+    with pytest.raises(ExpiredError, match="no queries until"):
+        gate.admit(message(a_query(), at=later), later, BODIES)
+    admitted = gate.admit(message(LogRequest(after=0), purpose=SYNC_PURPOSE, at=later), later, BODIES)
+    assert isinstance(admitted.body, LogRequest)
