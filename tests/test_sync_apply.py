@@ -1,0 +1,291 @@
+"""Applying a peer's log page and taking receipts, on a real database: all or nothing, exactly once."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from governance.manifest import Member
+from node.storage.engine import make_engine
+from node.storage.migrate import upgrade
+from node.storage.models import (
+    Alert,
+    AuditRecord,
+    LogLeaf,
+    OutboxReceipt,
+    PeerLeaf,
+    PeerState,
+    ReceiptRow,
+    Tombstone,
+)
+from node.sync import (
+    ForkDetected,
+    apply_page,
+    checkpoint,
+    members_missing_receipts,
+    pending_receipts,
+    propagation_status,
+    record_receipts,
+)
+from protocol.errors import MalformedError, SignatureError
+from protocol.events import EntryEvent, EventKind, EventReason, log_leaf_bytes
+from protocol.keys import SigningKey
+from protocol.merkle import MerkleLog, leaf_hash
+from protocol.receipt import DeletionReceipt
+from protocol.signed import SignedDocument
+from protocol.sync import LogPage, ReceiptDelivery
+from protocol.treehead import TreeHead
+from tests.factories import NODE_A_SIGNING, NODE_B_SIGNING, T0, make_manifest
+
+MANIFEST = make_manifest(now=T0)
+CHAIN_A = MANIFEST.member("chain-a")
+assert CHAIN_A is not None
+A: Member = CHAIN_A
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    engine = make_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    upgrade(engine)
+    return engine
+
+
+def event(kind: EventKind, entry_id: str, version: int = 1, key: SigningKey = NODE_A_SIGNING) -> SignedDocument[EntryEvent]:
+    reasons = {
+        EventKind.REGISTERED: EventReason.REGISTRATION,
+        EventKind.CORRECTED: EventReason.CORRECTION,
+        EventKind.DELETED: EventReason.DATA_SUBJECT_REQUEST,
+        EventKind.EXPIRED: EventReason.RETENTION_EXPIRED,
+    }
+    header = EntryEvent(
+        event_id=f"evt-{secrets.token_hex(8)}",
+        owner="chain-a",
+        kind=kind,
+        entry_id=entry_id,
+        entry_version=version,
+        reason=reasons[kind],
+        occurred_at=T0,
+        actor="acct-officer-1",
+        payload_commitment=bytes(32),
+    )
+    signed = SignedDocument(header)
+    signed.sign(key)
+    return signed
+
+
+class OwnerLog:
+    """chain-a's log as the owner holds it: events in order and signed heads for any size."""
+
+    def __init__(self) -> None:
+        self.events: list[SignedDocument[EntryEvent]] = []
+        self.log = MerkleLog()
+
+    def add(self, *events: SignedDocument[EntryEvent]) -> None:
+        for e in events:
+            self.events.append(e)
+            self.log.append(log_leaf_bytes(e))
+
+    def page(self, after: int, end: int | None = None, key: SigningKey = NODE_A_SIGNING) -> LogPage:
+        end = len(self.events) if end is None else end
+        head = SignedDocument(
+            TreeHead(log_id="chain-a", tree_size=end, root_hash=self.log.root(end), timestamp=T0)
+        )
+        head.sign(key)
+        return LogPage(first=after, events=self.events[after:end], head=head, latest_size=len(self.events))
+
+
+def apply(engine: Engine, page: LogPage, after: int) -> object:
+    return apply_page(engine, node_id="chain-b", signing_key=NODE_B_SIGNING, member=A, page=page, after=after, now=T0)
+
+
+def rows(engine: Engine, model: type) -> list:  # type: ignore[type-arg]
+    with Session(engine) as session:
+        return list(session.exec(select(model)).all())
+
+
+def alert(engine: Engine, entry_id: str) -> None:
+    with Session(engine) as session:
+        session.add(
+            Alert(
+                id=f"alr-{secrets.token_hex(6)}",
+                owner="chain-a",
+                entry_id=entry_id,
+                entry_version=1,
+                score=0.9,
+                operator="acct-op",
+                created_at=T0,
+                category="shoplifting",
+                signed_entry="{}",
+            )
+        )
+        session.commit()
+
+
+def test_a_deletion_withdraws_alerts_keeps_a_tombstone_and_owes_a_signed_receipt(engine: Engine) -> None:
+    owner = OwnerLog()
+    owner.add(event(EventKind.REGISTERED, "ent-00000001"))
+    alert(engine, "ent-00000001")
+    apply(engine, owner.page(0), 0)
+    owner.add(event(EventKind.CORRECTED, "ent-00000001", 2), event(EventKind.DELETED, "ent-00000001", 2))
+    result = apply(engine, owner.page(1), 1)
+    assert (result.applied, result.receipts) == (2, 2)  # type: ignore[attr-defined]
+    (withdrawn,) = rows(engine, Alert)
+    assert (withdrawn.status, withdrawn.score, withdrawn.category, withdrawn.signed_entry) == ("withdrawn", None, None, None)
+    assert [(t.entry_id, t.kind) for t in rows(engine, Tombstone)] == [("ent-00000001", "deleted")]
+    receipts = pending_receipts(engine, "chain-a")
+    assert {r.payload.kind for r in receipts} == {EventKind.CORRECTED, EventKind.DELETED}
+    for r in receipts:
+        r.verify([NODE_B_SIGNING.public])
+        assert r.payload.tree_size == 3
+    assert checkpoint(engine, "chain-a") == 3
+
+
+def test_a_member_that_never_saw_the_entry_still_tombstones_and_confirms(engine: Engine) -> None:
+    owner = OwnerLog()
+    owner.add(event(EventKind.REGISTERED, "ent-00000002"), event(EventKind.EXPIRED, "ent-00000002"))
+    apply(engine, owner.page(0), 0)
+    assert [(t.entry_id, t.kind) for t in rows(engine, Tombstone)] == [("ent-00000002", "expired")]
+    assert [r.payload.action.value for r in pending_receipts(engine, "chain-a")] == ["purged"]
+
+
+def test_a_correction_moves_open_alerts_to_the_new_version(engine: Engine) -> None:
+    owner = OwnerLog()
+    owner.add(event(EventKind.REGISTERED, "ent-00000003"))
+    apply(engine, owner.page(0), 0)
+    alert(engine, "ent-00000003")
+    owner.add(event(EventKind.CORRECTED, "ent-00000003", 2))
+    apply(engine, owner.page(1), 1)
+    (moved,) = rows(engine, Alert)
+    assert (moved.entry_version, moved.status, moved.score) == (2, "open", 0.9)
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("bad-event-signature", SignatureError),
+        ("bad-head-signature", SignatureError),
+        ("not-at-checkpoint", MalformedError),
+        ("rewritten-history", ForkDetected),
+    ],
+)
+def test_a_bad_page_changes_nothing(engine: Engine, case: str, error: type[Exception]) -> None:
+    owner = OwnerLog()
+    owner.add(event(EventKind.REGISTERED, "ent-00000004"))
+    apply(engine, owner.page(0), 0)
+    before = (rows(engine, PeerLeaf), rows(engine, OutboxReceipt), rows(engine, Tombstone))
+    if case == "bad-event-signature":
+        owner.add(event(EventKind.DELETED, "ent-00000004", key=SigningKey(b"\x09" * 32)))
+        page, after = owner.page(1), 1
+    elif case == "bad-head-signature":
+        owner.add(event(EventKind.DELETED, "ent-00000004"))
+        page, after = owner.page(1, key=SigningKey(b"\x09" * 32)), 1
+    elif case == "not-at-checkpoint":
+        owner.add(event(EventKind.DELETED, "ent-00000004"), event(EventKind.REGISTERED, "ent-00000005"))
+        page, after = owner.page(2), 2
+    else:
+        forged = OwnerLog()
+        forged.add(event(EventKind.REGISTERED, "ent-00000099"), event(EventKind.DELETED, "ent-00000004"))
+        page, after = forged.page(1), 1
+    with pytest.raises(error):
+        apply(engine, page, after if case != "not-at-checkpoint" else 1)
+    assert (rows(engine, PeerLeaf), rows(engine, OutboxReceipt), rows(engine, Tombstone)) == before
+    assert checkpoint(engine, "chain-a") == 1
+    state = rows(engine, PeerState)[0]
+    assert state.status == ("forked" if case == "rewritten-history" else "ok")
+
+
+def test_a_page_applied_twice_is_refused_the_second_time(engine: Engine) -> None:
+    owner = OwnerLog()
+    owner.add(event(EventKind.REGISTERED, "ent-00000006"), event(EventKind.DELETED, "ent-00000006"))
+    page = owner.page(0)
+    apply(engine, page, 0)
+    with pytest.raises(MalformedError):
+        apply(engine, page, 0)
+    assert len(rows(engine, OutboxReceipt)) == 1
+    assert len([r for r in rows(engine, AuditRecord) if r.action == "peer.event.deleted"]) == 1
+
+
+def test_after_a_fork_the_peer_is_not_followed_any_more(engine: Engine) -> None:
+    owner = OwnerLog()
+    owner.add(event(EventKind.REGISTERED, "ent-00000007"))
+    apply(engine, owner.page(0), 0)
+    forged = OwnerLog()
+    forged.add(event(EventKind.REGISTERED, "ent-00000098"))
+    with pytest.raises(ForkDetected) as caught:
+        apply(engine, forged.page(1, 1), 1)
+    assert caught.value.conflicting_head is not None
+    owner.add(event(EventKind.DELETED, "ent-00000007"))
+    with pytest.raises(ForkDetected, match="not followed"):
+        apply(engine, owner.page(1), 1)
+
+
+def own_log(engine: Engine, *events: SignedDocument[EntryEvent]) -> None:
+    with Session(engine) as session:
+        for i, e in enumerate(events):
+            leaf = log_leaf_bytes(e)
+            session.add(
+                LogLeaf(
+                    idx=i,
+                    event_id=e.payload.event_id,
+                    entry_id=e.payload.entry_id,
+                    kind=e.payload.kind.value,
+                    leaf_hash=leaf_hash(leaf),
+                    leaf=leaf,
+                    created_at=T0,
+                )
+            )
+        session.commit()
+
+
+def receipt_for(e: SignedDocument[EntryEvent], *, tree_size: int = 2, key: SigningKey = NODE_B_SIGNING, **changes: object) -> SignedDocument[DeletionReceipt]:
+    receipt = replace(
+        DeletionReceipt.for_event(e.payload, member="chain-b", tree_size=tree_size, applied_at=T0 + timedelta(seconds=3)),
+        **changes,
+    )
+    signed = SignedDocument(receipt)
+    signed.sign(key)
+    return signed
+
+
+def test_the_owner_keeps_valid_receipts_and_shows_who_is_missing(engine: Engine) -> None:
+    registered, deleted = event(EventKind.REGISTERED, "ent-00000010"), event(EventKind.DELETED, "ent-00000010")
+    own_log(engine, registered, deleted)
+    assert members_missing_receipts(engine, MANIFEST, "chain-a") == {"chain-b"}
+    chain_b = MANIFEST.member("chain-b")
+    assert chain_b is not None
+    confirmed = record_receipts(
+        engine, node_id="chain-a", member=chain_b, delivery=ReceiptDelivery(receipts=[receipt_for(deleted)]), now=T0
+    )
+    assert confirmed == [deleted.payload.event_id]
+    again = record_receipts(
+        engine, node_id="chain-a", member=chain_b, delivery=ReceiptDelivery(receipts=[receipt_for(deleted)]), now=T0
+    )
+    assert again == confirmed and len(rows(engine, ReceiptRow)) == 1
+    (status,) = propagation_status(engine, MANIFEST, "chain-a")
+    assert status["missing"] == [] and [c["member"] for c in status["confirmed"]] == ["chain-b"]
+    assert members_missing_receipts(engine, MANIFEST, "chain-a") == set()
+
+
+@pytest.mark.parametrize(
+    "case", ["signed-by-another-key", "event-not-in-our-log", "tree-size-beyond-our-log", "wrong-entry"]
+)
+def test_a_receipt_that_does_not_check_out_is_refused_and_nothing_is_kept(engine: Engine, case: str) -> None:
+    deleted = event(EventKind.DELETED, "ent-00000011")
+    own_log(engine, deleted)
+    chain_b = MANIFEST.member("chain-b")
+    assert chain_b is not None
+    receipt = {
+        "signed-by-another-key": lambda: receipt_for(deleted, tree_size=1, key=NODE_A_SIGNING),
+        "event-not-in-our-log": lambda: receipt_for(event(EventKind.DELETED, "ent-00000011"), tree_size=1),
+        "tree-size-beyond-our-log": lambda: receipt_for(deleted, tree_size=5),
+        "wrong-entry": lambda: receipt_for(deleted, tree_size=1, entry_id="ent-99999999"),
+    }[case]()
+    with pytest.raises((SignatureError, MalformedError)):
+        record_receipts(engine, node_id="chain-a", member=chain_b, delivery=ReceiptDelivery(receipts=[receipt]), now=T0)
+    assert rows(engine, ReceiptRow) == []
