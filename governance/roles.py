@@ -38,6 +38,8 @@ class Action(enum.StrEnum):
     READ_EVENT_LOG = "log.read"
     MANAGE_ACCOUNTS = "accounts.manage"
     MANAGE_MANIFEST = "manifest.manage"
+    HANDLE_REQUESTS = "requests.handle"
+    READ_REQUESTS = "requests.read"
 
 
 class Forbidden(PolicyError):
@@ -54,10 +56,12 @@ _PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.CORRECT_ENTRY,
             Action.DELETE_ENTRY,
             Action.READ_EVENT_LOG,
+            Action.HANDLE_REQUESTS,
+            Action.READ_REQUESTS,
         }
     ),
     Role.OPERATOR: frozenset({Action.MATCH, Action.VIEW_ALERTS}),
-    Role.AUDITOR: frozenset({Action.READ_AUDIT, Action.READ_EVENT_LOG}),
+    Role.AUDITOR: frozenset({Action.READ_AUDIT, Action.READ_EVENT_LOG, Action.READ_REQUESTS}),
     Role.ADMIN: frozenset({Action.MANAGE_ACCOUNTS, Action.MANAGE_MANIFEST}),
 }
 

@@ -57,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"watchnet: {e.code}: {e}", file=sys.stderr)
         return EXIT_REFUSED
+    finally:
+        from node.storage.engine import dispose_engines
+
+        dispose_engines()
 
 
 if __name__ == "__main__":

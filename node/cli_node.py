@@ -83,8 +83,11 @@ def cmd_manifest_install(args: argparse.Namespace) -> int:
             raise ConfigurationError("no --url given and no governance.manifest_url in the node's config")
         document, source = _fetch_manifest(url), url
     engine = make_engine(args.database_url or config.effective_database_url)
-    check_schema(engine)
-    offer = install_manifest(config.directory, engine, config.root_keyids, document, _now(), source)
+    try:
+        check_schema(engine)
+        offer = install_manifest(config.directory, engine, config.root_keyids, document, _now(), source)
+    finally:
+        engine.dispose()
     write_default_rules(config.directory, document.payload)
     _emit(
         args,
@@ -141,10 +144,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     save_key(config.path(config.data_key_file), DataKey.generate())
     write_atomic(directory / CONFIG_FILE, config.to_toml().encode("utf-8"))
     engine = make_engine(config.effective_database_url)
-    revision = upgrade(engine)
-    if manifest_doc is not None:
-        install_manifest(directory, engine, config.root_keyids, manifest_doc, _now(), str(args.manifest))
-        write_default_rules(directory, manifest_doc.payload)
+    try:
+        revision = upgrade(engine)
+        if manifest_doc is not None:
+            install_manifest(directory, engine, config.root_keyids, manifest_doc, _now(), str(args.manifest))
+            write_default_rules(directory, manifest_doc.payload)
+    finally:
+        engine.dispose()
     member = manifest.member(config.node_id) if manifest else None
     if manifest is None:
         standing = (
@@ -339,7 +345,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not (config.directory / MANIFEST_FILE).exists() and config.manifest_url:
         engine = make_engine(args.database_url or config.effective_database_url)
         document = _fetch_manifest(config.manifest_url)
-        install_manifest(config.directory, engine, config.root_keyids, document, _now(), config.manifest_url)
+        try:
+            install_manifest(config.directory, engine, config.root_keyids, document, _now(), config.manifest_url)
+        finally:
+            engine.dispose()
         write_default_rules(config.directory, document.payload)
     context = NodeContext.load(Path(args.node), database_url=args.database_url)
     host = args.host or context.config.host

@@ -27,6 +27,7 @@ from node.matching import MatchIndex
 from node.registry import Registry
 from node.storage.engine import make_engine
 from node.storage.migrate import check_schema
+from node.subject_requests import SubjectRequests
 from node.vault import Vault
 from protocol.errors import ConfigurationError, MalformedError
 from protocol.keys import EncryptionKey, SigningKey
@@ -58,6 +59,7 @@ class NodeContext:
     accounts: StaffAccounts
     registry: Registry
     model_pack: ModelPack
+    subject_requests: SubjectRequests
     _faces: FacePipeline | None = None
     _faces_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -102,11 +104,12 @@ class NodeContext:
         except (tomllib.TOMLDecodeError, MalformedError) as e:
             raise ConfigurationError(f"{config.directory / RULES_FILE}: {e}") from e
         rules.check_against(manifest)
+        vault = Vault(data_key)
         registry = Registry(
             engine=engine,
             node_id=config.node_id,
             signing_key=signing_key,
-            vault=Vault(data_key),
+            vault=vault,
             manifest=lambda: manifests.current,
             rules=rules,
             index=MatchIndex(manifest.policy.model.dimension),
@@ -123,4 +126,5 @@ class NodeContext:
             StaffAccounts(engine),
             registry,
             model_pack,
+            SubjectRequests(engine, vault, config.node_id, registry.write_lock),
         )

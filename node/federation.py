@@ -48,6 +48,7 @@ from protocol.events import EntryEvent
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
 from protocol.replay import ReplayGuard
 from protocol.signed import SignedDocument
+from protocol.subject import ForwardAck, ForwardedRequest
 from protocol.sync import (
     SYNC_PURPOSE,
     LogNotice,
@@ -66,6 +67,7 @@ QUERY_BODIES = {QueryRequest.TYPE: QueryRequest}
 LOG_BODIES = {LogRequest.TYPE: LogRequest}
 NOTICE_BODIES = {LogNotice.TYPE: LogNotice}
 RECEIPT_BODIES = {ReceiptDelivery.TYPE: ReceiptDelivery}
+SUBJECT_BODIES = {ForwardedRequest.TYPE: ForwardedRequest}
 RETRY_FIRST = timedelta(seconds=1)
 MAX_MANIFEST_BYTES = 4 << 20
 
@@ -331,6 +333,23 @@ class Federation:
                     )
             session.commit()
         return out
+
+    async def forward_request(self, owner: str, body: ForwardedRequest) -> ForwardAck:
+        """Hand a data-subject request about ``owner``'s entry to ``owner`` (its officer decides)."""
+        manifest = self.context.manifest
+        member = manifest.member(owner)
+        if member is None or member.status is MemberStatus.REMOVED:
+            raise MalformedError(f"{owner!r} is not a member of the group any more; contact it directly")
+        return await self.client.exchange(
+            member,
+            "/v1/peer/subject-request",
+            "data-subject-request",
+            body,
+            ForwardAck,
+            now=self.clock(),
+            manifest_version=manifest.version,
+            timeout=self.timeout,
+        )
 
     # ----- following peers' logs -------------------------------------------------------------
 

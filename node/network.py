@@ -230,10 +230,14 @@ class LocalNetwork:
             )
             write_atomic(directory / "config.toml", replace(config, federation=federation).to_toml().encode())
             node = LocalNode(node_id, directory, port)
-            accounts = StaffAccounts(make_engine(config.effective_database_url))
-            for username, role in STAFF.items():
-                accounts.add(username, role, self.password, _now())
-                node.tokens[username] = accounts.issue_token(username, _now())
+            engine = make_engine(config.effective_database_url)
+            try:
+                accounts = StaffAccounts(engine)
+                for username, role in STAFF.items():
+                    accounts.add(username, role, self.password, _now())
+                    node.tokens[username] = accounts.issue_token(username, _now())
+            finally:
+                engine.dispose()
             self.nodes[node_id] = node
         self.publish(self.first_manifest())
 

@@ -36,7 +36,8 @@ from protocol.message import BoxCache, PeerKeys, PeerMessage, decode_body, open_
 from protocol.query import QueryRequest
 from protocol.replay import ReplayGuard
 from protocol.signed import Payload, SignedDocument
-from protocol.sync import SYNC_PURPOSE
+from protocol.subject import ForwardedRequest
+from protocol.sync import SYNC_PURPOSE, LogNotice, LogRequest, ReceiptDelivery
 
 __all__ = ["PeerGate", "PeerRateLimited", "PeerRequest", "refuse_if_expired"]
 
@@ -64,6 +65,15 @@ class _MemberBuckets:
             allowed = tokens >= 1.0
             self._buckets[member] = (tokens - 1.0 if allowed else tokens, now)
             return allowed
+
+
+PURPOSE_OF_BODY: dict[type[Payload], str] = {
+    LogRequest: SYNC_PURPOSE,
+    LogNotice: SYNC_PURPOSE,
+    ReceiptDelivery: SYNC_PURPOSE,
+    ForwardedRequest: "data-subject-request",
+}
+"""Bodies bound to one purpose; a query may carry any of the group's purposes (never the sync one)."""
 
 
 def refuse_if_expired(manifest: Manifest, now: datetime) -> None:
@@ -138,7 +148,8 @@ class PeerGate:
             refuse_if_expired(manifest, now)
             require_purpose(manifest, message.purpose)
         body = decode_body(message, body_types)
-        if sync == isinstance(body, QueryRequest):
+        required = PURPOSE_OF_BODY.get(type(body))
+        if (required is None and sync) or (required is not None and message.purpose != required):
             raise PurposeNotAllowed(
                 f"purpose {message.purpose!r} does not fit a {message.body_type!r} message"
             )

@@ -24,15 +24,25 @@ from opentelemetry.trace import Status, StatusCode
 from sqlmodel import Session, col, select
 
 from governance.manifest import Manifest
+from governance.requests import IDENTITY_CHECKS, RefusalGround, RequestKind, RequestOutcome, RequestRefused
 from governance.roles import Action, require_permission
 from node.accounts import AccountDisabled, AuthenticationFailed, StaffMember
 from node.auditlog import AuditWriter, append_audit
 from node.context import NodeContext
 from node.face.pipeline import decode_image
-from node.federation import LOG_BODIES, NOTICE_BODIES, QUERY_BODIES, RECEIPT_BODIES, Federation
+from node.federation import (
+    LOG_BODIES,
+    NOTICE_BODIES,
+    QUERY_BODIES,
+    RECEIPT_BODIES,
+    SUBJECT_BODIES,
+    Federation,
+    PeerOutcome,
+)
 from node.peer_gate import PeerRateLimited, PeerRequest
 from node.registry import EntryNotFound, Proposal, TwoPersonRuleViolation, WrongState
 from node.storage.models import Alert, AuditRecord, LogLeaf, PeerState, TreeHeadRow
+from node.subject_requests import ReportItem
 from node.sync import propagation_status
 from node.telemetry import Telemetry, safe_attributes, setup_telemetry
 from protocol.canonical import b64url_decode, b64url_encode, parse_json
@@ -52,6 +62,7 @@ from protocol.events import EventReason
 from protocol.fields import CODE_RE, DATE_RE, NODE_ID_RE, Fields, format_time
 from protocol.query import MAX_QUERY_EMBEDDINGS
 from protocol.signed import SignedDocument
+from protocol.subject import ForwardAck, ForwardedRequest
 from protocol.sync import LogRequest
 
 __all__ = ["CONTEXT", "build_app", "now_utc"]
@@ -130,6 +141,7 @@ _STATUS: list[tuple[type[WatchnetError], int]] = [
     (WrongState, 409),
     (TwoPersonRuleViolation, 403),
     (RateLimited, 429),
+    (RequestRefused, 409),
     (PeerRateLimited, 429),
     (PolicyError, 403),
     (FreshnessError, 409),
@@ -634,6 +646,171 @@ async def peers_state(request: web.Request) -> web.Response:
     return web.json_response({"peers": out})
 
 
+def _report_items(
+    context: NodeContext, own: list[Any], outcomes: list[PeerOutcome], manifest: Manifest
+) -> list[ReportItem]:
+    """What the group holds about the person: our entries that matched and the peers' signed ones."""
+    items: dict[tuple[str, str], ReportItem] = {}
+    names = {m.node_id: m.name.get("en") for m in manifest.joint_use.members}
+    for hit in own:
+        entry = context.registry.signed_entry(hit.key).payload
+        items[(entry.owner, entry.entry_id)] = ReportItem(
+            owner=entry.owner,
+            owner_name=names.get(entry.owner, entry.owner),
+            entry_id=entry.entry_id,
+            version=entry.version,
+            category=entry.category,
+            evidence_kind=entry.evidence.kind,
+            registered_at=format_time(entry.registered_at),
+            expires_at=format_time(entry.expires_at),
+        )
+    for outcome in outcomes:
+        for match in outcome.matches:
+            entry = match.entry.payload
+            items[(entry.owner, entry.entry_id)] = ReportItem(
+                owner=entry.owner,
+                owner_name=names.get(entry.owner, entry.owner),
+                entry_id=entry.entry_id,
+                version=entry.version,
+                category=entry.category,
+                evidence_kind=entry.evidence.kind,
+                registered_at=format_time(entry.registered_at),
+                expires_at=format_time(entry.expires_at),
+            )
+    return [items[k] for k in sorted(items)]
+
+
+async def request_record(request: web.Request) -> web.Response:
+    """Record a data-subject request at the counter: kind, identity check, the person's photo."""
+    staff = _staff(request, Action.HANDLE_REQUESTS)
+    context = request.app[CONTEXT]
+    f = await _json(request)
+    kind = f.enum("kind", RequestKind)
+    identity_check = f.text("identity_check", max_len=48, pattern=CODE_RE)
+    if identity_check not in IDENTITY_CHECKS:
+        raise MalformedError(f"request.identity_check: one of {sorted(IDENTITY_CHECKS)}")
+    image = _image_bytes(f, "image", context)
+    received_at = f.time("received_at") if f.has("received_at") else request.app[CLOCK]().replace(microsecond=0)
+    deadline = f.time("deadline") if f.has("deadline") else None
+    _no_extra(f)
+    embedding, _ = await asyncio.to_thread(_face_for_registration, context, image)
+    view = await asyncio.to_thread(
+        lambda: context.subject_requests.record(
+            staff=staff.id,
+            kind=kind,
+            identity_check=identity_check,
+            photo=image,
+            embedding=embedding,
+            received_at=received_at,
+            deadline=deadline,
+            now=request.app[CLOCK](),
+        )
+    )
+    return web.json_response(view, status=201)
+
+
+async def request_search(request: web.Request) -> web.Response:
+    """Search for the person here and across the group (purpose data-subject-request); keep the report."""
+    staff = _staff(request, Action.HANDLE_REQUESTS)
+    context = request.app[CONTEXT]
+    request_id = request.match_info["request_id"]
+    embedding = await asyncio.to_thread(context.subject_requests.embedding, request_id)
+    manifest = context.manifest
+    own = context.registry.index.search([embedding], manifest.policy.match_threshold)
+    _, outcomes = await request.app[FEDERATION].query([embedding], "data-subject-request")
+    items = await asyncio.to_thread(_report_items, context, own, outcomes, manifest)
+    view = await asyncio.to_thread(
+        context.subject_requests.save_report, request_id, items, staff.id, request.app[CLOCK]()
+    )
+    view["peers"] = [o.to_dict() for o in outcomes]
+    return web.json_response(view)
+
+
+async def request_forward(request: web.Request) -> web.Response:
+    """Send the correction, deletion or cease-of-use request to the owners of the peers' entries found."""
+    _staff(request, Action.HANDLE_REQUESTS)
+    context = request.app[CONTEXT]
+    request_id = request.match_info["request_id"]
+    view = context.subject_requests.get(request_id, request.app[CLOCK]())
+    if view["kind"] == RequestKind.DISCLOSURE.value:
+        raise RequestRefused("a disclosure request is answered from the report; nothing to forward")
+    if view["report"] is None:
+        raise RequestRefused("run the search first: the owners to forward to come from its report")
+    federation = request.app[FEDERATION]
+    results = []
+    for item in view["report"]:
+        if item["owner"] == context.config.node_id:
+            continue
+        body = ForwardedRequest(
+            origin=context.config.node_id,
+            request_id=request_id,
+            kind=view["kind"],
+            entry_id=item["entry_id"],
+            entry_version=item["version"],
+            identity_check=view["identity_check"],
+        )
+        try:
+            ack = await federation.forward_request(item["owner"], body)
+            results.append({"owner": item["owner"], "entry_id": item["entry_id"], "owner_request_id": ack.owner_request_id})
+        except WatchnetError as e:
+            results.append({"owner": item["owner"], "entry_id": item["entry_id"], "error": e.code, "reason": str(e)})
+    request[AUDIT_TARGET] = f"{request_id} forwarded={sum('owner_request_id' in r for r in results)}"
+    return web.json_response({"id": request_id, "forwarded": results})
+
+
+async def request_close(request: web.Request) -> web.Response:
+    staff = _staff(request, Action.HANDLE_REQUESTS)
+    context = request.app[CONTEXT]
+    f = await _json(request)
+    outcome = f.enum("outcome", RequestOutcome)
+    ground = f.enum("ground", RefusalGround) if f.has("ground") else None
+    _no_extra(f)
+    view = await asyncio.to_thread(
+        lambda: context.subject_requests.close(
+            staff=staff.id,
+            request_id=request.match_info["request_id"],
+            outcome=outcome,
+            ground=ground,
+            manifest=context.manifest,
+            now=request.app[CLOCK](),
+        )
+    )
+    return web.json_response(view)
+
+
+async def request_list(request: web.Request) -> web.Response:
+    _staff(request, Action.READ_REQUESTS)
+    status = request.query.get("status")
+    if status not in (None, "open", "closed"):
+        raise MalformedError("query parameter 'status': open or closed")
+    items = request.app[CONTEXT].subject_requests.all(request.app[CLOCK](), status)
+    return web.json_response({"requests": items, "overdue": sum(1 for i in items if i["overdue"])})
+
+
+async def request_show(request: web.Request) -> web.Response:
+    _staff(request, Action.READ_REQUESTS)
+    view = request.app[CONTEXT].subject_requests.get(request.match_info["request_id"], request.app[CLOCK]())
+    return web.json_response(view)
+
+
+async def peer_subject_request(request: web.Request) -> web.Response:
+    """A member forwards a data-subject request about one of our entries: open it for our officer."""
+    federation = request.app[FEDERATION]
+    admitted = await _peer_admit(request, SUBJECT_BODIES)
+    body = admitted.body
+    assert isinstance(body, ForwardedRequest)
+    if body.origin != admitted.member.node_id:
+        raise MalformedError(f"forward from {admitted.member.node_id!r} names origin {body.origin!r}")
+    owner_request_id = await asyncio.to_thread(
+        lambda: request.app[CONTEXT].subject_requests.open_forwarded(
+            origin=body.origin, kind=RequestKind(body.kind), entry_id=body.entry_id, now=request.app[CLOCK]()
+        )
+    )
+    request[AUDIT_TARGET] = f"{body.kind} {body.entry_id} -> {owner_request_id}"
+    ack = ForwardAck(request_id=body.request_id, owner_request_id=owner_request_id)
+    return _sealed(federation.gate.reply(admitted, ack, request.app[CLOCK]()))
+
+
 def _latest_head(context: NodeContext) -> dict[str, Any] | None:
     with Session(context.engine) as session:
         row = session.exec(select(TreeHeadRow).order_by(col(TreeHeadRow.tree_size).desc()).limit(1)).first()
@@ -819,6 +996,13 @@ def build_app(
     app.router.add_post("/v1/peer/log", peer_log)
     app.router.add_post("/v1/peer/notify", peer_notify)
     app.router.add_post("/v1/peer/receipts", peer_receipts)
+    app.router.add_post("/v1/peer/subject-request", peer_subject_request)
+    app.router.add_post("/v1/requests", request_record)
+    app.router.add_get("/v1/requests", request_list)
+    app.router.add_get("/v1/requests/{request_id}", request_show)
+    app.router.add_post("/v1/requests/{request_id}/search", request_search)
+    app.router.add_post("/v1/requests/{request_id}/forward", request_forward)
+    app.router.add_post("/v1/requests/{request_id}/close", request_close)
     if sweep:
         app.cleanup_ctx.append(_retention_sweep)
     app.cleanup_ctx.append(_audit_flusher)

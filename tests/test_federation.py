@@ -7,6 +7,7 @@ rewritten log) come last in the file because the network is shared by the module
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sqlite3
@@ -42,6 +43,17 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
         yield network
     finally:
         network.stop()
+
+
+@contextlib.contextmanager
+def database(node: LocalNode) -> Iterator[sqlite3.Connection]:
+    """A short-lived connection to a node's SQLite file, committed and closed (never left open)."""
+    db = sqlite3.connect(node.directory / "watchnet.db")
+    try:
+        with db:
+            yield db
+    finally:
+        db.close()
 
 
 def unit(seed: int) -> Embedding:
@@ -143,7 +155,7 @@ def test_a_non_matching_query_leaves_nothing_at_the_answering_node(net: LocalNet
     for path in files:
         data = path.read_bytes()
         assert not any(n in data for n in needles), f"{path.name} holds a passer-by's embedding"
-    with sqlite3.connect(a.directory / "watchnet.db") as db:
+    with database(a) as db:
         tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
         for table in tables:
             for row in db.execute(f"select * from {table}"):
@@ -268,7 +280,7 @@ def test_correction_and_deletion_reach_every_member_with_signed_receipts(net: Lo
     withdrawn = alert()
     assert (withdrawn["status"], withdrawn["score"], withdrawn["category"]) == ("withdrawn", None, None)
     for node in (b, c):
-        with sqlite3.connect(node.directory / "watchnet.db") as db:
+        with database(node) as db:
             assert db.execute("select kind from tombstone where owner='chain-a' and entry_id=?", (entry_id,)).fetchone() == ("deleted",)
     corrections = a.call("GET", "/v1/propagation", "aud1")[1]["events"]
     assert any(e["entry_id"] == entry_id and e["kind"] == "corrected" and not e["missing"] for e in corrections)
@@ -341,7 +353,7 @@ def test_a_node_killed_during_propagation_resumes_with_nothing_lost_or_doubled(n
 
 
 def _sql(node: LocalNode, statement: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(node.directory / "watchnet.db") as db:
+    with database(node) as db:
         return list(db.execute(statement).fetchall())
 
 
@@ -355,7 +367,7 @@ def test_an_event_that_fails_verification_is_refused_audited_and_never_applied(n
     original = _sql(a, f"select leaf from log_leaf where idx = {size}")[0][0]
     tampered = original.replace(b'"actor":"acct-', b'"actor":"acct-x')
     assert tampered != original
-    with sqlite3.connect(a.directory / "watchnet.db") as db:
+    with database(a) as db:
         db.execute("update log_leaf set leaf = ? where idx = ?", (tampered, size))
     a.start()
     b.start()
@@ -369,10 +381,105 @@ def test_an_event_that_fails_verification_is_refused_audited_and_never_applied(n
         assert _sql(b, "select count(*) from peer_leaf where peer='chain-a'") == [(size,)]
     finally:
         a.stop()
-        with sqlite3.connect(a.directory / "watchnet.db") as db:
+        with database(a) as db:
             db.execute("update log_leaf set leaf = ? where idx = ?", (original, size))
         a.start()
     assert wait_for(lambda: _sql(b, "select tree_size from peer_state where peer='chain-a'") == [(size + 1,)], 15)
+
+
+def _photo(name: str, *, flip: bool = False) -> str:
+    import cv2
+
+    from node.demo import photo_path
+
+    if not flip:
+        return b64url_encode(photo_path(name).read_bytes())
+    ok, data = cv2.imencode(".jpg", cv2.flip(cv2.imread(str(photo_path(name))), 1))
+    assert ok
+    return b64url_encode(data.tobytes())
+
+
+def _register_photo(node: LocalNode, image: str) -> str:
+    status, proposed = node.call(
+        "POST",
+        "/v1/entries",
+        "reg1",
+        {
+            "image": image,
+            "category": "shoplifting",
+            "evidence": {"kind": "police-report", "reference": f"TKY-{secrets.token_hex(3)}"},
+            "incident_date": "2026-11-01",
+            "site": "store-01",
+        },
+    )
+    assert status == 201, proposed
+    assert node.call("POST", f"/v1/entries/{proposed['entry_id']}/approve", "off1")[0] == 200
+    return str(proposed["entry_id"])
+
+
+def test_a_deletion_request_at_one_counter_reaches_every_owner_and_closes_with_receipts(net: LocalNetwork) -> None:
+    a, b, c = (net.node(n) for n in MEMBERS)
+    at_a = _register_photo(a, _photo("yaoming.jpg"))
+    at_c = _register_photo(c, _photo("yaoming.jpg", flip=True))
+    someone_else = _register_photo(a, _photo("t1.jpg"))
+    status, made = b.call(
+        "POST",
+        "/v1/requests",
+        "off1",
+        {"kind": "deletion", "identity_check": "drivers-licence", "image": _photo("yaoming.jpg", flip=True)},
+    )
+    assert status == 201, made
+    request_id = made["id"]
+    assert made["holds_photo"] and made["status"] == "open" and not made["overdue"]
+    assert b.call("POST", "/v1/requests", "op1", {"kind": "deletion"})[0] == 403
+    status, searched = b.call("POST", f"/v1/requests/{request_id}/search", "off1")
+    assert status == 200, searched
+    found = {(i["owner"], i["entry_id"]) for i in searched["report"]}
+    assert found == {("chain-a", at_a), ("chain-c", at_c)}
+    assert someone_else not in {i["entry_id"] for i in searched["report"]}
+    assert any(r["target"].startswith("purpose=data-subject-request") for r in audit(a))
+    status, early = b.call("POST", f"/v1/requests/{request_id}/close", "off1", {"outcome": "granted"})
+    assert (status, early["error"]) == (409, "wrong_state") and "has not yet deleted" in early["message"]
+    status, forwarded = b.call("POST", f"/v1/requests/{request_id}/forward", "off1")
+    assert status == 200 and {f["owner"] for f in forwarded["forwarded"] if "owner_request_id" in f} == {"chain-a", "chain-c"}
+    for owner, entry_id in ((a, at_a), (c, at_c)):
+        opened = [r for r in owner.call("GET", "/v1/requests?status=open", "aud1")[1]["requests"] if r["report"] and r["report"][0]["entry_id"] == entry_id]
+        assert len(opened) == 1 and opened[0]["recorded_by"] == "peer:chain-b"
+        assert owner.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "data-subject-request"})[0] == 200
+
+        def closed(owner: LocalNode = owner, owner_request: str = opened[0]["id"]) -> dict[str, Any] | None:
+            got = owner.call("POST", f"/v1/requests/{owner_request}/close", "off2", {"outcome": "granted"})
+            return got[1] if got[0] == 200 else None
+
+        done = wait_for(closed, 15, 0.3)
+        assert done and done["outcome"] == "granted"
+        assert {r["signed"]["member"] for r in done["receipts"]} == set(MEMBERS) - {owner.node_id}
+
+    def close_at_b() -> dict[str, Any] | None:
+        got = b.call("POST", f"/v1/requests/{request_id}/close", "off1", {"outcome": "granted"})
+        return got[1] if got[0] == 200 else None
+
+    final = wait_for(close_at_b, 15, 0.3)
+    assert final and (final["status"], final["outcome"], final["holds_photo"]) == ("closed", "granted", False)
+    assert _sql(b, f"select photo_ct, embedding_ct from subject_request where id = '{request_id}'") == [(None, None)]
+    assert b.call("GET", f"/v1/requests/{request_id}", "aud1")[1]["status"] == "closed"
+
+
+def test_a_disclosure_request_is_refused_only_with_a_legal_ground(net: LocalNetwork) -> None:
+    b = net.node("chain-b")
+    made = b.call(
+        "POST", "/v1/requests", "off1", {"kind": "disclosure", "identity_check": "passport", "image": _photo("t1.jpg")}
+    )[1]
+    request_id = made["id"]
+    status, body = b.call("POST", f"/v1/requests/{request_id}/close", "off1", {"outcome": "refused"})
+    assert (status, body["error"]) == (409, "request_outcome")
+    status, body = b.call("POST", f"/v1/requests/{request_id}/close", "off1", {"outcome": "disclosed"})
+    assert status == 409 and "search first" in body["message"]
+    status, closed = b.call(
+        "POST", f"/v1/requests/{request_id}/close", "off1", {"outcome": "refused", "ground": "cabinet-order-5-iv"}
+    )
+    assert status == 200 and closed["ground_text"]["article"] == "施行令第5条第4号"
+    assert closed["holds_photo"] is False
 
 
 def _suspend(manifest: Manifest, node_id: str, status: MemberStatus) -> Manifest:
@@ -405,7 +512,7 @@ def test_a_manifest_rollback_from_a_peer_or_an_admin_is_refused(net: LocalNetwor
     a, b = net.node("chain-a"), net.node("chain-b")
     current = a.call("GET", "/v1/manifest")[1]
     assert current["signed"]["version"] >= 2
-    with sqlite3.connect(a.directory / "watchnet.db") as db:
+    with database(a) as db:
         old = db.execute("select signed from manifest where version=1").fetchone()[0]
     status, body = a.call("POST", "/v1/manifest", "adm1", raw=old.encode())
     assert (status, body["error"]) == (409, "rollback")
@@ -413,7 +520,7 @@ def test_a_manifest_rollback_from_a_peer_or_an_admin_is_refused(net: LocalNetwor
     b.stop()
     try:
         (b.directory / "manifest.json").write_text(old)
-        with sqlite3.connect(b.directory / "watchnet.db") as db:
+        with database(b) as db:
             db.execute("delete from manifest where version > 1")
         b.start()
         assert b.call("GET", "/v1/manifest")[1]["signed"]["version"] == 1
@@ -434,7 +541,7 @@ def test_a_peer_that_rewrites_its_log_is_flagged_and_reported(net: LocalNetwork)
     size = a.call("GET", "/v1/log/head")[1]["signed"]["tree_size"]
     assert wait_for(lambda: _sql(b, "select tree_size from peer_state where peer='chain-a'") == [(size,)], 10)
     a.stop()
-    with sqlite3.connect(a.directory / "watchnet.db") as db:
+    with database(a) as db:
         db.execute("delete from log_leaf where idx = ?", (size - 1,))
         db.execute("delete from tree_head where tree_size >= ?", (size - 1,))
     a.start()

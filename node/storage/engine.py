@@ -7,6 +7,7 @@ WAL after an erasure so old page images do not linger there either.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from sqlalchemy import event
@@ -15,7 +16,9 @@ from sqlmodel import create_engine, text
 
 from protocol.errors import ConfigurationError
 
-__all__ = ["erase_checkpoint", "make_engine"]
+__all__ = ["dispose_engines", "erase_checkpoint", "make_engine"]
+
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -32,12 +35,25 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:"):
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        _ENGINES.add(engine)
         return engine
     if url.startswith("postgresql"):
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True)
+        _ENGINES.add(engine)
+        return engine
     raise ConfigurationError(
         f"database url {url.split(':', 1)[0]!r}: use sqlite:///PATH or postgresql+psycopg://..."
     )
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection this process opened (a CLI command ends; a node may be serving).
+
+    A connection left open in a short-lived command run in-process (tests, ``watchnet demo``) would
+    keep the SQLite file's WAL index mapped while the node's own process writes it.
+    """
+    for engine in list(_ENGINES):
+        engine.dispose()
 
 
 def erase_checkpoint(engine: Engine) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "PeerLeaf",
     "PeerState",
     "ReceiptRow",
+    "SubjectRequest",
     "Tombstone",
     "TreeHeadRow",
 ]
@@ -216,3 +217,30 @@ class ReceiptRow(SQLModel, table=True):
     signed: str = Field(sa_column=Column(Text, nullable=False))
     applied_at: datetime
     received_at: datetime
+
+
+class SubjectRequest(SQLModel, table=True):
+    """A data-subject request (Art. 33-35) from the counter to its closing, with its deadline.
+
+    The photo taken at the counter and its embedding are encrypted and erased when the request
+    closes; the report keeps only what was disclosed (owners, entry ids, categories, dates).
+    """
+
+    __tablename__ = "subject_request"
+
+    id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=16)
+    status: str = Field(default="open", index=True, max_length=16)
+    identity_check: str = Field(max_length=48)
+    received_at: datetime
+    deadline: datetime
+    recorded_by: str = Field(max_length=64)
+    photo_ct: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    embedding_ct: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    report: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    searched_at: datetime | None = None
+    outcome: str | None = Field(default=None, max_length=16)
+    ground: str | None = Field(default=None, max_length=32)
+    closed_at: datetime | None = None
+    closed_by: str | None = Field(default=None, max_length=64)
+    receipts: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
