@@ -32,7 +32,6 @@ from node.sync import (
     ForkDetected,
     PageResult,
     apply_page,
-    checkpoint,
     fork_evidence,
     is_tombstoned,
     mark_delivered,
@@ -40,6 +39,7 @@ from node.sync import (
     pending_receipts,
     record_failure,
     record_receipts,
+    verified_head,
 )
 from node.telemetry import Telemetry
 from protocol.embedding import Embedding
@@ -120,6 +120,9 @@ class Federation:
         self._tasks: list[asyncio.Task[None]] = []
         self._pull_locks: dict[str, asyncio.Lock] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._log_size = 0
+        self.last_contact: dict[str, datetime] = {}
+        """When each peer last answered one of our sync messages (in memory: reachability, not history)."""
 
     @property
     def node_id(self) -> str:
@@ -137,6 +140,7 @@ class Federation:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._log_size = await asyncio.to_thread(lambda: self.context.registry.log.size)
         self._session = aiohttp.ClientSession()
         self.context.registry.listeners.append(self._on_local_event)
         interval = self.context.config.federation
@@ -159,6 +163,7 @@ class Federation:
 
     def _on_local_event(self, tree_size: int) -> None:
         """Called from the registry's thread after an event committed: notify peers now."""
+        self._log_size = max(self._log_size, tree_size)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._notify_all_now)
 
@@ -224,7 +229,7 @@ class Federation:
 
     def noticed(self, request: PeerRequest) -> LogNotice:
         self.wake_pull(request.member.node_id)
-        return LogNotice(tree_size=self.context.registry.log.size)
+        return LogNotice(tree_size=self._log_size)
 
     def wake_pull(self, peer: str) -> None:
         self._wake_pull.setdefault(peer, asyncio.Event()).set()
@@ -360,7 +365,7 @@ class Federation:
         async with lock:
             engine = self.context.engine
             while True:
-                after = await asyncio.to_thread(checkpoint, engine, member.node_id)
+                after, root = await asyncio.to_thread(verified_head, engine, member.node_id)
                 manifest = self.context.manifest
                 page = await self.client.exchange(
                     member,
@@ -372,6 +377,9 @@ class Federation:
                     manifest_version=manifest.version,
                     timeout=self.timeout,
                 )
+                self.last_contact[member.node_id] = self.clock()
+                if not page.events and page.head.payload.tree_size == after and page.head.payload.root_hash == root:
+                    break
                 result = await asyncio.to_thread(self._apply_locked, member, page, after)
                 applied += result.applied
                 if page.latest_size <= result.tree_size or not page.events:
@@ -496,7 +504,7 @@ class Federation:
                 member,
                 "/v1/peer/notify",
                 SYNC_PURPOSE,
-                LogNotice(tree_size=self.context.registry.log.size),
+                LogNotice(tree_size=self._log_size),
                 LogNotice,
                 now=self.clock(),
                 manifest_version=manifest.version,

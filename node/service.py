@@ -615,15 +615,30 @@ async def propagation(request: web.Request) -> web.Response:
     """Per deletion, expiry and correction of ours: the members that confirmed and those that did not."""
     _staff(request, Action.READ_EVENT_LOG)
     context = request.app[CONTEXT]
-    items = await asyncio.to_thread(propagation_status, context.engine, context.manifest, context.config.node_id)
+    after = _int_query(request, "after", 0)
+    limit = min(_int_query(request, "limit", MAX_PAGE, low=1), MAX_PAGE)
+    pending_only = request.query.get("pending") in ("1", "true")
+    items = await asyncio.to_thread(
+        lambda: propagation_status(
+            context.engine, context.manifest, context.config.node_id, after=after, limit=limit
+        )
+    )
     complete = sum(1 for item in items if not item["missing"])
-    return web.json_response({"events": items, "complete": complete, "pending": len(items) - complete})
+    body: dict[str, Any] = {
+        "events": [i for i in items if i["missing"]] if pending_only else items,
+        "complete": complete,
+        "pending": len(items) - complete,
+    }
+    if len(items) == limit:
+        body["next_after"] = items[-1]["index"] + 1
+    return web.json_response(body)
 
 
 async def peers_state(request: web.Request) -> web.Response:
     """Our checkpoint in every peer's log, and whether it is healthy, failing or flagged for a fork."""
     _staff(request, Action.READ_EVENT_LOG)
     context = request.app[CONTEXT]
+    federation = request.app[FEDERATION]
     with Session(context.engine) as session:
         states = {s.peer: s for s in session.exec(select(PeerState)).all()}
     out = []
@@ -641,6 +656,7 @@ async def peers_state(request: web.Request) -> web.Response:
                 "failures": state.failures if state else 0,
                 "last_error": state.last_error if state else "",
                 "last_sync_at": format_time(state.last_sync_at) if state and state.last_sync_at else None,
+                "last_contact": format_time(contact) if (contact := federation.last_contact.get(member.node_id)) else None,
             }
         )
     return web.json_response({"peers": out})

@@ -55,6 +55,7 @@ __all__ = [
     "pending_receipts",
     "propagation_status",
     "record_receipts",
+    "verified_head",
 ]
 
 PURGED_KINDS = frozenset({EventKind.DELETED, EventKind.EXPIRED})
@@ -80,6 +81,16 @@ def checkpoint(engine: Engine, peer: str) -> int:
     with Session(engine) as session:
         state = session.get(PeerState, peer)
         return 0 if state is None else state.tree_size
+
+
+def verified_head(engine: Engine, peer: str) -> tuple[int, bytes | None]:
+    """Our checkpoint in ``peer``'s log and the root its signed head had there (``None`` before any)."""
+    with Session(engine) as session:
+        state = session.get(PeerState, peer)
+        if state is None or state.signed_head is None:
+            return (0 if state is None else state.tree_size), None
+        head = SignedDocument.from_bytes(state.signed_head.encode("utf-8"), TreeHead).payload
+        return state.tree_size, head.root_hash
 
 
 def _verify_page(session: Session, member: Member, page: LogPage, after: int) -> list[bytes]:
@@ -285,7 +296,7 @@ def record_receipts(
     """Check every receipt against our own log and keep it; return the event ids now confirmed."""
     confirmed: list[str] = []
     with Session(engine) as session:
-        size = len(session.exec(select(LogLeaf.idx)).all())
+        size = int(session.exec(select(func.count()).select_from(LogLeaf)).one())
         for signed in delivery.receipts:
             receipt = signed.payload
             if receipt.owner != node_id or receipt.member != member.node_id:
@@ -332,15 +343,23 @@ def expected_members(manifest: Manifest, node_id: str) -> list[str]:
     )
 
 
-def propagation_status(engine: Engine, manifest: Manifest, node_id: str) -> list[dict[str, Any]]:
-    """Per deletion, expiry and correction of ours: who confirmed (with when) and who not yet."""
+def propagation_status(
+    engine: Engine, manifest: Manifest, node_id: str, *, after: int = 0, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Per deletion, expiry and correction of ours from log index ``after`` on (at most ``limit``):
+    who confirmed (with when) and who not yet."""
     members = expected_members(manifest, node_id)
     kinds = [k.value for k in RECEIPT_KINDS]
     with Session(engine) as session:
         leaves = session.exec(
-            select(LogLeaf).where(col(LogLeaf.kind).in_(kinds)).order_by(col(LogLeaf.idx))
+            select(LogLeaf)
+            .where(col(LogLeaf.kind).in_(kinds), col(LogLeaf.idx) >= after)
+            .order_by(col(LogLeaf.idx))
+            .limit(limit)
         ).all()
-        receipts = session.exec(select(ReceiptRow)).all()
+        receipts = session.exec(
+            select(ReceiptRow).where(col(ReceiptRow.event_id).in_([leaf.event_id for leaf in leaves]))
+        ).all()
     by_event: dict[str, dict[str, ReceiptRow]] = {}
     for r in receipts:
         by_event.setdefault(r.event_id, {})[r.member] = r

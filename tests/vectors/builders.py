@@ -25,6 +25,7 @@ from protocol.message import PeerMessage, seal
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
 from protocol.receipt import DeletionReceipt, ReceiptAction
 from protocol.signed import Payload, SignedDocument
+from protocol.subject import ForwardAck, ForwardedRequest
 from protocol.sync import LogNotice, LogPage, LogRequest, ReceiptAck, ReceiptDelivery
 from protocol.treehead import TreeHead
 
@@ -321,6 +322,30 @@ def receipt_ack_vector() -> dict[str, Any]:
     )
 
 
+def subject_forward_vector() -> dict[str, Any]:
+    return signed_vector(
+        "chain-b forwards a person's deletion request about chain-a's entry to chain-a (purpose "
+        "data-subject-request); no photo or embedding travels, only the entry and the request.",
+        ForwardedRequest(
+            origin="chain-b",
+            request_id="req-0000000000000001",
+            kind="deletion",
+            entry_id="ent-0000000000000001",
+            entry_version=1,
+            identity_check="drivers-licence",
+        ),
+        [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
+    )
+
+
+def subject_ack_vector() -> dict[str, Any]:
+    return signed_vector(
+        "chain-a opened request req-0000000000000002 for its officer from chain-b's forward.",
+        ForwardAck(request_id="req-0000000000000001", owner_request_id="req-0000000000000002"),
+        [(NODE_SEED, node_key())],
+    )
+
+
 def _payload_types() -> dict[str, type[Payload]]:
     from governance.manifest import Manifest
 
@@ -338,6 +363,8 @@ def _payload_types() -> dict[str, type[Payload]]:
         "log-notice": LogNotice,
         "receipt-delivery": ReceiptDelivery,
         "receipt-ack": ReceiptAck,
+        "subject-request-forward": ForwardedRequest,
+        "subject-request-ack": ForwardAck,
     }
 
 
@@ -355,6 +382,8 @@ VECTORS: dict[str, Callable[[], Any]] = {
     "log-notice": log_notice_vector,
     "receipt-delivery": receipt_delivery_vector,
     "receipt-ack": receipt_ack_vector,
+    "subject-request-forward": subject_forward_vector,
+    "subject-request-ack": subject_ack_vector,
 }
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = _payload_types()
