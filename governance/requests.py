@@ -14,6 +14,9 @@ from datetime import timedelta
 from protocol.errors import PolicyError
 
 __all__ = [
+    "COMPLAINT_CATEGORIES",
+    "COMPLAINT_CHANNELS",
+    "COMPLAINT_OUTCOMES",
     "DEFAULT_DEADLINE",
     "IDENTITY_CHECKS",
     "RefusalGround",
@@ -153,3 +156,13 @@ def check_outcome(kind: RequestKind, outcome: RequestOutcome, ground: RefusalGro
         and ground in {RefusalGround.ART_33_2_I, RefusalGround.ART_33_2_II, RefusalGround.ART_33_2_III}
     ):
         raise RequestRefused(f"{ground.value} (Art. 33-2) allows refusing a disclosure, not a {kind.value}")
+
+
+COMPLAINT_CATEGORIES = frozenset(
+    {"misidentification", "registration", "data-handling", "notice", "request-handling", "other"}
+)
+"""What a complaint (Art. 40) is about, so they can be counted by kind in the transparency report."""
+COMPLAINT_CHANNELS = frozenset({"public", "counter", "phone", "mail", "organisation"})
+COMPLAINT_OUTCOMES = frozenset({"resolved", "rejected", "referred"})
+"""resolved: handled and answered; rejected: unfounded, with the reason noted; referred: to the
+organisation or another member that holds the data."""

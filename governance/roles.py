@@ -40,6 +40,7 @@ class Action(enum.StrEnum):
     MANAGE_MANIFEST = "manifest.manage"
     HANDLE_REQUESTS = "requests.handle"
     READ_REQUESTS = "requests.read"
+    REVIEW_ALERT = "alerts.review"
 
 
 class Forbidden(PolicyError):
@@ -60,7 +61,7 @@ _PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.READ_REQUESTS,
         }
     ),
-    Role.OPERATOR: frozenset({Action.MATCH, Action.VIEW_ALERTS}),
+    Role.OPERATOR: frozenset({Action.MATCH, Action.VIEW_ALERTS, Action.REVIEW_ALERT}),
     Role.AUDITOR: frozenset({Action.READ_AUDIT, Action.READ_EVENT_LOG, Action.READ_REQUESTS}),
     Role.ADMIN: frozenset({Action.MANAGE_ACCOUNTS, Action.MANAGE_MANIFEST}),
 }

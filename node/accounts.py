@@ -37,6 +37,9 @@ _USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{2,47}")
 _HASHER = argon2.PasswordHasher(type=argon2.Type.ID)
 
 
+TOKEN_PREFIX = "wnt_"  # noqa: S105 (a public prefix, not a secret)
+
+
 class AuthenticationFailed(PolicyError):
     code = "unauthenticated"
 
@@ -128,8 +131,12 @@ class StaffAccounts:
     def issue_token(
         self, username: str, now: datetime, valid_for: timedelta | None = timedelta(days=90)
     ) -> str:
-        """A new API token for ``username``; only its hash is stored, so show it now or never."""
-        token = secrets.token_urlsafe(32)
+        """A new API token for ``username``; only its hash is stored, so show it now or never.
+
+        The ``wnt_`` prefix lets secret scanners recognise a leaked token, and keeps a token from
+        ever starting with ``-`` (which a command line would read as an option).
+        """
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with Session(self._engine, expire_on_commit=False) as session:
             account = session.exec(select(Account).where(Account.username == username)).first()
             if account is None:

@@ -12,18 +12,20 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 import tomli_w
 
+from governance.manifest import LocalizedText
+from governance.notice import SiteSignage
 from protocol.canonical import b64url_decode
 from protocol.errors import ConfigurationError, MalformedError
-from protocol.fields import NODE_ID_RE, Fields, format_duration, parse_duration
+from protocol.fields import DATE_RE, NODE_ID_RE, Fields, format_duration, parse_duration
 from protocol.keys import DataKey
 
-__all__ = ["CONFIG_FILE", "Federation", "Limits", "NodeConfig"]
+__all__ = ["CONFIG_FILE", "NOTICE_URL_RE", "Federation", "Limits", "NodeConfig", "NoticeSettings"]
 
 CONFIG_FILE = "config.toml"
 _KEYID_RE = re.compile(r"[0-9a-f]{64}")
@@ -112,6 +114,119 @@ class Federation:
         return cls(**values)
 
 
+NOTICE_URL_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/%!$&'()*+,;=:@?#-]*)?")
+MAX_SITES = 256
+MAX_CAMERAS = 64
+
+
+def _localized(f: Fields, name: str) -> LocalizedText | None:
+    return LocalizedText.from_dict(f.obj(name), f"notice.{name}") if f.has(name) else None
+
+
+def _posted_on(value: Any, where: str) -> date:
+    """A TOML date (``2026-11-01``) or the same as a string."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and DATE_RE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError as e:
+            raise MalformedError(f"{where}: invalid date {value!r}") from e
+    raise MalformedError(f"{where}: expected a date like 2026-11-01, got {value!r:.40}")
+
+
+def _site(data: Any, where: str) -> SiteSignage:
+    """One ``[[notice.sites]]`` table; no ``signage_posted_on`` means the sign is not posted yet."""
+    f = Fields(data, where)
+    site_id = f.text("site_id", max_len=63, pattern=NODE_ID_RE)
+    name = LocalizedText.from_dict(f.obj("name"), f"{where}.name")
+    cameras = tuple(f.texts("cameras", max_items=MAX_CAMERAS, max_len=100)) if f.has("cameras") else ()
+    if any(not c.strip() for c in cameras):
+        raise MalformedError(f"{where}.cameras: a camera label is empty")
+    rest = f.rest()
+    posted = rest.pop("signage_posted_on", None)
+    if rest:
+        raise MalformedError(f"{where}: unknown fields {sorted(rest)}")
+    posted_on = None if posted is None else _posted_on(posted, f"{where}.signage_posted_on")
+    return SiteSignage(site_id=site_id, name=name, cameras=cameras, posted_on=posted_on)
+
+
+@dataclass(frozen=True)
+class NoticeSettings:
+    """What the public notice and the signage say about this business (APPI Art. 20-1, 21; Q1-11, Q1-12).
+
+    The group's part of the notice comes from the signed manifest; these settings add the
+    business operator that acquires the images, its contact point, where its 'camera in
+    operation' signs are posted, and the public URL the QR code on those signs points to.
+    Unset names fall back to this node's name in the manifest; an unset contact falls back to
+    the administrator's (set one: the business is the first contact for its own cameras).
+    """
+
+    url: str | None = None
+    """Public URL of this node's notice page, e.g. ``https://a-mart.example/notice``; printed as the QR code."""
+    operator: LocalizedText | None = None
+    address: LocalizedText | None = None
+    representative: LocalizedText | None = None
+    contact: LocalizedText | None = None
+    recording_retention: timedelta | None = None
+    """How long camera recordings are kept (``"30d"``), stated on the notice when set."""
+    sites: tuple[SiteSignage, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        if self.url:
+            doc["url"] = self.url
+        for name in ("operator", "address", "representative", "contact"):
+            text: LocalizedText | None = getattr(self, name)
+            if text is not None:
+                doc[name] = text.to_dict()
+        if self.recording_retention is not None:
+            doc["recording_retention"] = format_duration(self.recording_retention)
+        if self.sites:
+            doc["sites"] = [
+                {
+                    "site_id": s.site_id,
+                    "name": s.name.to_dict(),
+                    **({"cameras": list(s.cameras)} if s.cameras else {}),
+                    **({"signage_posted_on": s.posted_on} if s.posted_on is not None else {}),
+                }
+                for s in self.sites
+            ]
+        return doc
+
+    @classmethod
+    def from_dict(cls, data: Any) -> NoticeSettings:
+        f = Fields(data, "notice")
+        url = f.text("url", max_len=512, pattern=NOTICE_URL_RE) if f.has("url") else None
+        operator, address = _localized(f, "operator"), _localized(f, "address")
+        representative, contact = _localized(f, "representative"), _localized(f, "contact")
+        recording = (
+            parse_duration(f.text("recording_retention", max_len=16), field="notice.recording_retention")
+            if f.has("recording_retention")
+            else None
+        )
+        if recording is not None and recording % timedelta(days=1):
+            raise MalformedError(
+                f"notice.recording_retention: {format_duration(recording)} is not a whole number of days"
+            )
+        if recording is not None and not timedelta(days=1) <= recording <= timedelta(days=3650):
+            raise MalformedError(
+                f"notice.recording_retention: {format_duration(recording)} outside [1d, 3650d]"
+            )
+        sites = (
+            tuple(_site(x, f"notice.sites[{i}]") for i, x in enumerate(f.array("sites", max_items=MAX_SITES)))
+            if f.has("sites")
+            else ()
+        )
+        ids = [s.site_id for s in sites]
+        if len(set(ids)) != len(ids):
+            raise MalformedError(
+                f"notice.sites: duplicate site_id {sorted({i for i in ids if ids.count(i) > 1})}"
+            )
+        f.finish()
+        return cls(url, operator, address, representative, contact, recording, sites)
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Where the node keeps things, whom it trusts, and how it is reached."""
@@ -132,6 +247,7 @@ class NodeConfig:
     otlp_endpoint: str | None = None
     limits: Limits = field(default_factory=Limits)
     federation: Federation = field(default_factory=Federation)
+    notice: NoticeSettings = field(default_factory=NoticeSettings)
 
     @property
     def effective_database_url(self) -> str:
@@ -178,6 +294,9 @@ class NodeConfig:
             doc["governance"]["manifest_url"] = self.manifest_url
         if self.otlp_endpoint:
             doc["telemetry"]["otlp_endpoint"] = self.otlp_endpoint
+        notice = self.notice.to_dict()
+        if notice:
+            doc["notice"] = notice
         return tomli_w.dumps(doc)
 
     @classmethod
@@ -238,6 +357,7 @@ class NodeConfig:
             else None,
             limits=Limits.from_dict(f.obj("limits")) if f.has("limits") else Limits(),
             federation=Federation.from_dict(f.obj("federation")) if f.has("federation") else Federation(),
+            notice=NoticeSettings.from_dict(f.obj("notice")) if f.has("notice") else NoticeSettings(),
         )
         for section in (f, listen, keys, database, governance, retention, telemetry):
             if section.rest():

@@ -48,7 +48,7 @@ from protocol.events import EntryEvent
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
 from protocol.replay import ReplayGuard
 from protocol.signed import SignedDocument
-from protocol.subject import ForwardAck, ForwardedRequest
+from protocol.subject import ForwardAck, ForwardedRequest, MatchFeedback
 from protocol.sync import (
     SYNC_PURPOSE,
     LogNotice,
@@ -68,6 +68,7 @@ LOG_BODIES = {LogRequest.TYPE: LogRequest}
 NOTICE_BODIES = {LogNotice.TYPE: LogNotice}
 RECEIPT_BODIES = {ReceiptDelivery.TYPE: ReceiptDelivery}
 SUBJECT_BODIES = {ForwardedRequest.TYPE: ForwardedRequest}
+FEEDBACK_BODIES = {MatchFeedback.TYPE: MatchFeedback}
 RETRY_FIRST = timedelta(seconds=1)
 MAX_MANIFEST_BYTES = 4 << 20
 
@@ -355,6 +356,25 @@ class Federation:
             manifest_version=manifest.version,
             timeout=self.timeout,
         )
+
+    async def send_feedback(self, owner: str, body: MatchFeedback) -> None:
+        """Tell ``owner`` what our staff judged of an alert on its entry; its signed echo confirms it."""
+        manifest = self.context.manifest
+        member = manifest.member(owner)
+        if member is None or member.status is MemberStatus.REMOVED:
+            raise MalformedError(f"{owner!r} is not a member of the group any more")
+        echo = await self.client.exchange(
+            member,
+            "/v1/peer/feedback",
+            "crime-prevention",
+            body,
+            MatchFeedback,
+            now=self.clock(),
+            manifest_version=manifest.version,
+            timeout=self.timeout,
+        )
+        if echo.alert_id != body.alert_id or echo.outcome != body.outcome:
+            raise MalformedError(f"{owner} confirmed feedback on {echo.alert_id}, not on {body.alert_id}")
 
     # ----- following peers' logs -------------------------------------------------------------
 

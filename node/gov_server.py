@@ -1,5 +1,9 @@
 """``watchnet gov serve``: the organisation publishes its signed manifest and notice, and takes fork reports.
 
+The group-wide notice is the same page the nodes serve, rendered from the published manifest:
+HTML at ``/notice`` (Japanese or English by ``?lang=`` or ``Accept-Language``), plain text at
+``/notice.txt``, and a QR code to the page at ``/notice/qr.png`` and ``/notice/qr.svg``.
+
 The manifest file is re-read when it changes, and a version is published only once a threshold
 of its own keys has signed it: a draft written by ``gov member suspend`` and still waiting for its
 second signature is never served, the last fully signed version is. Nodes verify everything
@@ -14,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +26,10 @@ from pathlib import Path
 from aiohttp import web
 
 from governance.manifest import Manifest
-from governance.notice import LANGUAGES, render_notice
+from governance.notice import render_notice
 from node.files import write_atomic
+from node.notice_http import CACHE_CONTROL, QR_SRC, html_response, qr_response, request_base, request_language
+from node.notice_pages import NOTICE_PATH, group_notice_html
 from protocol.canonical import parse_json
 from protocol.errors import WatchnetError
 from protocol.signed import SignedDocument
@@ -75,6 +82,7 @@ class ManifestPublisher:
 
 PUBLISHER = web.AppKey("publisher", ManifestPublisher)
 REPORTS = web.AppKey("reports", Path)
+NOTICE_URL = web.AppKey("notice_url", str)
 
 
 async def manifest(request: web.Request) -> web.Response:
@@ -82,11 +90,28 @@ async def manifest(request: web.Request) -> web.Response:
 
 
 async def notice(request: web.Request) -> web.Response:
-    lang = request.query.get("lang", "ja")
-    if lang not in LANGUAGES:
-        raise web.HTTPBadRequest(text=f"lang must be one of {', '.join(LANGUAGES)}")
+    lang = request_language(request)
+    page = group_notice_html(request.app[PUBLISHER].current().payload, lang, qr_src=QR_SRC)
+    return html_response(request, page, lang)
+
+
+async def notice_text(request: web.Request) -> web.Response:
+    lang = request_language(request)
     text = render_notice(request.app[PUBLISHER].current().payload, lang)
-    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+    return web.Response(
+        text=text,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"Content-Language": lang, "Vary": "Accept-Language", "Cache-Control": CACHE_CONTROL},
+    )
+
+
+def _notice_qr(kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        url = request.app[NOTICE_URL] or request_base(request) + NOTICE_PATH
+        return qr_response(request, url, kind)
+
+    return handler
 
 
 async def report(request: web.Request) -> web.Response:
@@ -113,12 +138,17 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def build_gov_app(manifest_path: Path, reports: Path) -> web.Application:
+def build_gov_app(manifest_path: Path, reports: Path, *, notice_url: str | None = None) -> web.Application:
+    """``notice_url``: the public address of ``/notice`` for its QR code (default: the request's own)."""
     app = web.Application(client_max_size=MAX_REPORT_BYTES)
     app[PUBLISHER] = ManifestPublisher(manifest_path)
     app[REPORTS] = reports
+    app[NOTICE_URL] = notice_url or ""
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/manifest", manifest)
-    app.router.add_get("/notice", notice)
+    app.router.add_get(NOTICE_PATH, notice)
+    app.router.add_get(f"{NOTICE_PATH}.txt", notice_text)
+    app.router.add_get(f"{NOTICE_PATH}/qr.png", _notice_qr("png"))
+    app.router.add_get(f"{NOTICE_PATH}/qr.svg", _notice_qr("svg"))
     app.router.add_post("/v1/reports", report)
     return app

@@ -36,7 +36,7 @@ from protocol.message import BoxCache, PeerKeys, PeerMessage, decode_body, open_
 from protocol.query import QueryRequest
 from protocol.replay import ReplayGuard
 from protocol.signed import Payload, SignedDocument
-from protocol.subject import ForwardedRequest
+from protocol.subject import ForwardedRequest, MatchFeedback
 from protocol.sync import SYNC_PURPOSE, LogNotice, LogRequest, ReceiptDelivery
 
 __all__ = ["PeerGate", "PeerRateLimited", "PeerRequest", "refuse_if_expired"]
@@ -72,6 +72,7 @@ PURPOSE_OF_BODY: dict[type[Payload], str] = {
     LogNotice: SYNC_PURPOSE,
     ReceiptDelivery: SYNC_PURPOSE,
     ForwardedRequest: "data-subject-request",
+    MatchFeedback: "crime-prevention",
 }
 """Bodies bound to one purpose; a query may carry any of the group's purposes (never the sync one)."""
 

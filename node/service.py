@@ -28,9 +28,18 @@ from governance.requests import IDENTITY_CHECKS, RefusalGround, RequestKind, Req
 from governance.roles import Action, require_permission
 from node.accounts import AccountDisabled, AuthenticationFailed, StaffMember
 from node.auditlog import AuditWriter, append_audit
+from node.casework import (
+    close_complaint,
+    feedback_counts,
+    list_complaints,
+    record_complaint,
+    record_feedback,
+    review_alert,
+)
 from node.context import NodeContext
 from node.face.pipeline import decode_image
 from node.federation import (
+    FEEDBACK_BODIES,
     LOG_BODIES,
     NOTICE_BODIES,
     QUERY_BODIES,
@@ -39,6 +48,7 @@ from node.federation import (
     Federation,
     PeerOutcome,
 )
+from node.notice_http import NOTICE_PATHS, add_notice_routes
 from node.peer_gate import PeerRateLimited, PeerRequest
 from node.registry import EntryNotFound, Proposal, TwoPersonRuleViolation, WrongState
 from node.storage.models import Alert, AuditRecord, LogLeaf, PeerState, TreeHeadRow
@@ -62,7 +72,7 @@ from protocol.events import EventReason
 from protocol.fields import CODE_RE, DATE_RE, NODE_ID_RE, Fields, format_time
 from protocol.query import MAX_QUERY_EMBEDDINGS
 from protocol.signed import SignedDocument
-from protocol.subject import ForwardAck, ForwardedRequest
+from protocol.subject import ForwardAck, ForwardedRequest, MatchFeedback
 from protocol.sync import LogRequest
 
 __all__ = ["CONTEXT", "build_app", "now_utc"]
@@ -185,7 +195,9 @@ def _audit_request(
         session.commit()
 
 
-PUBLIC_PATHS = frozenset({"/v1/health", "/v1/log/head", "/v1/node", "/v1/manifest"})
+PUBLIC_PATHS = frozenset({"/v1/health", "/v1/log/head", "/v1/node", "/v1/manifest"}) | NOTICE_PATHS
+PUBLIC_POSTS = frozenset({"/v1/complaints"})
+"""Anyone may file a complaint without an account (Art. 40); staff filing one are identified."""
 PEER_PREFIX = "/v1/peer/"
 """Peer endpoints authenticate the sealed message itself, not a staff token."""
 ACTOR = web.RequestKey("actor", str)
@@ -208,7 +220,11 @@ async def access_middleware(
             body_hash = hashlib.sha256(body).hexdigest() if body else ""
             if request.path.startswith(PEER_PREFIX):
                 actor = f"unverified:{request.app[FEDERATION].gate.sender_of(body)}"
-            elif not (request.method == "GET" and request.path in PUBLIC_PATHS):
+            elif request.method == "POST" and request.path in PUBLIC_POSTS and "Authorization" not in request.headers:
+                actor = f"public:{request.remote or 'unknown'}"
+                if not request.app[LIMITER].allow(actor, time.monotonic()):
+                    raise RateLimited("too many submissions from this address; try again in a minute")
+            elif not (request.method in ("GET", "HEAD") and request.path in PUBLIC_PATHS):
                 staff = _authenticate(request)
                 actor = staff.id
                 request[STAFF] = staff
@@ -241,7 +257,7 @@ async def access_middleware(
         request.app[METRICS].requests.add(
             1, {"http.route": route, "http.response.status_code": response.status}
         )
-        if request.method != "GET" or request.path not in PUBLIC_PATHS:
+        if request.method not in ("GET", "HEAD") or request.path not in PUBLIC_PATHS:
             batched = request.method == "GET" or route in READ_ONLY_ROUTES or request.path.startswith(PEER_PREFIX)
             _audit_request(request, actor, f"ok:{response.status}", body_hash, batched=batched)
         return response
@@ -827,6 +843,146 @@ async def peer_subject_request(request: web.Request) -> web.Response:
     return _sealed(federation.gate.reply(admitted, ack, request.app[CLOCK]()))
 
 
+async def alert_review(request: web.Request) -> web.Response:
+    """An operator's verdict on an alert; a false match on a member's entry is reported to its owner."""
+    staff = _staff(request, Action.REVIEW_ALERT)
+    context = request.app[CONTEXT]
+    f = await _json(request)
+    outcome = f.text("outcome", max_len=16, pattern=CODE_RE)
+    _no_extra(f)
+    now = request.app[CLOCK]()
+    lock = context.registry.write_lock
+    alert = await asyncio.to_thread(
+        lambda: review_alert(
+            context.engine, lock, alert_id=request.match_info["alert_id"], outcome=outcome, staff=staff.id, now=now
+        )
+    )
+    node_id = context.config.node_id
+    result: dict[str, Any] = {"alert_id": alert.id, "status": alert.status, "owner": alert.owner}
+    if alert.owner == node_id:
+        await asyncio.to_thread(
+            lambda: record_feedback(
+                context.engine,
+                lock,
+                origin=node_id,
+                alert_id=alert.id,
+                entry_id=alert.entry_id,
+                entry_version=alert.entry_version,
+                outcome=outcome,
+                now=now,
+            )
+        )
+        result["feedback"] = "recorded"
+    else:
+        body = MatchFeedback(
+            origin=node_id,
+            alert_id=alert.id,
+            entry_id=alert.entry_id,
+            entry_version=alert.entry_version,
+            outcome=outcome,
+        )
+        try:
+            await request.app[FEDERATION].send_feedback(alert.owner, body)
+            result["feedback"] = "sent"
+        except WatchnetError as e:
+            result["feedback"] = f"not delivered ({e.code}): {e}"
+    return web.json_response(result)
+
+
+async def peer_feedback(request: web.Request) -> web.Response:
+    """A member's verdict on an alert that named one of our entries."""
+    federation = request.app[FEDERATION]
+    admitted = await _peer_admit(request, FEEDBACK_BODIES)
+    body = admitted.body
+    assert isinstance(body, MatchFeedback)
+    if body.origin != admitted.member.node_id:
+        raise MalformedError(f"feedback from {admitted.member.node_id!r} names origin {body.origin!r}")
+    context = request.app[CONTEXT]
+    await asyncio.to_thread(
+        lambda: record_feedback(
+            context.engine,
+            context.registry.write_lock,
+            origin=body.origin,
+            alert_id=body.alert_id,
+            entry_id=body.entry_id,
+            entry_version=body.entry_version,
+            outcome=body.outcome,
+            now=request.app[CLOCK](),
+        )
+    )
+    request[AUDIT_TARGET] = f"{body.outcome} {body.entry_id}"
+    return _sealed(federation.gate.reply(admitted, body, request.app[CLOCK]()))
+
+
+async def feedback(request: web.Request) -> web.Response:
+    """Per entry of ours, the verdicts on alerts it raised here and at other members."""
+    _staff(request, Action.REVIEW_ENTRY)
+    counts = await asyncio.to_thread(feedback_counts, request.app[CONTEXT].engine)
+    return web.json_response({"entries": counts})
+
+
+async def complaint_record(request: web.Request) -> web.Response:
+    """A complaint from the public (no account) or taken by staff (counter, phone, mail)."""
+    context = request.app[CONTEXT]
+    staff = request.get(STAFF)
+    if staff is not None:
+        require_permission(staff.role, Action.HANDLE_REQUESTS)
+    f = await _json(request)
+    channel = f.text("channel", max_len=16, pattern=CODE_RE) if staff is not None and f.has("channel") else "public"
+    category = f.text("category", max_len=48, pattern=CODE_RE)
+    summary = f.text("summary", max_len=2000)
+    contact = f.text("contact", max_len=200) if f.has("contact") else None
+    _no_extra(f)
+    view = await asyncio.to_thread(
+        lambda: record_complaint(
+            context.engine,
+            context.registry.write_lock,
+            channel=channel,
+            category=category,
+            summary=summary,
+            contact=contact,
+            recorded_by=staff.id if staff is not None else "public",
+            now=request.app[CLOCK]().replace(microsecond=0),
+        )
+    )
+    request[AUDIT_TARGET] = view["id"]
+    if staff is None:
+        return web.json_response(
+            {"reference": view["id"], "received_at": view["received_at"], "status": view["status"]}, status=201
+        )
+    return web.json_response(view, status=201)
+
+
+async def complaint_list(request: web.Request) -> web.Response:
+    _staff(request, Action.READ_REQUESTS)
+    status = request.query.get("status")
+    if status not in (None, "open", "closed"):
+        raise MalformedError("query parameter 'status': open or closed")
+    items = await asyncio.to_thread(list_complaints, request.app[CONTEXT].engine, status)
+    return web.json_response({"complaints": items})
+
+
+async def complaint_close(request: web.Request) -> web.Response:
+    staff = _staff(request, Action.HANDLE_REQUESTS)
+    context = request.app[CONTEXT]
+    f = await _json(request)
+    outcome = f.text("outcome", max_len=16, pattern=CODE_RE)
+    note = f.text("note", max_len=500)
+    _no_extra(f)
+    view = await asyncio.to_thread(
+        lambda: close_complaint(
+            context.engine,
+            context.registry.write_lock,
+            complaint_id=request.match_info["complaint_id"],
+            outcome=outcome,
+            note=note,
+            staff=staff.id,
+            now=request.app[CLOCK](),
+        )
+    )
+    return web.json_response(view)
+
+
 def _latest_head(context: NodeContext) -> dict[str, Any] | None:
     with Session(context.engine) as session:
         row = session.exec(select(TreeHeadRow).order_by(col(TreeHeadRow.tree_size).desc()).limit(1)).first()
@@ -1013,6 +1169,13 @@ def build_app(
     app.router.add_post("/v1/peer/notify", peer_notify)
     app.router.add_post("/v1/peer/receipts", peer_receipts)
     app.router.add_post("/v1/peer/subject-request", peer_subject_request)
+    app.router.add_post("/v1/peer/feedback", peer_feedback)
+    app.router.add_post("/v1/alerts/{alert_id}/review", alert_review)
+    app.router.add_get("/v1/feedback", feedback)
+    app.router.add_post("/v1/complaints", complaint_record)
+    app.router.add_get("/v1/complaints", complaint_list)
+    app.router.add_post("/v1/complaints/{complaint_id}/close", complaint_close)
+    add_notice_routes(app, CONTEXT)
     app.router.add_post("/v1/requests", request_record)
     app.router.add_get("/v1/requests", request_list)
     app.router.add_get("/v1/requests/{request_id}", request_show)

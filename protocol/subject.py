@@ -1,4 +1,8 @@
-"""A data-subject request forwarded to the member that owns the entry it concerns.
+"""Messages about one entry from the member that used it to the member that owns it.
+
+Forwarded data-subject requests, and staff feedback on a match (``MatchFeedback``).
+
+A data-subject request forwarded to the member that owns the entry it concerns.
 
 A person asks at any member's counter. When the disclosure search finds an entry owned by another
 member, a correction, deletion or cease-of-use request about it is forwarded to that owner, whose
@@ -17,9 +21,10 @@ from protocol.errors import MalformedError
 from protocol.fields import CODE_RE, ID_RE, NODE_ID_RE
 from protocol.signed import SPEC_VERSION, Payload
 
-__all__ = ["FORWARDABLE_KINDS", "ForwardAck", "ForwardedRequest"]
+__all__ = ["FEEDBACK_OUTCOMES", "FORWARDABLE_KINDS", "ForwardAck", "ForwardedRequest", "MatchFeedback"]
 
 FORWARDABLE_KINDS = frozenset({"correction", "deletion", "cease-of-use"})
+FEEDBACK_OUTCOMES = frozenset({"false-match", "confirmed"})
 
 
 @dataclass(kw_only=True)
@@ -107,6 +112,62 @@ class ForwardAck(Payload):
         return cls(
             request_id=f.text("request_id", max_len=64, pattern=ID_RE),
             owner_request_id=f.text("owner_request_id", max_len=64, pattern=ID_RE),
+            spec_version=spec_version,
+            unrecognized_fields=f.rest(),
+        )
+
+
+@dataclass(kw_only=True)
+class MatchFeedback(Payload):
+    """Staff at ``origin`` judged an alert on the owner's entry: a false match, or confirmed.
+
+    A false match is what the owner most needs to hear: its entry (or the group threshold) made a
+    passer-by look like a registered person. The owner counts these per entry for its officer and
+    in its transparency report. No face or score of the passer-by travels.
+    """
+
+    TYPE = "match-feedback"
+
+    origin: str
+    alert_id: str
+    entry_id: str
+    entry_version: int
+    outcome: str
+    spec_version: str = SPEC_VERSION
+    unrecognized_fields: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.outcome not in FEEDBACK_OUTCOMES:
+            raise MalformedError(f"match-feedback.outcome: {self.outcome!r:.40} is not one of {sorted(FEEDBACK_OUTCOMES)}")
+        if not NODE_ID_RE.fullmatch(self.origin):
+            raise MalformedError("match-feedback.origin: not a node id")
+        for name in ("alert_id", "entry_id"):
+            if not ID_RE.fullmatch(getattr(self, name)):
+                raise MalformedError(f"match-feedback.{name}: not an id")
+        if self.entry_version < 1:
+            raise MalformedError("match-feedback.entry_version: expected >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._with_unrecognized(
+            {
+                **self._header(),
+                "origin": self.origin,
+                "alert_id": self.alert_id,
+                "entry_id": self.entry_id,
+                "entry_version": self.entry_version,
+                "outcome": self.outcome,
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Self:
+        f, spec_version = cls._read_header(data)
+        return cls(
+            origin=f.text("origin", max_len=63, pattern=NODE_ID_RE),
+            alert_id=f.text("alert_id", max_len=64, pattern=ID_RE),
+            entry_id=f.text("entry_id", max_len=64, pattern=ID_RE),
+            entry_version=f.integer("entry_version", low=1),
+            outcome=f.text("outcome", max_len=16, pattern=CODE_RE),
             spec_version=spec_version,
             unrecognized_fields=f.rest(),
         )

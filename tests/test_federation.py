@@ -482,6 +482,58 @@ def test_a_disclosure_request_is_refused_only_with_a_legal_ground(net: LocalNetw
     assert closed["holds_photo"] is False
 
 
+def test_a_false_match_judged_at_one_member_reaches_the_owner(net: LocalNetwork) -> None:
+    a, b = net.node("chain-a"), net.node("chain-b")
+    face = unit(870)
+    entry_id = register(a, face)
+    hit = b.call("POST", "/v1/query", "op1", {"embeddings": [face.to_str()], "site": "gate-7"})[1]["matches"][0]
+    assert b.call("POST", f"/v1/alerts/{hit['alert_id']}/review", "reg1", {"outcome": "false-match"})[0] == 403
+    status, reviewed = b.call("POST", f"/v1/alerts/{hit['alert_id']}/review", "op1", {"outcome": "false-match"})
+    assert status == 200 and (reviewed["status"], reviewed["feedback"]) == ("false-match", "sent")
+    again = b.call("POST", f"/v1/alerts/{hit['alert_id']}/review", "op1", {"outcome": "confirmed"})
+    assert (again[0], again[1]["error"]) == (409, "wrong_state")
+    counts = a.call("GET", "/v1/feedback", "off1")[1]["entries"]
+    assert counts[entry_id] == {"false-match": 1, "confirmed": 0}
+    assert any(r["action"] == "entry.feedback" and r["actor"] == "peer:chain-b" for r in audit(a))
+
+
+def test_anyone_may_complain_and_staff_track_it_to_an_outcome(net: LocalNetwork) -> None:
+    a = net.node("chain-a")
+    status, filed = a.call(
+        "POST", "/v1/complaints", body={"category": "misidentification", "summary": "I was stopped at the door by mistake."}
+    )
+    assert status == 201 and set(filed) == {"reference", "received_at", "status"}
+    assert a.call("POST", "/v1/complaints", body={"category": "gossip", "summary": "x"})[0] == 400
+    assert a.call("POST", "/v1/complaints", body={"category": "other", "summary": ""})[0] == 400
+    assert a.call("GET", "/v1/complaints")[0] == 401
+    status, taken = a.call(
+        "POST", "/v1/complaints", "off1", {"channel": "phone", "category": "notice", "summary": "The sign is hidden."}
+    )
+    assert status == 201 and taken["recorded_by"] != "public"
+    open_ones = a.call("GET", "/v1/complaints?status=open", "aud1")[1]["complaints"]
+    assert {c["id"] for c in open_ones} >= {filed["reference"], taken["id"]}
+    assert a.call("POST", f"/v1/complaints/{taken['id']}/close", "off1", {"outcome": "resolved", "note": " "})[0] == 400
+    status, closed = a.call(
+        "POST", f"/v1/complaints/{taken['id']}/close", "off1", {"outcome": "resolved", "note": "Sign moved to eye level."}
+    )
+    assert status == 200 and closed["status"] == "closed"
+    assert a.call("POST", f"/v1/complaints/{taken['id']}/close", "off1", {"outcome": "resolved", "note": "x"})[0] == 409
+    assert any(r["action"] == "complaint.record" and r["actor"] == "public" for r in audit(a))
+
+
+def test_the_notice_page_is_public_on_every_node(net: LocalNetwork) -> None:
+    import urllib.request
+
+    for node in net.nodes.values():
+        request = urllib.request.Request(f"{node.url}/notice", headers={"Accept-Language": "en"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            page = response.read().decode()
+        assert "Retail Security Data Protection Organisation" in page
+        assert "A-Mart Co., Ltd." in page and "B-Store Inc." in page
+        with urllib.request.urlopen(f"{node.url}/notice/qr.png", timeout=10) as response:
+            assert response.read()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def _suspend(manifest: Manifest, node_id: str, status: MemberStatus) -> Manifest:
     members = tuple(replace(m, status=status) if m.node_id == node_id else m for m in manifest.joint_use.members)
     return manifest.with_changes(joint_use=replace(manifest.joint_use, members=members))

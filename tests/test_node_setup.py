@@ -242,3 +242,20 @@ def test_node_refuses_to_start_with_another_model(
         NodeContext.load(node)
     monkeypatch.delenv("WATCHNET_MODEL_DIR")
     assert NodeContext.load(node).model_pack.recognizer_sha256 == make_manifest().policy.model.weights_sha256
+
+
+def test_api_tokens_are_prefixed_so_they_never_look_like_an_option(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from governance.roles import Role
+    from node.accounts import TOKEN_PREFIX, StaffAccounts
+    from node.storage.engine import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 't.db'}")
+    upgrade(engine)
+    accounts = StaffAccounts(engine)
+    now = datetime.now(UTC)
+    accounts.add("aud1", Role.AUDITOR, "a long enough password", now)
+    tokens = [accounts.issue_token("aud1", now) for _ in range(50)]
+    assert all(t.startswith(TOKEN_PREFIX) for t in tokens) and len(set(tokens)) == 50
+    assert accounts.authenticate_token(tokens[0], now).username == "aud1"

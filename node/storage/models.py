@@ -19,10 +19,12 @@ __all__ = [
     "Alert",
     "ApiToken",
     "AuditRecord",
+    "Complaint",
     "EntryRow",
     "EventPayloadRow",
     "LogLeaf",
     "ManifestRow",
+    "MatchFeedbackRow",
     "OutboxReceipt",
     "PeerLeaf",
     "PeerState",
@@ -244,3 +246,36 @@ class SubjectRequest(SQLModel, table=True):
     closed_at: datetime | None = None
     closed_by: str | None = Field(default=None, max_length=64)
     receipts: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class MatchFeedbackRow(SQLModel, table=True):
+    """Staff feedback on a match with one of our entries: ours, or a member's (``origin``)."""
+
+    __tablename__ = "match_feedback"
+
+    id: str = Field(primary_key=True, max_length=64)
+    origin: str = Field(max_length=63)
+    alert_id: str = Field(max_length=64)
+    entry_id: str = Field(index=True, max_length=64)
+    entry_version: int
+    outcome: str = Field(max_length=16)
+    received_at: datetime
+
+
+class Complaint(SQLModel, table=True):
+    """A complaint about how personal data is handled (Art. 40), from intake to its outcome."""
+
+    __tablename__ = "complaint"
+
+    id: str = Field(primary_key=True, max_length=64)
+    channel: str = Field(max_length=16)
+    category: str = Field(max_length=48)
+    summary: str = Field(sa_column=Column(Text, nullable=False))
+    contact: str | None = Field(default=None, max_length=200)
+    received_at: datetime
+    recorded_by: str = Field(max_length=64)
+    status: str = Field(default="open", index=True, max_length=16)
+    outcome: str | None = Field(default=None, max_length=16)
+    note: str | None = Field(default=None, max_length=500)
+    closed_at: datetime | None = None
+    closed_by: str | None = Field(default=None, max_length=64)

@@ -25,7 +25,7 @@ from protocol.message import PeerMessage, seal
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
 from protocol.receipt import DeletionReceipt, ReceiptAction
 from protocol.signed import Payload, SignedDocument
-from protocol.subject import ForwardAck, ForwardedRequest
+from protocol.subject import ForwardAck, ForwardedRequest, MatchFeedback
 from protocol.sync import LogNotice, LogPage, LogRequest, ReceiptAck, ReceiptDelivery
 from protocol.treehead import TreeHead
 
@@ -346,6 +346,21 @@ def subject_ack_vector() -> dict[str, Any]:
     )
 
 
+def match_feedback_vector() -> dict[str, Any]:
+    return signed_vector(
+        "chain-b's operator judged an alert on chain-a's entry a false match; chain-b tells chain-a "
+        "(purpose crime-prevention). The owner answers with the same body signed by itself.",
+        MatchFeedback(
+            origin="chain-b",
+            alert_id="alr-0000000000000001",
+            entry_id="ent-0000000000000001",
+            entry_version=1,
+            outcome="false-match",
+        ),
+        [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
+    )
+
+
 def _payload_types() -> dict[str, type[Payload]]:
     from governance.manifest import Manifest
 
@@ -365,6 +380,7 @@ def _payload_types() -> dict[str, type[Payload]]:
         "receipt-ack": ReceiptAck,
         "subject-request-forward": ForwardedRequest,
         "subject-request-ack": ForwardAck,
+        "match-feedback": MatchFeedback,
     }
 
 
@@ -384,6 +400,7 @@ VECTORS: dict[str, Callable[[], Any]] = {
     "receipt-ack": receipt_ack_vector,
     "subject-request-forward": subject_forward_vector,
     "subject-request-ack": subject_ack_vector,
+    "match-feedback": match_feedback_vector,
 }
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = _payload_types()
