@@ -228,6 +228,57 @@ def cmd_propagation_status(args: argparse.Namespace) -> int:
     return 0 if data["pending"] == 0 or not args.check else 1
 
 
+def _request_line(r: dict[str, Any]) -> str:
+    state = r["outcome"] or ("OVERDUE" if r["overdue"] else f"{r['days_left']} day(s) left")
+    found = "not searched" if r["report"] is None else f"{len(r['report'])} entr(ies) found"
+    return f"{r['id']}  {r['kind']:<13} {r['status']:<7} deadline {r['deadline']}  {state}  {found}"
+
+
+def cmd_requests(args: argparse.Namespace) -> int:
+    """Data-subject requests: record, search, forward, close, list, show."""
+    action = args.requests_command
+    if action == "record":
+        body: dict[str, Any] = {
+            "kind": args.kind,
+            "identity_check": args.identity_check,
+            "image": _read_image(args.image),
+        }
+        data = call(args, "POST", "/v1/requests", body)
+    elif action == "list":
+        data = call(args, "GET", "/v1/requests" + (f"?status={args.status}" if args.status else ""))
+    elif action == "show":
+        data = call(args, "GET", f"/v1/requests/{args.request_id}")
+    elif action in ("search", "forward"):
+        data = call(args, "POST", f"/v1/requests/{args.request_id}/{action}")
+    else:
+        close: dict[str, Any] = {"outcome": args.outcome}
+        if args.ground:
+            close["ground"] = args.ground
+        data = call(args, "POST", f"/v1/requests/{args.request_id}/close", close)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, sort_keys=True))
+        return 0
+    if action == "list":
+        for r in data["requests"]:
+            print(_request_line(r))
+        print(f"{len(data['requests'])} request(s), {data['overdue']} overdue")
+    elif action == "forward":
+        for f in data["forwarded"]:
+            print(f"  {f['owner']}/{f['entry_id']}: " + (f"opened {f['owner_request_id']}" if "owner_request_id" in f else f"{f['error']}: {f['reason']}"))
+    else:
+        print(_request_line(data))
+        for item in data.get("report") or []:
+            print(
+                f"  {item['owner_name']} ({item['owner']}) {item['entry_id']} v{item['version']} {item['category']} "
+                f"evidence {item['evidence_kind']} registered {item['registered_at']} until {item['expires_at']}"
+            )
+        if data.get("ground_text"):
+            print(f"  refused under {data['ground_text']['article']}: {data['ground_text']['en']}")
+        if data.get("receipts"):
+            print(f"  {len(data['receipts'])} signed receipt(s) attached")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--url",
@@ -301,6 +352,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--purpose", default="crime-prevention", help="one of the group's purposes (default crime-prevention)"
     )
     p.add_argument("--site", help="where the camera is, recorded with an alert")
+
+    requests = sub.add_parser("requests", help="data-subject requests (Art. 33-35): record, search, forward, close")
+    request_commands = requests.add_subparsers(dest="requests_command", metavar="COMMAND", required=True)
+    p = _common(request_commands.add_parser("record", help="record a request taken at the counter (officer)"))
+    p.set_defaults(handler=cmd_requests)
+    p.add_argument("--kind", required=True, choices=["disclosure", "correction", "deletion", "cease-of-use"])
+    p.add_argument(
+        "--identity-check", required=True, help="document seen, e.g. drivers-licence, my-number-card, passport"
+    )
+    p.add_argument("--image", required=True, help="photo of the person taken at the counter (erased on close)")
+    p = _common(request_commands.add_parser("list", help="requests with deadlines; overdue ones flagged"))
+    p.set_defaults(handler=cmd_requests)
+    p.add_argument("--status", choices=["open", "closed"])
+    for action, text in (
+        ("show", "one request with its report and outcome"),
+        ("search", "search for the person here and across the group (purpose data-subject-request)"),
+        ("forward", "send a correction/deletion/cease-of-use request to the owners of the entries found"),
+    ):
+        p = _common(request_commands.add_parser(action, help=text))
+        p.set_defaults(handler=cmd_requests)
+        p.add_argument("request_id")
+    p = _common(request_commands.add_parser("close", help="close with an outcome (refused: give --ground)"))
+    p.set_defaults(handler=cmd_requests)
+    p.add_argument("request_id")
+    p.add_argument("--outcome", required=True, choices=["disclosed", "granted", "nothing-held", "refused", "withdrawn"])
+    p.add_argument("--ground", help="legal ground of a refusal, e.g. cabinet-order-5-iv or art-33-2-ii")
 
     propagation = sub.add_parser("propagation", help="whether our corrections and deletions reached every member")
     propagation_commands = propagation.add_subparsers(dest="propagation_command", metavar="COMMAND", required=True)

@@ -293,12 +293,12 @@ def test_staff_commands_query_the_network_and_show_propagation(net: LocalNetwork
     entry_id = register(a, face)
     probe = tmp_path / "probe.emb"
     probe.write_text(face.to_str() + "\n")
-    out = json.loads(cli("query", "--url", b.url, "--token", b.tokens["op1"], "--embedding-file", str(probe), "--json"))
+    out = json.loads(cli("query", "--url", b.url, f"--token={b.tokens['op1']}", "--embedding-file", str(probe), "--json"))
     assert [(m["owner"], m["entry_id"]) for m in out["matches"]] == [("chain-a", entry_id)]
-    text = cli("query", "--url", b.url, "--token", b.tokens["op1"], "--embedding-file", str(probe), "--site", "gate-9")
+    text = cli("query", "--url", b.url, f"--token={b.tokens['op1']}", "--embedding-file", str(probe), "--site", "gate-9")
     assert f"MATCH face 0: chain-a/{entry_id} v1 shoplifting" in text
     assert a.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "error"})[0] == 200
-    args = ("propagation", "status", "--url", a.url, "--token", a.tokens["aud1"])
+    args = ("propagation", "status", "--url", a.url, f"--token={a.tokens['aud1']}")
     assert wait_for(lambda: json.loads(cli(*args, "--json"))["pending"] == 0, 10)
     assert "missing: -" in cli(*args) and "deleted" in cli(*args)
 
@@ -480,6 +480,26 @@ def test_a_disclosure_request_is_refused_only_with_a_legal_ground(net: LocalNetw
     )
     assert status == 200 and closed["ground_text"]["article"] == "施行令第5条第4号"
     assert closed["holds_photo"] is False
+
+
+def test_the_requests_commands_walk_a_disclosure_to_its_end(net: LocalNetwork) -> None:
+    from node.demo import photo_path
+
+    b = net.node("chain-b")
+    common = ("--url", b.url, f"--token={b.tokens['off1']}")
+    made = json.loads(
+        cli("requests", "record", *common, "--kind", "disclosure", "--identity-check", "my-number-card",
+            "--image", str(photo_path("t1.jpg")), "--json")
+    )
+    assert "day(s) left" in cli("requests", "list", *common, "--status", "open")
+    searched = json.loads(cli("requests", "search", *common, made["id"], "--json"))
+    assert {p["node_id"] for p in searched["peers"]} == {"chain-a", "chain-c"}
+    outcome = "disclosed" if searched["report"] else "nothing-held"
+    shown = cli("requests", "show", *common, made["id"])
+    assert all(item["entry_id"] in shown for item in searched["report"])
+    closed = cli("requests", "close", *common, made["id"], "--outcome", outcome)
+    assert outcome in closed
+    assert json.loads(cli("requests", "show", *common, made["id"], "--json"))["holds_photo"] is False
 
 
 def test_a_false_match_judged_at_one_member_reaches_the_owner(net: LocalNetwork) -> None:
