@@ -20,6 +20,7 @@ __all__ = [
     "ApiToken",
     "AuditRecord",
     "Complaint",
+    "ProvisionRow",
     "EntryRow",
     "EventPayloadRow",
     "LogLeaf",
@@ -279,3 +280,24 @@ class Complaint(SQLModel, table=True):
     note: str | None = Field(default=None, max_length=500)
     closed_at: datetime | None = None
     closed_by: str | None = Field(default=None, max_length=64)
+
+
+class ProvisionRow(SQLModel, table=True):
+    """A request from a third party (police, a court, ...) and what was provided, with its legal basis.
+
+    ``outcome`` is ``provided`` (a signed ``third-party-provision`` event is in the log, index
+    ``log_index``) or ``refused``. ``details`` (requester, reference, entries, items) stays here;
+    the log leaf holds only a salted commitment to it.
+    """
+
+    __tablename__ = "provision"
+
+    id: str = Field(primary_key=True, max_length=64)
+    legal_basis: str = Field(max_length=48)
+    requester_kind: str = Field(max_length=32)
+    received_at: datetime
+    outcome: str = Field(max_length=16)
+    recorded_by: str = Field(max_length=64)
+    entry_count: int = 0
+    log_index: int | None = None
+    details: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
