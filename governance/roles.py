@@ -41,6 +41,8 @@ class Action(enum.StrEnum):
     HANDLE_REQUESTS = "requests.handle"
     READ_REQUESTS = "requests.read"
     REVIEW_ALERT = "alerts.review"
+    READ_REPORT = "report.read"
+    RECORD_PROVISION = "provision.record"
 
 
 class Forbidden(PolicyError):
@@ -59,11 +61,15 @@ _PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.READ_EVENT_LOG,
             Action.HANDLE_REQUESTS,
             Action.READ_REQUESTS,
+            Action.RECORD_PROVISION,
+            Action.READ_REPORT,
         }
     ),
     Role.OPERATOR: frozenset({Action.MATCH, Action.VIEW_ALERTS, Action.REVIEW_ALERT}),
-    Role.AUDITOR: frozenset({Action.READ_AUDIT, Action.READ_EVENT_LOG, Action.READ_REQUESTS}),
-    Role.ADMIN: frozenset({Action.MANAGE_ACCOUNTS, Action.MANAGE_MANIFEST}),
+    Role.AUDITOR: frozenset(
+        {Action.READ_AUDIT, Action.READ_EVENT_LOG, Action.READ_REQUESTS, Action.READ_REPORT}
+    ),
+    Role.ADMIN: frozenset({Action.MANAGE_ACCOUNTS, Action.MANAGE_MANIFEST, Action.READ_REPORT}),
 }
 
 

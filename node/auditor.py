@@ -16,13 +16,13 @@ import aiohttp
 
 from node.auditlog import verify_audit_chain
 from node.storage.models import AuditRecord
-from protocol.canonical import b64url_decode, canonical_bytes
+from protocol.canonical import b64url_decode, canonical_bytes, parse_json
 from protocol.errors import ProofError, VerificationError, WatchnetError
-from protocol.events import EntryEvent
 from protocol.fields import parse_time
 from protocol.keys import PublicSigningKey
 from protocol.merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
 from protocol.signed import SignedDocument
+from protocol.sync import parse_log_event
 from protocol.treehead import TreeHead
 
 __all__ = ["AuditReport", "audit_node"]
@@ -159,7 +159,7 @@ async def _check_log(
             if item["index"] != len(leaves):
                 raise ProofError(f"event index {item['index']} out of order (expected {len(leaves)})")
             leaf = canonical_bytes(item["event"])
-            event = SignedDocument.from_bytes(leaf, EntryEvent)
+            event = parse_log_event(parse_json(leaf))
             try:
                 event.verify([served_key])
             except WatchnetError as e:

@@ -42,9 +42,9 @@ from node.sync import (
     verified_head,
 )
 from node.telemetry import Telemetry
+from protocol.canonical import parse_json
 from protocol.embedding import Embedding
 from protocol.errors import MalformedError, RollbackError, WatchnetError
-from protocol.events import EntryEvent
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
 from protocol.replay import ReplayGuard
 from protocol.signed import SignedDocument
@@ -56,6 +56,7 @@ from protocol.sync import (
     LogRequest,
     ReceiptAck,
     ReceiptDelivery,
+    parse_log_event,
 )
 from protocol.treehead import TreeHead
 
@@ -204,7 +205,7 @@ class Federation:
                 .order_by(col(LogLeaf.idx))
                 .limit(request.limit)
             ).all()
-            events = [SignedDocument.from_bytes(r.leaf, EntryEvent) for r in rows]
+            events = [parse_log_event(parse_json(r.leaf)) for r in rows]
         end = request.after + len(events)
         head = TreeHead(
             log_id=self.node_id,

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from governance.manifest import Manifest
+from governance.provision import require_legal_basis
 from governance.roles import Action, require_permission
 from governance.rules import RegistrationRules, check_entry, check_registration
 from node.accounts import StaffMember
@@ -28,9 +29,9 @@ from node.auditlog import append_audit, audit_head
 from node.eventlog import open_event_log
 from node.matching import MatchIndex
 from node.storage.engine import erase_checkpoint
-from node.storage.models import Alert, EntryRow, EventPayloadRow, LogLeaf, TreeHeadRow
+from node.storage.models import Alert, EntryRow, EventPayloadRow, LogLeaf, ProvisionRow, TreeHeadRow
 from node.vault import Vault
-from protocol.canonical import canonical_bytes, parse_json
+from protocol.canonical import b64url_encode, canonical_bytes, parse_json
 from protocol.commitment import commit, new_salt
 from protocol.embedding import Embedding
 from protocol.entry import Evidence, WatchlistEntry
@@ -38,6 +39,7 @@ from protocol.errors import MalformedError, PolicyError, WatchnetError
 from protocol.events import EntryEvent, EventKind, EventReason, log_leaf_bytes
 from protocol.keys import SigningKey
 from protocol.merkle import leaf_hash
+from protocol.provision import ThirdPartyProvision
 from protocol.signed import SignedDocument
 from protocol.treehead import TreeHead
 
@@ -493,6 +495,132 @@ class Registry:
         erase_checkpoint(self._engine)
         self._publish_head(now)
         return state
+
+    def record_provision(
+        self,
+        staff: StaffMember,
+        *,
+        legal_basis: str,
+        requester_kind: str,
+        requester: str,
+        reference: str,
+        entry_ids: list[str],
+        items: list[str],
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Log a signed third-party provision, then (and only then) assemble what is handed over.
+
+        The record commits to the details (requester, reference, entries, items) with a fresh salt;
+        the details and the salt stay in ``provision``; the export is built after the commit, so
+        no data leaves without its record.
+        """
+
+        def work() -> dict[str, Any]:
+            require_permission(staff.role, Action.RECORD_PROVISION)
+            require_legal_basis(legal_basis, requester_kind, items)
+            if not entry_ids or len(set(entry_ids)) != len(entry_ids):
+                raise MalformedError("entry_ids: one or more distinct entries of this node")
+            stamp = now.replace(microsecond=0)
+            with Session(self._engine, expire_on_commit=False) as session:
+                rows = [self._load(session, entry_id) for entry_id in entry_ids]
+                held = [r for r in rows if r.status != ACTIVE]
+                if held:
+                    raise WrongState(
+                        f"entry {held[0].entry_id} is {held[0].status}: only active entries hold data to provide"
+                    )
+                record_id = _new_id("prv")
+                salt = new_salt()
+                details = {
+                    "requester": requester,
+                    "reference": reference,
+                    "entry_ids": sorted(entry_ids),
+                    "items": sorted(items),
+                }
+                record = ThirdPartyProvision(
+                    record_id=record_id,
+                    owner=self.node_id,
+                    legal_basis=legal_basis,
+                    requester_kind=requester_kind,
+                    occurred_at=stamp,
+                    actor=staff.id,
+                    entry_count=len(entry_ids),
+                    items=sorted(items),
+                    details_commitment=commit(salt, canonical_bytes(details)),
+                )
+                signed = SignedDocument(record)
+                signed.sign(self._key)
+                leaf = log_leaf_bytes(signed)
+                index = int(session.exec(select(func.count()).select_from(LogLeaf)).one())
+                session.add(
+                    LogLeaf(
+                        idx=index,
+                        event_id=record_id,
+                        entry_id=record_id,
+                        kind="provision",
+                        leaf_hash=leaf_hash(leaf),
+                        leaf=leaf,
+                        created_at=stamp,
+                    )
+                )
+                session.add(
+                    ProvisionRow(
+                        id=record_id,
+                        legal_basis=legal_basis,
+                        requester_kind=requester_kind,
+                        received_at=stamp,
+                        outcome="provided",
+                        recorded_by=staff.id,
+                        entry_count=len(entry_ids),
+                        log_index=index,
+                        details=canonical_bytes({**details, "salt": b64url_encode(salt)}).decode("utf-8"),
+                    )
+                )
+                append_audit(
+                    session, actor=staff.id, action="provision.record", target=record_id, outcome=legal_basis, now=now
+                )
+                session.commit()
+                export = [self._export(row, items) for row in rows]
+            self._publish_head(now)
+            return {"record_id": record_id, "log_index": index, "record": signed.to_dict(), "provided": export}
+
+        return self._guarded(staff, "provision.record", legal_basis, now, work)  # type: ignore[no-any-return]
+
+    def _export(self, row: EntryRow, items: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {"entry_id": row.entry_id}
+        if "incident-category" in items:
+            out["category"] = row.category
+        if "evidence-kind" in items:
+            out["evidence_kind"] = row.evidence_kind
+        if "evidence-reference" in items:
+            out["evidence_reference"] = row.evidence_reference
+        if "registration-period" in items:
+            out["incident_date"] = row.incident_date
+            out["registered_at"] = row.registered_at.isoformat() if row.registered_at else None
+            out["expires_at"] = row.expires_at.isoformat()
+        if "face-image" in items and row.crop_ct is not None:
+            out["face_image_jpeg"] = b64url_encode(self._vault.open(row.crop_ct, binding=f"{row.entry_id}/crop"))
+        return out
+
+    def record_refused_provision(
+        self, staff: StaffMember, *, legal_basis: str, requester_kind: str, now: datetime
+    ) -> dict[str, Any]:
+        """A third party's request that was refused: counted, nothing provided, nothing in the log."""
+        require_permission(staff.role, Action.RECORD_PROVISION)
+        record_id = _new_id("prv")
+        with self.write_lock, Session(self._engine) as session:
+            session.add(
+                ProvisionRow(
+                    id=record_id,
+                    legal_basis=legal_basis[:48],
+                    requester_kind=requester_kind[:32],
+                    received_at=now.replace(microsecond=0),
+                    outcome="refused",
+                    recorded_by=staff.id,
+                )
+            )
+            append_audit(session, actor=staff.id, action="provision.refuse", target=record_id, outcome="refused", now=now)
+            session.commit()
+        return {"record_id": record_id, "outcome": "refused"}
 
     def expire_due(self, now: datetime) -> list[str]:
         """Delete every active entry whose retention has ended (the background sweep)."""

@@ -24,6 +24,7 @@ from opentelemetry.trace import Status, StatusCode
 from sqlmodel import Session, col, select
 
 from governance.manifest import Manifest
+from governance.provision import NoLegalBasis
 from governance.requests import IDENTITY_CHECKS, RefusalGround, RequestKind, RequestOutcome, RequestRefused
 from governance.roles import Action, require_permission
 from node.accounts import AccountDisabled, AuthenticationFailed, StaffMember
@@ -51,7 +52,7 @@ from node.federation import (
 from node.notice_http import NOTICE_PATHS, add_notice_routes
 from node.peer_gate import PeerRateLimited, PeerRequest
 from node.registry import EntryNotFound, Proposal, TwoPersonRuleViolation, WrongState
-from node.storage.models import Alert, AuditRecord, LogLeaf, PeerState, TreeHeadRow
+from node.storage.models import Alert, AuditRecord, LogLeaf, PeerState, ProvisionRow, TreeHeadRow
 from node.subject_requests import ReportItem
 from node.sync import propagation_status
 from node.telemetry import Telemetry, safe_attributes, setup_telemetry
@@ -69,7 +70,7 @@ from protocol.errors import (
     WatchnetError,
 )
 from protocol.events import EventReason
-from protocol.fields import CODE_RE, DATE_RE, NODE_ID_RE, Fields, format_time
+from protocol.fields import CODE_RE, DATE_RE, NODE_ID_RE, REFERENCE_RE, Fields, format_time
 from protocol.query import MAX_QUERY_EMBEDDINGS
 from protocol.signed import SignedDocument
 from protocol.subject import ForwardAck, ForwardedRequest, MatchFeedback
@@ -152,6 +153,7 @@ _STATUS: list[tuple[type[WatchnetError], int]] = [
     (TwoPersonRuleViolation, 403),
     (RateLimited, 429),
     (RequestRefused, 409),
+    (NoLegalBasis, 403),
     (PeerRateLimited, 429),
     (PolicyError, 403),
     (FreshnessError, 409),
@@ -983,6 +985,64 @@ async def complaint_close(request: web.Request) -> web.Response:
     return web.json_response(view)
 
 
+async def provision_record(request: web.Request) -> web.Response:
+    """Provide data to a third party (police, a court, ...): logged as a signed event first, or refused."""
+    staff = _staff(request, Action.RECORD_PROVISION)
+    context = request.app[CONTEXT]
+    f = await _json(request)
+    decision = f.text("decision", max_len=16, pattern=CODE_RE) if f.has("decision") else "provide"
+    legal_basis = f.text("legal_basis", max_len=48, pattern=CODE_RE) if f.has("legal_basis") else ""
+    requester_kind = f.text("requester_kind", max_len=32, pattern=CODE_RE)
+    if decision == "refuse":
+        _no_extra(f)
+        result = await asyncio.to_thread(
+            lambda: context.registry.record_refused_provision(
+                staff, legal_basis=legal_basis or "none", requester_kind=requester_kind, now=request.app[CLOCK]()
+            )
+        )
+        return web.json_response(result, status=201)
+    if decision != "provide":
+        raise MalformedError("request.decision: provide or refuse")
+    requester = f.text("requester", max_len=200)
+    reference = f.text("reference", max_len=64, pattern=REFERENCE_RE)
+    entry_ids = f.texts("entry_ids", max_items=1000, max_len=64)
+    items = f.texts("items", max_items=16, max_len=48)
+    _no_extra(f)
+    result = await asyncio.to_thread(
+        lambda: context.registry.record_provision(
+            staff,
+            legal_basis=legal_basis,
+            requester_kind=requester_kind,
+            requester=requester,
+            reference=reference,
+            entry_ids=entry_ids,
+            items=items,
+            now=request.app[CLOCK](),
+        )
+    )
+    request[AUDIT_TARGET] = result["record_id"]
+    return web.json_response(result, status=201, headers={"Cache-Control": "no-store"})
+
+
+async def provision_list(request: web.Request) -> web.Response:
+    _staff(request, Action.READ_REQUESTS)
+    with Session(request.app[CONTEXT].engine) as session:
+        rows = session.exec(select(ProvisionRow).order_by(col(ProvisionRow.received_at))).all()
+        items = [
+            {
+                "record_id": r.id,
+                "legal_basis": r.legal_basis,
+                "requester_kind": r.requester_kind,
+                "received_at": format_time(r.received_at),
+                "outcome": r.outcome,
+                "entry_count": r.entry_count,
+                "log_index": r.log_index,
+            }
+            for r in rows
+        ]
+    return web.json_response({"provisions": items})
+
+
 def _latest_head(context: NodeContext) -> dict[str, Any] | None:
     with Session(context.engine) as session:
         row = session.exec(select(TreeHeadRow).order_by(col(TreeHeadRow.tree_size).desc()).limit(1)).first()
@@ -1175,6 +1235,8 @@ def build_app(
     app.router.add_post("/v1/complaints", complaint_record)
     app.router.add_get("/v1/complaints", complaint_list)
     app.router.add_post("/v1/complaints/{complaint_id}/close", complaint_close)
+    app.router.add_post("/v1/provisions", provision_record)
+    app.router.add_get("/v1/provisions", provision_list)
     add_notice_routes(app, CONTEXT)
     app.router.add_post("/v1/requests", request_record)
     app.router.add_get("/v1/requests", request_list)

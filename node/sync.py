@@ -41,6 +41,7 @@ from protocol.events import EntryEvent, EventKind, log_leaf_bytes
 from protocol.fields import format_time
 from protocol.keys import SigningKey
 from protocol.merkle import leaf_hash
+from protocol.provision import ThirdPartyProvision
 from protocol.receipt import RECEIPT_KINDS, DeletionReceipt
 from protocol.signed import SignedDocument
 from protocol.sync import LogPage, ReceiptDelivery
@@ -59,6 +60,8 @@ __all__ = [
 ]
 
 PURGED_KINDS = frozenset({EventKind.DELETED, EventKind.EXPIRED})
+PROVISION_KIND = "provision"
+"""``kind`` of a log row holding a third-party provision record rather than an entry event."""
 
 
 class ForkDetected(ProofError):
@@ -148,6 +151,20 @@ def apply_page(
         size = page.head.payload.tree_size
         for offset, (event, digest) in enumerate(zip(page.events, hashes, strict=True)):
             header = event.payload
+            if isinstance(header, ThirdPartyProvision):
+                session.add(
+                    PeerLeaf(
+                        peer=member.node_id,
+                        idx=page.first + offset,
+                        event_id=header.record_id,
+                        entry_id=header.record_id,
+                        kind=PROVISION_KIND,
+                        leaf_hash=digest,
+                        leaf=log_leaf_bytes(event),
+                    )
+                )
+                result.applied += 1
+                continue
             session.add(
                 PeerLeaf(
                     peer=member.node_id,
@@ -305,7 +322,7 @@ def record_receipts(
                 )
             signed.verify([member.signing_key], threshold=1)
             leaf = session.exec(select(LogLeaf).where(LogLeaf.event_id == receipt.event_id)).first()
-            if leaf is None:
+            if leaf is None or leaf.kind == PROVISION_KIND:
                 raise MalformedError(f"receipt for {receipt.event_id}, which is not an event of our log")
             event = SignedDocument.from_bytes(leaf.leaf, EntryEvent).payload
             receipt.check_against(event, leaf_index=leaf.idx)

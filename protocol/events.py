@@ -226,7 +226,7 @@ class EventPayload:
         return cls(salt=salt, entry=entry)
 
 
-def log_leaf_bytes(event: SignedDocument[EntryEvent]) -> bytes:
+def log_leaf_bytes(event: SignedDocument[Any]) -> bytes:
     """The Merkle log leaf for an event: the canonical signed event (header + commitment, no payload).
 
     Nothing erasable is in it, so erasing the payload and salt changes no leaf, root or proof.

@@ -20,11 +20,13 @@ from typing import Any, Self
 from protocol.errors import MalformedError
 from protocol.events import EntryEvent
 from protocol.fields import ID_RE, MAX_SAFE_INT, NODE_ID_RE
+from protocol.provision import ThirdPartyProvision
 from protocol.receipt import DeletionReceipt
 from protocol.signed import SPEC_VERSION, Payload, SignedDocument
 from protocol.treehead import TreeHead
 
 __all__ = [
+    "LOG_EVENT_TYPES",
     "MAX_PAGE_EVENTS",
     "MAX_RECEIPTS",
     "SYNC_PURPOSE",
@@ -33,7 +35,25 @@ __all__ = [
     "LogRequest",
     "ReceiptAck",
     "ReceiptDelivery",
+    "parse_log_event",
 ]
+
+LOG_EVENT_TYPES: dict[str, type[Payload]] = {
+    EntryEvent.TYPE: EntryEvent,
+    ThirdPartyProvision.TYPE: ThirdPartyProvision,
+}
+"""What a node's event log holds: changes to entries, and records of provision to third parties."""
+
+
+def parse_log_event(data: Any) -> SignedDocument[Any]:
+    """A log leaf's signed document, typed by its ``signed.type`` (only the log's event types)."""
+    signed = data.get("signed") if isinstance(data, dict) else None
+    kind = signed.get("type") if isinstance(signed, dict) else None
+    payload_type = LOG_EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if payload_type is None:
+        raise MalformedError(f"log event of type {kind!r:.40}: expected one of {sorted(LOG_EVENT_TYPES)}")
+    return SignedDocument.from_dict(data, payload_type)
+
 
 SYNC_PURPOSE = "log-sync"
 """The purpose named by log requests, pages, notices and receipts (not one of the group's purposes)."""
@@ -85,7 +105,7 @@ class LogPage(Payload):
     TYPE = "log-page"
 
     first: int
-    events: list[SignedDocument[EntryEvent]]
+    events: list[SignedDocument[Any]]
     head: SignedDocument[TreeHead]
     latest_size: int
     spec_version: str = SPEC_VERSION
@@ -131,10 +151,7 @@ class LogPage(Payload):
         f, spec_version = cls._read_header(data)
         return cls(
             first=f.integer("first", high=MAX_SAFE_INT),
-            events=[
-                SignedDocument.from_dict(e, EntryEvent)
-                for e in f.array("events", max_items=MAX_PAGE_EVENTS)
-            ],
+            events=[parse_log_event(e) for e in f.array("events", max_items=MAX_PAGE_EVENTS)],
             head=SignedDocument.from_dict(f.obj("head"), TreeHead),
             latest_size=f.integer("latest_size", high=MAX_SAFE_INT),
             spec_version=spec_version,

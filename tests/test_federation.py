@@ -482,6 +482,41 @@ def test_a_disclosure_request_is_refused_only_with_a_legal_ground(net: LocalNetw
     assert closed["holds_photo"] is False
 
 
+def test_nothing_goes_to_a_third_party_without_a_signed_record_with_a_legal_basis(net: LocalNetwork) -> None:
+    a, b = net.node("chain-a"), net.node("chain-b")
+    entry_id = _register_photo(a, _photo("yaoming.jpg"))
+    size = a.call("GET", "/v1/log/head")[1]["signed"]["tree_size"]
+    ask = {
+        "requester_kind": "police",
+        "requester": "Shibuya Police Station",
+        "reference": "SHIBUYA-2026-0456",
+        "entry_ids": [entry_id],
+        "items": ["incident-category", "registration-period", "face-image"],
+    }
+    status, refused = a.call("POST", "/v1/provisions", "off1", {**ask, "legal_basis": "curiosity"})
+    assert (status, refused["error"]) == (403, "no_legal_basis")
+    assert a.call("POST", "/v1/provisions", "off1", ask)[0] == 403
+    assert a.call("POST", "/v1/provisions", "op1", {**ask, "legal_basis": "warrant"})[0] == 403
+    assert a.call("GET", "/v1/log/head")[1]["signed"]["tree_size"] == size
+    assert any(r["action"] == "provision.record" and r["outcome"] == "refused:no_legal_basis" for r in audit(a))
+    status, provided = a.call("POST", "/v1/provisions", "off1", {**ask, "legal_basis": "ccp-197-2-inquiry"})
+    assert status == 201, provided
+    assert provided["log_index"] == size and provided["provided"][0]["face_image_jpeg"]
+    assert "Shibuya" not in json.dumps(provided["record"])
+    record = provided["record"]["signed"]
+    assert (record["legal_basis"], record["entry_count"], record["requester_kind"]) == ("ccp-197-2-inquiry", 1, "police")
+    assert a.call("GET", "/v1/log/head")[1]["signed"]["tree_size"] == size + 1
+    assert wait_for(
+        lambda: _sql(b, f"select kind from peer_leaf where peer='chain-a' and idx={size}") == [("provision",)], 10
+    )
+    assert _sql(b, "select status from peer_state where peer='chain-a'") == [("ok",)]
+    assert a.call("POST", "/v1/provisions", "off1", {"decision": "refuse", "requester_kind": "public-body"})[0] == 201
+    outcomes = [p["outcome"] for p in a.call("GET", "/v1/provisions", "aud1")[1]["provisions"]]
+    assert outcomes.count("provided") >= 1 and outcomes.count("refused") >= 1
+    verified = json.loads(cli("audit", "verify", "--node", a.url, f"--token={a.tokens['aud1']}", "--json"))
+    assert verified["ok"], verified
+
+
 def test_the_requests_commands_walk_a_disclosure_to_its_end(net: LocalNetwork) -> None:
     from node.demo import photo_path
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from protocol.canonical import b64url_encode, sha256_hex
+from protocol.canonical import b64url_encode, canonical_bytes, sha256_hex
 from protocol.commitment import commit
 from protocol.embedding import Embedding
 from protocol.entry import Evidence, WatchlistEntry
@@ -22,6 +22,7 @@ from protocol.events import EntryEvent, EventKind, EventPayload, EventReason, lo
 from protocol.keys import EncryptionKey, SigningKey
 from protocol.merkle import MerkleLog, leaf_hash
 from protocol.message import PeerMessage, seal
+from protocol.provision import ThirdPartyProvision
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
 from protocol.receipt import DeletionReceipt, ReceiptAction
 from protocol.signed import Payload, SignedDocument
@@ -361,6 +362,35 @@ def match_feedback_vector() -> dict[str, Any]:
     )
 
 
+def provision_vector() -> dict[str, Any]:
+    details = {
+        "entry_ids": ["ent-0000000000000001"],
+        "items": ["incident-category", "registration-period"],
+        "reference": "SHIBUYA-2026-0456",
+        "requester": "Shibuya Police Station",
+    }
+    salt = bytes([0x46]) * 32
+    record = ThirdPartyProvision(
+        record_id="prv-0000000000000001",
+        owner="chain-a",
+        legal_basis="ccp-197-2-inquiry",
+        requester_kind="police",
+        occurred_at=CLOCK,
+        actor="acct-officer-01",
+        entry_count=1,
+        items=["incident-category", "registration-period"],
+        details_commitment=commit(salt, canonical_bytes(details)),
+    )
+    vector = signed_vector(
+        "chain-a provided one entry's category and dates to the police under an inquiry (Code of Criminal "
+        "Procedure Art. 197-2). The log leaf commits to the details, which stay with chain-a.",
+        record,
+        [(NODE_SEED, node_key())],
+    )
+    vector["local"] = {"details": details, "salt": b64url_encode(salt)}
+    return vector
+
+
 def _payload_types() -> dict[str, type[Payload]]:
     from governance.manifest import Manifest
 
@@ -381,6 +411,7 @@ def _payload_types() -> dict[str, type[Payload]]:
         "subject-request-forward": ForwardedRequest,
         "subject-request-ack": ForwardAck,
         "match-feedback": MatchFeedback,
+        "third-party-provision": ThirdPartyProvision,
     }
 
 
@@ -401,6 +432,7 @@ VECTORS: dict[str, Callable[[], Any]] = {
     "subject-request-forward": subject_forward_vector,
     "subject-request-ack": subject_ack_vector,
     "match-feedback": match_feedback_vector,
+    "third-party-provision": provision_vector,
 }
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = _payload_types()
