@@ -202,6 +202,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_complaints(args: argparse.Namespace) -> int:
+    from node.org_complaints import close_complaint, file_complaint, list_complaints
+
+    directory = Path(args.dir)
+    now = datetime.now(UTC).replace(microsecond=0)
+    if args.complaints_command == "add":
+        result: Any = file_complaint(
+            directory,
+            channel=args.channel,
+            category=args.category,
+            summary=args.summary,
+            contact=args.contact,
+            member=args.member,
+            now=now,
+        )
+    elif args.complaints_command == "close":
+        result = close_complaint(directory, args.complaint_id, outcome=args.outcome, note=args.note, now=now)
+    else:
+        result = list_complaints(directory, args.status) if directory.exists() else []
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, sort_keys=True))
+    else:
+        for c in result if isinstance(result, list) else [result]:
+            print(f"{c['id']}  {c['received_at']}  {c['status']:<6} {c['category']:<18} {c['outcome'] or ''}  {c['summary'][:60]}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gov = sub.add_parser("gov", help="the certified privacy organisation's manifest commands")
     commands = gov.add_subparsers(dest="gov_command", metavar="COMMAND", required=True)
@@ -274,6 +301,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8460)
     p.add_argument("--reports", help="directory for fork reports (default: reports/ beside the manifest)")
+
+    complaints = commands.add_parser("complaints", help="the organisation's complaint register (Art. 40)")
+    complaint_commands = complaints.add_subparsers(dest="complaints_command", metavar="ACTION", required=True)
+    p = complaint_commands.add_parser("list", help="complaints, oldest first")
+    p.add_argument("--status", choices=["open", "closed"])
+    p = complaint_commands.add_parser("add", help="record a complaint taken by phone, mail or in person")
+    p.add_argument("--channel", default="phone", choices=["phone", "mail", "counter", "organisation"])
+    p.add_argument("--category", required=True, help="misidentification, registration, data-handling, notice, ...")
+    p.add_argument("--summary", required=True)
+    p.add_argument("--contact")
+    p.add_argument("--member", help="the member the complaint is about, if any")
+    p = complaint_commands.add_parser("close", help="close with an outcome and a note")
+    p.add_argument("complaint_id")
+    p.add_argument("--outcome", required=True, choices=["resolved", "rejected", "referred"])
+    p.add_argument("--note", required=True)
+    for p in complaint_commands.choices.values():
+        p.set_defaults(handler=cmd_complaints)
+        p.add_argument("--dir", default="complaints", help="the register (gov serve writes to complaints/ beside the manifest)")
+        p.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     p = command("notice", cmd_notice, "print the joint-use notice (Art. 27-5-3) from a manifest")
     p.add_argument("manifest")

@@ -30,8 +30,9 @@ from governance.notice import render_notice
 from node.files import write_atomic
 from node.notice_http import CACHE_CONTROL, QR_SRC, html_response, qr_response, request_base, request_language
 from node.notice_pages import NOTICE_PATH, group_notice_html
+from node.org_complaints import file_complaint
 from protocol.canonical import parse_json
-from protocol.errors import WatchnetError
+from protocol.errors import MalformedError, WatchnetError
 from protocol.signed import SignedDocument
 
 __all__ = ["build_gov_app"]
@@ -82,6 +83,7 @@ class ManifestPublisher:
 
 PUBLISHER = web.AppKey("publisher", ManifestPublisher)
 REPORTS = web.AppKey("reports", Path)
+COMPLAINTS = web.AppKey("complaints", Path)
 NOTICE_URL = web.AppKey("notice_url", str)
 
 
@@ -134,16 +136,44 @@ async def report(request: web.Request) -> web.Response:
     return web.json_response({"received": digest}, status=201)
 
 
+async def complaint(request: web.Request) -> web.Response:
+    """Anyone may complain to the organisation about how a member handles their data (Art. 40)."""
+    try:
+        data = parse_json(await request.read(), max_bytes=MAX_REPORT_BYTES)
+        if not isinstance(data, dict):
+            raise MalformedError("expected a JSON object with category and summary")
+        allowed = {"category", "summary", "contact", "about_member"}
+        if set(data) - allowed:
+            raise MalformedError(f"unknown fields {sorted(set(data) - allowed)}")
+        filed = file_complaint(
+            request.app[COMPLAINTS],
+            channel="public",
+            category=str(data.get("category", "")),
+            summary=str(data.get("summary", "")),
+            contact=str(data["contact"])[:200] if data.get("contact") else None,
+            member=str(data["about_member"])[:63] if data.get("about_member") else None,
+            now=datetime.now(UTC).replace(microsecond=0),
+        )
+    except web.HTTPRequestEntityTooLarge:
+        return web.json_response({"error": "oversized", "message": "a complaint is at most 256 KiB"}, status=413)
+    except WatchnetError as e:
+        return web.json_response({"error": e.code, "message": str(e)}, status=400)
+    return web.json_response({"reference": filed["id"], "received_at": filed["received_at"]}, status=201)
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def build_gov_app(manifest_path: Path, reports: Path, *, notice_url: str | None = None) -> web.Application:
+def build_gov_app(
+    manifest_path: Path, reports: Path, *, notice_url: str | None = None, complaints: Path | None = None
+) -> web.Application:
     """``notice_url``: the public address of ``/notice`` for its QR code (default: the request's own)."""
     app = web.Application(client_max_size=MAX_REPORT_BYTES)
     app[PUBLISHER] = ManifestPublisher(manifest_path)
     app[REPORTS] = reports
     app[NOTICE_URL] = notice_url or ""
+    app[COMPLAINTS] = complaints or manifest_path.parent / "complaints"
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/manifest", manifest)
     app.router.add_get(NOTICE_PATH, notice)
@@ -151,4 +181,5 @@ def build_gov_app(manifest_path: Path, reports: Path, *, notice_url: str | None 
     app.router.add_get(f"{NOTICE_PATH}/qr.png", _notice_qr("png"))
     app.router.add_get(f"{NOTICE_PATH}/qr.svg", _notice_qr("svg"))
     app.router.add_post("/v1/reports", report)
+    app.router.add_post("/v1/complaints", complaint)
     return app

@@ -134,3 +134,35 @@ def test_a_node_initialised_without_a_manifest_fetches_it_from_the_organisation(
     from node.cli import main
 
     assert main(["manifest", "install", str(old), "--node", str(node)]) == 1
+
+
+def test_the_organisation_takes_complaints_from_the_public_and_its_staff(tmp_path: Path) -> None:
+    import asyncio
+
+    register_dir = tmp_path / "complaints"
+
+    async def scenario() -> None:
+        app = build_gov_app(tmp_path / "m.json", tmp_path / "reports", complaints=register_dir)
+        async with TestClient(TestServer(app)) as client:
+            filed = await client.post(
+                "/v1/complaints",
+                json={"category": "misidentification", "summary": "Stopped by mistake at B-Store.", "about_member": "chain-b"},
+            )
+            assert filed.status == 201 and (await filed.json())["reference"].startswith("cmp-")
+            for bad in ({"category": "gossip", "summary": "x"}, {"category": "other", "summary": ""}, {"category": "other", "summary": "x", "extra": 1}, [1]):
+                assert (await client.post("/v1/complaints", json=bad)).status == 400
+
+    asyncio.run(scenario())
+    listed = json.loads(cli("gov", "complaints", "list", "--dir", str(register_dir), "--json"))
+    assert [c["about_member"] for c in listed] == ["chain-b"] and listed[0]["channel"] == "public"
+    taken = json.loads(
+        cli("gov", "complaints", "add", "--dir", str(register_dir), "--category", "notice", "--summary", "No sign at the door", "--json")
+    )
+    closed = json.loads(
+        cli("gov", "complaints", "close", taken["id"], "--dir", str(register_dir), "--outcome", "referred", "--note", "Sent to chain-a", "--json")
+    )
+    assert (closed["status"], closed["outcome"]) == ("closed", "referred")
+    assert [c["id"] for c in json.loads(cli("gov", "complaints", "list", "--dir", str(register_dir), "--status", "open", "--json"))] == [listed[0]["id"]]
+    from node.cli import main
+
+    assert main(["gov", "complaints", "close", taken["id"], "--dir", str(register_dir), "--outcome", "resolved", "--note", "again"]) == 1
