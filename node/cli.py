@@ -22,7 +22,7 @@ EXIT_USAGE = 2
 
 
 def _groups() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
-    from node import cli_client, cli_face, cli_gov, cli_node, cli_notice, demo
+    from node import cli_client, cli_face, cli_gov, cli_node, cli_notice, cli_report, demo
 
     return [
         cli_node.register,
@@ -30,6 +30,7 @@ def _groups() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPars
         cli_client.register,
         cli_face.register,
         cli_gov.register,
+        cli_report.register,
         cli_notice.register,
         demo.register,
     ]

@@ -215,13 +215,23 @@ class Story:
         )
         expect("refuse-purpose", send(marketing), "purpose_not_allowed", "B's query for purpose 'marketing'")
 
-        status, result = self.net.node(OUTSIDER).call("POST", "/v1/query", "op1", {"embeddings": [probe[0].to_str()]})
-        errors = {p["node_id"]: p.get("error") for p in result.get("peers", [])}
+        outsider = self.net.node(OUTSIDER)
+        status, local = outsider.call("POST", "/v1/query", "op1", {"embeddings": [probe[0].to_str()]})
+        errors = {}
+        for member_id in MEMBERS:
+            key = manifest.member(member_id).encryption_key  # type: ignore[union-attr]
+            raw = craft_query(
+                outsider, member_id, key, manifest_version=manifest.version, purpose="crime-prevention",
+                embeddings=probe, model_id=model,
+            )
+            got = self.net.node(member_id).call("POST", "/v1/peer/query", raw=raw)
+            errors[member_id] = got[1].get("error") if isinstance(got[1], dict) else got[0]
         self.record(
             "refuse-outsider",
-            status == 200 and set(errors) == set(MEMBERS) and set(errors.values()) == {"unknown_peer"},
-            f"a node that is not a joint user queried every member: refused by each {errors}",
-            peers=result.get("peers"),
+            status == 403 and local.get("error") == "not_a_member" and set(errors.values()) == {"unknown_peer"},
+            f"a node that is not a joint user: its own software sends nothing ({local.get('error')}), and "
+            f"queries it crafts anyway are refused by each member {errors}",
+            members=errors,
         )
 
         fresh = craft_query(
@@ -393,6 +403,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for s in steps:
             print(f"  {'ok    ' if s.ok else 'FAILED'} {s.name}")
         print(f"node directories under {root}")
+        if args.keep and network is not None:
+            print(f"organisation: {network.org_url}/notice")
+            for n in network.nodes.values():
+                print(f"  {n.node_id:<9} {n.url}  notice {n.url}/notice  directory {n.directory}")
+            print(f"  staff logins on every node: reg1 off1 off2 op1 aud1 adm1, password {network.password}")
     if args.keep and network is not None:
         try:
             while True:

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 from sqlmodel import Session, col, select
 
+from governance.errors import NotAMember
 from governance.manifest import Manifest, Member, MemberStatus
 from node.auditlog import append_audit
 from node.context import NodeContext
@@ -136,7 +137,11 @@ class Federation:
         return PeerClient(self.gate, self.context.encryption_key, self._session)
 
     def peers(self, manifest: Manifest | None = None, *, include_suspended: bool = True) -> list[Member]:
+        """The other members to talk to; none while this node is not itself listed (an outsider)."""
         manifest = manifest or self.context.manifest
+        own = manifest.member(self.node_id)
+        if own is None or own.status is MemberStatus.REMOVED:
+            return []
         allowed = {MemberStatus.ACTIVE, MemberStatus.SUSPENDED} if include_suspended else {MemberStatus.ACTIVE}
         return [m for m in manifest.joint_use.members if m.node_id != self.node_id and m.status in allowed]
 
@@ -245,6 +250,12 @@ class Federation:
         """Ask every active member in parallel, with a deadline; verify what comes back."""
         manifest = self.context.manifest
         refuse_if_expired(manifest, self.clock())
+        own = manifest.member(self.node_id)
+        if own is None or own.status is MemberStatus.REMOVED:
+            raise NotAMember(
+                f"this node ({self.node_id}) is not a joint user in manifest version {manifest.version}; "
+                "nothing was sent"
+            )
         request = QueryRequest(
             query_id=f"qry-{secrets.token_hex(10)}",
             model_id=manifest.policy.model.model_id,
@@ -553,7 +564,13 @@ class Federation:
         return urls
 
     async def refresh_manifest(self) -> list[dict[str, Any]]:
-        """Fetch the manifest from the organisation and every peer; trust the newest valid successor."""
+        """Fetch the manifest from the organisation and every peer; trust the newest valid successor.
+
+        A peer still serving an older version is only behind ("older"), not an attack: its copy is
+        ignored. The organisation never publishes an older version, so one from it is a refused
+        rollback, audited like a same-numbered version with other content from anyone.
+        """
+        org_url = (self.context.config.manifest_url or "").rstrip("/") + "/v1/manifest"
         results = []
         for url in self.manifest_sources():
             try:
@@ -563,6 +580,9 @@ class Federation:
                         continue
                     data = await read_limited(response, MAX_MANIFEST_BYTES)
                 document = SignedDocument.from_bytes(data, Manifest)
+                if document.payload.version < self.context.manifest.version and url != org_url:
+                    results.append({"source": url, "version": document.payload.version, "outcome": "older"})
+                    continue
                 if document.payload.version < self.context.manifest.version:
                     raise RollbackError(
                         f"{url} serves manifest version {document.payload.version}, "

@@ -62,6 +62,7 @@ from node.federation import (
 from node.network_http import add_network_routes
 from node.notice_http import NOTICE_PATHS, add_notice_routes
 from node.registry import Proposal
+from node.report_http import add_report_routes
 from node.storage.models import Alert, AuditRecord, LogLeaf, TreeHeadRow
 from node.telemetry import Telemetry, safe_attributes, setup_telemetry
 from protocol.canonical import b64url_encode, parse_json
@@ -317,6 +318,7 @@ async def match(request: web.Request) -> web.Response:
         )
     threshold = context.manifest.policy.match_threshold
     hits = context.registry.index.search(queries, threshold)
+    request[AUDIT_TARGET] = f"faces={len(queries)} hits={len(hits)}"
     request.app[METRICS].match_queries.add(len(queries))
     request.app[METRICS].matches.add(len(hits))
     now = request.app[CLOCK]()
@@ -552,6 +554,7 @@ def build_app(
     add_network_routes(app)
     add_casework_routes(app)
     add_notice_routes(app, CONTEXT)
+    add_report_routes(app, CONTEXT, CLOCK, require_staff)
     if sweep:
         app.cleanup_ctx.append(_retention_sweep)
     app.cleanup_ctx.append(_audit_flusher)

@@ -241,6 +241,15 @@ def _stale(net: LocalNetwork, face: Embedding) -> bytes:
     return seal(signed, b.encryption_key(), a_key(net)).to_bytes()
 
 
+def test_a_node_that_is_not_a_member_sends_nothing(net: LocalNetwork) -> None:
+    outsider, a = net.node("outsider"), net.node("chain-a")
+    status, body = outsider.call("POST", "/v1/query", "op1", {"embeddings": [unit(450).to_str()]})
+    assert (status, body["error"]) == (403, "not_a_member")
+    time.sleep(2.5)
+    pulls = [r for r in audit(a) if r["action"] == "POST /v1/peer/log" and "outsider" in r["actor"]]
+    assert pulls == [], "a non-member node kept pulling the members' logs"
+
+
 def test_a_replayed_query_is_refused(net: LocalNetwork) -> None:
     raw = query(net, "chain-b", unit(400))
     assert post_query(net, raw)[0] == 200
@@ -633,9 +642,10 @@ def test_a_manifest_rollback_from_a_peer_or_an_admin_is_refused(net: LocalNetwor
         assert b.call("GET", "/v1/manifest")[1]["signed"]["version"] == 1
         status, refreshed = a.call("POST", "/v1/manifest/refresh", "adm1")
         from_b = [s for s in refreshed["sources"] if s["source"].startswith(b.url)]
-        assert from_b and from_b[0]["outcome"] == "refused:rollback"
+        assert from_b and (from_b[0]["outcome"], from_b[0]["version"]) == ("older", 1)
         assert refreshed["version"] == current["signed"]["version"]
-        assert any(r["action"] == "manifest.offer" and r["outcome"] == "refused:rollback" for r in audit(a))
+        assert a.call("GET", "/v1/manifest")[1]["signed"]["version"] == current["signed"]["version"]
+        assert any(r["action"] == "POST /v1/manifest" and r["outcome"] == "refused:rollback" for r in audit(a))
     finally:
         b.stop()
         b.start()
