@@ -21,7 +21,15 @@ from protocol.canonical import canonical_bytes, sha256_hex
 from protocol.errors import ProofError
 from protocol.fields import format_time
 
-__all__ = ["GENESIS", "AuditWriter", "append_audit", "audit_head", "record_hash", "verify_audit_chain"]
+__all__ = [
+    "GENESIS",
+    "AuditWriter",
+    "append_audit",
+    "append_audit_batch",
+    "audit_head",
+    "record_hash",
+    "verify_audit_chain",
+]
 
 GENESIS = "0" * 64
 
@@ -71,6 +79,28 @@ def append_audit(
     return record
 
 
+def append_audit_batch(session: Session, records: list[dict[str, Any]]) -> None:
+    """Add several records in one transaction, reading the chain's last record once."""
+    last = session.exec(select(AuditRecord).order_by(col(AuditRecord.seq).desc()).limit(1)).first()
+    seq, previous = (0, GENESIS) if last is None else (last.seq + 1, last.record_hash)
+    for fields in records:
+        now: datetime = fields["now"]
+        record = AuditRecord(
+            seq=seq,
+            at=now.replace(microsecond=0),
+            actor=fields["actor"],
+            action=fields["action"],
+            target=fields.get("target", ""),
+            outcome=fields["outcome"],
+            request_hash=fields.get("request_hash", ""),
+            prev_hash=previous,
+            record_hash="",
+        )
+        record.record_hash = record_hash(record)
+        session.add(record)
+        seq, previous = seq + 1, record.record_hash
+
+
 def audit_head(session: Session) -> str:
     last = session.exec(select(AuditRecord).order_by(col(AuditRecord.seq).desc()).limit(1)).first()
     return GENESIS if last is None else last.record_hash
@@ -116,8 +146,7 @@ class AuditWriter:
             return 0
         try:
             with self._write_lock, Session(self._engine) as session:
-                for record in batch:
-                    append_audit(session, **record)
+                append_audit_batch(session, batch)
                 session.commit()
         except Exception:
             with self._lock:

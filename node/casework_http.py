@@ -194,6 +194,11 @@ async def request_show(request: web.Request) -> web.Response:
     return web.json_response(view)
 
 
+def _member_name(manifest: Manifest, node_id: str) -> str:
+    member = manifest.member(node_id)
+    return member.name.get("en") if member is not None else node_id
+
+
 async def peer_subject_request(request: web.Request) -> web.Response:
     """A member forwards a data-subject request about one of our entries: open it for our officer."""
     federation = request.app[FEDERATION]
@@ -204,7 +209,11 @@ async def peer_subject_request(request: web.Request) -> web.Response:
         raise MalformedError(f"forward from {admitted.member.node_id!r} names origin {body.origin!r}")
     owner_request_id = await asyncio.to_thread(
         lambda: request.app[CONTEXT].subject_requests.open_forwarded(
-            origin=body.origin, kind=RequestKind(body.kind), entry_id=body.entry_id, now=request.app[CLOCK]()
+            origin=body.origin,
+            kind=RequestKind(body.kind),
+            entry_id=body.entry_id,
+            owner_name=_member_name(request.app[CONTEXT].manifest, request.app[CONTEXT].config.node_id),
+            now=request.app[CLOCK](),
         )
     )
     request[AUDIT_TARGET] = f"{body.kind} {body.entry_id} -> {owner_request_id}"

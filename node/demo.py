@@ -344,10 +344,9 @@ def _find_embeddings(node: LocalNode, embeddings: list[Embedding]) -> list[str]:
     return found
 
 
-def run_demo(root: Path, say: Callable[[str], None]) -> tuple[list[Step], LocalNetwork]:
-    network = LocalNetwork(root, MEMBERS, [OUTSIDER])
+def run_demo(network: LocalNetwork, say: Callable[[str], None]) -> list[Step]:
     story = Story(network, say)
-    say(f"creating an organisation, three chains and an outsider under {root}")
+    say(f"creating an organisation, three chains and an outsider under {network.root}")
     network.create(progress=lambda m: say(f"  {m}"))
     network.start(progress=lambda m: say(f"  {m}"))
     story.run("manifest", story.manifest)
@@ -357,63 +356,73 @@ def run_demo(root: Path, say: Callable[[str], None]) -> tuple[list[Step], LocalN
     story.run("refusals", story.refusals)
     story.run("correct-and-delete", story.correct_and_delete)
     story.run("suspend", story.suspend)
-    return story.steps, network
+    return story.steps
+
+
+def _summary(network: LocalNetwork, steps: list[Step], seconds: float, ok: bool) -> dict[str, Any]:
+    return {
+        "ok": ok,
+        "seconds": round(seconds, 1),
+        "steps": [s.to_dict() for s in steps],
+        "nodes": [
+            {"node_id": n.node_id, "url": n.url, "notice": f"{n.url}/notice", "directory": str(n.directory)}
+            for n in network.nodes.values()
+        ],
+        "organisation": network.org_url,
+        "logins": {"users": ["reg1", "off1", "off2", "op1", "aud1", "adm1"], "password": network.password},
+        "directory": str(network.root),
+    }
+
+
+def _print_summary(summary: dict[str, Any], steps: list[Step], keep: bool) -> None:
+    print(f"\n{sum(s.ok for s in steps)}/{len(steps)} steps ok in {summary['seconds']}s")
+    for s in steps:
+        print(f"  {'ok    ' if s.ok else 'FAILED'} {s.name}")
+    print(f"node directories under {summary['directory']}")
+    if keep:
+        print(f"organisation: {summary['organisation']}/notice")
+        for n in summary["nodes"]:
+            print(f"  {n['node_id']:<9} {n['url']}  notice {n['notice']}  directory {n['directory']}")
+        print(f"  staff logins on every node: reg1 off1 off2 op1 aud1 adm1, password {summary['logins']['password']}")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the story; every process is stopped on exit, on Ctrl-C and on SIGTERM, whatever happened.
+
+    SIGINT is handled explicitly too: a shell starts a background job with SIGINT ignored, and the
+    network must still stop when a script sends it.
+    """
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="watchnet-demo-"))
     say: Callable[[str], None] = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (
         lambda m: print(m, flush=True)
     )
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    network: LocalNetwork | None = None
+    network = LocalNetwork(root, MEMBERS, [OUTSIDER])
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     steps: list[Step] = []
     started = time.monotonic()
+    ok = False
     try:
-        steps, network = run_demo(root, say)
-        nodes = [
-            {"node_id": n.node_id, "url": n.url, "directory": str(n.directory)} for n in network.nodes.values()
-        ]
+        steps = run_demo(network, say)
         ok = bool(steps) and all(s.ok for s in steps)
-        if args.keep and network is not None:
+        summary = _summary(network, steps, time.monotonic() - started, ok)
+        if args.json:
+            print(json.dumps(summary, ensure_ascii=False, sort_keys=True), flush=True)
+        else:
+            _print_summary(summary, steps, args.keep)
+        if args.keep:
             say("the network keeps running (--keep); press Ctrl-C to stop it")
-    except KeyboardInterrupt:
-        say("interrupted; stopping every process")
-        ok, nodes = False, []
-    finally:
-        if network is not None and not args.keep:
-            network.stop()
-        signal.signal(signal.SIGTERM, previous)
-    summary = {
-        "ok": ok,
-        "seconds": round(time.monotonic() - started, 1),
-        "steps": [s.to_dict() for s in steps],
-        "nodes": nodes,
-        "logins": {"users": ["reg1", "off1", "off2", "op1", "aud1", "adm1"], "password": network.password if network else ""},
-        "directory": str(root),
-    }
-    if args.json:
-        print(json.dumps(summary, ensure_ascii=False, sort_keys=True))
-    else:
-        print(f"\n{sum(s.ok for s in steps)}/{len(steps)} steps ok in {summary['seconds']}s")
-        for s in steps:
-            print(f"  {'ok    ' if s.ok else 'FAILED'} {s.name}")
-        print(f"node directories under {root}")
-        if args.keep and network is not None:
-            print(f"organisation: {network.org_url}/notice")
-            for n in network.nodes.values():
-                print(f"  {n.node_id:<9} {n.url}  notice {n.url}/notice  directory {n.directory}")
-            print(f"  staff logins on every node: reg1 off1 off2 op1 aud1 adm1, password {network.password}")
-    if args.keep and network is not None:
-        try:
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            network.stop()
+    except KeyboardInterrupt:
+        say("stopping every process")
+    finally:
+        network.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not args.dir and not args.keep and ok:
         shutil.rmtree(root, ignore_errors=True)
     return 0 if ok else 1

@@ -24,7 +24,8 @@ from protocol.errors import MalformedError
 __all__ = ["Match", "MatchIndex"]
 
 faiss.omp_set_num_threads(1)
-faiss.cvar.distance_compute_blas_threshold = 20
+BLAS_BATCH = 20
+"""Batches of at least this many queries go through BLAS (faster in bulk); one query takes the direct path."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class MatchIndex:
 
     def __init__(self, dimension: int) -> None:
         self.dimension = dimension
+        # faiss compares this threshold with queries x dimension, not with the number of queries
+        faiss.cvar.distance_compute_blas_threshold = BLAS_BATCH * dimension
         self._lock = threading.Lock()
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
         self._ids: dict[str, int] = {}
@@ -109,10 +112,11 @@ class MatchIndex:
             if not self._ids:
                 return []
             scores, ids = self._index.search(matrix, min(k, len(self._ids)))
-            keys = dict(self._keys)
-        out: list[Match] = []
-        for qi in range(len(queries)):
-            for score, faiss_id in zip(scores[qi], ids[qi], strict=True):
-                if faiss_id >= 0 and score >= threshold:
-                    out.append(Match(qi, keys[int(faiss_id)], float(score)))
+            hits = [
+                (qi, self._keys[int(faiss_id)], float(score))
+                for qi in range(len(queries))
+                for score, faiss_id in zip(scores[qi], ids[qi], strict=True)
+                if faiss_id >= 0 and score >= threshold
+            ]
+        out = [Match(qi, key, score) for qi, key, score in hits]
         return out

@@ -243,7 +243,9 @@ class SubjectRequests:
             raise WrongState("not done yet: " + "; ".join(waiting))
         return receipts
 
-    def open_forwarded(self, *, origin: str, kind: RequestKind, entry_id: str, now: datetime) -> str:
+    def open_forwarded(
+        self, *, origin: str, kind: RequestKind, entry_id: str, owner_name: str, now: datetime
+    ) -> str:
         """A request forwarded by ``origin`` about our entry: opened for our officer, already "searched"."""
         with Session(self._engine) as session:
             entry = session.get(EntryRow, entry_id)
@@ -251,7 +253,7 @@ class SubjectRequests:
                 raise EntryNotFound(f"no entry {entry_id!r} on this node")
             item = ReportItem(
                 owner=self.node_id,
-                owner_name="",
+                owner_name=owner_name,
                 entry_id=entry_id,
                 version=entry.version,
                 category=entry.category,

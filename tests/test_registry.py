@@ -228,3 +228,18 @@ def test_signed_entry_carries_commitment_not_embedding(node: Node) -> None:
     assert isinstance(doc.payload, WatchlistEntry)
     assert embedding(5).to_str().encode() not in doc.to_bytes()
     assert doc.payload.owner == "chain-a"
+
+
+def test_group_committed_audit_records_extend_the_chain_exactly(node: Node) -> None:
+    from node.auditlog import AuditWriter
+
+    node.propose(7)
+    writer = AuditWriter(node.engine, node.registry.write_lock)
+    for i in range(5):
+        writer.add(actor="acct-op", action="POST /v1/match", outcome="ok:200", now=T0, target=f"faces=1 hits={i}")
+    assert writer.flush() == 5 and writer.flush() == 0
+    node.propose(8)
+    with Session(node.engine) as session:
+        audit = session.exec(select(AuditRecord).order_by(AuditRecord.seq)).all()
+    verify_audit_chain(audit)
+    assert [r.target for r in audit if r.action == "POST /v1/match"] == [f"faces=1 hits={i}" for i in range(5)]
