@@ -51,33 +51,10 @@ def _report_items(
     context: NodeContext, own: list[Any], outcomes: list[PeerOutcome], manifest: Manifest
 ) -> list[ReportItem]:
     """What the group holds about the person: our entries that matched and the peers' signed ones."""
-    items: dict[tuple[str, str], ReportItem] = {}
     names = {m.node_id: m.name.get("en") for m in manifest.joint_use.members}
-    for hit in own:
-        entry = context.registry.signed_entry(hit.key).payload
-        items[(entry.owner, entry.entry_id)] = ReportItem(
-            owner=entry.owner,
-            owner_name=names.get(entry.owner, entry.owner),
-            entry_id=entry.entry_id,
-            version=entry.version,
-            category=entry.category,
-            evidence_kind=entry.evidence.kind,
-            registered_at=format_time(entry.registered_at),
-            expires_at=format_time(entry.expires_at),
-        )
-    for outcome in outcomes:
-        for match in outcome.matches:
-            entry = match.entry.payload
-            items[(entry.owner, entry.entry_id)] = ReportItem(
-                owner=entry.owner,
-                owner_name=names.get(entry.owner, entry.owner),
-                entry_id=entry.entry_id,
-                version=entry.version,
-                category=entry.category,
-                evidence_kind=entry.evidence.kind,
-                registered_at=format_time(entry.registered_at),
-                expires_at=format_time(entry.expires_at),
-            )
+    entries = [context.registry.signed_entry(hit.key).payload for hit in own]
+    entries += [match.entry.payload for outcome in outcomes for match in outcome.matches]
+    items = {(e.owner, e.entry_id): ReportItem.of(e, names.get(e.owner, e.owner)) for e in entries}
     return [items[k] for k in sorted(items)]
 
 

@@ -41,13 +41,22 @@ def _token(args: argparse.Namespace) -> str:
 
 
 def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    """One request to the node with the staff token; the JSON answer, or ``RemoteError``."""
+    return json.loads(fetch(args, method, path, body) or b"null")
+
+
+def fetch(
+    args: argparse.Namespace, method: str, path: str, body: Any = None, *, auth: bool = True, timeout: float = 60
+) -> bytes:
+    """One request to the node; the raw answer (JSON or a page), or ``RemoteError`` with the node's code."""
     data = None if body is None else json.dumps(body).encode("utf-8")
     request = urllib.request.Request(f"{args.url.rstrip('/')}{path}", data=data, method=method)  # noqa: S310
-    request.add_header("Authorization", f"Bearer {_token(args)}")
+    if auth:
+        request.add_header("Authorization", f"Bearer {_token(args)}")
     request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-            return json.loads(response.read() or b"null")
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return bytes(response.read())
     except urllib.error.HTTPError as e:
         try:
             error = json.loads(e.read())

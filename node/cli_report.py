@@ -39,7 +39,7 @@ from governance.report import (
 from governance.requests import DEFAULT_DEADLINE, IDENTITY_CHECKS, RefusalGround, RequestKind
 from governance.roles import Action, Role, permitted
 from governance.rules import RegistrationRules
-from node.cli_client import RemoteError
+from node.cli_client import fetch
 from node.config import NodeConfig
 from node.context import MANIFEST_FILE, RULES_FILE, load_manifest_file
 from node.files import write_atomic
@@ -60,32 +60,8 @@ DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "docs" / "pia-templa
 # -- watchnet report --------------------------------------------------------------------------
 
 
-def _token(args: argparse.Namespace) -> str:
-    token = args.token or os.environ.get("WATCHNET_TOKEN")
-    if not token:
-        raise ConfigurationError(
-            "no API token: pass --token or set WATCHNET_TOKEN ('watchnet user token' issues one)"
-        )
-    return str(token)
-
-
 def _get(args: argparse.Namespace, path: str, *, auth: bool = True) -> bytes:
-    request = urllib.request.Request(f"{args.url.rstrip('/')}{path}", method="GET")  # noqa: S310
-    if auth:
-        request.add_header("Authorization", f"Bearer {_token(args)}")
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
-            return bytes(response.read())
-    except urllib.error.HTTPError as e:
-        try:
-            error = json.loads(e.read())
-        except ValueError:
-            error = {"error": "http_error", "message": e.reason}
-        raise RemoteError(error.get("error", "http_error"), error.get("message", ""), e.code) from None
-    except urllib.error.URLError as e:
-        raise ConfigurationError(
-            f"cannot reach the node at {args.url}: {e.reason}; is 'watchnet serve' running?"
-        ) from e
+    return fetch(args, "GET", path, auth=auth, timeout=120)
 
 
 def _pretty(document: SignedDocument[TransparencyReport]) -> bytes:

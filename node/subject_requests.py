@@ -37,6 +37,7 @@ from node.storage.models import EntryRow, LogLeaf, PeerLeaf, ReceiptRow, Subject
 from node.sync import expected_members
 from node.vault import Vault
 from protocol.embedding import Embedding
+from protocol.entry import WatchlistEntry
 from protocol.errors import MalformedError
 from protocol.fields import format_time
 
@@ -58,6 +59,20 @@ class ReportItem:
     evidence_kind: str
     registered_at: str
     expires_at: str
+
+    @classmethod
+    def of(cls, entry: WatchlistEntry, owner_name: str) -> ReportItem:
+        """The report line for a signed entry (ours, or a peer's from its answer)."""
+        return cls(
+            owner=entry.owner,
+            owner_name=owner_name,
+            entry_id=entry.entry_id,
+            version=entry.version,
+            category=entry.category,
+            evidence_kind=entry.evidence.kind,
+            registered_at=format_time(entry.registered_at),
+            expires_at=format_time(entry.expires_at),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
