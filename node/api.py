@@ -8,7 +8,6 @@ services from the application through the keys defined here.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,10 +43,41 @@ from protocol.errors import (
 from protocol.fields import Fields
 from protocol.query import MAX_QUERY_EMBEDDINGS
 
-__all__ = ["ACTOR", "ALERT_WINDOW", "AUDIT_FLUSH_SECONDS", "AUDIT_TARGET", "AUDIT_WRITER", "CLOCK", "CONTEXT", "FEDERATION", "LIMITER", "MAX_PAGE", "METRICS", "STAFF", "STATUS_FOR_ERROR", "TELEMETRY", "TOKEN_CACHE", "TOKEN_CACHE_SECONDS", "Clock", "NodeMetrics", "RateLimited", "RateLimiter", "admit_peer", "error_response", "face_for_registration", "faces_in_frame", "image_bytes", "int_query", "now_utc", "probe_faces", "read_json", "refuse_extra", "require_staff", "sealed_response", "status_for"]
-
-LOG = logging.getLogger("watchnet.node")
-
+__all__ = [
+    "ACTOR",
+    "ALERT_WINDOW",
+    "AUDIT_FLUSH_SECONDS",
+    "AUDIT_TARGET",
+    "AUDIT_WRITER",
+    "CLOCK",
+    "CONTEXT",
+    "FEDERATION",
+    "LIMITER",
+    "MAX_PAGE",
+    "METRICS",
+    "STAFF",
+    "STATUS_FOR_ERROR",
+    "TELEMETRY",
+    "TOKEN_CACHE",
+    "TOKEN_CACHE_SECONDS",
+    "Clock",
+    "NodeMetrics",
+    "RateLimited",
+    "RateLimiter",
+    "admit_peer",
+    "error_response",
+    "face_for_registration",
+    "faces_in_frame",
+    "image_bytes",
+    "int_query",
+    "now_utc",
+    "probe_faces",
+    "read_json",
+    "refuse_extra",
+    "require_staff",
+    "sealed_response",
+    "status_for",
+]
 
 class RateLimiter:
     """Token bucket per account: ``rate`` requests a minute with bursts of the same size."""
@@ -230,7 +260,8 @@ async def probe_faces(f: Fields, context: NodeContext) -> list[Embedding]:
         raise MalformedError("request.embeddings is empty")
     dimension = context.manifest.policy.model.dimension
     return [
-        Embedding.from_str(e, dimension=dimension, field=f"request.embeddings[{i}]") for i, e in enumerate(raw)
+        Embedding.from_str(e, dimension=dimension, field=f"request.embeddings[{i}]")
+        for i, e in enumerate(raw)
     ]
 
 

@@ -68,7 +68,9 @@ async def request_record(request: web.Request) -> web.Response:
     if identity_check not in IDENTITY_CHECKS:
         raise MalformedError(f"request.identity_check: one of {sorted(IDENTITY_CHECKS)}")
     image = image_bytes(f, "image", context)
-    received_at = f.time("received_at") if f.has("received_at") else request.app[CLOCK]().replace(microsecond=0)
+    received_at = (
+        f.time("received_at") if f.has("received_at") else request.app[CLOCK]().replace(microsecond=0)
+    )
     deadline = f.time("deadline") if f.has("deadline") else None
     refuse_extra(f)
     embedding, _ = await asyncio.to_thread(face_for_registration, context, image)
@@ -129,9 +131,17 @@ async def request_forward(request: web.Request) -> web.Response:
         )
         try:
             ack = await federation.forward_request(item["owner"], body)
-            results.append({"owner": item["owner"], "entry_id": item["entry_id"], "owner_request_id": ack.owner_request_id})
+            results.append(
+                {
+                    "owner": item["owner"],
+                    "entry_id": item["entry_id"],
+                    "owner_request_id": ack.owner_request_id,
+                }
+            )
         except WatchnetError as e:
-            results.append({"owner": item["owner"], "entry_id": item["entry_id"], "error": e.code, "reason": str(e)})
+            results.append(
+                {"owner": item["owner"], "entry_id": item["entry_id"], "error": e.code, "reason": str(e)}
+            )
     request[AUDIT_TARGET] = f"{request_id} forwarded={sum('owner_request_id' in r for r in results)}"
     return web.json_response({"id": request_id, "forwarded": results})
 
@@ -205,7 +215,9 @@ async def complaint_record(request: web.Request) -> web.Response:
     if staff is not None:
         require_permission(staff.role, Action.HANDLE_REQUESTS)
     f = await read_json(request)
-    channel = f.text("channel", max_len=16, pattern=CODE_RE) if staff is not None and f.has("channel") else "public"
+    channel = (
+        f.text("channel", max_len=16, pattern=CODE_RE) if staff is not None and f.has("channel") else "public"
+    )
     category = f.text("category", max_len=48, pattern=CODE_RE)
     summary = f.text("summary", max_len=2000)
     contact = f.text("contact", max_len=200) if f.has("contact") else None
@@ -225,7 +237,8 @@ async def complaint_record(request: web.Request) -> web.Response:
     request[AUDIT_TARGET] = view["id"]
     if staff is None:
         return web.json_response(
-            {"reference": view["id"], "received_at": view["received_at"], "status": view["status"]}, status=201
+            {"reference": view["id"], "received_at": view["received_at"], "status": view["status"]},
+            status=201,
         )
     return web.json_response(view, status=201)
 
@@ -272,7 +285,10 @@ async def provision_record(request: web.Request) -> web.Response:
         refuse_extra(f)
         result = await asyncio.to_thread(
             lambda: context.registry.record_refused_provision(
-                staff, legal_basis=legal_basis or "none", requester_kind=requester_kind, now=request.app[CLOCK]()
+                staff,
+                legal_basis=legal_basis or "none",
+                requester_kind=requester_kind,
+                now=request.app[CLOCK](),
             )
         )
         return web.json_response(result, status=201)

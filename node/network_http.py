@@ -55,9 +55,7 @@ async def peer_query(request: web.Request) -> web.Response:
     federation = request.app[FEDERATION]
     admitted = await admit_peer(request, QUERY_BODIES)
     response, count = federation.answer_query(admitted)
-    request[AUDIT_TARGET] = (
-        f"purpose={admitted.message.purpose} faces={count} hits={len(response.matches)}"
-    )
+    request[AUDIT_TARGET] = f"purpose={admitted.message.purpose} faces={count} hits={len(response.matches)}"
     request.app[METRICS].match_queries.add(count)
     request.app[METRICS].matches.add(len(response.matches))
     return sealed_response(federation.gate.reply(admitted, response, request.app[CLOCK]()))
@@ -75,7 +73,9 @@ async def peer_log(request: web.Request) -> web.Response:
 async def peer_notify(request: web.Request) -> web.Response:
     federation = request.app[FEDERATION]
     admitted = await admit_peer(request, NOTICE_BODIES)
-    return sealed_response(federation.gate.reply(admitted, federation.noticed(admitted), request.app[CLOCK]()))
+    return sealed_response(
+        federation.gate.reply(admitted, federation.noticed(admitted), request.app[CLOCK]())
+    )
 
 
 async def peer_receipts(request: web.Request) -> web.Response:
@@ -101,7 +101,12 @@ async def network_query(request: web.Request) -> web.Response:
         return web.json_response({"faces": 0, "peers": [], "matches": []})
     query, outcomes = await federation.query(queries, purpose)
     hits = await asyncio.to_thread(
-        federation.store_alerts, outcomes, site=site, operator=staff.id, now=request.app[CLOCK](), window=ALERT_WINDOW
+        federation.store_alerts,
+        outcomes,
+        site=site,
+        operator=staff.id,
+        now=request.app[CLOCK](),
+        window=ALERT_WINDOW,
     )
     request[AUDIT_TARGET] = f"purpose={purpose} faces={len(queries)} hits={len(hits)}"
     return web.json_response(
@@ -184,7 +189,9 @@ async def peers_state(request: web.Request) -> web.Response:
                 "failures": state.failures if state else 0,
                 "last_error": state.last_error if state else "",
                 "last_sync_at": format_time(state.last_sync_at) if state and state.last_sync_at else None,
-                "last_contact": format_time(contact) if (contact := federation.last_contact.get(member.node_id)) else None,
+                "last_contact": format_time(contact)
+                if (contact := federation.last_contact.get(member.node_id))
+                else None,
             }
         )
     return web.json_response({"peers": out})
@@ -201,7 +208,12 @@ async def alert_review(request: web.Request) -> web.Response:
     lock = context.registry.write_lock
     alert = await asyncio.to_thread(
         lambda: review_alert(
-            context.engine, lock, alert_id=request.match_info["alert_id"], outcome=outcome, staff=staff.id, now=now
+            context.engine,
+            lock,
+            alert_id=request.match_info["alert_id"],
+            outcome=outcome,
+            staff=staff.id,
+            now=now,
         )
     )
     node_id = context.config.node_id
