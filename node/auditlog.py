@@ -27,6 +27,7 @@ __all__ = [
     "append_audit",
     "append_audit_batch",
     "audit_head",
+    "record_audit",
     "record_hash",
     "verify_audit_chain",
 ]
@@ -77,6 +78,13 @@ def append_audit(
     record.record_hash = record_hash(record)
     session.add(record)
     return record
+
+
+def record_audit(engine: Engine, write_lock: threading.RLock, **record: Any) -> None:
+    """Write one record now, in its own transaction, in this process's audit sequence."""
+    with write_lock, Session(engine) as session:
+        append_audit(session, **record)
+        session.commit()
 
 
 def append_audit_batch(session: Session, records: list[dict[str, Any]]) -> None:

@@ -30,7 +30,7 @@ from node.network import LocalNetwork, LocalNode, wait_for
 from protocol.canonical import b64url_encode
 from protocol.embedding import Embedding
 from protocol.keys import SigningKey
-from protocol.message import PeerMessage, seal
+from protocol.message import compose_sealed
 from protocol.query import QueryRequest
 from protocol.signed import SignedDocument
 
@@ -65,22 +65,21 @@ def craft_query(
     embeddings: list[Embedding],
     model_id: str,
     signing_key: SigningKey | None = None,
+    issued_at: datetime | None = None,
 ) -> bytes:
     """A sealed query exactly as a node sends it, from ``sender``'s key files (or another signing key)."""
     body = QueryRequest(query_id=f"qry-{secrets.token_hex(10)}", model_id=model_id, embeddings=embeddings)
-    message = PeerMessage(
+    return compose_sealed(
         sender=sender.node_id,
         recipient=recipient,
         manifest_version=manifest_version,
         purpose=purpose,
-        issued_at=datetime.now(UTC).replace(microsecond=0),
-        nonce=secrets.token_bytes(16),
-        body_type=body.TYPE,
-        body=body.to_dict(),
+        body=body,
+        issued_at=issued_at or datetime.now(UTC),
+        signing_key=signing_key or sender.signing_key(),
+        sender_key=sender.encryption_key(),
+        recipient_key=recipient_key,
     )
-    signed = SignedDocument(message)
-    signed.sign(signing_key or sender.signing_key())
-    return seal(signed, sender.encryption_key(), recipient_key).to_bytes()
 
 
 @dataclass

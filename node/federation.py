@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 
 from governance.errors import NotAMember
 from governance.manifest import Manifest, Member, MemberStatus
-from node.auditlog import append_audit
+from node.auditlog import record_audit
 from node.context import NodeContext
 from node.peer_client import PeerClient, PeerRefused, PeerUnreachable, read_limited
 from node.peer_gate import PeerGate, PeerRequest, refuse_if_expired
@@ -601,9 +601,15 @@ class Federation:
         return results
 
     def _audit(self, action: str, target: str, outcome: str, actor: str) -> None:
-        with self.context.registry.write_lock, Session(self.context.engine) as session:
-            append_audit(session, actor=actor[:64], action=action, target=target, outcome=outcome, now=self.clock())
-            session.commit()
+        record_audit(
+            self.context.engine,
+            self.context.registry.write_lock,
+            actor=actor[:64],
+            action=action,
+            target=target,
+            outcome=outcome,
+            now=self.clock(),
+        )
 
     async def _report_fork(self, member: Member, error: ForkDetected) -> None:
         """Send the evidence to the organisation (self-authenticating: the peer's own signed heads)."""

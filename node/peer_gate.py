@@ -18,7 +18,6 @@ signed and sealed to the sender the same way (``reply``).
 from __future__ import annotations
 
 import re
-import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,10 +31,10 @@ from node.manifests import ManifestStore
 from protocol.errors import ExpiredError, PolicyError
 from protocol.fields import format_time
 from protocol.keys import EncryptionKey, SigningKey
-from protocol.message import BoxCache, PeerKeys, PeerMessage, decode_body, open_sealed, seal
+from protocol.message import BoxCache, PeerKeys, PeerMessage, compose_sealed, decode_body, open_sealed
 from protocol.query import QueryRequest
 from protocol.replay import ReplayGuard
-from protocol.signed import Payload, SignedDocument
+from protocol.signed import Payload
 from protocol.subject import ForwardedRequest, MatchFeedback
 from protocol.sync import SYNC_PURPOSE, LogNotice, LogRequest, ReceiptDelivery
 
@@ -171,18 +170,16 @@ class PeerGate:
 
     def seal_to(self, member: Member, purpose: str, body: Payload, now: datetime, manifest_version: int) -> bytes:
         """A new signed, sealed message from us to ``member``."""
-        message = PeerMessage(
+        return compose_sealed(
             sender=self.node_id,
             recipient=member.node_id,
             manifest_version=manifest_version,
             purpose=purpose,
-            issued_at=now.replace(microsecond=0),
-            nonce=secrets.token_bytes(16),
-            body_type=body.TYPE,
-            body=body.to_dict(),
+            body=body,
+            issued_at=now,
+            signing_key=self._signing_key,
+            sender_key=self._encryption_key,
+            recipient_key=member.encryption_key,
+            box=self.boxes.box(member.node_id, member.encryption_key),
         )
-        signed = SignedDocument(message)
-        signed.sign(self._signing_key)
-        box = self.boxes.box(member.node_id, member.encryption_key)
-        return seal(signed, self._encryption_key, member.encryption_key, box=box).to_bytes()
 

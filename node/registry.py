@@ -25,7 +25,7 @@ from governance.provision import require_legal_basis
 from governance.roles import Action, require_permission
 from governance.rules import RegistrationRules, check_entry, check_registration
 from node.accounts import StaffMember
-from node.auditlog import append_audit, audit_head
+from node.auditlog import append_audit, audit_head, record_audit
 from node.eventlog import open_event_log
 from node.matching import MatchIndex
 from node.storage.engine import erase_checkpoint
@@ -153,16 +153,15 @@ class Registry:
     def _refuse(
         self, staff: StaffMember | None, action: str, target: str, error: WatchnetError, now: datetime
     ) -> None:
-        with self.write_lock, Session(self._engine, expire_on_commit=False) as session:
-            append_audit(
-                session,
-                actor=staff.id if staff else SYSTEM,
-                action=action,
-                target=target,
-                outcome=f"refused:{error.code}",
-                now=now,
-            )
-            session.commit()
+        record_audit(
+            self._engine,
+            self.write_lock,
+            actor=staff.id if staff else SYSTEM,
+            action=action,
+            target=target,
+            outcome=f"refused:{error.code}",
+            now=now,
+        )
 
     def _guarded(
         self, staff: StaffMember | None, action: str, target: str, now: datetime, work: Callable[[], Any]
@@ -291,19 +290,7 @@ class Registry:
         )
         signed = SignedDocument(event)
         signed.sign(self._key)
-        leaf = log_leaf_bytes(signed)
-        size = int(session.exec(select(func.count()).select_from(LogLeaf)).one())
-        session.add(
-            LogLeaf(
-                idx=size,
-                event_id=event.event_id,
-                entry_id=row.entry_id,
-                kind=kind.value,
-                leaf_hash=leaf_hash(leaf),
-                leaf=leaf,
-                created_at=now,
-            )
-        )
+        self._append_leaf(session, signed, event_id=event.event_id, entry_id=row.entry_id, kind=kind.value, now=now)
         session.add(
             EventPayloadRow(
                 event_id=event.event_id,
@@ -314,6 +301,25 @@ class Registry:
             )
         )
         return signed
+
+    def _append_leaf(
+        self, session: Session, signed: SignedDocument[Any], *, event_id: str, entry_id: str, kind: str, now: datetime
+    ) -> int:
+        """Append a signed log event as the next leaf, in the caller's transaction; return its index."""
+        leaf = log_leaf_bytes(signed)
+        index = int(session.exec(select(func.count()).select_from(LogLeaf)).one())
+        session.add(
+            LogLeaf(
+                idx=index,
+                event_id=event_id,
+                entry_id=entry_id,
+                kind=kind,
+                leaf_hash=leaf_hash(leaf),
+                leaf=leaf,
+                created_at=now,
+            )
+        )
+        return index
 
     def _publish_head(self, now: datetime) -> None:
         with Session(self._engine, expire_on_commit=False) as session:
@@ -549,18 +555,8 @@ class Registry:
                 )
                 signed = SignedDocument(record)
                 signed.sign(self._key)
-                leaf = log_leaf_bytes(signed)
-                index = int(session.exec(select(func.count()).select_from(LogLeaf)).one())
-                session.add(
-                    LogLeaf(
-                        idx=index,
-                        event_id=record_id,
-                        entry_id=record_id,
-                        kind="provision",
-                        leaf_hash=leaf_hash(leaf),
-                        leaf=leaf,
-                        created_at=stamp,
-                    )
+                index = self._append_leaf(
+                    session, signed, event_id=record_id, entry_id=record_id, kind="provision", now=stamp
                 )
                 session.add(
                     ProvisionRow(

@@ -53,7 +53,7 @@ from node.api import (
     refuse_extra,
     require_staff,
 )
-from node.auditlog import AuditWriter, append_audit
+from node.auditlog import AuditWriter, record_audit
 from node.casework_http import add_casework_routes
 from node.context import NodeContext
 from node.federation import (
@@ -102,9 +102,7 @@ def _audit_request(
         request.app[AUDIT_WRITER].add(**record)
         return
     context = request.app[CONTEXT]
-    with context.registry.write_lock, Session(context.engine) as session:
-        append_audit(session, **record)
-        session.commit()
+    record_audit(context.engine, context.registry.write_lock, **record)
 
 
 PUBLIC_PATHS = frozenset({"/v1/health", "/v1/log/head", "/v1/node", "/v1/manifest"}) | NOTICE_PATHS

@@ -10,6 +10,7 @@ refusal says exactly what was wrong and is recorded as such.
 
 from __future__ import annotations
 
+import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from protocol.errors import (
     UnknownSenderError,
 )
 from protocol.fields import CODE_RE, NODE_ID_RE, check_wire_time, format_time
-from protocol.keys import EncryptionKey, PublicEncryptionKey, PublicSigningKey
+from protocol.keys import EncryptionKey, PublicEncryptionKey, PublicSigningKey, SigningKey
 from protocol.signed import SPEC_VERSION, Payload, SignedDocument
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "PeerKeys",
     "PeerMessage",
     "SealedMessage",
+    "compose_sealed",
     "decode_body",
     "open_sealed",
     "seal",
@@ -232,6 +234,35 @@ def seal(
         nonce=bytes(encrypted.nonce),
         ciphertext=bytes(encrypted.ciphertext),
     )
+
+
+def compose_sealed(
+    *,
+    sender: str,
+    recipient: str,
+    manifest_version: int,
+    purpose: str,
+    body: Payload,
+    issued_at: datetime,
+    signing_key: SigningKey,
+    sender_key: EncryptionKey,
+    recipient_key: PublicEncryptionKey,
+    box: nacl.public.Box | None = None,
+) -> bytes:
+    """A new peer message carrying ``body``, signed with a fresh nonce and sealed: the wire bytes."""
+    message = PeerMessage(
+        sender=sender,
+        recipient=recipient,
+        manifest_version=manifest_version,
+        purpose=purpose,
+        issued_at=issued_at.replace(microsecond=0),
+        nonce=secrets.token_bytes(NONCE_BYTES),
+        body_type=body.TYPE,
+        body=body.to_dict(),
+    )
+    signed = SignedDocument(message)
+    signed.sign(signing_key)
+    return seal(signed, sender_key, recipient_key, box=box).to_bytes()
 
 
 def open_sealed(

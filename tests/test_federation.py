@@ -26,9 +26,6 @@ from node.network import LocalNetwork, LocalNode, wait_for
 from protocol.canonical import b64url_encode
 from protocol.embedding import Embedding
 from protocol.keys import SigningKey
-from protocol.message import PeerMessage, seal
-from protocol.query import QueryRequest
-from protocol.signed import SignedDocument
 from tests.nodeproc import cli
 
 MEMBERS = ["chain-a", "chain-b", "chain-c"]
@@ -223,22 +220,7 @@ def test_each_bad_query_is_refused_typed_and_audited_and_changes_nothing(
 
 
 def _stale(net: LocalNetwork, face: Embedding) -> bytes:
-    manifest = net.current_manifest()
-    b = net.node("chain-b")
-    body = QueryRequest(query_id=f"qry-{secrets.token_hex(8)}", model_id=manifest.policy.model.model_id, embeddings=[face])
-    message = PeerMessage(
-        sender="chain-b",
-        recipient="chain-a",
-        manifest_version=manifest.version,
-        purpose="crime-prevention",
-        issued_at=datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10),
-        nonce=secrets.token_bytes(16),
-        body_type=body.TYPE,
-        body=body.to_dict(),
-    )
-    signed = SignedDocument(message)
-    signed.sign(b.signing_key())
-    return seal(signed, b.encryption_key(), a_key(net)).to_bytes()
+    return query(net, "chain-b", face, issued_at=datetime.now(UTC) - timedelta(minutes=10))
 
 
 def test_a_node_that_is_not_a_member_sends_nothing(net: LocalNetwork) -> None:
