@@ -53,3 +53,9 @@ class RegistrationRefused(PolicyError):
     def __init__(self, violations: list[str]) -> None:
         self.violations = list(violations)
         super().__init__("; ".join(self.violations))
+
+
+class QueryModeNotAllowed(PolicyError):
+    """A query in a mode the group or the answering member does not accept."""
+
+    code = "query_mode_not_allowed"

@@ -19,6 +19,7 @@ from typing import Any, Self
 from governance.errors import InvalidManifestError
 from protocol.errors import MalformedError
 from protocol.fields import CODE_RE, NODE_ID_RE, Fields, format_time
+from protocol.he import HEParameters
 from protocol.keys import PublicEncryptionKey, PublicSigningKey, keyid_of
 from protocol.signed import SPEC_VERSION, Payload
 
@@ -33,6 +34,7 @@ __all__ = [
     "Member",
     "MemberStatus",
     "ModelPin",
+    "QueryModes",
     "Role",
 ]
 
@@ -100,9 +102,11 @@ class Member:
     encryption_key: PublicEncryptionKey
     endpoint: str
     status: MemberStatus = MemberStatus.ACTIVE
+    private_only: bool = False
+    """This member answers queries only in private mode (it never sees a passer-by's face)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "node_id": self.node_id,
             "name": self.name.to_dict(),
             "signing_key": self.signing_key.to_str(),
@@ -110,6 +114,9 @@ class Member:
             "endpoint": self.endpoint,
             "status": self.status.value,
         }
+        if self.private_only:
+            d["private_only"] = True
+        return d
 
     @classmethod
     def from_dict(cls, data: Any, what: str = "member") -> Member:
@@ -125,6 +132,7 @@ class Member:
             ),
             endpoint=f.text("endpoint", max_len=256, pattern=_ENDPOINT_RE),
             status=f.enum("status", MemberStatus),
+            private_only=f.optional("private_only", False, f.boolean),
         )
         if f.rest():
             raise MalformedError(f"{what}: unexpected fields {sorted(f.rest())}")
@@ -229,6 +237,53 @@ class ModelPin:
         return pin
 
 
+QUERY_MODES = ("plain", "private")
+
+
+@dataclass(frozen=True)
+class QueryModes:
+    """How members may query each other: plain (the peer sees the face) and/or private (CKKS)."""
+
+    allowed: tuple[str, ...]
+    he: HEParameters | None = None
+
+    def __post_init__(self) -> None:
+        if not self.allowed or len(set(self.allowed)) != len(self.allowed):
+            raise InvalidManifestError(
+                f"policy.query_modes.allowed {list(self.allowed)}: name each mode once"
+            )
+        unknown = sorted(set(self.allowed) - set(QUERY_MODES))
+        if unknown:
+            raise InvalidManifestError(
+                f"policy.query_modes.allowed: unknown modes {unknown}, expected {QUERY_MODES}"
+            )
+        if ("private" in self.allowed) != (self.he is not None):
+            raise InvalidManifestError(
+                "policy.query_modes: the he parameters are given exactly when private mode is allowed"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"allowed": list(self.allowed)}
+        if self.he is not None:
+            d["he"] = self.he.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Any) -> QueryModes:
+        f = Fields(data, "policy.query_modes")
+        modes = cls(
+            allowed=tuple(f.texts("allowed", max_items=len(QUERY_MODES), max_len=16, pattern=CODE_RE)),
+            he=f.optional("he", None, lambda n: HEParameters.from_dict(f.obj(n), "policy.query_modes.he")),
+        )
+        if f.rest():
+            raise MalformedError(f"policy.query_modes: unexpected fields {sorted(f.rest())}")
+        return modes
+
+
+PLAIN_ONLY = QueryModes(allowed=("plain",))
+"""What a manifest without ``query_modes`` means: the mode every earlier version had."""
+
+
 @dataclass(frozen=True)
 class GroupPolicy:
     """What every member node enforces."""
@@ -238,15 +293,19 @@ class GroupPolicy:
     max_retention_days: int
     incident_categories: tuple[str, ...]
     required_evidence: tuple[str, ...]
+    query_modes: QueryModes = PLAIN_ONLY
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "model": self.model.to_dict(),
             "match_threshold": self.match_threshold,
             "max_retention_days": self.max_retention_days,
             "incident_categories": list(self.incident_categories),
             "required_evidence": list(self.required_evidence),
         }
+        if self.query_modes != PLAIN_ONLY:
+            d["query_modes"] = self.query_modes.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, data: Any) -> GroupPolicy:
@@ -259,6 +318,7 @@ class GroupPolicy:
                 f.texts("incident_categories", max_items=64, max_len=48, pattern=CODE_RE)
             ),
             required_evidence=tuple(f.texts("required_evidence", max_items=32, max_len=48, pattern=CODE_RE)),
+            query_modes=f.optional("query_modes", PLAIN_ONLY, lambda n: QueryModes.from_dict(f.obj(n))),
         )
         if f.rest():
             raise MalformedError(f"policy: unexpected fields {sorted(f.rest())}")
@@ -339,6 +399,12 @@ class Manifest(Payload):
             )
         if not self.joint_use.items:
             raise InvalidManifestError("joint_use.items is empty: the jointly used items must be listed")
+        if "private" not in self.policy.query_modes.allowed:
+            strict = [m.node_id for m in self.joint_use.members if m.private_only]
+            if strict:
+                raise InvalidManifestError(
+                    f"joint_use.members {strict} answer only private queries, but the group does not allow private mode"
+                )
         for what, labels in (("purposes", self.joint_use.purposes), ("items", self.joint_use.items)):
             codes = [label.code for label in labels]
             if len(set(codes)) != len(codes):

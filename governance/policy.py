@@ -8,10 +8,24 @@ is trusted.
 
 from __future__ import annotations
 
-from governance.errors import ItemNotShared, MemberNotActive, ModelMismatch, NotAMember, PurposeNotAllowed
+from governance.errors import (
+    ItemNotShared,
+    MemberNotActive,
+    ModelMismatch,
+    NotAMember,
+    PurposeNotAllowed,
+    QueryModeNotAllowed,
+)
 from governance.manifest import Manifest, Member, MemberStatus
 
-__all__ = ["require_item_shared", "require_member", "require_model", "require_purpose"]
+__all__ = [
+    "query_mode_for",
+    "require_item_shared",
+    "require_member",
+    "require_model",
+    "require_purpose",
+    "require_query_mode",
+]
 
 
 def require_member(manifest: Manifest, node_id: str) -> Member:
@@ -43,3 +57,27 @@ def require_model(manifest: Manifest, model_id: str) -> None:
     pinned = manifest.policy.model.model_id
     if model_id != pinned:
         raise ModelMismatch(f"embedding model {model_id!r} is not the group's pinned model {pinned!r}")
+
+
+def require_query_mode(manifest: Manifest, answering: Member | None, mode: str) -> None:
+    """The group allows ``mode`` and the answering member accepts it (a private-only member refuses plain)."""
+    allowed = manifest.policy.query_modes.allowed
+    if mode not in allowed:
+        raise QueryModeNotAllowed(
+            f"{mode} queries are not allowed in manifest version {manifest.version} (allowed: {list(allowed)})"
+        )
+    if mode == "plain" and answering is not None and answering.private_only:
+        raise QueryModeNotAllowed(
+            f"{answering.node_id} answers only private queries (manifest version {manifest.version}); "
+            "ask again with private mode"
+        )
+
+
+def query_mode_for(manifest: Manifest, peer: Member, preferred: str) -> str:
+    """The mode to ask ``peer`` in: ``preferred`` when allowed, private when the peer demands it."""
+    allowed = manifest.policy.query_modes.allowed
+    if peer.private_only or (preferred == "private" and "private" in allowed):
+        return "private"
+    if preferred in allowed:
+        return preferred
+    return allowed[0]

@@ -21,11 +21,13 @@ from governance.roles import Action, require_permission
 from node.accounts import AccountDisabled, AuthenticationFailed, StaffMember
 from node.auditlog import AuditWriter
 from node.context import NodeContext
+from node.eval_keys import UnknownEvalKey
 from node.face.pipeline import decode_image
 from node.federation import (
     Federation,
 )
 from node.peer_gate import PeerRateLimited, PeerRequest
+from node.private_matcher import HEBusy
 from node.registry import EntryNotFound, TwoPersonRuleViolation, WrongState
 from node.telemetry import Telemetry
 from protocol.canonical import b64url_decode, parse_json
@@ -40,7 +42,8 @@ from protocol.errors import (
     VerificationError,
     WatchnetError,
 )
-from protocol.fields import Fields
+from protocol.fields import MAX_SAFE_INT, Fields
+from protocol.message import MAX_SEALED_BYTES
 from protocol.query import MAX_QUERY_EMBEDDINGS
 
 __all__ = [
@@ -78,6 +81,7 @@ __all__ = [
     "sealed_response",
     "status_for",
 ]
+
 
 class RateLimiter:
     """Token bucket per account: ``rate`` requests a minute with bursts of the same size."""
@@ -185,6 +189,8 @@ STATUS_FOR_ERROR: list[tuple[type[WatchnetError], int]] = [
     (RequestRefused, 409),
     (NoLegalBasis, 403),
     (PeerRateLimited, 429),
+    (HEBusy, 503),
+    (UnknownEvalKey, 404),
     (PolicyError, 403),
     (FreshnessError, 409),
     (ProofError, 400),
@@ -224,8 +230,10 @@ def int_query(request: web.Request, name: str, default: int | None = None, low: 
         if default is None:
             raise MalformedError(f"query parameter {name!r} is required")
         return default
-    if not text.isdigit() or int(text) < low:
-        raise MalformedError(f"query parameter {name!r}: expected an integer >= {low}, got {text!r:.20}")
+    if not (text.isascii() and text.isdigit() and len(text) <= 16 and low <= int(text) <= MAX_SAFE_INT):
+        raise MalformedError(
+            f"query parameter {name!r}: expected an integer in [{low}, {MAX_SAFE_INT}], got {text!r:.20}"
+        )
     return int(text)
 
 
@@ -265,11 +273,13 @@ async def probe_faces(f: Fields, context: NodeContext) -> list[Embedding]:
     ]
 
 
-async def admit_peer(request: web.Request, bodies: Any) -> PeerRequest:
+async def admit_peer(request: web.Request, bodies: Any, *, max_bytes: int = MAX_SEALED_BYTES) -> PeerRequest:
     """Admit a sealed peer message (the checks of ``PeerGate``, in order); the audit names the sender."""
     federation = request.app[FEDERATION]
     raw = await request.read()
-    admitted = await asyncio.to_thread(federation.gate.admit, raw, request.app[CLOCK](), bodies)
+    admitted = await asyncio.to_thread(
+        lambda: federation.gate.admit(raw, request.app[CLOCK](), bodies, max_bytes=max_bytes)
+    )
     request[ACTOR] = f"peer:{admitted.member.node_id}"
     return admitted
 

@@ -203,14 +203,19 @@ def cmd_query(args: argparse.Namespace) -> int:
     body["purpose"] = args.purpose
     if args.site:
         body["site"] = args.site
+    if args.private:
+        body["mode"] = "private"
     data = call(args, "POST", "/v1/query", body)
     if args.json:
         print(json.dumps(data, ensure_ascii=False, sort_keys=True))
         return 0
-    print(f"{data['faces']} face(s) asked of {len(data['peers'])} member(s), purpose {data['purpose']}")
+    print(
+        f"{data['faces']} face(s) asked of {len(data['peers'])} member(s), purpose {data['purpose']}, "
+        f"{data.get('mode', 'plain')} mode"
+    )
     for peer in data["peers"]:
         detail = f"{peer['matches']} match(es)" if peer["status"] == "ok" else f"{peer['error']}: {peer['reason']}"
-        print(f"  {peer['node_id']:<16} {peer['status']:<14} {detail}")
+        print(f"  {peer['node_id']:<16} {peer['status']:<14} {peer.get('mode', 'plain'):<8} {detail}")
     for match in data["matches"]:
         print(
             f"  MATCH face {match['query_index']}: {match['owner']}/{match['entry_id']} v{match['version']} "
@@ -351,10 +356,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = _common(
         sub.add_parser(
-            "query", help="ask every other member of the group about the faces (operator; plain mode)"
+            "query", help="ask every other member of the group about the faces (operator)"
         )
     )
     p.set_defaults(handler=cmd_query)
+    p.add_argument(
+        "--private",
+        action="store_true",
+        help="private mode: peers score an encrypted query they cannot decrypt (the manifest must allow it)",
+    )
     p.add_argument("--image", help="a photo or camera frame: every face in it is asked about")
     p.add_argument("--embedding-file", action="append", help="embedding file (repeat for a batch)")
     p.add_argument(

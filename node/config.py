@@ -25,7 +25,7 @@ from protocol.errors import ConfigurationError, MalformedError
 from protocol.fields import DATE_RE, NODE_ID_RE, Fields, format_duration, parse_duration
 from protocol.keys import DataKey
 
-__all__ = ["CONFIG_FILE", "NOTICE_URL_RE", "Federation", "Limits", "NodeConfig", "NoticeSettings"]
+__all__ = ["CONFIG_FILE", "NOTICE_URL_RE", "ConsoleSettings", "Federation", "Limits", "NodeConfig", "NoticeSettings"]
 
 CONFIG_FILE = "config.toml"
 _KEYID_RE = re.compile(r"[0-9a-f]{64}")
@@ -84,6 +84,8 @@ class Federation:
     manifest_poll: timedelta = timedelta(minutes=5)
     manifest_grace: timedelta = timedelta(minutes=5)
     retry_max: timedelta = timedelta(minutes=10)
+    he_key_epoch: timedelta = timedelta(days=1)
+    gallery_reshuffle: timedelta = timedelta(hours=1)
 
     _BOUNDS: ClassVar[dict[str, tuple[timedelta, timedelta]]] = {
         "peer_timeout": (timedelta(seconds=1), timedelta(minutes=2)),
@@ -91,6 +93,8 @@ class Federation:
         "manifest_poll": (timedelta(seconds=1), timedelta(days=1)),
         "manifest_grace": (timedelta(0), timedelta(days=1)),
         "retry_max": (timedelta(seconds=1), timedelta(days=1)),
+        "he_key_epoch": (timedelta(minutes=1), timedelta(days=7)),
+        "gallery_reshuffle": (timedelta(seconds=10), timedelta(days=1)),
     }
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,6 +116,49 @@ class Federation:
             values[name] = value
         f.finish()
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """How long a staff web console session lasts (``node/console``): idle, and at most in all.
+
+    A shop-floor tablet is often left logged in; the idle timeout ends its session after a
+    quiet spell, the lifetime ends every session however busy, so a stolen cookie ages out.
+    """
+
+    idle_timeout: timedelta = timedelta(minutes=15)
+    session_lifetime: timedelta = timedelta(hours=12)
+
+    _BOUNDS: ClassVar[dict[str, tuple[timedelta, timedelta]]] = {
+        "idle_timeout": (timedelta(minutes=1), timedelta(hours=8)),
+        "session_lifetime": (timedelta(minutes=5), timedelta(hours=24)),
+    }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: format_duration(getattr(self, name)) for name in self._BOUNDS}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ConsoleSettings:
+        f = Fields(data, "console")
+        values: dict[str, timedelta] = {}
+        for name, (low, high) in cls._BOUNDS.items():
+            if not f.has(name):
+                continue
+            value = parse_duration(f.text(name, max_len=16), field=f"console.{name}")
+            if not low <= value <= high:
+                raise MalformedError(
+                    f"console.{name}: {format_duration(value)} outside "
+                    f"[{format_duration(low)}, {format_duration(high)}]"
+                )
+            values[name] = value
+        f.finish()
+        settings = cls(**values)
+        if settings.idle_timeout > settings.session_lifetime:
+            raise MalformedError(
+                f"console.idle_timeout {format_duration(settings.idle_timeout)} is longer than "
+                f"console.session_lifetime {format_duration(settings.session_lifetime)}"
+            )
+        return settings
 
 
 NOTICE_URL_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/%!$&'()*+,;=:@?#-]*)?")
@@ -248,6 +295,7 @@ class NodeConfig:
     limits: Limits = field(default_factory=Limits)
     federation: Federation = field(default_factory=Federation)
     notice: NoticeSettings = field(default_factory=NoticeSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @property
     def effective_database_url(self) -> str:
@@ -287,6 +335,7 @@ class NodeConfig:
             "telemetry": {"exporter": self.telemetry_exporter},
             "limits": self.limits.to_dict(),
             "federation": self.federation.to_dict(),
+            "console": self.console.to_dict(),
         }
         if self.database_url:
             doc["database"] = {"url": self.database_url}
@@ -358,6 +407,7 @@ class NodeConfig:
             limits=Limits.from_dict(f.obj("limits")) if f.has("limits") else Limits(),
             federation=Federation.from_dict(f.obj("federation")) if f.has("federation") else Federation(),
             notice=NoticeSettings.from_dict(f.obj("notice")) if f.has("notice") else NoticeSettings(),
+            console=ConsoleSettings.from_dict(f.obj("console")) if f.has("console") else ConsoleSettings(),
         )
         for section in (f, listen, keys, database, governance, retention, telemetry):
             if section.rest():

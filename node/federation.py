@@ -24,10 +24,12 @@ from sqlmodel import Session, col, select
 
 from governance.errors import NotAMember
 from governance.manifest import Manifest, Member, MemberStatus
+from governance.policy import query_mode_for
 from node.auditlog import record_audit
 from node.context import NodeContext
 from node.peer_client import PeerClient, PeerRefused, PeerUnreachable, read_limited
 from node.peer_gate import PeerGate, PeerRequest, refuse_if_expired
+from node.private_query import PrivateMode
 from node.storage.models import Alert, LogLeaf, PeerState
 from node.sync import (
     ForkDetected,
@@ -84,9 +86,15 @@ class PeerOutcome:
     matches: list[QueryMatch] = field(default_factory=list)
     error: str = ""
     reason: str = ""
+    mode: str = "plain"
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"node_id": self.node_id, "status": self.status, "matches": len(self.matches)}
+        d: dict[str, Any] = {
+            "node_id": self.node_id,
+            "status": self.status,
+            "mode": self.mode,
+            "matches": len(self.matches),
+        }
         if self.error:
             d["error"], d["reason"] = self.error, self.reason
         return d
@@ -124,6 +132,7 @@ class Federation:
         self._pull_locks: dict[str, asyncio.Lock] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log_size = 0
+        self.private = PrivateMode(context, clock)
         self.last_contact: dict[str, datetime] = {}
         """When each peer last answered one of our sync messages (in memory: reachability, not history)."""
 
@@ -142,7 +151,9 @@ class Federation:
         own = manifest.member(self.node_id)
         if own is None or own.status is MemberStatus.REMOVED:
             return []
-        allowed = {MemberStatus.ACTIVE, MemberStatus.SUSPENDED} if include_suspended else {MemberStatus.ACTIVE}
+        allowed = (
+            {MemberStatus.ACTIVE, MemberStatus.SUSPENDED} if include_suspended else {MemberStatus.ACTIVE}
+        )
         return [m for m in manifest.joint_use.members if m.node_id != self.node_id and m.status in allowed]
 
     async def start(self) -> None:
@@ -150,6 +161,7 @@ class Federation:
         self._log_size = await asyncio.to_thread(lambda: self.context.registry.log.size)
         self._session = aiohttp.ClientSession()
         self.context.registry.listeners.append(self._on_local_event)
+        self.context.registry.listeners.append(self._on_gallery_change)
         interval = self.context.config.federation
         self._tasks = [
             asyncio.create_task(self._follow_loop(interval.sync_interval)),
@@ -163,8 +175,10 @@ class Federation:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._on_local_event in self.context.registry.listeners:
-            self.context.registry.listeners.remove(self._on_local_event)
+        for listener in (self._on_local_event, self._on_gallery_change):
+            if listener in self.context.registry.listeners:
+                self.context.registry.listeners.remove(listener)
+        await self.private.close()
         if self._session is not None:
             await self._session.close()
 
@@ -173,6 +187,9 @@ class Federation:
         self._log_size = max(self._log_size, tree_size)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._notify_all_now)
+
+    def _on_gallery_change(self, tree_size: int) -> None:
+        self.private.matcher.mark_dirty()
 
     def _notify_all_now(self) -> None:
         for member in self.peers():
@@ -227,7 +244,11 @@ class Federation:
         assert isinstance(body, ReceiptDelivery)
         with self.context.registry.write_lock:
             confirmed = record_receipts(
-                self.context.engine, node_id=self.node_id, member=request.member, delivery=body, now=self.clock()
+                self.context.engine,
+                node_id=self.node_id,
+                member=request.member,
+                delivery=body,
+                now=self.clock(),
             )
         state = self._backoff.get(request.member.node_id)
         if state is not None:
@@ -246,8 +267,10 @@ class Federation:
 
     # ----- querying peers --------------------------------------------------------------------
 
-    async def query(self, embeddings: list[Embedding], purpose: str) -> tuple[QueryRequest, list[PeerOutcome]]:
-        """Ask every active member in parallel, with a deadline; verify what comes back."""
+    async def query(
+        self, embeddings: list[Embedding], purpose: str, mode: str = "plain"
+    ) -> tuple[QueryRequest, list[PeerOutcome]]:
+        """Ask every active member in parallel, with a deadline, each in the mode the manifest settles."""
         manifest = self.context.manifest
         refuse_if_expired(manifest, self.clock())
         own = manifest.member(self.node_id)
@@ -264,29 +287,46 @@ class Federation:
         members = self.peers(manifest, include_suspended=False)
         now = self.clock()
         outcomes = await asyncio.gather(
-            *(self._ask(member, request, purpose, manifest, now) for member in members)
+            *(
+                self._ask(member, request, purpose, manifest, now, query_mode_for(manifest, member, mode))
+                for member in members
+            )
         )
         return request, list(outcomes)
 
     async def _ask(
-        self, member: Member, request: QueryRequest, purpose: str, manifest: Manifest, now: datetime
+        self,
+        member: Member,
+        request: QueryRequest,
+        purpose: str,
+        manifest: Manifest,
+        now: datetime,
+        mode: str,
     ) -> PeerOutcome:
         with self.tracer.start_as_current_span("peer query") as span:
             span.set_attribute("watchnet.peer", member.node_id)
+            span.set_attribute("watchnet.query_mode", mode)
             try:
-                response = await self.client.exchange(
-                    member,
-                    "/v1/peer/query",
-                    purpose,
-                    request,
-                    QueryResponse,
-                    now=now,
-                    manifest_version=manifest.version,
-                    timeout=self.timeout,
-                )
+                if mode == "private":
+                    response = await self.private.ask(
+                        self.client, member, request, purpose, manifest, now, self.timeout
+                    )
+                else:
+                    response = await self.client.exchange(
+                        member,
+                        "/v1/peer/query",
+                        purpose,
+                        request,
+                        QueryResponse,
+                        now=now,
+                        manifest_version=manifest.version,
+                        timeout=self.timeout,
+                    )
                 response.check_against(request)
                 if response.responder != member.node_id:
-                    raise MalformedError(f"answer from {member.node_id} names responder {response.responder!r}")
+                    raise MalformedError(
+                        f"answer from {member.node_id} names responder {response.responder!r}"
+                    )
                 accepted = []
                 for match in response.matches:
                     match.entry.verify([member.signing_key], threshold=1)
@@ -296,15 +336,15 @@ class Federation:
                     if match.score < manifest.policy.match_threshold:
                         continue
                     accepted.append(match)
-                return PeerOutcome(member.node_id, "ok", accepted)
+                return PeerOutcome(member.node_id, "ok", accepted, mode=mode)
             except PeerRefused as e:
                 if e.peer_code == "manifest_version":
                     self.wake_manifest()
-                return PeerOutcome(member.node_id, "refused", error=e.peer_code, reason=str(e))
+                return PeerOutcome(member.node_id, "refused", error=e.peer_code, reason=str(e), mode=mode)
             except PeerUnreachable as e:
-                return PeerOutcome(member.node_id, "unreachable", error=e.code, reason=str(e))
+                return PeerOutcome(member.node_id, "unreachable", error=e.code, reason=str(e), mode=mode)
             except WatchnetError as e:
-                return PeerOutcome(member.node_id, "invalid_answer", error=e.code, reason=str(e))
+                return PeerOutcome(member.node_id, "invalid_answer", error=e.code, reason=str(e), mode=mode)
 
     def store_alerts(
         self, outcomes: Iterable[PeerOutcome], *, site: str, operator: str, now: datetime, window: timedelta
@@ -410,7 +450,11 @@ class Federation:
                     timeout=self.timeout,
                 )
                 self.last_contact[member.node_id] = self.clock()
-                if not page.events and page.head.payload.tree_size == after and page.head.payload.root_hash == root:
+                if (
+                    not page.events
+                    and page.head.payload.tree_size == after
+                    and page.head.payload.root_hash == root
+                ):
                     break
                 result = await asyncio.to_thread(self._apply_locked, member, page, after)
                 applied += result.applied
@@ -446,7 +490,9 @@ class Federation:
             manifest_version=self.context.manifest.version,
             timeout=self.timeout,
         )
-        await asyncio.to_thread(mark_delivered, self.context.engine, owner.node_id, ack.event_ids, self.clock())
+        await asyncio.to_thread(
+            mark_delivered, self.context.engine, owner.node_id, ack.event_ids, self.clock()
+        )
         return len(ack.event_ids)
 
     async def sync_peer(self, member: Member) -> None:
@@ -480,7 +526,9 @@ class Federation:
                 for member in self.peers():
                     task = followers.get(member.node_id)
                     if task is None or task.done():
-                        followers[member.node_id] = asyncio.create_task(self._follow_one(member.node_id, interval))
+                        followers[member.node_id] = asyncio.create_task(
+                            self._follow_one(member.node_id, interval)
+                        )
                 await asyncio.sleep(interval.total_seconds())
         finally:
             for task in followers.values():
@@ -530,7 +578,9 @@ class Federation:
                     due.append((member, state))
             await asyncio.gather(*(self._notify(member, state, retry_max, manifest) for member, state in due))
 
-    async def _notify(self, member: Member, state: _Backoff, retry_max: timedelta, manifest: Manifest) -> None:
+    async def _notify(
+        self, member: Member, state: _Backoff, retry_max: timedelta, manifest: Manifest
+    ) -> None:
         try:
             await self.client.exchange(
                 member,
@@ -543,7 +593,9 @@ class Federation:
                 timeout=self.timeout,
             )
         except WatchnetError as e:
-            LOG.info("notify %s failed (%s); retrying in %ss", member.node_id, e.code, state.delay.total_seconds())
+            LOG.info(
+                "notify %s failed (%s); retrying in %ss", member.node_id, e.code, state.delay.total_seconds()
+            )
         state.due = self.clock() + state.delay
         state.delay = min(retry_max, state.delay * 2)
 
@@ -575,7 +627,9 @@ class Federation:
         for url in self.manifest_sources():
             try:
                 assert self._session is not None
-                async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=self.timeout)) as response:
+                async with self._session.get(
+                    url, timeout=aiohttp.ClientTimeout(total=self.timeout)
+                ) as response:
                     if response.status != 200:
                         continue
                     data = await read_limited(response, MAX_MANIFEST_BYTES)
@@ -628,4 +682,3 @@ class Federation:
                 },
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             )
-

@@ -103,6 +103,24 @@ class MatchIndex:
                 fresh._next_id,
             )
 
+    def snapshot(self) -> tuple[list[str], npt.NDArray[np.float32]]:
+        """Every active key and its vector, in one consistent read (for the private-mode gallery)."""
+        with self._lock:
+            count = self._index.ntotal
+            if not count:
+                return [], np.zeros((0, self.dimension), dtype=np.float32)
+            vectors = self._index.index.reconstruct_n(0, count)
+            ids = faiss.vector_to_array(self._index.id_map)
+            return [self._keys[int(i)] for i in ids], np.asarray(vectors, dtype=np.float32)
+
+    def vector(self, key: str) -> npt.NDArray[np.float32] | None:
+        """The stored vector of ``key``, or ``None`` when it is not active."""
+        with self._lock:
+            faiss_id = self._ids.get(key)
+            if faiss_id is None:
+                return None
+            return np.asarray(self._index.reconstruct(faiss_id), dtype=np.float32)
+
     def search(self, queries: list[Embedding], threshold: float, *, k: int = 8) -> list[Match]:
         """Every (query, entry) pair scoring at or above ``threshold``, best first per query."""
         if not queries:

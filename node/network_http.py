@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 from sqlmodel import Session, col, select
 
+from governance.policy import require_query_mode
 from governance.roles import Action
 from node.api import (
     ALERT_WINDOW,
@@ -95,11 +96,13 @@ async def network_query(request: web.Request) -> web.Response:
     queries = await probe_faces(f, context)
     purpose = f.text("purpose", max_len=48, pattern=CODE_RE) if f.has("purpose") else "crime-prevention"
     site = f.text("site", max_len=63, pattern=NODE_ID_RE) if f.has("site") else ""
+    mode = f.text("mode", max_len=16, pattern=CODE_RE) if f.has("mode") else "plain"
     refuse_extra(f)
+    require_query_mode(manifest, None, mode)
     federation = request.app[FEDERATION]
     if not queries:
         return web.json_response({"faces": 0, "peers": [], "matches": []})
-    query, outcomes = await federation.query(queries, purpose)
+    query, outcomes = await federation.query(queries, purpose, mode)
     hits = await asyncio.to_thread(
         federation.store_alerts,
         outcomes,
@@ -113,6 +116,7 @@ async def network_query(request: web.Request) -> web.Response:
         {
             "query_id": query.query_id,
             "purpose": purpose,
+            "mode": mode,
             "faces": len(queries),
             "manifest_version": manifest.version,
             "peers": [o.to_dict() for o in outcomes],

@@ -60,7 +60,9 @@ class PeerClient:
         self._key = encryption_key
         self._session = session
 
-    async def post(self, member: Member, path: str, sealed: bytes, timeout: float) -> bytes:
+    async def post(
+        self, member: Member, path: str, sealed: bytes, timeout: float, *, max_bytes: int = MAX_SEALED_BYTES
+    ) -> bytes:
         """POST a sealed message; return the sealed answer or raise ``PeerRefused``/``PeerUnreachable``."""
         url = f"{member.endpoint.rstrip('/')}{path}"
         try:
@@ -70,7 +72,7 @@ class PeerClient:
                 headers={"Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:
-                body = await read_limited(response, MAX_SEALED_BYTES)
+                body = await read_limited(response, max_bytes)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as e:
             raise PeerUnreachable(f"{member.node_id} at {url}: {type(e).__name__} {e}".strip()) from e
@@ -83,7 +85,9 @@ class PeerClient:
             raise PeerRefused(f"{member.node_id} refused ({code}): {reason}", peer_code=code, status=status)
         return body
 
-    def open_answer(self, member: Member, sealed: bytes, expected: type[B]) -> B:
+    def open_answer(
+        self, member: Member, sealed: bytes, expected: type[B], *, max_bytes: int = MAX_SEALED_BYTES
+    ) -> B:
         """Open ``member``'s sealed answer and parse its body as ``expected``."""
         keys = PeerKeys(member.signing_key, member.encryption_key)
         signed = open_sealed(
@@ -92,6 +96,7 @@ class PeerClient:
             recipient_key=self._key,
             lookup_sender=lambda node_id: keys if node_id == member.node_id else None,
             box_for=self._gate.boxes,
+            max_bytes=max_bytes,
         )
         body = decode_body(signed.payload, {expected.TYPE: expected})
         if not isinstance(body, expected):
@@ -109,8 +114,9 @@ class PeerClient:
         now: datetime,
         manifest_version: int,
         timeout: float,
+        max_bytes: int = MAX_SEALED_BYTES,
     ) -> B:
         """Send ``body`` to ``member`` and return its answer's body."""
-        sealed = self._gate.seal_to(member, purpose, body, now, manifest_version)
-        answer = await self.post(member, path, sealed, timeout)
-        return self.open_answer(member, answer, expected)
+        sealed = self._gate.seal_to(member, purpose, body, now, manifest_version, max_bytes=max_bytes)
+        answer = await self.post(member, path, sealed, timeout, max_bytes=max_bytes)
+        return self.open_answer(member, answer, expected, max_bytes=max_bytes)

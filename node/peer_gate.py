@@ -26,12 +26,21 @@ from datetime import datetime
 
 from governance.errors import PurposeNotAllowed
 from governance.manifest import Manifest, Member, MemberStatus
-from governance.policy import require_member, require_model, require_purpose
+from governance.policy import require_member, require_model, require_purpose, require_query_mode
 from node.manifests import ManifestStore
 from protocol.errors import ExpiredError, PolicyError
 from protocol.fields import format_time
 from protocol.keys import EncryptionKey, SigningKey
-from protocol.message import BoxCache, PeerKeys, PeerMessage, compose_sealed, decode_body, open_sealed
+from protocol.message import (
+    MAX_SEALED_BYTES,
+    BoxCache,
+    PeerKeys,
+    PeerMessage,
+    compose_sealed,
+    decode_body,
+    open_sealed,
+)
+from protocol.private_query import EvaluationKeys, PrivateQuery, RevealRequest
 from protocol.query import QueryRequest
 from protocol.replay import ReplayGuard
 from protocol.signed import Payload
@@ -128,7 +137,14 @@ class PeerGate:
         found = _SENDER_RE.search(raw)
         return found.group(1).decode("ascii") if found else ""
 
-    def admit(self, raw: bytes, now: datetime, body_types: Mapping[str, type[Payload]]) -> PeerRequest:
+    def admit(
+        self,
+        raw: bytes,
+        now: datetime,
+        body_types: Mapping[str, type[Payload]],
+        *,
+        max_bytes: int = MAX_SEALED_BYTES,
+    ) -> PeerRequest:
         """Run the checks in order and return the admitted request, or raise the first failure."""
         signed = open_sealed(
             raw,
@@ -136,6 +152,7 @@ class PeerGate:
             recipient_key=self._encryption_key,
             lookup_sender=self._keys,
             box_for=self.boxes,
+            max_bytes=max_bytes,
         )
         message = signed.payload
         manifest = self._manifests.current
@@ -154,8 +171,13 @@ class PeerGate:
                 f"purpose {message.purpose!r} does not fit a {message.body_type!r} message"
             )
         if isinstance(body, QueryRequest):
+            require_query_mode(manifest, manifest.member(self.node_id), "plain")
             require_model(manifest, body.model_id)
             body.check_dimension(manifest.policy.model.dimension)
+        if isinstance(body, PrivateQuery | RevealRequest | EvaluationKeys):
+            require_query_mode(manifest, manifest.member(self.node_id), "private")
+        if isinstance(body, PrivateQuery | RevealRequest):
+            require_model(manifest, body.model_id)
         with self._replay_lock:
             self._replay.check(message.sender, message.nonce, message.issued_at, now)
         if not self._buckets.take(message.sender, self._monotonic()):
@@ -164,11 +186,24 @@ class PeerGate:
             )
         return PeerRequest(message, member, manifest, body)
 
-    def reply(self, request: PeerRequest, body: Payload, now: datetime) -> bytes:
+    def reply(
+        self, request: PeerRequest, body: Payload, now: datetime, *, max_bytes: int = MAX_SEALED_BYTES
+    ) -> bytes:
         """Our answer to ``request``, signed by us and sealed to its sender."""
-        return self.seal_to(request.member, request.message.purpose, body, now, request.manifest.version)
+        return self.seal_to(
+            request.member, request.message.purpose, body, now, request.manifest.version, max_bytes=max_bytes
+        )
 
-    def seal_to(self, member: Member, purpose: str, body: Payload, now: datetime, manifest_version: int) -> bytes:
+    def seal_to(
+        self,
+        member: Member,
+        purpose: str,
+        body: Payload,
+        now: datetime,
+        manifest_version: int,
+        *,
+        max_bytes: int = MAX_SEALED_BYTES,
+    ) -> bytes:
         """A new signed, sealed message from us to ``member``."""
         return compose_sealed(
             sender=self.node_id,
@@ -181,5 +216,5 @@ class PeerGate:
             sender_key=self._encryption_key,
             recipient_key=member.encryption_key,
             box=self.boxes.box(member.node_id, member.encryption_key),
+            max_bytes=max_bytes,
         )
-

@@ -61,6 +61,7 @@ from node.federation import (
 )
 from node.network_http import add_network_routes
 from node.notice_http import NOTICE_PATHS, add_notice_routes
+from node.private_http import add_private_routes
 from node.registry import Proposal
 from node.report_http import add_report_routes
 from node.storage.models import Alert, AuditRecord, LogLeaf, TreeHeadRow
@@ -550,6 +551,7 @@ def build_app(
     app.router.add_post("/v1/manifest", manifest_install)
     app.router.add_post("/v1/manifest/refresh", manifest_refresh)
     add_network_routes(app)
+    add_private_routes(app)
     add_casework_routes(app)
     add_notice_routes(app, CONTEXT)
     add_report_routes(app, CONTEXT, CLOCK, require_staff)

@@ -35,6 +35,7 @@ from protocol.keys import EncryptionKey, PublicEncryptionKey, PublicSigningKey, 
 from protocol.signed import SPEC_VERSION, Payload, SignedDocument
 
 __all__ = [
+    "MAX_BULK_SEALED_BYTES",
     "MAX_SEALED_BYTES",
     "NONCE_BYTES",
     "BoxCache",
@@ -49,6 +50,9 @@ __all__ = [
 
 MAX_SEALED_BYTES = 1 << 20
 """Hard limit on a sealed message, checked before anything is parsed."""
+
+MAX_BULK_SEALED_BYTES = 8 << 20
+"""The limit for the few endpoints that carry homomorphic ciphertexts and evaluation keys."""
 
 NONCE_BYTES = 16
 BOX_NONCE_BYTES = nacl.public.Box.NONCE_SIZE
@@ -189,7 +193,7 @@ class SealedMessage(Payload):
             sender=f.text("sender", max_len=63, pattern=NODE_ID_RE),
             recipient=f.text("recipient", max_len=63, pattern=NODE_ID_RE),
             nonce=f.binary("nonce", length=BOX_NONCE_BYTES),
-            ciphertext=f.binary("ciphertext", max_len=MAX_SEALED_BYTES),
+            ciphertext=f.binary("ciphertext", max_len=MAX_BULK_SEALED_BYTES),
             spec_version=spec_version,
             unrecognized_fields=f.rest(),
         )
@@ -198,11 +202,11 @@ class SealedMessage(Payload):
         return self.canonical()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Self:
-        """Parse the wire form, refusing anything over ``MAX_SEALED_BYTES`` before parsing."""
-        if len(data) > MAX_SEALED_BYTES:
-            raise OversizedError(f"sealed message is {len(data)} bytes, limit {MAX_SEALED_BYTES}")
-        return cls.from_dict(parse_json(data, max_bytes=MAX_SEALED_BYTES))
+    def from_bytes(cls, data: bytes, *, max_bytes: int = MAX_SEALED_BYTES) -> Self:
+        """Parse the wire form, refusing anything over ``max_bytes`` before parsing."""
+        if len(data) > max_bytes:
+            raise OversizedError(f"sealed message is {len(data)} bytes, limit {max_bytes}")
+        return cls.from_dict(parse_json(data, max_bytes=max_bytes))
 
 
 def seal(
@@ -212,6 +216,7 @@ def seal(
     *,
     box: nacl.public.Box | None = None,
     nonce: bytes | None = None,
+    max_bytes: int = MAX_SEALED_BYTES,
 ) -> SealedMessage:
     """Encrypt a signed peer message to its recipient with ``crypto_box``.
 
@@ -224,9 +229,9 @@ def seal(
     plaintext = message.to_bytes()
     box = box if box is not None else nacl.public.Box(sender_key.to_nacl(), recipient_key.to_nacl())
     encrypted = box.encrypt(plaintext, nonce) if nonce is not None else box.encrypt(plaintext)
-    if len(encrypted.ciphertext) > MAX_SEALED_BYTES * 3 // 4 - 1024:
+    if len(encrypted.ciphertext) > max_bytes * 3 // 4 - 1024:
         raise OversizedError(
-            f"peer-message: {len(plaintext)} bytes sealed would exceed the {MAX_SEALED_BYTES}-byte limit"
+            f"peer-message: {len(plaintext)} bytes sealed would exceed the {max_bytes}-byte limit"
         )
     return SealedMessage(
         sender=message.payload.sender,
@@ -248,6 +253,7 @@ def compose_sealed(
     sender_key: EncryptionKey,
     recipient_key: PublicEncryptionKey,
     box: nacl.public.Box | None = None,
+    max_bytes: int = MAX_SEALED_BYTES,
 ) -> bytes:
     """A new peer message carrying ``body``, signed with a fresh nonce and sealed: the wire bytes."""
     message = PeerMessage(
@@ -262,7 +268,7 @@ def compose_sealed(
     )
     signed = SignedDocument(message)
     signed.sign(signing_key)
-    return seal(signed, sender_key, recipient_key, box=box).to_bytes()
+    return seal(signed, sender_key, recipient_key, box=box, max_bytes=max_bytes).to_bytes()
 
 
 def open_sealed(
@@ -272,6 +278,7 @@ def open_sealed(
     recipient_key: EncryptionKey,
     lookup_sender: Callable[[str], PeerKeys | tuple[PublicSigningKey, PublicEncryptionKey] | None],
     box_for: Callable[[str, PeerKeys], nacl.public.Box] | None = None,
+    max_bytes: int = MAX_SEALED_BYTES,
 ) -> SignedDocument[PeerMessage]:
     """Open and authenticate a sealed message addressed to ``recipient_id``.
 
@@ -291,12 +298,10 @@ def open_sealed(
     """
     if isinstance(data, SealedMessage):
         sealed = data
-        if len(sealed.ciphertext) > MAX_SEALED_BYTES:
-            raise OversizedError(
-                f"sealed message ciphertext is {len(sealed.ciphertext)} bytes, limit {MAX_SEALED_BYTES}"
-            )
+        if len(sealed.ciphertext) > max_bytes:
+            raise OversizedError(f"sealed message ciphertext is {len(sealed.ciphertext)} bytes, limit {max_bytes}")
     else:
-        sealed = SealedMessage.from_bytes(data)
+        sealed = SealedMessage.from_bytes(data, max_bytes=max_bytes)
     if sealed.recipient != recipient_id:
         raise MisaddressedError(f"message for {sealed.recipient!r} delivered to {recipient_id!r}")
     found = lookup_sender(sealed.sender)
@@ -312,7 +317,7 @@ def open_sealed(
         plaintext = box.decrypt(sealed.ciphertext, sealed.nonce)
     except nacl.exceptions.CryptoError as e:
         raise DecryptionError(f"message from {sealed.sender!r} does not open with our key") from e
-    inner = SignedDocument.from_dict(parse_json(plaintext, max_bytes=MAX_SEALED_BYTES), PeerMessage)
+    inner = SignedDocument.from_dict(parse_json(plaintext, max_bytes=max_bytes), PeerMessage)
     if (inner.payload.sender, inner.payload.recipient) != (sealed.sender, sealed.recipient):
         raise MisaddressedError(
             f"inner addresses {inner.payload.sender!r} -> {inner.payload.recipient!r} differ from the "

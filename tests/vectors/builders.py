@@ -391,10 +391,102 @@ def provision_vector() -> dict[str, Any]:
     return vector
 
 
+def _blob(label: str, size: int) -> bytes:
+    """Deterministic stand-in bytes: format vectors pin the envelope, not SEAL's own encoding."""
+    import hashlib
+
+    out = b""
+    while len(out) < size:
+        out += hashlib.sha256(f"{label}{len(out)}".encode()).digest()
+    return out[:size]
+
+
+def evaluation_keys_vector() -> dict[str, Any]:
+    from protocol.he import HEParameters, key_id_of
+    from protocol.private_query import EvaluationKeys
+
+    galois = _blob("galois", 96)
+    keys = EvaluationKeys(
+        owner="chain-b",
+        key_id=key_id_of(galois),
+        params=HEParameters(),
+        not_after=CLOCK + timedelta(days=1),
+        galois_keys=galois,
+    )
+    return signed_vector(
+        "A member's CKKS evaluation (Galois) keys for one epoch; key_id is the SHA-256 of the keys "
+        "(real keys are about 790 KB of SEAL's serialisation).",
+        keys,
+        [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
+    )
+
+
+def evaluation_keys_ack_vector() -> dict[str, Any]:
+    from protocol.he import key_id_of
+    from protocol.private_query import EvaluationKeysAck
+
+    ack = EvaluationKeysAck(key_id=key_id_of(_blob("galois", 96)), not_after=CLOCK + timedelta(days=1))
+    return signed_vector("The peer holds the keys until not_after.", ack, [(NODE_SEED, node_key())])
+
+
+def private_query_vector() -> dict[str, Any]:
+    from protocol.he import key_id_of
+    from protocol.private_query import PrivateQuery
+
+    query = PrivateQuery(
+        query_id="qry-0000000000000002",
+        model_id="buffalo_s/w600k_mbf",
+        key_id=key_id_of(_blob("galois", 96)),
+        ciphertexts=[_blob("query", 64)],
+    )
+    return signed_vector(
+        "Round 1 of a private query: one CKKS ciphertext per face (about 66 KB each in practice).",
+        query,
+        [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
+    )
+
+
+def private_scores_vector() -> dict[str, Any]:
+    from protocol.private_query import PrivateScores
+
+    scores = PrivateScores(
+        query_id="qry-0000000000000002",
+        responder="chain-a",
+        build_id="bld-00000000000000aa",
+        results=[[_blob("scores", 64)]],
+    )
+    return signed_vector(
+        "Round 1's answer: per face, masked encrypted scores for every slot of the shuffled gallery.",
+        scores,
+        [(NODE_SEED, node_key())],
+    )
+
+
+def private_reveal_vector() -> dict[str, Any]:
+    from protocol.private_query import Candidate, RevealRequest
+
+    reveal = RevealRequest(
+        query_id="qry-0000000000000002",
+        build_id="bld-00000000000000aa",
+        model_id="buffalo_s/w600k_mbf",
+        candidates=[Candidate(query_index=0, position=1234, embedding=sample_embedding())],
+    )
+    return signed_vector(
+        "Round 2: the face whose decrypted value said match, revealed for the peer to check and answer.",
+        reveal,
+        [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
+    )
+
+
 def _payload_types() -> dict[str, type[Payload]]:
     from governance.manifest import Manifest
 
     return {
+        "he-evaluation-keys": _private_types()["he-evaluation-keys"],
+        "he-evaluation-keys-ack": _private_types()["he-evaluation-keys-ack"],
+        "private-query-request": _private_types()["private-query-request"],
+        "private-query-response": _private_types()["private-query-response"],
+        "private-reveal-request": _private_types()["private-reveal-request"],
         "watchlist-entry": WatchlistEntry,
         "entry-event": EntryEvent,
         "deletion-receipt": DeletionReceipt,
@@ -433,6 +525,26 @@ VECTORS: dict[str, Callable[[], Any]] = {
     "subject-request-ack": subject_ack_vector,
     "match-feedback": match_feedback_vector,
     "third-party-provision": provision_vector,
+    "he-evaluation-keys": evaluation_keys_vector,
+    "he-evaluation-keys-ack": evaluation_keys_ack_vector,
+    "private-query-request": private_query_vector,
+    "private-query-response": private_scores_vector,
+    "private-reveal-request": private_reveal_vector,
 }
+
+
+def _private_types() -> dict[str, type[Payload]]:
+    from protocol.private_query import (
+        EvaluationKeys,
+        EvaluationKeysAck,
+        PrivateQuery,
+        PrivateScores,
+        RevealRequest,
+    )
+
+    return {
+        p.TYPE: p for p in (EvaluationKeys, EvaluationKeysAck, PrivateQuery, PrivateScores, RevealRequest)
+    }
+
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = _payload_types()

@@ -1,0 +1,255 @@
+"""Private mode, both sides: answering members' encrypted queries and asking peers privately.
+
+Answering: keys are checked and held per member (``EvaluationKeyStore``); round 1 runs in the
+HE workers (``PrivateMatcher``); round 2 recomputes the score of the face the querier reveals
+against the entry at the named position and returns the signed entry only at or above the
+group threshold. This node never holds a secret key of anyone else's, so the queries it
+computes on are opaque to it.
+
+Asking: encrypt each face once under this epoch's key, send the evaluation keys to a peer the
+first time (or when it says it lost them), decrypt the masked scores, and reveal only the
+positions whose value is positive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+import numpy as np
+
+from governance.manifest import Manifest, Member
+from node.context import NodeContext
+from node.eval_keys import EvaluationKeyStore
+from node.peer_client import PeerClient, PeerRefused
+from node.peer_gate import PeerRequest
+from node.private_matcher import PrivateMatcher
+from node.query_keys import QueryKeyring
+from protocol.errors import MalformedError, PolicyError, WatchnetError
+from protocol.he import HEParameters
+from protocol.message import MAX_BULK_SEALED_BYTES
+from protocol.private_query import (
+    MAX_REVEAL_CANDIDATES,
+    Candidate,
+    EvaluationKeys,
+    EvaluationKeysAck,
+    PrivateQuery,
+    PrivateScores,
+    RevealRequest,
+)
+from protocol.query import QueryMatch, QueryRequest, QueryResponse
+
+__all__ = ["PRIVATE_KEY_BODIES", "PRIVATE_QUERY_BODIES", "PRIVATE_REVEAL_BODIES", "PrivateMode"]
+
+PRIVATE_KEY_BODIES = {EvaluationKeys.TYPE: EvaluationKeys}
+PRIVATE_QUERY_BODIES = {PrivateQuery.TYPE: PrivateQuery}
+PRIVATE_REVEAL_BODIES = {RevealRequest.TYPE: RevealRequest}
+
+
+class PrivateModeOff(PolicyError):
+    code = "query_mode_not_allowed"
+
+
+def _he_params(manifest: Manifest) -> HEParameters:
+    he = manifest.policy.query_modes.he
+    if he is None:
+        raise PrivateModeOff(f"manifest version {manifest.version} does not allow private mode")
+    return he
+
+
+class PrivateMode:
+    def __init__(self, context: NodeContext, clock: Callable[[], datetime]) -> None:
+        self.context = context
+        self.clock = clock
+        settings = context.config.federation
+        self.matcher = PrivateMatcher(context.registry.index, reshuffle=settings.gallery_reshuffle)
+        self.keys = EvaluationKeyStore()
+        self.keyring = QueryKeyring(
+            context.config.path(context.config.signing_key_file).parent,
+            context.config.node_id,
+            settings.he_key_epoch,
+        )
+
+    async def close(self) -> None:
+        await self.matcher.close()
+
+    # ----- answering ---------------------------------------------------------------------------
+
+    def accept_keys(self, request: PeerRequest) -> EvaluationKeysAck:
+        body = request.body
+        assert isinstance(body, EvaluationKeys)
+        held = self.keys.accept(
+            request.member.node_id, body, request.manifest.policy.query_modes.he, self.clock()
+        )
+        return EvaluationKeysAck(key_id=held.key_id, not_after=held.not_after)
+
+    async def answer(self, request: PeerRequest) -> tuple[PrivateScores, int]:
+        body = request.body
+        assert isinstance(body, PrivateQuery)
+        params = _he_params(request.manifest)
+        sender = request.member.node_id
+        held = self.keys.lookup(sender, body.key_id, params, self.clock())
+        build, results = await self.matcher.evaluate(
+            sender,
+            body.query_id,
+            held.key_id,
+            held.data,
+            body.ciphertexts,
+            request.manifest.policy.match_threshold,
+            params,
+        )
+        scores = PrivateScores(
+            query_id=body.query_id,
+            responder=self.context.config.node_id,
+            build_id=build.build_id,
+            results=results,
+        )
+        return scores, len(body.ciphertexts)
+
+    def reveal(self, request: PeerRequest) -> tuple[QueryResponse, int]:
+        """Round 2: the signed entry for each revealed face that truly scores at or above the threshold."""
+        body = request.body
+        assert isinstance(body, RevealRequest)
+        threshold = request.manifest.policy.match_threshold
+        registry = self.context.registry
+        matches: list[QueryMatch] = []
+        seen: set[tuple[int, str]] = set()
+        for candidate in body.candidates:
+            entry_id = self.matcher.entry_at(
+                request.member.node_id, body.query_id, body.build_id, candidate.position
+            )
+            if entry_id is None or (candidate.query_index, entry_id) in seen:
+                continue
+            vector = registry.index.vector(entry_id)
+            if vector is None:
+                continue
+            score = float(np.dot(candidate.embedding.vector.astype(np.float64), vector.astype(np.float64)))
+            if score < threshold:
+                continue
+            try:
+                entry = registry.signed_entry(entry_id)
+            except WatchnetError:
+                continue
+            seen.add((candidate.query_index, entry_id))
+            matches.append(QueryMatch(query_index=candidate.query_index, score=min(1.0, score), entry=entry))
+        response = QueryResponse(
+            query_id=body.query_id,
+            responder=self.context.config.node_id,
+            threshold=threshold,
+            matches=matches,
+        )
+        return response, len(body.candidates)
+
+    # ----- asking ------------------------------------------------------------------------------
+
+    async def ask(
+        self,
+        client: PeerClient,
+        member: Member,
+        request: QueryRequest,
+        purpose: str,
+        manifest: Manifest,
+        now: datetime,
+        timeout: float,
+    ) -> QueryResponse:
+        """Both rounds with one peer; the answer has the same form and checks as a plain one."""
+        params = _he_params(manifest)
+        keys, _ = await asyncio.to_thread(self.keyring.current, params, now)
+        vectors = [e.vector for e in request.embeddings]
+        ciphertexts = await asyncio.to_thread(lambda: [keys.encrypt(v) for v in vectors])
+        query = PrivateQuery(
+            query_id=request.query_id, model_id=request.model_id, key_id=keys.key_id, ciphertexts=ciphertexts
+        )
+        if self.keyring.sent.get(member.node_id) != keys.key_id:
+            await self._send_keys(client, member, purpose, manifest, now, timeout)
+        try:
+            scores = await self._round1(client, member, query, purpose, manifest, now, timeout)
+        except PeerRefused as e:
+            if e.peer_code not in ("unknown_eval_key", "stale_eval_key"):
+                raise
+            await self._send_keys(client, member, purpose, manifest, now, timeout)
+            scores = await self._round1(client, member, query, purpose, manifest, now, timeout)
+        if scores.query_id != request.query_id or scores.responder != member.node_id:
+            raise MalformedError(f"private answer from {member.node_id} names another query or responder")
+        if len(scores.results) != len(request.embeddings):
+            raise MalformedError(
+                f"private answer from {member.node_id}: {len(scores.results)} results for {len(request.embeddings)} faces"
+            )
+        values = await asyncio.to_thread(lambda: [keys.decrypt(r) for r in scores.results])
+        candidates = [
+            Candidate(query_index=qi, position=int(p), embedding=request.embeddings[qi])
+            for qi, v in enumerate(values)
+            for p in np.argsort(-v.real)[:MAX_REVEAL_CANDIDATES]
+            if v.real[p] > 0
+        ][:MAX_REVEAL_CANDIDATES]
+        if not candidates:
+            return QueryResponse(
+                query_id=request.query_id,
+                responder=member.node_id,
+                threshold=manifest.policy.match_threshold,
+                matches=[],
+            )
+        reveal = RevealRequest(
+            query_id=request.query_id,
+            build_id=scores.build_id,
+            model_id=request.model_id,
+            candidates=candidates,
+        )
+        return await client.exchange(
+            member,
+            "/v1/peer/private/reveal",
+            purpose,
+            reveal,
+            QueryResponse,
+            now=now,
+            manifest_version=manifest.version,
+            timeout=timeout,
+        )
+
+    async def _send_keys(
+        self,
+        client: PeerClient,
+        member: Member,
+        purpose: str,
+        manifest: Manifest,
+        now: datetime,
+        timeout: float,
+    ) -> None:
+        bundle = await asyncio.to_thread(self.keyring.bundle, _he_params(manifest), now)
+        ack = await client.exchange(
+            member,
+            "/v1/peer/private/keys",
+            purpose,
+            bundle,
+            EvaluationKeysAck,
+            now=now,
+            manifest_version=manifest.version,
+            timeout=timeout,
+            max_bytes=MAX_BULK_SEALED_BYTES,
+        )
+        if ack.key_id != bundle.key_id:
+            raise MalformedError(f"{member.node_id} acknowledged keys {ack.key_id[:16]}, not ours")
+        self.keyring.sent[member.node_id] = bundle.key_id
+
+    async def _round1(
+        self,
+        client: PeerClient,
+        member: Member,
+        query: PrivateQuery,
+        purpose: str,
+        manifest: Manifest,
+        now: datetime,
+        timeout: float,
+    ) -> PrivateScores:
+        return await client.exchange(
+            member,
+            "/v1/peer/private/query",
+            purpose,
+            query,
+            PrivateScores,
+            now=now,
+            manifest_version=manifest.version,
+            timeout=timeout,
+            max_bytes=MAX_BULK_SEALED_BYTES,
+        )

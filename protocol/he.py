@@ -1,0 +1,438 @@
+"""Similarity scores under CKKS encryption (Microsoft SEAL through ``tenseal.sealapi``).
+
+The querying node owns the secret key; the answering node holds only the evaluation (Galois)
+keys and its own watchlist, so it computes on a query it can never decrypt.
+
+Layout. A d-dimensional unit embedding is packed as d/2 complex slots ``q[2k] + i q[2k+1]`` and
+repeated across all N/2 slots. The watchlist is a matrix with one row per slot position (entries
+at positions the node shuffles per build, zeros elsewhere), stored as the pre-encoded generalised
+diagonals of its complex conjugate, so ``Re(sum_k conj(e_k) q_k)`` is the inner product. The
+diagonal method runs baby-step/giant-step: the baby-step rotations of the query are shared by
+every ciphertext of N/2 rows, giant steps use Horner's rule, and adding the complex conjugate
+keeps only the real part (the imaginary part is another linear function of the entry).
+
+Gallery privacy. Raw scores would let a member rebuild the watchlist with basis-vector queries.
+The answer is therefore ``r_j * 2 (s_j - t) + n_j``: the score's distance to the threshold ``t``,
+scaled per slot and per query by a fresh log-uniform ``r_j`` and flooded with Gaussian noise
+``n_j``. The querier learns the sign (match or not) and a magnitude blurred by a factor the
+peer keeps to itself; docs/private-mode.md has the leakage analysis.
+
+Serialisation uses SEAL's own format through an anonymous in-memory file (``memfd``), so neither
+keys nor ciphertexts touch a disk here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import tenseal.sealapi as seal
+
+from protocol.errors import ConfigurationError, MalformedError, OversizedError
+from protocol.fields import Fields
+
+__all__ = [
+    "BABY_STEPS",
+    "EncryptedGallery",
+    "HEContext",
+    "HEParameters",
+    "MalformedCiphertext",
+    "QueryKeys",
+    "key_id_of",
+]
+
+BABY_STEPS = (8, 16, 32, 64)
+"""Giant-step sizes the evaluation keys cover; the peer picks the cheapest for its gallery."""
+
+MASK_RANGE = (4.0, 64.0)
+"""Bounds of the log-uniform per-slot mask ``r``; the low bound keeps the sign safe from encoding error."""
+
+HEADROOM_BITS = 9
+"""Bits above the final scale for ``|r * 2 (s - t)| <= 64 * 2 * 1.5 + noise < 2^8`` and the sign."""
+
+MAX_CIPHERTEXT_BYTES = 1 << 20
+MAX_KEY_BYTES = 8 << 20
+
+_SECURITY = {128: seal.SEC_LEVEL_TYPE.TC128, 192: seal.SEC_LEVEL_TYPE.TC192, 256: seal.SEC_LEVEL_TYPE.TC256}
+
+
+class MalformedCiphertext(MalformedError):
+    """A ciphertext or key that does not fit the group's parameters: refused before any work."""
+
+    code = "malformed_ciphertext"
+
+
+def key_id_of(galois_keys: bytes) -> str:
+    """Evaluation keys are named by the SHA-256 of their serialised form."""
+    return hashlib.sha256(galois_keys).hexdigest()
+
+
+@dataclass(frozen=True)
+class HEParameters:
+    """The group's CKKS parameters, as the manifest states them."""
+
+    ring_dimension: int = 8192
+    coeff_modulus_bits: tuple[int, ...] = (60, 60)
+    query_scale_bits: int = 28
+    entry_scale_bits: int = 16
+    mask_scale_bits: int = 7
+    noise: float = 0.01
+    security_bits: int = 128
+
+    def __post_init__(self) -> None:
+        n = self.ring_dimension
+        if n not in (4096, 8192, 16384, 32768):
+            raise ConfigurationError(f"he.ring_dimension {n}: expected 4096, 8192, 16384 or 32768")
+        if self.security_bits not in _SECURITY:
+            raise ConfigurationError(f"he.security_bits {self.security_bits}: expected 128, 192 or 256")
+        bits = self.coeff_modulus_bits
+        if len(bits) < 2 or any(not 20 <= b <= 60 for b in bits):
+            raise ConfigurationError(
+                f"he.coeff_modulus_bits {list(bits)}: need a data prime and a special prime, each 20..60 bits"
+            )
+        limit = seal.CoeffModulus.MaxBitCount(n, _SECURITY[self.security_bits])
+        if sum(bits) > limit:
+            raise ConfigurationError(
+                f"he.coeff_modulus_bits total {sum(bits)} bits exceeds {limit}, the most ring dimension {n} "
+                f"allows at {self.security_bits}-bit security"
+            )
+        if bits[-1] < max(bits[:-1]):
+            raise ConfigurationError("he.coeff_modulus_bits: the special (last) prime must be the largest")
+        used = self.query_scale_bits + self.entry_scale_bits + self.mask_scale_bits + HEADROOM_BITS
+        if used > sum(bits[:-1]):
+            raise ConfigurationError(
+                f"he scales: {used} bits of scale and headroom do not fit the {sum(bits[:-1])}-bit data modulus"
+            )
+        if not 20 <= self.query_scale_bits <= 40 or not 10 <= self.entry_scale_bits <= 30:
+            raise ConfigurationError("he scales: query 20..40 bits, entries 10..30 bits")
+        if not 6 <= self.mask_scale_bits <= 20:
+            raise ConfigurationError("he.mask_scale_bits: expected 6..20")
+        if not (math.isfinite(self.noise) and 0.0 < self.noise <= 0.1):
+            raise ConfigurationError(f"he.noise {self.noise}: expected 0 < noise <= 0.1")
+
+    @property
+    def slots(self) -> int:
+        return self.ring_dimension // 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scheme": "ckks",
+            "ring_dimension": self.ring_dimension,
+            "coeff_modulus_bits": list(self.coeff_modulus_bits),
+            "query_scale_bits": self.query_scale_bits,
+            "entry_scale_bits": self.entry_scale_bits,
+            "mask_scale_bits": self.mask_scale_bits,
+            "noise": self.noise,
+            "security_bits": self.security_bits,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, what: str = "he") -> HEParameters:
+        f = Fields(data, what)
+        f.const("scheme", "ckks")
+        bits = f.array("coeff_modulus_bits", max_items=16)
+        if not all(isinstance(b, int) and not isinstance(b, bool) for b in bits):
+            raise MalformedError(f"{what}.coeff_modulus_bits: expected integers")
+        try:
+            params = cls(
+                ring_dimension=f.integer("ring_dimension", low=1024, high=65536),
+                coeff_modulus_bits=tuple(bits),
+                query_scale_bits=f.integer("query_scale_bits", high=60),
+                entry_scale_bits=f.integer("entry_scale_bits", high=60),
+                mask_scale_bits=f.integer("mask_scale_bits", high=60),
+                noise=f.number("noise", low=0.0, high=1.0),
+                security_bits=f.integer("security_bits", high=512),
+            )
+        except ConfigurationError as e:
+            raise MalformedError(f"{what}: {e}") from e
+        if f.rest():
+            raise MalformedError(f"{what}: unexpected fields {sorted(f.rest())}")
+        return params
+
+    def fingerprint(self) -> str:
+        """Short name for "these exact parameters", carried beside keys and queries."""
+        text = ",".join(f"{k}={v}" for k, v in sorted(self.to_dict().items()))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _save(obj: Any) -> bytes:
+    fd = os.memfd_create("watchnet-he", os.MFD_CLOEXEC)
+    try:
+        obj.save(f"/proc/self/fd/{fd}")
+        size = os.fstat(fd).st_size
+        os.lseek(fd, 0, os.SEEK_SET)
+        chunks = []
+        while size > 0:
+            chunk = os.read(fd, size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _load(target: Any, context: seal.SEALContext, data: bytes, what: str) -> None:
+    fd = os.memfd_create("watchnet-he", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        try:
+            target.load(context, f"/proc/self/fd/{fd}")
+        except (ValueError, RuntimeError, TypeError) as e:
+            raise MalformedCiphertext(
+                f"{what}: not a valid SEAL object for the group's parameters ({e})"
+            ) from e
+    finally:
+        os.close(fd)
+
+
+def _rotation_elements(ring_dimension: int) -> list[int]:
+    """Galois elements for left rotations by 1 and by every giant step, plus complex conjugation."""
+    m = 2 * ring_dimension
+    return [pow(3, step, m) for step in (1, *BABY_STEPS)] + [m - 1]
+
+
+class HEContext:
+    """SEAL objects for one parameter set: context, encoder, evaluator."""
+
+    def __init__(self, params: HEParameters) -> None:
+        self.params = params
+        parms = seal.EncryptionParameters(seal.SCHEME_TYPE.CKKS)
+        parms.set_poly_modulus_degree(params.ring_dimension)
+        parms.set_coeff_modulus(
+            seal.CoeffModulus.Create(params.ring_dimension, list(params.coeff_modulus_bits))
+        )
+        self.seal = seal.SEALContext(parms, True, _SECURITY[params.security_bits])
+        if not self.seal.parameters_set():
+            raise ConfigurationError(f"SEAL refused the parameters: {self.seal.parameters_error_message()}")
+        self.encoder = seal.CKKSEncoder(self.seal)
+        self.evaluator = seal.Evaluator(self.seal)
+        self.query_scale = float(2**params.query_scale_bits)
+
+    def pack(self, vector: npt.NDArray[np.floating[Any]]) -> list[complex]:
+        """A unit embedding as d/2 complex slots, repeated to fill the ciphertext."""
+        half = vector.shape[0] // 2
+        if vector.shape[0] % 2 or half & (half - 1) or self.params.slots % half:
+            raise MalformedError(
+                f"embedding dimension {vector.shape[0]}: private mode needs 2 * a power of two "
+                f"dividing {self.params.slots}"
+            )
+        v = vector.astype(np.float64)
+        packed = v[0::2] + 1j * v[1::2]
+        return list(np.tile(packed, self.params.slots // half))
+
+    def galois_keys(self, data: bytes) -> seal.GaloisKeys:
+        """Load a member's evaluation keys; refuse any that lack a rotation we use."""
+        if len(data) > MAX_KEY_BYTES:
+            raise OversizedError(f"evaluation keys: {len(data)} bytes, limit {MAX_KEY_BYTES}")
+        keys = seal.GaloisKeys()
+        _load(keys, self.seal, data, "evaluation keys")
+        missing = [e for e in _rotation_elements(self.params.ring_dimension) if not keys.has_key(e)]
+        if missing:
+            raise MalformedCiphertext(f"evaluation keys: no key for Galois elements {missing}")
+        return keys
+
+    def load_query(self, data: bytes) -> seal.Ciphertext:
+        """An encrypted query, checked against the group's parameters before it is used."""
+        if len(data) > MAX_CIPHERTEXT_BYTES:
+            raise OversizedError(f"encrypted query: {len(data)} bytes, limit {MAX_CIPHERTEXT_BYTES}")
+        ct = seal.Ciphertext()
+        _load(ct, self.seal, data, "encrypted query")
+        if ct.size() != 2 or not ct.is_ntt_form() or ct.parms_id() != self.seal.first_parms_id():
+            raise MalformedCiphertext(
+                "encrypted query: expected a fresh two-component ciphertext at the first level of the group's parameters"
+            )
+        if ct.scale != self.query_scale:
+            raise MalformedCiphertext(
+                f"encrypted query: scale 2^{math.log2(ct.scale):.2f}, the group uses 2^{self.params.query_scale_bits}"
+            )
+        return ct
+
+    def load_result(self, data: bytes) -> seal.Ciphertext:
+        if len(data) > MAX_CIPHERTEXT_BYTES:
+            raise OversizedError(f"encrypted scores: {len(data)} bytes, limit {MAX_CIPHERTEXT_BYTES}")
+        ct = seal.Ciphertext()
+        _load(ct, self.seal, data, "encrypted scores")
+        if ct.size() != 2:
+            raise MalformedCiphertext("encrypted scores: expected a two-component ciphertext")
+        return ct
+
+    def save(self, obj: Any) -> bytes:
+        return _save(obj)
+
+
+class QueryKeys:
+    """The querier's key pair for one epoch: the secret key never leaves this object's node."""
+
+    def __init__(self, context: HEContext, secret_key: seal.SecretKey, galois_keys: bytes) -> None:
+        self.context = context
+        self._secret = secret_key
+        self.galois_keys = galois_keys
+        self.key_id = key_id_of(galois_keys)
+        self._encryptor = seal.Encryptor(context.seal, secret_key)
+        self._decryptor = seal.Decryptor(context.seal, secret_key)
+
+    @classmethod
+    def generate(cls, context: HEContext) -> QueryKeys:
+        generator = seal.KeyGenerator(context.seal)
+        galois = _save(generator.create_galois_keys(_rotation_elements(context.params.ring_dimension)))
+        return cls(context, generator.secret_key(), galois)
+
+    @classmethod
+    def load(cls, context: HEContext, secret: bytes, galois_keys: bytes) -> QueryKeys:
+        key = seal.SecretKey()
+        _load(key, context.seal, secret, "secret key")
+        return cls(context, key, galois_keys)
+
+    def secret_bytes(self) -> bytes:
+        """For the node's own key file only."""
+        return _save(self._secret)
+
+    def encrypt(self, vector: npt.NDArray[np.floating[Any]]) -> bytes:
+        """A seeded symmetric encryption of the packed query (half the size of a public-key one)."""
+        plain = seal.Plaintext()
+        self.context.encoder.encode(self.context.pack(vector), self.context.query_scale, plain)
+        return _save(self._encryptor.encrypt_symmetric(plain))
+
+    def decrypt(self, results: Sequence[bytes]) -> npt.NDArray[np.complex128]:
+        """The per-position values of an answer, in the peer's slot order."""
+        out = []
+        for data in results:
+            ct = self.context.load_result(data)
+            plain = seal.Plaintext()
+            self._decryptor.decrypt(ct, plain)
+            out.append(np.asarray(self.context.encoder.decode_complex(plain), dtype=np.complex128))
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.complex128)
+
+
+class EncryptedGallery:
+    """A watchlist pre-encoded for encrypted inner products, at fixed slot positions.
+
+    ``rows`` holds the unit embeddings; ``positions[i]`` is the slot position of row i among
+    ``ciphertexts * slots`` positions (the caller shuffles). Every other position holds a random
+    unit decoy: the diagonals stay dense (a sparse diagonal rounds away in encoding), the
+    gallery's size shows only to the nearest ``slots``, and a decoy never reaches a threshold
+    (its cosine with any face is about N(0, 1/d)).
+    Memory: up to ``ciphertexts * d/2`` plaintexts of ``N * 8`` bytes per data prime; all-zero
+    diagonals (a sparse gallery) are skipped, since SEAL refuses a product that would be
+    transparent.
+    """
+
+    def __init__(
+        self, context: HEContext, rows: npt.NDArray[np.float32], positions: npt.NDArray[np.int64]
+    ) -> None:
+        self.context = context
+        params = context.params
+        slots = params.slots
+        count, dimension = rows.shape if rows.size else (0, 0)
+        self.ciphertexts = max(1, -(-count // slots)) if count else 0
+        if count and (positions.shape != (count,) or positions.max() >= self.ciphertexts * slots):
+            raise ValueError("positions must place every row inside the gallery's slots")
+        self.half = dimension // 2
+        self.baby = self._choose_baby(self.half, self.ciphertexts)
+        entry_scale = float(2**params.entry_scale_bits)
+        self._diagonals: list[list[seal.Plaintext | None]] = []
+        self.memory_bytes = 0
+        if not count:
+            return
+        total = self.ciphertexts * slots
+        decoys = np.random.default_rng(secrets.randbits(128)).normal(size=(total, dimension))
+        decoys /= np.linalg.norm(decoys, axis=1, keepdims=True)
+        decoys[positions] = rows.astype(np.float64)
+        packed = np.conj(decoys[:, 0::2] + 1j * decoys[:, 1::2])
+        del decoys
+        j = np.arange(slots)[:, None]
+        shift = (j + np.arange(self.half)[None, :]) % self.half
+        for c in range(self.ciphertexts):
+            block = packed[c * slots : (c + 1) * slots]
+            diagonals = block[j, shift]
+            plains: list[seal.Plaintext | None] = []
+            for i in range(self.half):
+                if not diagonals[:, i].any():
+                    plains.append(None)
+                    continue
+                giant = (i // self.baby) * self.baby
+                plain = seal.Plaintext()
+                context.encoder.encode(list(np.roll(diagonals[:, i], giant)), entry_scale, plain)
+                if plain.is_zero():
+                    plains.append(None)
+                    continue
+                plains.append(plain)
+                self.memory_bytes += params.ring_dimension * 8 * (len(params.coeff_modulus_bits) - 1)
+            self._diagonals.append(plains)
+
+    @staticmethod
+    def _choose_baby(half: int, ciphertexts: int) -> int:
+        choices = [b for b in BABY_STEPS if b <= half and half % b == 0] or [1]
+        return min(choices, key=lambda b: (b - 1) + max(1, ciphertexts) * (half // b - 1))
+
+    def inner_products(self, query: seal.Ciphertext, keys: seal.GaloisKeys) -> list[seal.Ciphertext]:
+        """Encrypted ``2 <q, e>`` for every slot position (real; zero where no entry sits)."""
+        ev = self.context.evaluator
+        baby = [query]
+        for _ in range(1, self.baby):
+            rotated = seal.Ciphertext()
+            ev.rotate_vector(baby[-1], 1, keys, rotated)
+            baby.append(rotated)
+        giants = self.half // self.baby
+        out = []
+        for plains in self._diagonals:
+            acc: seal.Ciphertext | None = None
+            for g in reversed(range(giants)):
+                part: seal.Ciphertext | None = None
+                for b in range(self.baby):
+                    plain = plains[g * self.baby + b]
+                    if plain is None:
+                        continue
+                    term = seal.Ciphertext()
+                    ev.multiply_plain(baby[b], plain, term)
+                    if part is None:
+                        part = term
+                    else:
+                        ev.add_inplace(part, term)
+                if acc is not None:
+                    ev.rotate_vector_inplace(acc, self.baby, keys)
+                    if part is not None:
+                        ev.add_inplace(part, acc)
+                    else:
+                        part = acc
+                acc = part
+            assert acc is not None, "every gallery ciphertext holds an entry"
+            conjugate = seal.Ciphertext()
+            ev.complex_conjugate(acc, keys, conjugate)
+            ev.add_inplace(acc, conjugate)
+            out.append(acc)
+        return out
+
+    def masked_scores(
+        self, query: seal.Ciphertext, keys: seal.GaloisKeys, threshold: float, rng: np.random.Generator
+    ) -> list[bytes]:
+        """``r * 2 (s - t) + n`` per slot position: the sign says match, the magnitude is blurred."""
+        ctx = self.context
+        ev = ctx.evaluator
+        slots = ctx.params.slots
+        out = []
+        for ct in self.inner_products(query, keys):
+            offset = seal.Plaintext()
+            ctx.encoder.encode(-2.0 * threshold, ct.parms_id(), ct.scale, offset)
+            ev.add_plain_inplace(ct, offset)
+            mask = np.exp(rng.uniform(math.log(MASK_RANGE[0]), math.log(MASK_RANGE[1]), slots))
+            mask_plain = seal.Plaintext()
+            ctx.encoder.encode(list(mask), ct.parms_id(), float(2**ctx.params.mask_scale_bits), mask_plain)
+            ev.multiply_plain_inplace(ct, mask_plain)
+            noise = rng.normal(0.0, ctx.params.noise, slots) + 1j * rng.normal(0.0, ctx.params.noise, slots)
+            noise_plain = seal.Plaintext()
+            ctx.encoder.encode(list(noise), ct.parms_id(), ct.scale, noise_plain)
+            ev.add_plain_inplace(ct, noise_plain)
+            out.append(_save(ct))
+        return out

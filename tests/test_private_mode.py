@@ -1,0 +1,255 @@
+"""Private mode across real node processes: the two rounds, the peer's ignorance, typed refusals,
+and the basis-vector extraction attack run through the real protocol."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import struct
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from node.network import LocalNetwork
+from protocol.embedding import Embedding
+from protocol.he import MASK_RANGE, HEContext, HEParameters, QueryKeys
+from protocol.message import MAX_BULK_SEALED_BYTES, PeerKeys, compose_sealed, decode_body, open_sealed
+from protocol.private_query import EvaluationKeys, PrivateQuery, PrivateScores
+from protocol.signed import Payload
+from tests.test_federation import audit, register, unit
+
+MEMBERS = ["chain-a", "chain-b"]
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
+    network = LocalNetwork(tmp_path_factory.mktemp("private"), MEMBERS, sync_interval="1s")
+    network.create()
+    try:
+        network.start()
+        yield network
+    finally:
+        network.stop()
+
+
+def near(face: Embedding, seed: int, noise: float = 0.02) -> Embedding:
+    return Embedding.from_vector(
+        face.vector + noise * np.random.default_rng(seed).normal(size=face.dimension)
+    )
+
+
+def params(net: LocalNetwork) -> HEParameters:
+    he = net.current_manifest().policy.query_modes.he
+    assert he is not None
+    return he
+
+
+def send(
+    net: LocalNetwork, sender: str, path: str, body: Payload, expected: type[Payload] | None = None
+) -> tuple[int, Any]:
+    """A sealed message from ``sender``'s own key files to chain-a; the opened answer on success."""
+    manifest = net.current_manifest()
+    a = manifest.member("chain-a")
+    assert a is not None
+    node = net.node(sender)
+    raw = compose_sealed(
+        sender=sender,
+        recipient="chain-a",
+        manifest_version=manifest.version,
+        purpose="crime-prevention",
+        body=body,
+        issued_at=datetime.now(UTC),
+        signing_key=node.signing_key(),
+        sender_key=node.encryption_key(),
+        recipient_key=a.encryption_key,
+        max_bytes=MAX_BULK_SEALED_BYTES,
+    )
+    status, answer = net.node("chain-a").call("POST", path, raw=raw)
+    if status != 200 or expected is None:
+        return status, answer
+    signed = open_sealed(
+        answer if isinstance(answer, bytes) else json.dumps(answer).encode(),
+        recipient_id=sender,
+        recipient_key=node.encryption_key(),
+        lookup_sender=lambda _: PeerKeys(a.signing_key, a.encryption_key),
+        max_bytes=MAX_BULK_SEALED_BYTES,
+    )
+    return status, decode_body(signed.payload, {expected.TYPE: expected})
+
+
+def upload(net: LocalNetwork, keys: QueryKeys, sender: str = "chain-b", **overrides: Any) -> tuple[int, Any]:
+    fields: dict[str, Any] = {
+        "owner": sender,
+        "key_id": keys.key_id,
+        "params": keys.context.params,
+        "not_after": (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0),
+        "galois_keys": keys.galois_keys,
+    }
+    fields.update(overrides)
+    return send(net, sender, "/v1/peer/private/keys", EvaluationKeys(**fields))
+
+
+def descendants(pid: int) -> list[int]:
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in children:
+            out += descendants(int(child))
+    return out
+
+
+def memory_holds(pid: int, needle: bytes) -> bool:
+    """Whether any readable mapping of ``pid`` or its children contains ``needle``."""
+    for proc in descendants(pid):
+        with open(f"/proc/{proc}/maps") as maps, open(f"/proc/{proc}/mem", "rb", 0) as mem:
+            for line in maps:
+                fields = line.split()
+                if "r" not in fields[1] or (len(fields) > 5 and fields[5].startswith("[v")):
+                    continue
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                try:
+                    mem.seek(start)
+                    if needle in mem.read(end - start):
+                        return True
+                except (OSError, ValueError, OverflowError):
+                    continue
+    return False
+
+
+def files_hold(directory: Path, needle: bytes) -> bool:
+    return any(needle in p.read_bytes() for p in directory.rglob("*") if p.is_file())
+
+
+def test_a_private_query_finds_the_match_and_only_the_match(net: LocalNetwork) -> None:
+    a, b = net.node("chain-a"), net.node("chain-b")
+    face = unit(7001)
+    entry_id = register(a, face)
+    for seed in range(7002, 7006):
+        register(a, unit(seed))
+    probe = near(face, 1)
+    status, result = b.call(
+        "POST", "/v1/query", "op1", {"embeddings": [probe.to_str(), unit(7100).to_str()], "mode": "private"}
+    )
+    assert status == 200, result
+    assert result["mode"] == "private"
+    assert result["peers"] == [{"node_id": "chain-a", "status": "ok", "mode": "private", "matches": 1}]
+    assert [(m["entry_id"], m["query_index"]) for m in result["matches"]] == [(entry_id, 0)]
+    assert abs(result["matches"][0]["score"] - probe.similarity(face)) < 1e-5, "round 2 scores in the clear"
+    records = audit(a)
+    rounds = [r for r in records if r["action"] == "POST /v1/peer/private/query" and r["outcome"] == "ok:200"]
+    reveals = [
+        r for r in records if r["action"] == "POST /v1/peer/private/reveal" and r["outcome"] == "ok:200"
+    ]
+    assert rounds and "private faces=2" in rounds[-1]["target"]
+    assert reveals and "candidates=1 hits=1" in reveals[-1]["target"], "only the matching face was revealed"
+
+
+def test_a_non_matching_face_never_reaches_the_peer_in_usable_form(net: LocalNetwork) -> None:
+    a, b = net.node("chain-a"), net.node("chain-b")
+    passer_by = unit(7200)
+    status, result = b.call(
+        "POST", "/v1/query", "op1", {"embeddings": [passer_by.to_str()], "mode": "private"}
+    )
+    assert status == 200 and result["matches"] == [], result
+    probe = passer_by.raw[:64]
+    assert a.process is not None and b.process is not None
+    assert not memory_holds(a.process.pid, probe), "the passer-by's embedding is in the peer's memory"
+    assert not files_hold(a.directory, probe)
+    secret = (b.directory / "keys" / "he-query.secret").read_bytes()
+    keys = QueryKeys.load(
+        HEContext(params(net)), secret, (b.directory / "keys" / "he-query.galois").read_bytes()
+    )
+    data = keys._secret.data()
+    fingerprint = struct.pack("<8Q", *(data.data(i) for i in range(8)))
+    assert memory_holds(b.process.pid, fingerprint), "control: the scan finds the key where it is"
+    assert not memory_holds(a.process.pid, fingerprint), "the peer holds the querier's secret key"
+    assert not files_hold(a.directory, fingerprint) and not files_hold(a.directory, secret[16:80])
+
+
+def test_unknown_stale_and_foreign_keys_are_refused_and_audited(net: LocalNetwork) -> None:
+    he = params(net)
+    keys = QueryKeys.generate(HEContext(he))
+    query = PrivateQuery(
+        query_id=f"qry-{secrets.token_hex(8)}",
+        model_id=net.current_manifest().policy.model.model_id,
+        key_id=keys.key_id,
+        ciphertexts=[keys.encrypt(unit(1).vector)],
+    )
+    status, body = send(net, "chain-b", "/v1/peer/private/query", query)
+    assert (status, body["error"]) == (404, "unknown_eval_key")
+    status, body = upload(
+        net, keys, not_after=(datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=0)
+    )
+    assert (status, body["error"]) == (409, "stale_eval_key")
+    other = HEParameters(query_scale_bits=27, entry_scale_bits=17)
+    foreign = QueryKeys.generate(HEContext(other))
+    status, body = upload(net, foreign)
+    assert (status, body["error"]) == (409, "stale_eval_key")
+    status, body = upload(net, keys, owner="chain-a")
+    assert (status, body["error"]) == (403, "policy_refused")
+    status, body = upload(net, keys)
+    assert status == 200, body
+    status, body = send(net, "chain-b", "/v1/peer/private/query", query, PrivateScores)
+    assert status == 200 and isinstance(body, PrivateScores)
+    bad = PrivateQuery(
+        query_id=f"qry-{secrets.token_hex(8)}",
+        model_id=query.model_id,
+        key_id=keys.key_id,
+        ciphertexts=[b"\x01" * 4000],
+    )
+    status, body = send(net, "chain-b", "/v1/peer/private/query", bad)
+    assert (status, body["error"]) == (400, "malformed_ciphertext")
+    refused = [
+        r
+        for r in audit(net.node("chain-a"))
+        if r["action"].startswith("POST /v1/peer/private") and r["outcome"].startswith("refused:")
+    ]
+    assert [r["outcome"] for r in refused][-5:] == [
+        "refused:unknown_eval_key",
+        "refused:stale_eval_key",
+        "refused:stale_eval_key",
+        "refused:policy_refused",
+        "refused:malformed_ciphertext",
+    ]
+
+
+def test_basis_vector_extraction_through_the_real_protocol_reconstructs_nothing(net: LocalNetwork) -> None:
+    """A member sends the 512 basis vectors (32 messages, inside the rate limit) and rebuilds the gallery
+    from the answers the best way it can; the rebuilt vectors are compared with the true entries."""
+    a = net.node("chain-a")
+    truth = np.vstack([unit(seed).vector for seed in (7001, 7002, 7003, 7004, 7005)]).astype(np.float64)
+    he = params(net)
+    keys = QueryKeys.generate(HEContext(he))
+    assert upload(net, keys)[0] == 200
+    model = net.current_manifest().policy.model.model_id
+    dimension = truth.shape[1]
+    answers = []
+    for start in range(0, dimension, 16):
+        basis = np.eye(dimension)[start : start + 16]
+        query = PrivateQuery(
+            query_id=f"qry-{secrets.token_hex(8)}",
+            model_id=model,
+            key_id=keys.key_id,
+            ciphertexts=[keys.encrypt(v) for v in basis],
+        )
+        status, scores = send(net, "chain-b", "/v1/peer/private/query", query, PrivateScores)
+        assert status == 200, scores
+        answers += [keys.decrypt(r).real for r in scores.results]
+    values = np.vstack(answers)
+    assert len({len(v) for v in answers}) == 1
+    threshold = net.current_manifest().policy.match_threshold
+    mean_mask = (MASK_RANGE[1] - MASK_RANGE[0]) / np.log(MASK_RANGE[1] / MASK_RANGE[0])
+    estimate = threshold + values / (2 * mean_mask)
+    estimate -= estimate.mean(axis=0, keepdims=True)
+    estimate /= np.linalg.norm(estimate, axis=0, keepdims=True)
+    cosines = truth @ estimate
+    best = cosines.max(axis=1)
+    print(f"\nbest cosine of any reconstructed position to each true entry: {np.round(best, 3).tolist()}")
+    assert (best < threshold).all(), "a reconstructed vector would match a registered entry"
+    assert (best < 0.35).all()
+    assert all(v.max() < 0 for v in values), "no basis vector ever crosses the threshold"
+    assert a.call("GET", "/v1/health")[0] == 200, "the node kept answering through the attack"
