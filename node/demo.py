@@ -16,6 +16,7 @@ import json
 import secrets
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import time
@@ -116,7 +117,9 @@ class Story:
             self.record(name, False, f"{type(e).__name__}: {e}")
 
     def manifest(self) -> Step:
-        versions = {n.node_id: n.call("GET", "/v1/manifest")[1]["signed"]["version"] for n in self.net.nodes.values()}
+        versions = {
+            n.node_id: n.call("GET", "/v1/manifest")[1]["signed"]["version"] for n in self.net.nodes.values()
+        }
         signed = SignedDocument.from_bytes(self.net.manifest_path.read_bytes(), Manifest)
         ok = all(v == 1 for v in versions.values()) and len(signed.signatures) == 2
         return self.record(
@@ -158,14 +161,20 @@ class Story:
 
     def query_match(self) -> Step:
         b = self.net.node("chain-b")
-        status, result = b.call("POST", "/v1/query", "op1", {"image": _image("players.jpg"), "site": "umeda-02"})
+        status, result = b.call(
+            "POST", "/v1/query", "op1", {"image": _image("players.jpg"), "site": "umeda-02"}
+        )
         hits = [m for m in result.get("matches", []) if m["entry_id"] == self.entry_id]
         ok = status == 200 and len(hits) == 1 and hits[0]["owner"] == "chain-a"
         return self.record(
             "query-match",
             ok,
             f"B's camera frame ({result.get('faces')} faces) was queried across the network; "
-            + (f"A answered with its signed entry, score {hits[0]['score']:.3f}" if hits else "no match came back"),
+            + (
+                f"A answered with its signed entry, score {hits[0]['score']:.3f}"
+                if hits
+                else "no match came back"
+            ),
             peers=result.get("peers"),
             matches=result.get("matches"),
         )
@@ -179,7 +188,10 @@ class Story:
         self.passer_by = pipeline.embed_crops([f.crop for f in faces])
         b = self.net.node("chain-b")
         status, result = b.call(
-            "POST", "/v1/query", "op1", {"embeddings": [e.to_str() for e in self.passer_by], "site": "umeda-02"}
+            "POST",
+            "/v1/query",
+            "op1",
+            {"embeddings": [e.to_str() for e in self.passer_by], "site": "umeda-02"},
         )
         a = self.net.node("chain-a")
         time.sleep(0.2)
@@ -192,6 +204,59 @@ class Story:
             f"A's database, WAL or log ({len(traces)} traces found)",
             faces=len(self.passer_by),
             traces=traces,
+        )
+
+    def query_private(self) -> Step:
+        """B asks in private mode first, so A has never seen these faces in the clear: A scores CKKS
+        ciphertexts it cannot decrypt and only the matching face is revealed to it."""
+        from node.face.models import ModelPack
+        from node.face.pipeline import FacePipeline, decode_image
+        from protocol.he import HEContext, QueryKeys
+
+        a, b = self.net.node("chain-a"), self.net.node("chain-b")
+        pipeline = FacePipeline(ModelPack.locate())
+        detected = pipeline.detect(decode_image(photo_path("players.jpg").read_bytes()))
+        frame = pipeline.embed_crops([f.crop for f in detected])
+        _, wanted = pipeline.best_face(decode_image(photo_path("yaoming.jpg").read_bytes()))
+        threshold = self.net.current_manifest().policy.match_threshold
+        strangers = [e for e in frame if e.similarity(wanted) < threshold]
+        status, result = b.call(
+            "POST",
+            "/v1/query",
+            "op1",
+            {"embeddings": [e.to_str() for e in frame], "site": "umeda-02", "mode": "private"},
+        )
+        hits = [m for m in result.get("matches", []) if m["entry_id"] == self.entry_id]
+        he = self.net.current_manifest().policy.query_modes.he
+        assert he is not None and a.process is not None
+        keys_dir = b.directory / "keys"
+        keys = QueryKeys.load(
+            HEContext(he),
+            (keys_dir / "he-query.secret").read_bytes(),
+            (keys_dir / "he-query.galois").read_bytes(),
+        )
+        secret = secret_key_fingerprint(keys)
+        in_memory = process_holds(a.process.pid, [secret, *(e.raw[:64] for e in strangers)])
+        traces = _find_embeddings(a, strangers)
+        modes = {p["node_id"]: p.get("mode") for p in result.get("peers", [])}
+        ok = (
+            status == 200
+            and len(hits) == 1
+            and len(result.get("matches", [])) == 1
+            and set(modes.values()) == {"private"}
+            and not in_memory
+            and not traces
+        )
+        return self.record(
+            "query-private",
+            ok,
+            f"B's camera frame ({len(frame)} faces) asked in private mode {modes}: A scored ciphertexts it "
+            "cannot decrypt and learnt only of "
+            + (f"the match (score {hits[0]['score']:.3f})" if hits else "nothing")
+            + f"; the other {len(strangers)} faces and B's secret key are in neither A's memory "
+            f"({len(in_memory)} found) nor its files ({len(traces)} found)",
+            peers=result.get("peers"),
+            memory_hits=len(in_memory),
         )
 
     def refusals(self) -> None:
@@ -210,7 +275,13 @@ class Story:
             self.record(name, error == code, f"{what}: refused with {error!r} ({reason})", status=got[0])
 
         marketing = craft_query(
-            b, "chain-a", a_key, manifest_version=manifest.version, purpose="marketing", embeddings=probe, model_id=model
+            b,
+            "chain-a",
+            a_key,
+            manifest_version=manifest.version,
+            purpose="marketing",
+            embeddings=probe,
+            model_id=model,
         )
         expect("refuse-purpose", send(marketing), "purpose_not_allowed", "B's query for purpose 'marketing'")
 
@@ -220,21 +291,34 @@ class Story:
         for member_id in MEMBERS:
             key = manifest.member(member_id).encryption_key  # type: ignore[union-attr]
             raw = craft_query(
-                outsider, member_id, key, manifest_version=manifest.version, purpose="crime-prevention",
-                embeddings=probe, model_id=model,
+                outsider,
+                member_id,
+                key,
+                manifest_version=manifest.version,
+                purpose="crime-prevention",
+                embeddings=probe,
+                model_id=model,
             )
             got = self.net.node(member_id).call("POST", "/v1/peer/query", raw=raw)
             errors[member_id] = got[1].get("error") if isinstance(got[1], dict) else got[0]
         self.record(
             "refuse-outsider",
-            status == 403 and local.get("error") == "not_a_member" and set(errors.values()) == {"unknown_peer"},
+            status == 403
+            and local.get("error") == "not_a_member"
+            and set(errors.values()) == {"unknown_peer"},
             f"a node that is not a joint user: its own software sends nothing ({local.get('error')}), and "
             f"queries it crafts anyway are refused by each member {errors}",
             members=errors,
         )
 
         fresh = craft_query(
-            b, "chain-a", a_key, manifest_version=manifest.version, purpose="crime-prevention", embeddings=probe, model_id=model
+            b,
+            "chain-a",
+            a_key,
+            manifest_version=manifest.version,
+            purpose="crime-prevention",
+            embeddings=probe,
+            model_id=model,
         )
         first = send(fresh)
         again = send(fresh)
@@ -250,12 +334,17 @@ class Story:
             model_id=model,
             signing_key=SigningKey.generate(),
         )
-        expect("refuse-wrong-key", send(forged), "bad_signature", "a query in B's name signed with another key")
+        expect(
+            "refuse-wrong-key", send(forged), "bad_signature", "a query in B's name signed with another key"
+        )
 
     def correct_and_delete(self) -> None:
         a, b = self.net.node("chain-a"), self.net.node("chain-b")
         status, corrected = a.call(
-            "POST", f"/v1/entries/{self.entry_id}/correct", "off2", {"reason": "correction", "category": "theft"}
+            "POST",
+            f"/v1/entries/{self.entry_id}/correct",
+            "off2",
+            {"reason": "correction", "category": "theft"},
         )
 
         def b_alert() -> dict[str, Any] | None:
@@ -283,7 +372,9 @@ class Story:
         elapsed = time.monotonic() - started
         last = a.call("GET", "/v1/propagation", "off1")[1]["events"][-1]
         alert = b_alert() or {}
-        ok = status == 200 and bool(done) and alert.get("status") == "withdrawn" and alert.get("score") is None
+        ok = (
+            status == 200 and bool(done) and alert.get("status") == "withdrawn" and alert.get("score") is None
+        )
         self.record(
             "delete-and-receipts",
             ok,
@@ -305,14 +396,21 @@ class Story:
 
         new = self.net.update(suspend_c).payload
         versions = wait_for(
-            lambda: (lambda v: v if all(x == new.version for x in v.values()) else None)(self.net.refresh_manifests()),
+            lambda: (lambda v: v if all(x == new.version for x in v.values()) else None)(
+                self.net.refresh_manifests()
+            ),
             15,
             0.5,
         )
         probe = self.passer_by[:1] or [Embedding.from_str(_unit_vector())]
         status, result = c.call("POST", "/v1/query", "op1", {"embeddings": [probe[0].to_str()]})
         errors = {p["node_id"]: p.get("error") for p in result.get("peers", [])}
-        ok = status == 200 and bool(versions) and set(errors.values()) == {"member_not_active"} and set(errors) == {"chain-a", "chain-b"}
+        ok = (
+            status == 200
+            and bool(versions)
+            and set(errors.values()) == {"member_not_active"}
+            and set(errors) == {"chain-a", "chain-b"}
+        )
         return self.record(
             "suspend",
             ok,
@@ -343,6 +441,39 @@ def _find_embeddings(node: LocalNode, embeddings: list[Embedding]) -> list[str]:
     return found
 
 
+def secret_key_fingerprint(keys: Any) -> bytes:
+    """The first 64 bytes of a CKKS secret key as it sits in memory (its NTT-form coefficients)."""
+    data = keys._secret.data()
+    return struct.pack("<8Q", *(data.data(i) for i in range(8)))
+
+
+def _descendants(pid: int) -> list[int]:
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            out += _descendants(int(child))
+    return out
+
+
+def process_holds(pid: int, needles: list[bytes]) -> list[bytes]:
+    """Which ``needles`` appear in a readable mapping of ``pid`` or one of its child processes."""
+    found: list[bytes] = []
+    for proc in _descendants(pid):
+        with open(f"/proc/{proc}/maps") as maps, open(f"/proc/{proc}/mem", "rb", 0) as mem:
+            for line in maps:
+                fields = line.split()
+                if "r" not in fields[1] or (len(fields) > 5 and fields[5].startswith("[v")):
+                    continue
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                try:
+                    mem.seek(start)
+                    chunk = mem.read(end - start)
+                except (OSError, ValueError, OverflowError):
+                    continue
+                found += [n for n in needles if n in chunk and n not in found]
+    return found
+
+
 def run_demo(network: LocalNetwork, say: Callable[[str], None]) -> list[Step]:
     story = Story(network, say)
     say(f"creating an organisation, three chains and an outsider under {network.root}")
@@ -350,6 +481,7 @@ def run_demo(network: LocalNetwork, say: Callable[[str], None]) -> list[Step]:
     network.start(progress=lambda m: say(f"  {m}"))
     story.run("manifest", story.manifest)
     story.run("register", story.register)
+    story.run("query-private", story.query_private)
     story.run("query-match", story.query_match)
     story.run("query-passer-by", story.query_passer_by)
     story.run("refusals", story.refusals)
@@ -382,7 +514,9 @@ def _print_summary(summary: dict[str, Any], steps: list[Step], keep: bool) -> No
         print(f"organisation: {summary['organisation']}/notice")
         for n in summary["nodes"]:
             print(f"  {n['node_id']:<9} {n['url']}  notice {n['notice']}  directory {n['directory']}")
-        print(f"  staff logins on every node: reg1 off1 off2 op1 aud1 adm1, password {summary['logins']['password']}")
+        print(
+            f"  staff logins on every node: reg1 off1 off2 op1 aud1 adm1, password {summary['logins']['password']}"
+        )
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -396,8 +530,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     network must still stop when a script sends it.
     """
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="watchnet-demo-"))
-    say: Callable[[str], None] = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (
-        lambda m: print(m, flush=True)
+    say: Callable[[str], None] = (
+        (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
     )
     network = LocalNetwork(root, MEMBERS, [OUTSIDER])
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
@@ -435,6 +569,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "prints whether it behaved as the rules require; exits 1 if any step failed.",
     )
     p.set_defaults(handler=cmd_demo)
-    p.add_argument("--json", action="store_true", help="print one JSON object with every step (progress on stderr)")
-    p.add_argument("--dir", help="where to create the network (default: a temporary directory, removed if all ok)")
-    p.add_argument("--keep", action="store_true", help="keep the network running after the story until Ctrl-C")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object with every step (progress on stderr)"
+    )
+    p.add_argument(
+        "--dir", help="where to create the network (default: a temporary directory, removed if all ok)"
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the network running after the story until Ctrl-C"
+    )

@@ -87,6 +87,8 @@ class PeerOutcome:
     error: str = ""
     reason: str = ""
     mode: str = "plain"
+    unconfirmed: int = 0
+    """Private mode: positions the peer's encrypted answer called a match that its reveal did not confirm."""
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -97,6 +99,8 @@ class PeerOutcome:
         }
         if self.error:
             d["error"], d["reason"] = self.error, self.reason
+        if self.unconfirmed:
+            d["unconfirmed"] = self.unconfirmed
         return d
 
 
@@ -307,8 +311,9 @@ class Federation:
             span.set_attribute("watchnet.peer", member.node_id)
             span.set_attribute("watchnet.query_mode", mode)
             try:
+                unconfirmed = 0
                 if mode == "private":
-                    response = await self.private.ask(
+                    response, unconfirmed = await self.private.ask(
                         self.client, member, request, purpose, manifest, now, self.timeout
                     )
                 else:
@@ -336,7 +341,7 @@ class Federation:
                     if match.score < manifest.policy.match_threshold:
                         continue
                     accepted.append(match)
-                return PeerOutcome(member.node_id, "ok", accepted, mode=mode)
+                return PeerOutcome(member.node_id, "ok", accepted, mode=mode, unconfirmed=unconfirmed)
             except PeerRefused as e:
                 if e.peer_code == "manifest_version":
                     self.wake_manifest()

@@ -30,6 +30,7 @@ from protocol.errors import MalformedError, PolicyError, WatchnetError
 from protocol.he import HEParameters
 from protocol.message import MAX_BULK_SEALED_BYTES
 from protocol.private_query import (
+    MAX_PRIVATE_QUERIES,
     MAX_REVEAL_CANDIDATES,
     Candidate,
     EvaluationKeys,
@@ -152,31 +153,41 @@ class PrivateMode:
         manifest: Manifest,
         now: datetime,
         timeout: float,
-    ) -> QueryResponse:
-        """Both rounds with one peer; the answer has the same form and checks as a plain one."""
+    ) -> tuple[QueryResponse, int]:
+        """Both rounds with one peer; the answer has the same form and checks as a plain one.
+
+        Also returns how many positions the peer's round 1 called a match that its round 2 did not
+        confirm: a peer that inflates matches to make us reveal faces shows up there.
+        """
         params = _he_params(manifest)
         keys, _ = await asyncio.to_thread(self.keyring.current, params, now)
         vectors = [e.vector for e in request.embeddings]
         ciphertexts = await asyncio.to_thread(lambda: [keys.encrypt(v) for v in vectors])
-        query = PrivateQuery(
-            query_id=request.query_id, model_id=request.model_id, key_id=keys.key_id, ciphertexts=ciphertexts
-        )
         if self.keyring.sent.get(member.node_id) != keys.key_id:
             await self._send_keys(client, member, purpose, manifest, now, timeout)
-        try:
-            scores = await self._round1(client, member, query, purpose, manifest, now, timeout)
-        except PeerRefused as e:
-            if e.peer_code not in ("unknown_eval_key", "stale_eval_key"):
-                raise
-            await self._send_keys(client, member, purpose, manifest, now, timeout)
-            scores = await self._round1(client, member, query, purpose, manifest, now, timeout)
-        if scores.query_id != request.query_id or scores.responder != member.node_id:
-            raise MalformedError(f"private answer from {member.node_id} names another query or responder")
-        if len(scores.results) != len(request.embeddings):
-            raise MalformedError(
-                f"private answer from {member.node_id}: {len(scores.results)} results for {len(request.embeddings)} faces"
+        results: list[list[bytes]] = []
+        build_id = ""
+        for first in range(0, len(ciphertexts), MAX_PRIVATE_QUERIES):
+            query = PrivateQuery(
+                query_id=request.query_id,
+                model_id=request.model_id,
+                key_id=keys.key_id,
+                ciphertexts=ciphertexts[first : first + MAX_PRIVATE_QUERIES],
             )
-        values = await asyncio.to_thread(lambda: [keys.decrypt(r) for r in scores.results])
+            try:
+                scores = await self._round1(client, member, query, purpose, manifest, now, timeout)
+            except PeerRefused as e:
+                if e.peer_code not in ("unknown_eval_key", "stale_eval_key"):
+                    raise
+                await self._send_keys(client, member, purpose, manifest, now, timeout)
+                scores = await self._round1(client, member, query, purpose, manifest, now, timeout)
+            if scores.query_id != request.query_id or scores.responder != member.node_id:
+                raise MalformedError(f"private answer from {member.node_id} names another query or responder")
+            if len(scores.results) != len(query.ciphertexts) or (build_id and scores.build_id != build_id):
+                raise MalformedError(f"private answer from {member.node_id} does not fit the query it answers")
+            build_id = scores.build_id
+            results += scores.results
+        values = await asyncio.to_thread(lambda: [keys.decrypt(r) for r in results])
         candidates = [
             Candidate(query_index=qi, position=int(p), embedding=request.embeddings[qi])
             for qi, v in enumerate(values)
@@ -184,19 +195,20 @@ class PrivateMode:
             if v.real[p] > 0
         ][:MAX_REVEAL_CANDIDATES]
         if not candidates:
-            return QueryResponse(
+            empty = QueryResponse(
                 query_id=request.query_id,
                 responder=member.node_id,
                 threshold=manifest.policy.match_threshold,
                 matches=[],
             )
+            return empty, 0
         reveal = RevealRequest(
             query_id=request.query_id,
             build_id=scores.build_id,
             model_id=request.model_id,
             candidates=candidates,
         )
-        return await client.exchange(
+        answer = await client.exchange(
             member,
             "/v1/peer/private/reveal",
             purpose,
@@ -206,6 +218,7 @@ class PrivateMode:
             manifest_version=manifest.version,
             timeout=timeout,
         )
+        return answer, max(0, len(candidates) - len(answer.matches))
 
     async def _send_keys(
         self,

@@ -21,6 +21,7 @@ from protocol.embedding import Embedding
 from protocol.errors import MalformedError
 from protocol.fields import ID_RE, NODE_ID_RE, Fields, check_wire_time, format_time
 from protocol.he import MAX_CIPHERTEXT_BYTES, MAX_KEY_BYTES, HEParameters, key_id_of
+from protocol.query import MAX_QUERY_EMBEDDINGS
 from protocol.signed import SPEC_VERSION, Payload
 
 __all__ = [
@@ -236,7 +237,7 @@ class Candidate:
     def from_dict(cls, data: Any, what: str) -> Candidate:
         f = Fields(data, what)
         candidate = cls(
-            query_index=f.integer("query_index", high=MAX_PRIVATE_QUERIES - 1),
+            query_index=f.integer("query_index", high=MAX_QUERY_EMBEDDINGS - 1),
             position=f.integer("position", high=MAX_RESULT_CIPHERTEXTS * 32768),
             embedding=Embedding.from_str(f.text("embedding", max_len=1 << 16), field=f"{what}.embedding"),
         )

@@ -12,6 +12,7 @@ import pytest
 STEPS = [
     "manifest",
     "register",
+    "query-private",
     "query-match",
     "query-passer-by",
     "refuse-purpose",

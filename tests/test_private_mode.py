@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import struct
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from node.demo import process_holds, secret_key_fingerprint
 from node.network import LocalNetwork
 from protocol.embedding import Embedding
 from protocol.he import MASK_RANGE, HEContext, HEParameters, QueryKeys
@@ -93,31 +93,8 @@ def upload(net: LocalNetwork, keys: QueryKeys, sender: str = "chain-b", **overri
     return send(net, sender, "/v1/peer/private/keys", EvaluationKeys(**fields))
 
 
-def descendants(pid: int) -> list[int]:
-    out = [pid]
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children = (task / "children").read_text().split()
-        for child in children:
-            out += descendants(int(child))
-    return out
-
-
 def memory_holds(pid: int, needle: bytes) -> bool:
-    """Whether any readable mapping of ``pid`` or its children contains ``needle``."""
-    for proc in descendants(pid):
-        with open(f"/proc/{proc}/maps") as maps, open(f"/proc/{proc}/mem", "rb", 0) as mem:
-            for line in maps:
-                fields = line.split()
-                if "r" not in fields[1] or (len(fields) > 5 and fields[5].startswith("[v")):
-                    continue
-                start, end = (int(x, 16) for x in fields[0].split("-"))
-                try:
-                    mem.seek(start)
-                    if needle in mem.read(end - start):
-                        return True
-                except (OSError, ValueError, OverflowError):
-                    continue
-    return False
+    return bool(process_holds(pid, [needle]))
 
 
 def files_hold(directory: Path, needle: bytes) -> bool:
@@ -163,8 +140,7 @@ def test_a_non_matching_face_never_reaches_the_peer_in_usable_form(net: LocalNet
     keys = QueryKeys.load(
         HEContext(params(net)), secret, (b.directory / "keys" / "he-query.galois").read_bytes()
     )
-    data = keys._secret.data()
-    fingerprint = struct.pack("<8Q", *(data.data(i) for i in range(8)))
+    fingerprint = secret_key_fingerprint(keys)
     assert memory_holds(b.process.pid, fingerprint), "control: the scan finds the key where it is"
     assert not memory_holds(a.process.pid, fingerprint), "the peer holds the querier's secret key"
     assert not files_hold(a.directory, fingerprint) and not files_hold(a.directory, secret[16:80])
