@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,13 +15,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from node.demo import process_holds, secret_key_fingerprint
+from node.demo import craft_query, process_holds, secret_key_fingerprint
 from node.network import LocalNetwork
 from protocol.embedding import Embedding
 from protocol.he import MASK_RANGE, HEContext, HEParameters, QueryKeys
 from protocol.message import MAX_BULK_SEALED_BYTES, PeerKeys, compose_sealed, decode_body, open_sealed
 from protocol.private_query import EvaluationKeys, PrivateQuery, PrivateScores
 from protocol.signed import Payload
+from tests.nodeproc import cli
 from tests.test_federation import audit, register, unit
 
 MEMBERS = ["chain-a", "chain-b"]
@@ -229,3 +232,86 @@ def test_basis_vector_extraction_through_the_real_protocol_reconstructs_nothing(
     assert (best < 0.35).all()
     assert all(v.max() < 0 for v in values), "no basis vector ever crosses the threshold"
     assert a.call("GET", "/v1/health")[0] == 200, "the node kept answering through the attack"
+
+
+def test_watchnet_query_private_on_the_command_line(net: LocalNetwork, tmp_path: Path) -> None:
+    b = net.node("chain-b")
+    probe = tmp_path / "probe.emb"
+    probe.write_text(near(unit(7001), 3).to_str() + "\n")
+    out = cli(
+        "query",
+        "--private",
+        "--json",
+        "--url",
+        b.url,
+        "--token",
+        b.tokens["op1"],
+        "--embedding-file",
+        str(probe),
+    )
+    data = json.loads(out)
+    assert data["mode"] == "private" and [p["mode"] for p in data["peers"]] == ["private"]
+    assert len(data["matches"]) == 1 and data["matches"][0]["owner"] == "chain-a"
+    text = cli(
+        "query", "--private", "--url", b.url, "--token", b.tokens["op1"], "--embedding-file", str(probe)
+    )
+    assert "private mode" in text and "MATCH face 0" in text
+
+
+def test_a_flood_of_private_queries_is_bounded_and_the_node_keeps_answering(net: LocalNetwork) -> None:
+    """Eight messages of 16 faces at once: the HE queue takes four, the rest are refused as busy,
+    and the node answers health checks quickly throughout."""
+    he = params(net)
+    keys = QueryKeys.generate(HEContext(he))
+    assert upload(net, keys)[0] == 200
+    model = net.current_manifest().policy.model.model_id
+    faces = [keys.encrypt(unit(8000 + i).vector) for i in range(16)]
+
+    def one(_: int) -> int:
+        query = PrivateQuery(
+            query_id=f"qry-{secrets.token_hex(8)}", model_id=model, key_id=keys.key_id, ciphertexts=faces
+        )
+        return send(net, "chain-b", "/v1/peer/private/query", query)[0]
+
+    a = net.node("chain-a")
+    with ThreadPoolExecutor(8) as pool:
+        flood = pool.map(one, range(8))
+        time.sleep(0.3)
+        started = time.monotonic()
+        health = a.call("GET", "/v1/health")[0]
+        health_seconds = time.monotonic() - started
+        statuses = sorted(flood)
+    assert health == 200 and health_seconds < 1.0, health_seconds
+    assert statuses.count(503) >= 1 and statuses.count(200) >= 4, statuses
+    busy = [r for r in audit(a) if r["outcome"] == "refused:busy"]
+    assert busy and all(r["actor"] == "peer:chain-b" for r in busy)
+
+
+def test_a_private_only_member_refuses_plain_queries_and_is_asked_privately(net: LocalNetwork) -> None:
+    """Runs last: it changes the group's manifest."""
+    from dataclasses import replace
+
+    def private_only(manifest: Any) -> Any:
+        members = tuple(replace(m, private_only=m.node_id == "chain-a") for m in manifest.joint_use.members)
+        return replace(manifest, joint_use=replace(manifest.joint_use, members=members))
+
+    net.update(private_only)
+    assert net.refresh_manifests() == {"chain-a": 2, "chain-b": 2}
+    b = net.node("chain-b")
+    status, result = b.call("POST", "/v1/query", "op1", {"embeddings": [near(unit(7001), 4).to_str()]})
+    assert status == 200 and result["mode"] == "plain"
+    assert result["peers"] == [{"node_id": "chain-a", "status": "ok", "mode": "private", "matches": 1}]
+    manifest = net.current_manifest()
+    a_member = manifest.member("chain-a")
+    assert a_member is not None
+    raw = craft_query(
+        b,
+        "chain-a",
+        a_member.encryption_key,
+        manifest_version=manifest.version,
+        purpose="crime-prevention",
+        embeddings=[unit(7001)],
+        model_id=manifest.policy.model.model_id,
+    )
+    status, body = net.node("chain-a").call("POST", "/v1/peer/query", raw=raw)
+    assert (status, body["error"]) == (403, "query_mode_not_allowed"), body
