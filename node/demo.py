@@ -234,6 +234,7 @@ class Story:
             HEContext(he),
             (keys_dir / "he-query.secret").read_bytes(),
             (keys_dir / "he-query.galois").read_bytes(),
+            (keys_dir / "he-query.relin").read_bytes(),
         )
         secret = secret_key_fingerprint(keys)
         in_memory = process_holds(a.process.pid, [secret, *(e.raw[:64] for e in strangers)])

@@ -42,6 +42,7 @@ class HeldKey:
     params: HEParameters
     not_after: datetime
     data: bytes
+    relin: bytes = b""
 
 
 class EvaluationKeyStore:
@@ -65,8 +66,10 @@ class EvaluationKeyStore:
             raise PolicyError(
                 f"evaluation keys valid until {format_time(keys.not_after)}: epochs last at most {MAX_EPOCH.days} days"
             )
-        HEContext(params).galois_keys(keys.galois_keys)
-        held = HeldKey(sender, keys.key_id, params, keys.not_after, keys.galois_keys)
+        context = HEContext(params)
+        context.galois_keys(keys.galois_keys)
+        context.relin_keys(keys.relin_keys)
+        held = HeldKey(sender, keys.key_id, params, keys.not_after, keys.galois_keys, keys.relin_keys)
         with self._lock:
             self._keys[keys.key_id] = held
             mine = sorted((k for k in self._keys.values() if k.owner == sender), key=lambda k: k.not_after)

@@ -60,7 +60,7 @@ def evaluate(
     params: dict[str, Any],
     build_id: str,
     key_id: str,
-    key_bytes: bytes | None,
+    key_bytes: tuple[bytes, bytes] | None,
     ciphertexts: list[bytes],
     threshold: float,
     seed: int,
@@ -75,11 +75,12 @@ def evaluate(
     if loaded is None:
         if key_bytes is None:
             raise MissingKey(key_id)
-        loaded = context.galois_keys(key_bytes)
+        loaded = (context.galois_keys(key_bytes[0]), context.relin_keys(key_bytes[1]))
         keys[key_id] = loaded
         while len(keys) > MAX_LOADED_KEYS:
             keys.popitem(last=False)
     keys.move_to_end(key_id)
     queries = [context.load_query(c) for c in ciphertexts]
     rng = np.random.default_rng(seed)
-    return [gallery.masked_scores(q, loaded, threshold, rng) for q in queries]
+    galois, relin = loaded
+    return [gallery.masked_scores(q, galois, threshold, rng, relin) for q in queries]

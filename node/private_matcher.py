@@ -150,7 +150,7 @@ class PrivateMatcher:
         member: str,
         query_id: str,
         key_id: str,
-        key_bytes: bytes,
+        key_bytes: tuple[bytes, bytes],
         ciphertexts: list[bytes],
         threshold: float,
         params: HEParameters,

@@ -95,7 +95,7 @@ class PrivateMode:
             sender,
             body.query_id,
             held.key_id,
-            held.data,
+            (held.data, held.relin),
             body.ciphertexts,
             request.manifest.policy.match_threshold,
             params,

@@ -51,26 +51,29 @@ class QueryKeyring:
             params=params,
             not_after=not_after,
             galois_keys=keys.galois_keys,
+            relin_keys=keys.relin_keys,
         )
 
-    def _paths(self) -> tuple[Path, Path, Path]:
-        return self._dir / "he-query.secret", self._dir / "he-query.galois", self._dir / "he-query.json"
+    def _paths(self) -> tuple[Path, Path, Path, Path]:
+        d = self._dir
+        return d / "he-query.secret", d / "he-query.galois", d / "he-query.relin", d / "he-query.json"
 
     def _read(self, params: HEParameters) -> tuple[QueryKeys, datetime] | None:
-        secret, galois, meta = self._paths()
-        if not (secret.exists() and galois.exists() and meta.exists()):
+        secret, galois, relin, meta = self._paths()
+        if not (secret.exists() and galois.exists() and relin.exists() and meta.exists()):
             return None
         info = json.loads(meta.read_text())
         if info.get("params") != params.to_dict():
             return None
-        keys = QueryKeys.load(HEContext(params), secret.read_bytes(), galois.read_bytes())
+        keys = QueryKeys.load(HEContext(params), secret.read_bytes(), galois.read_bytes(), relin.read_bytes())
         return keys, parse_time(info["not_after"])
 
     def _write(self, keys: QueryKeys, not_after: datetime) -> None:
-        secret, galois, meta = self._paths()
+        secret, galois, relin, meta = self._paths()
         self._dir.mkdir(parents=True, exist_ok=True)
         write_atomic(secret, keys.secret_bytes(), mode=0o600)
         write_atomic(galois, keys.galois_keys)
+        write_atomic(relin, keys.relin_keys)
         info = {
             "key_id": keys.key_id,
             "not_after": format_time(not_after),

@@ -5,7 +5,7 @@ keys and its own watchlist, so it computes on a query it can never decrypt.
 
 Layout. A d-dimensional unit embedding is packed as d/2 complex slots ``q[2k] + i q[2k+1]`` and
 repeated across all N/2 slots. The watchlist is a matrix with one row per slot position (entries
-at positions the node shuffles per build, zeros elsewhere), stored as the pre-encoded generalised
+at positions the node shuffles per build, random unit decoys elsewhere), stored as the pre-encoded generalised
 diagonals of its complex conjugate, so ``Re(sum_k conj(e_k) q_k)`` is the inner product. The
 diagonal method runs baby-step/giant-step: the baby-step rotations of the query are shared by
 every ciphertext of N/2 rows, giant steps use Horner's rule, and adding the complex conjugate
@@ -15,7 +15,9 @@ Gallery privacy. Raw scores would let a member rebuild the watchlist with basis-
 The answer is therefore ``r_j * 2 (s_j - t) + n_j``: the score's distance to the threshold ``t``,
 scaled per slot and per query by a fresh log-uniform ``r_j`` and flooded with Gaussian noise
 ``n_j``. The querier learns the sign (match or not) and a magnitude blurred by a factor the
-peer keeps to itself; docs/private-mode.md has the leakage analysis.
+peer keeps to itself. With the norm check the answer is ``r_j * 4 (s_j^2 - t^2 |q|^2) + n_j``,
+whose sign depends only on the query's direction, so a scaled (non-unit) query cannot turn the
+sign into a finer threshold test. docs/private-mode.md has the leakage analysis.
 
 Serialisation uses SEAL's own format through an anonymous in-memory file (``memfd``), so neither
 keys nor ciphertexts touch a disk here.
@@ -55,7 +57,8 @@ MASK_RANGE = (4.0, 64.0)
 """Bounds of the log-uniform per-slot mask ``r``; the low bound keeps the sign safe from encoding error."""
 
 HEADROOM_BITS = 9
-"""Bits above the final scale for ``|r * 2 (s - t)| <= 64 * 2 * 1.5 + noise < 2^8`` and the sign."""
+"""Bits above the final scale for ``|r * 2 (s - t)| <= 64 * 2 * 1.5 + noise < 2^8`` and the sign; one
+more with the norm check, for ``|r * 4 (s^2 - t^2 |q|^2)| <= 64 * 4 * 1.25 + noise < 2^9``."""
 
 MAX_CIPHERTEXT_BYTES = 1 << 20
 MAX_KEY_BYTES = 8 << 20
@@ -69,9 +72,9 @@ class MalformedCiphertext(MalformedError):
     code = "malformed_ciphertext"
 
 
-def key_id_of(galois_keys: bytes) -> str:
-    """Evaluation keys are named by the SHA-256 of their serialised form."""
-    return hashlib.sha256(galois_keys).hexdigest()
+def key_id_of(galois_keys: bytes, relin_keys: bytes = b"") -> str:
+    """Evaluation keys are named by the SHA-256 over the SHA-256 of each serialised key set."""
+    return hashlib.sha256(hashlib.sha256(galois_keys).digest() + hashlib.sha256(relin_keys).digest()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,9 @@ class HEParameters:
     mask_scale_bits: int = 7
     noise: float = 0.01
     security_bits: int = 128
+    norm_check: bool = False
+    """Answer the sign of ``s^2 - t^2 |q|^2`` instead of ``s - t``: scaling a query gains nothing.
+    Needs relinearisation keys and room for ``(query * entry)^2`` in the data modulus."""
 
     def __post_init__(self) -> None:
         n = self.ring_dimension
@@ -105,7 +111,8 @@ class HEParameters:
             )
         if bits[-1] < max(bits[:-1]):
             raise ConfigurationError("he.coeff_modulus_bits: the special (last) prime must be the largest")
-        used = self.query_scale_bits + self.entry_scale_bits + self.mask_scale_bits + HEADROOM_BITS
+        product = self.query_scale_bits + self.entry_scale_bits
+        used = (2 * product + 1 if self.norm_check else product) + self.mask_scale_bits + HEADROOM_BITS
         if used > sum(bits[:-1]):
             raise ConfigurationError(
                 f"he scales: {used} bits of scale and headroom do not fit the {sum(bits[:-1])}-bit data modulus"
@@ -131,6 +138,7 @@ class HEParameters:
             "mask_scale_bits": self.mask_scale_bits,
             "noise": self.noise,
             "security_bits": self.security_bits,
+            "norm_check": self.norm_check,
         }
 
     @classmethod
@@ -149,6 +157,7 @@ class HEParameters:
                 mask_scale_bits=f.integer("mask_scale_bits", high=60),
                 noise=f.number("noise", low=0.0, high=1.0),
                 security_bits=f.integer("security_bits", high=512),
+                norm_check=f.optional("norm_check", False, f.boolean),
             )
         except ConfigurationError as e:
             raise MalformedError(f"{what}: {e}") from e
@@ -196,10 +205,15 @@ def _load(target: Any, context: seal.SEALContext, data: bytes, what: str) -> Non
         os.close(fd)
 
 
-def _rotation_elements(ring_dimension: int) -> list[int]:
+NORM_STEPS = (2, 4, 128)
+"""With 1 and the giant steps, the rotations that sum a 256-slot block (for ``|q|^2``)."""
+
+
+def _rotation_elements(params: HEParameters) -> list[int]:
     """Galois elements for left rotations by 1 and by every giant step, plus complex conjugation."""
-    m = 2 * ring_dimension
-    return [pow(3, step, m) for step in (1, *BABY_STEPS)] + [m - 1]
+    m = 2 * params.ring_dimension
+    steps = (1, *BABY_STEPS, *(NORM_STEPS if params.norm_check else ()))
+    return [pow(3, step, m) for step in steps] + [m - 1]
 
 
 class HEContext:
@@ -237,9 +251,21 @@ class HEContext:
             raise OversizedError(f"evaluation keys: {len(data)} bytes, limit {MAX_KEY_BYTES}")
         keys = seal.GaloisKeys()
         _load(keys, self.seal, data, "evaluation keys")
-        missing = [e for e in _rotation_elements(self.params.ring_dimension) if not keys.has_key(e)]
+        missing = [e for e in _rotation_elements(self.params) if not keys.has_key(e)]
         if missing:
             raise MalformedCiphertext(f"evaluation keys: no key for Galois elements {missing}")
+        return keys
+
+    def relin_keys(self, data: bytes) -> seal.RelinKeys | None:
+        """A member's relinearisation keys: required exactly when the group runs the norm check."""
+        if not self.params.norm_check:
+            if data:
+                raise MalformedCiphertext("relinearisation keys sent, but the group's parameters use none")
+            return None
+        if len(data) > MAX_KEY_BYTES:
+            raise OversizedError(f"relinearisation keys: {len(data)} bytes, limit {MAX_KEY_BYTES}")
+        keys = seal.RelinKeys()
+        _load(keys, self.seal, data, "relinearisation keys")
         return keys
 
     def load_query(self, data: bytes) -> seal.Ciphertext:
@@ -274,25 +300,29 @@ class HEContext:
 class QueryKeys:
     """The querier's key pair for one epoch: the secret key never leaves this object's node."""
 
-    def __init__(self, context: HEContext, secret_key: seal.SecretKey, galois_keys: bytes) -> None:
+    def __init__(
+        self, context: HEContext, secret_key: seal.SecretKey, galois_keys: bytes, relin_keys: bytes = b""
+    ) -> None:
         self.context = context
         self._secret = secret_key
         self.galois_keys = galois_keys
-        self.key_id = key_id_of(galois_keys)
+        self.relin_keys = relin_keys
+        self.key_id = key_id_of(galois_keys, relin_keys)
         self._encryptor = seal.Encryptor(context.seal, secret_key)
         self._decryptor = seal.Decryptor(context.seal, secret_key)
 
     @classmethod
     def generate(cls, context: HEContext) -> QueryKeys:
         generator = seal.KeyGenerator(context.seal)
-        galois = _save(generator.create_galois_keys(_rotation_elements(context.params.ring_dimension)))
-        return cls(context, generator.secret_key(), galois)
+        galois = _save(generator.create_galois_keys(_rotation_elements(context.params)))
+        relin = _save(generator.create_relin_keys()) if context.params.norm_check else b""
+        return cls(context, generator.secret_key(), galois, relin)
 
     @classmethod
-    def load(cls, context: HEContext, secret: bytes, galois_keys: bytes) -> QueryKeys:
+    def load(cls, context: HEContext, secret: bytes, galois_keys: bytes, relin_keys: bytes = b"") -> QueryKeys:
         key = seal.SecretKey()
         _load(key, context.seal, secret, "secret key")
-        return cls(context, key, galois_keys)
+        return cls(context, key, galois_keys, relin_keys)
 
     def secret_bytes(self) -> bytes:
         """For the node's own key file only."""
@@ -414,22 +444,61 @@ class EncryptedGallery:
             out.append(acc)
         return out
 
+    def query_norm(self, query: seal.Ciphertext, keys: seal.GaloisKeys, relin: seal.RelinKeys) -> seal.Ciphertext:
+        """Encrypted ``|q|^2`` in every slot: ``q * conj(q)`` summed over one period of the packing."""
+        ev = self.context.evaluator
+        conjugate = seal.Ciphertext()
+        ev.complex_conjugate(query, keys, conjugate)
+        norm = seal.Ciphertext()
+        ev.multiply(query, conjugate, norm)
+        ev.relinearize_inplace(norm, relin)
+        step = 1
+        while step < self.half:
+            rotated = seal.Ciphertext()
+            ev.rotate_vector(norm, step, keys, rotated)
+            ev.add_inplace(norm, rotated)
+            step *= 2
+        return norm
+
     def masked_scores(
-        self, query: seal.Ciphertext, keys: seal.GaloisKeys, threshold: float, rng: np.random.Generator
+        self,
+        query: seal.Ciphertext,
+        keys: seal.GaloisKeys,
+        threshold: float,
+        rng: np.random.Generator,
+        relin: seal.RelinKeys | None = None,
     ) -> list[bytes]:
-        """``r * 2 (s - t) + n`` per slot position: the sign says match, the magnitude is blurred."""
+        """Per slot position, ``r * 2 (s - t) + n``, or with the norm check ``r * 4 (s^2 - t^2 |q|^2) + n``:
+        the sign says match, the magnitude is blurred by ``r``. Before the noise goes in, the answer
+        drops to the last data prime (half the bytes with the norm check); the values need no more."""
         ctx = self.context
         ev = ctx.evaluator
         slots = ctx.params.slots
+        norm = None
+        if ctx.params.norm_check:
+            if relin is None:
+                raise MalformedCiphertext("the group's norm check needs the member's relinearisation keys")
+            norm = self.query_norm(query, keys, relin)
         out = []
         for ct in self.inner_products(query, keys):
-            offset = seal.Plaintext()
-            ctx.encoder.encode(-2.0 * threshold, ct.parms_id(), ct.scale, offset)
-            ev.add_plain_inplace(ct, offset)
+            if norm is None:
+                offset = seal.Plaintext()
+                ctx.encoder.encode(-2.0 * threshold, ct.parms_id(), ct.scale, offset)
+                ev.add_plain_inplace(ct, offset)
+            else:
+                ev.square_inplace(ct)
+                ev.relinearize_inplace(ct, relin)
+                bound = seal.Plaintext()
+                ctx.encoder.encode(4.0 * threshold**2, norm.parms_id(), ct.scale / norm.scale, bound)
+                limit = seal.Ciphertext()
+                ev.multiply_plain(norm, bound, limit)
+                ev.sub_inplace(ct, limit)
             mask = np.exp(rng.uniform(math.log(MASK_RANGE[0]), math.log(MASK_RANGE[1]), slots))
             mask_plain = seal.Plaintext()
             ctx.encoder.encode(list(mask), ct.parms_id(), float(2**ctx.params.mask_scale_bits), mask_plain)
             ev.multiply_plain_inplace(ct, mask_plain)
+            if ct.parms_id() != ctx.seal.last_parms_id():
+                ev.rescale_to_next_inplace(ct)
             noise = rng.normal(0.0, ctx.params.noise, slots) + 1j * rng.normal(0.0, ctx.params.noise, slots)
             noise_plain = seal.Plaintext()
             ctx.encoder.encode(list(noise), ct.parms_id(), ct.scale, noise_plain)

@@ -54,13 +54,17 @@ class EvaluationKeys(Payload):
     params: HEParameters
     not_after: datetime
     galois_keys: bytes
+    relin_keys: bytes = b""
+    """Relinearisation keys, present exactly when the group's parameters run the norm check."""
     spec_version: str = SPEC_VERSION
     unrecognized_fields: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_wire_time(self.not_after, "he-evaluation-keys.not_after")
-        if self.key_id != key_id_of(self.galois_keys):
-            raise MalformedError("he-evaluation-keys.key_id is not the SHA-256 of the keys it names")
+        if self.key_id != key_id_of(self.galois_keys, self.relin_keys):
+            raise MalformedError("he-evaluation-keys.key_id does not name the keys it carries")
+        if bool(self.relin_keys) != self.params.norm_check:
+            raise MalformedError("he-evaluation-keys.relin_keys: required with the norm check, and only then")
 
     def to_dict(self) -> dict[str, Any]:
         return self._with_unrecognized(
@@ -71,6 +75,7 @@ class EvaluationKeys(Payload):
                 "params": self.params.to_dict(),
                 "not_after": format_time(self.not_after),
                 "galois_keys": b64url_encode(self.galois_keys),
+                "relin_keys": b64url_encode(self.relin_keys),
             }
         )
 
@@ -83,6 +88,7 @@ class EvaluationKeys(Payload):
             params=HEParameters.from_dict(f.obj("params"), f"{cls.TYPE}.params"),
             not_after=f.time("not_after"),
             galois_keys=f.binary("galois_keys", max_len=MAX_KEY_BYTES),
+            relin_keys=f.binary("relin_keys", max_len=MAX_KEY_BYTES),
             spec_version=spec_version,
             unrecognized_fields=f.rest(),
         )

@@ -194,3 +194,90 @@ def test_parameter_parser_fails_only_with_malformed(data: dict) -> None:
     except MalformedError:
         return
     assert HEParameters.from_dict(parsed.to_dict()) == parsed
+
+
+NORM = HEParameters(coeff_modulus_bits=(60, 60, 60), norm_check=True)
+
+
+@pytest.fixture(scope="module")
+def norm_context() -> HEContext:
+    return HEContext(NORM)
+
+
+@pytest.fixture(scope="module")
+def norm_keys(norm_context: HEContext) -> QueryKeys:
+    return QueryKeys.generate(norm_context)
+
+
+def test_norm_check_answers_the_match_on_real_faces(
+    norm_context: HEContext, norm_keys: QueryKeys, faces: np.ndarray
+) -> None:
+    threshold = 0.45
+    g, positions = gallery(norm_context, faces)
+    galois = norm_context.galois_keys(norm_keys.galois_keys)
+    relin = norm_context.relin_keys(norm_keys.relin_keys)
+    probe = faces[-1]
+    answer = norm_keys.decrypt(
+        g.masked_scores(
+            norm_context.load_query(norm_keys.encrypt(probe)),
+            galois,
+            threshold,
+            np.random.default_rng(3),
+            relin,
+        )
+    )
+    plain = faces.astype(np.float64) @ probe.astype(np.float64)
+    clear = np.abs(plain - threshold) > 0.01
+    assert np.array_equal((answer.real[positions] > 0)[clear], (np.abs(plain) >= threshold)[clear])
+    assert (answer.real[positions] > 0).sum() >= 1
+
+
+def test_scaling_a_query_defeats_the_sign_only_but_not_the_norm_check(
+    context: HEContext, keys: QueryKeys, norm_context: HEContext, norm_keys: QueryKeys, faces: np.ndarray
+) -> None:
+    """The threshold-search attack: ``c * e_k`` tests ``E[k] > t / c``. Without the norm check it
+    finds entries; with it, the answer depends only on the query's direction, and no basis
+    direction is near a face."""
+    threshold, scale = 0.45, 20.0
+    probe = np.zeros(faces.shape[1])
+    probe[7] = scale
+    expected = (faces[:, 7] * scale > threshold).sum()
+    assert expected > 0
+    rng = np.random.default_rng(5)
+    g, positions = gallery(context, faces)
+    weak = keys.decrypt(
+        g.masked_scores(
+            context.load_query(keys.encrypt(probe)), context.galois_keys(keys.galois_keys), threshold, rng
+        )
+    )
+    assert (weak.real[positions] > 0).sum() == expected, "the sign-only answer leaks E[7] > t / c"
+    h, _ = gallery(norm_context, faces)
+    strong = norm_keys.decrypt(
+        h.masked_scores(
+            norm_context.load_query(norm_keys.encrypt(probe)),
+            norm_context.galois_keys(norm_keys.galois_keys),
+            threshold,
+            rng,
+            norm_context.relin_keys(norm_keys.relin_keys),
+        )
+    )
+    assert (strong.real > 0).sum() == 0, "with the norm check a scaled basis vector matches nothing"
+
+
+def test_the_norm_check_needs_relinearisation_keys_and_only_then(
+    context: HEContext, norm_context: HEContext, norm_keys: QueryKeys, faces: np.ndarray
+) -> None:
+    g, _ = gallery(norm_context, faces[:3])
+    query = norm_context.load_query(norm_keys.encrypt(faces[0]))
+    with pytest.raises(MalformedCiphertext, match="relinearisation"):
+        g.masked_scores(
+            query, norm_context.galois_keys(norm_keys.galois_keys), 0.45, np.random.default_rng(1)
+        )
+    with pytest.raises(MalformedCiphertext):
+        context.relin_keys(norm_keys.relin_keys)
+    with pytest.raises(MalformedCiphertext):
+        norm_context.relin_keys(b"\x00" * 64)
+    with pytest.raises(MalformedCiphertext, match="Galois"):
+        norm_context.galois_keys(
+            QueryKeys.generate(HEContext(HEParameters(coeff_modulus_bits=(60, 60, 60)))).galois_keys
+        )

@@ -91,6 +91,7 @@ def upload(net: LocalNetwork, keys: QueryKeys, sender: str = "chain-b", **overri
         "params": keys.context.params,
         "not_after": (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0),
         "galois_keys": keys.galois_keys,
+        "relin_keys": keys.relin_keys,
     }
     fields.update(overrides)
     return send(net, sender, "/v1/peer/private/keys", EvaluationKeys(**fields))
@@ -141,7 +142,10 @@ def test_a_non_matching_face_never_reaches_the_peer_in_usable_form(net: LocalNet
     assert not files_hold(a.directory, probe)
     secret = (b.directory / "keys" / "he-query.secret").read_bytes()
     keys = QueryKeys.load(
-        HEContext(params(net)), secret, (b.directory / "keys" / "he-query.galois").read_bytes()
+        HEContext(params(net)),
+        secret,
+        (b.directory / "keys" / "he-query.galois").read_bytes(),
+        (b.directory / "keys" / "he-query.relin").read_bytes(),
     )
     fingerprint = secret_key_fingerprint(keys)
     assert memory_holds(b.process.pid, fingerprint), "control: the scan finds the key where it is"
@@ -231,6 +235,18 @@ def test_basis_vector_extraction_through_the_real_protocol_reconstructs_nothing(
     assert (best < threshold).all(), "a reconstructed vector would match a registered entry"
     assert (best < 0.35).all()
     assert all(v.max() < 0 for v in values), "no basis vector ever crosses the threshold"
+    scaled = np.vstack([np.eye(dimension)[k] * c for k in range(4) for c in (0.2, 5.0, 20.0, 100.0)])
+    query = PrivateQuery(
+        query_id=f"qry-{secrets.token_hex(8)}",
+        model_id=model,
+        key_id=keys.key_id,
+        ciphertexts=[keys.encrypt(v) for v in scaled],
+    )
+    status, scores = send(net, "chain-b", "/v1/peer/private/query", query, PrivateScores)
+    assert status == 200, scores
+    assert all(keys.decrypt(r).real.max() < 0 for r in scores.results), (
+        "scaling a query crossed the threshold"
+    )
     assert a.call("GET", "/v1/health")[0] == 200, "the node kept answering through the attack"
 
 
