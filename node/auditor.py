@@ -1,21 +1,30 @@
-"""An auditor's check of a running node: signatures, inclusion, consistency and the audit chain.
+"""An auditor's check of a node: signatures, inclusion, consistency and the audit chain.
 
-Works from what the node serves over HTTP and an optional pinned key (the manifest's member
-entry), so a third party can verify the event log and the audit log without the database and
-without seeing any biometric data: events carry only headers and salted commitments.
+Two ways in, one set of checks. ``audit_node`` works from what a running node serves over HTTP
+and an optional pinned key (the manifest's member entry), so a third party can verify the event
+log and the audit log without the database and without seeing any biometric data: events carry
+only headers and salted commitments. ``audit_stored_log`` and ``audit_stored_chain`` run the
+same ``check_*`` steps on the node's own database, for the auditor's page of the staff console;
+there the root is recomputed from the stored leaves themselves, and the earlier head the node
+signed stands in for the head an auditor saw before. Each step adds what it verified to
+``AuditReport.checks`` and what failed to ``AuditReport.problems``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 
 from node.auditlog import verify_audit_chain
-from node.storage.models import AuditRecord
+from node.eventlog import LeafHashTree
+from node.storage.models import AuditRecord, LogLeaf, TreeHeadRow
 from protocol.canonical import b64url_decode, canonical_bytes, parse_json
 from protocol.errors import ProofError, VerificationError, WatchnetError
 from protocol.fields import parse_time
@@ -25,10 +34,23 @@ from protocol.signed import SignedDocument
 from protocol.sync import parse_log_event
 from protocol.treehead import TreeHead
 
-__all__ = ["AuditReport", "audit_node"]
+__all__ = [
+    "AuditReport",
+    "StoredLog",
+    "audit_node",
+    "audit_stored_chain",
+    "audit_stored_log",
+    "check_audit_chain",
+    "check_consistency",
+    "check_event",
+    "check_head_signature",
+    "check_root",
+]
 
 PAGE = 500
 """Records per request: the audit log grows by one record per request, so paging stops on a short page."""
+STREAM = 2000
+"""Rows read from the database at a time when checking the stored logs."""
 
 
 @dataclass
@@ -60,6 +82,99 @@ class AuditReport:
         lines += [f"  ok   {c}" for c in self.checks]
         lines += [f"  FAIL {p}" for p in self.problems]
         return "\n".join(lines)
+
+
+# -- the checks -------------------------------------------------------------------------------
+
+
+def check_head_signature(
+    head_doc: SignedDocument[TreeHead], key: PublicSigningKey, report: AuditReport
+) -> TreeHead | None:
+    """Step 1: the tree head is signed by the node's key; the head, or ``None`` if it is not."""
+    try:
+        head_doc.verify([key])
+    except WatchnetError as e:
+        report.problems.append(f"tree head signature: {e}")
+        return None
+    head = head_doc.payload
+    report.tree_size = head.tree_size
+    report.checks.append(f"tree head of size {head.tree_size} is signed by the node")
+    return head
+
+
+def check_event(index: int, leaf: bytes, key: PublicSigningKey, report: AuditReport) -> None:
+    """Step 2, per leaf: a log event of a known type, signed by the node, about the node, nothing added."""
+    try:
+        event = parse_log_event(parse_json(leaf))
+    except WatchnetError as e:
+        report.problems.append(f"event {index}: {e}")
+        return
+    try:
+        event.verify([key])
+    except WatchnetError as e:
+        report.problems.append(f"event {index}: {e}")
+    if event.payload.owner != report.node_id:
+        report.problems.append(f"event {index} claims owner {event.payload.owner}")
+    if event.payload.unrecognized_fields:
+        report.problems.append(f"event {index} carries unexpected fields")
+
+
+def check_root(log: MerkleLog, head: TreeHead, report: AuditReport) -> None:
+    """Step 3: the first ``tree_size`` leaves hash to the signed root."""
+    if log.size < head.tree_size:
+        report.problems.append(f"only {log.size} of the {head.tree_size} events of the signed head were read")
+    elif log.root(head.tree_size) != head.root_hash:
+        report.problems.append("the events do not hash to the signed root")
+    else:
+        report.checks.append(f"{head.tree_size} signed events hash to the signed root")
+
+
+def check_consistency(
+    old_size: int, old_root: bytes, head: TreeHead, proof: list[bytes], report: AuditReport
+) -> None:
+    """Step 5: an earlier head of ``old_size`` leaves is a prefix of this one (RFC 9162 consistency)."""
+    if old_size > head.tree_size:
+        report.problems.append(f"the log shrank from {old_size} to {head.tree_size}")
+        return
+    try:
+        verify_consistency(old_size, head.tree_size, old_root, head.root_hash, proof)
+        report.checks.append(f"the log extends the head of size {old_size} seen before")
+    except ProofError as e:
+        report.problems.append(f"consistency with the earlier head of size {old_size}: {e}")
+
+
+def check_audit_chain(records: Iterable[AuditRecord], audit_head: bytes | None, report: AuditReport) -> None:
+    """Step 6: the audit chain links and hashes (``verify_audit_chain``), read once, in order.
+
+    ``audit_head`` is the chain head signed into the tree head, which must be one of the records.
+    """
+    wanted = None if audit_head is None else audit_head.hex()
+    found = False
+
+    def counted() -> Iterator[AuditRecord]:
+        nonlocal found
+        for record in records:
+            report.audit_records += 1
+            found = found or record.record_hash == wanted
+            yield record
+
+    stream = counted()
+    try:
+        verify_audit_chain(stream)
+        report.checks.append(f"audit chain of {report.audit_records} records is intact")
+    except ProofError as e:
+        report.problems.append(f"audit chain: {e}")
+        for _ in stream:
+            pass
+    if wanted is None:
+        return
+    if found:
+        report.checks.append("the signed tree head commits to a record of the audit chain")
+    else:
+        report.problems.append("the audit head signed into the tree head is not in the audit log")
+
+
+# -- over HTTP --------------------------------------------------------------------------------
 
 
 async def _get(session: aiohttp.ClientSession, url: str) -> Any:
@@ -110,20 +225,7 @@ async def audit_node(
             records.extend(AuditRecord(**{**r, "at": parse_time(r["at"])}) for r in page["records"])
             if len(page["records"]) < PAGE:
                 break
-        report.audit_records = len(records)
-        try:
-            verify_audit_chain(records)
-            report.checks.append(f"audit chain of {len(records)} records is intact")
-        except ProofError as e:
-            report.problems.append(f"audit chain: {e}")
-        if (
-            head is not None
-            and head.audit_head is not None
-            and head.audit_head.hex() not in {r.record_hash for r in records}
-        ):
-            report.problems.append("the audit head signed into the tree head is not in the audit log")
-        elif head is not None and head.audit_head is not None:
-            report.checks.append("the signed tree head commits to a record of the audit chain")
+        check_audit_chain(records, None if head is None else head.audit_head, report)
     if state_file is not None and report.ok and head is not None:
         state_file.write_text(
             json.dumps({"tree_size": head.tree_size, "root_hash": head.to_dict()["root_hash"]})
@@ -139,15 +241,9 @@ async def _check_log(
     report: AuditReport,
     state_file: Path | None,
 ) -> TreeHead | None:
-    try:
-        head_doc.verify([served_key])
-    except WatchnetError as e:
-        report.problems.append(f"tree head signature: {e}")
+    head = check_head_signature(head_doc, served_key, report)
+    if head is None:
         return None
-    head = head_doc.payload
-    report.tree_size = head.tree_size
-    report.checks.append(f"tree head of size {head.tree_size} is signed by the node")
-
     log = MerkleLog()
     leaves: list[bytes] = []
     after = 0
@@ -159,24 +255,13 @@ async def _check_log(
             if item["index"] != len(leaves):
                 raise ProofError(f"event index {item['index']} out of order (expected {len(leaves)})")
             leaf = canonical_bytes(item["event"])
-            event = parse_log_event(parse_json(leaf))
-            try:
-                event.verify([served_key])
-            except WatchnetError as e:
-                report.problems.append(f"event {item['index']}: {e}")
-            if event.payload.owner != report.node_id:
-                report.problems.append(f"event {item['index']} claims owner {event.payload.owner}")
-            if event.payload.unrecognized_fields:
-                report.problems.append(f"event {item['index']} carries unexpected fields")
+            check_event(item["index"], leaf, served_key, report)
             leaves.append(leaf)
             log.append(leaf)
         after = len(leaves)
     report.events = min(len(leaves), head.tree_size)
-    if log.root(head.tree_size) != head.root_hash:
-        report.problems.append("the events served do not hash to the signed root")
-    else:
-        report.checks.append(f"{head.tree_size} signed events hash to the signed root")
-    for index in range(head.tree_size):
+    check_root(log, head, report)
+    for index in range(report.events):
         proof = await _get(session, f"{base}/v1/log/proof/inclusion?index={index}&size={head.tree_size}")
         try:
             verify_inclusion(
@@ -192,23 +277,100 @@ async def _check_log(
 
     if state_file is not None and state_file.exists():
         old = json.loads(state_file.read_text())
-        old_size, old_root = old["tree_size"], b64url_decode(old["root_hash"])
+        old_size = old["tree_size"]
         if old_size > head.tree_size:
             report.problems.append(f"the log shrank from {old_size} to {head.tree_size}")
         elif old_size > 0:
             proof = await _get(
                 session, f"{base}/v1/log/proof/consistency?old={old_size}&new={head.tree_size}"
             )
-            try:
-                verify_consistency(
-                    old_size,
-                    head.tree_size,
-                    old_root,
-                    head.root_hash,
-                    [b64url_decode(p) for p in proof["proof"]],
-                )
-                report.checks.append(f"the log extends the head of size {old_size} seen before")
-            except ProofError as e:
-                report.problems.append(f"consistency with the earlier head of size {old_size}: {e}")
+            old_root = b64url_decode(old["root_hash"])
+            check_consistency(old_size, old_root, head, [b64url_decode(p) for p in proof["proof"]], report)
 
     return head
+
+
+# -- on the node's own database ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredLog:
+    """The outcome of ``audit_stored_log``: the report, and the newest two signed heads it checked."""
+
+    report: AuditReport
+    head: SignedDocument[TreeHead] | None
+    previous: SignedDocument[TreeHead] | None
+
+
+def _stored_heads(session: Session, report: AuditReport) -> list[SignedDocument[TreeHead]]:
+    """The newest two heads the node signed and kept, newest first (a head that does not parse is a problem)."""
+    rows = session.exec(select(TreeHeadRow).order_by(col(TreeHeadRow.tree_size).desc()).limit(2)).all()
+    heads = []
+    for row in rows:
+        try:
+            heads.append(SignedDocument.from_dict(parse_json(row.signed), TreeHead))
+        except WatchnetError as e:
+            report.problems.append(f"stored tree head of size {row.tree_size}: {e}")
+    return heads
+
+
+def audit_stored_log(engine: Engine, key: PublicSigningKey, node_id: str) -> StoredLog:
+    """The event log as stored: the newest head's signature, every leaf, the root, the earlier head.
+
+    Each leaf's bytes are hashed again (a stored ``leaf_hash`` that does not match them is a
+    problem of its own), so an edited event is caught even if its hash column was left alone.
+    """
+    report = AuditReport(node_id=node_id)
+    log = MerkleLog(LeafHashTree([]))
+    with Session(engine) as session:
+        heads = _stored_heads(session, report)
+        if not heads:
+            if report.ok:
+                report.checks.append("the event log is empty")
+            return StoredLog(report, None, None)
+        head_doc, previous = heads[0], heads[1] if len(heads) > 1 else None
+        head = check_head_signature(head_doc, key, report)
+        if head is None:
+            return StoredLog(report, head_doc, previous)
+        rows = session.exec(
+            select(LogLeaf.idx, LogLeaf.leaf, LogLeaf.leaf_hash)
+            .where(col(LogLeaf.idx) < head.tree_size)
+            .order_by(col(LogLeaf.idx))
+            .execution_options(yield_per=STREAM)
+        )
+        for index, leaf, stored_hash in rows:
+            if index != log.size:
+                report.problems.append(f"event {log.size} is missing from the stored log (found {index})")
+                break
+            if leaf_hash(leaf) != stored_hash:
+                report.problems.append(f"event {index}: the stored leaf hash does not match the stored event")
+            check_event(index, leaf, key, report)
+            log.append(leaf)
+    report.events = log.size
+    check_root(log, head, report)
+    if previous is not None:
+        try:
+            previous.verify([key])
+        except WatchnetError as e:
+            report.problems.append(f"earlier tree head of size {previous.payload.tree_size}: {e}")
+        else:
+            old = previous.payload
+            if 1 <= old.tree_size <= log.size and log.size >= head.tree_size:
+                proof = log.consistency_proof(old.tree_size, head.tree_size)
+                check_consistency(old.tree_size, old.root_hash, head, proof, report)
+            elif old.tree_size > head.tree_size:
+                report.problems.append(f"the log shrank from {old.tree_size} to {head.tree_size}")
+    return StoredLog(report, head_doc, previous)
+
+
+def audit_stored_chain(engine: Engine, key: PublicSigningKey, node_id: str) -> AuditReport:
+    """The audit chain as stored, record by record, and the newest signed head's commitment to it."""
+    report = AuditReport(node_id=node_id)
+    with Session(engine) as session:
+        heads = _stored_heads(session, report)
+        head = check_head_signature(heads[0], key, report) if heads else None
+        records = session.exec(
+            select(AuditRecord).order_by(col(AuditRecord.seq)).execution_options(yield_per=STREAM)
+        )
+        check_audit_chain(records, None if head is None else head.audit_head, report)
+    return report

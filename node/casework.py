@@ -17,15 +17,17 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from governance.requests import COMPLAINT_CATEGORIES, COMPLAINT_CHANNELS, COMPLAINT_OUTCOMES
+from governance.requests import COMPLAINT_CATEGORIES, COMPLAINT_CHANNELS, COMPLAINT_OUTCOMES, DEFAULT_DEADLINE
 from node.auditlog import append_audit
 from node.registry import EntryNotFound, WrongState
 from node.storage.models import Alert, Complaint, EntryRow, MatchFeedbackRow
 from protocol.errors import MalformedError
-from protocol.fields import format_time
+from protocol.fields import format_time, parse_time
 
 __all__ = [
+    "COMPLAINT_DEADLINE",
     "close_complaint",
+    "complaint_due",
     "complaint_view",
     "feedback_counts",
     "list_complaints",
@@ -35,6 +37,9 @@ __all__ = [
 ]
 
 MAX_SUMMARY = 2000
+COMPLAINT_DEADLINE = DEFAULT_DEADLINE
+"""Art. 40 asks for prompt handling and names no period; a complaint is held to the outer limit the
+node keeps for data-subject requests, so staff see the same kind of deadline in both queues."""
 
 
 def review_alert(engine: Engine, lock: RLock, *, alert_id: str, outcome: str, staff: str, now: datetime) -> Alert:
@@ -164,6 +169,12 @@ def list_complaints(engine: Engine, status: str | None = None) -> list[dict[str,
         if status is not None:
             query = query.where(Complaint.status == status)
         return [complaint_view(c) for c in session.exec(query).all()]
+
+
+def complaint_due(view: dict[str, Any], now: datetime) -> tuple[datetime, bool]:
+    """When a complaint (as ``complaint_view`` shows it) is due, and whether it is open past that."""
+    deadline = parse_time(view["received_at"]) + COMPLAINT_DEADLINE
+    return deadline, view["status"] == "open" and now > deadline
 
 
 def complaint_view(c: Complaint) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -11,6 +13,7 @@ from sqlmodel import Session, col, select
 from governance.manifest import Manifest
 from governance.requests import IDENTITY_CHECKS, RefusalGround, RequestKind, RequestOutcome, RequestRefused
 from governance.roles import Action, require_permission
+from node.accounts import StaffMember
 from node.api import (
     AUDIT_TARGET,
     CLOCK,
@@ -33,6 +36,7 @@ from node.casework import (
 from node.context import NodeContext
 from node.federation import (
     SUBJECT_BODIES,
+    Federation,
     PeerOutcome,
 )
 from node.storage.models import ProvisionRow
@@ -44,7 +48,7 @@ from protocol.errors import (
 from protocol.fields import CODE_RE, REFERENCE_RE, format_time
 from protocol.subject import ForwardAck, ForwardedRequest
 
-__all__ = ["add_casework_routes"]
+__all__ = ["add_casework_routes", "check_identity", "record_request", "search_request"]
 
 
 def _report_items(
@@ -58,23 +62,28 @@ def _report_items(
     return [items[k] for k in sorted(items)]
 
 
-async def request_record(request: web.Request) -> web.Response:
-    """Record a data-subject request at the counter: kind, identity check, the person's photo."""
-    staff = require_staff(request, Action.HANDLE_REQUESTS)
-    context = request.app[CONTEXT]
-    f = await read_json(request)
-    kind = f.enum("kind", RequestKind)
-    identity_check = f.text("identity_check", max_len=48, pattern=CODE_RE)
+def check_identity(identity_check: str) -> str:
+    """The kind of identity document staff saw, if it is one the node records."""
     if identity_check not in IDENTITY_CHECKS:
         raise MalformedError(f"request.identity_check: one of {sorted(IDENTITY_CHECKS)}")
-    image = image_bytes(f, "image", context)
-    received_at = (
-        f.time("received_at") if f.has("received_at") else request.app[CLOCK]().replace(microsecond=0)
-    )
-    deadline = f.time("deadline") if f.has("deadline") else None
-    refuse_extra(f)
+    return identity_check
+
+
+async def record_request(
+    context: NodeContext,
+    clock: Callable[[], datetime],
+    *,
+    staff: StaffMember,
+    kind: RequestKind,
+    identity_check: str,
+    image: bytes,
+    received_at: datetime,
+    deadline: datetime | None,
+) -> dict[str, Any]:
+    """Record a request with the person's photo (its face checked as for a registration); the view."""
+    check_identity(identity_check)
     embedding, _ = await asyncio.to_thread(face_for_registration, context, image)
-    view = await asyncio.to_thread(
+    return await asyncio.to_thread(
         lambda: context.subject_requests.record(
             staff=staff.id,
             kind=kind,
@@ -83,8 +92,50 @@ async def request_record(request: web.Request) -> web.Response:
             embedding=embedding,
             received_at=received_at,
             deadline=deadline,
-            now=request.app[CLOCK](),
+            now=clock(),
         )
+    )
+
+
+async def search_request(
+    context: NodeContext, federation: Federation, clock: Callable[[], datetime], staff: StaffMember, request_id: str
+) -> dict[str, Any]:
+    """Search for the person here and across the group (purpose data-subject-request); keep the report.
+
+    The view of the request, with ``peers``: each member's answer (or why there was none).
+    """
+    embedding = await asyncio.to_thread(context.subject_requests.embedding, request_id)
+    manifest = context.manifest
+    own = context.registry.index.search([embedding], manifest.policy.match_threshold)
+    _, outcomes = await federation.query([embedding], "data-subject-request")
+    items = await asyncio.to_thread(_report_items, context, own, outcomes, manifest)
+    view = await asyncio.to_thread(context.subject_requests.save_report, request_id, items, staff.id, clock())
+    view["peers"] = [o.to_dict() for o in outcomes]
+    return view
+
+
+async def request_record(request: web.Request) -> web.Response:
+    """Record a data-subject request at the counter: kind, identity check, the person's photo."""
+    staff = require_staff(request, Action.HANDLE_REQUESTS)
+    context = request.app[CONTEXT]
+    f = await read_json(request)
+    kind = f.enum("kind", RequestKind)
+    identity_check = check_identity(f.text("identity_check", max_len=48, pattern=CODE_RE))
+    image = image_bytes(f, "image", context)
+    received_at = (
+        f.time("received_at") if f.has("received_at") else request.app[CLOCK]().replace(microsecond=0)
+    )
+    deadline = f.time("deadline") if f.has("deadline") else None
+    refuse_extra(f)
+    view = await record_request(
+        context,
+        request.app[CLOCK],
+        staff=staff,
+        kind=kind,
+        identity_check=identity_check,
+        image=image,
+        received_at=received_at,
+        deadline=deadline,
     )
     return web.json_response(view, status=201)
 
@@ -92,17 +143,9 @@ async def request_record(request: web.Request) -> web.Response:
 async def request_search(request: web.Request) -> web.Response:
     """Search for the person here and across the group (purpose data-subject-request); keep the report."""
     staff = require_staff(request, Action.HANDLE_REQUESTS)
-    context = request.app[CONTEXT]
-    request_id = request.match_info["request_id"]
-    embedding = await asyncio.to_thread(context.subject_requests.embedding, request_id)
-    manifest = context.manifest
-    own = context.registry.index.search([embedding], manifest.policy.match_threshold)
-    _, outcomes = await request.app[FEDERATION].query([embedding], "data-subject-request")
-    items = await asyncio.to_thread(_report_items, context, own, outcomes, manifest)
-    view = await asyncio.to_thread(
-        context.subject_requests.save_report, request_id, items, staff.id, request.app[CLOCK]()
+    view = await search_request(
+        request.app[CONTEXT], request.app[FEDERATION], request.app[CLOCK], staff, request.match_info["request_id"]
     )
-    view["peers"] = [o.to_dict() for o in outcomes]
     return web.json_response(view)
 
 

@@ -497,7 +497,13 @@ def _summary(network: LocalNetwork, steps: list[Step], seconds: float, ok: bool)
         "seconds": round(seconds, 1),
         "steps": [s.to_dict() for s in steps],
         "nodes": [
-            {"node_id": n.node_id, "url": n.url, "notice": f"{n.url}/notice", "directory": str(n.directory)}
+            {
+                "node_id": n.node_id,
+                "url": n.url,
+                "console": f"{n.url}/console",
+                "notice": f"{n.url}/notice",
+                "directory": str(n.directory),
+            }
             for n in network.nodes.values()
         ],
         "organisation": network.org_url,
@@ -514,10 +520,20 @@ def _print_summary(summary: dict[str, Any], steps: list[Step], keep: bool) -> No
     if keep:
         print(f"organisation: {summary['organisation']}/notice")
         for n in summary["nodes"]:
-            print(f"  {n['node_id']:<9} {n['url']}  notice {n['notice']}  directory {n['directory']}")
+            print(
+                f"  {n['node_id']:<9} {n['url']}  console {n['console']}  notice {n['notice']}  "
+                f"directory {n['directory']}"
+            )
         print(
-            f"  staff logins on every node: reg1 off1 off2 op1 aud1 adm1, password {summary['logins']['password']}"
+            f"  staff logins on every node: reg1 (registrar), off1 off2 (officers), op1 (operator), aud1 (auditor), "
+            f"adm1 (admin); password {summary['logins']['password']}"
         )
+        print(
+            "  try: reg1 on chain-a's console proposes from a photo, off1 approves; op1 on chain-b's console "
+            "sees alerts live; off1 on chain-a's console/network sees deletion receipts"
+        )
+    else:
+        print("  (run with --keep to leave the network running and open each node's staff console)")
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from governance.policy import require_query_mode
@@ -31,12 +32,14 @@ from node.casework import (
     record_feedback,
     review_alert,
 )
+from node.context import NodeContext
 from node.federation import (
     FEEDBACK_BODIES,
     LOG_BODIES,
     NOTICE_BODIES,
     QUERY_BODIES,
     RECEIPT_BODIES,
+    Federation,
 )
 from node.storage.models import Alert, PeerState
 from node.sync import propagation_status
@@ -48,7 +51,7 @@ from protocol.fields import CODE_RE, NODE_ID_RE, format_time
 from protocol.subject import MatchFeedback
 from protocol.sync import LogRequest
 
-__all__ = ["add_network_routes"]
+__all__ = ["add_network_routes", "alert_items", "peer_items", "review_and_report"]
 
 
 async def peer_query(request: web.Request) -> web.Response:
@@ -125,13 +128,12 @@ async def network_query(request: web.Request) -> web.Response:
     )
 
 
-async def alerts(request: web.Request) -> web.Response:
-    """Alerts for staff review, newest first; a withdrawn alert keeps no score, category or entry copy."""
-    require_staff(request, Action.VIEW_ALERTS)
-    limit = min(int_query(request, "limit", 100, low=1), MAX_PAGE)
-    with Session(request.app[CONTEXT].engine) as session:
+def alert_items(engine: Engine, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` alerts as staff see them (the JSON API and the console's operator page):
+    never the owner's cached signed entry, and a withdrawn alert has no score or category."""
+    with Session(engine) as session:
         rows = session.exec(select(Alert).order_by(col(Alert.created_at).desc()).limit(limit)).all()
-        items = [
+        return [
             {
                 "alert_id": a.id,
                 "owner": a.owner,
@@ -145,7 +147,13 @@ async def alerts(request: web.Request) -> web.Response:
             }
             for a in rows
         ]
-    return web.json_response({"alerts": items})
+
+
+async def alerts(request: web.Request) -> web.Response:
+    """Alerts for staff review, newest first; a withdrawn alert keeps no score, category or entry copy."""
+    require_staff(request, Action.VIEW_ALERTS)
+    limit = min(int_query(request, "limit", 100, low=1), MAX_PAGE)
+    return web.json_response({"alerts": alert_items(request.app[CONTEXT].engine, limit)})
 
 
 async def propagation(request: web.Request) -> web.Response:
@@ -174,8 +182,12 @@ async def propagation(request: web.Request) -> web.Response:
 async def peers_state(request: web.Request) -> web.Response:
     """Our checkpoint in every peer's log, and whether it is healthy, failing or flagged for a fork."""
     require_staff(request, Action.READ_EVENT_LOG)
-    context = request.app[CONTEXT]
-    federation = request.app[FEDERATION]
+    return web.json_response({"peers": peer_items(request.app[CONTEXT], request.app[FEDERATION])})
+
+
+def peer_items(context: NodeContext, federation: Federation) -> list[dict[str, Any]]:
+    """Every other member with our checkpoint in its log and the health of syncing it
+    (``GET /v1/peers`` and the console's network page)."""
     with Session(context.engine) as session:
         states = {s.peer: s for s in session.exec(select(PeerState)).all()}
     out = []
@@ -198,25 +210,35 @@ async def peers_state(request: web.Request) -> web.Response:
                 else None,
             }
         )
-    return web.json_response({"peers": out})
+    return out
 
 
 async def alert_review(request: web.Request) -> web.Response:
     """An operator's verdict on an alert; a false match on a member's entry is reported to its owner."""
     staff = require_staff(request, Action.REVIEW_ALERT)
-    context = request.app[CONTEXT]
     f = await read_json(request)
     outcome = f.text("outcome", max_len=16, pattern=CODE_RE)
     refuse_extra(f)
-    now = request.app[CLOCK]()
+    return web.json_response(
+        await review_and_report(request.app, staff.id, request.match_info["alert_id"], outcome)
+    )
+
+
+async def review_and_report(
+    app: web.Application, staff_id: str, alert_id: str, outcome: str
+) -> dict[str, Any]:
+    """Record a verdict on an open alert and tell the entry's owner (``POST /v1/alerts/{id}/review``
+    and the console's operator page); ``feedback`` says whether the owner has it."""
+    context = app[CONTEXT]
+    now = app[CLOCK]()
     lock = context.registry.write_lock
     alert = await asyncio.to_thread(
         lambda: review_alert(
             context.engine,
             lock,
-            alert_id=request.match_info["alert_id"],
+            alert_id=alert_id,
             outcome=outcome,
-            staff=staff.id,
+            staff=staff_id,
             now=now,
         )
     )
@@ -245,11 +267,11 @@ async def alert_review(request: web.Request) -> web.Response:
             outcome=outcome,
         )
         try:
-            await request.app[FEDERATION].send_feedback(alert.owner, body)
+            await app[FEDERATION].send_feedback(alert.owner, body)
             result["feedback"] = "sent"
         except WatchnetError as e:
             result["feedback"] = f"not delivered ({e.code}): {e}"
-    return web.json_response(result)
+    return result
 
 
 async def peer_feedback(request: web.Request) -> web.Response:

@@ -43,7 +43,15 @@ from protocol.provision import ThirdPartyProvision
 from protocol.signed import SignedDocument
 from protocol.treehead import TreeHead
 
-__all__ = ["EntryNotFound", "EntryState", "Proposal", "Registry", "TwoPersonRuleViolation", "WrongState"]
+__all__ = [
+    "EntryFacts",
+    "EntryNotFound",
+    "EntryState",
+    "Proposal",
+    "Registry",
+    "TwoPersonRuleViolation",
+    "WrongState",
+]
 
 PROPOSED, ACTIVE, REJECTED, DELETED, EXPIRED = "proposed", "active", "rejected", "deleted", "expired"
 SYSTEM = "system"
@@ -102,6 +110,17 @@ class EntryState:
             "expires_at": self.expires_at.isoformat(),
             "reason": self.reason,
         }
+
+
+@dataclass(frozen=True)
+class EntryFacts:
+    """What an officer weighs before deciding, beyond ``EntryState``: the evidence reference, the
+    incident date, when it was proposed, and whether a face crop is held. Never the embedding."""
+
+    evidence_reference: str | None
+    incident_date: date | None
+    proposed_at: datetime
+    has_face_crop: bool
 
 
 def _state(row: EntryRow) -> EntryState:
@@ -641,6 +660,26 @@ class Registry:
             if status is not None:
                 query = query.where(EntryRow.status == status)
             return [_state(r) for r in session.exec(query).all()]
+
+    def facts(self, staff: StaffMember, entry_id: str) -> EntryFacts:
+        require_permission(staff.role, Action.REVIEW_ENTRY)
+        with Session(self._engine, expire_on_commit=False) as session:
+            row = self._load(session, entry_id)
+            return EntryFacts(
+                evidence_reference=row.evidence_reference,
+                incident_date=None if row.incident_date is None else date.fromisoformat(row.incident_date),
+                proposed_at=row.proposed_at,
+                has_face_crop=row.crop_ct is not None,
+            )
+
+    def face_crop(self, staff: StaffMember, entry_id: str) -> bytes:
+        """The entry's face crop (JPEG) for an officer deciding on it; erased entries hold none."""
+        require_permission(staff.role, Action.REVIEW_ENTRY)
+        with Session(self._engine, expire_on_commit=False) as session:
+            row = self._load(session, entry_id)
+            if row.crop_ct is None:
+                raise WrongState(f"entry {entry_id} is {row.status} and holds no face crop")
+            return self._vault.open(row.crop_ct, binding=f"{entry_id}/crop")
 
     def signed_entry(self, entry_id: str) -> SignedDocument[WatchlistEntry]:
         with Session(self._engine, expire_on_commit=False) as session:

@@ -19,7 +19,7 @@ from typing import Any
 from governance.report import Tally, TransparencyReport, totals
 from protocol.fields import format_time
 
-__all__ = ["key_figures", "render_report_html"]
+__all__ = ["STYLE", "key_figures", "render_report_html", "report_body_html"]
 
 NAVY, AMBER, TEAL, GREY, RED = "#1f3a5f", "#f5b700", "#2a9d8f", "#8d99ae", "#c44536"
 PALETTE = (NAVY, AMBER, TEAL, RED, GREY, "#6d597a", "#e76f51", "#264653")
@@ -245,6 +245,25 @@ def render_report_html(
     member_reports: Sequence[TransparencyReport] = (),
 ) -> str:
     """The page for ``report``; ``names`` gives display names for node ids, ``member_reports`` a group's parts."""
+    who = (names or {}).get(report.issuer, report.issuer)
+    title = f"Transparency report {report.period.label}: {who}"
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_e(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+        + report_body_html(report, names=names, member_reports=member_reports)
+        + "\n</body>\n</html>\n"
+    )
+
+
+def report_body_html(
+    report: TransparencyReport,
+    *,
+    names: Mapping[str, str] | None = None,
+    member_reports: Sequence[TransparencyReport] = (),
+) -> str:
+    """The report's headings, figures, charts and tables without the page around them (``STYLE`` styles
+    them), for a page that has its own frame, such as the staff console's."""
     names = names or {}
     who = names.get(report.issuer, report.issuer)
     period = report.period
@@ -438,11 +457,4 @@ def render_report_html(
     page.add(
         '<dl class="defs">' + "".join(f"<dt>{_e(t)}</dt><dd>{_e(d)}</dd>" for t, d in DEFINITIONS) + "</dl>"
     )
-    title = f"Transparency report {period.label}: {who}"
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_e(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-        + "\n".join(page.parts)
-        + "\n</body>\n</html>\n"
-    )
+    return "\n".join(page.parts)

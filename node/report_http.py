@@ -13,20 +13,43 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
-from governance.report import parse_period
+from governance.manifest import Manifest
+from governance.report import Period, TransparencyReport, parse_period
 from governance.roles import Action
+from node.context import NodeContext
 from node.report import signed_report
 from node.report_html import render_report_html
 from protocol.errors import MalformedError
+from protocol.signed import SignedDocument
 
-__all__ = ["CSP", "FORMATS", "add_report_routes"]
+__all__ = ["CSP", "FORMATS", "add_report_routes", "member_names", "node_report"]
 
 FORMATS = ("json", "html")
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+
+
+def node_report(context: NodeContext, period: Period, now: datetime) -> SignedDocument[TransparencyReport]:
+    """This node's report for ``period`` as of ``now``, signed with its key (what ``GET /v1/report`` answers)."""
+    manifest = context.manifest
+    return signed_report(
+        context.engine,
+        context.signing_key,
+        node_id=context.config.node_id,
+        group_id=manifest.group_id,
+        manifest_version=manifest.version,
+        period=period,
+        now=now,
+    )
+
+
+def member_names(manifest: Manifest) -> dict[str, str]:
+    """Display names of the group's members by node id, for the report's headings."""
+    return {m.node_id: m.name.get("en") for m in manifest.joint_use.members}
 
 
 def add_report_routes(
@@ -47,22 +70,10 @@ def add_report_routes(
         if fmt not in FORMATS:
             raise MalformedError(f"query parameter 'format': one of {', '.join(FORMATS)}, got {fmt!r:.20}")
         context = request.app[context_key]
-        manifest = context.manifest
-        node_id = context.config.node_id
-        document = await asyncio.to_thread(
-            lambda: signed_report(
-                context.engine,
-                context.signing_key,
-                node_id=node_id,
-                group_id=manifest.group_id,
-                manifest_version=manifest.version,
-                period=period,
-                now=request.app[clock_key](),
-            )
-        )
+        document = await asyncio.to_thread(node_report, context, period, request.app[clock_key]())
         if fmt == "json":
             return web.Response(body=document.to_bytes(), content_type="application/json")
-        names = {m.node_id: m.name.get("en") for m in manifest.joint_use.members}
+        names = member_names(context.manifest)
         page = await asyncio.to_thread(lambda: render_report_html(document.payload, names=names))
         return web.Response(
             text=page,

@@ -55,12 +55,14 @@ from node.api import (
 )
 from node.auditlog import AuditWriter, record_audit
 from node.casework_http import add_casework_routes
+from node.console import add_console_routes, is_console_path
 from node.context import NodeContext
 from node.federation import (
     Federation,
 )
 from node.network_http import add_network_routes
 from node.notice_http import NOTICE_PATHS, add_notice_routes
+from node.openapi import add_openapi_routes
 from node.private_http import add_private_routes
 from node.registry import Proposal
 from node.report_http import add_report_routes
@@ -106,7 +108,9 @@ def _audit_request(
     record_audit(context.engine, context.registry.write_lock, **record)
 
 
-PUBLIC_PATHS = frozenset({"/v1/health", "/v1/log/head", "/v1/node", "/v1/manifest"}) | NOTICE_PATHS
+PUBLIC_PATHS = (
+    frozenset({"/v1/health", "/v1/log/head", "/v1/node", "/v1/manifest", "/v1/openapi.json"}) | NOTICE_PATHS
+)
 PUBLIC_POSTS = frozenset({"/v1/complaints"})
 """Anyone may file a complaint without an account (Art. 40); staff filing one are identified."""
 PEER_PREFIX = "/v1/peer/"
@@ -129,6 +133,8 @@ async def access_middleware(
             body_hash = hashlib.sha256(body).hexdigest() if body else ""
             if request.path.startswith(PEER_PREFIX):
                 actor = f"unverified:{request.app[FEDERATION].gate.sender_of(body)}"
+            elif is_console_path(request.path):
+                actor = "console"  # the console checks its session cookie, role and CSRF token itself
             elif request.method == "POST" and request.path in PUBLIC_POSTS and "Authorization" not in request.headers:
                 actor = f"public:{request.remote or 'unknown'}"
                 if not request.app[LIMITER].allow(actor, time.monotonic()):
@@ -555,6 +561,8 @@ def build_app(
     add_casework_routes(app)
     add_notice_routes(app, CONTEXT)
     add_report_routes(app, CONTEXT, CLOCK, require_staff)
+    add_console_routes(app)
+    add_openapi_routes(app)
     if sweep:
         app.cleanup_ctx.append(_retention_sweep)
     app.cleanup_ctx.append(_audit_flusher)

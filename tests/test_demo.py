@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,7 +66,32 @@ def test_ctrl_c_stops_every_process_of_a_kept_demo_network(tmp_path: Path) -> No
             break
     running = subprocess.run(["pgrep", "-f", str(where)], capture_output=True, text=True, check=False)
     assert len(running.stdout.split()) == 6, "".join(lines)  # the demo, gov serve and four nodes
+    printed = "".join(lines)
+    console = re.search(r"chain-a\s+\S+\s+console (http://\S+/console)", printed)
+    password = re.search(r"password (\S+)", printed)
+    assert console and password, printed
+    assert signs_in(console.group(1), "reg1", password.group(1)).endswith("/console/registrar")
     process.send_signal(signal.SIGINT)
     process.wait(timeout=60)
     leftover = subprocess.run(["pgrep", "-f", str(where)], capture_output=True, text=True, check=False)
     assert leftover.stdout.strip() == ""
+
+
+def signs_in(console: str, username: str, password: str) -> str:
+    """Sign in to a printed console URL with a printed login, as a newcomer's browser would."""
+    import requests
+
+    with requests.Session() as browser:
+        form = browser.get(f"{console}/login", timeout=10)
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert form.status_code == 200 and token, form.text[:300]
+        answer = browser.post(
+            f"{console}/login",
+            data={"username": username, "password": password, "csrf": token.group(1)},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert answer.status_code == 303, answer.text[:300]
+        landing = browser.get(f"{console.rsplit('/console', 1)[0]}{answer.headers['Location']}", timeout=10)
+        assert landing.status_code == 200, landing.text[:300]
+        return landing.url.split("?")[0]

@@ -1,0 +1,329 @@
+"""The auditor's pages: the audit log and the event log with their verification, and the report.
+
+A third-party auditor (R13) checks that the node keeps honest books without seeing biometric
+data. The audit log page lists the hash-chained records newest first and says whether the whole
+chain verifies; the event log page shows the newest signed tree head and whether its signature
+holds, every stored event is signed by the node, the root recomputed from the stored leaves
+equals the signed one and the head signed before it is a prefix of it. Both verdicts come from
+``node.auditor``'s checks, the steps ``watchnet audit verify`` runs over HTTP, here run on the
+node's own database at every view: nothing is cached, so a row edited in the database shows as
+a failure on the next view. The report page shows this node's signed transparency report for a
+chosen period as ``node.report_html`` draws it, charts included, and offers the signed JSON.
+Who sees what is ``governance.roles``: the audit log is the auditor's, the event log also the
+officer's, the report also the officer's and the admin's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from markupsafe import Markup
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from governance.report import parse_period
+from governance.roles import Action
+from node.api import CLOCK, CONTEXT
+from node.auditlog import record_hash
+from node.auditor import audit_stored_chain, audit_stored_log
+from node.console.pages import NO_STORE_HEADERS, PREFIX, Visit, redirect, render, staff_page, url
+from node.context import NodeContext
+from node.report_html import STYLE, report_body_html
+from node.report_http import member_names, node_report
+from node.storage.models import AuditRecord, LogLeaf
+from protocol.canonical import parse_json
+from protocol.errors import MalformedError, WatchnetError
+from protocol.events import EntryEvent
+from protocol.provision import ThirdPartyProvision
+from protocol.signed import SignedDocument
+from protocol.sync import parse_log_event
+from protocol.treehead import TreeHead
+
+__all__ = ["PAGE_SIZE", "add_auditor_routes", "recent_periods"]
+
+AUDIT = f"{PREFIX}/audit"
+LOG = f"{PREFIX}/log"
+REPORT = f"{PREFIX}/report"
+PAGE_SIZE = 50
+"""Records or events per page."""
+REPORT_CSP = (
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+"""The report page's charts are inline SVG styled by attributes, so inline style is allowed there
+(still no script, and nothing fetched from elsewhere)."""
+UPTO_RE = re.compile(r"[0-9]{1,15}")
+
+
+def _shown(t: datetime | None) -> str:
+    """A time as table cells show it, under a heading that says UTC."""
+    return "" if t is None else t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _upto(request: web.Request) -> int | None:
+    """The newest row the page starts from (``?upto=``), or ``None`` for the newest there is."""
+    text = request.query.get("upto")
+    if text is None:
+        return None
+    if not UPTO_RE.fullmatch(text):
+        raise MalformedError(f"query parameter 'upto': a record number, got {text!r:.20}")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One page of a log read newest first: rows from ``top`` down, of ``total`` in all."""
+
+    rows: list[Any]
+    total: int
+    top: int
+    newer: int | None
+    older: int | None
+
+    @property
+    def bottom(self) -> int:
+        return self.top - len(self.rows) + 1
+
+
+def _window(rows: list[Any], last: int, top: int) -> Window:
+    bottom = top - len(rows) + 1
+    return Window(
+        rows=rows,
+        total=last + 1,
+        top=top,
+        newer=min(top + PAGE_SIZE, last) if top < last else None,
+        older=bottom - 1 if rows and bottom > 0 else None,
+    )
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One audit record as the page lists it, with whether its own hash still matches it."""
+
+    seq: int
+    at: str
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    record_hash: str
+    intact: bool
+
+
+def _audit_window(context: NodeContext, upto: int | None) -> Window:
+    names = _names(context)
+    with Session(context.engine) as session:
+        last = session.exec(select(func.max(AuditRecord.seq))).one()
+        if last is None:
+            return Window([], 0, -1, None, None)
+        top = last if upto is None else min(upto, last)
+        records = session.exec(
+            select(AuditRecord)
+            .where(col(AuditRecord.seq) <= top)
+            .order_by(col(AuditRecord.seq).desc())
+            .limit(PAGE_SIZE)
+        ).all()
+        rows = [
+            AuditRow(
+                seq=r.seq,
+                at=_shown(r.at),
+                actor=names.get(r.actor, r.actor),
+                action=r.action,
+                target=r.target,
+                outcome=r.outcome,
+                record_hash=r.record_hash,
+                intact=record_hash(r) == r.record_hash,
+            )
+            for r in records
+        ]
+    return _window(rows, int(last), top)
+
+
+def _names(context: NodeContext) -> dict[str, str]:
+    """Account ids as their usernames (the logs record ids, staff know names)."""
+    return {member.id: member.username for member, _ in context.accounts.list()}
+
+
+@staff_page(Action.READ_AUDIT)
+async def audit_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    context = request.app[CONTEXT]
+    upto = _upto(request)
+    window = await asyncio.to_thread(_audit_window, context, upto)
+    report = await asyncio.to_thread(
+        audit_stored_chain, context.engine, context.signing_key.public, context.config.node_id
+    )
+    return render(
+        request, "audit.html", visit.lang, session=visit.session, window=window, report=report, page=AUDIT
+    )
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One event log leaf as the page lists it: its header, never the salted payload."""
+
+    index: int
+    at: str
+    kind: str
+    subject: str
+    version: int | None
+    detail: str
+    actor: str
+    leaf_hash: str
+    readable: bool
+
+
+def _event_row(row: LogLeaf, names: dict[str, str]) -> EventRow:
+    """One stored leaf as the page lists it; a leaf that no longer parses is shown as unreadable."""
+    version, detail, actor, readable = None, "", "", True
+    try:
+        payload = parse_log_event(parse_json(row.leaf)).payload
+    except WatchnetError:
+        readable = False
+    else:
+        if isinstance(payload, EntryEvent):
+            version, detail, actor = payload.entry_version, payload.reason.value, payload.actor
+        elif isinstance(payload, ThirdPartyProvision):
+            detail, actor = payload.legal_basis, payload.actor
+    return EventRow(
+        index=row.idx,
+        at=_shown(row.created_at),
+        kind=row.kind,
+        subject=row.entry_id,
+        version=version,
+        detail=detail,
+        actor=names.get(actor, actor),
+        leaf_hash=row.leaf_hash.hex(),
+        readable=readable,
+    )
+
+
+def _event_window(context: NodeContext, upto: int | None) -> Window:
+    names = _names(context)
+    with Session(context.engine) as session:
+        last = session.exec(select(func.max(LogLeaf.idx))).one()
+        if last is None:
+            return Window([], 0, -1, None, None)
+        top = last if upto is None else min(upto, last)
+        leaves = session.exec(
+            select(LogLeaf).where(col(LogLeaf.idx) <= top).order_by(col(LogLeaf.idx).desc()).limit(PAGE_SIZE)
+        ).all()
+        rows = [_event_row(leaf, names) for leaf in leaves]
+    return _window(rows, int(last), top)
+
+
+@dataclass(frozen=True)
+class HeadView:
+    """A signed tree head as the page shows it."""
+
+    tree_size: int
+    root_hash: str
+    signed_at: str
+    audit_head: str
+    keyids: list[str]
+
+
+def _head_view(doc: SignedDocument[TreeHead] | None) -> HeadView | None:
+    if doc is None:
+        return None
+    head = doc.payload
+    return HeadView(
+        tree_size=head.tree_size,
+        root_hash=head.root_hash.hex(),
+        signed_at=f"{_shown(head.timestamp)} UTC",
+        audit_head="" if head.audit_head is None else head.audit_head.hex(),
+        keyids=sorted(doc.signatures),
+    )
+
+
+@staff_page(Action.READ_EVENT_LOG)
+async def log_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    context = request.app[CONTEXT]
+    upto = _upto(request)
+    key = context.signing_key.public
+    stored = await asyncio.to_thread(audit_stored_log, context.engine, key, context.config.node_id)
+    window = await asyncio.to_thread(_event_window, context, upto)
+    member = context.manifest.member(context.config.node_id)
+    return render(
+        request,
+        "eventlog.html",
+        visit.lang,
+        session=visit.session,
+        report=stored.report,
+        head=_head_view(stored.head),
+        previous=_head_view(stored.previous),
+        keyid=key.keyid,
+        key_listed=member is not None and member.signing_key == key,
+        window=window,
+        page=LOG,
+    )
+
+
+def recent_periods(now: datetime) -> list[str]:
+    """Periods to choose from, newest first: this quarter and the four before, this month and the
+    last, this year and the last."""
+    quarter = (now.month - 1) // 3
+    quarters = [f"{now.year + (quarter - i) // 4}-Q{(quarter - i) % 4 + 1}" for i in range(5)]
+    last_month = (now.year, now.month - 1) if now.month > 1 else (now.year - 1, 12)
+    months = [f"{now.year}-{now.month:02d}", f"{last_month[0]}-{last_month[1]:02d}"]
+    return [*quarters, *months, str(now.year), str(now.year - 1)]
+
+
+@staff_page(Action.READ_REPORT)
+async def report_choice(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """The period chooser's target: this quarter, or the period the form names, as a page of its own."""
+    text = request.query.get("period") or recent_periods(request.app[CLOCK]())[0]
+    period = parse_period(text)
+    return redirect(url(f"{REPORT}/{period.label}", visit.lang))
+
+
+@staff_page(Action.READ_REPORT, back=REPORT)
+async def report_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """The signed report for one period, drawn by ``report_body_html`` (the published page's body)."""
+    context = request.app[CONTEXT]
+    now = request.app[CLOCK]()
+    period = parse_period(request.match_info["period"])
+    document = await asyncio.to_thread(node_report, context, period, now)
+    names = member_names(context.manifest)
+    body = await asyncio.to_thread(lambda: report_body_html(document.payload, names=names))
+    periods = recent_periods(now)
+    response = render(
+        request,
+        "report.html",
+        visit.lang,
+        session=visit.session,
+        period=period,
+        periods=periods if period.label in periods else [period.label, *periods],
+        generated_at=f"{_shown(document.payload.generated_at)} UTC",
+        keyid=context.signing_key.keyid,
+        body=Markup(body),  # noqa: S704 - report_body_html escapes every text it takes from the report
+        style=Markup(STYLE),  # noqa: S704 - a constant of node.report_html
+    )
+    response.headers["Content-Security-Policy"] = REPORT_CSP
+    return response
+
+
+@staff_page(Action.READ_REPORT, back=REPORT)
+async def report_json(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """The same report as the signed JSON document ``GET /v1/report`` gives, to keep or pass on."""
+    context = request.app[CONTEXT]
+    period = parse_period(request.match_info["period"])
+    document = await asyncio.to_thread(node_report, context, period, request.app[CLOCK]())
+    name = f"watchnet-report-{context.config.node_id}-{period.label}.json"
+    return web.Response(
+        body=document.to_bytes(),
+        content_type="application/json",
+        headers={**NO_STORE_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def add_auditor_routes(app: web.Application) -> None:
+    app.router.add_get(AUDIT, audit_page)
+    app.router.add_get(LOG, log_page)
+    app.router.add_get(REPORT, report_choice)
+    app.router.add_get(f"{REPORT}/{{period}}", report_page)
+    app.router.add_get(f"{REPORT}/{{period}}/signed.json", report_json)

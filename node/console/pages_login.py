@@ -1,0 +1,177 @@
+"""Signing in and out of the console, and the landing page that sends each role to its page.
+
+Sign-in checks the password with ``StaffAccounts.authenticate_password`` (argon2id; five wrong
+passwords lock the account until an admin re-enables it), so the console and the command line
+share one lockout. Every sign-in, failure, lockout, sign-out and timeout is an audit record;
+a failure names the account it was aimed at (its id, never the typed name) and the client
+address. The login form is rate-limited per client address on top of the per-account lockout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+
+from governance.roles import Role
+from node.accounts import AccountDisabled, AuthenticationFailed, StaffMember
+from node.api import ACTOR, CLOCK, CONTEXT, LIMITER, RateLimited
+from node.console.csrf import CSRF_FIELD, CsrfRefused, check_csrf
+from node.console.pages import (
+    COOKIE,
+    PREFIX,
+    SESSIONS,
+    Visit,
+    audit,
+    client,
+    read_form,
+    redirect,
+    refusal,
+    render,
+    set_session_cookie,
+    staff_page,
+    url,
+)
+from node.console.session import ConsoleSession, SessionExpired
+from node.notice_http import request_language
+from protocol.errors import MalformedError, WatchnetError
+
+__all__ = ["home", "login_form", "login_submit", "logout"]
+
+ROLE_PAGES = {
+    Role.REGISTRAR: f"{PREFIX}/registrar",
+    Role.OFFICER: f"{PREFIX}/officer",
+    Role.OPERATOR: f"{PREFIX}/operator",
+    Role.ADMIN: f"{PREFIX}/network",
+    Role.AUDITOR: f"{PREFIX}/audit",
+}
+"""The console page of each role that has one in this release."""
+LOGIN_REASONS = {"expired": "login.expired", "logged_out": "login.logged_out"}
+MAX_USERNAME = 64
+MAX_PASSWORD = 1024
+
+
+def _session(request: web.Request) -> ConsoleSession | None:
+    """The browser's live session, or ``None`` (a timed-out one is simply gone here)."""
+    try:
+        return request.app[SESSIONS].find(request.cookies.get(COOKIE), request.app[CLOCK]())
+    except SessionExpired:
+        return None
+
+
+def _limit(request: web.Request) -> None:
+    limiter = request.app[LIMITER]
+    if not limiter.allow(f"console-login:{request.remote or 'unknown'}", time.monotonic()):
+        raise RateLimited(f"more than {limiter.capacity:.0f} sign-in requests a minute from this address")
+
+
+def _login_page(
+    request: web.Request, lang: str, session: ConsoleSession, *, message: str | None, status: int = 200
+) -> web.Response:
+    return render(
+        request,
+        "login.html",
+        lang,
+        session=session,
+        status=status,
+        message=message,
+        switch_path=f"{PREFIX}/login",
+    )
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    """The sign-in form, with a fresh anonymous session for its CSRF token if the browser has none."""
+    lang = request_language(request)
+    request[ACTOR] = client(request)
+    session = _session(request)
+    if session is not None and session.staff is not None:
+        return redirect(url(PREFIX, lang))
+    try:
+        _limit(request)
+    except RateLimited as e:
+        raise refusal(request, e, lang, session=None, actor=client(request)) from e
+    token = None
+    if session is None:
+        token, session = request.app[SESSIONS].create(request.app[CLOCK]())
+    reason = LOGIN_REASONS.get(request.query.get("reason", ""))
+    response = _login_page(request, lang, session, message=reason)
+    if token is not None:
+        set_session_cookie(response, request, token)
+    return response
+
+
+def _account(request: web.Request, username: str) -> tuple[StaffMember, bool] | None:
+    """The account a sign-in names, and whether it was disabled before this attempt."""
+    accounts = request.app[CONTEXT].accounts.list()
+    return next(((m, d) for m, d in accounts if m.username == username), None)
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    """Check the password; on success replace the anonymous session with a signed-in one."""
+    lang = request_language(request)
+    actor = client(request)
+    request[ACTOR] = actor
+    store = request.app[SESSIONS]
+    session = _session(request)
+    try:
+        _limit(request)
+        form = await read_form(request)
+        session = check_csrf(session, form.fields.get(CSRF_FIELD))
+        username = form.fields.get("username", "")[:MAX_USERNAME]
+        password = form.fields.get("password", "")
+        if not username or not password or len(password) > MAX_PASSWORD:
+            raise MalformedError(
+                f"form: a username and a password of 1..{MAX_PASSWORD} characters are needed"
+            )
+    except CsrfRefused as e:
+        audit(request, actor=actor, action="console.login", outcome=f"refused:{e.code}")
+        token, fresh = store.create(request.app[CLOCK]())
+        response = _login_page(request, lang, fresh, message="login.stale", status=403)
+        set_session_cookie(response, request, token)
+        return response
+    except WatchnetError as e:
+        raise refusal(request, e, lang, session=session, actor=actor, back=f"{PREFIX}/login") from e
+    before = _account(request, username)
+    target = "" if before is None else before[0].id
+    try:
+        staff = await asyncio.to_thread(
+            request.app[CONTEXT].accounts.authenticate_password, username, password
+        )
+    except AccountDisabled as e:
+        audit(request, actor=actor, action="console.login", target=target, outcome=f"refused:{e.code}")
+        return _login_page(request, lang, session, message="login.locked", status=401)
+    except AuthenticationFailed as e:
+        audit(request, actor=actor, action="console.login", target=target, outcome=f"refused:{e.code}")
+        after = _account(request, username)
+        locked = before is not None and not before[1] and after is not None and after[1]
+        if locked:
+            audit(request, actor=actor, action="console.lockout", target=target, outcome="locked")
+        return _login_page(
+            request, lang, session, message="login.locked" if locked else "login.failed", status=401
+        )
+    store.drop(session)
+    token, _ = store.create(request.app[CLOCK](), staff)
+    request[ACTOR] = staff.id
+    audit(request, actor=staff.id, action="console.login", target=staff.id, outcome="ok")
+    response = redirect(url(PREFIX, lang))
+    set_session_cookie(response, request, token)
+    return response
+
+
+@staff_page(None)
+async def logout(request: web.Request, visit: Visit) -> web.StreamResponse:
+    request.app[SESSIONS].drop(visit.session)
+    audit(request, actor=visit.staff.id, action="console.logout", target=visit.staff.id, outcome="ok")
+    response = redirect(url(f"{PREFIX}/login", visit.lang, reason="logged_out"))
+    response.del_cookie(COOKIE, path=PREFIX)
+    return response
+
+
+@staff_page(None)
+async def home(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """Each role to its own page; roles without one yet are told so."""
+    page = ROLE_PAGES.get(visit.staff.role)
+    if page is not None:
+        return redirect(url(page, visit.lang))
+    return render(request, "home.html", visit.lang, session=visit.session, role=visit.staff.role.value)

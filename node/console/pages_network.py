@@ -1,0 +1,111 @@
+"""The network page: the group's manifest, each peer's sync health, and who confirmed our deletions.
+
+An officer or an auditor checks here that the group works as its notice says: the manifest this
+node trusts now (version, expiry, members and their status, purposes, items, the administrator,
+query modes), how following each peer's log goes (``peer_items``, what ``GET /v1/peers``
+returns), and for every deletion, expiry and correction of ours the members that returned a
+signed receipt and those that have not yet (``propagation_status``, what ``GET /v1/propagation``
+returns), a page at a time from a log index as the API pages. An admin, who installs
+manifests but may not read the event log, sees the manifest part only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from governance.manifest import Manifest
+from governance.roles import Action, permitted, require_permission
+from node.api import CLOCK, CONTEXT, FEDERATION, int_query
+from node.console.pages import PREFIX, Visit, render, staff_page, url
+from node.context import NodeContext
+from node.network_http import peer_items
+from node.sync import propagation_status
+
+__all__ = ["PAGE_SIZE", "Propagation", "add_network_page_routes", "shown_time"]
+
+PAGE = f"{PREFIX}/network"
+PAGE_SIZE = 100
+"""Deletions, expiries and corrections per page."""
+
+
+def shown_time(wire: str | None) -> str:
+    """``2026-11-01T09:00:00Z`` as ``2026-11-01 09:00:00 UTC`` (empty for never)."""
+    return "" if wire is None else wire.replace("T", " ").replace("Z", " UTC")
+
+
+@dataclass(frozen=True)
+class Propagation:
+    """One page of our deletions, expiries and corrections, with receipts."""
+
+    events: list[dict[str, Any]]
+    complete: int
+    pending: int
+    after: int
+    next_after: int | None
+
+
+def _propagation(context: NodeContext, after: int, pending_only: bool) -> Propagation:
+    items = propagation_status(
+        context.engine, context.manifest, context.config.node_id, after=after, limit=PAGE_SIZE
+    )
+    complete = sum(1 for item in items if not item["missing"])
+    return Propagation(
+        events=[i for i in items if i["missing"]] if pending_only else items,
+        complete=complete,
+        pending=len(items) - complete,
+        after=after,
+        next_after=items[-1]["index"] + 1 if len(items) == PAGE_SIZE else None,
+    )
+
+
+def _days_left(manifest: Manifest, now: datetime) -> int:
+    return (manifest.expires - now).days
+
+
+@staff_page(None)
+async def network_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    role = visit.staff.role
+    if not permitted(role, Action.MANAGE_MANIFEST):
+        require_permission(role, Action.READ_EVENT_LOG)
+    reads_log = permitted(role, Action.READ_EVENT_LOG)
+    context = request.app[CONTEXT]
+    manifest = context.manifest
+    after = int_query(request, "after", 0)
+    pending_only = request.query.get("pending") == "1"
+    peers = None
+    propagation = None
+    pages: dict[str, str] = {}
+    if reads_log:
+        peers = peer_items(context, request.app[FEDERATION])
+        propagation = await asyncio.to_thread(_propagation, context, after, pending_only)
+        pending = {"pending": "1"} if pending_only else {}
+        pages = {
+            "all": url(PAGE, visit.lang, after=str(after)),
+            "pending": url(PAGE, visit.lang, after=str(after), pending="1"),
+        }
+        if propagation.next_after is not None:
+            pages["next"] = url(PAGE, visit.lang, after=str(propagation.next_after), **pending)
+    return render(
+        request,
+        "network.html",
+        visit.lang,
+        session=visit.session,
+        manifest=manifest,
+        node_id=context.config.node_id,
+        days_left=_days_left(manifest, request.app[CLOCK]()),
+        peers=peers,
+        propagation=propagation,
+        pending_only=pending_only,
+        pages=pages,
+        names={m.node_id: m.name.get(visit.lang) for m in manifest.joint_use.members},
+        shown_time=shown_time,
+    )
+
+
+def add_network_page_routes(app: web.Application) -> None:
+    app.router.add_get(PAGE, network_page)

@@ -1,0 +1,244 @@
+"""The operator's page: alerts as they are raised, pushed live, each marked confirmed or a false match.
+
+An operator keeps this page open at the counter. It lists the newest alerts as
+``GET /v1/alerts`` returns them (``alert_items``): whose entry matched (the member, its entry id
+and version), the category, the score, the site and the time. It never shows a face: the probe
+is never kept, a member's signed entry holds no face crop, and the cached copy of it is not
+read here. The list is rendered on the server and pushed as server-sent events
+(``/console/operator/events``) whenever it changes (``live.AlertFeed``), so a new alert appears
+without a reload, and an alert whose entry the owner deleted leaves the open list at once (it
+stays below as withdrawn, with no score or category; our own deleted entries take their alerts
+with them). A small script, ``static/live.js``, swaps the list in; without script the page is
+plain HTML and a reload shows the same. A verdict is a CSRF-protected form handled by
+``review_and_report``, the function behind ``POST /v1/alerts/{id}/review``, which also tells
+the entry's owner.
+
+A stream lives only as long as its session: it ends when the session times out or is signed
+out, or the account is disabled or loses the role, and listening is not activity, so an
+unattended page does not keep a session open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from governance.roles import Action, permitted
+from node.api import AUDIT_TARGET, CLOCK, CONTEXT, refuse_extra
+from node.console.csrf import CSRF_FIELD
+from node.console.i18n import Translator
+from node.console.live import AlertFeed, Listener, Snapshot
+from node.console.pages import (
+    JINJA,
+    NO_STORE_HEADERS,
+    PREFIX,
+    SESSIONS,
+    Visit,
+    _recheck,
+    redirect,
+    render,
+    staff_page,
+    url,
+)
+from node.console.pages_network import shown_time
+from node.context import NodeContext
+from node.network_http import alert_items, review_and_report
+from protocol.fields import CODE_RE
+
+__all__ = ["ALERT_FEED", "AlertRow", "add_operator_routes", "server_sent_event"]
+
+PAGE = f"{PREFIX}/operator"
+EVENTS = f"{PAGE}/events"
+SHOWN = 100
+"""The newest alerts on the page (as ``GET /v1/alerts`` by default)."""
+TICK_SECONDS = 1.0
+"""How often an open stream checks that its session is still live and its browser still there."""
+KEEPALIVE_SECONDS = 15.0
+ALERT_FEED = web.AppKey("console_alert_feed", AlertFeed)
+LIVE_CSP = f"{NO_STORE_HEADERS['Content-Security-Policy']}; script-src 'self'; connect-src 'self'"
+"""The console's policy plus this page's own script and its event stream; nothing inline."""
+FEEDBACK_NOTICES = {"recorded": "op.feedback_recorded", "sent": "op.feedback_sent"}
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    """One alert as the page shows it (owner named in the page's language, score and time formatted)."""
+
+    alert_id: str
+    owner: str
+    owner_name: str
+    entry_id: str
+    version: int
+    category: str | None
+    score: str
+    site: str
+    status: str
+    time: str
+
+
+def alert_rows(context: NodeContext, items: Snapshot, lang: str) -> list[AlertRow]:
+    """``alert_items`` as the page shows them: each owner by its name in the manifest in force."""
+    manifest = context.manifest
+    rows = []
+    for a in items:
+        member = manifest.member(a["owner"])
+        rows.append(
+            AlertRow(
+                alert_id=a["alert_id"],
+                owner=a["owner"],
+                owner_name=a["owner"] if member is None else member.name.get(lang),
+                entry_id=a["entry_id"],
+                version=a["version"],
+                category=a["category"],
+                score="" if a["score"] is None else f"{a['score']:.3f}",
+                site=a["site"],
+                status=a["status"],
+                time=shown_time(a["created_at"]),
+            )
+        )
+    return rows
+
+
+def _alerts_context(request: web.Request, visit: Visit, items: Snapshot) -> dict[str, Any]:
+    """What ``operator_alerts.html`` shows: open alerts to review, then the reviewed and withdrawn."""
+    context = request.app[CONTEXT]
+    rows = alert_rows(context, items, visit.lang)
+    return {
+        "open_alerts": [r for r in rows if r.status == "open"],
+        "closed_alerts": [r for r in rows if r.status != "open"],
+        "may_review": permitted(visit.staff.role, Action.REVIEW_ALERT),
+    }
+
+
+def _fragment(request: web.Request, visit: Visit, items: Snapshot) -> str:
+    """The alert list alone, as pushed to an open page (the same template the page includes)."""
+    tr = Translator(visit.lang)
+    return aiohttp_jinja2.render_string(
+        "operator_alerts.html",
+        request,
+        {
+            "lang": visit.lang,
+            "t": tr.t,
+            "label": tr.label,
+            "url": lambda path, **q: url(path, visit.lang, **q),
+            "csrf_field": CSRF_FIELD,
+            "csrf": visit.session.csrf,
+            "prefix": PREFIX,
+            **_alerts_context(request, visit, items),
+        },
+        app_key=JINJA,
+    )
+
+
+def server_sent_event(event: str, data: str) -> bytes:
+    """One event in the ``text/event-stream`` format: every line of ``data`` as its own ``data:`` line."""
+    lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
+    return f"event: {event}\n{lines}\n".encode()
+
+
+@staff_page(Action.VIEW_ALERTS)
+async def operator_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    context = request.app[CONTEXT]
+    items = await asyncio.to_thread(alert_items, context.engine, SHOWN)
+    response = render(
+        request,
+        "operator.html",
+        visit.lang,
+        session=visit.session,
+        threshold=context.manifest.policy.match_threshold,
+        **_alerts_context(request, visit, items),
+    )
+    response.headers["Content-Security-Policy"] = LIVE_CSP
+    return response
+
+
+def _still_allowed(request: web.Request, visit: Visit) -> bool:
+    """The session is live (not touched), the account enabled, and its role still sees alerts."""
+    now = request.app[CLOCK]()
+    if not request.app[SESSIONS].alive(visit.session, now):
+        return False
+    staff = _recheck(request, visit.session, visit.staff, now)
+    return staff is not None and permitted(staff.role, Action.VIEW_ALERTS)
+
+
+def _browser_gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
+
+
+async def _updates(request: web.Request, visit: Visit, listener: Listener) -> AsyncGenerator[bytes, None]:
+    """What to write: each changed list, a comment now and then, and ``end`` when the session ends."""
+    yield b"retry: 3000\n\n"
+    loop = asyncio.get_running_loop()
+    quiet_since = loop.time()
+    while True:
+        items = await listener.next(TICK_SECONDS)
+        if listener.ended or _browser_gone(request):
+            return
+        if not _still_allowed(request, visit):
+            yield server_sent_event("end", "signed-out")
+            return
+        if items is not None:
+            yield server_sent_event("alerts", _fragment(request, visit, items))
+            quiet_since = loop.time()
+        elif loop.time() - quiet_since >= KEEPALIVE_SECONDS:
+            yield b": keepalive\n\n"
+            quiet_since = loop.time()
+
+
+@staff_page(Action.VIEW_ALERTS)
+async def alert_events(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """The alert list as server-sent events: now, then on every change, until the session ends."""
+    with request.app[ALERT_FEED].listen() as listener:
+        response = web.StreamResponse(
+            headers={
+                **NO_STORE_HEADERS,
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Content-Language": visit.lang,
+            }
+        )
+        await response.prepare(request)
+        try:
+            async with contextlib.aclosing(_updates(request, visit, listener)) as updates:
+                async for chunk in updates:
+                    await response.write(chunk)
+        except ConnectionResetError:
+            pass  # the browser went away between two checks
+    return response
+
+
+@staff_page(Action.REVIEW_ALERT, back=PAGE)
+async def review(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """Confirmed or false match, through the JSON API's own function (which also tells the owner)."""
+    f = visit.fields()
+    outcome = f.text("outcome", max_len=16, pattern=CODE_RE)
+    refuse_extra(f)
+    alert_id = request.match_info["alert_id"]
+    request[AUDIT_TARGET] = alert_id
+    result = await review_and_report(request.app, visit.staff.id, alert_id, outcome)
+    visit.session.notices.append("op.confirmed_ok" if outcome == "confirmed" else "op.false_match_ok")
+    visit.session.notices.append(FEEDBACK_NOTICES.get(result["feedback"], "op.feedback_failed"))
+    return redirect(url(PAGE, visit.lang))
+
+
+async def _end_streams(app: web.Application) -> None:
+    await app[ALERT_FEED].close()
+
+
+def add_operator_routes(app: web.Application) -> None:
+    """The page, its event stream and the review form; open streams end when the node shuts down.
+
+    They end in ``on_shutdown``, which aiohttp runs before it waits for open requests; the
+    cleanup context runs only after that wait, too late for a stream that never ends by itself.
+    """
+    context = app[CONTEXT]
+    app[ALERT_FEED] = AlertFeed(lambda: alert_items(context.engine, SHOWN))
+    app.on_shutdown.append(_end_streams)
+    app.router.add_get(PAGE, operator_page)
+    app.router.add_get(EVENTS, alert_events)
+    app.router.add_post(f"{PAGE}/alerts/{{alert_id}}/review", review)

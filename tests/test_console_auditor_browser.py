@@ -1,0 +1,165 @@
+"""The auditor's pages in a real browser against a real node process: audit log, event log, report.
+
+Debian's Chromium, driven by Playwright, on a tablet-sized viewport: an auditor signs in (in
+Japanese, from the browser's language), follows the page links to the audit log and the event
+log, each verified, then to the transparency report, whose charts must be drawn with their
+styles (the page allows inline style for them and nothing else: a style or script the content
+security policy blocked would show as a "Refused to ..." console message). An officer then takes
+a request at the counter from a sample photo, runs the search (the other member of the test
+group is not running, which the page must say) and refuses the request on a legal ground. Each
+page is saved as a screenshot in ``tests/artifacts/`` for a person to look at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from node.demo import photo_path
+from tests.browser import chromium, require_chromium, screenshots
+from tests.factories import embedding
+from tests.nodeproc import PASSWORD, NodeProcess
+
+require_chromium()
+
+from playwright.sync_api import Browser, expect  # noqa: E402
+
+shot = screenshots("console-auditor")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    n = NodeProcess.create(tmp_path_factory.mktemp("console-auditor-browser"))
+    n.start()
+    yield n
+    n.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as b:
+        yield b
+
+
+def activity(node: NodeProcess) -> None:
+    """Something to count: three entries registered, one deleted, a refused request, a complaint."""
+    ids = []
+    for seed in (301, 302, 303):
+        status, made = node.call(
+            "POST",
+            "/v1/entries",
+            "reg1",
+            {
+                "embedding": embedding(seed).to_str(),
+                "category": "shoplifting" if seed % 2 else "theft",
+                "evidence": {"kind": "police-report", "reference": f"TKY-2026-{seed:04d}"},
+                "incident_date": "2026-11-01",
+                "site": "shibuya-01",
+            },
+        )
+        assert status == 201, made
+        assert node.call("POST", f"/v1/entries/{made['entry_id']}/approve", "off1")[0] == 200
+        ids.append(made["entry_id"])
+    assert node.call("POST", f"/v1/entries/{ids[0]}/delete", "off2", {"reason": "error"})[0] == 200
+    assert node.call("GET", "/v1/entries", "op1")[0] == 403
+    status, _ = node.call(
+        "POST", "/v1/complaints", None, {"category": "notice", "summary": "The sign is hard to read."}
+    )
+    assert status == 201
+
+
+def test_auditor_reads_the_verified_logs_and_the_report_with_charts(
+    node: NodeProcess, browser: Browser
+) -> None:
+    activity(node)
+    context = browser.new_context(locale="ja-JP", viewport={"width": 820, "height": 1180})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    blocked: list[str] = []
+    page.on("console", lambda message: blocked.append(message.text) if "Refused" in message.text else None)
+    page.goto(f"{node.url}/console")
+    page.fill("#username", "aud1")
+    page.fill("#password", PASSWORD)
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url("**/console/audit?lang=ja")
+
+    page.get_by_role("link", name="監査ログ").click()
+    page.wait_for_url("**/console/audit?lang=ja")
+    expect(page.locator("[data-verification]")).to_have_attribute("data-verification", "verified")
+    expect(page.locator("#audit-records caption")).to_contain_text("新しい順")
+    assert page.locator("#audit-records tbody tr[data-intact=no]").count() == 0
+    shot(page, "1-audit-ja")
+
+    page.get_by_role("link", name="イベントログ").click()
+    page.wait_for_url("**/console/log?lang=ja")
+    expect(page.locator("[data-verification]")).to_have_attribute("data-verification", "verified")
+    expect(page.locator("#tree-head")).to_have_attribute("data-size", "4")
+    expect(page.locator("#log-events tbody tr")).to_have_count(4)
+    shot(page, "2-eventlog-ja")
+
+    page.get_by_role("link", name="透明性レポート").click()
+    page.wait_for_url("**/console/report/*?lang=ja")
+    charts = page.locator("#report figure svg")
+    assert charts.count() >= 3
+    box = charts.first.bounding_box()
+    assert box is not None and box["width"] > 300 and box["height"] > 50
+    assert page.eval_on_selector("#report .figures", "e => getComputedStyle(e).display") == "grid"
+    expect(page.locator("#report")).to_contain_text("entries registered")
+    shot(page, "3-report-ja")
+    page.get_by_role("link", name="English").click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.locator("h1").first).to_contain_text("Transparency report")
+    shot(page, "4-report-en")
+    with page.expect_download() as download:
+        page.locator("#signed-json").click()
+    assert download.value.suggested_filename.startswith("watchnet-report-chain-a-")
+
+    page.get_by_role("link", name="Data-subject requests").click()
+    page.wait_for_url("**/console/requests?lang=en")
+    expect(page.locator("#read-only")).to_be_visible()
+    expect(page.locator("#record-form")).to_have_count(0)
+    shot(page, "5-requests-en")
+    assert blocked == [], blocked
+    context.close()
+
+
+def test_officer_records_searches_and_refuses_a_request_on_a_legal_ground(
+    node: NodeProcess, browser: Browser
+) -> None:
+    """The request pages on a tablet: the counter form, the search report, a refusal with its ground."""
+    context = browser.new_context(locale="ja-JP", viewport={"width": 820, "height": 1180})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(f"{node.url}/console")
+    page.fill("#username", "off1")
+    page.fill("#password", PASSWORD)
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url("**/console/officer?lang=ja")
+    page.get_by_role("link", name="本人からの請求").click()
+    page.wait_for_url("**/console/requests?lang=ja")
+    page.select_option("#kind", "disclosure")
+    page.select_option("#identity_check", "passport")
+    page.set_input_files("#photo", str(photo_path("yaoming.jpg")))
+    page.get_by_role("button", name="受け付ける").click()
+    page.wait_for_url("**/console/requests/req-*?lang=ja")
+    expect(page.locator("#request-facts")).to_have_attribute("data-status", "open")
+    expect(page.locator("#request-facts")).to_contain_text("暗号化して保存中")
+    assert page.locator("main img").count() == 0
+    page.get_by_role("button", name="検索する").click()
+    expect(page.locator("#peer-answers")).to_be_visible()
+    expect(page.locator("#peer-answers tr[data-member=chain-b]:not([data-answer=ok])")).to_have_count(1)
+    expect(page.locator("#search-incomplete")).to_be_visible()
+    shot(page, "6-request-searched-ja")
+    page.select_option("#outcome", "refused")
+    page.select_option("#ground", "cabinet-order-5-iv")
+    page.get_by_role("button", name="完了する").click()
+    page.wait_for_url("**/console/requests/req-*?lang=ja")
+    expect(page.locator("#request-outcome")).to_have_attribute("data-outcome", "refused")
+    expect(page.locator("#request-outcome")).to_contain_text("施行令第5条第4号")
+    expect(page.locator("#request-facts")).to_contain_text("保存していません")
+    shot(page, "7-request-refused-ja")
+    page.get_by_role("link", name="苦情").click()
+    expect(page.locator("#open-complaints caption")).to_contain_text("対応中の苦情 1 件")
+    shot(page, "8-complaints-ja")
+    context.close()
