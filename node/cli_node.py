@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -354,6 +355,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or context.config.host
     port = args.port or context.config.port
     app = build_app(context)
+    _log_to_stderr()
     print(
         f"serving node {context.config.node_id} on http://{host}:{port} (manifest v{context.manifest.version})",
         flush=True,
@@ -398,3 +400,13 @@ def register_service(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--signing-key", help="the node's public signing key to pin (from the manifest)")
     p.add_argument("--state", help="file keeping the last verified head, for consistency checks next time")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _log_to_stderr() -> None:
+    """The node's own events (manifests trusted, peers failing, galleries rebuilt) at INFO on stderr;
+    they name nodes, versions and counts, never an embedding, a face or a key."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("watchnet")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)

@@ -137,6 +137,7 @@ class Federation:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log_size = 0
         self.private = PrivateMode(context, clock)
+        self._gallery_refresh: asyncio.Task[None] | None = None
         self.last_contact: dict[str, datetime] = {}
         """When each peer last answered one of our sync messages (in memory: reachability, not history)."""
 
@@ -193,7 +194,15 @@ class Federation:
             self._loop.call_soon_threadsafe(self._notify_all_now)
 
     def _on_gallery_change(self, tree_size: int) -> None:
+        """Called from the registry's thread: the private-mode gallery is rebuilt without waiting."""
         self.private.matcher.mark_dirty()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._refresh_gallery)
+
+    def _refresh_gallery(self) -> None:
+        if self._gallery_refresh is None or self._gallery_refresh.done():
+            params = self.context.manifest.policy.query_modes.he
+            self._gallery_refresh = asyncio.create_task(self.private.matcher.refresh(params))
 
     def _notify_all_now(self) -> None:
         for member in self.peers():

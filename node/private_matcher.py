@@ -11,6 +11,7 @@ the node keeps answering everything else.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import secrets
 import time
@@ -27,6 +28,8 @@ from protocol.errors import PolicyError
 from protocol.he import HEParameters
 
 __all__ = ["GalleryBuild", "HEBusy", "PrivateMatcher", "UnknownPrivateQuery"]
+
+LOG = logging.getLogger("watchnet.private")
 
 REMEMBERED_QUERIES = 4096
 QUERY_MEMORY = timedelta(minutes=2)
@@ -73,7 +76,6 @@ class PrivateMatcher:
         self._index = index
         self._reshuffle = reshuffle.total_seconds()
         self._workers_count = workers
-        self._pending = asyncio.Semaphore(max_pending) if max_pending else None
         self._max_pending = max_pending
         self._waiting = 0
         self._executors: list[ProcessPoolExecutor] = []
@@ -89,8 +91,14 @@ class PrivateMatcher:
         return next(reversed(self.builds.values())) if self.builds else None
 
     def mark_dirty(self) -> None:
-        """Entries changed: the next private query rebuilds (and so drops deleted embeddings)."""
+        """Entries changed: the next build must not hold a deleted or superseded embedding."""
         self._dirty = True
+
+    async def refresh(self, params: HEParameters | None) -> None:
+        """Rebuild now if a gallery is loaded, so a deleted entry leaves the workers at once
+        rather than at the next private query (a node never asked privately loads none)."""
+        if params is not None and self._dirty and self.builds:
+            await self.ensure_build(params)
 
     def _start(self) -> None:
         if not self._executors:
@@ -140,6 +148,12 @@ class PrivateMatcher:
             )
             del rows, vectors
             build = GalleryBuild(build_id, params, placed, ciphertexts, time.monotonic(), int(sizes[0]))
+            LOG.info(
+                "private-mode gallery %s built: %d entries in %d ciphertexts",
+                build_id,
+                len(placed),
+                ciphertexts,
+            )
             self.builds[build_id] = build
             while len(self.builds) > 2:
                 self.builds.popitem(last=False)

@@ -331,3 +331,24 @@ def test_a_private_only_member_refuses_plain_queries_and_is_asked_privately(net:
     )
     status, body = net.node("chain-a").call("POST", "/v1/peer/query", raw=raw)
     assert (status, body["error"]) == (403, "query_mode_not_allowed"), body
+
+
+def test_a_deletion_rebuilds_the_private_gallery_without_waiting_for_a_query(net: LocalNetwork) -> None:
+    """A deleted person's embedding must leave the HE worker at once, not at the next private query."""
+    a = net.node("chain-a")
+    built = [line for line in a.log_file.read_text().splitlines() if "private-mode gallery" in line]
+    assert built, "the earlier private queries built a gallery"
+    status, body = a.call("GET", "/v1/entries?status=active", "off1")
+    assert status == 200
+    active = len(body["entries"])
+    victim = body["entries"][0]["entry_id"]
+    assert (
+        a.call("POST", f"/v1/entries/{victim}/delete", "off2", {"reason": "data-subject-request"})[0] == 200
+    )
+    deadline = time.monotonic() + 20
+    rebuilt: list[str] = []
+    while not rebuilt and time.monotonic() < deadline:
+        time.sleep(0.2)
+        lines = [line for line in a.log_file.read_text().splitlines() if "private-mode gallery" in line]
+        rebuilt = lines[len(built) :]
+    assert rebuilt and f"built: {active - 1} entries" in rebuilt[-1], rebuilt
