@@ -60,19 +60,21 @@ def test_ctrl_c_stops_every_process_of_a_kept_demo_network(tmp_path: Path) -> No
     )
     assert process.stdout is not None
     lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if "press Ctrl-C" in line:
-            break
-    running = subprocess.run(["pgrep", "-f", str(where)], capture_output=True, text=True, check=False)
-    assert len(running.stdout.split()) == 6, "".join(lines)  # the demo, gov serve and four nodes
-    printed = "".join(lines)
-    console = re.search(r"chain-a\s+\S+\s+console (http://\S+/console)", printed)
-    password = re.search(r"password (\S+)", printed)
-    assert console and password, printed
-    assert signs_in(console.group(1), "reg1", password.group(1)).endswith("/console/registrar")
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=60)
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if "press Ctrl-C" in line:
+                break
+        running = subprocess.run(["pgrep", "-f", str(where)], capture_output=True, text=True, check=False)
+        assert len(running.stdout.split()) == 6, "".join(lines)  # the demo, gov serve and four nodes
+        printed = "".join(lines)
+        console = re.search(r"chain-a\s+\S+\s+console (http://\S+/console)", printed)
+        password = re.search(r"password (\S+)", printed)
+        assert console and password, printed
+        assert signs_in(console.group(1), "reg1", password.group(1)).endswith("/console/registrar")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
     leftover = subprocess.run(["pgrep", "-f", str(where)], capture_output=True, text=True, check=False)
     assert leftover.stdout.strip() == ""
 
