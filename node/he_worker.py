@@ -53,7 +53,7 @@ def load_gallery(params: dict[str, Any], build_id: str, rows: bytes, dimension: 
     builds[build_id] = gallery
     while len(builds) > 1:
         builds.popitem(last=False)
-    return getattr(gallery, "memory_bytes", 0)
+    return gallery.memory_bytes
 
 
 def evaluate(

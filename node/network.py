@@ -22,7 +22,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -296,6 +296,16 @@ class LocalNetwork:
             if self.org_process.poll() is None:
                 self.org_process.kill()
             self.org_process = None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[LocalNetwork]:
+        """Create and start the network; every process is stopped on the way out, whatever happened."""
+        self.create()
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
 
     def refresh_manifests(self) -> dict[str, int]:
         """Ask every running node to fetch the manifest now (instead of waiting for its poll)."""

@@ -55,7 +55,6 @@ class GalleryBuild:
     """Slot position -> entry id."""
     ciphertexts: int
     built_at: float
-    memory_bytes: int
 
 
 def spread_positions(count: int, slots: int, rng: np.random.Generator) -> np.ndarray:
@@ -147,12 +146,13 @@ class PrivateMatcher:
                 )
             )
             del rows, vectors
-            build = GalleryBuild(build_id, params, placed, ciphertexts, time.monotonic(), int(sizes[0]))
+            build = GalleryBuild(build_id, params, placed, ciphertexts, time.monotonic())
             LOG.info(
-                "private-mode gallery %s built: %d entries in %d ciphertexts",
+                "private-mode gallery %s built: %d entries in %d ciphertexts, %.0f MB pre-encoded per worker",
                 build_id,
                 len(placed),
                 ciphertexts,
+                sizes[0] / 1e6,
             )
             self.builds[build_id] = build
             while len(self.builds) > 2:

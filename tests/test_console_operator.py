@@ -457,13 +457,10 @@ def review_elsewhere(b: LocalNode, entry_id: str) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
-    network = LocalNetwork(tmp_path_factory.mktemp("group"), ["chain-a", "chain-b"], sync_interval="1s")
-    network.create()
-    try:
-        network.start()
+    with LocalNetwork(
+        tmp_path_factory.mktemp("group"), ["chain-a", "chain-b"], sync_interval="1s"
+    ).running() as network:
         yield network
-    finally:
-        network.stop()
 
 
 def test_a_peers_alert_and_its_withdrawal_reach_the_open_page(group: LocalNetwork) -> None:

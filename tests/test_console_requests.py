@@ -108,15 +108,10 @@ def browse(node: LocalNode, password: str, scenario: Callable[[Browser], Awaitab
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
-    network = LocalNetwork(
+    with LocalNetwork(
         tmp_path_factory.mktemp("console-requests"), ["chain-a", "chain-b"], sync_interval="1s"
-    )
-    network.create()
-    try:
-        network.start()
+    ).running() as network:
         yield network
-    finally:
-        network.stop()
 
 
 def register_photo(node: LocalNode, image: bytes) -> str:

@@ -19,26 +19,22 @@ import pytest
 from node.network import LocalNetwork, LocalNode
 from protocol.canonical import b64url_encode
 from tests.browser import chromium, require_chromium, screenshots
-from tests.test_console_browser import PHOTOS
+from tests.test_console_browser import PHOTO
 
 require_chromium()
 
 from playwright.sync_api import Browser, BrowserContext, Page, expect  # noqa: E402
 
-PHOTO = PHOTOS / "yaoming.jpg"
 WAIT_MS = 15_000
 shot = screenshots("story")
 
 
 @pytest.fixture(scope="module")
 def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
-    network = LocalNetwork(tmp_path_factory.mktemp("story"), ["chain-a", "chain-b"], sync_interval="1s")
-    network.create()
-    try:
-        network.start()
+    with LocalNetwork(
+        tmp_path_factory.mktemp("story"), ["chain-a", "chain-b"], sync_interval="1s"
+    ).running() as network:
         yield network
-    finally:
-        network.stop()
 
 
 @pytest.fixture(scope="module")

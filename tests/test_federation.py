@@ -33,13 +33,8 @@ MEMBERS = ["chain-a", "chain-b", "chain-c"]
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
-    network = LocalNetwork(tmp_path_factory.mktemp("net"), MEMBERS, ["outsider"], sync_interval="1s")
-    network.create()
-    try:
-        network.start()
+    with LocalNetwork(tmp_path_factory.mktemp("net"), MEMBERS, ["outsider"], sync_interval="1s").running() as network:
         yield network
-    finally:
-        network.stop()
 
 
 @contextlib.contextmanager

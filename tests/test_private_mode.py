@@ -30,13 +30,8 @@ MEMBERS = ["chain-a", "chain-b"]
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
-    network = LocalNetwork(tmp_path_factory.mktemp("private"), MEMBERS, sync_interval="1s")
-    network.create()
-    try:
-        network.start()
+    with LocalNetwork(tmp_path_factory.mktemp("private"), MEMBERS, sync_interval="1s").running() as network:
         yield network
-    finally:
-        network.stop()
 
 
 def near(face: Embedding, seed: int, noise: float = 0.02) -> Embedding:
@@ -82,6 +77,16 @@ def send(
         max_bytes=MAX_BULK_SEALED_BYTES,
     )
     return status, decode_body(signed.payload, {expected.TYPE: expected})
+
+
+def encrypted(net: LocalNetwork, keys: QueryKeys, vectors: Any) -> PrivateQuery:
+    """Round 1 as a member's node sends it: one ciphertext per vector, under ``keys``."""
+    return PrivateQuery(
+        query_id=f"qry-{secrets.token_hex(8)}",
+        model_id=net.current_manifest().policy.model.model_id,
+        key_id=keys.key_id,
+        ciphertexts=[keys.encrypt(v) for v in vectors],
+    )
 
 
 def upload(net: LocalNetwork, keys: QueryKeys, sender: str = "chain-b", **overrides: Any) -> tuple[int, Any]:
@@ -156,12 +161,7 @@ def test_a_non_matching_face_never_reaches_the_peer_in_usable_form(net: LocalNet
 def test_unknown_stale_and_foreign_keys_are_refused_and_audited(net: LocalNetwork) -> None:
     he = params(net)
     keys = QueryKeys.generate(HEContext(he))
-    query = PrivateQuery(
-        query_id=f"qry-{secrets.token_hex(8)}",
-        model_id=net.current_manifest().policy.model.model_id,
-        key_id=keys.key_id,
-        ciphertexts=[keys.encrypt(unit(1).vector)],
-    )
+    query = encrypted(net, keys, [unit(1).vector])
     status, body = send(net, "chain-b", "/v1/peer/private/query", query)
     assert (status, body["error"]) == (404, "unknown_eval_key")
     status, body = upload(
@@ -208,17 +208,10 @@ def test_basis_vector_extraction_through_the_real_protocol_reconstructs_nothing(
     he = params(net)
     keys = QueryKeys.generate(HEContext(he))
     assert upload(net, keys)[0] == 200
-    model = net.current_manifest().policy.model.model_id
     dimension = truth.shape[1]
     answers = []
     for start in range(0, dimension, 16):
-        basis = np.eye(dimension)[start : start + 16]
-        query = PrivateQuery(
-            query_id=f"qry-{secrets.token_hex(8)}",
-            model_id=model,
-            key_id=keys.key_id,
-            ciphertexts=[keys.encrypt(v) for v in basis],
-        )
+        query = encrypted(net, keys, np.eye(dimension)[start : start + 16])
         status, scores = send(net, "chain-b", "/v1/peer/private/query", query, PrivateScores)
         assert status == 200, scores
         answers += [keys.decrypt(r).real for r in scores.results]
@@ -236,13 +229,9 @@ def test_basis_vector_extraction_through_the_real_protocol_reconstructs_nothing(
     assert (best < 0.35).all()
     assert all(v.max() < 0 for v in values), "no basis vector ever crosses the threshold"
     scaled = np.vstack([np.eye(dimension)[k] * c for k in range(4) for c in (0.2, 5.0, 20.0, 100.0)])
-    query = PrivateQuery(
-        query_id=f"qry-{secrets.token_hex(8)}",
-        model_id=model,
-        key_id=keys.key_id,
-        ciphertexts=[keys.encrypt(v) for v in scaled],
+    status, scores = send(
+        net, "chain-b", "/v1/peer/private/query", encrypted(net, keys, scaled), PrivateScores
     )
-    status, scores = send(net, "chain-b", "/v1/peer/private/query", query, PrivateScores)
     assert status == 200, scores
     assert all(keys.decrypt(r).real.max() < 0 for r in scores.results), (
         "scaling a query crossed the threshold"

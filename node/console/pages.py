@@ -49,6 +49,7 @@ __all__ = [
     "client",
     "html_pattern",
     "read_form",
+    "recheck_account",
     "redirect",
     "refusal",
     "render",
@@ -299,7 +300,7 @@ def refusal(
     )
 
 
-def _recheck(
+def recheck_account(
     request: web.Request, session: ConsoleSession, staff: StaffMember, now: datetime
 ) -> StaffMember | None:
     """The session's account as it is now, read again every ``TOKEN_CACHE_SECONDS`` like API tokens.
@@ -347,7 +348,7 @@ def staff_page(
                 return response
             if session is None or session.staff is None:
                 return redirect(url(f"{PREFIX}/login", lang))
-            staff = _recheck(request, session, session.staff, now)
+            staff = recheck_account(request, session, session.staff, now)
             if staff is None:
                 response = redirect(url(f"{PREFIX}/login", lang))
                 response.del_cookie(COOKIE, path=PREFIX)

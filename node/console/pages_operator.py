@@ -40,7 +40,7 @@ from node.console.pages import (
     PREFIX,
     SESSIONS,
     Visit,
-    _recheck,
+    recheck_account,
     redirect,
     render,
     staff_page,
@@ -163,7 +163,7 @@ def _still_allowed(request: web.Request, visit: Visit) -> bool:
     now = request.app[CLOCK]()
     if not request.app[SESSIONS].alive(visit.session, now):
         return False
-    staff = _recheck(request, visit.session, visit.staff, now)
+    staff = recheck_account(request, visit.session, visit.staff, now)
     return staff is not None and permitted(staff.role, Action.VIEW_ALERTS)
 
 
