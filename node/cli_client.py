@@ -46,7 +46,13 @@ def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> 
 
 
 def fetch(
-    args: argparse.Namespace, method: str, path: str, body: Any = None, *, auth: bool = True, timeout: float = 60
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    auth: bool = True,
+    timeout: float = 60,
 ) -> bytes:
     """One request to the node; the raw answer (JSON or a page), or ``RemoteError`` with the node's code."""
     data = None if body is None else json.dumps(body).encode("utf-8")
@@ -214,15 +220,28 @@ def cmd_query(args: argparse.Namespace) -> int:
         f"{data.get('mode', 'plain')} mode"
     )
     for peer in data["peers"]:
-        detail = f"{peer['matches']} match(es)" if peer["status"] == "ok" else f"{peer['error']}: {peer['reason']}"
+        detail = (
+            f"{peer['matches']} match(es)" if peer["status"] == "ok" else f"{peer['error']}: {peer['reason']}"
+        )
         print(f"  {peer['node_id']:<16} {peer['status']:<14} {peer.get('mode', 'plain'):<8} {detail}")
     for match in data["matches"]:
         print(
             f"  MATCH face {match['query_index']}: {match['owner']}/{match['entry_id']} v{match['version']} "
             f"{match['category']} score {match['score']:.3f} (alert {match['alert_id']})"
         )
+    unanswered = data.get("unanswered", [])
+    if unanswered:
+        print(
+            f"INCOMPLETE: {len(unanswered)} member(s) gave no answer ({', '.join(unanswered)}); what they hold "
+            "was not searched. Ask again later, and see 'watchnet propagation status' for their reachability."
+        )
     if not data["matches"]:
-        print("no match in the network")
+        answered = len(data["peers"]) - len(unanswered)
+        print(
+            f"no match among the {answered} member(s) that answered"
+            if unanswered
+            else "no match in the network"
+        )
     return 0
 
 
@@ -278,7 +297,14 @@ def cmd_requests(args: argparse.Namespace) -> int:
         print(f"{len(data['requests'])} request(s), {data['overdue']} overdue")
     elif action == "forward":
         for f in data["forwarded"]:
-            print(f"  {f['owner']}/{f['entry_id']}: " + (f"opened {f['owner_request_id']}" if "owner_request_id" in f else f"{f['error']}: {f['reason']}"))
+            print(
+                f"  {f['owner']}/{f['entry_id']}: "
+                + (
+                    f"opened {f['owner_request_id']}"
+                    if "owner_request_id" in f
+                    else f"{f['error']}: {f['reason']}"
+                )
+            )
     else:
         print(_request_line(data))
         for item in data.get("report") or []:
@@ -355,9 +381,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--site", help="where the camera is, recorded with an alert")
 
     p = _common(
-        sub.add_parser(
-            "query", help="ask every other member of the group about the faces (operator)"
-        )
+        sub.add_parser("query", help="ask every other member of the group about the faces (operator)")
     )
     p.set_defaults(handler=cmd_query)
     p.add_argument(
@@ -372,15 +396,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--site", help="where the camera is, recorded with an alert")
 
-    requests = sub.add_parser("requests", help="data-subject requests (Art. 33-35): record, search, forward, close")
+    requests = sub.add_parser(
+        "requests", help="data-subject requests (Art. 33-35): record, search, forward, close"
+    )
     request_commands = requests.add_subparsers(dest="requests_command", metavar="COMMAND", required=True)
     p = _common(request_commands.add_parser("record", help="record a request taken at the counter (officer)"))
     p.set_defaults(handler=cmd_requests)
     p.add_argument("--kind", required=True, choices=["disclosure", "correction", "deletion", "cease-of-use"])
     p.add_argument(
-        "--identity-check", required=True, help="document seen, e.g. drivers-licence, my-number-card, passport"
+        "--identity-check",
+        required=True,
+        help="document seen, e.g. drivers-licence, my-number-card, passport",
     )
-    p.add_argument("--image", required=True, help="photo of the person taken at the counter (erased on close)")
+    p.add_argument(
+        "--image", required=True, help="photo of the person taken at the counter (erased on close)"
+    )
     p = _common(request_commands.add_parser("list", help="requests with deadlines; overdue ones flagged"))
     p.set_defaults(handler=cmd_requests)
     p.add_argument("--status", choices=["open", "closed"])
@@ -395,14 +425,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = _common(request_commands.add_parser("close", help="close with an outcome (refused: give --ground)"))
     p.set_defaults(handler=cmd_requests)
     p.add_argument("request_id")
-    p.add_argument("--outcome", required=True, choices=["disclosed", "granted", "nothing-held", "refused", "withdrawn"])
+    p.add_argument(
+        "--outcome", required=True, choices=["disclosed", "granted", "nothing-held", "refused", "withdrawn"]
+    )
     p.add_argument("--ground", help="legal ground of a refusal, e.g. cabinet-order-5-iv or art-33-2-ii")
 
-    propagation = sub.add_parser("propagation", help="whether our corrections and deletions reached every member")
-    propagation_commands = propagation.add_subparsers(dest="propagation_command", metavar="COMMAND", required=True)
+    propagation = sub.add_parser(
+        "propagation", help="whether our corrections and deletions reached every member"
+    )
+    propagation_commands = propagation.add_subparsers(
+        dest="propagation_command", metavar="COMMAND", required=True
+    )
     p = _common(
         propagation_commands.add_parser(
-            "status", help="per deletion, expiry and correction: members that confirmed and those that did not"
+            "status",
+            help="per deletion, expiry and correction: members that confirmed and those that did not",
         )
     )
     p.set_defaults(handler=cmd_propagation_status)

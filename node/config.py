@@ -86,6 +86,8 @@ class Federation:
     retry_max: timedelta = timedelta(minutes=10)
     he_key_epoch: timedelta = timedelta(days=1)
     gallery_reshuffle: timedelta = timedelta(hours=1)
+    private_deadline_cap: timedelta = timedelta(seconds=60)
+    """The longest a private-mode round 1 may wait; below it the deadline follows the faces asked."""
 
     _BOUNDS: ClassVar[dict[str, tuple[timedelta, timedelta]]] = {
         "peer_timeout": (timedelta(seconds=1), timedelta(minutes=2)),
@@ -95,6 +97,7 @@ class Federation:
         "retry_max": (timedelta(seconds=1), timedelta(days=1)),
         "he_key_epoch": (timedelta(minutes=1), timedelta(days=7)),
         "gallery_reshuffle": (timedelta(seconds=10), timedelta(days=1)),
+        "private_deadline_cap": (timedelta(seconds=5), timedelta(minutes=10)),
     }
 
     def to_dict(self) -> dict[str, Any]:

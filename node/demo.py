@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from governance.manifest import Manifest, MemberStatus
 from node.network import LocalNetwork, LocalNode, wait_for
 from protocol.canonical import b64url_encode
@@ -220,6 +222,15 @@ class Story:
         _, wanted = pipeline.best_face(decode_image(photo_path("yaoming.jpg").read_bytes()))
         threshold = self.net.current_manifest().policy.match_threshold
         strangers = [e for e in frame if e.similarity(wanted) < threshold]
+        answering = [n for n in MEMBERS if n != "chain-b"]
+        gallery = self.net.wait_private_ready(answering, timeout=120)
+        if any(state != "ready" for state in gallery.values()):
+            return self.record(
+                "query-private",
+                False,
+                f"the answering members' private-mode galleries were not ready within 120 s: {gallery}",
+                gallery=gallery,
+            )
         status, result = b.call(
             "POST",
             "/v1/query",
@@ -240,8 +251,13 @@ class Story:
         in_memory = process_holds(a.process.pid, [secret, *(e.raw[:64] for e in strangers)])
         traces = _find_embeddings(a, strangers)
         modes = {p["node_id"]: p.get("mode") for p in result.get("peers", [])}
+        silent = {
+            p["node_id"]: p.get("error", p["status"]) for p in result.get("peers", []) if p["status"] != "ok"
+        }
         ok = (
             status == 200
+            and not silent
+            and result.get("complete") is True
             and len(hits) == 1
             and len(result.get("matches", [])) == 1
             and set(modes.values()) == {"private"}
@@ -251,12 +267,17 @@ class Story:
         return self.record(
             "query-private",
             ok,
-            f"B's camera frame ({len(frame)} faces) asked in private mode {modes}: A scored ciphertexts it "
-            "cannot decrypt and learnt only of "
-            + (f"the match (score {hits[0]['score']:.3f})" if hits else "nothing")
+            f"B's camera frame ({len(frame)} faces) asked in private mode {modes}: "
+            + (
+                f"NO ANSWER from {silent}, so the search is incomplete (not a 'no match')"
+                if silent
+                else "A scored ciphertexts it cannot decrypt and learnt only of "
+                + (f"the match (score {hits[0]['score']:.3f})" if hits else "nothing")
+            )
             + f"; the other {len(strangers)} faces and B's secret key are in neither A's memory "
             f"({len(in_memory)} found) nor its files ({len(traces)} found)",
             peers=result.get("peers"),
+            gallery=gallery,
             memory_hits=len(in_memory),
         )
 
@@ -448,30 +469,34 @@ def secret_key_fingerprint(keys: Any) -> bytes:
     return struct.pack("<8Q", *(data.data(i) for i in range(8)))
 
 
-def _descendants(pid: int) -> list[int]:
-    out = [pid]
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            out += _descendants(int(child))
-    return out
-
-
 def process_holds(pid: int, needles: list[bytes]) -> list[bytes]:
-    """Which ``needles`` appear in a readable mapping of ``pid`` or one of its child processes."""
+    """Which ``needles`` appear in a readable mapping of ``pid`` or one of its child processes.
+
+    Processes and threads come and go while we read (a worker may be starting, a thread exiting):
+    one that vanished is skipped, never an error.
+    """
     found: list[bytes] = []
-    for proc in _descendants(pid):
-        with open(f"/proc/{proc}/maps") as maps, open(f"/proc/{proc}/mem", "rb", 0) as mem:
-            for line in maps:
-                fields = line.split()
-                if "r" not in fields[1] or (len(fields) > 5 and fields[5].startswith("[v")):
-                    continue
-                start, end = (int(x, 16) for x in fields[0].split("-"))
-                try:
-                    mem.seek(start)
-                    chunk = mem.read(end - start)
-                except (OSError, ValueError, OverflowError):
-                    continue
-                found += [n for n in needles if n in chunk and n not in found]
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return found
+    for proc in procs:
+        try:
+            with open(f"/proc/{proc.pid}/maps") as maps, open(f"/proc/{proc.pid}/mem", "rb", 0) as mem:
+                for line in maps:
+                    fields = line.split()
+                    if "r" not in fields[1] or (len(fields) > 5 and fields[5].startswith("[v")):
+                        continue
+                    start, end = (int(x, 16) for x in fields[0].split("-"))
+                    try:
+                        mem.seek(start)
+                        chunk = mem.read(end - start)
+                    except (OSError, ValueError, OverflowError):
+                        continue
+                    found += [n for n in needles if n in chunk and n not in found]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
     return found
 
 

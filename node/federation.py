@@ -27,7 +27,7 @@ from governance.manifest import Manifest, Member, MemberStatus
 from governance.policy import query_mode_for
 from node.auditlog import record_audit
 from node.context import NodeContext
-from node.peer_client import PeerClient, PeerRefused, PeerUnreachable, read_limited
+from node.peer_client import PeerClient, PeerRefused, PeerTimeout, PeerUnreachable, read_limited
 from node.peer_gate import PeerGate, PeerRequest, refuse_if_expired
 from node.private_query import PrivateMode
 from node.storage.models import Alert, LogLeaf, PeerState
@@ -79,7 +79,12 @@ MAX_MANIFEST_BYTES = 4 << 20
 
 @dataclass
 class PeerOutcome:
-    """One member's part in a fan-out query."""
+    """One member's part in a fan-out query.
+
+    ``status`` is ``ok`` only when the member searched its watchlist and answered; ``timeout``,
+    ``unreachable``, ``refused`` and ``invalid_answer`` mean its answer is unknown, and a result
+    with any of them is incomplete: never to be shown as "no match".
+    """
 
     node_id: str
     status: str
@@ -89,6 +94,10 @@ class PeerOutcome:
     mode: str = "plain"
     unconfirmed: int = 0
     """Private mode: positions the peer's encrypted answer called a match that its reveal did not confirm."""
+
+    @property
+    def answered(self) -> bool:
+        return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -173,6 +182,7 @@ class Federation:
             asyncio.create_task(self._notify_loop()),
             asyncio.create_task(self._manifest_loop(interval.manifest_poll)),
         ]
+        self._refresh_gallery()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -200,9 +210,25 @@ class Federation:
             self._loop.call_soon_threadsafe(self._refresh_gallery)
 
     def _refresh_gallery(self) -> None:
+        """One refresh at a time; it loops while entries keep changing, so none is missed."""
         if self._gallery_refresh is None or self._gallery_refresh.done():
-            params = self.context.manifest.policy.query_modes.he
-            self._gallery_refresh = asyncio.create_task(self.private.matcher.refresh(params))
+            self._gallery_refresh = asyncio.create_task(self._keep_gallery_current())
+
+    async def _keep_gallery_current(self) -> None:
+        params = self.context.manifest.policy.query_modes.he
+        if not self.peers():
+            return
+        try:
+            await self.private.matcher.refresh(params)
+        except Exception:  # a failed build is retried by the next change or query
+            LOG.exception("private-mode gallery build failed; the next private query retries it")
+
+    def private_readiness(self) -> dict[str, object]:
+        """The private-mode gallery's state, for ``/v1/health``: a node is ready to answer private
+        queries only when its loaded build holds exactly the active entries."""
+        if not self.peers():
+            return {"state": "off"}
+        return self.private.matcher.readiness(self.context.manifest.policy.query_modes.he)
 
     def _notify_all_now(self) -> None:
         for member in self.peers():
@@ -355,6 +381,8 @@ class Federation:
                 if e.peer_code == "manifest_version":
                     self.wake_manifest()
                 return PeerOutcome(member.node_id, "refused", error=e.peer_code, reason=str(e), mode=mode)
+            except PeerTimeout as e:
+                return PeerOutcome(member.node_id, "timeout", error=e.code, reason=str(e), mode=mode)
             except PeerUnreachable as e:
                 return PeerOutcome(member.node_id, "unreachable", error=e.code, reason=str(e), mode=mode)
             except WatchnetError as e:

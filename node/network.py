@@ -219,7 +219,15 @@ class LocalNetwork:
             port = free_port()
             progress(f"watchnet init {node_id} (port {port})")
             _watchnet(
-                "init", str(directory), "--node-id", node_id, "--port", str(port), "--manifest-url", self.org_url, *roots
+                "init",
+                str(directory),
+                "--node-id",
+                node_id,
+                "--port",
+                str(port),
+                "--manifest-url",
+                self.org_url,
+                *roots,
             )
             config = NodeConfig.load(directory)
             federation = Federation(
@@ -306,6 +314,22 @@ class LocalNetwork:
             yield self
         finally:
             self.stop()
+
+    def wait_private_ready(self, node_ids: list[str], timeout: float = 120) -> dict[str, str]:
+        """Wait until each node's private-mode gallery holds its current entries (``/v1/health``);
+        returns each node's last state, so a caller can say which one was not ready."""
+        states: dict[str, str] = {}
+
+        def ready() -> bool:
+            for node_id in node_ids:
+                status, body = self.nodes[node_id].call("GET", "/v1/health", timeout=5)
+                states[node_id] = (
+                    body.get("private_gallery", {}).get("state", "?") if status == 200 else "down"
+                )
+            return all(state == "ready" for state in states.values())
+
+        wait_for(ready, timeout, interval=0.2)
+        return states
 
     def refresh_manifests(self) -> dict[str, int]:
         """Ask every running node to fetch the manifest now (instead of waiting for its poll)."""

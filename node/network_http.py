@@ -104,8 +104,9 @@ async def network_query(request: web.Request) -> web.Response:
     require_query_mode(manifest, None, mode)
     federation = request.app[FEDERATION]
     if not queries:
-        return web.json_response({"faces": 0, "peers": [], "matches": []})
+        return web.json_response({"faces": 0, "peers": [], "matches": [], "complete": True, "unanswered": []})
     query, outcomes = await federation.query(queries, purpose, mode)
+    unanswered = [o.node_id for o in outcomes if not o.answered]
     hits = await asyncio.to_thread(
         federation.store_alerts,
         outcomes,
@@ -114,7 +115,9 @@ async def network_query(request: web.Request) -> web.Response:
         now=request.app[CLOCK](),
         window=ALERT_WINDOW,
     )
-    request[AUDIT_TARGET] = f"purpose={purpose} faces={len(queries)} hits={len(hits)}"
+    request[AUDIT_TARGET] = (
+        f"purpose={purpose} faces={len(queries)} hits={len(hits)} unanswered={len(unanswered)}"
+    )
     return web.json_response(
         {
             "query_id": query.query_id,
@@ -124,6 +127,8 @@ async def network_query(request: web.Request) -> web.Response:
             "manifest_version": manifest.version,
             "peers": [o.to_dict() for o in outcomes],
             "matches": hits,
+            "complete": not unanswered,
+            "unanswered": unanswered,
         }
     )
 

@@ -22,7 +22,7 @@ from protocol.keys import EncryptionKey
 from protocol.message import MAX_SEALED_BYTES, PeerKeys, decode_body, open_sealed
 from protocol.signed import Payload
 
-__all__ = ["PeerClient", "PeerRefused", "PeerUnreachable", "read_limited"]
+__all__ = ["PeerClient", "PeerRefused", "PeerTimeout", "PeerUnreachable", "read_limited"]
 
 B = TypeVar("B", bound=Payload)
 
@@ -39,6 +39,13 @@ async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
 
 class PeerUnreachable(WatchnetError):
     code = "peer_unreachable"
+
+
+class PeerTimeout(PeerUnreachable):
+    """The peer took the message but gave no answer before the deadline: it may be working, it
+    may be hung; either way its answer is unknown, which is never the same as "no match"."""
+
+    code = "peer_timeout"
 
 
 class PeerRefused(WatchnetError):
@@ -74,7 +81,9 @@ class PeerClient:
             ) as response:
                 body = await read_limited(response, max_bytes)
                 status = response.status
-        except (aiohttp.ClientError, TimeoutError) as e:
+        except TimeoutError as e:
+            raise PeerTimeout(f"{member.node_id} at {url}: no answer within {timeout:.1f}s") from e
+        except aiohttp.ClientError as e:
             raise PeerUnreachable(f"{member.node_id} at {url}: {type(e).__name__} {e}".strip()) from e
         if status != 200:
             try:

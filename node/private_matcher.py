@@ -94,10 +94,27 @@ class PrivateMatcher:
         self._dirty = True
 
     async def refresh(self, params: HEParameters | None) -> None:
-        """Rebuild now if a gallery is loaded, so a deleted entry leaves the workers at once
-        rather than at the next private query (a node never asked privately loads none)."""
-        if params is not None and self._dirty and self.builds:
+        """Build now, and again while entries changed during a build, so a deleted entry leaves
+        the workers at once and the first private query does not wait for a worker to start."""
+        while params is not None and (self._dirty or self.current is None or self.current.params != params):
             await self.ensure_build(params)
+
+    def readiness(self, params: HEParameters | None) -> dict[str, object]:
+        """``off`` (the manifest allows no private mode), ``building``, ``stale`` (entries changed,
+        no build under way yet) or ``ready`` (the loaded build holds exactly the active entries)."""
+        if params is None:
+            return {"state": "off"}
+        build = self.current
+        if self._build_lock.locked():
+            state = "building"
+        elif self._dirty or build is None or build.params != params:
+            state = "stale"
+        else:
+            state = "ready"
+        out: dict[str, object] = {"state": state}
+        if build is not None:
+            out["age_seconds"] = round(time.monotonic() - build.built_at, 1)
+        return out
 
     def _start(self) -> None:
         if not self._executors:
@@ -121,43 +138,51 @@ class PrivateMatcher:
                 assert build is not None
                 return build
             self._dirty = False
-            self._start()
-            keys, vectors = await asyncio.to_thread(self._index.snapshot)
-            slots = params.slots
-            ciphertexts = -(-len(keys) // slots) if keys else 0
-            positions = spread_positions(len(keys), slots, np.random.default_rng(secrets.randbits(128)))
-            order = np.random.default_rng(secrets.randbits(128)).permutation(len(keys))
-            placed = {int(positions[i]): keys[int(order[i])] for i in range(len(keys))}
-            rows = vectors[order] if len(keys) else vectors
-            build_id = f"bld-{secrets.token_hex(8)}"
-            loop = asyncio.get_running_loop()
-            sizes = await asyncio.gather(
-                *(
-                    loop.run_in_executor(
-                        executor,
-                        he_worker.load_gallery,
-                        params.to_dict(),
-                        build_id,
-                        rows.astype("<f4").tobytes(),
-                        vectors.shape[1],
-                        positions.astype("<i8").tobytes(),
-                    )
-                    for executor in self._executors
+            try:
+                return await self._build(params)
+            except BaseException:
+                self._dirty = True
+                raise
+
+    async def _build(self, params: HEParameters) -> GalleryBuild:
+        """Snapshot the active entries, place them at fresh random positions and load every worker."""
+        self._start()
+        keys, vectors = await asyncio.to_thread(self._index.snapshot)
+        slots = params.slots
+        ciphertexts = -(-len(keys) // slots) if keys else 0
+        positions = spread_positions(len(keys), slots, np.random.default_rng(secrets.randbits(128)))
+        order = np.random.default_rng(secrets.randbits(128)).permutation(len(keys))
+        placed = {int(positions[i]): keys[int(order[i])] for i in range(len(keys))}
+        rows = vectors[order] if len(keys) else vectors
+        build_id = f"bld-{secrets.token_hex(8)}"
+        loop = asyncio.get_running_loop()
+        sizes = await asyncio.gather(
+            *(
+                loop.run_in_executor(
+                    executor,
+                    he_worker.load_gallery,
+                    params.to_dict(),
+                    build_id,
+                    rows.astype("<f4").tobytes(),
+                    vectors.shape[1],
+                    positions.astype("<i8").tobytes(),
                 )
+                for executor in self._executors
             )
-            del rows, vectors
-            build = GalleryBuild(build_id, params, placed, ciphertexts, time.monotonic())
-            LOG.info(
-                "private-mode gallery %s built: %d entries in %d ciphertexts, %.0f MB pre-encoded per worker",
-                build_id,
-                len(placed),
-                ciphertexts,
-                sizes[0] / 1e6,
-            )
-            self.builds[build_id] = build
-            while len(self.builds) > 2:
-                self.builds.popitem(last=False)
-            return build
+        )
+        del rows, vectors
+        build = GalleryBuild(build_id, params, placed, ciphertexts, time.monotonic())
+        LOG.info(
+            "private-mode gallery %s built: %d entries in %d ciphertexts, %.0f MB pre-encoded per worker",
+            build_id,
+            len(placed),
+            ciphertexts,
+            sizes[0] / 1e6,
+        )
+        self.builds[build_id] = build
+        while len(self.builds) > 2:
+            self.builds.popitem(last=False)
+        return build
 
     async def evaluate(
         self,

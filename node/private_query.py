@@ -14,6 +14,7 @@ positions whose value is positive.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -23,8 +24,9 @@ from governance.errors import QueryModeNotAllowed
 from governance.manifest import Manifest, Member
 from node.context import NodeContext
 from node.eval_keys import EvaluationKeyStore
-from node.peer_client import PeerClient, PeerRefused
+from node.peer_client import PeerClient, PeerRefused, PeerTimeout
 from node.peer_gate import PeerRequest
+from node.private_deadline import PrivateDeadlines
 from node.private_matcher import PrivateMatcher
 from node.query_keys import QueryKeyring
 from protocol.errors import MalformedError, WatchnetError
@@ -67,6 +69,11 @@ class PrivateMode:
             context.config.path(context.config.signing_key_file).parent,
             context.config.node_id,
             settings.he_key_epoch,
+        )
+        self.deadlines = PrivateDeadlines(
+            base=settings.peer_timeout.total_seconds(),
+            cap=settings.private_deadline_cap.total_seconds(),
+            max_faces=MAX_PRIVATE_QUERIES,
         )
 
     async def close(self) -> None:
@@ -153,6 +160,9 @@ class PrivateMode:
     ) -> tuple[QueryResponse, int]:
         """Both rounds with one peer; the answer has the same form and checks as a plain one.
 
+        Round-1 messages hold as many faces as fit under the deadline cap, and each waits as long
+        as its faces cost at this peer (``PrivateDeadlines``); ``timeout`` bounds the cheap steps.
+
         Also returns how many positions the peer's round 1 called a match that its round 2 did not
         confirm: a peer that inflates matches to make us reveal faces shows up there.
         """
@@ -164,13 +174,16 @@ class PrivateMode:
             await self._send_keys(client, member, purpose, manifest, now, timeout)
         results: list[list[bytes]] = []
         build_id = ""
-        for first in range(0, len(ciphertexts), MAX_PRIVATE_QUERIES):
+        first = 0
+        while first < len(ciphertexts):
+            step = self.deadlines.faces_per_message(member.node_id)
             query = PrivateQuery(
                 query_id=request.query_id,
                 model_id=request.model_id,
                 key_id=keys.key_id,
-                ciphertexts=ciphertexts[first : first + MAX_PRIVATE_QUERIES],
+                ciphertexts=ciphertexts[first : first + step],
             )
+            first += len(query.ciphertexts)
             try:
                 scores = await self._round1(client, member, query, purpose, manifest, now, timeout)
             except PeerRefused as e:
@@ -228,6 +241,7 @@ class PrivateMode:
         now: datetime,
         timeout: float,
     ) -> None:
+        timeout = max(timeout, self.deadlines.bulk())
         bundle = await asyncio.to_thread(self.keyring.bundle, _he_params(manifest), now)
         ack = await client.exchange(
             member,
@@ -254,14 +268,23 @@ class PrivateMode:
         now: datetime,
         timeout: float,
     ) -> PrivateScores:
-        return await client.exchange(
-            member,
-            "/v1/peer/private/query",
-            purpose,
-            query,
-            PrivateScores,
-            now=now,
-            manifest_version=manifest.version,
-            timeout=timeout,
-            max_bytes=MAX_BULK_SEALED_BYTES,
-        )
+        faces = len(query.ciphertexts)
+        deadline = max(timeout, self.deadlines.round1(member.node_id, faces))
+        started = time.monotonic()
+        try:
+            scores = await client.exchange(
+                member,
+                "/v1/peer/private/query",
+                purpose,
+                query,
+                PrivateScores,
+                now=now,
+                manifest_version=manifest.version,
+                timeout=deadline,
+                max_bytes=MAX_BULK_SEALED_BYTES,
+            )
+        except PeerTimeout:
+            self.deadlines.timed_out(member.node_id, faces, time.monotonic() - started)
+            raise
+        self.deadlines.measured(member.node_id, faces, time.monotonic() - started)
+        return scores

@@ -190,7 +190,11 @@ def _authenticate(request: web.Request) -> StaffMember:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """Liveness, and whether private queries would be answered from a current gallery (public:
+    states only, no counts of entries)."""
+    return web.json_response(
+        {"status": "ok", "private_gallery": request.app[FEDERATION].private_readiness()}
+    )
 
 
 async def node_info(request: web.Request) -> web.Response:

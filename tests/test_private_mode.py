@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -341,3 +344,59 @@ def test_a_deletion_rebuilds_the_private_gallery_without_waiting_for_a_query(net
         lines = [line for line in a.log_file.read_text().splitlines() if "private-mode gallery" in line]
         rebuilt = lines[len(built) :]
     assert rebuilt and f"built: {active - 1} entries" in rebuilt[-1], rebuilt
+
+
+def burn_both_cores(seconds: float) -> list[subprocess.Popen[bytes]]:
+    """Two busy processes, as a newcomer's machine running something else: each stops by itself."""
+    loop = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
+    return [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(2)]
+
+
+def test_a_private_query_right_after_an_approval_on_a_busy_machine_finds_the_match(net: LocalNetwork) -> None:
+    """The demo's private step, cut to its mechanism: the approval makes chain-a rebuild its
+    gallery, the 22-face frame arrives while it does and while both cores are taken, and the
+    deadline follows the work, so chain-a answers and the match is found (not a silent "no match")."""
+    a, b = net.node("chain-a"), net.node("chain-b")
+    face = unit(7301)
+    burners = burn_both_cores(120)
+    try:
+        entry_id = register(a, face)
+        frame = [near(face, 4), *(unit(7400 + i) for i in range(21))]
+        status, result = b.call(
+            "POST", "/v1/query", "op1", {"embeddings": [e.to_str() for e in frame], "mode": "private"}, timeout=180
+        )
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert status == 200, result
+    assert [(p["node_id"], p["status"]) for p in result["peers"]] == [("chain-a", "ok")], result["peers"]
+    assert result["complete"] is True and result["unanswered"] == []
+    assert [(m["entry_id"], m["query_index"]) for m in result["matches"]] == [(entry_id, 0)]
+
+
+def test_a_peer_that_does_not_answer_in_time_is_reported_as_no_answer_never_as_no_match(
+    net: LocalNetwork, tmp_path: Path
+) -> None:
+    """chain-a is frozen (SIGSTOP: its socket still accepts, nothing answers), so chain-b's query
+    reaches its deadline: the API, the CLI and its JSON all say the search is incomplete."""
+    a, b = net.node("chain-a"), net.node("chain-b")
+    assert a.process is not None
+    probe = tmp_path / "probe.emb"
+    probe.write_text(unit(7501).to_str() + "\n")
+    a.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        status, result = b.call("POST", "/v1/query", "op1", {"embeddings": [unit(7501).to_str()]})
+        waited = time.monotonic() - started
+        text = cli("query", "--url", b.url, "--token", b.tokens["op1"], "--embedding-file", str(probe))
+    finally:
+        a.process.send_signal(signal.SIGCONT)
+    assert status == 200, result
+    assert result["peers"][0]["status"] == "timeout" and result["peers"][0]["error"] == "peer_timeout"
+    assert result["complete"] is False and result["unanswered"] == ["chain-a"]
+    assert 4 < waited < 30, "the plain deadline (5 s) applied"
+    assert "INCOMPLETE" in text and "chain-a" in text
+    assert "no match in the network" not in text
+    assert "no match among the 0 member(s) that answered" in text
+    assert a.call("GET", "/v1/health", timeout=10)[0] == 200, "chain-a answers again once it runs"

@@ -453,6 +453,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "req.peers_caption": ("参加事業者の回答（{count} 事業者）", "Answers from members ({count})"),
     "req.peer_ok": ("回答あり", "Answered"),
     "req.peer_failed": ("回答なし", "No answer"),
+    "req.peer_unknown": ("不明（回答なし）", "unknown (no answer)"),
     "req.search_incomplete": (
         "回答しなかった参加事業者があります。その事業者が保有するエントリーは結果に含まれていません。後で検索し直してください。",
         "Some members did not answer, so entries they hold are not in the result. Search again later.",
