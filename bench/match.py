@@ -53,8 +53,8 @@ def free_port() -> int:
 def serve(node_dir: Path, size: int, port: int) -> None:
     from aiohttp import web
 
+    from node.app.server import build_app
     from node.context import NodeContext
-    from node.service import build_app
     from protocol.embedding import Embedding
 
     context = NodeContext.load(node_dir)

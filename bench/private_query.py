@@ -41,9 +41,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.query import build_group, gallery, say  # noqa: E402
-from node.private_matcher import spread_positions  # noqa: E402
+from node.private.matcher import spread_positions  # noqa: E402
 from protocol.embedding import Embedding  # noqa: E402
-from protocol.he import EncryptedGallery, HEContext, HEParameters, QueryKeys  # noqa: E402
+from protocol.he import EncryptedGallery, HEContext, QueryKeys  # noqa: E402
+from protocol.he_params import HEParameters  # noqa: E402
 from protocol.message import (  # noqa: E402
     MAX_BULK_SEALED_BYTES,
     PeerKeys,

@@ -51,7 +51,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from node.network import LocalNetwork, LocalNode  # noqa: E402
+from node.demo.network import LocalNetwork, LocalNode  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 POLLERS = ("aud1", "off1")

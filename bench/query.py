@@ -1,6 +1,6 @@
 """Plain-mode peer queries on one answering node, beside bare aiohttp + bare faiss doing the same work.
 
-For each gallery size N the script creates a two-member group with ``node.network.LocalNetwork``
+For each gallery size N the script creates a two-member group with ``node.demo.network.LocalNetwork``
 in a temporary directory and fills chain-a's storage with N active entries: ``--targets`` of them
 (100) through the real registry (propose, then approve by another officer: signed entry, log
 event, audit record), the rest written as active rows with their embeddings sealed by the node's
@@ -22,7 +22,7 @@ and checked against the expected hit or miss.
 In the same run, on the same N vectors and the same query vectors, the rows of the table:
 
 - ``faiss``: ``IndexFlatIP.search`` (k=8, one thread, library defaults) in this process, one
-  query at a time; ``faiss/node``: the same with the BLAS threshold node/matching.py sets;
+  query at a time; ``faiss/node``: the same with the BLAS threshold node/records/matching.py sets;
 - ``bare http``: a separate aiohttp process whose handler decodes a base64url float32 embedding
   from JSON, runs the same faiss search, keeps scores at or above the threshold and answers
   JSON: the raw limit for this client on this machine, and the base of the ratio column;
@@ -70,7 +70,7 @@ sys.path.insert(0, str(ROOT))
 
 if TYPE_CHECKING:
     from governance.manifest import Manifest, Member
-    from node.network import LocalNode
+    from node.demo.network import LocalNode
     from protocol.query import QueryRequest, QueryResponse
 
 DIM = 512
@@ -100,7 +100,9 @@ def gallery(n: int) -> Vectors:
     return unit_rows(n, 12345)
 
 
-def make_queries(count: int, gal: Vectors, targets: int, hit_rate: float, seed: int) -> tuple[Vectors, list[int | None]]:
+def make_queries(
+    count: int, gal: Vectors, targets: int, hit_rate: float, seed: int
+) -> tuple[Vectors, list[int | None]]:
     """``count`` query vectors and, for each, the gallery row it should match (or None)."""
     rng = np.random.default_rng(seed)
     out = unit_rows(count, seed + 1)
@@ -294,7 +296,9 @@ def bare_serve(size: int, port: int, threshold: float) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-def bare_http(size: int, queries: Vectors, expected: list[int | None], threshold: float, levels: list[int]) -> dict[int, Run]:
+def bare_http(
+    size: int, queries: Vectors, expected: list[int | None], threshold: float, levels: list[int]
+) -> dict[int, Run]:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, __file__, "--bare-serve", str(size), str(port), repr(threshold)],
@@ -312,7 +316,9 @@ def bare_http(size: int, queries: Vectors, expected: list[int | None], threshold
             for i, (status, reply) in enumerate(zip(run.statuses, run.replies, strict=True)):
                 found = [m["index"] for m in json.loads(reply)["matches"]] if status == 200 else None
                 if found != ([] if expected[i] is None else [expected[i]]):
-                    raise RuntimeError(f"bare server: query {i} answered {status} {found}, expected {expected[i]}")
+                    raise RuntimeError(
+                        f"bare server: query {i} answered {status} {found}, expected {expected[i]}"
+                    )
             runs[c] = run
     finally:
         server.terminate()
@@ -344,15 +350,15 @@ def build_group(root: Path, gal: Vectors, targets: int) -> Group:
     from sqlalchemy import func, insert
     from sqlmodel import Session, select
 
-    from node.cli import main as cli_main
+    from node.cli.main import main as cli_main
     from node.config import NodeConfig
     from node.context import NodeContext
+    from node.demo.network import LocalNetwork
     from node.files import write_atomic
-    from node.keystore import load_data_key
-    from node.network import LocalNetwork
-    from node.registry import ACTIVE, Proposal
+    from node.records.keystore import load_data_key
+    from node.records.registry import ACTIVE, Proposal
+    from node.records.vault import Vault
     from node.storage.models import EntryRow
-    from node.vault import Vault
     from protocol.commitment import new_salt
     from protocol.embedding import Embedding
     from protocol.entry import Evidence
@@ -362,7 +368,9 @@ def build_group(root: Path, gal: Vectors, targets: int) -> Group:
     a, b = net.node("chain-a"), net.node("chain-b")
     # What 'watchnet serve' does on first start (fetch the manifest, install it, write default
     # rules), done here from the organisation's file so the registry can run before the server.
-    code = quiet(lambda: cli_main(["manifest", "install", str(net.manifest_path), "--node", str(a.directory)]))
+    code = quiet(
+        lambda: cli_main(["manifest", "install", str(net.manifest_path), "--node", str(a.directory)])
+    )
     if code != 0:
         raise RuntimeError("watchnet manifest install failed for chain-a")
     config = NodeConfig.load(a.directory)
@@ -410,7 +418,9 @@ def build_group(root: Path, gal: Vectors, targets: int) -> Group:
                         "proposed_at": now,
                         "registered_at": now,
                         "expires_at": expires,
-                        "embedding_ct": vault.seal(gal[j].astype("<f4").tobytes(), binding=f"{entry_id}/embedding"),
+                        "embedding_ct": vault.seal(
+                            gal[j].astype("<f4").tobytes(), binding=f"{entry_id}/embedding"
+                        ),
                         "salt_ct": vault.seal(new_salt(), binding=f"{entry_id}/salt"),
                     }
                 )
@@ -418,7 +428,9 @@ def build_group(root: Path, gal: Vectors, targets: int) -> Group:
             if (first - targets) % (10 * FILL_CHUNK) == 0:
                 say(f"  stand-in rows {first - targets:,}/{len(gal) - targets:,}")
         session.commit()
-        active = int(session.exec(select(func.count()).select_from(EntryRow).where(EntryRow.status == ACTIVE)).one())
+        active = int(
+            session.exec(select(func.count()).select_from(EntryRow).where(EntryRow.status == ACTIVE)).one()
+        )
     context.engine.dispose()
     if active != len(gal):
         raise RuntimeError(f"chain-a holds {active} active entries, expected {len(gal)}")
@@ -426,7 +438,11 @@ def build_group(root: Path, gal: Vectors, targets: int) -> Group:
     manifest = net.current_manifest()
     member_a = manifest.member("chain-a")
     assert member_a is not None
-    purpose = "crime-prevention" if "crime-prevention" in manifest.purpose_codes else sorted(manifest.purpose_codes)[0]
+    purpose = (
+        "crime-prevention"
+        if "crime-prevention" in manifest.purpose_codes
+        else sorted(manifest.purpose_codes)[0]
+    )
     return Group(a, b, manifest, member_a, purpose, entry_ids, time.perf_counter() - start)
 
 
@@ -523,7 +539,9 @@ def node_queries(group: Group, queries: Vectors, expected: list[int | None], lev
             sealed_count += len(sealed)
             run = asyncio.run(drive(url, [raw for _, raw in sealed], c))
             if time.perf_counter() - t > window - 5:
-                say(f"  warning: sealing and sending took {time.perf_counter() - t:.0f}s; the replay window is {window:.0f}s")
+                say(
+                    f"  warning: sealing and sending took {time.perf_counter() - t:.0f}s; the replay window is {window:.0f}s"
+                )
             t = time.perf_counter()
             for i, (status, reply) in enumerate(zip(run.statuses, run.replies, strict=True)):
                 if status != 200:
@@ -551,9 +569,9 @@ def stage_costs(group: Group, queries: Vectors, blas: int) -> dict[str, float]:
     Run before chain-a starts, so nothing else competes for the cores; faiss's BLAS threshold is
     the node's (``blas``).
     """
-    from node.auditlog import AuditWriter
     from node.context import NodeContext
-    from node.federation import QUERY_BODIES, Federation
+    from node.federation.federation import QUERY_BODIES, Federation
+    from node.records.auditlog import AuditWriter
     from node.telemetry import setup_telemetry
 
     context = NodeContext.load(group.a.directory)
@@ -605,7 +623,9 @@ def bench_size(size: int, args: argparse.Namespace, blas: tuple[int, int]) -> tu
     load = MachineLoad()
 
     with tempfile.TemporaryDirectory(prefix="watchnet-bench-query-") as tmp:
-        say(f"{size:,} entries: creating chain-a and chain-b, filling chain-a ({targets} through the registry)")
+        say(
+            f"{size:,} entries: creating chain-a and chain-b, filling chain-a ({targets} through the registry)"
+        )
         group = build_group(Path(tmp), gal, targets)
         threshold = group.manifest.policy.match_threshold
 
@@ -620,7 +640,9 @@ def bench_size(size: int, args: argparse.Namespace, blas: tuple[int, int]) -> tu
         del gal
         for c in levels:
             run = bare[c]
-            rows.append(Row(size, "bare http", c, run.rps, pct(run.latencies_ms, 50), pct(run.latencies_ms, 99)))
+            rows.append(
+                Row(size, "bare http", c, run.rps, pct(run.latencies_ms, 50), pct(run.latencies_ms, 99))
+            )
 
         say(f"{size:,} entries: the node's steps in this process")
         stages = stage_costs(group, queries[: min(len(queries), 300)], node_setting)
@@ -630,7 +652,15 @@ def bench_size(size: int, args: argparse.Namespace, blas: tuple[int, int]) -> tu
         for c in levels:
             run = node.runs[c]
             rows.append(
-                Row(size, "node", c, run.rps, pct(run.latencies_ms, 50), pct(run.latencies_ms, 99), run.rps / bare[c].rps)
+                Row(
+                    size,
+                    "node",
+                    c,
+                    run.rps,
+                    pct(run.latencies_ms, 50),
+                    pct(run.latencies_ms, 99),
+                    run.rps / bare[c].rps,
+                )
             )
     steps = ", ".join(f"{name} {ms:.3f}" for name, ms in stages.items())
     notes.append(
@@ -652,22 +682,40 @@ def bench_size(size: int, args: argparse.Namespace, blas: tuple[int, int]) -> tu
 
 
 def print_table(rows: list[Row]) -> None:
-    print(f"{'entries':>8} | {'mode':<10} | {'conc':>4} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>7} | {'vs bare http':>12}")
+    print(
+        f"{'entries':>8} | {'mode':<10} | {'conc':>4} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>7} | {'vs bare http':>12}"
+    )
     print(f"{'-' * 8}-+-{'-' * 10}-+-{'-' * 4}-+-{'-' * 7}-+-{'-' * 7}-+-{'-' * 7}-+-{'-' * 12}")
     for r in rows:
         ratio = f"{r.ratio:>12.0%}" if r.ratio is not None else ""
-        print(f"{r.size:>8} | {r.mode:<10} | {r.concurrency:>4} | {r.rps:>7.0f} | {r.p50:>7.2f} | {r.p99:>7.2f} | {ratio}".rstrip(" |"))
+        print(
+            f"{r.size:>8} | {r.mode:<10} | {r.concurrency:>4} | {r.rps:>7.0f} | {r.p50:>7.2f} | {r.p99:>7.2f} | {ratio}".rstrip(
+                " |"
+            )
+        )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="gallery sizes (entries)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[10_000, 100_000], help="gallery sizes (entries)"
+    )
     parser.add_argument("--requests", type=int, default=1000, help="queries per run (default 1000)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16], help="requests in flight (default 1 16)")
-    parser.add_argument("--hit-rate", type=float, default=0.1, help="share of queries that match an entry (0.1)")
-    parser.add_argument("--targets", type=int, default=100, help="entries registered through the registry (100)")
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=[1, 16], help="requests in flight (default 1 16)"
+    )
+    parser.add_argument(
+        "--hit-rate", type=float, default=0.1, help="share of queries that match an entry (0.1)"
+    )
+    parser.add_argument(
+        "--targets", type=int, default=100, help="entries registered through the registry (100)"
+    )
     parser.add_argument("--quick", action="store_true", help="1k entries, 200 requests: a smoke run")
-    parser.add_argument("--bare-serve", nargs=3, metavar=("SIZE", "PORT", "THRESHOLD"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--bare-serve", nargs=3, metavar=("SIZE", "PORT", "THRESHOLD"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.bare_serve:
         bare_serve(int(args.bare_serve[0]), int(args.bare_serve[1]), float(args.bare_serve[2]))
@@ -680,7 +728,9 @@ def main() -> int:
     import faiss
 
     faiss_default = int(faiss.cvar.distance_compute_blas_threshold)
-    importlib.import_module("node.matching")  # applies the node's faiss settings, as in 'watchnet serve'
+    importlib.import_module(
+        "node.records.matching"
+    )  # applies the node's faiss settings, as in 'watchnet serve'
     node_setting = int(faiss.cvar.distance_compute_blas_threshold)
     faiss.cvar.distance_compute_blas_threshold = faiss_default
 
@@ -694,7 +744,7 @@ def main() -> int:
     )
     print(
         f"faiss = library defaults (distance_compute_blas_threshold {faiss_default}); faiss/node = the "
-        f"node's setting ({node_setting}, node/matching.py); bare http = aiohttp + faiss defaults"
+        f"node's setting ({node_setting}, node/records/matching.py); bare http = aiohttp + faiss defaults"
     )
     rows: list[Row] = []
     notes: list[str] = []

@@ -19,7 +19,7 @@ from typing import Any, Self
 from governance.errors import InvalidManifestError
 from protocol.errors import MalformedError
 from protocol.fields import CODE_RE, NODE_ID_RE, Fields, format_time
-from protocol.he import HEParameters
+from protocol.he_params import HEParameters
 from protocol.keys import PublicEncryptionKey, PublicSigningKey, keyid_of
 from protocol.signed import SPEC_VERSION, Payload
 
@@ -419,6 +419,14 @@ class Manifest(Payload):
 
     def member(self, node_id: str) -> Member | None:
         return next((m for m in self.joint_use.members if m.node_id == node_id), None)
+
+    def confirming_members(self, node_id: str) -> list[str]:
+        """Members that must confirm ``node_id``'s changes: everyone listed and not removed, except it."""
+        return sorted(
+            m.node_id
+            for m in self.joint_use.members
+            if m.node_id != node_id and m.status is not MemberStatus.REMOVED
+        )
 
     @property
     def purpose_codes(self) -> frozenset[str]:

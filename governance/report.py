@@ -4,7 +4,7 @@ A member publishes, per period, how many entries it registered, rejected, correc
 deleted (by reason), how many queries it sent and answered, the matches, the false-match
 verdicts of its staff, the refusals by error code, the third-party provisions (law enforcement)
 by legal basis, the data-subject requests by kind and outcome, and the complaints. The node
-counts from its own records (``node/report.py``) and signs the ``TransparencyReport``; the
+counts from its own records (``node/reporting/report.py``) and signs the ``TransparencyReport``; the
 certified privacy organisation verifies each member's signature against the member's key in
 the manifest and adds the members' reports up into one group report (``aggregate``).
 

@@ -18,16 +18,42 @@ from typing import Any, ClassVar
 
 import tomli_w
 
-from governance.manifest import LocalizedText
+from governance.manifest import LocalizedText, Manifest
 from governance.notice import SiteSignage
 from protocol.canonical import b64url_decode
 from protocol.errors import ConfigurationError, MalformedError
 from protocol.fields import DATE_RE, NODE_ID_RE, Fields, format_duration, parse_duration
 from protocol.keys import DataKey
+from protocol.signed import SignedDocument
 
-__all__ = ["CONFIG_FILE", "NOTICE_URL_RE", "ConsoleSettings", "Federation", "Limits", "NodeConfig", "NoticeSettings"]
+__all__ = [
+    "CONFIG_FILE",
+    "MANIFEST_FILE",
+    "NOTICE_URL_RE",
+    "RULES_FILE",
+    "ConsoleSettings",
+    "Federation",
+    "Limits",
+    "NodeConfig",
+    "NoticeSettings",
+    "load_manifest_file",
+]
 
 CONFIG_FILE = "config.toml"
+MANIFEST_FILE = "manifest.json"
+RULES_FILE = "rules.toml"
+
+
+def load_manifest_file(path: Path) -> SignedDocument[Manifest]:
+    """A signed manifest from a file (not yet verified: the caller checks it against its trust)."""
+    try:
+        return SignedDocument.from_bytes(path.read_bytes(), Manifest)
+    except FileNotFoundError as e:
+        raise ConfigurationError(
+            f"{path} not found; 'watchnet init --manifest FILE' installs the group manifest"
+        ) from e
+
+
 _KEYID_RE = re.compile(r"[0-9a-f]{64}")
 EXPORTERS = ("none", "console", "otlp")
 

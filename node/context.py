@@ -17,35 +17,22 @@ from sqlalchemy.engine import Engine
 
 from governance.manifest import Manifest
 from governance.rules import RegistrationRules
-from node.accounts import StaffAccounts
-from node.config import NodeConfig
+from node.casework.subject_requests import SubjectRequests
+from node.config import MANIFEST_FILE, RULES_FILE, NodeConfig, load_manifest_file
 from node.face.models import ModelPack
 from node.face.pipeline import FacePipeline
-from node.keystore import load_data_key, load_encryption_key, load_signing_key
-from node.manifests import ManifestStore
-from node.matching import MatchIndex
-from node.registry import Registry
+from node.records.accounts import StaffAccounts
+from node.records.keystore import load_data_key, load_encryption_key, load_signing_key
+from node.records.manifests import ManifestStore
+from node.records.matching import MatchIndex
+from node.records.registry import Registry
+from node.records.vault import Vault
 from node.storage.engine import make_engine
 from node.storage.migrate import check_schema
-from node.subject_requests import SubjectRequests
-from node.vault import Vault
 from protocol.errors import ConfigurationError, MalformedError
 from protocol.keys import EncryptionKey, SigningKey
-from protocol.signed import SignedDocument
 
-__all__ = ["MANIFEST_FILE", "RULES_FILE", "NodeContext", "load_manifest_file"]
-
-MANIFEST_FILE = "manifest.json"
-RULES_FILE = "rules.toml"
-
-
-def load_manifest_file(path: Path) -> SignedDocument[Manifest]:
-    try:
-        return SignedDocument.from_bytes(path.read_bytes(), Manifest)
-    except FileNotFoundError as e:
-        raise ConfigurationError(
-            f"{path} not found; 'watchnet init --manifest FILE' installs the group manifest"
-        ) from e
+__all__ = ["NodeContext"]
 
 
 @dataclass

@@ -20,7 +20,7 @@ from protocol.canonical import b64url_encode
 from protocol.embedding import Embedding
 from protocol.errors import MalformedError
 from protocol.fields import ID_RE, NODE_ID_RE, Fields, check_wire_time, format_time
-from protocol.he import MAX_CIPHERTEXT_BYTES, MAX_KEY_BYTES, HEParameters, key_id_of
+from protocol.he_params import MAX_CIPHERTEXT_BYTES, MAX_KEY_BYTES, HEParameters, key_id_of
 from protocol.query import MAX_QUERY_EMBEDDINGS
 from protocol.signed import SPEC_VERSION, Payload
 

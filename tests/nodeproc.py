@@ -8,8 +8,8 @@ from contextlib import redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
 
-from node.cli import main
-from node.network import LocalNode, free_port
+from node.cli.main import main
+from node.demo.network import LocalNode, free_port
 from tests.factories import KEYS, make_manifest, signed_manifest
 
 PASSWORD = "a long enough password"

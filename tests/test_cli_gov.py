@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from node.cli import main
+from node.cli.main import main
 from protocol.keys import PublicSigningKey
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "group.toml"

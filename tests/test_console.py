@@ -32,13 +32,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from governance.roles import Role
-from node.accounts import StaffMember
-from node.api import face_for_registration
+from node.app.server import build_app
 from node.config import ConsoleSettings, NodeConfig
 from node.console.i18n import LABELS, MESSAGES
 from node.console.session import SessionExpired, SessionStore
 from node.context import NodeContext
-from node.service import build_app
+from node.http.api import face_for_registration
+from node.records.accounts import StaffMember
 from protocol.canonical import b64url_encode
 from protocol.errors import MalformedError
 from tests.nodeproc import PASSWORD, NodeProcess

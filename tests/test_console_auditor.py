@@ -21,10 +21,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from governance.report import TransparencyReport, parse_period
-from node.auditor import AuditReport, audit_node
-from node.report_html import report_body_html
-from node.report_http import member_names, node_report
-from node.service import build_app
+from node.app.server import build_app
+from node.http.report import member_names, node_report
+from node.reporting.auditor import AuditReport, audit_node
+from node.reporting.report_html import report_body_html
 from protocol.canonical import parse_json
 from protocol.signed import SignedDocument
 from protocol.treehead import TreeHead

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from node.demo import photo_path
+from node.demo.story import photo_path
 from tests.browser import chromium, require_chromium, screenshots
 from tests.factories import embedding
 from tests.nodeproc import PASSWORD, NodeProcess

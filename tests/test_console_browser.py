@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import pytest
 
-from node.demo import photo_path
+from node.demo.story import photo_path
 from tests.browser import chromium, require_chromium, screenshots
 from tests.nodeproc import PASSWORD, NodeProcess
 

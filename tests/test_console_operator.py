@@ -25,7 +25,7 @@ import pytest
 
 from node.console.live import MAX_STREAMS
 from node.context import NodeContext
-from node.network import LocalNetwork, LocalNode
+from node.demo.network import LocalNetwork, LocalNode
 from protocol.canonical import b64url_encode
 from tests.nodeproc import PASSWORD, NodeProcess
 from tests.test_console import (

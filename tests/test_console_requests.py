@@ -23,11 +23,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from node.casework import COMPLAINT_DEADLINE
+from node.app.server import build_app
+from node.casework.registers import COMPLAINT_DEADLINE
 from node.context import NodeContext
-from node.demo import photo_path
-from node.network import LocalNetwork, LocalNode
-from node.service import build_app
+from node.demo.network import LocalNetwork, LocalNode
+from node.demo.story import photo_path
 from protocol.canonical import b64url_encode
 from tests.console_app import CSRF_RE, Clock, Page, loaded_node
 from tests.nodeproc import PASSWORD

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from node.network import LocalNetwork, LocalNode
+from node.demo.network import LocalNetwork, LocalNode
 from protocol.canonical import b64url_encode
 from tests.browser import chromium, require_chromium, screenshots
 from tests.test_console_browser import PHOTO

@@ -29,7 +29,7 @@ STEPS = [
 @pytest.mark.timeout(300)
 def test_the_demo_runs_every_step_ok_and_leaves_no_process(tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "node.cli", "demo", "--json", "--dir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "node.cli.main", "demo", "--json", "--dir", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
         timeout=280,
@@ -53,7 +53,7 @@ def test_ctrl_c_stops_every_process_of_a_kept_demo_network(tmp_path: Path) -> No
 
     where = tmp_path / "kept"
     process = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "demo", "--keep", "--dir", str(where)],
+        [sys.executable, "-m", "node.cli.main", "demo", "--keep", "--dir", str(where)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from governance.manifest import Manifest, MemberStatus
-from node.demo import craft_query
-from node.network import LocalNetwork, LocalNode, wait_for
+from node.demo.network import LocalNetwork, LocalNode, wait_for
+from node.demo.story import craft_query
 from protocol.canonical import b64url_encode
 from protocol.embedding import Embedding
 from protocol.keys import SigningKey
@@ -33,7 +33,9 @@ MEMBERS = ["chain-a", "chain-b", "chain-c"]
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
-    with LocalNetwork(tmp_path_factory.mktemp("net"), MEMBERS, ["outsider"], sync_interval="1s").running() as network:
+    with LocalNetwork(
+        tmp_path_factory.mktemp("net"), MEMBERS, ["outsider"], sync_interval="1s"
+    ).running() as network:
         yield network
 
 
@@ -122,13 +124,22 @@ def test_a_query_finds_a_peers_entry_and_the_querier_keeps_an_alert(net: LocalNe
     a, b = net.node("chain-a"), net.node("chain-b")
     face = unit(101)
     entry_id = register(a, face)
-    status, result = b.call("POST", "/v1/query", "op1", {"embeddings": [face.to_str(), unit(102).to_str()], "site": "gate-1"})
+    status, result = b.call(
+        "POST", "/v1/query", "op1", {"embeddings": [face.to_str(), unit(102).to_str()], "site": "gate-1"}
+    )
     assert status == 200, result
     assert {p["node_id"]: p["status"] for p in result["peers"]} == {"chain-a": "ok", "chain-c": "ok"}
-    assert [(m["owner"], m["entry_id"], m["query_index"]) for m in result["matches"]] == [("chain-a", entry_id, 0)]
+    assert [(m["owner"], m["entry_id"], m["query_index"]) for m in result["matches"]] == [
+        ("chain-a", entry_id, 0)
+    ]
     alerts = b.call("GET", "/v1/alerts", "op1")[1]["alerts"]
     alert = next(x for x in alerts if x["entry_id"] == entry_id)
-    assert (alert["owner"], alert["version"], alert["category"], alert["site"]) == ("chain-a", 1, "shoplifting", "gate-1")
+    assert (alert["owner"], alert["version"], alert["category"], alert["site"]) == (
+        "chain-a",
+        1,
+        "shoplifting",
+        "gate-1",
+    )
     assert alert["score"] > 0.99
     assert b.call("GET", "/v1/alerts", "reg1")[0] == 403
 
@@ -139,7 +150,11 @@ def test_a_non_matching_query_leaves_nothing_at_the_answering_node(net: LocalNet
     status, result = b.call("POST", "/v1/query", "op1", {"embeddings": [e.to_str() for e in passer_by]})
     assert status == 200 and result["matches"] == []
     records = audit(a)
-    mine = [r for r in records if r["actor"] == "peer:chain-b" and r["target"] == "purpose=crime-prevention faces=3 hits=0"]
+    mine = [
+        r
+        for r in records
+        if r["actor"] == "peer:chain-b" and r["target"] == "purpose=crime-prevention faces=3 hits=0"
+    ]
     assert mine and len(mine[-1]["request_hash"]) == 64
     needles = [x for e in passer_by for x in (e.raw, e.to_str().encode(), e.raw[:64])]
     files = [p for p in a.directory.rglob("*") if p.is_file()]
@@ -188,8 +203,13 @@ def test_each_bad_query_is_refused_typed_and_audited_and_changes_nothing(
         raw = _stale(net, face)
     elif case == "misaddressed":
         raw = craft_query(
-            net.node("chain-b"), "chain-c", a_key(net), manifest_version=version, purpose="crime-prevention",
-            embeddings=[face], model_id=net.current_manifest().policy.model.model_id,
+            net.node("chain-b"),
+            "chain-c",
+            a_key(net),
+            manifest_version=version,
+            purpose="crime-prevention",
+            embeddings=[face],
+            model_id=net.current_manifest().policy.model.model_id,
         )
     elif case == "outsider":
         raw = query(net, "outsider", face)
@@ -209,7 +229,7 @@ def test_each_bad_query_is_refused_typed_and_audited_and_changes_nothing(
     assert (got_status, body["error"]) == (status, code), body
     assert body["message"]
     records = audit(a)
-    refused = [r for r in records[before[1]:] if r["action"] == "POST /v1/peer/query"]
+    refused = [r for r in records[before[1] :] if r["action"] == "POST /v1/peer/query"]
     assert [r["outcome"] for r in refused] == [f"refused:{code}"]
     assert entry_count(a) == before[0]
 
@@ -246,7 +266,9 @@ def test_correction_and_deletion_reach_every_member_with_signed_receipts(net: Lo
     face = unit(500)
     entry_id = register(a, face)
     assert b.call("POST", "/v1/query", "op1", {"embeddings": [face.to_str()]})[1]["matches"]
-    status, corrected = a.call("POST", f"/v1/entries/{entry_id}/correct", "off2", {"reason": "correction", "category": "theft"})
+    status, corrected = a.call(
+        "POST", f"/v1/entries/{entry_id}/correct", "off2", {"reason": "correction", "category": "theft"}
+    )
     assert status == 200 and corrected["version"] == 2
 
     def alert() -> dict[str, Any]:
@@ -254,7 +276,9 @@ def test_correction_and_deletion_reach_every_member_with_signed_receipts(net: Lo
 
     assert wait_for(lambda: alert()["version"] == 2, 10)
     started = time.monotonic()
-    assert a.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "data-subject-request"})[0] == 200
+    assert (
+        a.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "data-subject-request"})[0] == 200
+    )
 
     def confirmed() -> list[str] | None:
         events = a.call("GET", "/v1/propagation", "aud1")[1]["events"]
@@ -267,9 +291,13 @@ def test_correction_and_deletion_reach_every_member_with_signed_receipts(net: Lo
     assert (withdrawn["status"], withdrawn["score"], withdrawn["category"]) == ("withdrawn", None, None)
     for node in (b, c):
         with database(node) as db:
-            assert db.execute("select kind from tombstone where owner='chain-a' and entry_id=?", (entry_id,)).fetchone() == ("deleted",)
+            assert db.execute(
+                "select kind from tombstone where owner='chain-a' and entry_id=?", (entry_id,)
+            ).fetchone() == ("deleted",)
     corrections = a.call("GET", "/v1/propagation", "aud1")[1]["events"]
-    assert any(e["entry_id"] == entry_id and e["kind"] == "corrected" and not e["missing"] for e in corrections)
+    assert any(
+        e["entry_id"] == entry_id and e["kind"] == "corrected" and not e["missing"] for e in corrections
+    )
     assert not b.call("POST", "/v1/query", "op1", {"embeddings": [face.to_str()]})[1]["matches"]
 
 
@@ -279,9 +307,20 @@ def test_staff_commands_query_the_network_and_show_propagation(net: LocalNetwork
     entry_id = register(a, face)
     probe = tmp_path / "probe.emb"
     probe.write_text(face.to_str() + "\n")
-    out = json.loads(cli("query", "--url", b.url, f"--token={b.tokens['op1']}", "--embedding-file", str(probe), "--json"))
+    out = json.loads(
+        cli("query", "--url", b.url, f"--token={b.tokens['op1']}", "--embedding-file", str(probe), "--json")
+    )
     assert [(m["owner"], m["entry_id"]) for m in out["matches"]] == [("chain-a", entry_id)]
-    text = cli("query", "--url", b.url, f"--token={b.tokens['op1']}", "--embedding-file", str(probe), "--site", "gate-9")
+    text = cli(
+        "query",
+        "--url",
+        b.url,
+        f"--token={b.tokens['op1']}",
+        "--embedding-file",
+        str(probe),
+        "--site",
+        "gate-9",
+    )
     assert f"MATCH face 0: chain-a/{entry_id} v1 shoplifting" in text
     assert a.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "error"})[0] == 200
     args = ("propagation", "status", "--url", a.url, f"--token={a.tokens['aud1']}")
@@ -318,7 +357,10 @@ def test_a_node_killed_during_propagation_resumes_with_nothing_lost_or_doubled(n
     a, b = net.node("chain-a"), net.node("chain-b")
     entries = [register(a, unit(700 + i)) for i in range(6)]
     for entry_id in entries:
-        assert a.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "no-longer-necessary"})[0] == 200
+        assert (
+            a.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "no-longer-necessary"})[0]
+            == 200
+        )
     b.kill()
     b.start()
 
@@ -328,7 +370,9 @@ def test_a_node_killed_during_propagation_resumes_with_nothing_lost_or_doubled(n
 
     assert wait_for(done, 20)
     a_size = a.call("GET", "/v1/log/head")[1]["signed"]["tree_size"]
-    assert wait_for(lambda: _sql(b, "select tree_size from peer_state where peer='chain-a'") == [(a_size,)], 10)
+    assert wait_for(
+        lambda: _sql(b, "select tree_size from peer_state where peer='chain-a'") == [(a_size,)], 10
+    )
     assert _sql(b, "select count(*) from peer_leaf where peer='chain-a'") == [(a_size,)]
     tombstones = _sql(b, "select entry_id from tombstone where owner='chain-a'")
     assert set(entries) <= {t[0] for t in tombstones}
@@ -359,7 +403,8 @@ def test_an_event_that_fails_verification_is_refused_audited_and_never_applied(n
     b.start()
     try:
         refused = wait_for(
-            lambda: [r for r in audit(b) if r["action"] == "peer.log.refused" and r["target"] == "chain-a"], 10
+            lambda: [r for r in audit(b) if r["action"] == "peer.log.refused" and r["target"] == "chain-a"],
+            10,
         )
         assert refused and refused[-1]["outcome"] == "refused:bad_signature"
         time.sleep(1.5)
@@ -370,13 +415,15 @@ def test_an_event_that_fails_verification_is_refused_audited_and_never_applied(n
         with database(a) as db:
             db.execute("update log_leaf set leaf = ? where idx = ?", (original, size))
         a.start()
-    assert wait_for(lambda: _sql(b, "select tree_size from peer_state where peer='chain-a'") == [(size + 1,)], 15)
+    assert wait_for(
+        lambda: _sql(b, "select tree_size from peer_state where peer='chain-a'") == [(size + 1,)], 15
+    )
 
 
 def _photo(name: str, *, flip: bool = False) -> str:
     import cv2
 
-    from node.demo import photo_path
+    from node.demo.story import photo_path
 
     if not flip:
         return b64url_encode(photo_path(name).read_bytes())
@@ -403,7 +450,9 @@ def _register_photo(node: LocalNode, image: str) -> str:
     return str(proposed["entry_id"])
 
 
-def test_a_deletion_request_at_one_counter_reaches_every_owner_and_closes_with_receipts(net: LocalNetwork) -> None:
+def test_a_deletion_request_at_one_counter_reaches_every_owner_and_closes_with_receipts(
+    net: LocalNetwork,
+) -> None:
     a, b, c = (net.node(n) for n in MEMBERS)
     at_a = _register_photo(a, _photo("yaoming.jpg"))
     at_c = _register_photo(c, _photo("yaoming.jpg", flip=True))
@@ -427,11 +476,23 @@ def test_a_deletion_request_at_one_counter_reaches_every_owner_and_closes_with_r
     status, early = b.call("POST", f"/v1/requests/{request_id}/close", "off1", {"outcome": "granted"})
     assert (status, early["error"]) == (409, "wrong_state") and "has not yet deleted" in early["message"]
     status, forwarded = b.call("POST", f"/v1/requests/{request_id}/forward", "off1")
-    assert status == 200 and {f["owner"] for f in forwarded["forwarded"] if "owner_request_id" in f} == {"chain-a", "chain-c"}
+    assert status == 200 and {f["owner"] for f in forwarded["forwarded"] if "owner_request_id" in f} == {
+        "chain-a",
+        "chain-c",
+    }
     for owner, entry_id in ((a, at_a), (c, at_c)):
-        opened = [r for r in owner.call("GET", "/v1/requests?status=open", "aud1")[1]["requests"] if r["report"] and r["report"][0]["entry_id"] == entry_id]
+        opened = [
+            r
+            for r in owner.call("GET", "/v1/requests?status=open", "aud1")[1]["requests"]
+            if r["report"] and r["report"][0]["entry_id"] == entry_id
+        ]
         assert len(opened) == 1 and opened[0]["recorded_by"] == "peer:chain-b"
-        assert owner.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "data-subject-request"})[0] == 200
+        assert (
+            owner.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "data-subject-request"})[
+                0
+            ]
+            == 200
+        )
 
         def closed(owner: LocalNode = owner, owner_request: str = opened[0]["id"]) -> dict[str, Any] | None:
             got = owner.call("POST", f"/v1/requests/{owner_request}/close", "off2", {"outcome": "granted"})
@@ -447,14 +508,19 @@ def test_a_deletion_request_at_one_counter_reaches_every_owner_and_closes_with_r
 
     final = wait_for(close_at_b, 15, 0.3)
     assert final and (final["status"], final["outcome"], final["holds_photo"]) == ("closed", "granted", False)
-    assert _sql(b, f"select photo_ct, embedding_ct from subject_request where id = '{request_id}'") == [(None, None)]
+    assert _sql(b, f"select photo_ct, embedding_ct from subject_request where id = '{request_id}'") == [
+        (None, None)
+    ]
     assert b.call("GET", f"/v1/requests/{request_id}", "aud1")[1]["status"] == "closed"
 
 
 def test_a_disclosure_request_is_refused_only_with_a_legal_ground(net: LocalNetwork) -> None:
     b = net.node("chain-b")
     made = b.call(
-        "POST", "/v1/requests", "off1", {"kind": "disclosure", "identity_check": "passport", "image": _photo("t1.jpg")}
+        "POST",
+        "/v1/requests",
+        "off1",
+        {"kind": "disclosure", "identity_check": "passport", "image": _photo("t1.jpg")},
     )[1]
     request_id = made["id"]
     status, body = b.call("POST", f"/v1/requests/{request_id}/close", "off1", {"outcome": "refused"})
@@ -462,7 +528,10 @@ def test_a_disclosure_request_is_refused_only_with_a_legal_ground(net: LocalNetw
     status, body = b.call("POST", f"/v1/requests/{request_id}/close", "off1", {"outcome": "disclosed"})
     assert status == 409 and "search first" in body["message"]
     status, closed = b.call(
-        "POST", f"/v1/requests/{request_id}/close", "off1", {"outcome": "refused", "ground": "cabinet-order-5-iv"}
+        "POST",
+        f"/v1/requests/{request_id}/close",
+        "off1",
+        {"outcome": "refused", "ground": "cabinet-order-5-iv"},
     )
     assert status == 200 and closed["ground_text"]["article"] == "施行令第5条第4号"
     assert closed["holds_photo"] is False
@@ -484,19 +553,31 @@ def test_nothing_goes_to_a_third_party_without_a_signed_record_with_a_legal_basi
     assert a.call("POST", "/v1/provisions", "off1", ask)[0] == 403
     assert a.call("POST", "/v1/provisions", "op1", {**ask, "legal_basis": "warrant"})[0] == 403
     assert a.call("GET", "/v1/log/head")[1]["signed"]["tree_size"] == size
-    assert any(r["action"] == "provision.record" and r["outcome"] == "refused:no_legal_basis" for r in audit(a))
+    assert any(
+        r["action"] == "provision.record" and r["outcome"] == "refused:no_legal_basis" for r in audit(a)
+    )
     status, provided = a.call("POST", "/v1/provisions", "off1", {**ask, "legal_basis": "ccp-197-2-inquiry"})
     assert status == 201, provided
     assert provided["log_index"] == size and provided["provided"][0]["face_image_jpeg"]
     assert "Shibuya" not in json.dumps(provided["record"])
     record = provided["record"]["signed"]
-    assert (record["legal_basis"], record["entry_count"], record["requester_kind"]) == ("ccp-197-2-inquiry", 1, "police")
+    assert (record["legal_basis"], record["entry_count"], record["requester_kind"]) == (
+        "ccp-197-2-inquiry",
+        1,
+        "police",
+    )
     assert a.call("GET", "/v1/log/head")[1]["signed"]["tree_size"] == size + 1
     assert wait_for(
-        lambda: _sql(b, f"select kind from peer_leaf where peer='chain-a' and idx={size}") == [("provision",)], 10
+        lambda: (
+            _sql(b, f"select kind from peer_leaf where peer='chain-a' and idx={size}") == [("provision",)]
+        ),
+        10,
     )
     assert _sql(b, "select status from peer_state where peer='chain-a'") == [("ok",)]
-    assert a.call("POST", "/v1/provisions", "off1", {"decision": "refuse", "requester_kind": "public-body"})[0] == 201
+    assert (
+        a.call("POST", "/v1/provisions", "off1", {"decision": "refuse", "requester_kind": "public-body"})[0]
+        == 201
+    )
     outcomes = [p["outcome"] for p in a.call("GET", "/v1/provisions", "aud1")[1]["provisions"]]
     assert outcomes.count("provided") >= 1 and outcomes.count("refused") >= 1
     verified = json.loads(cli("audit", "verify", "--node", a.url, f"--token={a.tokens['aud1']}", "--json"))
@@ -504,13 +585,23 @@ def test_nothing_goes_to_a_third_party_without_a_signed_record_with_a_legal_basi
 
 
 def test_the_requests_commands_walk_a_disclosure_to_its_end(net: LocalNetwork) -> None:
-    from node.demo import photo_path
+    from node.demo.story import photo_path
 
     b = net.node("chain-b")
     common = ("--url", b.url, f"--token={b.tokens['off1']}")
     made = json.loads(
-        cli("requests", "record", *common, "--kind", "disclosure", "--identity-check", "my-number-card",
-            "--image", str(photo_path("t1.jpg")), "--json")
+        cli(
+            "requests",
+            "record",
+            *common,
+            "--kind",
+            "disclosure",
+            "--identity-check",
+            "my-number-card",
+            "--image",
+            str(photo_path("t1.jpg")),
+            "--json",
+        )
     )
     assert "day(s) left" in cli("requests", "list", *common, "--status", "open")
     searched = json.loads(cli("requests", "search", *common, made["id"], "--json"))
@@ -527,9 +618,15 @@ def test_a_false_match_judged_at_one_member_reaches_the_owner(net: LocalNetwork)
     a, b = net.node("chain-a"), net.node("chain-b")
     face = unit(870)
     entry_id = register(a, face)
-    hit = b.call("POST", "/v1/query", "op1", {"embeddings": [face.to_str()], "site": "gate-7"})[1]["matches"][0]
-    assert b.call("POST", f"/v1/alerts/{hit['alert_id']}/review", "reg1", {"outcome": "false-match"})[0] == 403
-    status, reviewed = b.call("POST", f"/v1/alerts/{hit['alert_id']}/review", "op1", {"outcome": "false-match"})
+    hit = b.call("POST", "/v1/query", "op1", {"embeddings": [face.to_str()], "site": "gate-7"})[1]["matches"][
+        0
+    ]
+    assert (
+        b.call("POST", f"/v1/alerts/{hit['alert_id']}/review", "reg1", {"outcome": "false-match"})[0] == 403
+    )
+    status, reviewed = b.call(
+        "POST", f"/v1/alerts/{hit['alert_id']}/review", "op1", {"outcome": "false-match"}
+    )
     assert status == 200 and (reviewed["status"], reviewed["feedback"]) == ("false-match", "sent")
     again = b.call("POST", f"/v1/alerts/{hit['alert_id']}/review", "op1", {"outcome": "confirmed"})
     assert (again[0], again[1]["error"]) == (409, "wrong_state")
@@ -541,24 +638,38 @@ def test_a_false_match_judged_at_one_member_reaches_the_owner(net: LocalNetwork)
 def test_anyone_may_complain_and_staff_track_it_to_an_outcome(net: LocalNetwork) -> None:
     a = net.node("chain-a")
     status, filed = a.call(
-        "POST", "/v1/complaints", body={"category": "misidentification", "summary": "I was stopped at the door by mistake."}
+        "POST",
+        "/v1/complaints",
+        body={"category": "misidentification", "summary": "I was stopped at the door by mistake."},
     )
     assert status == 201 and set(filed) == {"reference", "received_at", "status"}
     assert a.call("POST", "/v1/complaints", body={"category": "gossip", "summary": "x"})[0] == 400
     assert a.call("POST", "/v1/complaints", body={"category": "other", "summary": ""})[0] == 400
     assert a.call("GET", "/v1/complaints")[0] == 401
     status, taken = a.call(
-        "POST", "/v1/complaints", "off1", {"channel": "phone", "category": "notice", "summary": "The sign is hidden."}
+        "POST",
+        "/v1/complaints",
+        "off1",
+        {"channel": "phone", "category": "notice", "summary": "The sign is hidden."},
     )
     assert status == 201 and taken["recorded_by"] != "public"
     open_ones = a.call("GET", "/v1/complaints?status=open", "aud1")[1]["complaints"]
     assert {c["id"] for c in open_ones} >= {filed["reference"], taken["id"]}
-    assert a.call("POST", f"/v1/complaints/{taken['id']}/close", "off1", {"outcome": "resolved", "note": " "})[0] == 400
+    assert (
+        a.call("POST", f"/v1/complaints/{taken['id']}/close", "off1", {"outcome": "resolved", "note": " "})[0]
+        == 400
+    )
     status, closed = a.call(
-        "POST", f"/v1/complaints/{taken['id']}/close", "off1", {"outcome": "resolved", "note": "Sign moved to eye level."}
+        "POST",
+        f"/v1/complaints/{taken['id']}/close",
+        "off1",
+        {"outcome": "resolved", "note": "Sign moved to eye level."},
     )
     assert status == 200 and closed["status"] == "closed"
-    assert a.call("POST", f"/v1/complaints/{taken['id']}/close", "off1", {"outcome": "resolved", "note": "x"})[0] == 409
+    assert (
+        a.call("POST", f"/v1/complaints/{taken['id']}/close", "off1", {"outcome": "resolved", "note": "x"})[0]
+        == 409
+    )
     assert any(r["action"] == "complaint.record" and r["actor"] == "public" for r in audit(a))
 
 
@@ -576,7 +687,9 @@ def test_the_notice_page_is_public_on_every_node(net: LocalNetwork) -> None:
 
 
 def _suspend(manifest: Manifest, node_id: str, status: MemberStatus) -> Manifest:
-    members = tuple(replace(m, status=status) if m.node_id == node_id else m for m in manifest.joint_use.members)
+    members = tuple(
+        replace(m, status=status) if m.node_id == node_id else m for m in manifest.joint_use.members
+    )
     return manifest.with_changes(joint_use=replace(manifest.joint_use, members=members))
 
 
@@ -596,7 +709,9 @@ def test_a_suspended_member_is_refused_at_once_but_still_receives_deletions(net:
 
     def missing() -> list[str]:
         events = a.call("GET", "/v1/propagation", "aud1")[1]["events"]
-        return list(next(e for e in events if e["entry_id"] == entry_id and e["kind"] == "deleted")["missing"])
+        return list(
+            next(e for e in events if e["entry_id"] == entry_id and e["kind"] == "deleted")["missing"]
+        )
 
     assert wait_for(lambda: missing() == [], 10)
 
@@ -622,11 +737,15 @@ def test_a_manifest_rollback_from_a_peer_or_an_admin_is_refused(net: LocalNetwor
         assert from_b and (from_b[0]["outcome"], from_b[0]["version"]) == ("older", 1)
         assert refreshed["version"] == current["signed"]["version"]
         assert a.call("GET", "/v1/manifest")[1]["signed"]["version"] == current["signed"]["version"]
-        assert any(r["action"] == "POST /v1/manifest" and r["outcome"] == "refused:rollback" for r in audit(a))
+        assert any(
+            r["action"] == "POST /v1/manifest" and r["outcome"] == "refused:rollback" for r in audit(a)
+        )
     finally:
         b.stop()
         b.start()
-        assert wait_for(lambda: b.call("GET", "/v1/manifest")[1]["signed"]["version"] == current["signed"]["version"], 15)
+        assert wait_for(
+            lambda: b.call("GET", "/v1/manifest")[1]["signed"]["version"] == current["signed"]["version"], 15
+        )
 
 
 def test_a_peer_that_rewrites_its_log_is_flagged_and_reported(net: LocalNetwork) -> None:
@@ -640,7 +759,9 @@ def test_a_peer_that_rewrites_its_log_is_flagged_and_reported(net: LocalNetwork)
         db.execute("delete from tree_head where tree_size >= ?", (size - 1,))
     a.start()
     register(a, unit(901))
-    assert wait_for(lambda: _sql(b, "select status from peer_state where peer='chain-a'") == [("forked",)], 15)
+    assert wait_for(
+        lambda: _sql(b, "select status from peer_state where peer='chain-a'") == [("forked",)], 15
+    )
     assert any(r["action"] == "peer.log.fork" for r in audit(b))
     reports = net.root / "org" / "reports"
 

@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from governance.description import next_version
 from governance.manifest import Manifest
-from node.gov_server import build_gov_app
-from node.network import free_port
+from node.demo.network import free_port
+from node.org.server import build_gov_app
 from protocol.signed import SignedDocument
 from tests.factories import KEYS, make_manifest, signed_manifest
 from tests.nodeproc import cli
@@ -93,7 +93,7 @@ def gov_serve(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     path.write_bytes(signed_manifest(make_manifest(now=NOW), KEYS[0], KEYS[1]).to_bytes())
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "gov", "serve", "--manifest", str(path), "--port", str(port)],
+        [sys.executable, "-m", "node.cli.main", "gov", "serve", "--manifest", str(path), "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -117,7 +117,9 @@ def test_a_node_initialised_without_a_manifest_fetches_it_from_the_organisation(
     url, org_manifest = gov_serve
     node = tmp_path / "node"
     roots = [a for k in KEYS for a in ("--root-keyid", k.keyid)]
-    created = json.loads(cli("init", str(node), "--node-id", "chain-c", "--manifest-url", url, *roots, "--json"))
+    created = json.loads(
+        cli("init", str(node), "--node-id", "chain-c", "--manifest-url", url, *roots, "--json")
+    )
     assert "no manifest yet" in created["standing"]
     assert not (node / "manifest.json").exists()
     fetched = json.loads(cli("manifest", "fetch", "--node", str(node), "--json"))
@@ -131,7 +133,7 @@ def test_a_node_initialised_without_a_manifest_fetches_it_from_the_organisation(
     assert json.loads(cli("manifest", "fetch", "--node", str(node), "--json"))["version"] == 2
     old = tmp_path / "v1.json"
     old.write_bytes(signed_manifest(current, KEYS[0], KEYS[1]).to_bytes())
-    from node.cli import main
+    from node.cli.main import main
 
     assert main(["manifest", "install", str(old), "--node", str(node)]) == 1
 
@@ -146,23 +148,76 @@ def test_the_organisation_takes_complaints_from_the_public_and_its_staff(tmp_pat
         async with TestClient(TestServer(app)) as client:
             filed = await client.post(
                 "/v1/complaints",
-                json={"category": "misidentification", "summary": "Stopped by mistake at B-Store.", "about_member": "chain-b"},
+                json={
+                    "category": "misidentification",
+                    "summary": "Stopped by mistake at B-Store.",
+                    "about_member": "chain-b",
+                },
             )
             assert filed.status == 201 and (await filed.json())["reference"].startswith("cmp-")
-            for bad in ({"category": "gossip", "summary": "x"}, {"category": "other", "summary": ""}, {"category": "other", "summary": "x", "extra": 1}, [1]):
+            for bad in (
+                {"category": "gossip", "summary": "x"},
+                {"category": "other", "summary": ""},
+                {"category": "other", "summary": "x", "extra": 1},
+                [1],
+            ):
                 assert (await client.post("/v1/complaints", json=bad)).status == 400
 
     asyncio.run(scenario())
     listed = json.loads(cli("gov", "complaints", "list", "--dir", str(register_dir), "--json"))
     assert [c["about_member"] for c in listed] == ["chain-b"] and listed[0]["channel"] == "public"
     taken = json.loads(
-        cli("gov", "complaints", "add", "--dir", str(register_dir), "--category", "notice", "--summary", "No sign at the door", "--json")
+        cli(
+            "gov",
+            "complaints",
+            "add",
+            "--dir",
+            str(register_dir),
+            "--category",
+            "notice",
+            "--summary",
+            "No sign at the door",
+            "--json",
+        )
     )
     closed = json.loads(
-        cli("gov", "complaints", "close", taken["id"], "--dir", str(register_dir), "--outcome", "referred", "--note", "Sent to chain-a", "--json")
+        cli(
+            "gov",
+            "complaints",
+            "close",
+            taken["id"],
+            "--dir",
+            str(register_dir),
+            "--outcome",
+            "referred",
+            "--note",
+            "Sent to chain-a",
+            "--json",
+        )
     )
     assert (closed["status"], closed["outcome"]) == ("closed", "referred")
-    assert [c["id"] for c in json.loads(cli("gov", "complaints", "list", "--dir", str(register_dir), "--status", "open", "--json"))] == [listed[0]["id"]]
-    from node.cli import main
+    assert [
+        c["id"]
+        for c in json.loads(
+            cli("gov", "complaints", "list", "--dir", str(register_dir), "--status", "open", "--json")
+        )
+    ] == [listed[0]["id"]]
+    from node.cli.main import main
 
-    assert main(["gov", "complaints", "close", taken["id"], "--dir", str(register_dir), "--outcome", "resolved", "--note", "again"]) == 1
+    assert (
+        main(
+            [
+                "gov",
+                "complaints",
+                "close",
+                taken["id"],
+                "--dir",
+                str(register_dir),
+                "--outcome",
+                "resolved",
+                "--note",
+                "again",
+            ]
+        )
+        == 1
+    )

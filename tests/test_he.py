@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.demo import photo_path
+from node.demo.story import photo_path
 from node.face.models import ModelPack
 from node.face.pipeline import FacePipeline, decode_image
-from node.private_matcher import spread_positions
+from node.private.matcher import spread_positions
 from protocol.errors import ConfigurationError, MalformedError, OversizedError
 from protocol.he import (
     MASK_RANGE,
@@ -265,3 +265,15 @@ def test_the_norm_check_needs_relinearisation_keys_and_only_then(
         norm_context.galois_keys(
             QueryKeys.generate(HEContext(HEParameters(coeff_modulus_bits=(60, 60, 60)))).galois_keys
         )
+
+
+def test_the_pure_parameter_limits_are_seals_own() -> None:
+    """Manifests are checked without loading SEAL; the table they use must be SEAL's."""
+    import tenseal.sealapi as seal
+
+    from protocol.he_params import MAX_COEFF_MODULUS_BITS
+
+    levels = {128: seal.SEC_LEVEL_TYPE.TC128, 192: seal.SEC_LEVEL_TYPE.TC192, 256: seal.SEC_LEVEL_TYPE.TC256}
+    for bits, level in levels.items():
+        for n, limit in MAX_COEFF_MODULUS_BITS[bits].items():
+            assert seal.CoeffModulus.MaxBitCount(n, level) == limit, (bits, n)

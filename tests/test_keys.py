@@ -1,4 +1,4 @@
-"""Keys, key ids and key files (including the 0600 rule enforced by node.keystore)."""
+"""Keys, key ids and key files (including the 0600 rule enforced by node.records.keystore)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.keystore import load_key, load_signing_key, save_key
+from node.records.keystore import load_key, load_signing_key, save_key
 from protocol.errors import ConfigurationError, MalformedError, SignatureError
 from protocol.keys import (
     DataKey,

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from governance.description import next_version
 from governance.manifest import Manifest, MemberStatus
-from node.manifests import ManifestStore, ManifestVersionError, install_manifest
+from node.records.manifests import ManifestStore, ManifestVersionError, install_manifest
 from node.storage.engine import make_engine
 from node.storage.migrate import upgrade
 from node.storage.models import ManifestRow
@@ -30,7 +30,8 @@ def successor(manifest: Manifest, **changes: object) -> Manifest:
 
 def suspend(manifest: Manifest, node_id: str) -> Manifest:
     members = tuple(
-        replace(m, status=MemberStatus.SUSPENDED) if m.node_id == node_id else m for m in manifest.joint_use.members
+        replace(m, status=MemberStatus.SUSPENDED) if m.node_id == node_id else m
+        for m in manifest.joint_use.members
     )
     return next_version(manifest, joint_use=replace(manifest.joint_use, members=members))
 
@@ -62,7 +63,10 @@ def test_a_valid_successor_replaces_the_file_and_the_history_and_tells_listeners
     on_disk = SignedDocument.from_bytes((tmp_path / "manifest.json").read_bytes(), Manifest)
     assert on_disk.payload.version == 2
     with Session(engine) as session:
-        assert [r.version for r in session.exec(select(ManifestRow).order_by(ManifestRow.version)).all()] == [1, 2]
+        assert [r.version for r in session.exec(select(ManifestRow).order_by(ManifestRow.version)).all()] == [
+            1,
+            2,
+        ]
     assert not list(tmp_path.glob(".manifest.json.*")), "no temporary file left behind"
 
 
@@ -74,10 +78,16 @@ def test_the_same_version_again_is_a_no_op(store: ManifestStore) -> None:
 @pytest.mark.parametrize(
     ("make", "error"),
     [
-        (lambda: signed_manifest(replace(V1, expires=V1.expires + timedelta(days=1)), KEYS[0], KEYS[1]), RollbackError),
+        (
+            lambda: signed_manifest(replace(V1, expires=V1.expires + timedelta(days=1)), KEYS[0], KEYS[1]),
+            RollbackError,
+        ),
         (lambda: signed_manifest(successor(V1), KEYS[0]), ThresholdError),
         (lambda: signed_manifest(successor(V1), KEYS[0], SigningKey(b"\x77" * 32)), ThresholdError),
-        (lambda: signed_manifest(successor(V1, expires=T0 + timedelta(seconds=1)), KEYS[0], KEYS[1]), ExpiredError),
+        (
+            lambda: signed_manifest(successor(V1, expires=T0 + timedelta(seconds=1)), KEYS[0], KEYS[1]),
+            ExpiredError,
+        ),
     ],
     ids=["same-version-other-content", "one-signature", "unknown-key", "expired"],
 )
@@ -115,7 +125,9 @@ def test_peers_may_name_the_previous_version_only_within_the_grace_period(store:
         store.check_named_version(1, switched)
 
 
-def test_a_restarted_node_remembers_when_it_switched(store: ManifestStore, engine: Engine, tmp_path: Path) -> None:
+def test_a_restarted_node_remembers_when_it_switched(
+    store: ManifestStore, engine: Engine, tmp_path: Path
+) -> None:
     switched = T0 + timedelta(hours=1)
     document = signed_manifest(successor(V1), KEYS[0], KEYS[1])
     store.offer(document, switched, "org")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from node.matching import MatchIndex
+from node.records.matching import MatchIndex
 from protocol.embedding import Embedding
 from protocol.errors import MalformedError
 

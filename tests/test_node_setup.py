@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from governance.roles import Action, Forbidden, Role, permitted, require_permission
-from node.accounts import AccountDisabled, AccountExists, AuthenticationFailed, StaffAccounts
-from node.cli import main
+from node.cli.main import main
 from node.config import NodeConfig
 from node.context import NodeContext
+from node.records.accounts import AccountDisabled, AccountExists, AuthenticationFailed, StaffAccounts
 from node.storage.engine import make_engine
 from node.storage.migrate import head_revision, upgrade
 from protocol.errors import ConfigurationError, MalformedError
@@ -248,7 +248,7 @@ def test_api_tokens_are_prefixed_so_they_never_look_like_an_option(tmp_path: Pat
     from datetime import UTC, datetime
 
     from governance.roles import Role
-    from node.accounts import TOKEN_PREFIX, StaffAccounts
+    from node.records.accounts import TOKEN_PREFIX, StaffAccounts
     from node.storage.engine import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 't.db'}")

@@ -36,9 +36,9 @@ from governance.notice import (
 )
 from node.config import NodeConfig, NoticeSettings
 from node.context import NodeContext
-from node.gov_server import build_gov_app
-from node.notice_http import NOTICE_PATHS, add_notice_routes
-from node.notice_pages import node_notice
+from node.http.notice import NOTICE_PATHS, add_notice_routes
+from node.org.server import build_gov_app
+from node.reporting.notice_pages import node_notice
 from protocol.errors import ConfigurationError
 from tests.factories import KEYS, make_manifest, signed_manifest
 from tests.nodeproc import cli
@@ -368,10 +368,10 @@ def test_qr_without_a_configured_url_points_at_this_server(context: NodeContext)
 
 
 def test_the_real_node_app_serves_the_notice_without_login(context: NodeContext) -> None:
-    from node import service
+    from node.app import server as service
 
     if not NOTICE_PATHS <= service.PUBLIC_PATHS:
-        pytest.skip("node/service.py does not list notice_http.NOTICE_PATHS in PUBLIC_PATHS yet")
+        pytest.skip("node/app/server.py does not list notice_http.NOTICE_PATHS in PUBLIC_PATHS yet")
     app = service.build_app(context, sweep=False, federate=False)
     if not any(r.resource is not None and r.resource.canonical == "/notice" for r in app.router.routes()):
         add_notice_routes(app, service.CONTEXT)

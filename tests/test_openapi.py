@@ -21,11 +21,11 @@ import pytest
 import schemathesis
 from schemathesis.errors import InvalidSchema
 
+from node.app.server import PEER_PREFIX, PUBLIC_PATHS, PUBLIC_POSTS, build_app
 from node.config import NodeConfig
 from node.console import is_console_path
 from node.context import NodeContext
-from node.openapi import OPENAPI_PATH, openapi_document
-from node.service import PEER_PREFIX, PUBLIC_PATHS, PUBLIC_POSTS, build_app
+from node.http.openapi import OPENAPI_PATH, openapi_document
 from tests.factories import embedding
 from tests.nodeproc import STAFF, NodeProcess
 
@@ -150,7 +150,7 @@ def test_every_registered_route_is_described_and_nothing_else(node_dir: NodeProc
     missing = sorted(registered - described)
     extra = sorted(described - registered)
     assert not missing and not extra, (
-        f"routes without a description in node/openapi.json: {missing}; described but not registered: {extra}"
+        f"routes without a description in node/http/openapi.json: {missing}; described but not registered: {extra}"
     )
 
 

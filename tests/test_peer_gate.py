@@ -13,8 +13,8 @@ import pytest
 from governance.description import next_version
 from governance.errors import MemberNotActive, ModelMismatch, NotAMember, PurposeNotAllowed
 from governance.manifest import Manifest, MemberStatus
-from node.manifests import ManifestStore
-from node.peer_gate import PeerGate, PeerRateLimited
+from node.federation.gate import PeerGate, PeerRateLimited
+from node.records.manifests import ManifestStore
 from node.storage.engine import make_engine
 from node.storage.migrate import upgrade
 from protocol.errors import ExpiredError, ReplayError
@@ -66,7 +66,9 @@ def gate_for(tmp_path: Path, manifest: Manifest, per_minute: int = 600) -> tuple
     return gate, clock
 
 
-def message(body: Payload, *, purpose: str = "crime-prevention", at: datetime = T0, version: int = 1) -> bytes:
+def message(
+    body: Payload, *, purpose: str = "crime-prevention", at: datetime = T0, version: int = 1
+) -> bytes:
     inner = PeerMessage(
         sender="chain-b",
         recipient="chain-a",
@@ -87,7 +89,9 @@ def a_query(model: str = MODEL) -> QueryRequest:
 
 
 def with_status(manifest: Manifest, status: MemberStatus) -> Manifest:
-    members = tuple(replace(m, status=status) if m.node_id == "chain-b" else m for m in manifest.joint_use.members)
+    members = tuple(
+        replace(m, status=status) if m.node_id == "chain-b" else m for m in manifest.joint_use.members
+    )
     return next_version(manifest, joint_use=replace(manifest.joint_use, members=members))
 
 

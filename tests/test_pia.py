@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from governance.rules import RegistrationRules
-from node import cli_gov, cli_report
-from node.cli_report import DEFAULT_TEMPLATE, PLACEHOLDER_RE, fill_pia
+from node.cli import gov as cli_gov
+from node.cli import report as cli_report
+from node.cli.report import DEFAULT_TEMPLATE, PLACEHOLDER_RE, fill_pia
 from node.config import NodeConfig, NoticeSettings
+from node.demo.network import free_port
 from node.files import write_atomic
-from node.network import free_port
 from protocol.errors import ConfigurationError, WatchnetError
 from tests.factories import KEYS, make_manifest, signed_manifest
 from tests.nodeproc import cli
@@ -95,7 +96,7 @@ def test_the_pia_states_what_the_node_knows_and_leaves_the_rest_to_the_operator(
 ) -> None:
     out = tmp_path / "pia.md"
     code, said = run("pia", "--node", str(node_dir), "--out", str(out))
-    assert code == 0 and "To complete" in said
+    assert code == 0 and "To complete" in said, said
     text = out.read_text(encoding="utf-8")
     manifest = make_manifest()
     rules = RegistrationRules.from_dict(tomllib.loads((node_dir / "rules.toml").read_text()))

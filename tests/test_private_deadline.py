@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.private_deadline import PRIOR_FACE_SECONDS, PrivateDeadlines
+from node.private.deadline import PRIOR_FACE_SECONDS, PrivateDeadlines
 
 
 def deadlines() -> PrivateDeadlines:

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from node.demo import craft_query, process_holds, secret_key_fingerprint
-from node.network import LocalNetwork
+from node.demo.network import LocalNetwork
+from node.demo.story import craft_query, process_holds, secret_key_fingerprint
 from protocol.embedding import Embedding
-from protocol.he import MASK_RANGE, HEContext, HEParameters, QueryKeys
+from protocol.he import MASK_RANGE, HEContext, QueryKeys
+from protocol.he_params import HEParameters
 from protocol.message import MAX_BULK_SEALED_BYTES, PeerKeys, compose_sealed, decode_body, open_sealed
 from protocol.private_query import EvaluationKeys, PrivateQuery, PrivateScores
 from protocol.signed import Payload
@@ -363,7 +364,11 @@ def test_a_private_query_right_after_an_approval_on_a_busy_machine_finds_the_mat
         entry_id = register(a, face)
         frame = [near(face, 4), *(unit(7400 + i) for i in range(21))]
         status, result = b.call(
-            "POST", "/v1/query", "op1", {"embeddings": [e.to_str() for e in frame], "mode": "private"}, timeout=180
+            "POST",
+            "/v1/query",
+            "op1",
+            {"embeddings": [e.to_str() for e in frame], "mode": "private"},
+            timeout=180,
         )
     finally:
         for burner in burners:

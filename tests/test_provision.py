@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from governance.provision import LEGAL_BASES, NoLegalBasis, require_legal_basis
+from node.federation.sync import apply_page, pending_receipts
 from node.storage.engine import make_engine
 from node.storage.migrate import upgrade
-from node.sync import apply_page, pending_receipts
 from protocol.canonical import canonical_bytes, parse_json
 from protocol.errors import MalformedError
 from protocol.events import log_leaf_bytes
@@ -65,7 +65,13 @@ def test_the_record_round_trips_and_refuses_malformed_fields() -> None:
     again = parse_log_event(parse_json(signed.to_bytes()))
     assert isinstance(again.payload, ThirdPartyProvision) and again.to_bytes() == signed.to_bytes()
     again.verify([NODE_A_SIGNING.public])
-    for bad in ({"items": []}, {"items": ["a b"]}, {"entry_count": 0}, {"details_commitment": b"x"}, {"owner": "A"}):
+    for bad in (
+        {"items": []},
+        {"items": ["a b"]},
+        {"entry_count": 0},
+        {"details_commitment": b"x"},
+        {"owner": "A"},
+    ):
         with pytest.raises(MalformedError):
             record(**bad)
     with pytest.raises(MalformedError, match="expected one of"):
@@ -81,10 +87,14 @@ def test_a_follower_mirrors_a_provision_leaf_and_owes_no_receipt(tmp_path: Path)
     log.append(log_leaf_bytes(signed))
     head = SignedDocument(TreeHead(log_id="chain-a", tree_size=1, root_hash=log.root(), timestamp=T0))
     head.sign(NODE_A_SIGNING)
-    page = LogPage.from_dict(parse_json(canonical_bytes(LogPage(first=0, events=[signed], head=head, latest_size=1).to_dict())))
+    page = LogPage.from_dict(
+        parse_json(canonical_bytes(LogPage(first=0, events=[signed], head=head, latest_size=1).to_dict()))
+    )
     member = make_manifest(now=T0).member("chain-a")
     assert member is not None
-    result = apply_page(engine, node_id="chain-b", signing_key=NODE_B_SIGNING, member=member, page=page, after=0, now=T0)
+    result = apply_page(
+        engine, node_id="chain-b", signing_key=NODE_B_SIGNING, member=member, page=page, after=0, now=T0
+    )
     assert (result.applied, result.receipts) == (1, 0)
     assert pending_receipts(engine, "chain-a") == []
     engine.dispose()

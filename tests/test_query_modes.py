@@ -11,8 +11,8 @@ import pytest
 from governance.errors import InvalidManifestError, QueryModeNotAllowed
 from governance.manifest import PLAIN_ONLY, Manifest, QueryModes
 from governance.policy import query_mode_for, require_query_mode
-from node.query_keys import QueryKeyring
-from protocol.he import HEParameters
+from node.private.query_keys import QueryKeyring
+from protocol.he_params import HEParameters
 from tests.factories import make_manifest
 
 BOTH = QueryModes(allowed=("plain", "private"), he=HEParameters())

@@ -11,14 +11,14 @@ from sqlmodel import Session, select
 from governance.errors import RegistrationRefused
 from governance.roles import Forbidden, Role
 from governance.rules import RegistrationRules
-from node.accounts import StaffAccounts, StaffMember
-from node.auditlog import verify_audit_chain
-from node.matching import MatchIndex
-from node.registry import EntryNotFound, Proposal, Registry, TwoPersonRuleViolation, WrongState
+from node.records.accounts import StaffAccounts, StaffMember
+from node.records.auditlog import verify_audit_chain
+from node.records.matching import MatchIndex
+from node.records.registry import EntryNotFound, Proposal, Registry, TwoPersonRuleViolation, WrongState
+from node.records.vault import Vault
 from node.storage.engine import make_engine
 from node.storage.migrate import check_schema, upgrade
 from node.storage.models import AuditRecord, EntryRow, EventPayloadRow, LogLeaf
-from node.vault import Vault
 from protocol.entry import Evidence, WatchlistEntry
 from protocol.errors import ConfigurationError, MalformedError
 from protocol.events import EntryEvent, EventReason
@@ -144,7 +144,9 @@ def test_deletion_erases_and_log_still_verifies(node: Node) -> None:
     entry_id = node.propose(face_crop=b"JPEG-CROP-BYTES")
     node.registry.approve(node.officer, entry_id, T0)
     size_before, root_before = node.registry.log.size, node.registry.log.root()
-    node.registry.delete(node.officer2, entry_id, EventReason.DATA_SUBJECT_REQUEST, T0 + timedelta(days=1))
+    node.registry.delete(
+        node.officer2, entry_id, EventReason.DATA_SUBJECT_REQUEST, T0 + timedelta(days=1)
+    )
     with Session(node.engine) as session:
         row = session.get(EntryRow, entry_id)
         assert row is not None and row.status == "deleted"
@@ -231,15 +233,19 @@ def test_signed_entry_carries_commitment_not_embedding(node: Node) -> None:
 
 
 def test_group_committed_audit_records_extend_the_chain_exactly(node: Node) -> None:
-    from node.auditlog import AuditWriter
+    from node.records.auditlog import AuditWriter
 
     node.propose(7)
     writer = AuditWriter(node.engine, node.registry.write_lock)
     for i in range(5):
-        writer.add(actor="acct-op", action="POST /v1/match", outcome="ok:200", now=T0, target=f"faces=1 hits={i}")
+        writer.add(
+            actor="acct-op", action="POST /v1/match", outcome="ok:200", now=T0, target=f"faces=1 hits={i}"
+        )
     assert writer.flush() == 5 and writer.flush() == 0
     node.propose(8)
     with Session(node.engine) as session:
         audit = session.exec(select(AuditRecord).order_by(AuditRecord.seq)).all()
     verify_audit_chain(audit)
-    assert [r.target for r in audit if r.action == "POST /v1/match"] == [f"faces=1 hits={i}" for i in range(5)]
+    assert [r.target for r in audit if r.action == "POST /v1/match"] == [
+        f"faces=1 hits={i}" for i in range(5)
+    ]

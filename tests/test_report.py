@@ -1,7 +1,7 @@
 """Transparency reports: the signed format, counts at period boundaries, and a scripted scenario on real nodes.
 
 The scenario runs two member nodes as real processes, does a known list of things through their
-HTTP APIs, then counts each node's database with ``node/report.py`` and checks that every count
+HTTP APIs, then counts each node's database with ``node/reporting/report.py`` and checks that every count
 equals what the scenario did. The HTTP route and the CLI commands are exercised in-process on
 the same node directory, and the organisation's ``gov report`` adds the two members up.
 """
@@ -42,24 +42,25 @@ from governance.report import (
 )
 from governance.roles import Role, require_permission
 from governance.rules import RegistrationRules
-from node import cli_gov, cli_report
-from node.accounts import StaffAccounts
-from node.api import CLOCK, CONTEXT, error_response
-from node.auditlog import append_audit, verify_audit_chain
-from node.casework import close_complaint, record_complaint, record_feedback
+from node.casework.registers import close_complaint, record_complaint, record_feedback
+from node.cli import gov as cli_gov
+from node.cli import report as cli_report
 from node.config import NodeConfig
 from node.context import NodeContext
+from node.demo.network import LocalNetwork, LocalNode, wait_for
 from node.files import write_atomic
-from node.matching import MatchIndex
-from node.network import LocalNetwork, LocalNode, wait_for
-from node.registry import Proposal, Registry
-from node.report import build_report, signed_report
-from node.report_http import CSP, add_report_routes
-from node.service import node_info
+from node.http.api import CLOCK, CONTEXT, error_response
+from node.http.records import node_info
+from node.http.report import CSP, add_report_routes
+from node.records.accounts import StaffAccounts
+from node.records.auditlog import append_audit, verify_audit_chain
+from node.records.matching import MatchIndex
+from node.records.registry import Proposal, Registry
+from node.records.vault import Vault
+from node.reporting.report import build_report, signed_report
 from node.storage.engine import make_engine
 from node.storage.migrate import upgrade
 from node.storage.models import AuditRecord, SubjectRequest
-from node.vault import Vault
 from protocol.canonical import b64url_encode
 from protocol.embedding import Embedding
 from protocol.entry import Evidence
@@ -537,7 +538,9 @@ def test_each_event_counts_in_the_period_in_which_it_happened(node: Node) -> Non
 
 def test_a_report_for_a_period_not_yet_ended_counts_so_far_and_says_so(node: Node) -> None:
     e1 = node.propose(1, at("2026-11-02T00:00:00"))
-    node.registry.approve(node.officer, e1, at("2026-11-03T00:00:00.300000"))  # in the second of the report
+    node.registry.approve(
+        node.officer, e1, at("2026-11-03T00:00:00.300000")
+    )  # in the second of the report
     node.request("deletion", "2026-11-01T00:00:00", "2026-11-02T00:00:00")  # overdue by now
     node.request("disclosure", "2026-11-01T00:00:00", "2026-11-30T00:00:00")  # open, not overdue yet
     report = build_report(
@@ -564,7 +567,7 @@ def unit(seed: int) -> Embedding:
 
 
 def _photo(name: str) -> str:
-    from node.demo import photo_path
+    from node.demo.story import photo_path
 
     return b64url_encode(photo_path(name).read_bytes())
 
@@ -836,7 +839,7 @@ def report_app(directory: Path) -> web.Application:
 
 
 def run_cli(*argv: str) -> tuple[int, str]:
-    """``watchnet`` with the gov and report command groups, as ``node.cli.main`` runs them."""
+    """``watchnet`` with the gov and report command groups, as ``node.cli.main.main`` runs them."""
     parser = argparse.ArgumentParser(prog="watchnet")
     sub = parser.add_subparsers(dest="command", required=True)
     cli_gov.register(sub)

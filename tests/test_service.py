@@ -211,7 +211,7 @@ def test_audit_verify_detects_a_rewritten_event(tmp_path: Path) -> None:
         )
         db.commit()
         db.close()
-        from node.cli import main
+        from node.cli.main import main
 
         assert main(["audit", "verify", "--node", n.url, "--token", n.tokens["aud1"]]) == 1
     finally:

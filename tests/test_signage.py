@@ -20,12 +20,12 @@ import cv2
 import numpy as np
 import pytest
 
-import node.cli
+import node.cli.main
 from governance.manifest import LocalizedText
 from governance.notice import JOINT_USE_SECTIONS, SiteSignage
-from node import cli_notice
+from node.cli import notice as cli_notice
 from node.config import NodeConfig, NoticeSettings
-from node.notice_pages import qr_png, qr_svg, render_sign
+from node.reporting.notice_pages import qr_png, qr_svg, render_sign
 from tests.factories import KEYS, make_manifest, signed_manifest
 
 URL = "https://a-mart.example/notice"
@@ -69,10 +69,10 @@ def node_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def notice_commands(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Register ``watchnet notice`` for these tests if node/cli.py does not list it yet."""
-    groups = node.cli._groups
+    """Register ``watchnet notice`` for these tests if node/cli/main.py does not list it yet."""
+    groups = node.cli.main._groups
     if cli_notice.register not in groups():
-        monkeypatch.setattr(node.cli, "_groups", lambda: [*groups(), cli_notice.register])
+        monkeypatch.setattr(node.cli.main, "_groups", lambda: [*groups(), cli_notice.register])
     yield
 
 
@@ -80,7 +80,7 @@ def run(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         try:
-            code = node.cli.main(list(argv))
+            code = node.cli.main.main(list(argv))
         except SystemExit as e:
             code = int(e.code or 0)
     return code, out.getvalue(), err.getvalue()

@@ -12,6 +12,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from governance.manifest import Member
+from node.federation.sync import (
+    ForkDetected,
+    apply_page,
+    checkpoint,
+    members_missing_receipts,
+    pending_receipts,
+    propagation_status,
+    record_receipts,
+)
 from node.storage.engine import make_engine
 from node.storage.migrate import upgrade
 from node.storage.models import (
@@ -23,15 +32,6 @@ from node.storage.models import (
     PeerState,
     ReceiptRow,
     Tombstone,
-)
-from node.sync import (
-    ForkDetected,
-    apply_page,
-    checkpoint,
-    members_missing_receipts,
-    pending_receipts,
-    propagation_status,
-    record_receipts,
 )
 from protocol.errors import MalformedError, SignatureError
 from protocol.events import EntryEvent, EventKind, EventReason, log_leaf_bytes
@@ -56,7 +56,9 @@ def engine(tmp_path: Path) -> Engine:
     return engine
 
 
-def event(kind: EventKind, entry_id: str, version: int = 1, key: SigningKey = NODE_A_SIGNING) -> SignedDocument[EntryEvent]:
+def event(
+    kind: EventKind, entry_id: str, version: int = 1, key: SigningKey = NODE_A_SIGNING
+) -> SignedDocument[EntryEvent]:
     reasons = {
         EventKind.REGISTERED: EventReason.REGISTRATION,
         EventKind.CORRECTED: EventReason.CORRECTION,
@@ -101,7 +103,9 @@ class OwnerLog:
 
 
 def apply(engine: Engine, page: LogPage, after: int) -> object:
-    return apply_page(engine, node_id="chain-b", signing_key=NODE_B_SIGNING, member=A, page=page, after=after, now=T0)
+    return apply_page(
+        engine, node_id="chain-b", signing_key=NODE_B_SIGNING, member=A, page=page, after=after, now=T0
+    )
 
 
 def rows(engine: Engine, model: type) -> list:  # type: ignore[type-arg]
@@ -136,7 +140,12 @@ def test_a_deletion_withdraws_alerts_keeps_a_tombstone_and_owes_a_signed_receipt
     result = apply(engine, owner.page(1), 1)
     assert (result.applied, result.receipts) == (2, 2)  # type: ignore[attr-defined]
     (withdrawn,) = rows(engine, Alert)
-    assert (withdrawn.status, withdrawn.score, withdrawn.category, withdrawn.signed_entry) == ("withdrawn", None, None, None)
+    assert (withdrawn.status, withdrawn.score, withdrawn.category, withdrawn.signed_entry) == (
+        "withdrawn",
+        None,
+        None,
+        None,
+    )
     assert [(t.entry_id, t.kind) for t in rows(engine, Tombstone)] == [("ent-00000001", "deleted")]
     receipts = pending_receipts(engine, "chain-a")
     assert {r.payload.kind for r in receipts} == {EventKind.CORRECTED, EventKind.DELETED}
@@ -243,9 +252,13 @@ def own_log(engine: Engine, *events: SignedDocument[EntryEvent]) -> None:
         session.commit()
 
 
-def receipt_for(e: SignedDocument[EntryEvent], *, tree_size: int = 2, key: SigningKey = NODE_B_SIGNING, **changes: object) -> SignedDocument[DeletionReceipt]:
+def receipt_for(
+    e: SignedDocument[EntryEvent], *, tree_size: int = 2, key: SigningKey = NODE_B_SIGNING, **changes: object
+) -> SignedDocument[DeletionReceipt]:
     receipt = replace(
-        DeletionReceipt.for_event(e.payload, member="chain-b", tree_size=tree_size, applied_at=T0 + timedelta(seconds=3)),
+        DeletionReceipt.for_event(
+            e.payload, member="chain-b", tree_size=tree_size, applied_at=T0 + timedelta(seconds=3)
+        ),
         **changes,
     )
     signed = SignedDocument(receipt)
@@ -254,17 +267,28 @@ def receipt_for(e: SignedDocument[EntryEvent], *, tree_size: int = 2, key: Signi
 
 
 def test_the_owner_keeps_valid_receipts_and_shows_who_is_missing(engine: Engine) -> None:
-    registered, deleted = event(EventKind.REGISTERED, "ent-00000010"), event(EventKind.DELETED, "ent-00000010")
+    registered, deleted = (
+        event(EventKind.REGISTERED, "ent-00000010"),
+        event(EventKind.DELETED, "ent-00000010"),
+    )
     own_log(engine, registered, deleted)
     assert members_missing_receipts(engine, MANIFEST, "chain-a") == {"chain-b"}
     chain_b = MANIFEST.member("chain-b")
     assert chain_b is not None
     confirmed = record_receipts(
-        engine, node_id="chain-a", member=chain_b, delivery=ReceiptDelivery(receipts=[receipt_for(deleted)]), now=T0
+        engine,
+        node_id="chain-a",
+        member=chain_b,
+        delivery=ReceiptDelivery(receipts=[receipt_for(deleted)]),
+        now=T0,
     )
     assert confirmed == [deleted.payload.event_id]
     again = record_receipts(
-        engine, node_id="chain-a", member=chain_b, delivery=ReceiptDelivery(receipts=[receipt_for(deleted)]), now=T0
+        engine,
+        node_id="chain-a",
+        member=chain_b,
+        delivery=ReceiptDelivery(receipts=[receipt_for(deleted)]),
+        now=T0,
     )
     assert again == confirmed and len(rows(engine, ReceiptRow)) == 1
     (status,) = propagation_status(engine, MANIFEST, "chain-a")
@@ -287,5 +311,7 @@ def test_a_receipt_that_does_not_check_out_is_refused_and_nothing_is_kept(engine
         "wrong-entry": lambda: receipt_for(deleted, tree_size=1, entry_id="ent-99999999"),
     }[case]()
     with pytest.raises((SignatureError, MalformedError)):
-        record_receipts(engine, node_id="chain-a", member=chain_b, delivery=ReceiptDelivery(receipts=[receipt]), now=T0)
+        record_receipts(
+            engine, node_id="chain-a", member=chain_b, delivery=ReceiptDelivery(receipts=[receipt]), now=T0
+        )
     assert rows(engine, ReceiptRow) == []

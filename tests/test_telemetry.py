@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from node.app.server import build_app
 from node.context import NodeContext
-from node.service import build_app
 from node.telemetry import safe_attributes, setup_telemetry
 from tests.factories import embedding
 from tests.nodeproc import NodeProcess

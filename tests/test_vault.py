@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.vault import Vault
+from node.records.vault import Vault
 from protocol.errors import DecryptionError
 from protocol.keys import DataKey
 

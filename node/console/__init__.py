@@ -20,7 +20,6 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from node.api import CONTEXT
 from node.console.nav import links_for
 from node.console.pages import JINJA, PREFIX, SESSIONS
 from node.console.pages_auditor import add_auditor_routes
@@ -31,6 +30,7 @@ from node.console.pages_operator import add_operator_routes
 from node.console.pages_registrar import add_registrar_routes
 from node.console.pages_requests import add_request_routes
 from node.console.session import SessionStore
+from node.http.api import CONTEXT
 
 __all__ = ["PREFIX", "add_console_routes", "is_console_path"]
 

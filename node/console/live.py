@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from node.api import RateLimited
+from node.http.api import RateLimited
 
 __all__ = ["MAX_STREAMS", "POLL_SECONDS", "AlertFeed", "Listener", "Snapshot"]
 

@@ -10,8 +10,8 @@ the header of every page through the ``console_links`` template global.
 from __future__ import annotations
 
 from governance.roles import Action, permitted
-from node.accounts import StaffMember
 from node.console.pages import PREFIX
+from node.records.accounts import StaffMember
 
 __all__ = ["PAGES", "links_for"]
 
@@ -32,6 +32,4 @@ PAGES: tuple[tuple[str, str, frozenset[Action]], ...] = (
 
 def links_for(staff: StaffMember) -> list[tuple[str, str]]:
     """(path, message key) of every page ``staff``'s role may open, in menu order."""
-    return [
-        (path, key) for path, key, actions in PAGES if any(permitted(staff.role, a) for a in actions)
-    ]
+    return [(path, key) for path, key, actions in PAGES if any(permitted(staff.role, a) for a in actions)]

@@ -5,10 +5,10 @@ data. The audit log page lists the hash-chained records newest first and says wh
 chain verifies; the event log page shows the newest signed tree head and whether its signature
 holds, every stored event is signed by the node, the root recomputed from the stored leaves
 equals the signed one and the head signed before it is a prefix of it. Both verdicts come from
-``node.auditor``'s checks, the steps ``watchnet audit verify`` runs over HTTP, here run on the
+``node.reporting.auditor``'s checks, the steps ``watchnet audit verify`` runs over HTTP, here run on the
 node's own database at every view: nothing is cached, so a row edited in the database shows as
 a failure on the next view. The report page shows this node's signed transparency report for a
-chosen period as ``node.report_html`` draws it, charts included, and offers the signed JSON.
+chosen period as ``node.reporting.report_html`` draws it, charts included, and offers the signed JSON.
 Who sees what is ``governance.roles``: the audit log is the auditor's, the event log also the
 officer's, the report also the officer's and the admin's.
 """
@@ -28,13 +28,13 @@ from sqlmodel import Session, col, select
 
 from governance.report import parse_period
 from governance.roles import Action
-from node.api import CLOCK, CONTEXT
-from node.auditlog import record_hash
-from node.auditor import audit_stored_chain, audit_stored_log
 from node.console.pages import NO_STORE_HEADERS, PREFIX, Visit, redirect, render, staff_page, url
 from node.context import NodeContext
-from node.report_html import STYLE, report_body_html
-from node.report_http import member_names, node_report
+from node.http.api import CLOCK, CONTEXT
+from node.http.report import member_names, node_report
+from node.records.auditlog import record_hash
+from node.reporting.auditor import audit_stored_chain, audit_stored_log
+from node.reporting.report_html import STYLE, report_body_html
 from node.storage.models import AuditRecord, LogLeaf
 from protocol.canonical import parse_json
 from protocol.errors import MalformedError, WatchnetError
@@ -301,7 +301,7 @@ async def report_page(request: web.Request, visit: Visit) -> web.StreamResponse:
         generated_at=f"{_shown(document.payload.generated_at)} UTC",
         keyid=context.signing_key.keyid,
         body=Markup(body),  # noqa: S704 - report_body_html escapes every text it takes from the report
-        style=Markup(STYLE),  # noqa: S704 - a constant of node.report_html
+        style=Markup(STYLE),  # noqa: S704 - a constant of node.reporting.report_html
     )
     response.headers["Content-Security-Policy"] = REPORT_CSP
     return response

@@ -15,8 +15,6 @@ import time
 from aiohttp import web
 
 from governance.roles import Role
-from node.accounts import AccountDisabled, AuthenticationFailed, StaffMember
-from node.api import ACTOR, CLOCK, CONTEXT, LIMITER, RateLimited
 from node.console.csrf import CSRF_FIELD, CsrfRefused, check_csrf
 from node.console.pages import (
     COOKIE,
@@ -34,7 +32,9 @@ from node.console.pages import (
     url,
 )
 from node.console.session import ConsoleSession, SessionExpired
-from node.notice_http import request_language
+from node.http.api import ACTOR, CLOCK, CONTEXT, LIMITER, RateLimited
+from node.http.notice import request_language
+from node.records.accounts import AccountDisabled, AuthenticationFailed, StaffMember
 from protocol.errors import MalformedError, WatchnetError
 
 __all__ = ["home", "login_form", "login_submit", "logout"]

@@ -20,11 +20,11 @@ from aiohttp import web
 
 from governance.manifest import Manifest
 from governance.roles import Action, permitted, require_permission
-from node.api import CLOCK, CONTEXT, FEDERATION, int_query
 from node.console.pages import PREFIX, Visit, render, staff_page, url
 from node.context import NodeContext
-from node.network_http import peer_items
-from node.sync import propagation_status
+from node.federation.sync import propagation_status
+from node.http.api import CLOCK, CONTEXT, FEDERATION, int_query
+from node.http.network import peer_items
 
 __all__ = ["PAGE_SIZE", "Propagation", "add_network_page_routes", "shown_time"]
 

@@ -21,10 +21,10 @@ from aiohttp import web
 from governance.errors import RegistrationRefused
 from governance.roles import Action
 from governance.rules import check_registration
-from node.api import CLOCK, CONTEXT, refuse_extra
 from node.console.pages import NO_STORE_HEADERS, PREFIX, Visit, redirect, render, staff_page, url
 from node.context import NodeContext
-from node.registry import EntryFacts, EntryState
+from node.http.api import CLOCK, CONTEXT, refuse_extra
+from node.records.registry import EntryFacts, EntryState
 from protocol.entry import Evidence
 from protocol.errors import MalformedError
 from protocol.events import ALLOWED_REASONS, EventKind, EventReason

@@ -30,7 +30,6 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from governance.roles import Action, permitted
-from node.api import AUDIT_TARGET, CLOCK, CONTEXT, refuse_extra
 from node.console.csrf import CSRF_FIELD
 from node.console.i18n import Translator
 from node.console.live import AlertFeed, Listener, Snapshot
@@ -48,7 +47,8 @@ from node.console.pages import (
 )
 from node.console.pages_network import shown_time
 from node.context import NodeContext
-from node.network_http import alert_items, review_and_report
+from node.http.api import AUDIT_TARGET, CLOCK, CONTEXT, refuse_extra
+from node.http.network import alert_items, review_and_report
 from protocol.fields import CODE_RE
 
 __all__ = ["ALERT_FEED", "AlertRow", "add_operator_routes", "server_sent_event"]

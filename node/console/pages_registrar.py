@@ -22,7 +22,6 @@ from aiohttp import web
 
 from governance.roles import Action
 from governance.rules import FaceQuality
-from node.api import CLOCK, CONTEXT, face_for_registration, refuse_extra
 from node.console.pages import (
     NO_STORE_HEADERS,
     PREFIX,
@@ -35,7 +34,8 @@ from node.console.pages import (
 )
 from node.context import NodeContext
 from node.face.pipeline import FaceQualityRefused, Quality, decode_image
-from node.registry import Proposal
+from node.http.api import CLOCK, CONTEXT, face_for_registration, refuse_extra
+from node.records.registry import Proposal
 from protocol.embedding import Embedding
 from protocol.entry import Evidence
 from protocol.errors import MalformedError

@@ -4,7 +4,7 @@ An officer records a request at the counter (its kind, the kind of identity docu
 the person's photo), runs the disclosure search here and across the group, and closes the
 request with an outcome; a refusal names its legal ground. An auditor reads the same queues and
 cannot act. Every action calls what the JSON API calls (``record_request`` and
-``search_request`` of ``node.casework_http``, ``SubjectRequests.close``, ``close_complaint``),
+``search_request`` of ``node.http.casework``, ``SubjectRequests.close``, ``close_complaint``),
 so the rules stay in one place: an outcome must fit the kind, a ground goes only with a refusal
 and Art. 33-2 grounds only with a disclosure (``governance.requests.check_outcome``), and a
 request closes as granted only once the change is confirmed by every member's signed receipt,
@@ -31,10 +31,10 @@ from governance.requests import (
     check_outcome,
 )
 from governance.roles import Action, permitted
-from node.api import CLOCK, CONTEXT, FEDERATION, refuse_extra
-from node.casework import COMPLAINT_DEADLINE, close_complaint, complaint_due, list_complaints
-from node.casework_http import record_request, search_request
+from node.casework.registers import COMPLAINT_DEADLINE, close_complaint, complaint_due, list_complaints
 from node.console.pages import PREFIX, Visit, redirect, refusal, render, staff_page, url
+from node.http.api import CLOCK, CONTEXT, FEDERATION, refuse_extra
+from node.http.casework import record_request, search_request
 from protocol.errors import MalformedError, WatchnetError
 from protocol.fields import CODE_RE, parse_time
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from node.accounts import AuthenticationFailed, StaffMember
 from node.config import ConsoleSettings
+from node.records.accounts import AuthenticationFailed, StaffMember
 
 __all__ = ["MAX_SESSIONS", "ConsoleSession", "SessionExpired", "SessionStore"]
 

@@ -402,7 +402,7 @@ def _blob(label: str, size: int) -> bytes:
 
 
 def evaluation_keys_vector() -> dict[str, Any]:
-    from protocol.he import HEParameters, key_id_of
+    from protocol.he_params import HEParameters, key_id_of
     from protocol.private_query import EvaluationKeys
 
     galois = _blob("galois", 96)
@@ -422,7 +422,7 @@ def evaluation_keys_vector() -> dict[str, Any]:
 
 
 def evaluation_keys_ack_vector() -> dict[str, Any]:
-    from protocol.he import key_id_of
+    from protocol.he_params import key_id_of
     from protocol.private_query import EvaluationKeysAck
 
     ack = EvaluationKeysAck(key_id=key_id_of(_blob("galois", 96)), not_after=CLOCK + timedelta(days=1))
@@ -430,7 +430,7 @@ def evaluation_keys_ack_vector() -> dict[str, Any]:
 
 
 def private_query_vector() -> dict[str, Any]:
-    from protocol.he import key_id_of
+    from protocol.he_params import key_id_of
     from protocol.private_query import PrivateQuery
 
     query = PrivateQuery(

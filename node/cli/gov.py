@@ -1,0 +1,336 @@
+"""``watchnet gov``: the certified privacy organisation's commands for the group manifest.
+
+Each key holder keeps their own key file and signs separately; the manifest is accepted once a
+threshold of signatures is collected. Edits of a signed manifest produce the next unsigned
+version, because a published version never changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from governance.description import add_member, manifest_from_description, renew, set_member_status
+from governance.manifest import LocalizedText, Manifest, Member, MemberStatus
+from governance.notice import LANGUAGES, render_notice
+from governance.trust import assess
+from node.files import write_atomic
+from node.records.keystore import load_signing_key, save_key
+from protocol.errors import ConfigurationError, MalformedError
+from protocol.fields import parse_duration
+from protocol.keys import PublicEncryptionKey, PublicSigningKey, SigningKey
+from protocol.signed import SignedDocument
+
+__all__ = ["register"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _pretty(doc: SignedDocument[Manifest]) -> bytes:
+    return (json.dumps(doc.to_dict(), indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+
+
+def load_manifest(path: Path) -> SignedDocument[Manifest]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise ConfigurationError(f"manifest file {path} not found") from e
+    return SignedDocument.from_bytes(data, Manifest)
+
+
+def _save(doc: SignedDocument[Manifest], path: Path) -> None:
+    write_atomic(path, _pretty(doc))
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data, ensure_ascii=False, sort_keys=True) if args.json else text)
+
+
+def _read_public_key(value: str) -> PublicSigningKey:
+    path = Path(value)
+    if path.exists():
+        value = path.read_text(encoding="utf-8").strip()
+    return PublicSigningKey.from_str(value, field=f"signer {path.name}")
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    key = SigningKey.generate()
+    out = Path(args.out)
+    save_key(out, key)
+    public_path = out.with_suffix(".pub")
+    write_atomic(public_path, (key.public.to_str() + "\n").encode())
+    _emit(
+        args,
+        {
+            "keyid": key.keyid,
+            "public": key.public.to_str(),
+            "key_file": str(out),
+            "public_file": str(public_path),
+        },
+        f"wrote {out} (private, mode 600) and {public_path}\nkeyid  {key.keyid}\npublic {key.public.to_str()}",
+    )
+    return 0
+
+
+def cmd_keyid(args: argparse.Namespace) -> int:
+    key = _read_public_key(args.public)
+    _emit(args, {"keyid": key.keyid}, key.keyid)
+    return 0
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    try:
+        description = tomllib.loads(Path(args.description).read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise MalformedError(f"{args.description}: not valid TOML: {e}") from e
+    signers = [_read_public_key(s) for s in args.signer]
+    manifest = manifest_from_description(description, signers, args.threshold, _now())
+    doc = SignedDocument(manifest)
+    _save(doc, Path(args.out))
+    _emit(
+        args,
+        {
+            "out": args.out,
+            "version": manifest.version,
+            "keyids": list(manifest.keys),
+            "threshold": args.threshold,
+        },
+        f"wrote unsigned manifest version {manifest.version} to {args.out}; "
+        f"{args.threshold} of {len(signers)} key holders must now run 'watchnet gov sign'",
+    )
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    path = Path(args.manifest)
+    doc = load_manifest(path)
+    key = load_signing_key(Path(args.key))
+    if key.keyid not in doc.payload.manifest_role.keyids:
+        raise ConfigurationError(
+            f"key {key.keyid[:16]}... is not one of the manifest's {len(doc.payload.manifest_role.keyids)} signing keys"
+        )
+    doc.sign(key)
+    _save(doc, path)
+    result = doc.verification_result(doc.payload.role_keys(), doc.payload.manifest_role.threshold)
+    _emit(
+        args,
+        {"keyid": key.keyid, "signed": len(result.signed), "verified": result.verified},
+        f"signed: {result}",
+    )
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    doc = load_manifest(Path(args.manifest))
+    trusted = load_manifest(Path(args.trusted)).payload if args.trusted else None
+    if trusted is None and not args.root_keyid:
+        raise ConfigurationError(
+            "give the organisation's pinned root key ids (--root-keyid) or --trusted FILE"
+        )
+    report = assess(doc, now=_now(), pinned_keyids=args.root_keyid, trusted=trusted)
+    _emit(
+        args,
+        {
+            "accepted": report.accepted,
+            "version": report.version,
+            "signatures": str(report.signatures),
+            "problems": report.problems,
+        },
+        str(report),
+    )
+    return 0 if report.accepted else 1
+
+
+def _edited(args: argparse.Namespace, manifest: Manifest) -> int:
+    doc = SignedDocument(manifest)
+    out = Path(args.out or args.manifest)
+    _save(doc, out)
+    _emit(
+        args,
+        {"out": str(out), "version": manifest.version},
+        f"wrote unsigned draft version {manifest.version} to {out}; it needs "
+        f"{manifest.manifest_role.threshold} signatures ('watchnet gov sign')",
+    )
+    return 0
+
+
+def cmd_member_add(args: argparse.Namespace) -> int:
+    manifest = load_manifest(Path(args.manifest)).payload
+    member = Member(
+        node_id=args.node_id,
+        name=LocalizedText(args.name_ja, args.name_en),
+        signing_key=PublicSigningKey.from_str(args.signing_key, field="--signing-key"),
+        encryption_key=PublicEncryptionKey.from_str(args.encryption_key, field="--encryption-key"),
+        endpoint=args.endpoint,
+    )
+    Member.from_dict(member.to_dict())
+    return _edited(args, add_member(manifest, member))
+
+
+def cmd_member_status(args: argparse.Namespace) -> int:
+    manifest = load_manifest(Path(args.manifest)).payload
+    return _edited(args, set_member_status(manifest, args.node_id, MemberStatus(args.status)))
+
+
+def cmd_bump(args: argparse.Namespace) -> int:
+    manifest = load_manifest(Path(args.manifest)).payload
+    return _edited(args, renew(manifest, _now(), parse_duration(args.expires_in, field="--expires-in")))
+
+
+def cmd_notice(args: argparse.Namespace) -> int:
+    manifest = load_manifest(Path(args.manifest)).payload
+    print(render_notice(manifest, args.lang), end="")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from node.org.server import build_gov_app
+
+    path = Path(args.manifest)
+    reports = Path(args.reports) if args.reports else path.parent / "reports"
+    app = build_gov_app(path, reports)
+    print(
+        f"publishing {path} on http://{args.host}:{args.port}/v1/manifest (reports to {reports})", flush=True
+    )
+    web.run_app(app, host=args.host, port=args.port, print=None, handle_signals=True)
+    return 0
+
+
+def cmd_complaints(args: argparse.Namespace) -> int:
+    from node.org.complaints import close_complaint, file_complaint, list_complaints
+
+    directory = Path(args.dir)
+    now = datetime.now(UTC).replace(microsecond=0)
+    if args.complaints_command == "add":
+        result: Any = file_complaint(
+            directory,
+            channel=args.channel,
+            category=args.category,
+            summary=args.summary,
+            contact=args.contact,
+            member=args.member,
+            now=now,
+        )
+    elif args.complaints_command == "close":
+        result = close_complaint(directory, args.complaint_id, outcome=args.outcome, note=args.note, now=now)
+    else:
+        result = list_complaints(directory, args.status) if directory.exists() else []
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, sort_keys=True))
+    else:
+        for c in result if isinstance(result, list) else [result]:
+            print(
+                f"{c['id']}  {c['received_at']}  {c['status']:<6} {c['category']:<18} {c['outcome'] or ''}  {c['summary'][:60]}"
+            )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    gov = sub.add_parser("gov", help="the certified privacy organisation's manifest commands")
+    commands = gov.add_subparsers(dest="gov_command", metavar="COMMAND", required=True)
+
+    def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="print a JSON object for scripts")
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command(
+        "keygen", cmd_keygen, "create one key holder's Ed25519 signing key (file mode 600) and its .pub"
+    )
+    p.add_argument("--out", required=True, help="private key file to create, e.g. org-key-1.key")
+
+    p = command("keyid", cmd_keyid, "print the key id (hex SHA-256) of a .pub file or public key")
+    p.add_argument("public", help="a .pub file written by keygen, or a base64url public key")
+
+    p = command("create", cmd_create, "create version 1 of a manifest from a TOML description")
+    p.add_argument(
+        "--description", required=True, help="group description TOML (see docs/examples/group.toml)"
+    )
+    p.add_argument("--signer", action="append", required=True, help="a key holder's .pub file or public key")
+    p.add_argument("--threshold", type=int, required=True, help="signatures needed to accept a version")
+    p.add_argument("--out", required=True, help="manifest file to write")
+
+    p = command("sign", cmd_sign, "add one key holder's signature to a manifest (in place)")
+    p.add_argument("manifest")
+    p.add_argument("--key", required=True, help="this key holder's private key file")
+
+    p = command("verify", cmd_verify, "check signatures, threshold, expiry and version; exit 1 if refused")
+    p.add_argument("manifest")
+    p.add_argument("--root-keyid", action="append", default=[], help="a pinned root key id (repeat)")
+    p.add_argument("--trusted", help="the currently trusted manifest: the new one must be a valid successor")
+
+    member = commands.add_parser("member", help="add, suspend, remove or reinstate a member")
+    member_commands = member.add_subparsers(dest="member_command", metavar="ACTION", required=True)
+    p = member_commands.add_parser("add", help="add a member (writes the next unsigned version)")
+    p.set_defaults(handler=cmd_member_add)
+    p.add_argument("manifest")
+    p.add_argument("--node-id", required=True)
+    p.add_argument("--name-ja", required=True)
+    p.add_argument("--name-en", required=True)
+    p.add_argument("--signing-key", required=True, help="the node's Ed25519 public key (base64url)")
+    p.add_argument("--encryption-key", required=True, help="the node's X25519 public key (base64url)")
+    p.add_argument("--endpoint", required=True, help="the node's URL, e.g. https://node.chain-c.example")
+    p.add_argument("--out", help="write here instead of over MANIFEST")
+    p.add_argument("--json", action="store_true", help="print a JSON object for scripts")
+    for action, status in (("suspend", "suspended"), ("remove", "removed"), ("reinstate", "active")):
+        p = member_commands.add_parser(
+            action, help=f"mark a member {status} (writes the next unsigned version)"
+        )
+        p.set_defaults(handler=cmd_member_status, status=status)
+        p.add_argument("manifest")
+        p.add_argument("node_id")
+        p.add_argument("--out", help="write here instead of over MANIFEST")
+        p.add_argument("--json", action="store_true", help="print a JSON object for scripts")
+
+    p = command("bump", cmd_bump, "renew: write the next unsigned version with a new expiry")
+    p.add_argument("manifest")
+    p.add_argument("--expires-in", default="180d", help="validity from now, e.g. 180d (default)")
+    p.add_argument("--out", help="write here instead of over MANIFEST")
+
+    p = command(
+        "serve",
+        cmd_serve,
+        "publish the newest fully signed manifest and its notice over HTTP; take fork reports",
+    )
+    p.add_argument("--manifest", required=True, help="the manifest file the key holders sign")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8460)
+    p.add_argument("--reports", help="directory for fork reports (default: reports/ beside the manifest)")
+
+    complaints = commands.add_parser("complaints", help="the organisation's complaint register (Art. 40)")
+    complaint_commands = complaints.add_subparsers(dest="complaints_command", metavar="ACTION", required=True)
+    p = complaint_commands.add_parser("list", help="complaints, oldest first")
+    p.add_argument("--status", choices=["open", "closed"])
+    p = complaint_commands.add_parser("add", help="record a complaint taken by phone, mail or in person")
+    p.add_argument("--channel", default="phone", choices=["phone", "mail", "counter", "organisation"])
+    p.add_argument(
+        "--category", required=True, help="misidentification, registration, data-handling, notice, ..."
+    )
+    p.add_argument("--summary", required=True)
+    p.add_argument("--contact")
+    p.add_argument("--member", help="the member the complaint is about, if any")
+    p = complaint_commands.add_parser("close", help="close with an outcome and a note")
+    p.add_argument("complaint_id")
+    p.add_argument("--outcome", required=True, choices=["resolved", "rejected", "referred"])
+    p.add_argument("--note", required=True)
+    for p in complaint_commands.choices.values():
+        p.set_defaults(handler=cmd_complaints)
+        p.add_argument(
+            "--dir",
+            default="complaints",
+            help="the register (gov serve writes to complaints/ beside the manifest)",
+        )
+        p.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    p = command("notice", cmd_notice, "print the joint-use notice (Art. 27-5-3) from a manifest")
+    p.add_argument("manifest")
+    p.add_argument("--lang", choices=LANGUAGES, default="ja")

@@ -1,0 +1,75 @@
+"""The ``watchnet`` command line: one entry point, one module per command group.
+
+Each group module exposes ``register(subparsers)``; a command handler returns an exit code.
+Typed watchnet errors are printed as one line saying what went wrong and what to do next,
+with ``--json`` giving the same as an object for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from protocol.errors import WatchnetError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+
+
+def _groups() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    from node.cli import client as cli_client
+    from node.cli import face as cli_face
+    from node.cli import gov as cli_gov
+    from node.cli import node as cli_node
+    from node.cli import notice as cli_notice
+    from node.cli import report as cli_report
+    from node.demo import story as demo
+
+    return [
+        cli_node.register,
+        cli_node.register_service,
+        cli_client.register,
+        cli_face.register,
+        cli_gov.register,
+        cli_report.register,
+        cli_notice.register,
+        demo.register,
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="watchnet",
+        description="watchnet: a lawful federated face-recognition watchlist (APPI joint use).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in _groups():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except WatchnetError as e:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": e.code, "message": str(e)}, ensure_ascii=False))
+        else:
+            print(f"watchnet: {e.code}: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        from node.storage.engine import dispose_engines
+
+        dispose_engines()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""``watchnet init``, ``watchnet db ...`` and ``watchnet user ...``: setting up and staffing a node."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from governance.manifest import Manifest
+from governance.roles import Role
+from node.config import MANIFEST_FILE, NodeConfig, load_manifest_file
+from protocol.errors import ConfigurationError
+from protocol.fields import format_time
+from protocol.signed import SignedDocument
+
+if TYPE_CHECKING:
+    from node.records.accounts import StaffAccounts
+
+__all__ = ["register"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data, ensure_ascii=False, sort_keys=True) if args.json else text)
+
+
+def _fetch_manifest(url: str) -> SignedDocument[Manifest]:
+    import urllib.request
+
+    target = url.rstrip("/") + "/v1/manifest"
+    try:
+        with urllib.request.urlopen(target, timeout=10) as response:  # noqa: S310 (operator-configured URL)
+            return SignedDocument.from_bytes(response.read(4 << 20), Manifest)
+    except OSError as e:
+        raise ConfigurationError(
+            f"could not fetch {target}: {e}; is 'watchnet gov serve' running there?"
+        ) from e
+
+
+def cmd_manifest_install(args: argparse.Namespace) -> int:
+    from node.records.manifests import install_manifest
+    from node.records.setup import write_default_rules
+    from node.storage.engine import make_engine
+    from node.storage.migrate import check_schema
+
+    config = NodeConfig.load(Path(args.node))
+    if args.file:
+        document, source = load_manifest_file(Path(args.file)), args.file
+    else:
+        url = args.url or config.manifest_url
+        if not url:
+            raise ConfigurationError("no --url given and no governance.manifest_url in the node's config")
+        document, source = _fetch_manifest(url), url
+    engine = make_engine(args.database_url or config.effective_database_url)
+    try:
+        check_schema(engine)
+        offer = install_manifest(config.directory, engine, config.root_keyids, document, _now(), source)
+    finally:
+        engine.dispose()
+    write_default_rules(config.directory, document.payload)
+    _emit(
+        args,
+        {"version": offer.version, "outcome": offer.outcome, "source": source},
+        f"manifest version {offer.version}: {offer.outcome} (from {source})",
+    )
+    return 0
+
+
+def cmd_manifest_show(args: argparse.Namespace) -> int:
+    config = NodeConfig.load(Path(args.node))
+    manifest = load_manifest_file(config.directory / MANIFEST_FILE).payload
+    members = [
+        {"node_id": m.node_id, "name": m.name.get("en"), "status": m.status.value, "endpoint": m.endpoint}
+        for m in manifest.joint_use.members
+    ]
+    purposes = sorted(manifest.purpose_codes)
+    data: dict[str, Any] = {
+        "group_id": manifest.group_id,
+        "version": manifest.version,
+        "expires": format_time(manifest.expires),
+        "members": members,
+        "purposes": purposes,
+        "threshold": manifest.policy.match_threshold,
+    }
+    lines = [
+        f"group {manifest.group_id}, manifest version {manifest.version}, expires {data['expires']}",
+        *(f"  {m['node_id']:<16} {m['status']:<10} {m['endpoint']}  {m['name']}" for m in members),
+        f"purposes: {', '.join(purposes)}",
+    ]
+    _emit(args, data, "\n".join(lines))
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from node.records.setup import create_node
+
+    config = NodeConfig(
+        directory=Path(args.directory),
+        node_id=args.node_id,
+        display_name=args.display_name or args.node_id,
+        port=args.port,
+        database_url=args.database_url,
+        root_keyids=tuple(args.root_keyid),
+        manifest_url=args.manifest_url,
+    )
+    created = create_node(config, Path(args.manifest) if args.manifest else None, _now())
+    _emit(
+        args,
+        created.to_dict(),
+        "\n".join(
+            [
+                f"created node {config.node_id} in {config.directory} (schema {created.schema})",
+                f"signing key    {created.signing_key}",
+                f"encryption key {created.encryption_key}",
+                created.standing,
+            ]
+        ),
+    )
+    return 0
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from node.storage.engine import make_engine
+
+    if args.database_url:
+        return make_engine(args.database_url)
+    return make_engine(NodeConfig.load(Path(args.node)).effective_database_url)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from node.storage.migrate import upgrade
+
+    revision = upgrade(_engine(args))
+    _emit(args, {"schema": revision}, f"database schema at {revision}")
+    return 0
+
+
+def cmd_db_check(args: argparse.Namespace) -> int:
+    from node.storage.migrate import check_schema, current_revision, head_revision
+
+    engine = _engine(args)
+    current, head = current_revision(engine), head_revision()
+    check_schema(engine)
+    _emit(args, {"schema": current, "head": head}, f"database schema at {current} (current)")
+    return 0
+
+
+def _accounts(args: argparse.Namespace) -> StaffAccounts:
+    from node.records.accounts import StaffAccounts
+    from node.storage.migrate import check_schema
+
+    engine = _engine(args)
+    check_schema(engine)
+    return StaffAccounts(engine)
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ConfigurationError("the two passwords differ")
+    return first
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    member = _accounts(args).add(args.username, Role(args.role), _password(args), _now())
+    _emit(
+        args,
+        {"id": member.id, "username": member.username, "role": member.role.value},
+        f"added {member.username} ({member.role.value}) as {member.id}",
+    )
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    rows = _accounts(args).list()
+    data = [{"id": m.id, "username": m.username, "role": m.role.value, "disabled": d} for m, d in rows]
+    if args.json:
+        print(json.dumps(data, sort_keys=True))
+    else:
+        for item in data:
+            print(
+                f"{item['username']:<20} {item['role']:<10} {item['id']}{'  (disabled)' if item['disabled'] else ''}"
+            )
+    return 0
+
+
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    _accounts(args).set_disabled(args.username, not args.enable)
+    _emit(
+        args,
+        {"username": args.username, "disabled": not args.enable},
+        f"{args.username} {'enabled' if args.enable else 'disabled'}",
+    )
+    return 0
+
+
+def cmd_user_token(args: argparse.Namespace) -> int:
+    token = _accounts(args).issue_token(args.username, _now())
+    _emit(args, {"username": args.username, "token": token}, token)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def with_common(p: argparse.ArgumentParser, *, node: bool = True) -> argparse.ArgumentParser:
+        p.add_argument("--json", action="store_true", help="print JSON for scripts")
+        if node:
+            p.add_argument("--node", default=".", help="node directory (default: current directory)")
+            p.add_argument("--database-url", help="override the database URL, e.g. postgresql+psycopg://...")
+        return p
+
+    p = with_common(
+        sub.add_parser(
+            "init", help="create a node directory: config, keys (0600), manifest, rules, database"
+        ),
+        node=False,
+    )
+    p.set_defaults(handler=cmd_init)
+    p.add_argument("directory")
+    p.add_argument("--node-id", required=True, help="this node's id as listed in the manifest, e.g. chain-a")
+    p.add_argument("--manifest", help="the group manifest signed by the organisation (or fetch it later)")
+    p.add_argument(
+        "--manifest-url", help="the organisation's URL ('watchnet gov serve'), polled for new versions"
+    )
+    p.add_argument(
+        "--root-keyid",
+        action="append",
+        required=True,
+        help="a pinned root key id of the organisation (repeat)",
+    )
+    p.add_argument("--display-name")
+    p.add_argument("--port", type=int, default=8470)
+    p.add_argument("--database-url", help="PostgreSQL URL for production; default SQLite in the directory")
+
+    db = sub.add_parser("db", help="database schema (Alembic migrations)")
+    db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
+    with_common(
+        db_commands.add_parser("upgrade", help="apply migrations up to the newest schema")
+    ).set_defaults(handler=cmd_db_upgrade)
+    with_common(db_commands.add_parser("check", help="fail unless the schema is the newest")).set_defaults(
+        handler=cmd_db_check
+    )
+
+    manifest = sub.add_parser("manifest", help="the group manifest this node trusts")
+    manifest_commands = manifest.add_subparsers(dest="manifest_command", metavar="COMMAND", required=True)
+    p = with_common(
+        manifest_commands.add_parser(
+            "install", help="trust a newer manifest from a file (first one: signed by the pinned root keys)"
+        )
+    )
+    p.set_defaults(handler=cmd_manifest_install, url=None)
+    p.add_argument("file")
+    p = with_common(
+        manifest_commands.add_parser(
+            "fetch", help="fetch the manifest from the organisation and trust it if valid"
+        )
+    )
+    p.set_defaults(handler=cmd_manifest_install, file=None)
+    p.add_argument("--url", help="the organisation's URL (default: governance.manifest_url from the config)")
+    with_common(
+        manifest_commands.add_parser("show", help="the trusted manifest: version, members, purposes")
+    ).set_defaults(handler=cmd_manifest_show)
+
+    user = sub.add_parser("user", help="staff accounts")
+    user_commands = user.add_subparsers(dest="user_command", metavar="COMMAND", required=True)
+    p = with_common(user_commands.add_parser("add", help="add a staff account with a role"))
+    p.set_defaults(handler=cmd_user_add)
+    p.add_argument("username")
+    p.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    with_common(user_commands.add_parser("list", help="list staff accounts")).set_defaults(
+        handler=cmd_user_list
+    )
+    p = with_common(user_commands.add_parser("disable", help="disable (or --enable) an account"))
+    p.set_defaults(handler=cmd_user_disable)
+    p.add_argument("username")
+    p.add_argument("--enable", action="store_true", help="re-enable instead (also clears a lockout)")
+    p = with_common(user_commands.add_parser("token", help="issue an API token (shown once)"))
+    p.set_defaults(handler=cmd_user_token)
+    p.add_argument("username")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from node.app.server import build_app
+    from node.context import NodeContext
+    from node.records.manifests import install_manifest
+    from node.records.setup import write_default_rules
+    from node.storage.engine import make_engine
+
+    config = NodeConfig.load(Path(args.node))
+    if not (config.directory / MANIFEST_FILE).exists() and config.manifest_url:
+        engine = make_engine(args.database_url or config.effective_database_url)
+        document = _fetch_manifest(config.manifest_url)
+        try:
+            install_manifest(
+                config.directory, engine, config.root_keyids, document, _now(), config.manifest_url
+            )
+        finally:
+            engine.dispose()
+        write_default_rules(config.directory, document.payload)
+    context = NodeContext.load(Path(args.node), database_url=args.database_url)
+    host = args.host or context.config.host
+    port = args.port or context.config.port
+    app = build_app(context)
+    _log_to_stderr()
+    print(
+        f"serving node {context.config.node_id} on http://{host}:{port} (manifest v{context.manifest.version})",
+        flush=True,
+    )
+    web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from node.reporting.auditor import audit_node
+
+    report = asyncio.run(
+        audit_node(
+            args.url,
+            args.token,
+            pinned_key=args.signing_key,
+            state_file=Path(args.state) if args.state else None,
+        )
+    )
+    print(json.dumps(report.to_dict(), sort_keys=True) if args.json else str(report))
+    return 0 if report.ok else 1
+
+
+def register_service(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the node's HTTP service")
+    p.set_defaults(handler=cmd_serve)
+    p.add_argument("--node", default=".", help="node directory (default: current directory)")
+    p.add_argument("--database-url", help="override the database URL, e.g. postgresql+psycopg://...")
+    p.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default from config: 8470)")
+
+    audit = sub.add_parser("audit", help="third-party checks of a node")
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    p = audit_commands.add_parser(
+        "verify", help="verify a node's signed event log, inclusion, consistency and audit chain over HTTP"
+    )
+    p.set_defaults(handler=cmd_audit_verify)
+    p.add_argument("--node", dest="url", required=True, help="the node's URL, e.g. http://127.0.0.1:8470")
+    p.add_argument("--token", required=True, help="an auditor account's API token")
+    p.add_argument("--signing-key", help="the node's public signing key to pin (from the manifest)")
+    p.add_argument("--state", help="file keeping the last verified head, for consistency checks next time")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _log_to_stderr() -> None:
+    """The node's own events (manifests trusted, peers failing, galleries rebuilt) at INFO on stderr;
+    they name nodes, versions and counts, never an embedding, a face or a key."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("watchnet")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)

@@ -1,0 +1,341 @@
+"""A whole watchnet group on one machine: an organisation and member nodes as separate processes.
+
+``watchnet demo`` and the federation tests both run on this: every node is a real ``watchnet
+serve`` process with its own directory, SQLite database, key files and port on 127.0.0.1, and
+the organisation is a real ``watchnet gov serve``. Setting up goes through the same functions
+the CLI uses (``watchnet init``, ``gov create``/``sign``, ``user add``), so what the demo shows
+is what an operator does by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from governance.description import manifest_from_description, next_version
+from governance.manifest import Manifest
+from governance.roles import Role
+from node.config import Federation, NodeConfig
+from node.files import write_atomic
+from node.records.accounts import StaffAccounts
+from node.records.keystore import load_encryption_key, load_signing_key, save_key
+from node.records.setup import create_node
+from node.storage.engine import make_engine
+from protocol.errors import ConfigurationError
+from protocol.fields import parse_duration
+from protocol.keys import EncryptionKey, SigningKey
+from protocol.signed import SignedDocument
+
+__all__ = ["STAFF", "LocalNetwork", "LocalNode", "free_port"]
+
+STAFF = {
+    "reg1": Role.REGISTRAR,
+    "off1": Role.OFFICER,
+    "off2": Role.OFFICER,
+    "op1": Role.OPERATOR,
+    "aud1": Role.AUDITOR,
+    "adm1": Role.ADMIN,
+}
+CHAIN_NAMES = {
+    "chain-a": ("株式会社Aマート", "A-Mart Co., Ltd."),
+    "chain-b": ("株式会社Bストア", "B-Store Inc."),
+    "chain-c": ("株式会社Cマーケット", "C-Market Corp."),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ConfigurationError(f"{url} exited with {process.returncode}: {log.read_text()[-1500:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/v1/health", timeout=1) as response:  # noqa: S310
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    raise ConfigurationError(f"{url} did not answer within {timeout:.0f}s: {log.read_text()[-1500:]}")
+
+
+def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    out = open(log, "ab")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
+        [sys.executable, "-m", "node.cli.main", *argv], stdout=out, stderr=subprocess.STDOUT, env=env
+    )
+
+
+@dataclass
+class LocalNode:
+    """One member (or outsider) node: its directory, port, staff tokens and process."""
+
+    node_id: str
+    directory: Path
+    port: int
+    tokens: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "serve.log"
+
+    def signing_key(self) -> SigningKey:
+        return load_signing_key(self.directory / "keys" / "signing.key")
+
+    def encryption_key(self) -> EncryptionKey:
+        return load_encryption_key(self.directory / "keys" / "encryption.key")
+
+    def start(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            return
+        self.process = _spawn(["serve", "--node", str(self.directory)], self.log_file)
+        _wait_http(self.url, self.process, self.log_file)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(timeout=5)
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as in a power cut."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        user: str | None = None,
+        body: Any = None,
+        raw: bytes | None = None,
+        timeout: float = 60,
+    ) -> tuple[int, Any]:
+        """One HTTP request; returns (status, parsed JSON body)."""
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)  # noqa: S310
+        request.add_header("Content-Type", "application/json")
+        if user is not None:
+            request.add_header("Authorization", f"Bearer {self.tokens[user]}")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                payload = response.read()
+                status = response.status
+        except urllib.error.HTTPError as e:
+            payload, status = e.read(), e.code
+        try:
+            return status, json.loads(payload or b"null")
+        except ValueError:
+            return status, payload.decode("utf-8", "replace")
+
+
+@dataclass
+class LocalNetwork:
+    """An organisation with three signing keys (threshold 2) and member nodes, under ``root``."""
+
+    root: Path
+    members: list[str]
+    outsiders: list[str] = field(default_factory=list)
+    sync_interval: str = "2s"
+    manifest_poll: str = "2s"
+    nodes: dict[str, LocalNode] = field(default_factory=dict)
+    org_keys: list[SigningKey] = field(default_factory=list)
+    org_port: int = 0
+    org_process: subprocess.Popen[bytes] | None = None
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    """Every demo account's password: random per network, printed in the demo's summary."""
+    manifest_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.manifest_path = self.root / "org" / "manifest.json"
+
+    @property
+    def org_url(self) -> str:
+        return f"http://127.0.0.1:{self.org_port}"
+
+    def node(self, node_id: str) -> LocalNode:
+        return self.nodes[node_id]
+
+    def create(self, progress: Callable[[str], None] = lambda _: None) -> None:
+        """Organisation keys, node directories with their own keys, then manifest version 1."""
+        org = self.root / "org"
+        org.mkdir(parents=True, exist_ok=True)
+        self.org_keys = [SigningKey.generate() for _ in range(3)]
+        for i, key in enumerate(self.org_keys, 1):
+            save_key(org / f"org{i}.key", key)
+        self.org_port = free_port()
+        for node_id in [*self.members, *self.outsiders]:
+            directory = self.root / node_id
+            port = free_port()
+            progress(f"watchnet init {node_id} (port {port})")
+            created = create_node(
+                NodeConfig(
+                    directory=directory,
+                    node_id=node_id,
+                    display_name=node_id,
+                    port=port,
+                    root_keyids=tuple(k.keyid for k in self.org_keys),
+                    manifest_url=self.org_url,
+                ),
+                None,
+                _now(),
+            )
+            config = created.config
+            federation = Federation(
+                sync_interval=parse_duration(self.sync_interval),
+                manifest_poll=parse_duration(self.manifest_poll),
+                manifest_grace=parse_duration("10s"),
+                retry_max=parse_duration("4s"),
+            )
+            write_atomic(directory / "config.toml", replace(config, federation=federation).to_toml().encode())
+            node = LocalNode(node_id, directory, port)
+            engine = make_engine(config.effective_database_url)
+            try:
+                accounts = StaffAccounts(engine)
+                for username, role in STAFF.items():
+                    accounts.add(username, role, self.password, _now())
+                    node.tokens[username] = accounts.issue_token(username, _now())
+            finally:
+                engine.dispose()
+            self.nodes[node_id] = node
+        self.publish(self.first_manifest())
+
+    def first_manifest(self) -> Manifest:
+        with resources.files("node.demo").joinpath("demo_group.toml").open("rb") as f:
+            description = tomllib.load(f)
+        description["joint_use"]["members"] = [self._member_entry(node_id) for node_id in self.members]
+        return manifest_from_description(description, [k.public for k in self.org_keys], 2, _now())
+
+    def _member_entry(self, node_id: str) -> dict[str, Any]:
+        node = self.nodes[node_id]
+        ja, en = CHAIN_NAMES.get(node_id, (node_id, node_id))
+        return {
+            "node_id": node_id,
+            "name": {"ja": ja, "en": en},
+            "signing_key": node.signing_key().public.to_str(),
+            "encryption_key": node.encryption_key().public.to_str(),
+            "endpoint": node.url,
+            "status": "active",
+        }
+
+    def publish(self, manifest: Manifest, signers: int = 2) -> SignedDocument[Manifest]:
+        """Sign with ``signers`` of the three organisation keys and write it where ``gov serve`` reads."""
+        document = SignedDocument(manifest)
+        for key in self.org_keys[:signers]:
+            document.sign(key)
+        write_atomic(self.manifest_path, document.to_bytes() + b"\n")
+        return document
+
+    def current_manifest(self) -> Manifest:
+        return SignedDocument.from_bytes(self.manifest_path.read_bytes(), Manifest).payload
+
+    def update(self, change: Callable[[Manifest], Manifest]) -> SignedDocument[Manifest]:
+        """The organisation's next version: ``change`` applied to the current one, signed by two keys."""
+        return self.publish(change(next_version(self.current_manifest())))
+
+    def start(self, progress: Callable[[str], None] = lambda _: None) -> None:
+        log = self.root / "org" / "gov-serve.log"
+        progress(f"watchnet gov serve on {self.org_url}")
+        self.org_process = _spawn(
+            ["gov", "serve", "--manifest", str(self.manifest_path), "--port", str(self.org_port)], log
+        )
+        _wait_http(self.org_url, self.org_process, log)
+        for node in self.nodes.values():
+            progress(f"watchnet serve {node.node_id} on {node.url}")
+            node.start()
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            with contextlib.suppress(Exception):
+                node.stop()
+        if self.org_process is not None:
+            self.org_process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.org_process.wait(timeout=10)
+            if self.org_process.poll() is None:
+                self.org_process.kill()
+            self.org_process = None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[LocalNetwork]:
+        """Create and start the network; every process is stopped on the way out, whatever happened."""
+        self.create()
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
+
+    def wait_private_ready(self, node_ids: list[str], timeout: float = 120) -> dict[str, str]:
+        """Wait until each node's private-mode gallery holds its current entries (``/v1/health``);
+        returns each node's last state, so a caller can say which one was not ready."""
+        states: dict[str, str] = {}
+
+        def ready() -> bool:
+            for node_id in node_ids:
+                status, body = self.nodes[node_id].call("GET", "/v1/health", timeout=5)
+                states[node_id] = (
+                    body.get("private_gallery", {}).get("state", "?") if status == 200 else "down"
+                )
+            return all(state == "ready" for state in states.values())
+
+        wait_for(ready, timeout, interval=0.2)
+        return states
+
+    def refresh_manifests(self) -> dict[str, int]:
+        """Ask every running node to fetch the manifest now (instead of waiting for its poll)."""
+        versions = {}
+        for node in self.nodes.values():
+            if node.process is None:
+                continue
+            status, body = node.call("POST", "/v1/manifest/refresh", "adm1")
+            versions[node.node_id] = body.get("version", 0) if status == 200 else 0
+        return versions
+
+
+def wait_for(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something truthy; return it, or the last falsy value at timeout."""
+    deadline = time.monotonic() + timeout
+    result = check()
+    while not result and time.monotonic() < deadline:
+        time.sleep(interval)
+        result = check()
+    return result

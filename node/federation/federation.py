@@ -1,0 +1,725 @@
+"""The node as a member of the network: peer endpoints, queries out, log following, receipts, manifests.
+
+Synapse keeps its event formats pure and its federation I/O apart; so does watchnet: the formats
+are in ``protocol``, the decisions in ``governance`` and ``node.federation.sync``, and this module only moves
+messages and schedules work. Background tasks (one per concern) follow every peer's log on a
+schedule and at once when a peer notifies us, deliver our receipts until the owner acknowledges
+them, re-notify members that have not confirmed our changes (with backoff), and poll the
+organisation and the peers for a newer manifest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import aiohttp
+from sqlmodel import Session, col, select
+
+from governance.errors import NotAMember, QueryModeNotAllowed
+from governance.manifest import Manifest, Member, MemberStatus
+from governance.policy import query_mode_for
+from node.context import NodeContext
+from node.federation.client import PeerClient, PeerRefused, PeerTimeout, PeerUnreachable, read_limited
+from node.federation.gate import PeerGate, PeerRequest, refuse_if_expired
+from node.federation.sync import (
+    ForkDetected,
+    PageResult,
+    apply_page,
+    fork_evidence,
+    is_tombstoned,
+    mark_delivered,
+    members_missing_receipts,
+    pending_receipts,
+    record_failure,
+    record_receipts,
+    verified_head,
+)
+from node.records.auditlog import record_audit
+from node.storage.models import Alert, LogLeaf, PeerState
+from node.telemetry import Telemetry
+from protocol.canonical import parse_json
+from protocol.embedding import Embedding
+from protocol.errors import MalformedError, RollbackError, WatchnetError
+from protocol.query import QueryMatch, QueryRequest, QueryResponse
+from protocol.replay import ReplayGuard
+from protocol.signed import SignedDocument
+from protocol.subject import ForwardAck, ForwardedRequest, MatchFeedback
+from protocol.sync import (
+    SYNC_PURPOSE,
+    LogNotice,
+    LogPage,
+    LogRequest,
+    ReceiptAck,
+    ReceiptDelivery,
+    parse_log_event,
+)
+from protocol.treehead import TreeHead
+
+__all__ = ["Federation", "PeerOutcome", "PrivateAsking"]
+
+LOG = logging.getLogger("watchnet.federation")
+
+QUERY_BODIES = {QueryRequest.TYPE: QueryRequest}
+LOG_BODIES = {LogRequest.TYPE: LogRequest}
+NOTICE_BODIES = {LogNotice.TYPE: LogNotice}
+RECEIPT_BODIES = {ReceiptDelivery.TYPE: ReceiptDelivery}
+SUBJECT_BODIES = {ForwardedRequest.TYPE: ForwardedRequest}
+FEEDBACK_BODIES = {MatchFeedback.TYPE: MatchFeedback}
+RETRY_FIRST = timedelta(seconds=1)
+MAX_MANIFEST_BYTES = 4 << 20
+
+
+@dataclass
+class PeerOutcome:
+    """One member's part in a fan-out query.
+
+    ``status`` is ``ok`` only when the member searched its watchlist and answered; ``timeout``,
+    ``unreachable``, ``refused`` and ``invalid_answer`` mean its answer is unknown, and a result
+    with any of them is incomplete: never to be shown as "no match".
+    """
+
+    node_id: str
+    status: str
+    matches: list[QueryMatch] = field(default_factory=list)
+    error: str = ""
+    reason: str = ""
+    mode: str = "plain"
+    unconfirmed: int = 0
+    """Private mode: positions the peer's encrypted answer called a match that its reveal did not confirm."""
+
+    @property
+    def answered(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "node_id": self.node_id,
+            "status": self.status,
+            "mode": self.mode,
+            "matches": len(self.matches),
+        }
+        if self.error:
+            d["error"], d["reason"] = self.error, self.reason
+        if self.unconfirmed:
+            d["unconfirmed"] = self.unconfirmed
+        return d
+
+
+class PrivateAsking(Protocol):
+    """Private mode as federation uses it (``node.private.mode.PrivateMode``): built on this
+    package's peer client, so it is handed in rather than imported."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ask(
+        self,
+        client: PeerClient,
+        member: Member,
+        request: QueryRequest,
+        purpose: str,
+        manifest: Manifest,
+        now: datetime,
+        timeout: float,
+    ) -> tuple[QueryResponse, int]: ...
+
+
+@dataclass
+class _Backoff:
+    delay: timedelta = RETRY_FIRST
+    due: datetime | None = None
+
+
+class Federation:
+    """Owns the peer gate, the HTTP client session and the background federation tasks."""
+
+    def __init__(
+        self,
+        context: NodeContext,
+        clock: Callable[[], datetime],
+        telemetry: Telemetry,
+        private: PrivateAsking | None = None,
+    ) -> None:
+        self.context = context
+        self.clock = clock
+        config = context.config
+        self.gate = PeerGate(
+            node_id=config.node_id,
+            signing_key=context.signing_key,
+            encryption_key=context.encryption_key,
+            manifests=context.manifests,
+            replay=ReplayGuard(config.limits.replay_window),
+            per_minute=config.limits.peer_requests_per_minute,
+        )
+        self.timeout = config.federation.peer_timeout.total_seconds()
+        self.tracer = telemetry.tracer("watchnet.federation")
+        self._session: aiohttp.ClientSession | None = None
+        self._wake_pull: dict[str, asyncio.Event] = {}
+        self._wake_notify = asyncio.Event()
+        self._wake_manifest = asyncio.Event()
+        self._backoff: dict[str, _Backoff] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pull_locks: dict[str, asyncio.Lock] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._log_size = 0
+        self.private = private
+        self.last_contact: dict[str, datetime] = {}
+        """When each peer last answered one of our sync messages (in memory: reachability, not history)."""
+
+    @property
+    def node_id(self) -> str:
+        return self.context.config.node_id
+
+    @property
+    def client(self) -> PeerClient:
+        assert self._session is not None, "federation not started"
+        return PeerClient(self.gate, self.context.encryption_key, self._session)
+
+    def peers(self, manifest: Manifest | None = None, *, include_suspended: bool = True) -> list[Member]:
+        """The other members to talk to; none while this node is not itself listed (an outsider)."""
+        manifest = manifest or self.context.manifest
+        own = manifest.member(self.node_id)
+        if own is None or own.status is MemberStatus.REMOVED:
+            return []
+        allowed = (
+            {MemberStatus.ACTIVE, MemberStatus.SUSPENDED} if include_suspended else {MemberStatus.ACTIVE}
+        )
+        return [m for m in manifest.joint_use.members if m.node_id != self.node_id and m.status in allowed]
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._log_size = await asyncio.to_thread(lambda: self.context.registry.log.size)
+        self._session = aiohttp.ClientSession()
+        self.context.registry.listeners.append(self._on_local_event)
+        interval = self.context.config.federation
+        self._tasks = [
+            asyncio.create_task(self._follow_loop(interval.sync_interval)),
+            asyncio.create_task(self._notify_loop()),
+            asyncio.create_task(self._manifest_loop(interval.manifest_poll)),
+        ]
+        if self.private is not None:
+            await self.private.start()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._on_local_event in self.context.registry.listeners:
+            self.context.registry.listeners.remove(self._on_local_event)
+        if self.private is not None:
+            await self.private.close()
+        if self._session is not None:
+            await self._session.close()
+
+    def _on_local_event(self, tree_size: int) -> None:
+        """Called from the registry's thread after an event committed: notify peers now."""
+        self._log_size = max(self._log_size, tree_size)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._notify_all_now)
+
+    def _notify_all_now(self) -> None:
+        for member in self.peers():
+            self._backoff[member.node_id] = _Backoff(due=None)
+        self._wake_notify.set()
+
+    # ----- answering peers -------------------------------------------------------------------
+
+    def answer_query(self, request: PeerRequest) -> tuple[QueryResponse, int]:
+        body = request.body
+        assert isinstance(body, QueryRequest)
+        threshold = request.manifest.policy.match_threshold
+        hits = self.context.registry.index.search(body.embeddings, threshold)
+        matches: list[QueryMatch] = []
+        for hit in hits:
+            try:
+                entry = self.context.registry.signed_entry(hit.key)
+            except WatchnetError:
+                continue
+            matches.append(QueryMatch(query_index=hit.query_index, score=min(1.0, hit.score), entry=entry))
+        response = QueryResponse(
+            query_id=body.query_id, responder=self.node_id, threshold=threshold, matches=matches
+        )
+        return response, len(body.embeddings)
+
+    def log_page(self, request: LogRequest) -> LogPage:
+        log = self.context.registry.log
+        size = log.size
+        if request.after > size:
+            raise MalformedError(f"log-request.after {request.after} is beyond our log of {size} events")
+        with Session(self.context.engine) as session:
+            rows = session.exec(
+                select(LogLeaf)
+                .where(col(LogLeaf.idx) >= request.after)
+                .order_by(col(LogLeaf.idx))
+                .limit(request.limit)
+            ).all()
+            events = [parse_log_event(parse_json(r.leaf)) for r in rows]
+        end = request.after + len(events)
+        head = TreeHead(
+            log_id=self.node_id,
+            tree_size=end,
+            root_hash=log.root(end),
+            timestamp=self.clock().replace(microsecond=0),
+        )
+        signed = SignedDocument(head)
+        signed.sign(self.context.signing_key)
+        return LogPage(first=request.after, events=events, head=signed, latest_size=max(size, end))
+
+    def accept_receipts(self, request: PeerRequest) -> ReceiptAck:
+        body = request.body
+        assert isinstance(body, ReceiptDelivery)
+        with self.context.registry.write_lock:
+            confirmed = record_receipts(
+                self.context.engine,
+                node_id=self.node_id,
+                member=request.member,
+                delivery=body,
+                now=self.clock(),
+            )
+        state = self._backoff.get(request.member.node_id)
+        if state is not None:
+            state.delay = RETRY_FIRST
+        return ReceiptAck(member=request.member.node_id, event_ids=confirmed)
+
+    def noticed(self, request: PeerRequest) -> LogNotice:
+        self.wake_pull(request.member.node_id)
+        return LogNotice(tree_size=self._log_size)
+
+    def wake_pull(self, peer: str) -> None:
+        self._wake_pull.setdefault(peer, asyncio.Event()).set()
+
+    def wake_manifest(self) -> None:
+        self._wake_manifest.set()
+
+    # ----- querying peers --------------------------------------------------------------------
+
+    async def query(
+        self, embeddings: list[Embedding], purpose: str, mode: str = "plain"
+    ) -> tuple[QueryRequest, list[PeerOutcome]]:
+        """Ask every active member in parallel, with a deadline, each in the mode the manifest settles."""
+        manifest = self.context.manifest
+        refuse_if_expired(manifest, self.clock())
+        own = manifest.member(self.node_id)
+        if own is None or own.status is MemberStatus.REMOVED:
+            raise NotAMember(
+                f"this node ({self.node_id}) is not a joint user in manifest version {manifest.version}; "
+                "nothing was sent"
+            )
+        request = QueryRequest(
+            query_id=f"qry-{secrets.token_hex(10)}",
+            model_id=manifest.policy.model.model_id,
+            embeddings=embeddings,
+        )
+        members = self.peers(manifest, include_suspended=False)
+        now = self.clock()
+        outcomes = await asyncio.gather(
+            *(
+                self._ask(member, request, purpose, manifest, now, query_mode_for(manifest, member, mode))
+                for member in members
+            )
+        )
+        return request, list(outcomes)
+
+    async def _ask(
+        self,
+        member: Member,
+        request: QueryRequest,
+        purpose: str,
+        manifest: Manifest,
+        now: datetime,
+        mode: str,
+    ) -> PeerOutcome:
+        with self.tracer.start_as_current_span("peer query") as span:
+            span.set_attribute("watchnet.peer", member.node_id)
+            span.set_attribute("watchnet.query_mode", mode)
+            try:
+                unconfirmed = 0
+                if mode == "private":
+                    if self.private is None:
+                        raise QueryModeNotAllowed(f"{self.node_id} runs without private mode; ask in plain mode")
+                    response, unconfirmed = await self.private.ask(
+                        self.client, member, request, purpose, manifest, now, self.timeout
+                    )
+                else:
+                    response = await self.client.exchange(
+                        member,
+                        "/v1/peer/query",
+                        purpose,
+                        request,
+                        QueryResponse,
+                        now=now,
+                        manifest_version=manifest.version,
+                        timeout=self.timeout,
+                    )
+                response.check_against(request)
+                if response.responder != member.node_id:
+                    raise MalformedError(
+                        f"answer from {member.node_id} names responder {response.responder!r}"
+                    )
+                accepted = []
+                for match in response.matches:
+                    match.entry.verify([member.signing_key], threshold=1)
+                    entry = match.entry.payload
+                    if is_tombstoned(self.context.engine, entry.owner, entry.entry_id):
+                        continue
+                    if match.score < manifest.policy.match_threshold:
+                        continue
+                    accepted.append(match)
+                return PeerOutcome(member.node_id, "ok", accepted, mode=mode, unconfirmed=unconfirmed)
+            except PeerRefused as e:
+                if e.peer_code == "manifest_version":
+                    self.wake_manifest()
+                return PeerOutcome(member.node_id, "refused", error=e.peer_code, reason=str(e), mode=mode)
+            except PeerTimeout as e:
+                return PeerOutcome(member.node_id, "timeout", error=e.code, reason=str(e), mode=mode)
+            except PeerUnreachable as e:
+                return PeerOutcome(member.node_id, "unreachable", error=e.code, reason=str(e), mode=mode)
+            except WatchnetError as e:
+                return PeerOutcome(member.node_id, "invalid_answer", error=e.code, reason=str(e), mode=mode)
+
+    def store_alerts(
+        self, outcomes: Iterable[PeerOutcome], *, site: str, operator: str, now: datetime, window: timedelta
+    ) -> list[dict[str, Any]]:
+        """An alert per hit, referencing the owner's signed entry version; one per person and site per window."""
+        out: list[dict[str, Any]] = []
+        with Session(self.context.engine) as session:
+            for outcome in outcomes:
+                for match in outcome.matches:
+                    entry = match.entry.payload
+                    alert = session.exec(
+                        select(Alert).where(
+                            Alert.owner == entry.owner,
+                            Alert.entry_id == entry.entry_id,
+                            Alert.site == site,
+                            Alert.status == "open",
+                            col(Alert.created_at) > now - window,
+                        )
+                    ).first()
+                    if alert is None:
+                        alert = Alert(
+                            id=f"alr-{secrets.token_hex(10)}",
+                            owner=entry.owner,
+                            entry_id=entry.entry_id,
+                            entry_version=entry.version,
+                            score=match.score,
+                            site=site,
+                            operator=operator,
+                            created_at=now,
+                            category=entry.category,
+                            signed_entry=match.entry.to_bytes().decode("utf-8"),
+                        )
+                        session.add(alert)
+                    out.append(
+                        {
+                            "query_index": match.query_index,
+                            "owner": entry.owner,
+                            "entry_id": entry.entry_id,
+                            "version": entry.version,
+                            "category": entry.category,
+                            "score": round(match.score, 6),
+                            "alert_id": alert.id,
+                        }
+                    )
+            session.commit()
+        return out
+
+    async def forward_request(self, owner: str, body: ForwardedRequest) -> ForwardAck:
+        """Hand a data-subject request about ``owner``'s entry to ``owner`` (its officer decides)."""
+        manifest = self.context.manifest
+        member = manifest.member(owner)
+        if member is None or member.status is MemberStatus.REMOVED:
+            raise MalformedError(f"{owner!r} is not a member of the group any more; contact it directly")
+        return await self.client.exchange(
+            member,
+            "/v1/peer/subject-request",
+            "data-subject-request",
+            body,
+            ForwardAck,
+            now=self.clock(),
+            manifest_version=manifest.version,
+            timeout=self.timeout,
+        )
+
+    async def send_feedback(self, owner: str, body: MatchFeedback) -> None:
+        """Tell ``owner`` what our staff judged of an alert on its entry; its signed echo confirms it."""
+        manifest = self.context.manifest
+        member = manifest.member(owner)
+        if member is None or member.status is MemberStatus.REMOVED:
+            raise MalformedError(f"{owner!r} is not a member of the group any more")
+        echo = await self.client.exchange(
+            member,
+            "/v1/peer/feedback",
+            "crime-prevention",
+            body,
+            MatchFeedback,
+            now=self.clock(),
+            manifest_version=manifest.version,
+            timeout=self.timeout,
+        )
+        if echo.alert_id != body.alert_id or echo.outcome != body.outcome:
+            raise MalformedError(f"{owner} confirmed feedback on {echo.alert_id}, not on {body.alert_id}")
+
+    # ----- following peers' logs -------------------------------------------------------------
+
+    async def pull(self, member: Member) -> int:
+        """Follow ``member``'s log up to its current head; return the events applied."""
+        lock = self._pull_locks.setdefault(member.node_id, asyncio.Lock())
+        applied = 0
+        async with lock:
+            engine = self.context.engine
+            while True:
+                after, root = await asyncio.to_thread(verified_head, engine, member.node_id)
+                manifest = self.context.manifest
+                page = await self.client.exchange(
+                    member,
+                    "/v1/peer/log",
+                    SYNC_PURPOSE,
+                    LogRequest(after=after),
+                    LogPage,
+                    now=self.clock(),
+                    manifest_version=manifest.version,
+                    timeout=self.timeout,
+                )
+                self.last_contact[member.node_id] = self.clock()
+                if (
+                    not page.events
+                    and page.head.payload.tree_size == after
+                    and page.head.payload.root_hash == root
+                ):
+                    break
+                result = await asyncio.to_thread(self._apply_locked, member, page, after)
+                applied += result.applied
+                if page.latest_size <= result.tree_size or not page.events:
+                    break
+        if applied:
+            await self.deliver_receipts(member)
+        return applied
+
+    def _apply_locked(self, member: Member, page: LogPage, after: int) -> PageResult:
+        with self.context.registry.write_lock:
+            return apply_page(
+                self.context.engine,
+                node_id=self.node_id,
+                signing_key=self.context.signing_key,
+                member=member,
+                page=page,
+                after=after,
+                now=self.clock().replace(microsecond=0),
+            )
+
+    async def deliver_receipts(self, owner: Member) -> int:
+        receipts = await asyncio.to_thread(pending_receipts, self.context.engine, owner.node_id)
+        if not receipts:
+            return 0
+        ack = await self.client.exchange(
+            owner,
+            "/v1/peer/receipts",
+            SYNC_PURPOSE,
+            ReceiptDelivery(receipts=receipts),
+            ReceiptAck,
+            now=self.clock(),
+            manifest_version=self.context.manifest.version,
+            timeout=self.timeout,
+        )
+        await asyncio.to_thread(
+            mark_delivered, self.context.engine, owner.node_id, ack.event_ids, self.clock()
+        )
+        return len(ack.event_ids)
+
+    async def sync_peer(self, member: Member) -> None:
+        """Pull, then deliver anything still owed; record failures without raising."""
+        with self.tracer.start_as_current_span("log sync") as span:
+            span.set_attribute("watchnet.peer", member.node_id)
+            try:
+                await self.pull(member)
+                await self.deliver_receipts(member)
+            except WatchnetError as e:
+                span.set_attribute("watchnet.error", e.code)
+                if isinstance(e, ForkDetected):
+                    await self._report_fork(member, e)
+                if isinstance(e, PeerRefused) and e.peer_code == "manifest_version":
+                    self.wake_manifest()
+                LOG.warning("sync with %s failed: %s", member.node_id, e.code)
+                refused = not isinstance(e, PeerRefused | PeerUnreachable | ForkDetected)
+                error = f"{e.code}: {e}"
+                audit_as = f"refused:{e.code}" if refused else None
+                await asyncio.to_thread(self._record_failure, member.node_id, error, audit_as)
+
+    def _record_failure(self, peer: str, error: str, audit_as: str | None) -> None:
+        with self.context.registry.write_lock:
+            record_failure(self.context.engine, peer, error, self.clock(), audit_as=audit_as)
+
+    async def _follow_loop(self, interval: timedelta) -> None:
+        """One follower task per peer; new members (from a new manifest) get theirs within ``interval``."""
+        followers: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                for member in self.peers():
+                    task = followers.get(member.node_id)
+                    if task is None or task.done():
+                        followers[member.node_id] = asyncio.create_task(
+                            self._follow_one(member.node_id, interval)
+                        )
+                await asyncio.sleep(interval.total_seconds())
+        finally:
+            for task in followers.values():
+                task.cancel()
+            for task in followers.values():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _follow_one(self, peer: str, interval: timedelta) -> None:
+        event = self._wake_pull.setdefault(peer, asyncio.Event())
+        while True:
+            member = self.context.manifest.member(peer)
+            if member is None or member.status is MemberStatus.REMOVED or peer == self.node_id:
+                return
+            if await self._is_forked(peer):
+                return
+            await self.sync_peer(member)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), interval.total_seconds())
+            event.clear()
+
+    async def _is_forked(self, peer: str) -> bool:
+        def read() -> bool:
+            with Session(self.context.engine) as session:
+                state = session.get(PeerState, peer)
+                return state is not None and state.status == "forked"
+
+        return await asyncio.to_thread(read)
+
+    async def _notify_loop(self) -> None:
+        """Tell members of our changes; keep telling those that have not confirmed, with backoff."""
+        retry_max = self.context.config.federation.retry_max
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_notify.wait(), 1.0)
+            self._wake_notify.clear()
+            manifest = self.context.manifest
+            missing = await asyncio.to_thread(
+                members_missing_receipts, self.context.engine, manifest, self.node_id
+            )
+            now = self.clock()
+            due = []
+            for member in self.peers(manifest):
+                state = self._backoff.setdefault(member.node_id, _Backoff())
+                forced = state.due is None
+                if forced or (member.node_id in missing and state.due is not None and state.due <= now):
+                    due.append((member, state))
+            await asyncio.gather(*(self._notify(member, state, retry_max, manifest) for member, state in due))
+
+    async def _notify(
+        self, member: Member, state: _Backoff, retry_max: timedelta, manifest: Manifest
+    ) -> None:
+        try:
+            await self.client.exchange(
+                member,
+                "/v1/peer/notify",
+                SYNC_PURPOSE,
+                LogNotice(tree_size=self._log_size),
+                LogNotice,
+                now=self.clock(),
+                manifest_version=manifest.version,
+                timeout=self.timeout,
+            )
+        except WatchnetError as e:
+            LOG.info(
+                "notify %s failed (%s); retrying in %ss", member.node_id, e.code, state.delay.total_seconds()
+            )
+        state.due = self.clock() + state.delay
+        state.delay = min(retry_max, state.delay * 2)
+
+    # ----- manifests -------------------------------------------------------------------------
+
+    async def _manifest_loop(self, interval: timedelta) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_manifest.wait(), interval.total_seconds())
+            self._wake_manifest.clear()
+            await self.refresh_manifest()
+
+    def manifest_sources(self) -> list[str]:
+        urls = []
+        if self.context.config.manifest_url:
+            urls.append(self.context.config.manifest_url.rstrip("/") + "/v1/manifest")
+        urls.extend(m.endpoint.rstrip("/") + "/v1/manifest" for m in self.peers())
+        return urls
+
+    async def refresh_manifest(self) -> list[dict[str, Any]]:
+        """Fetch the manifest from the organisation and every peer; trust the newest valid successor.
+
+        A peer still serving an older version is only behind ("older"), not an attack: its copy is
+        ignored. The organisation never publishes an older version, so one from it is a refused
+        rollback, audited like a same-numbered version with other content from anyone.
+        """
+        org_url = (self.context.config.manifest_url or "").rstrip("/") + "/v1/manifest"
+        results = []
+        for url in self.manifest_sources():
+            try:
+                assert self._session is not None
+                async with self._session.get(
+                    url, timeout=aiohttp.ClientTimeout(total=self.timeout)
+                ) as response:
+                    if response.status != 200:
+                        continue
+                    data = await read_limited(response, MAX_MANIFEST_BYTES)
+                document = SignedDocument.from_bytes(data, Manifest)
+                if document.payload.version < self.context.manifest.version and url != org_url:
+                    results.append({"source": url, "version": document.payload.version, "outcome": "older"})
+                    continue
+                if document.payload.version < self.context.manifest.version:
+                    raise RollbackError(
+                        f"{url} serves manifest version {document.payload.version}, "
+                        f"older than the trusted {self.context.manifest.version}"
+                    )
+                offer = await asyncio.to_thread(self.context.manifests.offer, document, self.clock(), url)
+                if offer.outcome == "accepted":
+                    self._audit("manifest.accept", f"v{offer.version}", "ok", url)
+                    LOG.info("trusting manifest version %s from %s", offer.version, url)
+                results.append({"source": url, "version": offer.version, "outcome": offer.outcome})
+            except (aiohttp.ClientError, TimeoutError):
+                results.append({"source": url, "outcome": "unreachable"})
+            except WatchnetError as e:
+                self._audit("manifest.offer", url[:128], f"refused:{e.code}", url)
+                results.append({"source": url, "outcome": f"refused:{e.code}", "reason": str(e)})
+        return results
+
+    def _audit(self, action: str, target: str, outcome: str, actor: str) -> None:
+        record_audit(
+            self.context.engine,
+            self.context.registry.write_lock,
+            actor=actor[:64],
+            action=action,
+            target=target,
+            outcome=outcome,
+            now=self.clock(),
+        )
+
+    async def _report_fork(self, member: Member, error: ForkDetected) -> None:
+        """Send the evidence to the organisation (self-authenticating: the peer's own signed heads)."""
+        url = self.context.config.manifest_url
+        evidence = await asyncio.to_thread(fork_evidence, self.context.engine, member.node_id)
+        if not url or evidence is None or self._session is None:
+            return
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            await self._session.post(
+                url.rstrip("/") + "/v1/reports",
+                json={
+                    "type": "fork-report",
+                    "reporter": self.node_id,
+                    "conflicting_head": error.conflicting_head,
+                    **evidence,
+                },
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            )

@@ -1,0 +1,433 @@
+"""Following peers' event logs, applying their deletions and corrections, and the receipts both ways.
+
+Follower side: a page of a peer's log is verified before anything is applied: every event is
+signed by the peer's key from the trusted manifest, the page starts exactly at our checkpoint,
+and the RFC 9162 root over the leaves we already hold plus the page's equals the root in the
+peer's signed head. Then, in one transaction, the leaves, their effects (alerts withdrawn or
+moved to the new version, tombstones, receipts to send) and the new checkpoint commit together,
+so a crash at any point resumes from the last checkpoint with nothing lost and nothing applied
+twice. A page that does not verify is refused and audited; one whose root contradicts the
+history we hold is a fork: the peer is flagged and the two signed heads are kept as evidence.
+
+Owner side: receipts from members are checked against our own events and kept, and
+``propagation_status`` says for every deletion, expiry and correction which members confirmed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from governance.manifest import Manifest, Member
+from node.records.auditlog import append_audit
+from node.records.eventlog import root_of_leaf_hashes
+from node.storage.models import (
+    Alert,
+    LogLeaf,
+    OutboxReceipt,
+    PeerLeaf,
+    PeerState,
+    ReceiptRow,
+    Tombstone,
+)
+from protocol.canonical import parse_json
+from protocol.errors import MalformedError, ProofError, SignatureError
+from protocol.events import EntryEvent, EventKind, log_leaf_bytes
+from protocol.fields import format_time
+from protocol.keys import SigningKey
+from protocol.merkle import leaf_hash
+from protocol.provision import ThirdPartyProvision
+from protocol.receipt import RECEIPT_KINDS, DeletionReceipt
+from protocol.signed import SignedDocument
+from protocol.sync import LogPage, ReceiptDelivery
+from protocol.treehead import TreeHead
+
+__all__ = [
+    "ForkDetected",
+    "PageResult",
+    "apply_page",
+    "checkpoint",
+    "pending_receipts",
+    "propagation_status",
+    "record_receipts",
+    "verified_head",
+]
+
+PURGED_KINDS = frozenset({EventKind.DELETED, EventKind.EXPIRED})
+PROVISION_KIND = "provision"
+"""``kind`` of a log row holding a third-party provision record rather than an entry event."""
+
+
+class ForkDetected(ProofError):
+    """A peer's signed head contradicts the history we already verified from it."""
+
+    code = "fork_detected"
+    conflicting_head: dict[str, Any] | None = None
+
+
+@dataclass
+class PageResult:
+    applied: int = 0
+    receipts: int = 0
+    tree_size: int = 0
+    purged_alerts: int = 0
+    events: list[str] = field(default_factory=list)
+
+
+def checkpoint(engine: Engine, peer: str) -> int:
+    with Session(engine) as session:
+        state = session.get(PeerState, peer)
+        return 0 if state is None else state.tree_size
+
+
+def verified_head(engine: Engine, peer: str) -> tuple[int, bytes | None]:
+    """Our checkpoint in ``peer``'s log and the root its signed head had there (``None`` before any)."""
+    with Session(engine) as session:
+        state = session.get(PeerState, peer)
+        if state is None or state.signed_head is None:
+            return (0 if state is None else state.tree_size), None
+        head = SignedDocument.from_bytes(state.signed_head.encode("utf-8"), TreeHead).payload
+        return state.tree_size, head.root_hash
+
+
+def _verify_page(session: Session, member: Member, page: LogPage, after: int) -> list[bytes]:
+    """Everything that must hold before a page touches our state; returns the new leaf hashes."""
+    if page.owner != member.node_id:
+        raise MalformedError(f"log page of {page.owner!r} received from {member.node_id!r}")
+    if page.first != after:
+        raise MalformedError(f"log page starts at {page.first}, we asked for events after {after}")
+    page.head.verify([member.signing_key], threshold=1)
+    hashes: list[bytes] = []
+    for offset, event in enumerate(page.events):
+        try:
+            event.verify([member.signing_key], threshold=1)
+        except SignatureError as e:
+            raise SignatureError(f"event {page.first + offset} of {member.node_id}: {e}") from e
+        hashes.append(leaf_hash(log_leaf_bytes(event)))
+    held = list(
+        session.exec(
+            select(PeerLeaf.leaf_hash).where(PeerLeaf.peer == member.node_id).order_by(col(PeerLeaf.idx))
+        ).all()
+    )
+    if len(held) != after:
+        raise MalformedError(f"we hold {len(held)} leaves of {member.node_id}, checkpoint says {after}")
+    if root_of_leaf_hashes(held + hashes) != page.head.payload.root_hash:
+        raise ForkDetected(
+            f"{member.node_id}'s signed head for size {page.head.payload.tree_size} does not match the "
+            f"{after} events verified before plus the {len(hashes)} on this page: its log was rewritten"
+        )
+    return hashes
+
+
+def apply_page(
+    engine: Engine,
+    *,
+    node_id: str,
+    signing_key: SigningKey,
+    member: Member,
+    page: LogPage,
+    after: int,
+    now: datetime,
+) -> PageResult:
+    """Verify ``page`` from ``member`` and apply it atomically; raise (and change nothing) if it fails."""
+    result = PageResult(tree_size=after)
+    with Session(engine, expire_on_commit=False) as session:
+        state = session.get(PeerState, member.node_id) or PeerState(peer=member.node_id)
+        if state.status == "forked":
+            raise ForkDetected(f"{member.node_id} was flagged for a forked log; it is not followed any more")
+        try:
+            hashes = _verify_page(session, member, page, after)
+        except ForkDetected as e:
+            e.conflicting_head = page.head.to_dict()
+            _flag_fork(session, state, page.head, str(e), now)
+            session.commit()
+            raise
+        size = page.head.payload.tree_size
+        for offset, (event, digest) in enumerate(zip(page.events, hashes, strict=True)):
+            header = event.payload
+            if isinstance(header, ThirdPartyProvision):
+                session.add(
+                    PeerLeaf(
+                        peer=member.node_id,
+                        idx=page.first + offset,
+                        event_id=header.record_id,
+                        entry_id=header.record_id,
+                        kind=PROVISION_KIND,
+                        leaf_hash=digest,
+                        leaf=log_leaf_bytes(event),
+                    )
+                )
+                result.applied += 1
+                continue
+            session.add(
+                PeerLeaf(
+                    peer=member.node_id,
+                    idx=page.first + offset,
+                    event_id=header.event_id,
+                    entry_id=header.entry_id,
+                    kind=header.kind.value,
+                    leaf_hash=digest,
+                    leaf=log_leaf_bytes(event),
+                )
+            )
+            if header.kind in RECEIPT_KINDS:
+                result.purged_alerts += _apply_change(session, header, now)
+                receipt = DeletionReceipt.for_event(header, member=node_id, tree_size=size, applied_at=now)
+                signed = SignedDocument(receipt)
+                signed.sign(signing_key)
+                if session.get(OutboxReceipt, (header.owner, header.event_id)) is None:
+                    session.add(
+                        OutboxReceipt(
+                            owner=header.owner,
+                            event_id=header.event_id,
+                            signed=signed.to_bytes().decode("utf-8"),
+                            created_at=now,
+                        )
+                    )
+                    result.receipts += 1
+                append_audit(
+                    session,
+                    actor=f"peer:{member.node_id}",
+                    action=f"peer.event.{header.kind.value}",
+                    target=f"{header.owner}/{header.entry_id}",
+                    outcome="applied",
+                    now=now,
+                )
+                result.events.append(header.event_id)
+            result.applied += 1
+        state.tree_size = size
+        state.signed_head = page.head.to_bytes().decode("utf-8")
+        state.status, state.last_error, state.failures = "ok", "", 0
+        state.last_sync_at = now
+        session.add(state)
+        session.commit()
+    result.tree_size = size
+    return result
+
+
+def _apply_change(session: Session, event: EntryEvent, now: datetime) -> int:
+    """Apply a peer's correction or deletion to everything we derived from the entry."""
+    alerts = session.exec(
+        select(Alert).where(Alert.owner == event.owner, Alert.entry_id == event.entry_id)
+    ).all()
+    if event.kind is EventKind.CORRECTED:
+        for alert in alerts:
+            if alert.status != "withdrawn" and alert.entry_version < event.entry_version:
+                alert.entry_version = event.entry_version
+                alert.signed_entry = None
+                session.add(alert)
+        return 0
+    for alert in alerts:
+        alert.status = "withdrawn"
+        alert.score = None
+        alert.category = None
+        alert.signed_entry = None
+        session.add(alert)
+    if session.get(Tombstone, (event.owner, event.entry_id)) is None:
+        session.add(
+            Tombstone(
+                owner=event.owner,
+                entry_id=event.entry_id,
+                event_id=event.event_id,
+                kind=event.kind.value,
+                applied_at=now,
+            )
+        )
+    return len(alerts)
+
+
+def _flag_fork(
+    session: Session, state: PeerState, head: SignedDocument[TreeHead], reason: str, now: datetime
+) -> None:
+    state.status = "forked"
+    state.last_error = reason[:512]
+    session.add(state)
+    append_audit(
+        session,
+        actor=f"peer:{state.peer}",
+        action="peer.log.fork",
+        target=state.peer,
+        outcome="flagged",
+        now=now,
+    )
+
+
+def fork_evidence(engine: Engine, peer: str) -> dict[str, Any] | None:
+    """The last head we verified from ``peer`` (the one a forked head contradicts), for the organisation."""
+    with Session(engine) as session:
+        state = session.get(PeerState, peer)
+        if state is None or state.signed_head is None:
+            return None
+        return {"peer": peer, "verified_head": parse_json(state.signed_head), "reason": state.last_error}
+
+
+def record_failure(
+    engine: Engine, peer: str, error: str, now: datetime, *, audit_as: str | None = None
+) -> None:
+    """Count a failed sync; a refused page (``audit_as``) is audited once per distinct reason."""
+    with Session(engine) as session:
+        state = session.get(PeerState, peer) or PeerState(peer=peer)
+        repeated = state.last_error == error[:512]
+        state.failures += 1
+        state.last_error = error[:512]
+        session.add(state)
+        if audit_as is not None and not repeated:
+            append_audit(
+                session,
+                actor=f"peer:{peer}",
+                action="peer.log.refused",
+                target=peer,
+                outcome=audit_as,
+                now=now,
+            )
+        session.commit()
+
+
+def pending_receipts(engine: Engine, owner: str) -> list[SignedDocument[DeletionReceipt]]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(OutboxReceipt)
+            .where(OutboxReceipt.owner == owner, col(OutboxReceipt.delivered_at).is_(None))
+            .order_by(col(OutboxReceipt.created_at))
+            .limit(500)
+        ).all()
+        return [SignedDocument.from_bytes(r.signed.encode("utf-8"), DeletionReceipt) for r in rows]
+
+
+def mark_delivered(engine: Engine, owner: str, event_ids: list[str], now: datetime) -> None:
+    with Session(engine) as session:
+        for event_id in event_ids:
+            row = session.get(OutboxReceipt, (owner, event_id))
+            if row is not None and row.delivered_at is None:
+                row.delivered_at = now
+                row.attempts += 1
+                session.add(row)
+        session.commit()
+
+
+def is_tombstoned(engine: Engine, owner: str, entry_id: str) -> bool:
+    with Session(engine) as session:
+        return session.get(Tombstone, (owner, entry_id)) is not None
+
+
+def record_receipts(
+    engine: Engine, *, node_id: str, member: Member, delivery: ReceiptDelivery, now: datetime
+) -> list[str]:
+    """Check every receipt against our own log and keep it; return the event ids now confirmed."""
+    confirmed: list[str] = []
+    with Session(engine) as session:
+        size = int(session.exec(select(func.count()).select_from(LogLeaf)).one())
+        for signed in delivery.receipts:
+            receipt = signed.payload
+            if receipt.owner != node_id or receipt.member != member.node_id:
+                raise MalformedError(
+                    f"receipt from {receipt.member!r} for {receipt.owner!r} delivered by {member.node_id!r} to {node_id!r}"
+                )
+            signed.verify([member.signing_key], threshold=1)
+            leaf = session.exec(select(LogLeaf).where(LogLeaf.event_id == receipt.event_id)).first()
+            if leaf is None or leaf.kind == PROVISION_KIND:
+                raise MalformedError(f"receipt for {receipt.event_id}, which is not an event of our log")
+            event = SignedDocument.from_bytes(leaf.leaf, EntryEvent).payload
+            receipt.check_against(event, leaf_index=leaf.idx)
+            if receipt.tree_size > size:
+                raise MalformedError(f"receipt names log size {receipt.tree_size}, our log has {size} events")
+            if session.get(ReceiptRow, (receipt.event_id, member.node_id)) is None:
+                session.add(
+                    ReceiptRow(
+                        event_id=receipt.event_id,
+                        member=member.node_id,
+                        signed=signed.to_bytes().decode("utf-8"),
+                        applied_at=receipt.applied_at,
+                        received_at=now,
+                    )
+                )
+                append_audit(
+                    session,
+                    actor=f"peer:{member.node_id}",
+                    action="peer.receipt",
+                    target=f"{receipt.event_id}",
+                    outcome="ok",
+                    now=now,
+                )
+            confirmed.append(receipt.event_id)
+        session.commit()
+    return confirmed
+
+
+def propagation_status(
+    engine: Engine, manifest: Manifest, node_id: str, *, after: int = 0, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Per deletion, expiry and correction of ours from log index ``after`` on (at most ``limit``):
+    who confirmed (with when) and who not yet."""
+    members = manifest.confirming_members(node_id)
+    kinds = [k.value for k in RECEIPT_KINDS]
+    with Session(engine) as session:
+        leaves = session.exec(
+            select(LogLeaf)
+            .where(col(LogLeaf.kind).in_(kinds), col(LogLeaf.idx) >= after)
+            .order_by(col(LogLeaf.idx))
+            .limit(limit)
+        ).all()
+        receipts = session.exec(
+            select(ReceiptRow).where(col(ReceiptRow.event_id).in_([leaf.event_id for leaf in leaves]))
+        ).all()
+    by_event: dict[str, dict[str, ReceiptRow]] = {}
+    for r in receipts:
+        by_event.setdefault(r.event_id, {})[r.member] = r
+    out = []
+    for leaf in leaves:
+        event = SignedDocument.from_bytes(leaf.leaf, EntryEvent).payload
+        got = by_event.get(event.event_id, {})
+        out.append(
+            {
+                "event_id": event.event_id,
+                "index": leaf.idx,
+                "entry_id": event.entry_id,
+                "kind": event.kind.value,
+                "reason": event.reason.value,
+                "occurred_at": format_time(event.occurred_at),
+                "confirmed": [
+                    {
+                        "member": m,
+                        "applied_at": format_time(r.applied_at),
+                        "received_at": format_time(r.received_at),
+                    }
+                    for m, r in sorted(got.items())
+                ],
+                "missing": [m for m in members if m not in got],
+            }
+        )
+    return out
+
+
+def members_missing_receipts(engine: Engine, manifest: Manifest, node_id: str) -> set[str]:
+    """Members that owe us at least one receipt; counted in SQL so a long log costs no parsing."""
+    members = manifest.confirming_members(node_id)
+    if not members:
+        return set()
+    kinds = [k.value for k in RECEIPT_KINDS]
+    with Session(engine) as session:
+        confirmed = (
+            select(ReceiptRow.event_id, func.count().label("n"))
+            .where(col(ReceiptRow.member).in_(members))
+            .group_by(col(ReceiptRow.event_id))
+            .subquery()
+        )
+        short = session.exec(
+            select(LogLeaf.event_id)
+            .outerjoin(confirmed, confirmed.c.event_id == LogLeaf.event_id)
+            .where(col(LogLeaf.kind).in_(kinds), func.coalesce(confirmed.c.n, 0) < len(members))
+        ).all()
+        if not short:
+            return set()
+        got: dict[str, set[str]] = {}
+        for event_id, member in session.exec(
+            select(ReceiptRow.event_id, ReceiptRow.member).where(col(ReceiptRow.event_id).in_(list(short)))
+        ).all():
+            got.setdefault(event_id, set()).add(member)
+    return {m for event_id in short for m in members if m not in got.get(event_id, set())}

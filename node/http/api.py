@@ -1,0 +1,293 @@
+"""What every HTTP handler of the node shares: app keys, staff checks, JSON bodies, error statuses.
+
+Handlers live in ``node.app.server`` (entries, matching, logs), ``node.http.network`` (peers and
+the network) and ``node.http.casework`` (requests, complaints, provisions); each reads its
+services from the application through the keys defined here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import cv2
+from aiohttp import web
+
+from governance.provision import NoLegalBasis
+from governance.requests import RequestRefused
+from governance.roles import Action, require_permission
+from node.context import NodeContext
+from node.face.pipeline import decode_image
+from node.federation.federation import (
+    Federation,
+)
+from node.federation.gate import PeerRateLimited, PeerRequest
+from node.private.eval_keys import UnknownEvalKey
+from node.private.matcher import HEBusy
+from node.private.mode import PrivateMode
+from node.records.accounts import AccountDisabled, AuthenticationFailed, StaffMember
+from node.records.auditlog import AuditWriter
+from node.records.registry import EntryNotFound, TwoPersonRuleViolation, WrongState
+from node.telemetry import Telemetry
+from protocol.canonical import b64url_decode, parse_json
+from protocol.embedding import Embedding
+from protocol.errors import (
+    ConfigurationError,
+    FreshnessError,
+    MalformedError,
+    OversizedError,
+    PolicyError,
+    ProofError,
+    VerificationError,
+    WatchnetError,
+)
+from protocol.fields import MAX_SAFE_INT, Fields
+from protocol.message import MAX_SEALED_BYTES
+from protocol.query import MAX_QUERY_EMBEDDINGS
+
+__all__ = [
+    "ACTOR",
+    "ALERT_WINDOW",
+    "AUDIT_FLUSH_SECONDS",
+    "AUDIT_TARGET",
+    "AUDIT_WRITER",
+    "CLOCK",
+    "CONTEXT",
+    "FEDERATION",
+    "LIMITER",
+    "MAX_PAGE",
+    "METRICS",
+    "PRIVATE",
+    "STAFF",
+    "STATUS_FOR_ERROR",
+    "TELEMETRY",
+    "TOKEN_CACHE",
+    "TOKEN_CACHE_SECONDS",
+    "Clock",
+    "NodeMetrics",
+    "RateLimited",
+    "RateLimiter",
+    "admit_peer",
+    "error_response",
+    "face_for_registration",
+    "faces_in_frame",
+    "image_bytes",
+    "int_query",
+    "now_utc",
+    "probe_faces",
+    "read_json",
+    "refuse_extra",
+    "require_staff",
+    "sealed_response",
+    "status_for",
+]
+
+
+class RateLimiter:
+    """Token bucket per account: ``rate`` requests a minute with bursts of the same size."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = float(per_minute)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str, now: float) -> bool:
+        tokens, last = self._buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        return True
+
+
+class NodeMetrics:
+    """Counters for requests, refusals, registrations and matches (labels: route, code; never content)."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        meter = telemetry.meter("watchnet.node")
+        self.requests = meter.create_counter("watchnet.http.requests", description="requests answered")
+        self.refusals = meter.create_counter(
+            "watchnet.http.refusals", description="requests refused, by error code"
+        )
+        self.registrations = meter.create_counter(
+            "watchnet.entries.registered", description="entries approved"
+        )
+        self.matches = meter.create_counter(
+            "watchnet.match.hits", description="matches at or above the threshold"
+        )
+        self.match_queries = meter.create_counter("watchnet.match.queries", description="faces searched")
+
+
+CONTEXT = web.AppKey("context", NodeContext)
+
+
+TELEMETRY = web.AppKey("telemetry", Telemetry)
+
+
+Clock = Callable[[], datetime]
+
+
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+
+
+LIMITER = web.AppKey("limiter", RateLimiter)
+
+
+METRICS = web.AppKey("metrics", NodeMetrics)
+
+
+AUDIT_WRITER = web.AppKey("audit_writer", AuditWriter)
+
+
+FEDERATION = web.AppKey("federation", Federation)
+
+
+PRIVATE = web.AppKey("private", PrivateMode)
+
+
+TOKEN_CACHE = web.AppKey("token_cache", dict[str, tuple[StaffMember, float]])
+
+
+TOKEN_CACHE_SECONDS = 10.0
+"""How long a verified token is trusted without a database read (a disabled account stops within this)."""
+
+
+AUDIT_FLUSH_SECONDS = 0.05
+
+
+ALERT_WINDOW = timedelta(seconds=60)
+"""One alert per matched person and site per window, however many frames show them."""
+
+
+STAFF = web.RequestKey("staff", StaffMember)
+
+
+MAX_PAGE = 1000
+
+
+ACTOR = web.RequestKey("actor", str)
+
+
+AUDIT_TARGET = web.RequestKey("audit_target", str)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class RateLimited(PolicyError):
+    code = "rate_limited"
+
+
+STATUS_FOR_ERROR: list[tuple[type[WatchnetError], int]] = [
+    (OversizedError, 413),
+    (MalformedError, 400),
+    (AuthenticationFailed, 401),
+    (AccountDisabled, 401),
+    (EntryNotFound, 404),
+    (WrongState, 409),
+    (TwoPersonRuleViolation, 403),
+    (RateLimited, 429),
+    (RequestRefused, 409),
+    (NoLegalBasis, 403),
+    (PeerRateLimited, 429),
+    (HEBusy, 503),
+    (UnknownEvalKey, 404),
+    (PolicyError, 403),
+    (FreshnessError, 409),
+    (ProofError, 400),
+    (VerificationError, 401),
+    (ConfigurationError, 500),
+]
+
+
+def status_for(error: WatchnetError) -> int:
+    return next((status for kind, status in STATUS_FOR_ERROR if isinstance(error, kind)), 400)
+
+
+def error_response(error: WatchnetError) -> web.Response:
+    message = "the node is misconfigured" if isinstance(error, ConfigurationError) else str(error)
+    return web.json_response({"error": error.code, "message": message}, status=status_for(error))
+
+
+def require_staff(request: web.Request, action: Action) -> StaffMember:
+    staff = request[STAFF]
+    require_permission(staff.role, action)
+    return staff
+
+
+async def read_json(request: web.Request) -> Fields:
+    body = await request.read()
+    return Fields(parse_json(body, max_bytes=request.app[CONTEXT].config.limits.max_body_bytes), "request")
+
+
+def refuse_extra(f: Fields) -> None:
+    if f.rest():
+        raise MalformedError(f"request: unknown fields {sorted(f.rest())}; free text is not accepted")
+
+
+def int_query(request: web.Request, name: str, default: int | None = None, low: int = 0) -> int:
+    text = request.query.get(name)
+    if text is None:
+        if default is None:
+            raise MalformedError(f"query parameter {name!r} is required")
+        return default
+    if not (text.isascii() and text.isdigit() and len(text) <= 16 and low <= int(text) <= MAX_SAFE_INT):
+        raise MalformedError(
+            f"query parameter {name!r}: expected an integer in [{low}, {MAX_SAFE_INT}], got {text!r:.20}"
+        )
+    return int(text)
+
+
+def image_bytes(f: Fields, name: str, context: NodeContext) -> bytes:
+    limit = context.config.limits.max_body_bytes
+    return b64url_decode(f.text(name, max_len=limit * 4 // 3 + 4), field=f"request.{name}")
+
+
+def face_for_registration(context: NodeContext, image: bytes) -> tuple[Embedding, bytes]:
+    """The best face of a registration photo, checked against the node's written quality rules."""
+    face, embedding = context.faces.best_face(decode_image(image), context.rules.face_quality)
+    ok, jpeg = cv2.imencode(".jpg", face.crop)
+    if not ok:
+        raise MalformedError("the face crop could not be encoded")
+    return embedding, jpeg.tobytes()
+
+
+def faces_in_frame(context: NodeContext, image: bytes) -> list[Embedding]:
+    faces = context.faces.detect(decode_image(image))[:MAX_QUERY_EMBEDDINGS]
+    return context.faces.embed_crops([face.crop for face in faces])
+
+
+async def probe_faces(f: Fields, context: NodeContext) -> list[Embedding]:
+    """The faces to search for: detected in ``image`` (a photo or camera frame), or given as ``embeddings``."""
+    if f.has("image") == f.has("embeddings"):
+        raise MalformedError("request: give exactly one of 'image' (a photo or camera frame) or 'embeddings'")
+    if f.has("image"):
+        image = image_bytes(f, "image", context)
+        return await asyncio.to_thread(faces_in_frame, context, image)
+    raw = f.array("embeddings", max_items=MAX_QUERY_EMBEDDINGS)
+    if not raw:
+        raise MalformedError("request.embeddings is empty")
+    dimension = context.manifest.policy.model.dimension
+    return [
+        Embedding.from_str(e, dimension=dimension, field=f"request.embeddings[{i}]")
+        for i, e in enumerate(raw)
+    ]
+
+
+async def admit_peer(request: web.Request, bodies: Any, *, max_bytes: int = MAX_SEALED_BYTES) -> PeerRequest:
+    """Admit a sealed peer message (the checks of ``PeerGate``, in order); the audit names the sender."""
+    federation = request.app[FEDERATION]
+    raw = await request.read()
+    admitted = await asyncio.to_thread(
+        lambda: federation.gate.admit(raw, request.app[CLOCK](), bodies, max_bytes=max_bytes)
+    )
+    request[ACTOR] = f"peer:{admitted.member.node_id}"
+    return admitted
+
+
+def sealed_response(data: bytes) -> web.Response:
+    return web.Response(body=data, content_type="application/json")

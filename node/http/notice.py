@@ -1,0 +1,121 @@
+"""Public HTTP routes for the notice: ``GET /notice`` and its QR code, with no login.
+
+Anyone standing in front of a store's camera may read what is done with their face, so these
+routes need no account and are not rate-limited per staff member; they are cheap (a page
+rendered from the in-memory manifest, QR codes cached per URL). The language follows
+``?lang=`` or else ``Accept-Language``; responses say so with ``Vary`` and carry a short public
+cache lifetime and an ``ETag``, because the manifest can change while the node runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from typing import Any
+
+from aiohttp import web
+
+from governance.notice import LANGUAGES, choose_language
+from node.reporting.notice_pages import NOTICE_PATH, node_notice_html, notice_url, qr_png, qr_svg
+
+__all__ = [
+    "CACHE_CONTROL",
+    "NOTICE_PATHS",
+    "QR_SRC",
+    "add_notice_routes",
+    "html_response",
+    "qr_response",
+    "request_base",
+    "request_language",
+]
+
+NOTICE_PATHS = frozenset({NOTICE_PATH, f"{NOTICE_PATH}/qr.png", f"{NOTICE_PATH}/qr.svg"})
+"""Paths anyone may GET (the node's access middleware lists them as public)."""
+CACHE_CONTROL = "public, max-age=300"
+"""Five minutes: short enough that a new manifest version reaches readers quickly."""
+QR_SRC = "notice/qr.svg"
+"""Relative to ``/notice`` (so it still works behind a path prefix)."""
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    ),
+}
+
+
+def request_language(request: web.Request) -> str:
+    """``?lang=`` (must be ``ja`` or ``en``: anything else is a 400) or ``Accept-Language``."""
+    try:
+        return choose_language(request.query.get("lang"), request.headers.get("Accept-Language"))
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=f"lang must be one of {', '.join(LANGUAGES)} / lang は {', '.join(LANGUAGES)} のいずれかです\n",
+            content_type="text/plain",
+        ) from None
+
+
+def _cached(
+    request: web.Request,
+    body: bytes,
+    content_type: str,
+    headers: dict[str, str],
+    charset: str | None = None,
+) -> web.Response:
+    """``body`` with public cache headers and an ``ETag``; 304 when the client already has it."""
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {**_SECURITY_HEADERS, "Cache-Control": CACHE_CONTROL, "ETag": etag, **headers}
+    if etag in {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type=content_type, charset=charset, headers=headers)
+
+
+def html_response(request: web.Request, page: str, lang: str) -> web.Response:
+    """A public HTML page in ``lang`` with cache, language and hardening headers."""
+    headers = {"Content-Language": lang, "Vary": "Accept-Language"}
+    return _cached(request, page.encode("utf-8"), "text/html", headers, charset="utf-8")
+
+
+@lru_cache(maxsize=16)
+def _qr_bytes(url: str, kind: str) -> bytes:
+    return qr_png(url) if kind == "png" else qr_svg(url)
+
+
+def qr_response(request: web.Request, url: str, kind: str) -> web.Response:
+    """The QR code to ``url`` as ``png`` or ``svg``."""
+    content_type = "image/png" if kind == "png" else "image/svg+xml"
+    return _cached(request, _qr_bytes(url, kind), content_type, {})
+
+
+def request_base(request: web.Request) -> str:
+    """This request's own origin: the QR target when no public notice URL is configured."""
+    return f"{request.scheme}://{request.host}"
+
+
+def add_notice_routes(app: web.Application, context_key: web.AppKey[Any]) -> None:
+    """Add ``GET /notice``, ``/notice/qr.png`` and ``/notice/qr.svg``, reading ``app[context_key]``.
+
+    ``app[context_key]`` is the node's ``NodeContext``: its ``manifest`` is read on every
+    request, so the page follows a newly accepted manifest at once.
+    """
+
+    async def page(request: web.Request) -> web.Response:
+        lang = request_language(request)
+        context = request.app[context_key]
+        text = node_notice_html(
+            context.manifest, context.config, lang, context.rules.retention_days, qr_src=QR_SRC
+        )
+        return html_response(request, text, lang)
+
+    def qr(kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            url = notice_url(request.app[context_key].config, request_base=request_base(request))
+            return qr_response(request, url, kind)
+
+        return handler
+
+    app.router.add_get(NOTICE_PATH, page)
+    app.router.add_get(f"{NOTICE_PATH}/qr.png", qr("png"))
+    app.router.add_get(f"{NOTICE_PATH}/qr.svg", qr("svg"))

@@ -1,0 +1,253 @@
+"""The answering side of private mode: a shuffled, pre-encoded gallery in worker processes.
+
+Each build places the active entries at random slot positions (a fresh permutation per build,
+and builds are redone when entries change and at least every ``gallery_reshuffle``), so
+positions mean nothing across builds. The main process keeps only position -> entry id for the
+current and previous build (for reveals in flight); the pre-encoded plaintexts live in the
+workers. A bounded number of HE jobs may wait; beyond that a query is refused as ``busy`` so
+the node keeps answering everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import secrets
+import time
+from collections import OrderedDict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+
+from node.private import he_worker
+from node.records.matching import MatchIndex
+from protocol.errors import PolicyError
+from protocol.he_params import HEParameters
+
+__all__ = ["GalleryBuild", "HEBusy", "PrivateMatcher", "UnknownPrivateQuery"]
+
+LOG = logging.getLogger("watchnet.private")
+
+REMEMBERED_QUERIES = 4096
+QUERY_MEMORY = timedelta(minutes=2)
+
+
+class HEBusy(PolicyError):
+    """Too many homomorphic jobs waiting: try again shortly."""
+
+    code = "busy"
+
+
+class UnknownPrivateQuery(PolicyError):
+    """A reveal must follow a round-1 query of the same member, against the same build."""
+
+    code = "unknown_private_query"
+
+
+@dataclass(frozen=True)
+class GalleryBuild:
+    build_id: str
+    params: HEParameters
+    keys: dict[int, str]
+    """Slot position -> entry id."""
+    ciphertexts: int
+    built_at: float
+
+
+def spread_positions(count: int, slots: int, rng: np.random.Generator) -> np.ndarray:
+    """Random distinct slot positions for ``count`` rows, every ciphertext of ``slots`` holding some."""
+    if not count:
+        return np.zeros(0, dtype=np.int64)
+    ciphertexts = -(-count // slots)
+    chunks = np.array_split(np.arange(count), ciphertexts)
+    return np.concatenate(
+        [c * slots + rng.choice(slots, size=len(chunk), replace=False) for c, chunk in enumerate(chunks)]
+    ).astype(np.int64)
+
+
+class PrivateMatcher:
+    def __init__(
+        self, index: MatchIndex, *, reshuffle: timedelta, workers: int = 1, max_pending: int = 4
+    ) -> None:
+        self._index = index
+        self._reshuffle = reshuffle.total_seconds()
+        self._workers_count = workers
+        self._max_pending = max_pending
+        self._waiting = 0
+        self._executors: list[ProcessPoolExecutor] = []
+        self._loaded_keys: list[set[str]] = []
+        self._next = 0
+        self._build_lock = asyncio.Lock()
+        self._dirty = True
+        self.builds: OrderedDict[str, GalleryBuild] = OrderedDict()
+        self._queries: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+
+    @property
+    def current(self) -> GalleryBuild | None:
+        return next(reversed(self.builds.values())) if self.builds else None
+
+    def mark_dirty(self) -> None:
+        """Entries changed: the next build must not hold a deleted or superseded embedding."""
+        self._dirty = True
+
+    async def refresh(self, params: HEParameters | None) -> None:
+        """Build now, and again while entries changed during a build, so a deleted entry leaves
+        the workers at once and the first private query does not wait for a worker to start."""
+        while params is not None and (self._dirty or self.current is None or self.current.params != params):
+            await self.ensure_build(params)
+
+    def readiness(self, params: HEParameters | None) -> dict[str, object]:
+        """``off`` (the manifest allows no private mode), ``building``, ``stale`` (entries changed,
+        no build under way yet) or ``ready`` (the loaded build holds exactly the active entries)."""
+        if params is None:
+            return {"state": "off"}
+        build = self.current
+        if self._build_lock.locked():
+            state = "building"
+        elif self._dirty or build is None or build.params != params:
+            state = "stale"
+        else:
+            state = "ready"
+        out: dict[str, object] = {"state": state}
+        if build is not None:
+            out["age_seconds"] = round(time.monotonic() - build.built_at, 1)
+        return out
+
+    def _start(self) -> None:
+        if not self._executors:
+            spawn = multiprocessing.get_context("spawn")
+            self._executors = [ProcessPoolExecutor(1, mp_context=spawn) for _ in range(self._workers_count)]
+            self._loaded_keys = [set() for _ in self._executors]
+
+    async def close(self) -> None:
+        for executor in self._executors:
+            executor.shutdown(wait=False, cancel_futures=True)
+        self._executors = []
+
+    async def ensure_build(self, params: HEParameters) -> GalleryBuild:
+        """The current build, rebuilt first when entries changed, parameters changed or it is old."""
+        async with self._build_lock:
+            build = self.current
+            stale = (
+                build is None or build.params != params or time.monotonic() - build.built_at > self._reshuffle
+            )
+            if not (self._dirty or stale):
+                assert build is not None
+                return build
+            self._dirty = False
+            try:
+                return await self._build(params)
+            except BaseException:
+                self._dirty = True
+                raise
+
+    async def _build(self, params: HEParameters) -> GalleryBuild:
+        """Snapshot the active entries, place them at fresh random positions and load every worker."""
+        self._start()
+        keys, vectors = await asyncio.to_thread(self._index.snapshot)
+        slots = params.slots
+        ciphertexts = -(-len(keys) // slots) if keys else 0
+        positions = spread_positions(len(keys), slots, np.random.default_rng(secrets.randbits(128)))
+        order = np.random.default_rng(secrets.randbits(128)).permutation(len(keys))
+        placed = {int(positions[i]): keys[int(order[i])] for i in range(len(keys))}
+        rows = vectors[order] if len(keys) else vectors
+        build_id = f"bld-{secrets.token_hex(8)}"
+        loop = asyncio.get_running_loop()
+        sizes = await asyncio.gather(
+            *(
+                loop.run_in_executor(
+                    executor,
+                    he_worker.load_gallery,
+                    params.to_dict(),
+                    build_id,
+                    rows.astype("<f4").tobytes(),
+                    vectors.shape[1],
+                    positions.astype("<i8").tobytes(),
+                )
+                for executor in self._executors
+            )
+        )
+        del rows, vectors
+        build = GalleryBuild(build_id, params, placed, ciphertexts, time.monotonic())
+        LOG.info(
+            "private-mode gallery %s built: %d entries in %d ciphertexts, %.0f MB pre-encoded per worker",
+            build_id,
+            len(placed),
+            ciphertexts,
+            sizes[0] / 1e6,
+        )
+        self.builds[build_id] = build
+        while len(self.builds) > 2:
+            self.builds.popitem(last=False)
+        return build
+
+    async def evaluate(
+        self,
+        member: str,
+        query_id: str,
+        key_id: str,
+        key_bytes: tuple[bytes, bytes],
+        ciphertexts: list[bytes],
+        threshold: float,
+        params: HEParameters,
+    ) -> tuple[GalleryBuild, list[list[bytes]]]:
+        """Round 1 in a worker; refused as ``busy`` when the queue of HE jobs is full."""
+        if self._waiting >= self._max_pending:
+            raise HEBusy(f"{self._waiting} private queries already waiting; try again shortly")
+        self._waiting += 1
+        try:
+            build = await self.ensure_build(params)
+            if not self._executors:
+                self._start()
+            worker = self._next % len(self._executors)
+            self._next += 1
+            loop = asyncio.get_running_loop()
+            send = None if key_id in self._loaded_keys[worker] else key_bytes
+            while True:
+                try:
+                    results = await loop.run_in_executor(
+                        self._executors[worker],
+                        he_worker.evaluate,
+                        params.to_dict(),
+                        build.build_id,
+                        key_id,
+                        send,
+                        ciphertexts,
+                        threshold,
+                        secrets.randbits(64),
+                    )
+                    break
+                except he_worker.MissingKey:
+                    if send is not None:
+                        raise
+                    send = key_bytes
+            self._loaded_keys[worker].add(key_id)
+        finally:
+            self._waiting -= 1
+        self._remember(member, query_id, build.build_id)
+        return build, results
+
+    def _remember(self, member: str, query_id: str, build_id: str) -> None:
+        now = time.monotonic()
+        self._queries[(member, query_id)] = (build_id, now)
+        while len(self._queries) > REMEMBERED_QUERIES:
+            self._queries.popitem(last=False)
+
+    def entry_at(self, member: str, query_id: str, build_id: str, position: int) -> str | None:
+        """The entry at ``position`` of the build this member's round-1 query ran on."""
+        known = self._queries.get((member, query_id))
+        if (
+            known is None
+            or known[0] != build_id
+            or time.monotonic() - known[1] > QUERY_MEMORY.total_seconds()
+        ):
+            raise UnknownPrivateQuery(
+                f"no recent private query {query_id} from {member} on build {build_id}; run round 1 again"
+            )
+        build = self.builds.get(build_id)
+        if build is None:
+            raise UnknownPrivateQuery(f"gallery build {build_id} was replaced; run round 1 again")
+        return build.keys.get(position)

@@ -1,0 +1,88 @@
+"""The node's event log on its database: a pymerkle tree whose leaves are ``log_leaf`` rows.
+
+Appends happen inside the registry's transactions (the leaf row, the entry change and the audit
+record commit together or not at all); this tree only reads committed leaves to compute roots
+and proofs. Subtree roots of complete ranges never change in an append-only log, so pymerkle's
+cache stays valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pymerkle import BaseMerkleTree
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from node.storage.models import LogLeaf
+from protocol.merkle import MerkleLog
+
+__all__ = ["LeafHashTree", "SqlLeafTree", "open_event_log", "root_of_leaf_hashes"]
+
+
+class SqlLeafTree(BaseMerkleTree):  # type: ignore[misc]
+    """Read-only pymerkle storage over the ``log_leaf`` table (pymerkle indexes from 1)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        super().__init__("sha256")
+
+    def _encode_entry(self, data: bytes) -> bytes:
+        return data
+
+    def _store_leaf(self, data: bytes, digest: bytes) -> int:
+        raise TypeError("the event log is appended by node.records.registry inside its transaction")
+
+    def _get_leaf(self, index: int) -> bytes:
+        with Session(self._engine) as session:
+            row = session.get(LogLeaf, index - 1)
+            if row is None:
+                raise IndexError(f"no log leaf {index - 1}")
+            return row.leaf_hash
+
+    def _get_leaves(self, offset: int, width: int) -> Iterable[bytes]:
+        with Session(self._engine) as session:
+            rows = session.exec(
+                select(LogLeaf.leaf_hash)
+                .where(col(LogLeaf.idx) >= offset, col(LogLeaf.idx) < offset + width)
+                .order_by(col(LogLeaf.idx))
+            ).all()
+            return list(rows)
+
+    def _get_size(self) -> int:
+        with Session(self._engine) as session:
+            return int(session.exec(select(func.count()).select_from(LogLeaf)).one())
+
+
+class LeafHashTree(BaseMerkleTree):  # type: ignore[misc]
+    """pymerkle storage over leaf hashes already computed: a peer's log as we mirror it."""
+
+    def __init__(self, hashes: list[bytes]) -> None:
+        self._hashes = hashes
+        super().__init__("sha256")
+
+    def _encode_entry(self, data: bytes) -> bytes:
+        return data
+
+    def _store_leaf(self, data: bytes, digest: bytes) -> int:
+        self._hashes.append(digest)
+        return len(self._hashes)
+
+    def _get_leaf(self, index: int) -> bytes:
+        return self._hashes[index - 1]
+
+    def _get_leaves(self, offset: int, width: int) -> Iterable[bytes]:
+        return self._hashes[offset : offset + width]
+
+    def _get_size(self) -> int:
+        return len(self._hashes)
+
+
+def root_of_leaf_hashes(hashes: list[bytes]) -> bytes:
+    """The RFC 9162 root over ``hashes`` (leaf hashes, in log order)."""
+    return MerkleLog(LeafHashTree(hashes)).root()
+
+
+def open_event_log(engine: Engine) -> MerkleLog:
+    return MerkleLog(SqlLeafTree(engine))

@@ -1,0 +1,725 @@
+"""The watchlist registry: propose, approve (two-person rule), reject, correct, delete, expire.
+
+Each operation is one database transaction holding the entry change, the signed event's log
+leaf, its encrypted payload and the audit record, so a crash leaves either all of them or none.
+A refused operation still writes its audit record (in its own transaction). Deletion and expiry
+erase the embedding, the face crop, the evidence reference, the signed entry and every event
+payload of the entry; the tombstone row and the signed events remain, and the log still verifies.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from governance.manifest import Manifest
+from governance.provision import require_legal_basis
+from governance.roles import Action, require_permission
+from governance.rules import RegistrationRules, check_entry, check_registration
+from node.records.accounts import StaffMember
+from node.records.auditlog import append_audit, audit_head, record_audit
+from node.records.eventlog import open_event_log
+from node.records.matching import MatchIndex
+from node.records.vault import Vault
+from node.storage.engine import erase_checkpoint
+from node.storage.models import Alert, EntryRow, EventPayloadRow, LogLeaf, ProvisionRow, TreeHeadRow
+from protocol.canonical import b64url_encode, canonical_bytes, parse_json
+from protocol.commitment import commit, new_salt
+from protocol.embedding import Embedding
+from protocol.entry import Evidence, WatchlistEntry
+from protocol.errors import MalformedError, PolicyError, WatchnetError
+from protocol.events import EntryEvent, EventKind, EventReason, log_leaf_bytes
+from protocol.keys import SigningKey
+from protocol.merkle import leaf_hash
+from protocol.provision import ThirdPartyProvision
+from protocol.signed import SignedDocument
+from protocol.treehead import TreeHead
+
+__all__ = [
+    "EntryFacts",
+    "EntryNotFound",
+    "EntryState",
+    "Proposal",
+    "Registry",
+    "TwoPersonRuleViolation",
+    "WrongState",
+]
+
+PROPOSED, ACTIVE, REJECTED, DELETED, EXPIRED = "proposed", "active", "rejected", "deleted", "expired"
+SYSTEM = "system"
+
+
+class EntryNotFound(PolicyError):
+    code = "entry_not_found"
+
+
+class WrongState(PolicyError):
+    code = "wrong_state"
+
+
+class TwoPersonRuleViolation(PolicyError):
+    code = "two_person_rule"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a registrar submits: a face, the incident category and the objective evidence."""
+
+    embedding: Embedding
+    category: str
+    evidence: Evidence
+    incident_date: date
+    site: str
+    retention_days: int | None = None
+    face_crop: bytes | None = None
+
+
+@dataclass(frozen=True)
+class EntryState:
+    """An entry as staff see it: never the embedding or the crop."""
+
+    entry_id: str
+    version: int
+    status: str
+    category: str
+    site: str
+    evidence_kind: str
+    registrar: str
+    officer: str | None
+    expires_at: datetime
+    reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entry_id": self.entry_id,
+            "version": self.version,
+            "status": self.status,
+            "category": self.category,
+            "site": self.site,
+            "evidence_kind": self.evidence_kind,
+            "registrar": self.registrar,
+            "officer": self.officer,
+            "expires_at": self.expires_at.isoformat(),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class EntryFacts:
+    """What an officer weighs before deciding, beyond ``EntryState``: the evidence reference, the
+    incident date, when it was proposed, and whether a face crop is held. Never the embedding."""
+
+    evidence_reference: str | None
+    incident_date: date | None
+    proposed_at: datetime
+    has_face_crop: bool
+
+
+def _state(row: EntryRow) -> EntryState:
+    return EntryState(
+        row.entry_id,
+        row.version,
+        row.status,
+        row.category,
+        row.site,
+        row.evidence_kind,
+        row.registrar,
+        row.officer,
+        row.expires_at,
+        row.reason,
+    )
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(10)}"
+
+
+class Registry:
+    """All writes to the watchlist go through here."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        node_id: str,
+        signing_key: SigningKey,
+        vault: Vault,
+        manifest: Callable[[], Manifest],
+        rules: RegistrationRules,
+        index: MatchIndex,
+    ) -> None:
+        self._engine = engine
+        self.node_id = node_id
+        self._key = signing_key
+        self._vault = vault
+        self._manifest = manifest
+        self.rules = rules
+        self.index = index
+        self.log = open_event_log(engine)
+        self.write_lock = threading.RLock()
+        """Serialises this process's writes to the log and the audit chain (one sequence each)."""
+        self.listeners: list[Callable[[int], None]] = []
+        """Called with the new tree size after every event is committed (e.g. to notify peers)."""
+
+    def _refuse(
+        self, staff: StaffMember | None, action: str, target: str, error: WatchnetError, now: datetime
+    ) -> None:
+        record_audit(
+            self._engine,
+            self.write_lock,
+            actor=staff.id if staff else SYSTEM,
+            action=action,
+            target=target,
+            outcome=f"refused:{error.code}",
+            now=now,
+        )
+
+    def _guarded(
+        self, staff: StaffMember | None, action: str, target: str, now: datetime, work: Callable[[], Any]
+    ) -> Any:
+        try:
+            with self.write_lock:
+                return work()
+        except WatchnetError as e:
+            self._refuse(staff, action, target, e, now)
+            raise
+
+    def propose(self, staff: StaffMember, proposal: Proposal, now: datetime) -> EntryState:
+        now = now.replace(microsecond=0)
+
+        def work() -> EntryState:
+            require_permission(staff.role, Action.PROPOSE_ENTRY)
+            manifest = self._manifest()
+            retention = proposal.retention_days or self.rules.retention_days
+            expires_at = now + timedelta(days=retention)
+            if proposal.embedding.dimension != manifest.policy.model.dimension:
+                raise MalformedError(
+                    f"embedding has {proposal.embedding.dimension} dimensions, the pinned model "
+                    f"{manifest.policy.model.model_id} has {manifest.policy.model.dimension}"
+                )
+            check_registration(
+                manifest,
+                self.rules,
+                category=proposal.category,
+                evidence_kind=proposal.evidence.kind,
+                incident_date=proposal.incident_date,
+                registered_at=now,
+                expires_at=expires_at,
+                model_id=manifest.policy.model.model_id,
+                now=now,
+            )
+            entry_id = _new_id("ent")
+            salt = new_salt()
+            row = EntryRow(
+                entry_id=entry_id,
+                version=0,
+                status=PROPOSED,
+                category=proposal.category,
+                site=proposal.site,
+                evidence_kind=proposal.evidence.kind,
+                evidence_reference=proposal.evidence.reference,
+                incident_date=proposal.incident_date.isoformat(),
+                registrar=staff.id,
+                proposed_at=now,
+                expires_at=expires_at,
+                embedding_ct=self._vault.seal(proposal.embedding.raw, binding=f"{entry_id}/embedding"),
+                salt_ct=self._vault.seal(salt, binding=f"{entry_id}/salt"),
+                crop_ct=None
+                if proposal.face_crop is None
+                else self._vault.seal(proposal.face_crop, binding=f"{entry_id}/crop"),
+            )
+            with Session(self._engine, expire_on_commit=False) as session:
+                session.add(row)
+                append_audit(
+                    session, actor=staff.id, action="entry.propose", target=entry_id, outcome="ok", now=now
+                )
+                session.commit()
+                session.refresh(row)
+                return _state(row)
+
+        return self._guarded(staff, "entry.propose", "", now, work)  # type: ignore[no-any-return]
+
+    def _load(self, session: Session, entry_id: str) -> EntryRow:
+        row = session.get(EntryRow, entry_id)
+        if row is None:
+            raise EntryNotFound(f"no entry {entry_id!r} on this node")
+        return row
+
+    def _embedding(self, row: EntryRow) -> tuple[Embedding, bytes]:
+        if row.embedding_ct is None or row.salt_ct is None:
+            raise WrongState(f"entry {row.entry_id} holds no embedding (status {row.status})")
+        embedding = Embedding(self._vault.open(row.embedding_ct, binding=f"{row.entry_id}/embedding"))
+        return embedding, self._vault.open(row.salt_ct, binding=f"{row.entry_id}/salt")
+
+    def _sign_entry(
+        self, row: EntryRow, officer: str, version: int, now: datetime
+    ) -> SignedDocument[WatchlistEntry]:
+        embedding, salt = self._embedding(row)
+        manifest = self._manifest()
+        entry = WatchlistEntry(
+            entry_id=row.entry_id,
+            owner=self.node_id,
+            version=version,
+            category=row.category,
+            evidence=Evidence(row.evidence_kind, row.evidence_reference or ""),
+            incident_date=date.fromisoformat(row.incident_date or ""),
+            site=row.site,
+            model_id=manifest.policy.model.model_id,
+            embedding_commitment=commit(salt, embedding.raw),
+            registered_at=row.registered_at or now,
+            expires_at=row.expires_at,
+            registrar=row.registrar,
+            officer=officer,
+        )
+        check_entry(manifest, self.rules, entry, now)
+        doc = SignedDocument(entry)
+        doc.sign(self._key)
+        return doc
+
+    def _append_event(
+        self,
+        session: Session,
+        *,
+        kind: EventKind,
+        reason: EventReason,
+        row: EntryRow,
+        version: int,
+        actor: str,
+        entry: SignedDocument[WatchlistEntry] | None,
+        now: datetime,
+    ) -> SignedDocument[EntryEvent]:
+        event, payload = EntryEvent.create(
+            entry=entry,
+            event_id=_new_id("evt"),
+            owner=self.node_id,
+            kind=kind,
+            entry_id=row.entry_id,
+            entry_version=version,
+            reason=reason,
+            occurred_at=now.replace(microsecond=0),
+            actor=actor,
+        )
+        signed = SignedDocument(event)
+        signed.sign(self._key)
+        self._append_leaf(
+            session, signed, event_id=event.event_id, entry_id=row.entry_id, kind=kind.value, now=now
+        )
+        session.add(
+            EventPayloadRow(
+                event_id=event.event_id,
+                entry_id=row.entry_id,
+                payload_ct=self._vault.seal(
+                    canonical_bytes(payload.to_dict()), binding=f"{event.event_id}/payload"
+                ),
+            )
+        )
+        return signed
+
+    def _append_leaf(
+        self,
+        session: Session,
+        signed: SignedDocument[Any],
+        *,
+        event_id: str,
+        entry_id: str,
+        kind: str,
+        now: datetime,
+    ) -> int:
+        """Append a signed log event as the next leaf, in the caller's transaction; return its index."""
+        leaf = log_leaf_bytes(signed)
+        index = int(session.exec(select(func.count()).select_from(LogLeaf)).one())
+        session.add(
+            LogLeaf(
+                idx=index,
+                event_id=event_id,
+                entry_id=entry_id,
+                kind=kind,
+                leaf_hash=leaf_hash(leaf),
+                leaf=leaf,
+                created_at=now,
+            )
+        )
+        return index
+
+    def _publish_head(self, now: datetime) -> None:
+        with Session(self._engine, expire_on_commit=False) as session:
+            head = TreeHead(
+                log_id=self.node_id,
+                tree_size=self.log.size,
+                root_hash=self.log.root(),
+                timestamp=now.replace(microsecond=0),
+                audit_head=bytes.fromhex(audit_head(session)),
+            )
+            doc = SignedDocument(head)
+            doc.sign(self._key)
+            existing = session.get(TreeHeadRow, head.tree_size)
+            if existing is None:
+                session.add(TreeHeadRow(tree_size=head.tree_size, signed=doc.to_bytes().decode("utf-8")))
+            else:
+                existing.signed = doc.to_bytes().decode("utf-8")
+                session.add(existing)
+            session.commit()
+        for listener in self.listeners:
+            listener(head.tree_size)
+
+    def _issue_version(
+        self,
+        session: Session,
+        row: EntryRow,
+        officer: str,
+        kind: EventKind,
+        reason: EventReason,
+        now: datetime,
+    ) -> None:
+        """Sign the next version of ``row`` and log it (registration is version 1, corrections follow)."""
+        version = 1 if kind is EventKind.REGISTERED else row.version + 1
+        signed = self._sign_entry(row, officer, version, now)
+        self._append_event(
+            session, kind=kind, reason=reason, row=row, version=version, actor=officer, entry=signed, now=now
+        )
+        row.version, row.officer = version, officer
+        row.signed_entry = signed.to_bytes().decode("utf-8")
+        session.add(row)
+
+    def approve(self, staff: StaffMember, entry_id: str, now: datetime) -> EntryState:
+        def work() -> EntryState:
+            require_permission(staff.role, Action.APPROVE_ENTRY)
+            with Session(self._engine, expire_on_commit=False) as session:
+                row = self._load(session, entry_id)
+                if row.status != PROPOSED:
+                    raise WrongState(
+                        f"entry {entry_id} is {row.status}, only a proposed entry can be approved"
+                    )
+                if row.registrar == staff.id:
+                    raise TwoPersonRuleViolation(
+                        "the registrar of an entry cannot approve it; another officer must"
+                    )
+                row.registered_at = now.replace(microsecond=0)
+                self._issue_version(
+                    session, row, staff.id, EventKind.REGISTERED, EventReason.REGISTRATION, now
+                )
+                row.status = ACTIVE
+                append_audit(
+                    session, actor=staff.id, action="entry.approve", target=entry_id, outcome="ok", now=now
+                )
+                session.commit()
+                embedding, _ = self._embedding(row)
+                state = _state(row)
+            self.index.upsert(entry_id, embedding)
+            self._publish_head(now)
+            return state
+
+        return self._guarded(staff, "entry.approve", entry_id, now, work)  # type: ignore[no-any-return]
+
+    def reject(self, staff: StaffMember, entry_id: str, reason: str, now: datetime) -> EntryState:
+        def work() -> EntryState:
+            require_permission(staff.role, Action.REJECT_ENTRY)
+            with Session(self._engine, expire_on_commit=False) as session:
+                row = self._load(session, entry_id)
+                if row.status != PROPOSED:
+                    raise WrongState(
+                        f"entry {entry_id} is {row.status}, only a proposed entry can be rejected"
+                    )
+                self._erase(session, row, REJECTED, reason, now)
+                append_audit(
+                    session, actor=staff.id, action="entry.reject", target=entry_id, outcome="ok", now=now
+                )
+                session.commit()
+                state = _state(row)
+            erase_checkpoint(self._engine)
+            return state
+
+        return self._guarded(staff, "entry.reject", entry_id, now, work)  # type: ignore[no-any-return]
+
+    def correct(
+        self,
+        staff: StaffMember,
+        entry_id: str,
+        *,
+        reason: EventReason,
+        now: datetime,
+        category: str | None = None,
+        evidence: Evidence | None = None,
+        expires_at: datetime | None = None,
+    ) -> EntryState:
+        def work() -> EntryState:
+            require_permission(staff.role, Action.CORRECT_ENTRY)
+            with Session(self._engine, expire_on_commit=False) as session:
+                row = self._load(session, entry_id)
+                if row.status != ACTIVE:
+                    raise WrongState(
+                        f"entry {entry_id} is {row.status}, only an active entry can be corrected"
+                    )
+                if row.registrar == staff.id:
+                    raise TwoPersonRuleViolation("the registrar of an entry cannot also correct it")
+                if category is not None:
+                    row.category = category
+                if evidence is not None:
+                    row.evidence_kind, row.evidence_reference = evidence.kind, evidence.reference
+                if expires_at is not None:
+                    row.expires_at = expires_at
+                self._issue_version(session, row, staff.id, EventKind.CORRECTED, reason, now)
+                append_audit(
+                    session, actor=staff.id, action="entry.correct", target=entry_id, outcome="ok", now=now
+                )
+                session.commit()
+                state = _state(row)
+            self._publish_head(now)
+            return state
+
+        return self._guarded(staff, "entry.correct", entry_id, now, work)  # type: ignore[no-any-return]
+
+    def _erase(self, session: Session, row: EntryRow, status: str, reason: str, now: datetime) -> None:
+        """Erase the biometric and personal parts; keep the tombstone."""
+        row.status, row.reason, row.closed_at = status, reason, now
+        row.embedding_ct = row.salt_ct = row.crop_ct = None
+        row.signed_entry = None
+        row.evidence_reference = None
+        row.incident_date = None
+        session.add(row)
+        for payload in session.exec(
+            select(EventPayloadRow).where(EventPayloadRow.entry_id == row.entry_id)
+        ).all():
+            payload.payload_ct = None
+            session.add(payload)
+        for alert in session.exec(select(Alert).where(Alert.entry_id == row.entry_id)).all():
+            session.delete(alert)
+
+    def delete(self, staff: StaffMember, entry_id: str, reason: EventReason, now: datetime) -> EntryState:
+        def work() -> EntryState:
+            require_permission(staff.role, Action.DELETE_ENTRY)
+            return self._close(staff.id, entry_id, EventKind.DELETED, reason, now)
+
+        return self._guarded(staff, "entry.delete", entry_id, now, work)  # type: ignore[no-any-return]
+
+    def _close(
+        self, actor: str, entry_id: str, kind: EventKind, reason: EventReason, now: datetime
+    ) -> EntryState:
+        with Session(self._engine, expire_on_commit=False) as session:
+            row = self._load(session, entry_id)
+            if row.status != ACTIVE:
+                raise WrongState(
+                    f"entry {entry_id} is {row.status}, only an active entry can be {kind.value}"
+                )
+            self._append_event(
+                session,
+                kind=kind,
+                reason=reason,
+                row=row,
+                version=row.version,
+                actor=actor,
+                entry=None,
+                now=now,
+            )
+            self._erase(session, row, DELETED if kind is EventKind.DELETED else EXPIRED, reason.value, now)
+            append_audit(
+                session, actor=actor, action=f"entry.{kind.value}", target=entry_id, outcome="ok", now=now
+            )
+            session.commit()
+            state = _state(row)
+        self.index.remove(entry_id)
+        erase_checkpoint(self._engine)
+        self._publish_head(now)
+        return state
+
+    def record_provision(
+        self,
+        staff: StaffMember,
+        *,
+        legal_basis: str,
+        requester_kind: str,
+        requester: str,
+        reference: str,
+        entry_ids: list[str],
+        items: list[str],
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Log a signed third-party provision, then (and only then) assemble what is handed over.
+
+        The record commits to the details (requester, reference, entries, items) with a fresh salt;
+        the details and the salt stay in ``provision``; the export is built after the commit, so
+        no data leaves without its record.
+        """
+
+        def work() -> dict[str, Any]:
+            require_permission(staff.role, Action.RECORD_PROVISION)
+            require_legal_basis(legal_basis, requester_kind, items)
+            if not entry_ids or len(set(entry_ids)) != len(entry_ids):
+                raise MalformedError("entry_ids: one or more distinct entries of this node")
+            stamp = now.replace(microsecond=0)
+            with Session(self._engine, expire_on_commit=False) as session:
+                rows = [self._load(session, entry_id) for entry_id in entry_ids]
+                held = [r for r in rows if r.status != ACTIVE]
+                if held:
+                    raise WrongState(
+                        f"entry {held[0].entry_id} is {held[0].status}: only active entries hold data to provide"
+                    )
+                record_id = _new_id("prv")
+                salt = new_salt()
+                details = {
+                    "requester": requester,
+                    "reference": reference,
+                    "entry_ids": sorted(entry_ids),
+                    "items": sorted(items),
+                }
+                record = ThirdPartyProvision(
+                    record_id=record_id,
+                    owner=self.node_id,
+                    legal_basis=legal_basis,
+                    requester_kind=requester_kind,
+                    occurred_at=stamp,
+                    actor=staff.id,
+                    entry_count=len(entry_ids),
+                    items=sorted(items),
+                    details_commitment=commit(salt, canonical_bytes(details)),
+                )
+                signed = SignedDocument(record)
+                signed.sign(self._key)
+                index = self._append_leaf(
+                    session, signed, event_id=record_id, entry_id=record_id, kind="provision", now=stamp
+                )
+                session.add(
+                    ProvisionRow(
+                        id=record_id,
+                        legal_basis=legal_basis,
+                        requester_kind=requester_kind,
+                        received_at=stamp,
+                        outcome="provided",
+                        recorded_by=staff.id,
+                        entry_count=len(entry_ids),
+                        log_index=index,
+                        details=canonical_bytes({**details, "salt": b64url_encode(salt)}).decode("utf-8"),
+                    )
+                )
+                append_audit(
+                    session,
+                    actor=staff.id,
+                    action="provision.record",
+                    target=record_id,
+                    outcome=legal_basis,
+                    now=now,
+                )
+                session.commit()
+                export = [self._export(row, items) for row in rows]
+            self._publish_head(now)
+            return {
+                "record_id": record_id,
+                "log_index": index,
+                "record": signed.to_dict(),
+                "provided": export,
+            }
+
+        return self._guarded(staff, "provision.record", legal_basis, now, work)  # type: ignore[no-any-return]
+
+    def _export(self, row: EntryRow, items: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {"entry_id": row.entry_id}
+        if "incident-category" in items:
+            out["category"] = row.category
+        if "evidence-kind" in items:
+            out["evidence_kind"] = row.evidence_kind
+        if "evidence-reference" in items:
+            out["evidence_reference"] = row.evidence_reference
+        if "registration-period" in items:
+            out["incident_date"] = row.incident_date
+            out["registered_at"] = row.registered_at.isoformat() if row.registered_at else None
+            out["expires_at"] = row.expires_at.isoformat()
+        if "face-image" in items and row.crop_ct is not None:
+            out["face_image_jpeg"] = b64url_encode(
+                self._vault.open(row.crop_ct, binding=f"{row.entry_id}/crop")
+            )
+        return out
+
+    def record_refused_provision(
+        self, staff: StaffMember, *, legal_basis: str, requester_kind: str, now: datetime
+    ) -> dict[str, Any]:
+        """A third party's request that was refused: counted, nothing provided, nothing in the log."""
+        require_permission(staff.role, Action.RECORD_PROVISION)
+        record_id = _new_id("prv")
+        with self.write_lock, Session(self._engine) as session:
+            session.add(
+                ProvisionRow(
+                    id=record_id,
+                    legal_basis=legal_basis[:48],
+                    requester_kind=requester_kind[:32],
+                    received_at=now.replace(microsecond=0),
+                    outcome="refused",
+                    recorded_by=staff.id,
+                )
+            )
+            append_audit(
+                session,
+                actor=staff.id,
+                action="provision.refuse",
+                target=record_id,
+                outcome="refused",
+                now=now,
+            )
+            session.commit()
+        return {"record_id": record_id, "outcome": "refused"}
+
+    def expire_due(self, now: datetime) -> list[str]:
+        """Delete every active entry whose retention has ended (the background sweep)."""
+        with Session(self._engine, expire_on_commit=False) as session:
+            due = session.exec(
+                select(EntryRow.entry_id).where(EntryRow.status == ACTIVE, col(EntryRow.expires_at) <= now)
+            ).all()
+        expired: list[str] = []
+        for entry_id in due:
+            with self.write_lock:
+                self._close(SYSTEM, entry_id, EventKind.EXPIRED, EventReason.RETENTION_EXPIRED, now)
+            expired.append(entry_id)
+        return expired
+
+    def get(self, entry_id: str) -> EntryState:
+        with Session(self._engine, expire_on_commit=False) as session:
+            return _state(self._load(session, entry_id))
+
+    def list(self, status: str | None = None) -> list[EntryState]:
+        with Session(self._engine, expire_on_commit=False) as session:
+            query = select(EntryRow).order_by(col(EntryRow.proposed_at))
+            if status is not None:
+                query = query.where(EntryRow.status == status)
+            return [_state(r) for r in session.exec(query).all()]
+
+    def facts(self, staff: StaffMember, entry_id: str) -> EntryFacts:
+        require_permission(staff.role, Action.REVIEW_ENTRY)
+        with Session(self._engine, expire_on_commit=False) as session:
+            row = self._load(session, entry_id)
+            return EntryFacts(
+                evidence_reference=row.evidence_reference,
+                incident_date=None if row.incident_date is None else date.fromisoformat(row.incident_date),
+                proposed_at=row.proposed_at,
+                has_face_crop=row.crop_ct is not None,
+            )
+
+    def face_crop(self, staff: StaffMember, entry_id: str) -> bytes:
+        """The entry's face crop (JPEG) for an officer deciding on it; erased entries hold none."""
+        require_permission(staff.role, Action.REVIEW_ENTRY)
+        with Session(self._engine, expire_on_commit=False) as session:
+            row = self._load(session, entry_id)
+            if row.crop_ct is None:
+                raise WrongState(f"entry {entry_id} is {row.status} and holds no face crop")
+            return self._vault.open(row.crop_ct, binding=f"{entry_id}/crop")
+
+    def signed_entry(self, entry_id: str) -> SignedDocument[WatchlistEntry]:
+        with Session(self._engine, expire_on_commit=False) as session:
+            row = self._load(session, entry_id)
+            if row.signed_entry is None:
+                raise WrongState(f"entry {entry_id} is {row.status} and has no signed version")
+            return SignedDocument.from_dict(parse_json(row.signed_entry), WatchlistEntry)
+
+    def rebuild_index(self) -> int:
+        """Load every active embedding from storage into a fresh index and swap it in."""
+        with Session(self._engine, expire_on_commit=False) as session:
+            rows = session.exec(select(EntryRow).where(EntryRow.status == ACTIVE)).all()
+            items = [(row.entry_id, self._embedding(row)[0]) for row in rows]
+        self.index.replace_all(items)
+        return len(items)
