@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Self
 
+from governance.disclosure import ScoreDisclosure, default_disclosure
 from governance.errors import InvalidManifestError
 from protocol.errors import MalformedError
 from protocol.fields import CODE_RE, NODE_ID_RE, Fields, format_time
@@ -294,6 +295,12 @@ class GroupPolicy:
     incident_categories: tuple[str, ...]
     required_evidence: tuple[str, ...]
     query_modes: QueryModes = PLAIN_ONLY
+    disclosure_rule: ScoreDisclosure | None = None
+    """As the manifest states it; ``disclosure`` gives the rule in force (the default if absent)."""
+
+    @property
+    def disclosure(self) -> ScoreDisclosure:
+        return self.disclosure_rule or default_disclosure(self.match_threshold)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -305,20 +312,26 @@ class GroupPolicy:
         }
         if self.query_modes != PLAIN_ONLY:
             d["query_modes"] = self.query_modes.to_dict()
+        if self.disclosure_rule is not None:
+            d["disclosure"] = self.disclosure_rule.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, data: Any) -> GroupPolicy:
         f = Fields(data, "policy")
+        match_threshold = f.number("match_threshold", low=0.0, high=1.0)
         policy = cls(
             model=ModelPin.from_dict(f.obj("model")),
-            match_threshold=f.number("match_threshold", low=0.0, high=1.0),
+            match_threshold=match_threshold,
             max_retention_days=f.integer("max_retention_days", low=1, high=3650),
             incident_categories=tuple(
                 f.texts("incident_categories", max_items=64, max_len=48, pattern=CODE_RE)
             ),
             required_evidence=tuple(f.texts("required_evidence", max_items=32, max_len=48, pattern=CODE_RE)),
             query_modes=f.optional("query_modes", PLAIN_ONLY, lambda n: QueryModes.from_dict(f.obj(n))),
+            disclosure_rule=f.optional(
+                "disclosure", None, lambda n: ScoreDisclosure.from_dict(f.obj(n), match_threshold)
+            ),
         )
         if f.rest():
             raise MalformedError(f"policy: unexpected fields {sorted(f.rest())}")

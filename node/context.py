@@ -22,6 +22,7 @@ from node.config import MANIFEST_FILE, RULES_FILE, NodeConfig, load_manifest_fil
 from node.face.models import ModelPack
 from node.face.pipeline import FacePipeline
 from node.records.accounts import StaffAccounts
+from node.records.hits import HitLedger
 from node.records.keystore import load_data_key, load_encryption_key, load_signing_key
 from node.records.manifests import ManifestStore
 from node.records.matching import MatchIndex
@@ -47,6 +48,7 @@ class NodeContext:
     registry: Registry
     model_pack: ModelPack
     subject_requests: SubjectRequests
+    hits: HitLedger
     _faces: FacePipeline | None = None
     _faces_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -114,4 +116,5 @@ class NodeContext:
             registry,
             model_pack,
             SubjectRequests(engine, vault, config.node_id, registry.write_lock),
+            HitLedger(engine, registry.write_lock, data_key.secret, manifest.policy.model.dimension),
         )

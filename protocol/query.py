@@ -3,13 +3,13 @@
 A request carries up to ``MAX_QUERY_EMBEDDINGS`` unit embeddings and the model id they were made
 with (a query from another model is meaningless and is refused by policy). The answer names only
 entries at or above the group threshold, each as the owner's signed entry (metadata and a
-salted commitment, never an embedding), so the querier can verify who registered what.
+salted commitment, never an embedding) with a coarse band, never the exact score, so the querier
+can verify who registered what but cannot rebuild the template from scores.
 Purpose and manifest version travel in the signed peer-message header, not here.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -19,7 +19,7 @@ from protocol.errors import MalformedError, OversizedError
 from protocol.fields import ID_RE, NODE_ID_RE, Fields
 from protocol.signed import SPEC_VERSION, Payload, SignedDocument
 
-__all__ = ["MAX_MATCHES", "MAX_QUERY_EMBEDDINGS", "QueryMatch", "QueryRequest", "QueryResponse"]
+__all__ = ["MATCH_BANDS", "MAX_MATCHES", "MAX_QUERY_EMBEDDINGS", "QueryMatch", "QueryRequest", "QueryResponse"]
 
 MAX_QUERY_EMBEDDINGS = 64
 MAX_MATCHES = 256
@@ -84,12 +84,16 @@ class QueryRequest(Payload):
         )
 
 
+MATCH_BANDS = ("match", "strong")
+"""How close, as an answer may say it: never the exact score (governance/disclosure.py says why)."""
+
+
 @dataclass(frozen=True)
 class QueryMatch:
-    """Query embedding ``query_index`` scored ``score`` against the owner's signed ``entry``."""
+    """Query embedding ``query_index`` matched the owner's signed ``entry``, in ``band``."""
 
     query_index: int
-    score: float
+    band: str
     entry: SignedDocument[WatchlistEntry]
 
     def __post_init__(self) -> None:
@@ -97,18 +101,18 @@ class QueryMatch:
             raise MalformedError(
                 f"query match.query_index: {self.query_index} outside [0, {MAX_QUERY_EMBEDDINGS - 1}]"
             )
-        if not (math.isfinite(self.score) and -1.0 <= self.score <= 1.0):
-            raise MalformedError(f"query match.score: {self.score} outside [-1, 1]")
+        if self.band not in MATCH_BANDS:
+            raise MalformedError(f"query match.band: {self.band!r:.20}, expected one of {list(MATCH_BANDS)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"query_index": self.query_index, "score": self.score, "entry": self.entry.to_dict()}
+        return {"query_index": self.query_index, "band": self.band, "entry": self.entry.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Any) -> QueryMatch:
         f = Fields(data, "query match")
         return cls(
             query_index=f.integer("query_index", high=MAX_QUERY_EMBEDDINGS - 1),
-            score=f.number("score", low=-1.0, high=1.0),
+            band=f.text("band", max_len=16),
             entry=SignedDocument.from_dict(f.obj("entry"), WatchlistEntry),
         )
 
@@ -137,10 +141,6 @@ class QueryResponse(Payload):
                     f"query-response.matches[{i}]: entry {key[1]} named twice for query_index {key[0]}"
                 )
             seen.add(key)
-            if match.score < self.threshold:
-                raise MalformedError(
-                    f"query-response.matches[{i}]: score {match.score:.4f} is below the threshold {self.threshold}"
-                )
             if match.entry.payload.owner != self.responder:
                 raise MalformedError(
                     f"query-response.matches[{i}]: entry owned by {match.entry.payload.owner!r}, "

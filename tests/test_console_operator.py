@@ -244,7 +244,7 @@ def test_a_new_alert_and_its_removal_reach_an_open_stream(context: NodeContext) 
     assert out["new-after"] < 3
     new = out["new"]
     assert f'id="alert-{alert_id}"' in new and "Shoplifting" in new and "gate-1" in new
-    assert re.search(rf'id="alert-{alert_id}".*?class="score">(0\.9\d\d|1\.000)<', new, re.S)
+    assert re.search(rf'id="alert-{alert_id}".*?class="band">strong match<', new, re.S)
     assert 'name="csrf" value="' in new and 'value="false-match"' in new
     assert f'data-entry="{entry_id}"' not in out["gone"]
     received = out["bytes"]
@@ -526,7 +526,7 @@ def test_a_peers_alert_and_its_withdrawal_reach_the_open_page(group: LocalNetwor
     alert_id = out["alert"]
     assert out["reviewed"] == ("false-match", "sent")
     alerts = {x["alert_id"]: x for x in b.call("GET", "/v1/alerts", "op1")[1]["alerts"]}
-    assert (alerts[alert_id]["status"], alerts[alert_id]["score"], alerts[alert_id]["category"]) == (
+    assert (alerts[alert_id]["status"], alerts[alert_id]["band"], alerts[alert_id]["category"]) == (
         "withdrawn",
         None,
         None,
@@ -535,10 +535,10 @@ def test_a_peers_alert_and_its_withdrawal_reach_the_open_page(group: LocalNetwor
     assert [(p["node_id"], p["status"]) for p in peers] == [("chain-b", "ok")]
     opened = row_html(out["open"], alert_id)
     assert "A-Mart Co., Ltd." in opened and "Theft" in opened and "gate-3" in opened
-    assert re.search(r'class="score">(0\.9\d\d|1\.000)<', opened)
+    assert re.search(r'class="band">strong match<', opened)
     withdrawn = row_html(out["withdrawn"], alert_id)
     assert "Withdrawn (the entry was deleted)" in withdrawn
-    assert '<td class="category">—</td>' in withdrawn and '<td class="score">—</td>' in withdrawn
+    assert '<td class="category">—</td>' in withdrawn and '<td class="band">—</td>' in withdrawn
     assert alert_id not in out["withdrawn"].split('id="closed-heading"', 1)[0]
     network = out["network"]
     row = network.split(f'data-entry="{entry_id}" data-kind="deleted"', 1)[1].split("</tr>", 1)[0]

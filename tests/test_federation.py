@@ -140,7 +140,7 @@ def test_a_query_finds_a_peers_entry_and_the_querier_keeps_an_alert(net: LocalNe
         "shoplifting",
         "gate-1",
     )
-    assert alert["score"] > 0.99
+    assert alert["band"] == "strong" and "score" not in alert
     assert b.call("GET", "/v1/alerts", "reg1")[0] == 403
 
 
@@ -288,7 +288,7 @@ def test_correction_and_deletion_reach_every_member_with_signed_receipts(net: Lo
     assert wait_for(confirmed, 10) == ["chain-b", "chain-c"]
     assert time.monotonic() - started < 5
     withdrawn = alert()
-    assert (withdrawn["status"], withdrawn["score"], withdrawn["category"]) == ("withdrawn", None, None)
+    assert (withdrawn["status"], withdrawn["band"], withdrawn["category"]) == ("withdrawn", None, None)
     for node in (b, c):
         with database(node) as db:
             assert db.execute(

@@ -74,7 +74,7 @@ def response() -> QueryResponse:
         query_id="qry-00000001",
         responder="chain-a",
         threshold=0.45,
-        matches=[QueryMatch(query_index=1, score=0.8125, entry=signed_entry())],
+        matches=[QueryMatch(query_index=1, band="strong", entry=signed_entry())],
     )
 
 
@@ -205,7 +205,12 @@ INVALID: list[tuple[str, type[Payload], Any, type[Exception]]] = [
         {**request().to_dict(), "embeddings": ["not base64!"]},
         MalformedError,
     ),
-    ("response-below-threshold", QueryResponse, {**response().to_dict(), "threshold": 0.9}, MalformedError),
+    (
+        "response-exact-score",
+        QueryResponse,
+        {**response().to_dict(), "matches": [{**response().to_dict()["matches"][0], "band": 0.8125}]},
+        MalformedError,
+    ),
     (
         "response-foreign-entry",
         QueryResponse,

@@ -137,14 +137,26 @@ def test_accounts(database_url: str) -> None:
         accounts.add("dave", Role.OPERATOR, "short", T0)
     with pytest.raises(MalformedError, match="username"):
         accounts.add("no spaces allowed", Role.OPERATOR, PASSWORD, T0)
-    assert accounts.authenticate_password("carol", PASSWORD).role is Role.OFFICER
+    here, later = T0, T0 + timedelta(minutes=1)
+    assert (
+        accounts.authenticate_password("carol", PASSWORD, source="192.0.2.1", now=here).role is Role.OFFICER
+    )
     with pytest.raises(AuthenticationFailed):
-        accounts.authenticate_password("nobody", PASSWORD)
+        accounts.authenticate_password("nobody", PASSWORD, source="192.0.2.1", now=here)
     for _ in range(5):
         with pytest.raises(AuthenticationFailed):
-            accounts.authenticate_password("carol", "wrong password!")
+            accounts.authenticate_password("carol", "wrong password!", source="192.0.2.1", now=here)
+    with pytest.raises(AuthenticationFailed):  # inside the delay: throttled, not disabled
+        accounts.authenticate_password("carol", PASSWORD, source="192.0.2.1", now=here)
+    assert dict((m.username, d) for m, d in accounts.list())["carol"] is False
+    assert (
+        accounts.authenticate_password("carol", PASSWORD, source="192.0.2.1", now=later).username == "carol"
+    )
+    accounts.set_disabled("carol", True)
+    with pytest.raises(AuthenticationFailed):  # a wrong password says nothing of the account
+        accounts.authenticate_password("carol", "wrong password!", source="192.0.2.1", now=later)
     with pytest.raises(AccountDisabled):
-        accounts.authenticate_password("carol", PASSWORD)
+        accounts.authenticate_password("carol", PASSWORD, source="192.0.2.2", now=T0)
     accounts.set_disabled("carol", False)
     token = accounts.issue_token("carol", T0, timedelta(hours=1))
     assert accounts.authenticate_token(token, T0).username == "carol"

@@ -55,7 +55,7 @@ def responses(draw: st.DrawFn) -> QueryResponse:
         matches.append(
             QueryMatch(
                 query_index=draw(st.integers(0, MAX_QUERY_EMBEDDINGS - 1)),
-                score=draw(st.floats(threshold, 1.0)),
+                band=draw(st.sampled_from(["match", "strong"])),
                 entry=sign(entry),
             )
         )
@@ -73,7 +73,7 @@ def response(**overrides: Any) -> QueryResponse:
         "query_id": "qry-00000001",
         "responder": "chain-a",
         "threshold": 0.45,
-        "matches": [QueryMatch(query_index=1, score=0.8125, entry=signed_entry())],
+        "matches": [QueryMatch(query_index=1, band="strong", entry=signed_entry())],
     }
     fields.update(overrides)
     return QueryResponse(**fields)
@@ -95,7 +95,7 @@ def test_response_round_trip_is_exact(r: QueryResponse) -> None:
     wire = canonical_bytes(r.to_dict())
     again = QueryResponse.from_dict(parse_json(wire))
     assert canonical_bytes(again.to_dict()) == wire
-    assert [m.score for m in again.matches] == [m.score for m in r.matches]
+    assert [m.band for m in again.matches] == [m.band for m in r.matches]
     for m in again.matches:
         assert isinstance(m.entry.payload, WatchlistEntry)
         m.entry.verify([NODE_A_SIGNING.public])
@@ -144,11 +144,11 @@ def test_request_dimension_is_pinned_by_the_caller() -> None:
 
 def test_match_limits_on_direct_construction() -> None:
     with pytest.raises(MalformedError, match="query_index"):
-        QueryMatch(query_index=MAX_QUERY_EMBEDDINGS, score=0.9, entry=signed_entry())
-    with pytest.raises(MalformedError, match="score"):
-        QueryMatch(query_index=0, score=float("nan"), entry=signed_entry())
-    with pytest.raises(MalformedError, match="score"):
-        QueryMatch(query_index=0, score=1.5, entry=signed_entry())
+        QueryMatch(query_index=MAX_QUERY_EMBEDDINGS, band="match", entry=signed_entry())
+    with pytest.raises(MalformedError, match="band"):
+        QueryMatch(query_index=0, band="0.8125", entry=signed_entry())
+    with pytest.raises(MalformedError, match="band"):
+        QueryMatch(query_index=0, band="exact", entry=signed_entry())
     with pytest.raises(MalformedError, match="threshold"):
         response(threshold=float("nan"))
     with pytest.raises(MalformedError, match="65 items"):
@@ -228,17 +228,17 @@ RESPONSE_INVALID: list[tuple[str, Any, type[Exception]]] = [
     ("threshold-string", _response(threshold="0.45"), MalformedError),
     ("threshold-above-one", _response(threshold=1.5), MalformedError),
     ("threshold-bool", _response(threshold=True), MalformedError),
-    ("below-threshold", _response(threshold=0.9), MalformedError),
     ("entry-of-another-owner", _response(responder="chain-b"), MalformedError),
     ("matches-not-array", _response(matches={}), MalformedError),
     ("too-many-matches", _response(matches=[response().matches[0].to_dict()] * 257), OversizedError),
     ("match-not-object", _response(matches=[1]), MalformedError),
-    ("match-missing-entry", _response(matches=[{"query_index": 0, "score": 0.9}]), MalformedError),
+    ("match-missing-entry", _response(matches=[{"query_index": 0, "band": "match"}]), MalformedError),
     ("match-index-negative", _match(query_index=-1), MalformedError),
     ("match-index-beyond-limit", _match(query_index=64), MalformedError),
     ("match-index-float", _match(query_index=1.0), MalformedError),
-    ("match-score-string", _match(score="0.9"), MalformedError),
-    ("match-score-above-one", _match(score=1.0001), MalformedError),
+    ("match-band-number", _match(band=0.9), MalformedError),
+    ("match-band-unknown", _match(band="exact"), MalformedError),
+    ("match-band-missing", {**_response(), "matches": [{"query_index": 0, "entry": SECOND}]}, MalformedError),
     ("match-entry-unsigned", _match(entry=make_entry().to_dict()), MalformedError),
     (
         "match-entry-with-embedding",
@@ -271,7 +271,7 @@ def test_response_invalid_inputs(data: Any, error: type[Exception]) -> None:
 
 def test_second_distinct_match_is_fine() -> None:
     two = _response(
-        matches=[response().matches[0].to_dict(), {"query_index": 1, "score": 0.5, "entry": SECOND}]
+        matches=[response().matches[0].to_dict(), {"query_index": 1, "band": "match", "entry": SECOND}]
     )
     parsed = QueryResponse.from_dict(two)
     assert [m.entry.payload.entry_id for m in parsed.matches] == ["ent-00000001", "ent-00000002"]

@@ -121,7 +121,7 @@ def alert(engine: Engine, entry_id: str) -> None:
                 owner="chain-a",
                 entry_id=entry_id,
                 entry_version=1,
-                score=0.9,
+                band="strong",
                 operator="acct-op",
                 created_at=T0,
                 category="shoplifting",
@@ -140,7 +140,7 @@ def test_a_deletion_withdraws_alerts_keeps_a_tombstone_and_owes_a_signed_receipt
     result = apply(engine, owner.page(1), 1)
     assert (result.applied, result.receipts) == (2, 2)  # type: ignore[attr-defined]
     (withdrawn,) = rows(engine, Alert)
-    assert (withdrawn.status, withdrawn.score, withdrawn.category, withdrawn.signed_entry) == (
+    assert (withdrawn.status, withdrawn.band, withdrawn.category, withdrawn.signed_entry) == (
         "withdrawn",
         None,
         None,
@@ -171,7 +171,7 @@ def test_a_correction_moves_open_alerts_to_the_new_version(engine: Engine) -> No
     owner.add(event(EventKind.CORRECTED, "ent-00000003", 2))
     apply(engine, owner.page(1), 1)
     (moved,) = rows(engine, Alert)
-    assert (moved.entry_version, moved.status, moved.score) == (2, "open", 0.9)
+    assert (moved.entry_version, moved.status, moved.band) == (2, "open", "strong")
 
 
 @pytest.mark.parametrize(

@@ -231,7 +231,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     for match in data["matches"]:
         print(
             f"  MATCH face {match['query_index']}: {match['owner']}/{match['entry_id']} v{match['version']} "
-            f"{match['category']} score {match['score']:.3f} (alert {match['alert_id']})"
+            f"{match['category']} {match['band']} (alert {match['alert_id']})"
         )
     unanswered = data.get("unanswered", [])
     if unanswered:

@@ -204,6 +204,45 @@ def cmd_user_disable(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_locks(args: argparse.Namespace) -> int:
+    locks = _accounts(args).locks(_now())
+    data = [lock.to_dict() for lock in locks]
+    if args.json:
+        print(json.dumps(data, sort_keys=True))
+    elif not data:
+        print("no sign-in is delayed or locked")
+    else:
+        for item in data:
+            until = item["locked_until"] or (
+                f"waits until {item['wait_until']}" if item["wait_until"] else "-"
+            )
+            print(
+                f"{item['username']:<20} {item['source']:<40} {item['failures']:>3} failures  locked until {until}"
+            )
+    return 0
+
+
+def _cli_actor() -> str:
+    """Who ran the command, for the audit log: the host account (the node's operator)."""
+    try:
+        return f"host:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "host"
+
+
+def cmd_user_unlock(args: argparse.Namespace) -> int:
+    from node.records.accounts import sign_in_source
+
+    source = sign_in_source(args.source) if args.source else None
+    cleared = _accounts(args).clear_locks(args.username, source, actor=_cli_actor(), now=_now())
+    _emit(
+        args,
+        {"username": args.username, "source": source, "cleared": cleared},
+        f"cleared {cleared} sign-in lock(s) of {args.username}" + (f" from {source}" if source else ""),
+    )
+    return 0
+
+
 def cmd_user_token(args: argparse.Namespace) -> int:
     token = _accounts(args).issue_token(args.username, _now())
     _emit(args, {"username": args.username, "token": token}, token)
@@ -283,7 +322,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = with_common(user_commands.add_parser("disable", help="disable (or --enable) an account"))
     p.set_defaults(handler=cmd_user_disable)
     p.add_argument("username")
-    p.add_argument("--enable", action="store_true", help="re-enable instead (also clears a lockout)")
+    p.add_argument("--enable", action="store_true", help="re-enable instead")
+    with_common(
+        user_commands.add_parser(
+            "locks", help="sign-in locks: accounts delayed or locked after wrong passwords, by source address"
+        )
+    ).set_defaults(handler=cmd_user_locks)
+    p = with_common(user_commands.add_parser("unlock", help="clear an account's sign-in locks (audited)"))
+    p.set_defaults(handler=cmd_user_unlock)
+    p.add_argument("username")
+    p.add_argument("--source", help="only the lock from this address (default: from every address)")
     p = with_common(user_commands.add_parser("token", help="issue an API token (shown once)"))
     p.set_defaults(handler=cmd_user_token)
     p.add_argument("username")

@@ -1,10 +1,12 @@
 """Signing in and out of the console, and the landing page that sends each role to its page.
 
-Sign-in checks the password with ``StaffAccounts.authenticate_password`` (argon2id; five wrong
-passwords lock the account until an admin re-enables it), so the console and the command line
-share one lockout. Every sign-in, failure, lockout, sign-out and timeout is an audit record;
-a failure names the account it was aimed at (its id, never the typed name) and the client
-address. The login form is rate-limited per client address on top of the per-account lockout.
+Sign-in checks the password with ``StaffAccounts.authenticate_password`` (argon2id), which
+throttles failures per (account, client address): a growing delay, then a lock of that pair that
+ends by itself; never a disabled account. Every refusal (unknown account, wrong password, inside
+a delay, locked) gets the same page, the same status and, since each attempt runs one argon2
+verification, the same time. Every sign-in, failure, lock, sign-out and timeout is an audit
+record; a failure names the account it was aimed at (its id, never the typed name), the client
+address and why it was refused. The form is also rate-limited per client address.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from node.console.pages import (
 from node.console.session import ConsoleSession, SessionExpired
 from node.http.api import ACTOR, CLOCK, CONTEXT, LIMITER, RateLimited
 from node.http.notice import request_language
-from node.records.accounts import AccountDisabled, AuthenticationFailed, StaffMember
+from node.records.accounts import AccountDisabled, SignInRefused, sign_in_source
 from protocol.errors import MalformedError, WatchnetError
 
 __all__ = ["home", "login_form", "login_submit", "logout"]
@@ -101,12 +103,6 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _account(request: web.Request, username: str) -> tuple[StaffMember, bool] | None:
-    """The account a sign-in names, and whether it was disabled before this attempt."""
-    accounts = request.app[CONTEXT].accounts.list()
-    return next(((m, d) for m, d in accounts if m.username == username), None)
-
-
 async def login_submit(request: web.Request) -> web.StreamResponse:
     """Check the password; on success replace the anonymous session with a signed-in one."""
     lang = request_language(request)
@@ -132,24 +128,27 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return response
     except WatchnetError as e:
         raise refusal(request, e, lang, session=session, actor=actor, back=f"{PREFIX}/login") from e
-    before = _account(request, username)
-    target = "" if before is None else before[0].id
     try:
         staff = await asyncio.to_thread(
-            request.app[CONTEXT].accounts.authenticate_password, username, password
+            request.app[CONTEXT].accounts.authenticate_password,
+            username,
+            password,
+            source=sign_in_source(request.remote),
+            now=request.app[CLOCK](),
         )
     except AccountDisabled as e:
-        audit(request, actor=actor, action="console.login", target=target, outcome=f"refused:{e.code}")
-        return _login_page(request, lang, session, message="login.locked", status=401)
-    except AuthenticationFailed as e:
-        audit(request, actor=actor, action="console.login", target=target, outcome=f"refused:{e.code}")
-        after = _account(request, username)
-        locked = before is not None and not before[1] and after is not None and after[1]
-        if locked:
-            audit(request, actor=actor, action="console.lockout", target=target, outcome="locked")
-        return _login_page(
-            request, lang, session, message="login.locked" if locked else "login.failed", status=401
+        audit(request, actor=actor, action="console.login", target=e.account_id, outcome=f"refused:{e.code}")
+        return _login_page(request, lang, session, message="login.disabled", status=401)
+    except SignInRefused as e:
+        outcome = (
+            f"refused:{e.code}"
+            if e.reason in ("unknown_account", "wrong_password")
+            else f"refused:{e.reason}"
         )
+        audit(request, actor=actor, action="console.login", target=e.account_id, outcome=outcome)
+        if e.locked_now:
+            audit(request, actor=actor, action="console.lockout", target=e.account_id, outcome="locked")
+        return _login_page(request, lang, session, message="login.failed", status=401)
     store.drop(session)
     token, _ = store.create(request.app[CLOCK](), staff)
     request[ACTOR] = staff.id

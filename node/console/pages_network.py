@@ -6,7 +6,9 @@ query modes), how following each peer's log goes (``peer_items``, what ``GET /v1
 returns), and for every deletion, expiry and correction of ours the members that returned a
 signed receipt and those that have not yet (``propagation_status``, what ``GET /v1/propagation``
 returns), a page at a time from a log index as the API pages. An admin, who installs
-manifests but may not read the event log, sees the manifest part only.
+manifests but may not read the event log, sees the manifest part, and the sign-in locks: each
+(account, source address) pair whose sign-ins are delayed or locked after wrong passwords, with a
+button that clears it (``StaffAccounts.clear_locks``, audited as ``account.unlock``).
 """
 
 from __future__ import annotations
@@ -20,15 +22,18 @@ from aiohttp import web
 
 from governance.manifest import Manifest
 from governance.roles import Action, permitted, require_permission
-from node.console.pages import PREFIX, Visit, render, staff_page, url
+from node.console.pages import PREFIX, Visit, redirect, render, staff_page, url
 from node.context import NodeContext
 from node.federation.sync import propagation_status
-from node.http.api import CLOCK, CONTEXT, FEDERATION, int_query
+from node.http.api import CLOCK, CONTEXT, FEDERATION, int_query, refuse_extra
 from node.http.network import peer_items
+from node.records.accounts import MAX_SOURCE, SignInLock
+from protocol.fields import format_time
 
 __all__ = ["PAGE_SIZE", "Propagation", "add_network_page_routes", "shown_time"]
 
 PAGE = f"{PREFIX}/network"
+CLEAR_LOCK = f"{PAGE}/locks/clear"
 PAGE_SIZE = 100
 """Deletions, expiries and corrections per page."""
 
@@ -67,6 +72,22 @@ def _days_left(manifest: Manifest, now: datetime) -> int:
     return (manifest.expires - now).days
 
 
+def _lock_rows(locks: list[SignInLock]) -> list[dict[str, Any]]:
+    def shown(t: datetime | None) -> str:
+        return "" if t is None else shown_time(format_time(t))
+
+    return [
+        {
+            "username": lock.username,
+            "source": lock.source,
+            "failures": lock.failures,
+            "locked_until": shown(lock.locked_until),
+            "wait_until": shown(lock.wait_until),
+        }
+        for lock in locks
+    ]
+
+
 @staff_page(None)
 async def network_page(request: web.Request, visit: Visit) -> web.StreamResponse:
     role = visit.staff.role
@@ -79,7 +100,10 @@ async def network_page(request: web.Request, visit: Visit) -> web.StreamResponse
     pending_only = request.query.get("pending") == "1"
     peers = None
     propagation = None
+    locks = None
     pages: dict[str, str] = {}
+    if permitted(role, Action.MANAGE_ACCOUNTS):
+        locks = _lock_rows(await asyncio.to_thread(context.accounts.locks, request.app[CLOCK]()))
     if reads_log:
         peers = peer_items(context, request.app[FEDERATION])
         propagation = await asyncio.to_thread(_propagation, context, after, pending_only)
@@ -102,10 +126,33 @@ async def network_page(request: web.Request, visit: Visit) -> web.StreamResponse
         propagation=propagation,
         pending_only=pending_only,
         pages=pages,
+        locks=locks,
+        clear_lock=CLEAR_LOCK,
         names={m.node_id: m.name.get(visit.lang) for m in manifest.joint_use.members},
         shown_time=shown_time,
     )
 
 
+@staff_page(Action.MANAGE_ACCOUNTS, back=PAGE)
+async def clear_lock(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """Clear one pair's sign-in lock (or every source's, without ``source``); audited."""
+    f = visit.fields()
+    username = f.text("username", max_len=64)
+    source = f.opt_text("source", max_len=MAX_SOURCE) or None
+    refuse_extra(f)
+    context = request.app[CONTEXT]
+    await asyncio.to_thread(
+        context.accounts.clear_locks,
+        username,
+        source,
+        actor=visit.staff.id,
+        now=request.app[CLOCK](),
+        write_lock=context.registry.write_lock,
+    )
+    visit.session.notices.append("locks.cleared")
+    return redirect(url(PAGE, visit.lang) + "#sign-in-locks")
+
+
 def add_network_page_routes(app: web.Application) -> None:
     app.router.add_get(PAGE, network_page)
+    app.router.add_post(CLEAR_LOCK, clear_lock)

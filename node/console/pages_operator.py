@@ -2,12 +2,12 @@
 
 An operator keeps this page open at the counter. It lists the newest alerts as
 ``GET /v1/alerts`` returns them (``alert_items``): whose entry matched (the member, its entry id
-and version), the category, the score, the site and the time. It never shows a face: the probe
+and version), the category, the band (match or strong match, never an exact score), the site and the time. It never shows a face: the probe
 is never kept, a member's signed entry holds no face crop, and the cached copy of it is not
 read here. The list is rendered on the server and pushed as server-sent events
 (``/console/operator/events``) whenever it changes (``live.AlertFeed``), so a new alert appears
 without a reload, and an alert whose entry the owner deleted leaves the open list at once (it
-stays below as withdrawn, with no score or category; our own deleted entries take their alerts
+stays below as withdrawn, with no band or category; our own deleted entries take their alerts
 with them). A small script, ``static/live.js``, swaps the list in; without script the page is
 plain HTML and a reload shows the same. A verdict is a CSRF-protected form handled by
 ``review_and_report``, the function behind ``POST /v1/alerts/{id}/review``, which also tells
@@ -68,7 +68,7 @@ FEEDBACK_NOTICES = {"recorded": "op.feedback_recorded", "sent": "op.feedback_sen
 
 @dataclass(frozen=True)
 class AlertRow:
-    """One alert as the page shows it (owner named in the page's language, score and time formatted)."""
+    """One alert as the page shows it (owner named in the page's language, band and time formatted)."""
 
     alert_id: str
     owner: str
@@ -76,7 +76,7 @@ class AlertRow:
     entry_id: str
     version: int
     category: str | None
-    score: str
+    band: str
     site: str
     status: str
     time: str
@@ -96,7 +96,7 @@ def alert_rows(context: NodeContext, items: Snapshot, lang: str) -> list[AlertRo
                 entry_id=a["entry_id"],
                 version=a["version"],
                 category=a["category"],
-                score="" if a["score"] is None else f"{a['score']:.3f}",
+                band=a["band"] or "",
                 site=a["site"],
                 status=a["status"],
                 time=shown_time(a["created_at"]),

@@ -1,6 +1,6 @@
 """Server-side console sessions: a random id in an HttpOnly cookie, kept in memory by its hash.
 
-Staff sign in once with their password (argon2id, lockout: ``StaffAccounts``) and then carry
+Staff sign in once with their password (argon2id, throttled per account and source address: ``StaffAccounts``) and then carry
 only a random session id. The node keeps each session under the SHA-256 of that id, so a memory
 dump or a log line with a key in it cannot be replayed as a cookie. A session ends at logout,
 after ``console.idle_timeout`` without a request, after ``console.session_lifetime`` in all,

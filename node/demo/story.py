@@ -173,7 +173,7 @@ class Story:
             ok,
             f"B's camera frame ({result.get('faces')} faces) was queried across the network; "
             + (
-                f"A answered with its signed entry, score {hits[0]['score']:.3f}"
+                f"A answered with its signed entry, band {hits[0]['band']!r} (never an exact score)"
                 if hits
                 else "no match came back"
             ),
@@ -272,7 +272,7 @@ class Story:
                 f"NO ANSWER from {silent}, so the search is incomplete (not a 'no match')"
                 if silent
                 else "A scored ciphertexts it cannot decrypt and learnt only of "
-                + (f"the match (score {hits[0]['score']:.3f})" if hits else "nothing")
+                + (f"the match (band {hits[0]['band']!r})" if hits else "nothing")
             )
             + f"; the other {len(strangers)} faces and B's secret key are in neither A's memory "
             f"({len(in_memory)} found) nor its files ({len(traces)} found)",
@@ -397,14 +397,14 @@ class Story:
         last = a.call("GET", "/v1/propagation", "off1")[1]["events"][-1]
         alert = b_alert() or {}
         ok = (
-            status == 200 and bool(done) and alert.get("status") == "withdrawn" and alert.get("score") is None
+            status == 200 and bool(done) and alert.get("status") == "withdrawn" and alert.get("band") is None
         )
         self.record(
             "delete-and-receipts",
             ok,
             f"A deleted the entry on a data-subject request; receipts from "
             f"{[c['member'] for c in last['confirmed']]} in {elapsed:.2f}s (missing: {last['missing']}); "
-            f"B's alert is {alert.get('status')} with its score erased",
+            f"B's alert is {alert.get('status')} with its band erased",
             propagation=last,
         )
 

@@ -9,6 +9,7 @@ and ``embed`` off the event loop.
 
 from __future__ import annotations
 
+import io
 import math
 import threading
 import warnings
@@ -18,16 +19,31 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
+import PIL.Image
 
 from governance.rules import FaceQuality
 from node.face.models import ModelPack
 from protocol.embedding import Embedding
-from protocol.errors import MalformedError, PolicyError
+from protocol.errors import MalformedError, OversizedError, PolicyError
 
-__all__ = ["DetectedFace", "FacePipeline", "FaceQualityRefused", "NoFaceFound", "Quality", "decode_image"]
+__all__ = [
+    "MAX_IMAGE_PIXELS",
+    "DetectedFace",
+    "FacePipeline",
+    "FaceQualityRefused",
+    "ImageTooLarge",
+    "NoFaceFound",
+    "Quality",
+    "UnsupportedImage",
+    "decode_image",
+]
 
 Image = npt.NDArray[np.uint8]
 MAX_IMAGE_PIXELS = 40_000_000
+"""The most pixels an uploaded image may declare; read at each call, checked before any decoding."""
+
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
+"""What ``decode_image`` opens (Pillow's format names); a JPEG with several pictures opens as ``MPO``."""
 
 
 class NoFaceFound(PolicyError):
@@ -42,15 +58,100 @@ class FaceQualityRefused(PolicyError):
         super().__init__("; ".join(failures))
 
 
+class ImageTooLarge(OversizedError):
+    """An image whose header declares more pixels than ``MAX_IMAGE_PIXELS`` (refused before decoding)."""
+
+    code = "image_too_large"
+
+    def __init__(self, width: int, height: int, limit: int) -> None:
+        self.width, self.height, self.limit = width, height, limit
+        super().__init__(f"image is {width}x{height} = {width * height} pixels, the limit is {limit} pixels")
+
+
+class UnsupportedImage(MalformedError):
+    """Bytes that are not a JPEG, PNG or WebP image (refused before decoding; code ``malformed``)."""
+
+
+def _webp_canvas(data: bytes) -> tuple[int, int] | None:
+    """A WebP file's canvas size from its first chunk header (RFC 9649), or None."""
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    return None
+
+
+def _size_past_pillow_limit(data: bytes) -> tuple[int, int]:
+    """The declared size of an image Pillow itself refused as a bomb, without Pillow's own limit.
+
+    Pillow checks its ``MAX_IMAGE_PIXELS`` (about 89 M, error at twice that) inside ``Image.open``
+    and does not say the width and height. The JPEG and PNG classes parse only the header when
+    constructed; a WebP's canvas size is in its first chunk header.
+    """
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        size = _webp_canvas(data)
+        if size is None:
+            raise UnsupportedImage("WebP image without a readable canvas size")
+        return size
+    for name in ("JPEG", "PNG"):
+        factory, accept = PIL.Image.OPEN[name]
+        if accept is not None and accept(data[:16]):
+            with factory(io.BytesIO(data), "") as header:
+                return header.size
+    raise UnsupportedImage("image is not JPEG, PNG or WebP")
+
+
+def _declared_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the image's header (Pillow's lazy ``Image.open``; no pixel data is read).
+
+    Refuses bytes that are not JPEG, PNG or WebP, or whose header cannot be read.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+            try:
+                with PIL.Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as header:
+                    return header.size
+            except PIL.Image.DecompressionBombError:
+                return _size_past_pillow_limit(data)
+    except UnsupportedImage:
+        raise
+    except PIL.UnidentifiedImageError as e:
+        raise UnsupportedImage("image is not JPEG, PNG or WebP (or its header is damaged)") from e
+    except Exception as e:  # a damaged header: Pillow's plugins raise many kinds, by format and version
+        raise UnsupportedImage(f"image header could not be read ({type(e).__name__})") from e
+
+
 def decode_image(data: bytes) -> Image:
-    """Decode JPEG/PNG bytes to a BGR array; refuse anything else."""
+    """Decode JPEG/PNG/WebP bytes to an upright BGR uint8 array; refuse anything else.
+
+    The header is read first and an image declaring more than ``MAX_IMAGE_PIXELS`` pixels is
+    refused (``ImageTooLarge``) before a single pixel is decoded: a few hundred bytes can declare
+    30000x30000, which would cost gigabytes of memory and seconds of CPU to decode. Bytes that are
+    not JPEG, PNG or WebP are refused (``UnsupportedImage``) before decoding too.
+
+    OpenCV decodes and applies the EXIF orientation (as ``PIL.ImageOps.exif_transpose`` does; the
+    tests hold the two equal for all eight orientations), so a phone photo held upright reaches
+    the face detector upright.
+    """
     if not data:
         raise MalformedError("image is empty")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise MalformedError("image could not be decoded (expected JPEG or PNG)")
-    if image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:
-        raise MalformedError(f"image has {image.shape[0] * image.shape[1]} pixels, limit {MAX_IMAGE_PIXELS}")
+    limit = MAX_IMAGE_PIXELS
+    width, height = _declared_size(data)
+    if width * height > limit:
+        raise ImageTooLarge(width, height, limit)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        raise MalformedError("image could not be decoded (expected JPEG, PNG or WebP)") from e
+    if image is None or image.ndim != 3 or image.shape[2] != 3:
+        raise MalformedError("image could not be decoded (expected JPEG, PNG or WebP)")
+    if image.shape[0] * image.shape[1] > limit:  # the decoder disagreed with the header
+        raise ImageTooLarge(image.shape[1], image.shape[0], limit)
     return np.asarray(image, dtype=np.uint8)
 
 

@@ -42,11 +42,14 @@ from node.federation.sync import (
     verified_head,
 )
 from node.records.auditlog import record_audit
+from node.records.hits import HitBudgetExceeded, ProposedHit
 from node.storage.models import Alert, LogLeaf, PeerState
 from node.telemetry import Telemetry
 from protocol.canonical import parse_json
 from protocol.embedding import Embedding
+from protocol.entry import WatchlistEntry
 from protocol.errors import MalformedError, RollbackError, WatchnetError
+from protocol.extraction import ExtractionReport
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
 from protocol.replay import ReplayGuard
 from protocol.signed import SignedDocument
@@ -171,6 +174,8 @@ class Federation:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log_size = 0
         self.private = private
+        self._extraction_reported: dict[tuple[str, str, str], datetime] = {}
+        self._background: set[asyncio.Future[Any]] = set()
         self.last_contact: dict[str, datetime] = {}
         """When each peer last answered one of our sync messages (in memory: reachability, not history)."""
 
@@ -237,19 +242,84 @@ class Federation:
     def answer_query(self, request: PeerRequest) -> tuple[QueryResponse, int]:
         body = request.body
         assert isinstance(body, QueryRequest)
-        threshold = request.manifest.policy.match_threshold
+        policy = request.manifest.policy
+        threshold = policy.match_threshold
         hits = self.context.registry.index.search(body.embeddings, threshold)
-        matches: list[QueryMatch] = []
+        answered: list[tuple[int, float, SignedDocument[WatchlistEntry]]] = []
         for hit in hits:
             try:
-                entry = self.context.registry.signed_entry(hit.key)
+                answered.append((hit.query_index, hit.score, self.context.registry.signed_entry(hit.key)))
             except WatchnetError:
                 continue
-            matches.append(QueryMatch(query_index=hit.query_index, score=min(1.0, hit.score), entry=entry))
+        bands = self.admit_hits(
+            request.member.node_id,
+            [
+                ProposedHit(e.payload.entry_id, body.embeddings[qi].vector, policy.disclosure.band(score))
+                for qi, score, e in answered
+            ],
+            request.manifest,
+        )
+        matches = [
+            QueryMatch(query_index=qi, band=band, entry=e)
+            for (qi, _, e), band in zip(answered, bands, strict=True)
+        ]
         response = QueryResponse(
             query_id=body.query_id, responder=self.node_id, threshold=threshold, matches=matches
         )
         return response, len(body.embeddings)
+
+    def admit_hits(self, asker: str, hits: list[ProposedHit], manifest: Manifest) -> list[str]:
+        """The bands a member may be told for these hits (``HitLedger``); a refusal is reported to
+        the organisation (once per suspect, entry and reason a day) before it is raised."""
+        try:
+            return self.context.hits.admit(asker, hits, manifest.policy.disclosure, self.clock(), member=True)
+        except HitBudgetExceeded as e:
+            self._report_extraction(e)
+            raise
+
+    def _report_extraction(self, error: HitBudgetExceeded) -> None:
+        now = self.clock()
+        key = (error.asker, error.entry_id, error.code)
+        last = self._extraction_reported.get(key)
+        if last is not None and now - last < timedelta(days=1):
+            return
+        self._extraction_reported[key] = now
+        report = SignedDocument(
+            ExtractionReport(
+                reporter=self.node_id,
+                suspect=error.asker,
+                reason=error.code,
+                entry_id=error.entry_id,
+                observed_at=now.replace(microsecond=0),
+            )
+        )
+        report.sign(self.context.signing_key)
+        LOG.warning(
+            "suspected template extraction by %s (%s): reported to the organisation", error.asker, error.code
+        )
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(lambda: self._spawn(self._send_report(report.to_bytes())))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_report(self, body: bytes) -> None:
+        url = self.context.config.manifest_url
+        if not url or self._session is None:
+            return
+        try:
+            async with self._session.post(
+                url.rstrip("/") + "/v1/reports",
+                data=body,
+                headers={"Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as response:
+                outcome = f"ok:{response.status}" if response.status < 300 else f"refused:{response.status}"
+        except (aiohttp.ClientError, TimeoutError) as e:
+            outcome = f"unreachable:{type(e).__name__}"
+        await asyncio.to_thread(self._audit, "report.extraction", "organisation", outcome, self.node_id)
 
     def log_page(self, request: LogRequest) -> LogPage:
         log = self.context.registry.log
@@ -346,7 +416,9 @@ class Federation:
                 unconfirmed = 0
                 if mode == "private":
                     if self.private is None:
-                        raise QueryModeNotAllowed(f"{self.node_id} runs without private mode; ask in plain mode")
+                        raise QueryModeNotAllowed(
+                            f"{self.node_id} runs without private mode; ask in plain mode"
+                        )
                     response, unconfirmed = await self.private.ask(
                         self.client, member, request, purpose, manifest, now, self.timeout
                     )
@@ -371,8 +443,6 @@ class Federation:
                     match.entry.verify([member.signing_key], threshold=1)
                     entry = match.entry.payload
                     if is_tombstoned(self.context.engine, entry.owner, entry.entry_id):
-                        continue
-                    if match.score < manifest.policy.match_threshold:
                         continue
                     accepted.append(match)
                 return PeerOutcome(member.node_id, "ok", accepted, mode=mode, unconfirmed=unconfirmed)
@@ -411,7 +481,7 @@ class Federation:
                             owner=entry.owner,
                             entry_id=entry.entry_id,
                             entry_version=entry.version,
-                            score=match.score,
+                            band=match.band,
                             site=site,
                             operator=operator,
                             created_at=now,
@@ -426,7 +496,7 @@ class Federation:
                             "entry_id": entry.entry_id,
                             "version": entry.version,
                             "category": entry.category,
-                            "score": round(match.score, 6),
+                            "band": match.band,
                             "alert_id": alert.id,
                         }
                     )

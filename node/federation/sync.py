@@ -225,6 +225,7 @@ def _apply_change(session: Session, event: EntryEvent, now: datetime) -> int:
     for alert in alerts:
         alert.status = "withdrawn"
         alert.score = None
+        alert.band = None
         alert.category = None
         alert.signed_entry = None
         session.add(alert)

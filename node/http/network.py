@@ -135,7 +135,7 @@ async def network_query(request: web.Request) -> web.Response:
 
 def alert_items(engine: Engine, limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` alerts as staff see them (the JSON API and the console's operator page):
-    never the owner's cached signed entry, and a withdrawn alert has no score or category."""
+    never the owner's cached signed entry, and a withdrawn alert has no band or category."""
     with Session(engine) as session:
         rows = session.exec(select(Alert).order_by(col(Alert.created_at).desc()).limit(limit)).all()
         return [
@@ -144,7 +144,7 @@ def alert_items(engine: Engine, limit: int) -> list[dict[str, Any]]:
                 "owner": a.owner,
                 "entry_id": a.entry_id,
                 "version": a.entry_version,
-                "score": None if a.score is None else round(a.score, 6),
+                "band": a.band,
                 "category": a.category,
                 "site": a.site,
                 "status": a.status,
@@ -155,7 +155,7 @@ def alert_items(engine: Engine, limit: int) -> list[dict[str, Any]]:
 
 
 async def alerts(request: web.Request) -> web.Response:
-    """Alerts for staff review, newest first; a withdrawn alert keeps no score, category or entry copy."""
+    """Alerts for staff review, newest first; a withdrawn alert keeps no band, category or entry copy."""
     require_staff(request, Action.VIEW_ALERTS)
     limit = min(int_query(request, "limit", 100, low=1), MAX_PAGE)
     return web.json_response({"alerts": alert_items(request.app[CONTEXT].engine, limit)})

@@ -34,6 +34,7 @@ from node.http.api import (
     refuse_extra,
     require_staff,
 )
+from node.records.hits import ProposedHit
 from node.records.registry import Proposal
 from node.storage.models import Alert, AuditRecord, LogLeaf, TreeHeadRow
 from protocol.canonical import b64url_encode, parse_json
@@ -47,6 +48,7 @@ from protocol.fields import CODE_RE, DATE_RE, NODE_ID_RE, format_time
 from protocol.signed import SignedDocument
 
 __all__ = ["add_record_routes"]
+
 
 async def health(request: web.Request) -> web.Response:
     """Liveness, and whether private queries would be answered from a current gallery (public:
@@ -182,16 +184,25 @@ async def match(request: web.Request) -> web.Response:
         return web.json_response(
             {"threshold": context.manifest.policy.match_threshold, "faces": 0, "matches": []}
         )
-    threshold = context.manifest.policy.match_threshold
+    policy = context.manifest.policy
+    threshold = policy.match_threshold
     hits = context.registry.index.search(queries, threshold)
     request[AUDIT_TARGET] = f"faces={len(queries)} hits={len(hits)}"
+    bands = await asyncio.to_thread(
+        context.hits.admit,
+        f"staff:{staff.username}",
+        [ProposedHit(h.key, queries[h.query_index].vector, policy.disclosure.band(h.score)) for h in hits],
+        policy.disclosure,
+        request.app[CLOCK](),
+        member=False,
+    )
     request.app[METRICS].match_queries.add(len(queries))
     request.app[METRICS].matches.add(len(hits))
     now = request.app[CLOCK]()
     out = []
     if hits:
         with Session(context.engine) as session:
-            for hit in hits:
+            for hit, band in zip(hits, bands, strict=True):
                 state = context.registry.get(hit.key)
                 alert = session.exec(
                     select(Alert).where(
@@ -206,7 +217,7 @@ async def match(request: web.Request) -> web.Response:
                         owner=context.config.node_id,
                         entry_id=hit.key,
                         entry_version=state.version,
-                        score=hit.score,
+                        band=band,
                         site=site,
                         operator=staff.id,
                         created_at=now,
@@ -220,7 +231,7 @@ async def match(request: web.Request) -> web.Response:
                         "owner": context.config.node_id,
                         "version": state.version,
                         "category": state.category,
-                        "score": round(hit.score, 6),
+                        "band": band,
                         "alert_id": alert.id,
                     }
                 )

@@ -10,7 +10,8 @@ second signature is never served, the last fully signed version is. Nodes verify
 again themselves (pinned roots, rotation, expiry), so this server needs no secret.
 
 Fork reports need no account: the evidence is a member's own signed tree heads, which anyone
-can check, and a report that does not parse is refused.
+can check, and a report that does not parse is refused. A report of suspected template
+extraction (``extraction-report``) is kept only when signed by a current member.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from governance.manifest import Manifest
+from governance.manifest import Manifest, MemberStatus
 from governance.notice import render_notice
 from node.files import write_atomic
 from node.http.notice import CACHE_CONTROL, QR_SRC, html_response, qr_response, request_base, request_language
 from node.org.complaints import file_complaint
 from node.reporting.notice_pages import NOTICE_PATH, group_notice_html
 from protocol.canonical import parse_json
-from protocol.errors import MalformedError, WatchnetError
+from protocol.errors import MalformedError, VerificationError, WatchnetError
+from protocol.extraction import ExtractionReport
 from protocol.signed import SignedDocument
 
 __all__ = ["build_gov_app"]
@@ -129,14 +131,37 @@ async def report(request: web.Request) -> web.Response:
         data = parse_json(body, max_bytes=MAX_REPORT_BYTES)
     except WatchnetError as e:
         return web.json_response({"error": e.code, "message": str(e)}, status=400)
+    if isinstance(data, dict) and isinstance(data.get("signed"), dict):
+        return _extraction_report(request, data, body)
     if not isinstance(data, dict) or data.get("type") != "fork-report":
         return web.json_response(
-            {"error": "malformed", "message": "expected a fork-report object"}, status=400
+            {"error": "malformed", "message": "expected a fork-report object or a signed extraction-report"},
+            status=400,
         )
     digest = hashlib.sha256(body).hexdigest()[:16]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     write_atomic(request.app[REPORTS] / f"fork-{stamp}-{digest}.json", body)
     LOG.warning("fork report received about %s", str(data.get("peer"))[:63])
+    return web.json_response({"received": digest}, status=201)
+
+
+def _extraction_report(request: web.Request, data: dict[str, object], body: bytes) -> web.Response:
+    """A member's signed report of suspected template extraction: kept only if the reporter is a
+    member of the manifest in force and the report carries its signature."""
+    try:
+        document = SignedDocument.from_dict(data, ExtractionReport)
+        report = document.payload
+        member = request.app[PUBLISHER].current().payload.member(report.reporter)
+        if member is None or member.status is MemberStatus.REMOVED:
+            raise VerificationError(f"{report.reporter!r} is not a member of the group")
+        document.verify([member.signing_key], threshold=1)
+    except WatchnetError as e:
+        status = 401 if isinstance(e, VerificationError) else 400
+        return web.json_response({"error": e.code, "message": str(e)}, status=status)
+    digest = hashlib.sha256(body).hexdigest()[:16]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    write_atomic(request.app[REPORTS] / f"extraction-{stamp}-{digest}.json", body)
+    LOG.warning("extraction report: %s reports %s (%s)", report.reporter, report.suspect, report.reason)
     return web.json_response({"received": digest}, status=201)
 
 

@@ -31,6 +31,8 @@ from node.private.deadline import PrivateDeadlines
 from node.private.eval_keys import EvaluationKeyStore
 from node.private.matcher import PrivateMatcher
 from node.private.query_keys import QueryKeyring
+from node.records.hits import ProposedHit
+from protocol.entry import WatchlistEntry
 from protocol.errors import MalformedError, WatchnetError
 from protocol.he_params import HEParameters
 from protocol.message import MAX_BULK_SEALED_BYTES
@@ -45,6 +47,7 @@ from protocol.private_query import (
     RevealRequest,
 )
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
+from protocol.signed import SignedDocument
 
 __all__ = ["PRIVATE_KEY_BODIES", "PRIVATE_QUERY_BODIES", "PRIVATE_REVEAL_BODIES", "PrivateMode"]
 
@@ -163,13 +166,17 @@ class PrivateMode:
         )
         return scores, len(body.ciphertexts)
 
-    def reveal(self, request: PeerRequest) -> tuple[QueryResponse, int]:
-        """Round 2: the signed entry for each revealed face that truly scores at or above the threshold."""
+    def reveal(
+        self, request: PeerRequest, admit_hits: Callable[[str, list[ProposedHit], Manifest], list[str]]
+    ) -> tuple[QueryResponse, int]:
+        """Round 2: the signed entry and band for each revealed face that truly scores at or above
+        the threshold, once ``admit_hits`` (the asker's hit budget) allows it."""
         body = request.body
         assert isinstance(body, RevealRequest)
-        threshold = request.manifest.policy.match_threshold
+        policy = request.manifest.policy
+        threshold = policy.match_threshold
         registry = self.context.registry
-        matches: list[QueryMatch] = []
+        found: list[tuple[int, float, np.ndarray, SignedDocument[WatchlistEntry]]] = []
         seen: set[tuple[int, str]] = set()
         for candidate in body.candidates:
             entry_id = self.matcher.entry_at(
@@ -188,7 +195,16 @@ class PrivateMode:
             except WatchnetError:
                 continue
             seen.add((candidate.query_index, entry_id))
-            matches.append(QueryMatch(query_index=candidate.query_index, score=min(1.0, score), entry=entry))
+            found.append((candidate.query_index, score, candidate.embedding.vector, entry))
+        bands = admit_hits(
+            request.member.node_id,
+            [ProposedHit(e.payload.entry_id, v, policy.disclosure.band(sc)) for _, sc, v, e in found],
+            request.manifest,
+        )
+        matches = [
+            QueryMatch(query_index=qi, band=band, entry=e)
+            for (qi, _, _, e), band in zip(found, bands, strict=True)
+        ]
         response = QueryResponse(
             query_id=body.query_id,
             responder=self.context.config.node_id,

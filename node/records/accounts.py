@@ -1,40 +1,80 @@
-"""Staff accounts: argon2id passwords, API tokens, lockout, and the role each account holds.
+"""Staff accounts: argon2id passwords, API tokens, sign-in throttling, and the role each account holds.
 
 Passwords are stored only as argon2id hashes; API tokens only as their SHA-256 (a token is
-shown once, at creation). Repeated wrong passwords lock the account until an admin re-enables
-it. Every refusal is a typed error so the audit log records what happened.
+shown once, at creation). Every refusal is a typed error so the audit log records what happened.
+
+Wrong passwords throttle the pair (account, source address) they came from, never the account
+(the way the major identity providers' smart lockout works): after ``DELAY_AFTER`` failures
+each further attempt from that source must wait 1 s, 2 s, 4 s ... (at most ``MAX_DELAY``), and
+``LOCK_AFTER`` failures within ``LOCK_WINDOW`` lock that pair for ``LOCK_DURATION``, after which
+the lock ends by itself. An attempt inside a delay or a lock is refused without checking the
+password. A lock never disables the account, never touches its API tokens and never stops a
+sign-in from another source; an admin can list and clear locks (``locks``, ``clear_locks``).
+The state is a database table (``sign_in_throttle``), updated in single statements, so several
+worker processes on one database share it. Every attempt runs exactly one argon2 verification
+(against a fixed dummy hash when the account does not exist or the pair is blocked), so the
+answer takes the same time whatever the reason for a refusal.
 """
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import functools
 import hashlib
+import ipaddress
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import argon2
+from sqlalchemy import and_, case, delete, insert, literal, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 from governance.roles import Role
-from node.storage.models import Account, ApiToken
+from node.records.auditlog import append_audit
+from node.storage.models import Account, ApiToken, SignInThrottle
 from protocol.errors import MalformedError, PolicyError
+from protocol.fields import format_time
 
 __all__ = [
+    "DELAY_AFTER",
+    "LOCK_AFTER",
+    "LOCK_DURATION",
+    "LOCK_WINDOW",
+    "MAX_DELAY",
     "MIN_PASSWORD_LENGTH",
     "AccountDisabled",
     "AccountExists",
     "AuthenticationFailed",
+    "SignInLock",
+    "SignInRefused",
     "StaffAccounts",
     "StaffMember",
+    "sign_in_source",
 ]
 
 MIN_PASSWORD_LENGTH = 12
-MAX_FAILED_LOGINS = 5
+DELAY_AFTER = 3
+"""Failures from one source after which each further attempt from it must wait (1 s, 2 s, 4 s ...)."""
+MAX_DELAY = timedelta(seconds=30)
+LOCK_AFTER = 10
+"""Failures from one source within ``LOCK_WINDOW`` that lock the pair (account, source)."""
+LOCK_WINDOW = timedelta(minutes=15)
+LOCK_DURATION = timedelta(minutes=15)
 _USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{2,47}")
 _HASHER = argon2.PasswordHasher(type=argon2.Type.ID)
+_DUMMY_HASH = (
+    "$argon2id$v=19$m=65536,t=3,p=4$/rm133z4UcBFKqYsIWtuLA$8dEB+wnBI2NM82KihbA60Xurnp5o5I663rt/UOewbvo"
+)
+"""Verified instead of a real hash when there is none to check (hash of a random, forgotten secret)."""
+MAX_SOURCE = 64
 
 
 TOKEN_PREFIX = "wnt_"  # noqa: S105 (a public prefix, not a secret)
@@ -44,8 +84,27 @@ class AuthenticationFailed(PolicyError):
     code = "unauthenticated"
 
 
+class SignInRefused(AuthenticationFailed):
+    """A refused password sign-in; the caller answers every one the same way.
+
+    ``reason`` is for the audit log only: ``unknown_account``, ``wrong_password``, ``throttled``
+    (inside the delay) or ``locked``; ``account_id`` is empty for an unknown account, and
+    ``locked_now`` says this failure started the pair's lock.
+    """
+
+    def __init__(self, reason: str, account_id: str = "", *, locked_now: bool = False) -> None:
+        super().__init__("wrong username or password, or too many failed sign-ins from this address")
+        self.reason = reason
+        self.account_id = account_id
+        self.locked_now = locked_now
+
+
 class AccountDisabled(PolicyError):
     code = "account_disabled"
+
+    def __init__(self, message: str, account_id: str = "") -> None:
+        super().__init__(message)
+        self.account_id = account_id
 
 
 class AccountExists(PolicyError):
@@ -59,6 +118,93 @@ class StaffMember:
     id: str
     username: str
     role: Role
+
+
+@dataclass(frozen=True)
+class SignInLock:
+    """One (account, source) pair whose sign-ins are delayed or locked now."""
+
+    username: str
+    account_id: str
+    source: str
+    failures: int
+    locked_until: datetime | None
+    wait_until: datetime | None
+    """When the current delay ends (``None``: the next attempt may come now)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "username": self.username,
+            "account_id": self.account_id,
+            "source": self.source,
+            "failures": self.failures,
+            "locked_until": None if self.locked_until is None else format_time(self.locked_until),
+            "wait_until": None if self.wait_until is None else format_time(self.wait_until),
+        }
+
+
+def sign_in_source(remote: str | None) -> str:
+    """The source key of a client address: an IPv4 address, an IPv6 address's /64, else the text.
+
+    One IPv6 host usually holds a whole /64, so throttling single IPv6 addresses would be no
+    throttle at all. An admin's ``--source`` (an address or such a network) maps the same way.
+    """
+    if not remote:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        try:
+            network = ipaddress.ip_network(remote, strict=False)
+        except ValueError:
+            return remote[:MAX_SOURCE]
+        if network.version == 6 and network.prefixlen >= 64:
+            return str(network.supernet(new_prefix=64))
+        return str(network)[:MAX_SOURCE]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _delay(failures: int) -> timedelta:
+    if failures < DELAY_AFTER:
+        return timedelta(0)
+    return min(timedelta(seconds=2 ** min(failures - DELAY_AFTER, 16)), MAX_DELAY)
+
+
+def _current(row: SignInThrottle, now: datetime) -> bool:
+    """Whether the row still counts: locked, or its failures are inside the window."""
+    locked = row.locked_until is not None and now < row.locked_until
+    return locked or now - row.window_start < LOCK_WINDOW
+
+
+def _blocked(row: SignInThrottle | None, now: datetime) -> str | None:
+    """``locked``, ``throttled`` (inside the delay) or ``None`` (the password may be checked)."""
+    if row is None or not _current(row, now):
+        return None
+    if row.locked_until is not None and now < row.locked_until:
+        return "locked"
+    if now < row.last_failure_at + _delay(row.failures):
+        return "throttled"
+    return None
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """The fixed dummy hash, or a new one if this argon2 would hash with other parameters (and so take
+    another time than a real account's hash)."""
+    if _HASHER.check_needs_rehash(_DUMMY_HASH):
+        return _HASHER.hash(secrets.token_urlsafe(32))
+    return _DUMMY_HASH
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+        return False
 
 
 def _token_hash(token: str) -> str:
@@ -106,27 +252,147 @@ class StaffAccounts:
             session.add(account)
             session.commit()
 
-    def authenticate_password(self, username: str, password: str) -> StaffMember:
+    def authenticate_password(
+        self, username: str, password: str, *, source: str, now: datetime
+    ) -> StaffMember:
+        """The account, if ``password`` is right and the pair (account, ``source``) is not blocked.
+
+        ``source`` is the client's address as ``sign_in_source`` gives it. Every refusal is a
+        ``SignInRefused`` with the same message, after one argon2 verification; only a disabled
+        account with the right password gets ``AccountDisabled``.
+        """
         with Session(self._engine, expire_on_commit=False) as session:
             account = session.exec(select(Account).where(Account.username == username)).first()
+            row = None if account is None else session.get(SignInThrottle, (account.id, source))
+        blocked = _blocked(row, now)
+        if account is None or blocked is not None:
+            _verify(_dummy_hash(), password)
             if account is None:
-                _HASHER.hash(password)
-                raise AuthenticationFailed("wrong username or password")
-            if account.disabled:
-                raise AccountDisabled(f"account {username!r} is disabled; an admin can re-enable it")
-            try:
-                _HASHER.verify(account.password_hash, password)
-            except argon2.exceptions.VerificationError:
-                account.failed_logins += 1
-                if account.failed_logins >= MAX_FAILED_LOGINS:
-                    account.disabled = True
-                session.add(account)
+                raise SignInRefused("unknown_account")
+            raise SignInRefused(blocked or "locked", account.id)
+        if not _verify(account.password_hash, password):
+            failures = self._record_failure(account.id, source, now)
+            raise SignInRefused("wrong_password", account.id, locked_now=failures >= LOCK_AFTER)
+        if account.disabled:
+            raise AccountDisabled(f"account {username!r} is disabled; an admin can re-enable it", account.id)
+        if row is not None:
+            with Session(self._engine) as session:
+                session.exec(
+                    delete(SignInThrottle).where(
+                        col(SignInThrottle.account_id) == account.id, col(SignInThrottle.source) == source
+                    )
+                )
                 session.commit()
-                raise AuthenticationFailed("wrong username or password") from None
-            account.failed_logins = 0
-            session.add(account)
+        return StaffMember(account.id, account.username, Role(account.role))
+
+    def _record_failure(self, account_id: str, source: str, now: datetime) -> int:
+        """Count one wrong password for the pair in one statement (safe with concurrent workers);
+        returns the failures now counted. Rows that no longer count are deleted on the way."""
+        stamp = UTCDateTime()
+        stale = col(SignInThrottle.window_start) <= now - LOCK_WINDOW
+        failures = case((stale, 1), else_=col(SignInThrottle.failures) + 1)
+        count = (
+            update(SignInThrottle)
+            .where(col(SignInThrottle.account_id) == account_id, col(SignInThrottle.source) == source)
+            .values(
+                failures=failures,
+                window_start=case((stale, literal(now, stamp)), else_=col(SignInThrottle.window_start)),
+                last_failure_at=literal(now, stamp),
+                locked_until=case(
+                    (failures >= LOCK_AFTER, literal(now + LOCK_DURATION, stamp)),
+                    else_=col(SignInThrottle.locked_until),
+                ),
+            )
+            .returning(col(SignInThrottle.failures))
+        )
+        prune = delete(SignInThrottle).where(
+            or_(col(SignInThrottle.locked_until).is_(None), col(SignInThrottle.locked_until) <= now),
+            col(SignInThrottle.last_failure_at) <= now - LOCK_WINDOW,
+        )
+        for _ in range(3):
+            try:
+                with self._engine.begin() as conn:
+                    counted = conn.execute(count).scalar_one_or_none()
+                    if counted is None:
+                        conn.execute(
+                            insert(SignInThrottle).values(
+                                account_id=account_id,
+                                source=source,
+                                failures=1,
+                                window_start=now,
+                                last_failure_at=now,
+                                locked_until=None,
+                            )
+                        )
+                        counted = 1
+                    conn.execute(prune)
+                    return int(counted)
+            except IntegrityError:
+                continue  # another worker added the pair's row just now: count on it
+        return 0
+
+    def locks(self, now: datetime) -> builtins.list[SignInLock]:
+        """Every (account, source) pair that is locked, or whose next failure will be delayed."""
+        with Session(self._engine, expire_on_commit=False) as session:
+            rows = session.exec(
+                select(SignInThrottle, Account)
+                .join(Account, col(Account.id) == col(SignInThrottle.account_id))
+                .where(
+                    or_(
+                        col(SignInThrottle.locked_until) > now,
+                        and_(
+                            col(SignInThrottle.window_start) > now - LOCK_WINDOW,
+                            col(SignInThrottle.failures) >= DELAY_AFTER,
+                        ),
+                    )
+                )
+                .order_by(col(Account.username), col(SignInThrottle.source))
+            ).all()
+        out = []
+        for row, account in rows:
+            locked = row.locked_until if row.locked_until is not None and row.locked_until > now else None
+            wait = row.last_failure_at + _delay(row.failures)
+            out.append(
+                SignInLock(
+                    username=account.username,
+                    account_id=account.id,
+                    source=row.source,
+                    failures=row.failures,
+                    locked_until=locked,
+                    wait_until=wait if wait > now else None,
+                )
+            )
+        return out
+
+    def clear_locks(
+        self,
+        username: str,
+        source: str | None = None,
+        *,
+        actor: str,
+        now: datetime,
+        write_lock: threading.RLock | None = None,
+    ) -> int:
+        """Forget the failed sign-ins of ``username`` (from ``source`` only, if given); audited
+        (``account.unlock``) in the same transaction. Returns how many pairs were cleared."""
+        with write_lock or contextlib.nullcontext(), Session(self._engine) as session:
+            account = session.exec(select(Account).where(Account.username == username)).first()
+            if account is None:
+                raise AuthenticationFailed(f"no account {username!r}")
+            query = delete(SignInThrottle).where(col(SignInThrottle.account_id) == account.id)
+            if source is not None:
+                query = query.where(col(SignInThrottle.source) == source)
+            cleared = session.exec(query).rowcount
+            append_audit(
+                session,
+                actor=actor[:64],
+                action="account.unlock",
+                target=account.id,
+                outcome=f"cleared:{source or 'all'}"[:48],
+                now=now,
+            )
             session.commit()
-            return StaffMember(account.id, account.username, Role(account.role))
+        return int(cleared)
 
     def issue_token(
         self, username: str, now: datetime, valid_for: timedelta | None = timedelta(days=90)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, LargeBinary, Text
+from sqlalchemy import BigInteger, Column, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 __all__ = [
@@ -138,6 +138,9 @@ class Alert(SQLModel, table=True):
     entry_id: str = Field(index=True, max_length=64)
     entry_version: int
     score: float | None = None
+    """Exact scores are no longer kept (rows from before the score disclosure rule may hold one)."""
+    band: str | None = Field(default=None, max_length=16)
+    """What the answer disclosed: ``match`` or ``strong`` (the manifest's score disclosure rule)."""
     site: str = Field(default="", max_length=63)
     operator: str = Field(max_length=64)
     status: str = Field(default="open", max_length=16)
@@ -301,3 +304,44 @@ class ProvisionRow(SQLModel, table=True):
     entry_count: int = 0
     log_index: int | None = None
     details: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class QueryHit(SQLModel, table=True):
+    """One answer that named an entry, for the hit budget and the probe-burst check.
+
+    ``asker`` is the querying member's node id, or ``staff:<username>`` for a local match.
+    ``sketch`` is a 64-bit random-hyperplane hash of the probe (per-node hyperplanes), enough to
+    tell near-identical probes apart from different photos, never enough to rebuild the face.
+    Rows older than the budget's window are deleted as new hits arrive.
+    """
+
+    __tablename__ = "query_hit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    asker: str = Field(max_length=80, index=True)
+    entry_id: str = Field(max_length=64)
+    at: datetime = Field(index=True)
+    sketch: int = Field(sa_column=Column(BigInteger, nullable=False))
+    band: str = Field(max_length=16)
+    repeat: bool = False
+    """Near-identical to an earlier hit of the same asker on the entry within the burst window: it
+    was answered with that hit's band and does not count against the budget."""
+
+
+class SignInThrottle(SQLModel, table=True):
+    """Failed sign-ins of one account from one source address, for the delay and the temporary lock.
+
+    ``source`` is the client address (an IPv6 address as its /64). ``failures`` counts wrong
+    passwords since ``window_start``; ``locked_until`` is set when they reach the lock limit and
+    the lock ends by itself then. A row never disables the account, never touches its API tokens
+    and never applies to another source. A successful sign-in or an admin's unlock deletes it.
+    """
+
+    __tablename__ = "sign_in_throttle"
+
+    account_id: str = Field(primary_key=True, foreign_key="account.id", max_length=64)
+    source: str = Field(primary_key=True, max_length=64)
+    failures: int = 0
+    window_start: datetime
+    last_failure_at: datetime = Field(index=True)
+    locked_until: datetime | None = None

@@ -19,6 +19,7 @@ from protocol.commitment import commit
 from protocol.embedding import Embedding
 from protocol.entry import Evidence, WatchlistEntry
 from protocol.events import EntryEvent, EventKind, EventPayload, EventReason, log_leaf_bytes
+from protocol.extraction import ExtractionReport
 from protocol.keys import EncryptionKey, SigningKey
 from protocol.merkle import MerkleLog, leaf_hash
 from protocol.message import PeerMessage, seal
@@ -195,7 +196,7 @@ def query_response_vector() -> dict[str, Any]:
         query_id="qry-0000000000000001",
         responder="chain-a",
         threshold=0.45,
-        matches=[QueryMatch(query_index=0, score=0.875, entry=signed_entry_doc())],
+        matches=[QueryMatch(query_index=0, band="strong", entry=signed_entry_doc())],
     )
     return signed_vector(
         "An answer naming one entry above the threshold, with the owner's signed entry.",
@@ -362,6 +363,21 @@ def match_feedback_vector() -> dict[str, Any]:
     )
 
 
+def extraction_report_vector() -> dict[str, Any]:
+    return signed_vector(
+        "chain-a refused a query from chain-b that would have named its entry more often than the group "
+        "allows in 24 hours, and tells the organisation (POST /v1/reports on gov serve).",
+        ExtractionReport(
+            reporter="chain-a",
+            suspect="chain-b",
+            reason="hit_budget_exceeded",
+            entry_id="ent-0000000000000001",
+            observed_at=CLOCK,
+        ),
+        [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
+    )
+
+
 def provision_vector() -> dict[str, Any]:
     details = {
         "entry_ids": ["ent-0000000000000001"],
@@ -504,6 +520,7 @@ def _payload_types() -> dict[str, type[Payload]]:
         "subject-request-ack": ForwardAck,
         "match-feedback": MatchFeedback,
         "third-party-provision": ThirdPartyProvision,
+        "extraction-report": ExtractionReport,
     }
 
 
@@ -524,6 +541,7 @@ VECTORS: dict[str, Callable[[], Any]] = {
     "subject-request-forward": subject_forward_vector,
     "subject-request-ack": subject_ack_vector,
     "match-feedback": match_feedback_vector,
+    "extraction-report": extraction_report_vector,
     "third-party-provision": provision_vector,
     "he-evaluation-keys": evaluation_keys_vector,
     "he-evaluation-keys-ack": evaluation_keys_ack_vector,
