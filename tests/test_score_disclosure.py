@@ -114,7 +114,7 @@ def peer_query(net: LocalNetwork, embeddings: list[Embedding]) -> tuple[int, Any
 
 
 def run_attack(
-    ask: Any, q0: np.ndarray, batch: int, nudge: float = NUDGE
+    ask: Any, q0: np.ndarray, batch: int, nudge: float = NUDGE, probes_sent: int = DIM
 ) -> tuple[list[np.ndarray], list[str], list[str]]:
     """Send every probe, ``batch`` at a time, whatever the answers; the (probe, band) pairs the
     attacker got and the refusal codes it met."""
@@ -122,7 +122,7 @@ def run_attack(
     bands: list[str] = []
     refusals: list[str] = []
     q = probes(q0, nudge)
-    for first in range(0, DIM, batch):
+    for first in range(0, probes_sent, batch):
         chunk = q[first : first + batch]
         status, got = ask([emb(p) for p in chunk])
         if status != 200:
@@ -205,9 +205,10 @@ def test_door_2_private_mode_reveals_meet_the_same_rules(net: LocalNetwork) -> N
             return 403, {"error": peer["error"] if peer["error"] != "peer_refused" else peer["reason"]}
         return 200, [(m["query_index"], m["band"]) for m in got["matches"] if m["entry_id"] == entry_id]
 
-    rows, bands, refusals = run_attack(ask, q0, batch=16)
+    # a private round 1 of 16 faces costs seconds here: 8 messages, well past the burst limit, suffice
+    rows, bands, refusals = run_attack(ask, q0, batch=16, probes_sent=128)
     assert len(rows) < default_disclosure(0.45).burst_hits
-    assert refusals and all("probe_burst" in r for r in refusals), refusals
+    assert len(refusals) >= 7 and all("probe_burst" in r for r in refusals), refusals
     assert_nothing_rebuilt(t, q0, rows, bands, net)
 
 
