@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import sqlite3
 import statistics
 import threading
 import time
@@ -21,7 +20,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -46,6 +44,7 @@ from node.storage.engine import make_engine
 from node.storage.migrate import upgrade
 from tests.console_app import CSRF_RE, Clock, Node, loaded_node
 from tests.nodeproc import PASSWORD
+from tests.test_console import audit, last_seq
 
 WRONG = "not the right password"
 FAILED = "Wrong username or password."
@@ -123,21 +122,6 @@ def serve(node: Node, clock: Clock, scenario: Callable[[Browsers], Awaitable[Non
             await server.close()
 
     asyncio.run(go())
-
-
-def audit(directory: Path, after: int = -1) -> list[tuple[int, str, str, str, str]]:
-    db = sqlite3.connect(directory / "watchnet.db")
-    try:
-        return db.execute(
-            "select seq, actor, action, target, outcome from audit where seq > ? order by seq", (after,)
-        ).fetchall()
-    finally:
-        db.close()
-
-
-def last_seq(directory: Path) -> int:
-    rows = audit(directory)
-    return rows[-1][0] if rows else -1
 
 
 def account_id(node: Node, username: str) -> str:
