@@ -58,7 +58,7 @@ async def peer_query(request: web.Request) -> web.Response:
     """Answer a peer's plain-mode query: only matches at or above the threshold, nothing kept."""
     federation = request.app[FEDERATION]
     admitted = await admit_peer(request, QUERY_BODIES)
-    response, count = federation.answer_query(admitted)
+    response, count = await asyncio.to_thread(federation.answer_query, admitted)
     request[AUDIT_TARGET] = f"purpose={admitted.message.purpose} faces={count} hits={len(response.matches)}"
     request.app[METRICS].match_queries.add(count)
     request.app[METRICS].matches.add(len(response.matches))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from node.http.api import AUDIT_TARGET, CLOCK, FEDERATION, METRICS, PRIVATE, admit_peer, sealed_response
@@ -37,7 +39,7 @@ async def peer_private_reveal(request: web.Request) -> web.Response:
     """Round 2: the signed entry for each revealed face that really scores at or above the threshold."""
     federation = request.app[FEDERATION]
     admitted = await admit_peer(request, PRIVATE_REVEAL_BODIES)
-    response, asked = request.app[PRIVATE].reveal(admitted, federation.admit_hits)
+    response, asked = await asyncio.to_thread(request.app[PRIVATE].reveal, admitted, federation.admit_hits)
     request[AUDIT_TARGET] = (
         f"purpose={admitted.message.purpose} reveal candidates={asked} hits={len(response.matches)}"
     )
