@@ -31,11 +31,13 @@ __all__ = [
     "MANIFEST_FILE",
     "NOTICE_URL_RE",
     "RULES_FILE",
+    "Connections",
     "ConsoleSettings",
     "Federation",
     "Limits",
     "NodeConfig",
     "NoticeSettings",
+    "SecuritySettings",
     "load_manifest_file",
 ]
 
@@ -66,6 +68,10 @@ class Limits:
     requests_per_minute: int = 600
     peer_requests_per_minute: int = 1200
     replay_window: timedelta = timedelta(seconds=60)
+    forwards_per_member_per_day: int = 50
+    """Data-subject requests one member may forward to us in any 24 hours (each opens a request
+    with a legal deadline for our officer); more are refused ``forward_rate_limited``. A repeat
+    of a forward we already hold opens nothing and does not count. Between 1 and 10,000."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +79,7 @@ class Limits:
             "requests_per_minute": self.requests_per_minute,
             "peer_requests_per_minute": self.peer_requests_per_minute,
             "replay_window": format_duration(self.replay_window),
+            "forwards_per_member_per_day": self.forwards_per_member_per_day,
         }
 
     @classmethod
@@ -96,9 +103,32 @@ class Limits:
                 d.replay_window,
                 lambda n: parse_duration(f.text(n, max_len=16), field=f"limits.{n}"),
             ),
+            forwards_per_member_per_day=f.optional(
+                "forwards_per_member_per_day",
+                d.forwards_per_member_per_day,
+                lambda n: f.integer(n, low=1, high=10_000),
+            ),
         )
         f.finish()
         return limits
+
+
+def _bounded_durations(
+    f: Fields, section: str, bounds: dict[str, tuple[timedelta, timedelta]]
+) -> dict[str, timedelta]:
+    """The durations of ``section`` that are set, each checked against its (low, high) bounds."""
+    values: dict[str, timedelta] = {}
+    for name, (low, high) in bounds.items():
+        if not f.has(name):
+            continue
+        value = parse_duration(f.text(name, max_len=16), field=f"{section}.{name}")
+        if not low <= value <= high:
+            raise MalformedError(
+                f"{section}.{name}: {format_duration(value)} outside "
+                f"[{format_duration(low)}, {format_duration(high)}]"
+            )
+        values[name] = value
+    return values
 
 
 @dataclass(frozen=True)
@@ -132,17 +162,49 @@ class Federation:
     @classmethod
     def from_dict(cls, data: Any) -> Federation:
         f = Fields(data, "federation")
-        values: dict[str, timedelta] = {}
-        for name, (low, high) in cls._BOUNDS.items():
-            if not f.has(name):
-                continue
-            value = parse_duration(f.text(name, max_len=16), field=f"federation.{name}")
-            if not low <= value <= high:
-                raise MalformedError(
-                    f"federation.{name}: {format_duration(value)} outside "
-                    f"[{format_duration(low)}, {format_duration(high)}]"
-                )
-            values[name] = value
+        values = _bounded_durations(f, "federation", cls._BOUNDS)
+        f.finish()
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Connections:
+    """Connection hygiene (``[connections]``): how long a client may take and how many it may hold.
+
+    ``idle_timeout`` closes a connection that has not sent a complete request head within that
+    time of opening (or of its last answer): a client trickling header bytes is closed by it.
+    ``body_timeout`` bounds the reading of one request body. ``per_source`` caps the connections
+    open from one address at once, and ``anonymous_refusals_per_minute`` how many requests
+    without valid credentials one address may have refused before it is answered 429 unheard.
+    """
+
+    idle_timeout: timedelta = timedelta(seconds=20)
+    body_timeout: timedelta = timedelta(seconds=30)
+    per_source: int = 64
+    anonymous_refusals_per_minute: int = 120
+
+    _BOUNDS: ClassVar[dict[str, tuple[timedelta, timedelta]]] = {
+        "idle_timeout": (timedelta(seconds=1), timedelta(minutes=10)),
+        "body_timeout": (timedelta(seconds=1), timedelta(minutes=10)),
+    }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **{name: format_duration(getattr(self, name)) for name in self._BOUNDS},
+            "per_source": self.per_source,
+            "anonymous_refusals_per_minute": self.anonymous_refusals_per_minute,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Connections:
+        f = Fields(data, "connections")
+        values: dict[str, Any] = dict(_bounded_durations(f, "connections", cls._BOUNDS))
+        if f.has("per_source"):
+            values["per_source"] = f.integer("per_source", low=1, high=100_000)
+        if f.has("anonymous_refusals_per_minute"):
+            values["anonymous_refusals_per_minute"] = f.integer(
+                "anonymous_refusals_per_minute", low=1, high=100_000
+            )
         f.finish()
         return cls(**values)
 
@@ -188,6 +250,37 @@ class ConsoleSettings:
                 f"console.session_lifetime {format_duration(settings.session_lifetime)}"
             )
         return settings
+
+
+LOOSE_PERMISSIONS = ("warn", "refuse")
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    """What ``watchnet serve`` does on finding a file or directory under the node directory that
+    group or others may read or write (``[security] loose_permissions``): ``"warn"`` names each
+    path and the ``chmod`` to run on stderr, ``"refuse"`` also refuses to start (exit 2).
+
+    The node directory holds password hashes, complaint text and the audit log; it is created
+    0700 and its files 0600.
+    """
+
+    loose_permissions: str = "warn"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"loose_permissions": self.loose_permissions}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SecuritySettings:
+        f = Fields(data, "security")
+        d = cls()
+        value = f.text("loose_permissions", max_len=16) if f.has("loose_permissions") else d.loose_permissions
+        if value not in LOOSE_PERMISSIONS:
+            raise MalformedError(
+                f"security.loose_permissions: {value!r} is not one of {', '.join(LOOSE_PERMISSIONS)}"
+            )
+        f.finish()
+        return cls(loose_permissions=value)
 
 
 NOTICE_URL_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/%!$&'()*+,;=:@?#-]*)?")
@@ -317,6 +410,12 @@ class NodeConfig:
     encryption_key_file: str = "keys/encryption.key"
     data_key_file: str = "keys/data.key"
     root_keyids: tuple[str, ...] = ()
+    root_threshold: int | None = None
+    """How many of the pinned root keys must sign the first manifest (``governance.root_threshold``).
+
+    ``watchnet init`` always writes it; a config written before it existed has none, and then
+    ``pinned_root_threshold`` is 2 (1 when a single key is pinned), see docs/threat-model.md.
+    """
     manifest_url: str | None = None
     retention_sweep: timedelta = timedelta(seconds=60)
     telemetry_exporter: str = "none"
@@ -325,6 +424,15 @@ class NodeConfig:
     federation: Federation = field(default_factory=Federation)
     notice: NoticeSettings = field(default_factory=NoticeSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    connections: Connections = field(default_factory=Connections)
+
+    @property
+    def pinned_root_threshold(self) -> int:
+        """``root_threshold``, or for a config that lacks it 2 (1 when a single root key is pinned)."""
+        if self.root_threshold is not None:
+            return self.root_threshold
+        return min(2, len(self.root_keyids))
 
     @property
     def effective_database_url(self) -> str:
@@ -359,13 +467,18 @@ class NodeConfig:
                 "encryption": self.encryption_key_file,
                 "data": self.data_key_file,
             },
-            "governance": {"root_keyids": list(self.root_keyids)},
+            "governance": {
+                "root_keyids": list(self.root_keyids),
+                **({"root_threshold": self.root_threshold} if self.root_threshold is not None else {}),
+            },
             "retention": {"sweep_interval": format_duration(self.retention_sweep)},
             "telemetry": {"exporter": self.telemetry_exporter},
             "limits": self.limits.to_dict(),
             "federation": self.federation.to_dict(),
             "console": self.console.to_dict(),
+            "connections": self.connections.to_dict(),
         }
+        doc["security"] = self.security.to_dict()
         if self.database_url:
             doc["database"] = {"url": self.database_url}
         if self.manifest_url:
@@ -421,6 +534,9 @@ class NodeConfig:
             root_keyids=tuple(governance.texts("root_keyids", max_items=16, max_len=64, pattern=_KEYID_RE))
             if governance.has("root_keyids")
             else (),
+            root_threshold=governance.integer("root_threshold", low=1, high=16)
+            if governance.has("root_threshold")
+            else None,
             manifest_url=governance.text("manifest_url", max_len=1024)
             if governance.has("manifest_url")
             else None,
@@ -437,10 +553,21 @@ class NodeConfig:
             federation=Federation.from_dict(f.obj("federation")) if f.has("federation") else Federation(),
             notice=NoticeSettings.from_dict(f.obj("notice")) if f.has("notice") else NoticeSettings(),
             console=ConsoleSettings.from_dict(f.obj("console")) if f.has("console") else ConsoleSettings(),
+            security=SecuritySettings.from_dict(f.obj("security"))
+            if f.has("security")
+            else SecuritySettings(),
+            connections=Connections.from_dict(f.obj("connections"))
+            if f.has("connections")
+            else Connections(),
         )
         for section in (f, listen, keys, database, governance, retention, telemetry):
             if section.rest():
                 raise MalformedError(f"unknown settings {sorted(section.rest())}")
+        if config.root_threshold is not None and config.root_threshold > len(config.root_keyids):
+            raise MalformedError(
+                f"governance.root_threshold: {config.root_threshold} is more than the "
+                f"{len(config.root_keyids)} pinned root key ids"
+            )
         if config.telemetry_exporter == "otlp" and not config.otlp_endpoint:
             raise MalformedError("telemetry.exporter is 'otlp' but telemetry.otlp_endpoint is not set")
         return config

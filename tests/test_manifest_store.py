@@ -12,16 +12,19 @@ from sqlmodel import Session, select
 
 from governance.description import next_version
 from governance.manifest import Manifest, MemberStatus
+from node.cli.main import main
+from node.config import NodeConfig
 from node.records.manifests import ManifestStore, ManifestVersionError, install_manifest
 from node.storage.engine import make_engine
 from node.storage.migrate import upgrade
 from node.storage.models import ManifestRow
-from protocol.errors import ExpiredError, RollbackError, ThresholdError
+from protocol.errors import ConfigurationError, ExpiredError, RollbackError, ThresholdError
 from protocol.keys import SigningKey
 from protocol.signed import SignedDocument
 from tests.factories import KEYS, T0, make_manifest, signed_manifest
 
 V1 = make_manifest(now=T0)
+PINNED = tuple(k.keyid for k in KEYS)
 
 
 def successor(manifest: Manifest, **changes: object) -> Manifest:
@@ -141,11 +144,68 @@ def test_a_restarted_node_remembers_when_it_switched(
 def test_the_first_installed_manifest_must_be_signed_by_pinned_roots(tmp_path: Path, engine: Engine) -> None:
     document = signed_manifest(V1, KEYS[0], KEYS[1])
     with pytest.raises(ThresholdError):
-        install_manifest(tmp_path, engine, (SigningKey(b"\x55" * 32).keyid,), document, T0, "file")
+        install_manifest(
+            tmp_path, engine, (SigningKey(b"\x55" * 32).keyid,), document, T0, "file", root_threshold=1
+        )
     assert not (tmp_path / "manifest.json").exists()
-    offer = install_manifest(tmp_path, engine, tuple(k.keyid for k in KEYS), document, T0, "file")
+    offer = install_manifest(tmp_path, engine, PINNED, document, T0, "file", root_threshold=2)
     assert offer.outcome == "accepted"
     later = signed_manifest(successor(V1), KEYS[0], KEYS[1])
-    assert install_manifest(tmp_path, engine, (), later, T0, "file").outcome == "accepted"
+    assert install_manifest(tmp_path, engine, (), later, T0, "file", root_threshold=2).outcome == "accepted"
     with pytest.raises(RollbackError):
-        install_manifest(tmp_path, engine, (), document, T0, "file")
+        install_manifest(tmp_path, engine, (), document, T0, "file", root_threshold=2)
+
+
+def test_a_first_manifest_is_held_to_the_pinned_root_threshold_not_its_own(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """One stolen pinned key signs a manifest declaring threshold 1: refused, whatever it declares."""
+    stolen = signed_manifest(make_manifest(threshold=1, now=T0), KEYS[2])
+    assert stolen.payload.manifest_role.threshold == 1  # it would pass its own threshold
+    with pytest.raises(ThresholdError, match=r"signed by 1 of the 3 pinned root keys it lists, 2 needed"):
+        install_manifest(tmp_path, engine, PINNED, stolen, T0, "file", root_threshold=2)
+    assert not (tmp_path / "manifest.json").exists()
+    # a declared threshold above the pinned one still counts
+    three = signed_manifest(make_manifest(threshold=3, now=T0), *KEYS[:2])
+    with pytest.raises(ThresholdError):
+        install_manifest(tmp_path, engine, PINNED, three, T0, "file", root_threshold=2)
+    # the organisation's usual 2-of-3 manifest installs
+    normal = signed_manifest(V1, KEYS[0], KEYS[1])
+    offer = install_manifest(tmp_path, engine, PINNED, normal, T0, "file", root_threshold=2)
+    assert offer.outcome == "accepted"
+
+
+def test_a_config_without_root_threshold_still_needs_two_pinned_signatures(tmp_path: Path) -> None:
+    """Configs written before ``root_threshold`` existed: 2 of the pinned keys (1 if only one is pinned)."""
+    old = NodeConfig.from_toml(
+        'node_id = "chain-a"\n[governance]\nroot_keyids = [' + ", ".join(f'"{k}"' for k in PINNED) + "]\n",
+        tmp_path,
+    )
+    assert old.root_threshold is None and old.pinned_root_threshold == 2
+    assert replace(old, root_keyids=PINNED[:1]).pinned_root_threshold == 1
+    assert NodeConfig.from_toml(replace(old, root_threshold=3).to_toml(), tmp_path).pinned_root_threshold == 3
+    with pytest.raises(ConfigurationError, match="root_threshold: 4 is more than the 3 pinned root key ids"):
+        NodeConfig.from_toml(replace(old, root_threshold=4).to_toml(), tmp_path)
+
+
+def test_init_pins_the_root_threshold_and_refuses_a_manifest_below_it(tmp_path: Path) -> None:
+    roots = [a for k in KEYS for a in ("--root-keyid", k.keyid)]
+    stolen = tmp_path / "stolen.json"
+    stolen.write_bytes(signed_manifest(make_manifest(threshold=1), KEYS[2]).to_bytes())
+    node = tmp_path / "refused"
+    assert main(["init", str(node), "--node-id", "chain-a", "--manifest", str(stolen), *roots]) == 1
+    assert not node.exists()
+    # the flag pins it explicitly; with one key pinned and threshold 1 the same file is accepted
+    explicit = tmp_path / "explicit"
+    argv = ["init", str(explicit), "--node-id", "chain-a", "--manifest", str(stolen), *roots[-2:]]
+    assert main([*argv, "--root-threshold", "1"]) == 0
+    assert NodeConfig.load(explicit).root_threshold == 1
+    assert main(["init", str(tmp_path / "n"), "--node-id", "chain-a", *roots, "--root-threshold", "4"]) == 1
+    # without a manifest and without the flag, init writes the default: 2 of the 3
+    bare = tmp_path / "bare"
+    assert main(["init", str(bare), "--node-id", "chain-a", *roots]) == 0
+    assert NodeConfig.load(bare).root_threshold == 2
+    normal = tmp_path / "normal.json"
+    normal.write_bytes(signed_manifest(make_manifest(), KEYS[0], KEYS[1]).to_bytes())
+    assert main(["manifest", "install", "--node", str(bare), str(stolen)]) == 1
+    assert main(["manifest", "install", "--node", str(bare), str(normal)]) == 0

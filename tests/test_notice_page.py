@@ -36,7 +36,7 @@ from governance.notice import (
 )
 from node.config import NodeConfig, NoticeSettings
 from node.context import NodeContext
-from node.http.notice import NOTICE_PATHS, add_notice_routes
+from node.http.notice import CACHE_CONTROL, NOTICE_PATHS, add_notice_routes
 from node.org.server import build_gov_app
 from node.reporting.notice_pages import node_notice
 from protocol.errors import ConfigurationError
@@ -365,6 +365,48 @@ def test_qr_without_a_configured_url_points_at_this_server(context: NodeContext)
     status, _, png = fetch(bare, "/notice/qr.png")
     found = decode_png(png)
     assert status == 200 and re.fullmatch(r"http://127\.0\.0\.1:\d+/notice", found), found
+
+
+FORGED_HOST = {"Host": "evil.example"}
+
+
+def test_a_forged_host_header_never_reaches_the_nodes_qr_code(context: NodeContext) -> None:
+    status, headers, png = fetch(context, "/notice/qr.png", FORGED_HOST)
+    assert status == 200 and decode_png(png) == URL
+    bare = replace(context, config=replace(context.config, notice=NoticeSettings()))
+    listen = f"http://{bare.config.host}:{bare.config.port}/notice"
+    for path in ("/notice/qr.png", "/notice/qr.svg"):
+        status, headers, body = fetch(bare, path, FORGED_HOST)
+        found = decode_png(body) if path.endswith(".png") else decode(rasterize_segno_svg(body))
+        assert status == 200 and found == listen, found  # the configured listen address, not evil.example
+        assert b"evil.example" not in body
+        # the same bytes whoever asks: publicly cacheable, and it varies by nothing
+        assert headers["Cache-Control"] == CACHE_CONTROL and "Vary" not in headers
+    _, headers, _ = fetch(bare, "/notice", {**FORGED_HOST, "Accept-Language": "en"})
+    assert headers["Vary"] == "Accept-Language" and headers["Content-Language"] == "en"
+
+
+def test_the_organisations_qr_code_ignores_a_forged_host(tmp_path: Path) -> None:
+    manifest_path = tmp_path / "manifest.json"
+    manifest_path.write_bytes(signed_manifest(make_manifest(), KEYS[0], KEYS[1]).to_bytes())
+    results: dict[str | None, tuple[int, CIMultiDict[str], bytes, int]] = {}
+
+    for configured in (None, "https://rsdpo.example/notice"):
+
+        async def scenario(client: TestClient[Any, Any], configured: str | None = configured) -> None:
+            response = await client.get("/notice/qr.png", headers=FORGED_HOST)
+            port = client.server.port
+            assert port is not None
+            body = await response.read()
+            results[configured] = (response.status, CIMultiDict(response.headers), body, port)
+
+        app = build_gov_app(manifest_path, tmp_path / "reports", notice_url=configured)
+        asyncio.run(_with_client(app, scenario))
+    status, headers, png, port = results[None]
+    assert status == 200 and decode_png(png) == f"http://127.0.0.1:{port}/notice"  # the socket, not Host
+    assert headers["Cache-Control"].startswith("private")  # it depends on the connection
+    status, headers, png, _ = results["https://rsdpo.example/notice"]
+    assert decode_png(png) == "https://rsdpo.example/notice" and headers["Cache-Control"] == CACHE_CONTROL
 
 
 def test_the_real_node_app_serves_the_notice_without_login(context: NodeContext) -> None:

@@ -1,9 +1,10 @@
 """The node's process: one aiohttp application assembled from the HTTP handlers (``node.http``),
 the staff console, federation and private mode.
 
-The access middleware authenticates every request (staff token, console session or sealed peer
-message), rate-limits it and writes it to the audit log with a hash of its body, never the body;
-typed errors become stable JSON error codes and statuses. Shared services live under
+The access middleware (``node.app.access``) authenticates every request (staff token, console
+session or sealed peer message) before it reads a body, bounds and rate-limits it and writes it to
+the audit log with a hash of its body, never the body; typed errors become stable JSON error codes
+and statuses. Shared services live under
 ``web.AppKey``; the retention sweep, the audit flusher and federation run as background tasks.
 """
 
@@ -11,25 +12,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
-from opentelemetry.trace import Status, StatusCode
 
-from node.console import add_console_routes, is_console_path
-from node.context import NodeContext
-from node.federation.federation import (
-    Federation,
+from node.app.access import (
+    ANONYMOUS_LIMITER,
+    BULK_BODY_BUDGET,
+    BULK_READS,
+    PEER_PREFIX,
+    PUBLIC_PATHS,
+    PUBLIC_POSTS,
+    REFUSALS,
+    BodyBudget,
+    access_middleware,
 )
+from node.app.integrity_check import integrity_check
+from node.console import add_console_routes
+from node.context import NodeContext
+from node.federation.federation import Federation
 from node.http.api import (
-    ACTOR,
     AUDIT_FLUSH_SECONDS,
-    AUDIT_TARGET,
     AUDIT_WRITER,
     CLOCK,
     CONTEXT,
@@ -37,145 +43,28 @@ from node.http.api import (
     LIMITER,
     METRICS,
     PRIVATE,
-    STAFF,
     TELEMETRY,
     TOKEN_CACHE,
     NodeMetrics,
-    RateLimited,
     RateLimiter,
-    error_response,
     now_utc,
     require_staff,
 )
 from node.http.casework import add_casework_routes
 from node.http.network import add_network_routes
-from node.http.notice import NOTICE_PATHS, add_notice_routes
+from node.http.notice import add_notice_routes
 from node.http.openapi import add_openapi_routes
 from node.http.private import add_private_routes
 from node.http.records import add_record_routes
 from node.http.report import add_report_routes
 from node.private.mode import PrivateMode
-from node.records.accounts import AuthenticationFailed, StaffMember
-from node.records.auditlog import AuditWriter, record_audit
-from node.telemetry import Telemetry, safe_attributes, setup_telemetry
-from protocol.errors import (
-    OversizedError,
-    WatchnetError,
-)
+from node.records.auditlog import AuditWriter, RefusalTally
+from node.telemetry import Telemetry, setup_telemetry
+from protocol.message import MAX_BULK_SEALED_BYTES
 
-__all__ = ["CONTEXT", "build_app", "now_utc"]
+__all__ = ["CONTEXT", "PEER_PREFIX", "PUBLIC_PATHS", "PUBLIC_POSTS", "build_app", "now_utc"]
 
 LOG = logging.getLogger("watchnet.node")
-
-
-READ_ONLY_ROUTES = frozenset({"/v1/match"})
-
-
-def _audit_request(
-    request: web.Request, actor: str, outcome: str, body_hash: str, *, batched: bool = False
-) -> None:
-    """Record the request; reads that succeeded go through the group-commit writer."""
-    resource = request.match_info.route.resource
-    record: dict[str, Any] = {
-        "actor": request.get(ACTOR, actor)[:64],
-        "action": f"{request.method} {resource.canonical if resource else request.path}",
-        "target": request.get(AUDIT_TARGET, request.match_info.get("entry_id", ""))[:128],
-        "outcome": outcome,
-        "request_hash": body_hash,
-        "now": request.app[CLOCK](),
-    }
-    if batched:
-        request.app[AUDIT_WRITER].add(**record)
-        return
-    context = request.app[CONTEXT]
-    record_audit(context.engine, context.registry.write_lock, **record)
-
-
-PUBLIC_PATHS = (
-    frozenset({"/v1/health", "/v1/log/head", "/v1/node", "/v1/manifest", "/v1/openapi.json"}) | NOTICE_PATHS
-)
-PUBLIC_POSTS = frozenset({"/v1/complaints"})
-"""Anyone may file a complaint without an account (Art. 40); staff filing one are identified."""
-PEER_PREFIX = "/v1/peer/"
-"""Peer endpoints authenticate the sealed message itself, not a staff token."""
-
-
-@web.middleware
-async def access_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Authenticate, rate-limit, trace and audit every request; map typed errors to JSON."""
-    tracer = request.app[TELEMETRY].tracer("watchnet.node")
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    with tracer.start_as_current_span(f"{request.method} {route}") as span:
-        span.set_attributes(safe_attributes({"http.request.method": request.method, "http.route": route}))
-        actor = "anonymous"
-        body_hash = ""
-        try:
-            body = await request.read() if request.can_read_body else b""
-            body_hash = hashlib.sha256(body).hexdigest() if body else ""
-            if request.path.startswith(PEER_PREFIX):
-                actor = f"unverified:{request.app[FEDERATION].gate.sender_of(body)}"
-            elif is_console_path(request.path):
-                actor = "console"  # the console checks its session cookie, role and CSRF token itself
-            elif (
-                request.method == "POST"
-                and request.path in PUBLIC_POSTS
-                and "Authorization" not in request.headers
-            ):
-                actor = f"public:{request.remote or 'unknown'}"
-                if not request.app[LIMITER].allow(actor, time.monotonic()):
-                    raise RateLimited("too many submissions from this address; try again in a minute")
-            elif not (request.method in ("GET", "HEAD") and request.path in PUBLIC_PATHS):
-                staff = _authenticate(request)
-                actor = staff.id
-                request[STAFF] = staff
-                if not request.app[LIMITER].allow(staff.id, time.monotonic()):
-                    raise RateLimited(
-                        f"more than {request.app[LIMITER].capacity:.0f} requests a minute; slow down"
-                    )
-            response = await handler(request)
-        except web.HTTPRequestEntityTooLarge as e:
-            error = OversizedError(f"request body is larger than the limit ({e.text})")
-            _audit_request(request, actor, f"refused:{error.code}", "")
-            span.set_status(Status(StatusCode.ERROR, error.code))
-            return error_response(error)
-        except WatchnetError as e:
-            _audit_request(request, actor, f"refused:{e.code}", body_hash)
-            span.set_attribute("watchnet.error", e.code)
-            request.app[METRICS].refusals.add(1, {"http.route": route, "watchnet.error": e.code})
-            span.set_status(Status(StatusCode.ERROR, e.code))
-            return error_response(e)
-        except web.HTTPException:
-            raise
-        except Exception as e:
-            LOG.exception("internal error in %s %s", request.method, route)
-            _audit_request(request, actor, "failed:internal", body_hash)
-            span.set_status(Status(StatusCode.ERROR, type(e).__name__))
-            return web.json_response(
-                {"error": "internal", "message": "internal error; see the node's log"}, status=500
-            )
-        span.set_attribute("http.response.status_code", response.status)
-        request.app[METRICS].requests.add(
-            1, {"http.route": route, "http.response.status_code": response.status}
-        )
-        if request.method not in ("GET", "HEAD") or request.path not in PUBLIC_PATHS:
-            batched = (
-                request.method == "GET" or route in READ_ONLY_ROUTES or request.path.startswith(PEER_PREFIX)
-            )
-            _audit_request(request, actor, f"ok:{response.status}", body_hash, batched=batched)
-        return response
-
-
-def _authenticate(request: web.Request) -> StaffMember:
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        raise AuthenticationFailed(
-            "missing 'Authorization: Bearer <token>'; issue one with 'watchnet user token'"
-        )
-    return request.app[CONTEXT].accounts.authenticate_token(
-        header[len("Bearer ") :].strip(), request.app[CLOCK]()
-    )
 
 
 async def _retention_sweep(app: web.Application) -> AsyncIterator[None]:
@@ -204,10 +93,15 @@ async def _retention_sweep(app: web.Application) -> AsyncIterator[None]:
 async def _audit_flusher(app: web.Application) -> AsyncIterator[None]:
     writer = app[AUDIT_WRITER]
 
+    def coalesced(everything: bool = False) -> None:
+        for record in app[REFUSALS].due(time.monotonic(), everything=everything):
+            writer.add(**{**record, "now": app[CLOCK]()})
+
     async def loop() -> None:
         while True:
             await asyncio.sleep(AUDIT_FLUSH_SECONDS)
             try:
+                coalesced()
                 await asyncio.to_thread(writer.flush)
             except Exception:
                 LOG.exception("audit flush failed; retrying")
@@ -217,6 +111,7 @@ async def _audit_flusher(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    coalesced(everything=True)
     writer.flush()
 
 
@@ -241,11 +136,15 @@ def build_app(
 ) -> web.Application:
     """The node's application; ``rebuild_index`` loads the active entries before it serves."""
     app = web.Application(
-        middlewares=[access_middleware], client_max_size=context.config.limits.max_body_bytes
+        middlewares=[access_middleware],
+        client_max_size=max(context.config.limits.max_body_bytes, MAX_BULK_SEALED_BYTES),
     )
     app[CONTEXT] = context
     app[CLOCK] = clock
     app[LIMITER] = RateLimiter(context.config.limits.requests_per_minute)
+    app[ANONYMOUS_LIMITER] = RateLimiter(context.config.connections.anonymous_refusals_per_minute)
+    app[REFUSALS] = RefusalTally()
+    app[BULK_READS] = BodyBudget(BULK_BODY_BUDGET)
     app[TELEMETRY] = telemetry or setup_telemetry(
         node_id=context.config.node_id,
         exporter=context.config.telemetry_exporter,
@@ -268,6 +167,7 @@ def build_app(
     if sweep:
         app.cleanup_ctx.append(_retention_sweep)
     app.cleanup_ctx.append(_audit_flusher)
+    app.cleanup_ctx.append(integrity_check)
     if federate:
         app.cleanup_ctx.append(_federation)
     app.cleanup_ctx.append(_telemetry_shutdown)

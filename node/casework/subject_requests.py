@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from governance.manifest import Manifest
@@ -37,13 +39,44 @@ from node.storage.engine import erase_checkpoint
 from node.storage.models import EntryRow, LogLeaf, PeerLeaf, ReceiptRow, SubjectRequest, Tombstone
 from protocol.embedding import Embedding
 from protocol.entry import WatchlistEntry
-from protocol.errors import MalformedError
+from protocol.errors import MalformedError, PolicyError
 from protocol.fields import format_time
 
-__all__ = ["ReportItem", "SubjectRequests"]
+__all__ = [
+    "FORWARD_WINDOW",
+    "ForwardConflict",
+    "ForwardRateLimited",
+    "ForwardResult",
+    "ReportItem",
+    "SubjectRequests",
+]
 
 PURGING_KINDS = frozenset({RequestKind.DELETION, RequestKind.CEASE_OF_USE})
 """Ceasing use of watchlist data means deleting the entry: there is no other use to stop."""
+
+FORWARD_WINDOW = timedelta(days=1)
+"""The window of a member's forward limit (``limits.forwards_per_member_per_day``), rolling."""
+
+
+class ForwardConflict(WrongState):
+    """A member forwarded one of its requests again, but not as the request we opened for it."""
+
+    code = "forward_conflict"
+
+
+class ForwardRateLimited(PolicyError):
+    """A member forwarded more new requests in 24 hours than ``limits.forwards_per_member_per_day``."""
+
+    code = "forward_rate_limited"
+
+
+@dataclass(frozen=True)
+class ForwardResult:
+    """What a forward did: ``opened`` a request, ``merged`` its entry into the one opened before,
+    or was a ``repeated`` forward that changed nothing. ``owner_request_id`` is ours either way."""
+
+    owner_request_id: str
+    outcome: str
 
 
 @dataclass(frozen=True)
@@ -283,35 +316,153 @@ class SubjectRequests:
         return receipts
 
     def open_forwarded(
-        self, *, origin: str, kind: RequestKind, entry_id: str, owner_name: str, now: datetime
-    ) -> str:
-        """A request forwarded by ``origin`` about our entry: opened for our officer, already "searched"."""
-        with Session(self._engine) as session:
-            entry = session.get(EntryRow, entry_id)
-            if entry is None:
-                raise EntryNotFound(f"no entry {entry_id!r} on this node")
-            item = ReportItem(
-                owner=self.node_id,
-                owner_name=owner_name,
-                entry_id=entry_id,
-                version=entry.version,
-                category=entry.category,
-                evidence_kind=entry.evidence_kind,
-                registered_at=format_time(entry.registered_at) if entry.registered_at else "",
-                expires_at=format_time(entry.expires_at),
+        self,
+        *,
+        origin: str,
+        request_id: str,
+        kind: RequestKind,
+        entry_id: str,
+        owner_name: str,
+        daily_limit: int,
+        now: datetime,
+    ) -> ForwardResult:
+        """A request forwarded by ``origin`` about our entry: opened for our officer, already "searched".
+
+        Idempotent by (``origin``, ``request_id``): the request opened by the first forward is
+        the answer to every later one. A repeat naming another of our entries adds it to that
+        request while it is open (one person, one request, one deadline, as the origin has);
+        a repeat of another kind, or a new entry once that request is closed, is refused with
+        ``ForwardConflict``. Only a forward that opens a request counts against ``daily_limit``
+        (per origin, over the last 24 hours); past it ``ForwardRateLimited``. The database's
+        unique constraint on the pair decides between two workers opening the same one at once.
+        """
+        with self._lock, Session(self._engine, expire_on_commit=False) as session:
+            existing = self._forwarded(session, origin, request_id)
+            if existing is not None:
+                return self._repeat(session, existing, origin, request_id, kind, entry_id, owner_name, now)
+            since = now - FORWARD_WINDOW
+            recent = int(
+                session.exec(
+                    select(func.count())
+                    .select_from(SubjectRequest)
+                    .where(SubjectRequest.forwarded_origin == origin, col(SubjectRequest.received_at) > since)
+                ).one()
             )
-        view = self.record(
-            staff=f"peer:{origin}",
-            kind=kind,
-            identity_check=f"forwarded-by-{origin}"[:48],
-            photo=None,
-            embedding=None,
-            received_at=now,
-            deadline=None,
+            if recent >= daily_limit:
+                raise ForwardRateLimited(
+                    f"{origin} forwarded {recent} requests after {format_time(since)}, the limit is "
+                    f"{daily_limit} in 24 hours; request {request_id} is not opened (repeats of forwards "
+                    "already held are still answered)"
+                )
+            item = self._item(session, entry_id, owner_name)
+            owner_request_id = f"req-{secrets.token_hex(10)}"
+            row = SubjectRequest(
+                id=owner_request_id,
+                kind=kind.value,
+                identity_check=f"forwarded-by-{origin}"[:48],
+                received_at=now,
+                deadline=now + DEFAULT_DEADLINE,
+                recorded_by=f"peer:{origin}"[:64],
+                report=json.dumps([item.to_dict()], ensure_ascii=False, sort_keys=True),
+                searched_at=now,
+                forwarded_origin=origin,
+                forwarded_request_id=request_id,
+            )
+            session.add(row)
+            try:
+                session.flush()  # the unique pair: a worker that opened it first wins
+            except IntegrityError:
+                session.rollback()
+                existing = self._forwarded(session, origin, request_id)
+                if existing is None:
+                    raise
+                return self._repeat(session, existing, origin, request_id, kind, entry_id, owner_name, now)
+            append_audit(
+                session,
+                actor=f"peer:{origin}"[:64],
+                action="request.record",
+                target=owner_request_id,
+                outcome=kind.value,
+                now=now,
+            )
+            append_audit(
+                session,
+                actor=f"peer:{origin}"[:64],
+                action="request.search",
+                target=owner_request_id,
+                outcome="entries=1",
+                now=now,
+            )
+            session.commit()
+            return ForwardResult(owner_request_id, "opened")
+
+    def _forwarded(self, session: Session, origin: str, request_id: str) -> SubjectRequest | None:
+        return session.exec(
+            select(SubjectRequest).where(
+                SubjectRequest.forwarded_origin == origin, SubjectRequest.forwarded_request_id == request_id
+            )
+        ).first()
+
+    def _item(self, session: Session, entry_id: str, owner_name: str) -> ReportItem:
+        entry = session.get(EntryRow, entry_id)
+        if entry is None:
+            raise EntryNotFound(f"no entry {entry_id!r} on this node")
+        return ReportItem(
+            owner=self.node_id,
+            owner_name=owner_name,
+            entry_id=entry_id,
+            version=entry.version,
+            category=entry.category,
+            evidence_kind=entry.evidence_kind,
+            registered_at=format_time(entry.registered_at) if entry.registered_at else "",
+            expires_at=format_time(entry.expires_at),
+        )
+
+    def _repeat(
+        self,
+        session: Session,
+        row: SubjectRequest,
+        origin: str,
+        request_id: str,
+        kind: RequestKind,
+        entry_id: str,
+        owner_name: str,
+        now: datetime,
+    ) -> ForwardResult:
+        """A forward of a request we already opened: the same answer, its entry merged in if new."""
+        if row.kind != kind.value:
+            raise ForwardConflict(
+                f"{origin} forwarded its request {request_id} as {row.kind} (our {row.id}); "
+                f"this forward says {kind.value}: a request of another kind needs a new request id"
+            )
+        items = [] if row.report is None else json.loads(row.report)
+        if any(i["entry_id"] == entry_id for i in items):
+            return ForwardResult(row.id, "repeated")
+        locked = session.get(SubjectRequest, row.id, with_for_update=True, populate_existing=True)
+        assert locked is not None  # requests are never deleted
+        row = locked  # what another worker merged meanwhile is in the report we extend
+        items = [] if row.report is None else json.loads(row.report)
+        if any(i["entry_id"] == entry_id for i in items):
+            return ForwardResult(row.id, "repeated")
+        if row.status != "open":
+            raise ForwardConflict(
+                f"our request {row.id} for {origin}'s request {request_id} is {row.status} "
+                f"({row.outcome}) with {len(items)} entries; entry {entry_id} needs a new request"
+            )
+        items.append(self._item(session, entry_id, owner_name).to_dict())
+        items.sort(key=lambda i: (i["owner"], i["entry_id"]))
+        row.report = json.dumps(items, ensure_ascii=False, sort_keys=True)
+        session.add(row)
+        append_audit(
+            session,
+            actor=f"peer:{origin}"[:64],
+            action="request.merge",
+            target=row.id,
+            outcome=f"entries={len(items)}",
             now=now,
         )
-        self.save_report(view["id"], [item], f"peer:{origin}", now)
-        return str(view["id"])
+        session.commit()
+        return ForwardResult(row.id, "merged")
 
 
 def _view(row: SubjectRequest, now: datetime) -> dict[str, Any]:

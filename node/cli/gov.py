@@ -190,15 +190,28 @@ def cmd_notice(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
     from aiohttp import web
 
+    from node.jsonlog import json_handler
     from node.org.server import build_gov_app
 
+    # One JSON object per line on stderr, for our records and aiohttp's alike (root at WARNING):
+    # a reporter's or a complainant's text can never start a line of its own.
+    logging.getLogger().addHandler(json_handler())
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("watchnet").setLevel(logging.INFO)
     path = Path(args.manifest)
     reports = Path(args.reports) if args.reports else path.parent / "reports"
     app = build_gov_app(path, reports)
-    print(
-        f"publishing {path} on http://{args.host}:{args.port}/v1/manifest (reports to {reports})", flush=True
+    logging.getLogger("watchnet.gov").info(
+        "publishing %s on http://%s:%s/v1/manifest (reports to %s)",
+        path,
+        args.host,
+        args.port,
+        reports,
+        extra={"manifest": str(path), "reports": str(reports), "port": args.port},
     )
     web.run_app(app, host=args.host, port=args.port, print=None, handle_signals=True)
     return 0

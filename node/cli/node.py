@@ -62,7 +62,15 @@ def cmd_manifest_install(args: argparse.Namespace) -> int:
     engine = make_engine(args.database_url or config.effective_database_url)
     try:
         check_schema(engine)
-        offer = install_manifest(config.directory, engine, config.root_keyids, document, _now(), source)
+        offer = install_manifest(
+            config.directory,
+            engine,
+            config.root_keyids,
+            document,
+            _now(),
+            source,
+            root_threshold=config.pinned_root_threshold,
+        )
     finally:
         engine.dispose()
     write_default_rules(config.directory, document.payload)
@@ -109,6 +117,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         port=args.port,
         database_url=args.database_url,
         root_keyids=tuple(args.root_keyid),
+        root_threshold=args.root_threshold,
         manifest_url=args.manifest_url,
     )
     created = create_node(config, Path(args.manifest) if args.manifest else None, _now())
@@ -120,6 +129,8 @@ def cmd_init(args: argparse.Namespace) -> int:
                 f"created node {config.node_id} in {config.directory} (schema {created.schema})",
                 f"signing key    {created.signing_key}",
                 f"encryption key {created.encryption_key}",
+                f"first manifest needs {created.config.pinned_root_threshold} of "
+                f"{len(config.root_keyids)} pinned root keys",
                 created.standing,
             ]
         ),
@@ -276,6 +287,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         required=True,
         help="a pinned root key id of the organisation (repeat)",
     )
+    p.add_argument(
+        "--root-threshold",
+        type=int,
+        help="how many pinned root keys must sign the first manifest "
+        "(default: the threshold --manifest declares, at least 2 when 2 or more keys are pinned)",
+    )
     p.add_argument("--display-name")
     p.add_argument("--port", type=int, default=8470)
     p.add_argument("--database-url", help="PostgreSQL URL for production; default SQLite in the directory")
@@ -338,21 +355,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
+    import os
 
     from node.app.server import build_app
+    from node.app.serving import serve
     from node.context import NodeContext
+    from node.files import PRIVATE_UMASK, loose_mode_warning, loose_modes
     from node.records.manifests import install_manifest
     from node.records.setup import write_default_rules
     from node.storage.engine import make_engine
 
+    os.umask(PRIVATE_UMASK)  # the database's -wal/-shm, logs, HE keys: the owner's alone
     config = NodeConfig.load(Path(args.node))
     if not (config.directory / MANIFEST_FILE).exists() and config.manifest_url:
         engine = make_engine(args.database_url or config.effective_database_url)
         document = _fetch_manifest(config.manifest_url)
         try:
             install_manifest(
-                config.directory, engine, config.root_keyids, document, _now(), config.manifest_url
+                config.directory,
+                engine,
+                config.root_keyids,
+                document,
+                _now(),
+                config.manifest_url,
+                root_threshold=config.pinned_root_threshold,
             )
         finally:
             engine.dispose()
@@ -360,13 +386,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     context = NodeContext.load(Path(args.node), database_url=args.database_url)
     host = args.host or context.config.host
     port = args.port or context.config.port
+    loose = loose_modes(context.config.directory)
+    for path in loose:
+        print(f"watchnet serve: {loose_mode_warning(path)}", file=sys.stderr, flush=True)
+    if loose and context.config.security.loose_permissions == "refuse":
+        print(
+            f"watchnet serve: refusing to start: {len(loose)} path(s) under {context.config.directory} "
+            'readable or writable by group or others ([security] loose_permissions = "refuse")',
+            file=sys.stderr,
+        )
+        return 2
     app = build_app(context)
     _log_to_stderr()
     print(
         f"serving node {context.config.node_id} on http://{host}:{port} (manifest v{context.manifest.version})",
         flush=True,
     )
-    web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+    serve(app, host, port, context.config.connections)
     return 0
 
 
@@ -410,9 +446,11 @@ def register_service(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def _log_to_stderr() -> None:
     """The node's own events (manifests trusted, peers failing, galleries rebuilt) at INFO on stderr;
-    they name nodes, versions and counts, never an embedding, a face or a key."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("watchnet")
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
+    they name nodes, versions and counts, never an embedding, a face or a key. One JSON object per
+    line (``node.jsonlog``), on the root logger so aiohttp's warnings are JSON too: a value a peer
+    sent can never start a line of its own."""
+    from node.jsonlog import json_handler
+
+    logging.getLogger().addHandler(json_handler())
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("watchnet").setLevel(logging.INFO)

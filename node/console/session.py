@@ -109,6 +109,15 @@ class SessionStore:
             session.last_seen = now
             return session
 
+    def signed_in(self, token: str | None, now: datetime) -> bool:
+        """Whether a cookie value names a live signed-in session, without touching or ending it (the
+        node's front door sizes a request by this before its handler reads the session)."""
+        if not token:
+            return False
+        with self._lock:
+            session = self._sessions.get(_key(token))
+            return session is not None and session.staff is not None and self._expiry(session, now) is None
+
     def alive(self, session: ConsoleSession, now: datetime) -> bool:
         """Whether ``session`` is still held and within its timeouts, without touching it: a page
         that only listens (the operator's live alerts) must not keep an unattended session open."""

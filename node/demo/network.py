@@ -32,7 +32,7 @@ from governance.description import manifest_from_description, next_version
 from governance.manifest import Manifest
 from governance.roles import Role
 from node.config import Federation, NodeConfig
-from node.files import write_atomic
+from node.files import PRIVATE_FILE, write_atomic
 from node.records.accounts import StaffAccounts
 from node.records.keystore import load_encryption_key, load_signing_key, save_key
 from node.records.setup import create_node
@@ -84,7 +84,7 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
 
 
 def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    out = open(log, "ab")
+    out = os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE), "ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
         [sys.executable, "-m", "node.cli.main", *argv], stdout=out, stderr=subprocess.STDOUT, env=env
@@ -225,7 +225,11 @@ class LocalNetwork:
                 manifest_grace=parse_duration("10s"),
                 retry_max=parse_duration("4s"),
             )
-            write_atomic(directory / "config.toml", replace(config, federation=federation).to_toml().encode())
+            write_atomic(
+                directory / "config.toml",
+                replace(config, federation=federation).to_toml().encode(),
+                mode=PRIVATE_FILE,
+            )
             node = LocalNode(node_id, directory, port)
             engine = make_engine(config.effective_database_url)
             try:

@@ -377,6 +377,7 @@ class Federation:
         self, embeddings: list[Embedding], purpose: str, mode: str = "plain"
     ) -> tuple[QueryRequest, list[PeerOutcome]]:
         """Ask every active member in parallel, with a deadline, each in the mode the manifest settles."""
+        self.context.registry.integrity.require_intact()  # no alerts into a store that disagrees with its log
         manifest = self.context.manifest
         refuse_if_expired(manifest, self.clock())
         own = manifest.member(self.node_id)
@@ -777,19 +778,60 @@ class Federation:
         )
 
     async def _report_fork(self, member: Member, error: ForkDetected) -> None:
-        """Send the evidence to the organisation (self-authenticating: the peer's own signed heads)."""
+        """Send the organisation a proof it can check with the manifest alone (``fork-report`` in
+        docs/protocol.md): the peer's signed head we verified and one it signed for the same size
+        with a different root. When the conflicting head is larger, the peer is asked for its head
+        at our verified size (a one-event log page ends exactly there); if that root is the one we
+        verified, the page was bad rather than the history rewritten, and nothing is reported. A
+        peer already flagged (no new conflicting head) is not reported again."""
         url = self.context.config.manifest_url
-        evidence = await asyncio.to_thread(fork_evidence, self.context.engine, member.node_id)
-        if not url or evidence is None or self._session is None:
+        if not url or error.conflicting_head is None or self._session is None:
             return
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            await self._session.post(
+        evidence = await asyncio.to_thread(fork_evidence, self.context.engine, member.node_id)
+        if evidence is None:
+            return
+        verified = evidence["verified_head"]
+        conflicting: dict[str, Any] | None = error.conflicting_head
+        try:
+            ours = SignedDocument.from_dict(verified, TreeHead).payload
+            theirs = SignedDocument.from_dict(conflicting, TreeHead).payload
+            if theirs.tree_size != ours.tree_size and ours.tree_size > 0:
+                page = await self.client.exchange(
+                    member,
+                    "/v1/peer/log",
+                    SYNC_PURPOSE,
+                    LogRequest(after=ours.tree_size - 1, limit=1),
+                    LogPage,
+                    now=self.clock(),
+                    manifest_version=self.context.manifest.version,
+                    timeout=self.timeout,
+                )
+                page.head.verify([member.signing_key], threshold=1)
+                theirs, conflicting = page.head.payload, page.head.to_dict()
+        except (WatchnetError, aiohttp.ClientError, TimeoutError) as e:
+            LOG.warning("fork of %s not reported: %s", member.node_id, type(e).__name__)
+            return
+        if theirs.tree_size != ours.tree_size or theirs.root_hash == ours.root_hash:
+            LOG.warning(
+                "fork of %s not reported: no two roots for one size (heads of %d and %d events)",
+                member.node_id,
+                ours.tree_size,
+                theirs.tree_size,
+            )
+            return
+        try:
+            async with self._session.post(
                 url.rstrip("/") + "/v1/reports",
                 json={
                     "type": "fork-report",
+                    "peer": member.node_id,
                     "reporter": self.node_id,
-                    "conflicting_head": error.conflicting_head,
-                    **evidence,
+                    "verified_head": verified,
+                    "conflicting_head": conflicting,
                 },
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
-            )
+            ) as response:
+                outcome = f"ok:{response.status}" if response.status < 300 else f"refused:{response.status}"
+        except (aiohttp.ClientError, TimeoutError) as e:
+            outcome = f"unreachable:{type(e).__name__}"
+        await asyncio.to_thread(self._audit, "report.fork", "organisation", outcome, self.node_id)

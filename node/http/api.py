@@ -29,6 +29,7 @@ from node.private.matcher import HEBusy
 from node.private.mode import PrivateMode
 from node.records.accounts import AccountDisabled, AuthenticationFailed, StaffMember
 from node.records.auditlog import AuditWriter
+from node.records.integrity import IntegrityFailure
 from node.records.registry import EntryNotFound, TwoPersonRuleViolation, WrongState
 from node.telemetry import Telemetry
 from protocol.canonical import b64url_decode, parse_json
@@ -53,6 +54,7 @@ __all__ = [
     "AUDIT_FLUSH_SECONDS",
     "AUDIT_TARGET",
     "AUDIT_WRITER",
+    "BODY_SLOT",
     "CLOCK",
     "CONTEXT",
     "FEDERATION",
@@ -65,8 +67,10 @@ __all__ = [
     "TELEMETRY",
     "TOKEN_CACHE",
     "TOKEN_CACHE_SECONDS",
+    "BodyTimeout",
     "Clock",
     "NodeMetrics",
+    "PeerBodiesBusy",
     "RateLimited",
     "RateLimiter",
     "admit_peer",
@@ -86,21 +90,39 @@ __all__ = [
 
 
 class RateLimiter:
-    """Token bucket per account: ``rate`` requests a minute with bursts of the same size."""
+    """Token bucket per key (an account, an address): ``rate`` requests a minute with bursts of the
+    same size. At most ``max_keys`` buckets are held: past that, buckets that have refilled are
+    forgotten (a full bucket is the same as none), so a flood of new keys cannot grow it."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: int, max_keys: int = 65_536) -> None:
         self.rate = per_minute / 60.0
         self.capacity = float(per_minute)
+        self.max_keys = max_keys
         self._buckets: dict[str, tuple[float, float]] = {}
 
-    def allow(self, key: str, now: float) -> bool:
+    def _tokens(self, key: str, now: float) -> float:
         tokens, last = self._buckets.get(key, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        return min(self.capacity, tokens + (now - last) * self.rate)
+
+    def exhausted(self, key: str, now: float) -> bool:
+        """Whether ``key`` has no request left now (nothing is spent)."""
+        return self._tokens(key, now) < 1.0
+
+    def allow(self, key: str, now: float) -> bool:
+        tokens = self._tokens(key, now)
+        if key not in self._buckets and len(self._buckets) >= self.max_keys:
+            self._forget_full(now)
         if tokens < 1.0:
             self._buckets[key] = (tokens, now)
             return False
         self._buckets[key] = (tokens - 1.0, now)
         return True
+
+    def _forget_full(self, now: float) -> None:
+        for key in [k for k in self._buckets if self._tokens(k, now) >= self.capacity]:
+            del self._buckets[key]
+        while len(self._buckets) >= self.max_keys:
+            del self._buckets[next(iter(self._buckets))]
 
 
 class NodeMetrics:
@@ -174,6 +196,10 @@ ACTOR = web.RequestKey("actor", str)
 AUDIT_TARGET = web.RequestKey("audit_target", str)
 
 
+BODY_SLOT: web.RequestKey[Callable[[], None]] = web.RequestKey("body_slot")
+"""Gives back the request's slot among the large peer bodies read at once (idempotent)."""
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)
 
@@ -182,8 +208,23 @@ class RateLimited(PolicyError):
     code = "rate_limited"
 
 
+class BodyTimeout(MalformedError):
+    """The body did not arrive within ``connections.body_timeout`` (408)."""
+
+    code = "body_timeout"
+
+
+class PeerBodiesBusy(PolicyError):
+    """Too many large peer messages are being read now; the sender retries (503, Retry-After)."""
+
+    code = "busy"
+
+
 STATUS_FOR_ERROR: list[tuple[type[WatchnetError], int]] = [
     (OversizedError, 413),
+    (IntegrityFailure, 503),
+    (BodyTimeout, 408),
+    (PeerBodiesBusy, 503),
     (MalformedError, 400),
     (AuthenticationFailed, 401),
     (AccountDisabled, 401),
@@ -282,11 +323,18 @@ async def admit_peer(request: web.Request, bodies: Any, *, max_bytes: int = MAX_
     """Admit a sealed peer message (the checks of ``PeerGate``, in order); the audit names the sender."""
     federation = request.app[FEDERATION]
     raw = await request.read()
-    admitted = await asyncio.to_thread(
-        lambda: federation.gate.admit(raw, request.app[CLOCK](), bodies, max_bytes=max_bytes)
-    )
+    try:
+        admitted = await asyncio.to_thread(
+            lambda: federation.gate.admit(raw, request.app[CLOCK](), bodies, max_bytes=max_bytes)
+        )
+    finally:
+        request.get(BODY_SLOT, _nothing)()
     request[ACTOR] = f"peer:{admitted.member.node_id}"
     return admitted
+
+
+def _nothing() -> None:
+    """No slot to give back: the body was small enough to be read without one."""
 
 
 def sealed_response(data: bytes) -> web.Response:

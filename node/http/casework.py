@@ -18,7 +18,7 @@ from node.casework.registers import (
     list_complaints,
     record_complaint,
 )
-from node.casework.subject_requests import ReportItem
+from node.casework.subject_requests import ForwardRateLimited, ReportItem
 from node.context import NodeContext
 from node.federation.federation import (
     SUBJECT_BODIES,
@@ -31,6 +31,7 @@ from node.http.api import (
     CONTEXT,
     FEDERATION,
     STAFF,
+    RateLimited,
     admit_peer,
     face_for_registration,
     image_bytes,
@@ -237,25 +238,44 @@ def _member_name(manifest: Manifest, node_id: str) -> str:
     return member.name.get("en") if member is not None else node_id
 
 
+class ForwardFlood(RateLimited):
+    """``ForwardRateLimited`` as the API answers it: 429, code ``forward_rate_limited``."""
+
+    code = ForwardRateLimited.code
+
+
 async def peer_subject_request(request: web.Request) -> web.Response:
-    """A member forwards a data-subject request about one of our entries: open it for our officer."""
+    """A member forwards a data-subject request about one of our entries: open it for our officer.
+
+    The same (origin, request id) again is answered with the request the first forward opened
+    (409 ``forward_conflict`` if it no longer fits); new ones past the member's daily limit 429.
+    """
     federation = request.app[FEDERATION]
+    context = request.app[CONTEXT]
     admitted = await admit_peer(request, SUBJECT_BODIES)
     body = admitted.body
     assert isinstance(body, ForwardedRequest)
     if body.origin != admitted.member.node_id:
         raise MalformedError(f"forward from {admitted.member.node_id!r} names origin {body.origin!r}")
-    owner_request_id = await asyncio.to_thread(
-        lambda: request.app[CONTEXT].subject_requests.open_forwarded(
-            origin=body.origin,
-            kind=RequestKind(body.kind),
-            entry_id=body.entry_id,
-            owner_name=_member_name(request.app[CONTEXT].manifest, request.app[CONTEXT].config.node_id),
-            now=request.app[CLOCK](),
+    request[AUDIT_TARGET] = f"{body.kind} {body.entry_id} of {body.request_id}"
+    try:
+        result = await asyncio.to_thread(
+            lambda: context.subject_requests.open_forwarded(
+                origin=body.origin,
+                request_id=body.request_id,
+                kind=RequestKind(body.kind),
+                entry_id=body.entry_id,
+                owner_name=_member_name(context.manifest, context.config.node_id),
+                daily_limit=context.config.limits.forwards_per_member_per_day,
+                now=request.app[CLOCK](),
+            )
         )
+    except ForwardRateLimited as e:
+        raise ForwardFlood(str(e)) from e
+    request[AUDIT_TARGET] = (
+        f"forward={result.outcome} {body.kind} {body.entry_id} -> {result.owner_request_id}"
     )
-    request[AUDIT_TARGET] = f"{body.kind} {body.entry_id} -> {owner_request_id}"
-    ack = ForwardAck(request_id=body.request_id, owner_request_id=owner_request_id)
+    ack = ForwardAck(request_id=body.request_id, owner_request_id=result.owner_request_id)
     return sealed_response(federation.gate.reply(admitted, ack, request.app[CLOCK]()))
 
 

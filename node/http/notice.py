@@ -5,6 +5,11 @@ routes need no account and are not rate-limited per staff member; they are cheap
 rendered from the in-memory manifest, QR codes cached per URL). The language follows
 ``?lang=`` or else ``Accept-Language``; responses say so with ``Vary`` and carry a short public
 cache lifetime and an ``ETag``, because the manifest can change while the node runs.
+
+The QR code's target comes from configuration only (``[notice] url``, else the configured listen
+address), never from the ``Host`` header: a forged header must not make a node, or a shared
+cache in front of it, hand out a QR code to someone else's site. A QR code that does depend on
+the connection (``request_base``) is cached privately only.
 """
 
 from __future__ import annotations
@@ -17,11 +22,19 @@ from typing import Any
 from aiohttp import web
 
 from governance.notice import LANGUAGES, choose_language
-from node.reporting.notice_pages import NOTICE_PATH, node_notice_html, notice_url, qr_png, qr_svg
+from node.reporting.notice_pages import (
+    NOTICE_PATH,
+    configured_base,
+    node_notice_html,
+    notice_url,
+    qr_png,
+    qr_svg,
+)
 
 __all__ = [
     "CACHE_CONTROL",
     "NOTICE_PATHS",
+    "PRIVATE_CACHE_CONTROL",
     "QR_SRC",
     "add_notice_routes",
     "html_response",
@@ -34,6 +47,10 @@ NOTICE_PATHS = frozenset({NOTICE_PATH, f"{NOTICE_PATH}/qr.png", f"{NOTICE_PATH}/
 """Paths anyone may GET (the node's access middleware lists them as public)."""
 CACHE_CONTROL = "public, max-age=300"
 """Five minutes: short enough that a new manifest version reaches readers quickly."""
+PRIVATE_CACHE_CONTROL = "private, max-age=300"
+"""For a response that depends on the connection: the browser may keep it, a shared cache may not."""
+_FROM_CONNECTION = web.RequestKey("notice_from_connection", bool)
+"""Set on a request by ``request_base``: its QR code depends on the connection, not only on config."""
 QR_SRC = "notice/qr.svg"
 """Relative to ``/notice`` (so it still works behind a path prefix)."""
 _SECURITY_HEADERS = {
@@ -63,10 +80,12 @@ def _cached(
     content_type: str,
     headers: dict[str, str],
     charset: str | None = None,
+    *,
+    cache_control: str = CACHE_CONTROL,
 ) -> web.Response:
-    """``body`` with public cache headers and an ``ETag``; 304 when the client already has it."""
+    """``body`` with cache headers (public by default) and an ``ETag``; 304 when the client has it."""
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    headers = {**_SECURITY_HEADERS, "Cache-Control": CACHE_CONTROL, "ETag": etag, **headers}
+    headers = {**_SECURITY_HEADERS, "Cache-Control": cache_control, "ETag": etag, **headers}
     if etag in {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}:
         return web.Response(status=304, headers=headers)
     return web.Response(body=body, content_type=content_type, charset=charset, headers=headers)
@@ -84,14 +103,24 @@ def _qr_bytes(url: str, kind: str) -> bytes:
 
 
 def qr_response(request: web.Request, url: str, kind: str) -> web.Response:
-    """The QR code to ``url`` as ``png`` or ``svg``."""
+    """The QR code to ``url`` as ``png`` or ``svg``; publicly cacheable unless ``url`` came from
+    ``request_base`` (it then depends on the connection)."""
     content_type = "image/png" if kind == "png" else "image/svg+xml"
-    return _cached(request, _qr_bytes(url, kind), content_type, {})
+    cache = PRIVATE_CACHE_CONTROL if request.get(_FROM_CONNECTION) else CACHE_CONTROL
+    return _cached(request, _qr_bytes(url, kind), content_type, {}, cache_control=cache)
 
 
 def request_base(request: web.Request) -> str:
-    """This request's own origin: the QR target when no public notice URL is configured."""
-    return f"{request.scheme}://{request.host}"
+    """The address this server accepted the connection on: the QR target when no public notice URL
+    is configured. Taken from the local socket, never from the ``Host`` header (which anyone may
+    forge); a server bound to one address always gives the same, one bound to all addresses gives
+    the interface the client reached, so the response is marked to be cached privately only."""
+    request[_FROM_CONNECTION] = True
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    if not isinstance(sockname, tuple) or len(sockname) < 2:
+        return f"{request.scheme}://localhost"
+    host, port = str(sockname[0]), int(sockname[1])
+    return f"{request.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def add_notice_routes(app: web.Application, context_key: web.AppKey[Any]) -> None:
@@ -111,7 +140,8 @@ def add_notice_routes(app: web.Application, context_key: web.AppKey[Any]) -> Non
 
     def qr(kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(request: web.Request) -> web.Response:
-            url = notice_url(request.app[context_key].config, request_base=request_base(request))
+            config = request.app[context_key].config
+            url = notice_url(config, request_base=configured_base(config))
             return qr_response(request, url, kind)
 
         return handler

@@ -51,9 +51,16 @@ __all__ = ["add_record_routes"]
 
 
 async def health(request: web.Request) -> web.Response:
-    """Liveness, and whether private queries would be answered from a current gallery (public:
-    states only, no counts of entries)."""
-    return web.json_response({"status": "ok", "private_gallery": request.app[PRIVATE].readiness()})
+    """Liveness, whether private queries would be answered from a current gallery, and whether the
+    store agrees with the log the node signed (public: states, sizes and times, no counts of
+    entries, no entry ids)."""
+    return web.json_response(
+        {
+            "status": "ok",
+            "private_gallery": request.app[PRIVATE].readiness(),
+            "integrity": request.app[CONTEXT].registry.integrity.to_dict(),
+        }
+    )
 
 
 async def node_info(request: web.Request) -> web.Response:

@@ -19,7 +19,7 @@ from node.files import write_atomic
 from protocol.errors import MalformedError, PolicyError
 from protocol.fields import format_time
 
-__all__ = ["close_complaint", "file_complaint", "list_complaints"]
+__all__ = ["close_complaint", "count_open", "file_complaint", "list_complaints"]
 
 MAX_SUMMARY = 2000
 
@@ -76,6 +76,23 @@ def list_complaints(directory: Path, status: str | None = None) -> list[dict[str
     items = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("cmp-*.json"))]
     items = [c for c in items if status is None or c["status"] == status]
     return sorted(items, key=lambda c: c["received_at"])
+
+
+def count_open(directory: Path, *, channel: str) -> int:
+    """How many complaints that came through ``channel`` are still open (unreadable files count as
+    open: ``gov serve`` uses this to cap the register, and must not be talked past it)."""
+    count = 0
+    for path in directory.glob("cmp-*.json"):
+        try:
+            complaint = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            count += 1
+            continue
+        if not isinstance(complaint, dict):
+            count += 1
+        elif complaint.get("channel") == channel and complaint.get("status") == "open":
+            count += 1
+    return count
 
 
 def close_complaint(

@@ -9,38 +9,315 @@ of its own keys has signed it: a draft written by ``gov member suspend`` and sti
 second signature is never served, the last fully signed version is. Nodes verify everything
 again themselves (pinned roots, rotation, expiry), so this server needs no secret.
 
-Fork reports need no account: the evidence is a member's own signed tree heads, which anyone
-can check, and a report that does not parse is refused. A report of suspected template
-extraction (``extraction-report``) is kept only when signed by a current member.
+Fork reports need no account, because the evidence proves itself: two tree heads of one size
+with different roots, both signed by the accused member's key in the published manifest
+(:func:`verify_fork_report`). Anything else is refused before a byte is written, and the same
+evidence from the same reporter is kept once. A report of suspected template extraction
+(``extraction-report``) is kept only when signed by a current member.
+
+Nothing here takes an anonymous write without a bound: bodies are capped by ``Content-Length``
+before they are read (64 KiB for a report, 16 KiB for a complaint), each source address (an IPv6
+client as its /64) may send 60 reports and 5 complaints per 10 minutes (429 ``rate_limited`` with
+``Retry-After``; at most 4096 sources are tracked, the oldest forgotten first), and the public may
+hold at most 10 000 open complaints (503 ``register_full``). Logs are JSON lines
+(``node.jsonlog``); values a sender chose travel as fields.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import ipaddress
 import json
 import logging
+import math
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
+from governance.errors import NotAMember
 from governance.manifest import Manifest, MemberStatus
 from governance.notice import render_notice
 from node.files import write_atomic
 from node.http.notice import CACHE_CONTROL, QR_SRC, html_response, qr_response, request_base, request_language
-from node.org.complaints import file_complaint
+from node.org.complaints import count_open, file_complaint
 from node.reporting.notice_pages import NOTICE_PATH, group_notice_html
-from protocol.canonical import parse_json
-from protocol.errors import MalformedError, VerificationError, WatchnetError
+from protocol.canonical import b64url_encode, canonical_bytes, parse_json
+from protocol.errors import MalformedError, OversizedError, PolicyError, VerificationError, WatchnetError
 from protocol.extraction import ExtractionReport
+from protocol.fields import NODE_ID_RE, format_time
 from protocol.signed import SignedDocument
+from protocol.treehead import TreeHead
 
-__all__ = ["build_gov_app"]
+__all__ = [
+    "ForkEvidence",
+    "ForkUnproven",
+    "Rate",
+    "RateLimited",
+    "RegisterFull",
+    "SourceLimiter",
+    "build_gov_app",
+    "source_of",
+    "verify_fork_report",
+]
 
 LOG = logging.getLogger("watchnet.gov")
-MAX_REPORT_BYTES = 256 << 10
+MAX_REPORT_BYTES = 64 << 10
+"""A fork report is two signed tree heads (about 1.5 KB); an extraction report is smaller."""
+MAX_COMPLAINT_BYTES = 16 << 10
+"""A complaint's summary is at most 2000 characters, 12 KB even if every one is JSON-escaped."""
+MAX_OPEN_PUBLIC_COMPLAINTS = 10_000
+"""Open complaints from the public beyond which ``/v1/complaints`` answers 503 ``register_full``
+(each file is at most about 8 KB, so the register stays under 80 MB until staff close some)."""
+MAX_FORK_REPORTS_PER_PEER = 100
+"""Distinct fork proofs kept about one member: one is enough to act, a hundred is plenty."""
+MAX_SOURCES = 4096
+FORK_REPORT_FIELDS = frozenset({"type", "peer", "reporter", "verified_head", "conflicting_head"})
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``requests`` per ``window`` seconds from one source address."""
+
+    requests: int
+    window: float
+
+
+REPORT_RATE = Rate(60, 600.0)
+COMPLAINT_RATE = Rate(5, 600.0)
+
+
+class ForkUnproven(VerificationError):
+    """Two authentic heads that do not prove a fork (same root, or different sizes)."""
+
+    code = "fork_unproven"
+
+
+class RateLimited(PolicyError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RegisterFull(PolicyError):
+    code = "register_full"
+
+
+class SourceLimiter:
+    """Fixed windows of ``rate.requests`` per source, in a table of at most ``max_sources``.
+
+    Windows are kept in the order they started, so expired ones are dropped from the front and a
+    new source, when the table is full, pushes out the oldest: a flood of addresses costs a
+    bounded table, never memory without end (the register's cap bounds what it can store).
+    """
+
+    def __init__(
+        self, rate: Rate, *, max_sources: int = MAX_SOURCES, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.max_sources = max_sources
+        self.clock = clock
+        self._windows: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def hit(self, source: str, what: str) -> None:
+        """Count one request from ``source``; raise ``RateLimited`` if its window is used up."""
+        now = self.clock()
+        while self._windows:
+            start = next(iter(self._windows.values()))[0]
+            if now - start < self.rate.window:
+                break
+            self._windows.popitem(last=False)
+        start, count = self._windows.get(source, (now, 0))
+        if count >= self.rate.requests:
+            wait = start + self.rate.window - now
+            raise RateLimited(
+                f"{count} {what} from {source} in the last {self.rate.window:.0f} s, limit "
+                f"{self.rate.requests}; try again in {math.ceil(wait)} s",
+                wait,
+            )
+        if source not in self._windows and len(self._windows) >= self.max_sources:
+            self._windows.popitem(last=False)
+        self._windows[source] = (start, count + 1)
+
+
+def source_of(remote: str | None) -> str:
+    """The rate-limit key of a client address: IPv4 as is, IPv6 as its /64 (one host holds a
+    whole /64). ``X-Forwarded-For`` is not trusted: behind a proxy every client is one source."""
+    if not remote:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        return remote[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+@dataclass(frozen=True)
+class ForkEvidence:
+    """A verified fork: ``peer`` signed ``heads``, two different roots for one tree size."""
+
+    peer: str
+    reporter: str | None
+    heads: tuple[SignedDocument[TreeHead], SignedDocument[TreeHead]]
+
+    @property
+    def tree_size(self) -> int:
+        return self.heads[0].payload.tree_size
+
+    @property
+    def digest(self) -> str:
+        """Names the evidence: the same two heads (in either order) from the same reporter."""
+        payloads = sorted(hashlib.sha256(h.payload.canonical()).hexdigest() for h in self.heads)
+        return hashlib.sha256(
+            canonical_bytes({"peer": self.peer, "reporter": self.reporter, "heads": payloads})
+        ).hexdigest()[:32]
+
+    def to_dict(self, received_at: datetime) -> dict[str, Any]:
+        verified, conflicting = (SignedDocument(h.payload, dict(h.signatures)).to_dict() for h in self.heads)
+        return {
+            "type": "fork-report",
+            "peer": self.peer,
+            "reporter": self.reporter,
+            "tree_size": self.tree_size,
+            "verified_head": verified,
+            "conflicting_head": conflicting,
+            "received_at": format_time(received_at),
+        }
+
+
+def verify_fork_report(data: Any, manifest: Manifest) -> ForkEvidence:
+    """Check a ``fork-report`` against the published manifest alone; raise, typed, if it proves nothing.
+
+    1. An object with ``type`` ``"fork-report"``, ``peer``, ``verified_head``, ``conflicting_head``
+       and optionally ``reporter``, nothing else (``MalformedError``).
+    2. ``peer`` is a member of ``manifest`` and not removed (``NotAMember``).
+    3. ``reporter``, if given, names a member (it is not authenticated: the evidence is).
+    4. Both heads are signed ``tree-head`` documents of ``peer``'s log (``MalformedError``).
+    5. Both verify under ``peer``'s signing key in ``manifest`` (``ThresholdError``).
+    6. They state one ``tree_size`` and two different ``root_hash``es (``ForkUnproven``). Heads of
+       different sizes prove nothing without the peer's whole tree, so they are refused too.
+    """
+    if not isinstance(data, dict) or data.get("type") != "fork-report":
+        raise MalformedError("expected a fork-report object or a signed extraction-report")
+    if set(data) - FORK_REPORT_FIELDS:
+        raise MalformedError(f"fork-report: unexpected fields {sorted(set(data) - FORK_REPORT_FIELDS)[:8]}")
+    peer, reporter = data.get("peer"), data.get("reporter")
+    if not isinstance(peer, str) or not NODE_ID_RE.fullmatch(peer):
+        raise MalformedError(f"fork-report.peer: {peer!r:.70} is not a node id")
+    if reporter is not None and (not isinstance(reporter, str) or manifest.member(reporter) is None):
+        raise MalformedError(
+            f"fork-report.reporter: {reporter!r:.70} is not a member; omit it to report anonymously"
+        )
+    member = manifest.member(peer)
+    if member is None or member.status is MemberStatus.REMOVED:
+        raise NotAMember(f"fork-report.peer: {peer!r} is not a member of manifest version {manifest.version}")
+    heads: list[SignedDocument[TreeHead]] = []
+    for name in ("verified_head", "conflicting_head"):
+        try:
+            head = SignedDocument.from_dict(data.get(name), TreeHead)
+        except MalformedError as e:
+            raise MalformedError(f"fork-report.{name}: {e}") from e
+        if head.payload.log_id != peer:
+            raise MalformedError(
+                f"fork-report.{name}: a head of {head.payload.log_id!r}, the report accuses {peer!r}"
+            )
+        try:
+            head.verify([member.signing_key], threshold=1)
+        except VerificationError as e:
+            raise type(e)(
+                f"fork-report.{name}: not signed by {peer}'s key {member.signing_key.keyid[:16]}: {e}"
+            ) from e
+        heads.append(head)
+    first, second = heads[0].payload, heads[1].payload
+    if first.tree_size != second.tree_size:
+        raise ForkUnproven(
+            f"heads of sizes {first.tree_size} and {second.tree_size}: only two heads of one size prove a fork"
+        )
+    if first.root_hash == second.root_hash:
+        raise ForkUnproven(
+            f"both heads of size {first.tree_size} have root {b64url_encode(first.root_hash)[:16]}...: no fork"
+        )
+    return ForkEvidence(peer=peer, reporter=reporter, heads=(heads[0], heads[1]))
+
+
+def _refusal(e: WatchnetError) -> web.Response:
+    """The one place this server maps a typed refusal to a status and a ``{"error", "message"}`` body."""
+    headers: dict[str, str] | None = None
+    if isinstance(e, OversizedError):
+        status = 413
+    elif isinstance(e, RateLimited):
+        status = 429
+        headers = {"Retry-After": str(max(1, math.ceil(e.retry_after)))}
+    elif isinstance(e, RegisterFull):
+        status = 503
+    elif isinstance(e, ForkUnproven | MalformedError):
+        status = 400
+    elif isinstance(e, VerificationError | NotAMember):
+        status = 401
+    else:
+        status = 400
+    return web.json_response({"error": e.code, "message": str(e)}, status=status, headers=headers)
+
+
+def _check_length(request: web.Request, limit: int, what: str) -> None:
+    """Refuse by ``Content-Length`` before reading a byte (a chunked body is cut at the app's limit)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise OversizedError(f"{what} of {request.content_length} bytes, limit is {limit}")
+
+
+async def _read(request: web.Request, limit: int, what: str) -> bytes:
+    _check_length(request, limit, what)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge as e:
+        raise OversizedError(f"{what} larger than {limit} bytes") from e
+    if len(body) > limit:
+        raise OversizedError(f"{what} of {len(body)} bytes, limit is {limit}")
+    return body
+
+
+class OpenComplaints:
+    """How many public complaints are open, recounted from the files only when the directory
+    changed behind our back (``gov complaints close``); our own filings are counted as we go."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._mtime: int | None = None
+        self._count = 0
+
+    def _stat(self) -> int:
+        try:
+            return self.directory.stat().st_mtime_ns
+        except FileNotFoundError:
+            return -1
+
+    async def count(self) -> int:
+        mtime = self._stat()
+        if mtime != self._mtime:
+            self._count = (
+                0 if mtime < 0 else await asyncio.to_thread(count_open, self.directory, channel="public")
+            )
+            self._mtime = mtime
+        return self._count
+
+    def filed(self) -> None:
+        self._count += 1
+        self._mtime = self._stat()
 
 
 @dataclass
@@ -89,6 +366,10 @@ PUBLISHER = web.AppKey("publisher", ManifestPublisher)
 REPORTS = web.AppKey("reports", Path)
 COMPLAINTS = web.AppKey("complaints", Path)
 NOTICE_URL = web.AppKey("notice_url", str)
+REPORT_LIMITER = web.AppKey("report_limiter", SourceLimiter)
+COMPLAINT_LIMITER = web.AppKey("complaint_limiter", SourceLimiter)
+OPEN_COMPLAINTS = web.AppKey("open_complaints", OpenComplaints)
+MAX_OPEN = web.AppKey("max_open_complaints", int)
 
 
 async def manifest(request: web.Request) -> web.Response:
@@ -121,27 +402,39 @@ def _notice_qr(kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
 
 
 async def report(request: web.Request) -> web.Response:
+    source = source_of(request.remote)
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return web.json_response(
-            {"error": "oversized", "message": f"a report is at most {MAX_REPORT_BYTES} bytes"}, status=413
-        )
-    try:
+        request.app[REPORT_LIMITER].hit(source, "reports")
+        body = await _read(request, MAX_REPORT_BYTES, "a report")
         data = parse_json(body, max_bytes=MAX_REPORT_BYTES)
+        if isinstance(data, dict) and isinstance(data.get("signed"), dict):
+            return _extraction_report(request, data, body)
+        evidence = verify_fork_report(data, request.app[PUBLISHER].current().payload)
     except WatchnetError as e:
-        return web.json_response({"error": e.code, "message": str(e)}, status=400)
-    if isinstance(data, dict) and isinstance(data.get("signed"), dict):
-        return _extraction_report(request, data, body)
-    if not isinstance(data, dict) or data.get("type") != "fork-report":
-        return web.json_response(
-            {"error": "malformed", "message": "expected a fork-report object or a signed extraction-report"},
-            status=400,
+        if not isinstance(e, RateLimited):
+            LOG.info(
+                "report refused: %s", e.code, extra={"source": source, "error": e.code, "detail": str(e)}
+            )
+        return _refusal(e)
+    digest = evidence.digest
+    path = request.app[REPORTS] / f"fork-{evidence.peer}-{digest}.json"
+    if path.exists():
+        return web.json_response({"received": digest, "duplicate": True}, status=200)
+    kept = request.app[REPORTS].glob(f"fork-{evidence.peer}-{'?' * len(digest)}.json")
+    if len(list(kept)) >= MAX_FORK_REPORTS_PER_PEER:
+        return _refusal(
+            RegisterFull(
+                f"already {MAX_FORK_REPORTS_PER_PEER} fork reports about {evidence.peer}; no more are kept"
+            )
         )
-    digest = hashlib.sha256(body).hexdigest()[:16]
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    write_atomic(request.app[REPORTS] / f"fork-{stamp}-{digest}.json", body)
-    LOG.warning("fork report received about %s", str(data.get("peer"))[:63])
+    document = evidence.to_dict(datetime.now(UTC).replace(microsecond=0))
+    write_atomic(path, json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True).encode())
+    LOG.warning(
+        "fork report: %s signed two roots for tree size %d",
+        evidence.peer,
+        evidence.tree_size,
+        extra={"peer": evidence.peer, "reporter": evidence.reporter, "source": source, "received": digest},
+    )
     return web.json_response({"received": digest}, status=201)
 
 
@@ -161,19 +454,34 @@ def _extraction_report(request: web.Request, data: dict[str, object], body: byte
     digest = hashlib.sha256(body).hexdigest()[:16]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     write_atomic(request.app[REPORTS] / f"extraction-{stamp}-{digest}.json", body)
-    LOG.warning("extraction report: %s reports %s (%s)", report.reporter, report.suspect, report.reason)
+    LOG.warning(
+        "extraction report: %s reports %s (%s)",
+        report.reporter,
+        report.suspect,
+        report.reason,
+        extra={"reporter": report.reporter, "suspect": report.suspect, "reason": report.reason},
+    )
     return web.json_response({"received": digest}, status=201)
 
 
 async def complaint(request: web.Request) -> web.Response:
     """Anyone may complain to the organisation about how a member handles their data (Art. 40)."""
+    source = source_of(request.remote)
+    register = request.app[OPEN_COMPLAINTS]
     try:
-        data = parse_json(await request.read(), max_bytes=MAX_REPORT_BYTES)
+        request.app[COMPLAINT_LIMITER].hit(source, "complaints")
+        data = parse_json(
+            await _read(request, MAX_COMPLAINT_BYTES, "a complaint"), max_bytes=MAX_COMPLAINT_BYTES
+        )
         if not isinstance(data, dict):
             raise MalformedError("expected a JSON object with category and summary")
         allowed = {"category", "summary", "contact", "about_member"}
         if set(data) - allowed:
-            raise MalformedError(f"unknown fields {sorted(set(data) - allowed)}")
+            raise MalformedError(f"unknown fields {sorted(set(data) - allowed)[:8]}")
+        if await register.count() >= request.app[MAX_OPEN]:
+            raise RegisterFull(
+                f"{request.app[MAX_OPEN]} complaints from the public are open; please write to the organisation"
+            )
         filed = file_complaint(
             request.app[COMPLAINTS],
             channel="public",
@@ -183,12 +491,20 @@ async def complaint(request: web.Request) -> web.Response:
             member=str(data["about_member"])[:63] if data.get("about_member") else None,
             now=datetime.now(UTC).replace(microsecond=0),
         )
-    except web.HTTPRequestEntityTooLarge:
-        return web.json_response(
-            {"error": "oversized", "message": "a complaint is at most 256 KiB"}, status=413
-        )
     except WatchnetError as e:
-        return web.json_response({"error": e.code, "message": str(e)}, status=400)
+        if not isinstance(e, RateLimited):
+            LOG.info(
+                "complaint refused: %s", e.code, extra={"source": source, "error": e.code, "detail": str(e)}
+            )
+        return _refusal(e)
+    register.filed()
+    LOG.info(
+        "complaint %s filed (%s) about %s",
+        filed["id"],
+        filed["category"],
+        filed["about_member"],
+        extra={"reference": filed["id"], "about_member": filed["about_member"], "source": source},
+    )
     return web.json_response({"reference": filed["id"], "received_at": filed["received_at"]}, status=201)
 
 
@@ -197,14 +513,27 @@ async def health(request: web.Request) -> web.Response:
 
 
 def build_gov_app(
-    manifest_path: Path, reports: Path, *, notice_url: str | None = None, complaints: Path | None = None
+    manifest_path: Path,
+    reports: Path,
+    *,
+    notice_url: str | None = None,
+    complaints: Path | None = None,
+    report_rate: Rate = REPORT_RATE,
+    complaint_rate: Rate = COMPLAINT_RATE,
+    max_open_complaints: int = MAX_OPEN_PUBLIC_COMPLAINTS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> web.Application:
-    """``notice_url``: the public address of ``/notice`` for its QR code (default: the request's own)."""
+    """``notice_url``: the public address of ``/notice`` for its QR code (default: the request's own).
+    The rates, the register's cap and the (monotonic) clock are parameters for tests."""
     app = web.Application(client_max_size=MAX_REPORT_BYTES)
     app[PUBLISHER] = ManifestPublisher(manifest_path)
     app[REPORTS] = reports
     app[NOTICE_URL] = notice_url or ""
     app[COMPLAINTS] = complaints or manifest_path.parent / "complaints"
+    app[REPORT_LIMITER] = SourceLimiter(report_rate, clock=clock)
+    app[COMPLAINT_LIMITER] = SourceLimiter(complaint_rate, clock=clock)
+    app[OPEN_COMPLAINTS] = OpenComplaints(app[COMPLAINTS])
+    app[MAX_OPEN] = max_open_complaints
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/manifest", manifest)
     app.router.add_get(NOTICE_PATH, notice)

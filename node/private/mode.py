@@ -146,6 +146,7 @@ class PrivateMode:
     async def answer(self, request: PeerRequest) -> tuple[PrivateScores, int]:
         body = request.body
         assert isinstance(body, PrivateQuery)
+        self.context.registry.integrity.require_intact()  # the gallery came from the store it checks
         params = _he_params(request.manifest)
         sender = request.member.node_id
         held = self.keys.lookup(sender, body.key_id, params, self.clock())

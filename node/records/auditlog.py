@@ -23,7 +23,9 @@ from protocol.fields import format_time
 
 __all__ = [
     "GENESIS",
+    "REPEATS_PREFIX",
     "AuditWriter",
+    "RefusalTally",
     "append_audit",
     "append_audit_batch",
     "audit_head",
@@ -161,3 +163,48 @@ class AuditWriter:
                 self._pending[:0] = batch
             raise
         return len(batch)
+
+
+REPEATS_PREFIX = "repeats="
+"""The target of a coalesced record: it stands for that many refusals (``RefusalTally``)."""
+
+
+class RefusalTally:
+    """Coalesces identical refusals of unauthenticated requests, so a flood cannot grow the log.
+
+    The first ``written`` refusals of a kind (source, action, outcome) in a window are recorded
+    as usual; the identical ones after them in the same window are only counted, and when the
+    window ends one record carries their number (target ``repeats=N``). Every refusal is still
+    counted, in at most ``written + 1`` records per kind and window. Kinds are bounded: past
+    ``max_kinds`` in one window the source is dropped from the key, so a flood from many
+    addresses coalesces too.
+    """
+
+    def __init__(self, window_seconds: float = 60.0, *, written: int = 10, max_kinds: int = 1024) -> None:
+        self.window = window_seconds
+        self.written = written
+        self.max_kinds = max_kinds
+        self._kinds: dict[tuple[str, str, str], tuple[float, int, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def first(self, record: dict[str, Any], now: float) -> bool:
+        """Count ``record``; True while it is among the first of its kind in the window (write it)."""
+        key = (record["actor"], record["action"], record["outcome"])
+        with self._lock:
+            if key not in self._kinds and len(self._kinds) >= self.max_kinds:
+                key = ("anonymous:*", record["action"], record["outcome"])
+                record = {**record, "actor": "anonymous:*"}
+            started, seen, kept = self._kinds.get(key, (now, 0, record))
+            self._kinds[key] = (started, seen + 1, kept)
+            return seen < self.written
+
+    def due(self, now: float, *, everything: bool = False) -> list[dict[str, Any]]:
+        """The records of windows that have ended (all of them at shutdown), their kinds forgotten."""
+        out: list[dict[str, Any]] = []
+        with self._lock:
+            for key, (started, seen, record) in list(self._kinds.items()):
+                if everything or now - started >= self.window:
+                    del self._kinds[key]
+                    if seen > self.written:
+                        out.append({**record, "target": f"{REPEATS_PREFIX}{seen - self.written}"})
+        return out

@@ -1,7 +1,8 @@
 """The manifest this node trusts now, how a newer one replaces it, and which versions peers may name.
 
 A node starts from ``manifest.json`` (trusted at ``watchnet init`` against the pinned root key
-ids) and after that accepts only successors under TUF's rotation rules (``verify_update``): a
+ids and the pinned root threshold: a first manifest is never judged by the threshold it declares
+itself, or one stolen pinned key could declare threshold 1) and after that accepts only successors under TUF's rotation rules (``verify_update``): a
 newer version, signed by a threshold of the trusted version's keys and of its own, not expired.
 The switch is atomic: the file is replaced by rename, the history row commits, and only then
 does ``current`` change, so a request sees either the old manifest or the new one, never a mix.
@@ -22,13 +23,13 @@ from sqlmodel import Session, col, select
 
 from governance.manifest import Manifest
 from governance.trust import verify_initial, verify_update
-from node.files import write_atomic
+from node.files import PRIVATE_FILE, write_atomic
 from node.storage.models import ManifestRow
-from protocol.errors import FreshnessError, RollbackError
+from protocol.errors import FreshnessError, RollbackError, ThresholdError
 from protocol.fields import format_time
 from protocol.signed import SignedDocument
 
-__all__ = ["DEFAULT_GRACE", "ManifestStore", "ManifestVersionError", "Offer"]
+__all__ = ["DEFAULT_GRACE", "ManifestStore", "ManifestVersionError", "Offer", "verify_first_manifest"]
 
 DEFAULT_GRACE = timedelta(minutes=5)
 
@@ -135,7 +136,7 @@ class ManifestStore:
                     f"{trusted.payload.version} of the same number"
                 )
             verify_update(trusted.payload, document, now)
-            write_atomic(self._path, document.to_bytes() + b"\n")
+            write_atomic(self._path, document.to_bytes() + b"\n", mode=PRIVATE_FILE)
             self._remember(document, now, source)
             self._previous = (trusted.payload.version, now)
             self._document = document
@@ -164,6 +165,30 @@ class ManifestStore:
         )
 
 
+def verify_first_manifest(
+    document: SignedDocument[Manifest], root_keyids: tuple[str, ...], root_threshold: int, now: datetime
+) -> Manifest:
+    """Trust a first manifest only if it meets both its own threshold and the pinned one.
+
+    ``verify_initial`` counts signatures by pinned keys against the threshold the manifest
+    declares; here they must also reach ``root_threshold`` (the node's config), so a manifest
+    signed by one stolen pinned key and declaring threshold 1 is refused (``ThresholdError``).
+    """
+    manifest = verify_initial(document, root_keyids, now)
+    declared = manifest.manifest_role.threshold
+    needed = max(root_threshold, declared)
+    pinned = set(root_keyids)
+    keys = {k: v for k, v in manifest.role_keys().items() if k in pinned}
+    result = document.verification_result(keys, needed)
+    if not result.verified:
+        raise ThresholdError(
+            f"first manifest version {manifest.version}: signed by {len(result.signed)} of the "
+            f"{len(keys)} pinned root keys it lists, {needed} needed (the node pins root threshold "
+            f"{root_threshold}, the manifest declares {declared})"
+        )
+    return manifest
+
+
 def install_manifest(
     directory: Path,
     engine: Engine,
@@ -171,16 +196,19 @@ def install_manifest(
     document: SignedDocument[Manifest],
     now: datetime,
     source: str,
+    *,
+    root_threshold: int,
 ) -> Offer:
     """Install ``document`` into a node directory (first manifest or successor), as ``watchnet manifest`` does.
 
-    The first manifest must be signed by a threshold of the pinned root keys; later ones follow
-    the same rules as a running node's (``ManifestStore.offer``).
+    The first manifest must be signed by ``max(root_threshold, its declared threshold)`` of the
+    pinned root keys (``verify_first_manifest``); later ones follow the same rules as a running
+    node's (``ManifestStore.offer``).
     """
     path = directory / "manifest.json"
     if not path.exists():
-        verify_initial(document, root_keyids, now)
-        write_atomic(path, document.to_bytes() + b"\n")
+        verify_first_manifest(document, root_keyids, root_threshold, now)
+        write_atomic(path, document.to_bytes() + b"\n", mode=PRIVATE_FILE)
         ManifestStore(path, engine, document, accepted_at=now)
         return Offer(document.payload.version, "accepted")
     trusted = SignedDocument.from_bytes(path.read_bytes(), Manifest)

@@ -11,7 +11,7 @@ queries really batch.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import faiss
@@ -47,6 +47,9 @@ class MatchIndex:
         self._ids: dict[str, int] = {}
         self._keys: dict[int, str] = {}
         self._next_id = 1
+        self.guard: Callable[[], None] | None = None
+        """Called before every search and vector read; it raises to refuse them (the registry sets
+        its self-check's ``require_intact``: no answer from a store that disagrees with its log)."""
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -115,6 +118,8 @@ class MatchIndex:
 
     def vector(self, key: str) -> npt.NDArray[np.float32] | None:
         """The stored vector of ``key``, or ``None`` when it is not active."""
+        if self.guard is not None:
+            self.guard()
         with self._lock:
             faiss_id = self._ids.get(key)
             if faiss_id is None:
@@ -123,6 +128,8 @@ class MatchIndex:
 
     def search(self, queries: list[Embedding], threshold: float, *, k: int = 8) -> list[Match]:
         """Every (query, entry) pair scoring at or above ``threshold``, best first per query."""
+        if self.guard is not None:
+            self.guard()
         if not queries:
             return []
         matrix = np.vstack([self._vector(q) for q in queries])

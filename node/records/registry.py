@@ -27,6 +27,7 @@ from governance.rules import RegistrationRules, check_entry, check_registration
 from node.records.accounts import StaffMember
 from node.records.auditlog import append_audit, audit_head, record_audit
 from node.records.eventlog import open_event_log
+from node.records.integrity import IntegrityState
 from node.records.matching import MatchIndex
 from node.records.vault import Vault
 from node.storage.engine import erase_checkpoint
@@ -168,6 +169,15 @@ class Registry:
         """Serialises this process's writes to the log and the audit chain (one sequence each)."""
         self.listeners: list[Callable[[int], None]] = []
         """Called with the new tree size after every event is committed (e.g. to notify peers)."""
+        self.integrity = IntegrityState()
+        """The self-check's verdict on this store (``node.records.integrity``): while it is failed
+        the match index refuses every search, so no answer comes from an edited store."""
+        index.guard = self.integrity.require_intact
+
+    @property
+    def vault(self) -> Vault:
+        """The data key's box: the self-check opens sealed payloads and embeddings with it."""
+        return self._vault
 
     def _refuse(
         self, staff: StaffMember | None, action: str, target: str, error: WatchnetError, now: datetime

@@ -1,4 +1,4 @@
-"""Creating a node directory: config, key files (0600), schema, the trusted manifest and rules.
+"""Creating a node directory (0700): config, key files, database, manifest and rules (all 0600).
 
 ``watchnet init`` and the local network (the demo and the federation tests) both create nodes
 through ``create_node``, so what the demo shows is what an operator's ``init`` does.
@@ -6,7 +6,8 @@ through ``create_node``, so what the demo shows is what an operator's ``init`` d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,10 @@ import tomli_w
 
 from governance.manifest import Manifest
 from governance.rules import RegistrationRules
-from governance.trust import verify_initial
 from node.config import CONFIG_FILE, RULES_FILE, NodeConfig, load_manifest_file
-from node.files import write_atomic
+from node.files import PRIVATE_DIR, PRIVATE_FILE, write_atomic
 from node.records.keystore import save_key
-from node.records.manifests import install_manifest
+from node.records.manifests import install_manifest, verify_first_manifest
 from node.storage.engine import make_engine
 from node.storage.migrate import upgrade
 from protocol.errors import ConfigurationError
@@ -69,28 +69,56 @@ def write_default_rules(directory: Path, manifest: Manifest) -> None:
         "# Written registration rules of this node (社内ルール). They may only narrow the group's policy.\n"
         + tomli_w.dumps(default_rules(manifest))
     )
-    write_atomic(path, rules_text.encode("utf-8"))
+    write_atomic(path, rules_text.encode("utf-8"), mode=PRIVATE_FILE)
 
 
 def create_node(config: NodeConfig, manifest_file: Path | None, now: datetime) -> CreatedNode:
     """Write ``config``'s directory with fresh keys and the newest schema; install the manifest
-    from ``manifest_file`` if given (verified against the config's pinned root key ids)."""
+    from ``manifest_file`` if given (verified against the config's pinned root key ids and threshold).
+
+    A config without ``root_threshold`` gets one written: the threshold the given manifest
+    declares, but at least ``pinned_root_threshold`` (2, or 1 when a single key is pinned).
+    The directory is made 0700 and every file in it 0600.
+    """
     directory = config.directory
     if (directory / CONFIG_FILE).exists():
         raise ConfigurationError(f"{directory} already holds a node; refusing to overwrite it")
     manifest_doc = load_manifest_file(manifest_file) if manifest_file else None
-    manifest = verify_initial(manifest_doc, list(config.root_keyids), now) if manifest_doc else None
-    directory.mkdir(parents=True, exist_ok=True)
+    if config.root_threshold is None:
+        declared = manifest_doc.payload.manifest_role.threshold if manifest_doc else 0
+        config = replace(config, root_threshold=max(declared, config.pinned_root_threshold) or None)
+    if config.root_threshold is not None and not 1 <= config.root_threshold <= len(config.root_keyids):
+        raise ConfigurationError(
+            f"root threshold {config.root_threshold} needs between 1 and the {len(config.root_keyids)} "
+            "pinned root key ids"
+        )
+    manifest = (
+        verify_first_manifest(manifest_doc, config.root_keyids, config.pinned_root_threshold, now)
+        if manifest_doc
+        else None
+    )
+    directory.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    os.chmod(directory, PRIVATE_DIR)
+    for key_file in (config.signing_key_file, config.encryption_key_file, config.data_key_file):
+        config.path(key_file).parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
     signing, encryption = SigningKey.generate(), EncryptionKey.generate()
     save_key(config.path(config.signing_key_file), signing)
     save_key(config.path(config.encryption_key_file), encryption)
     save_key(config.path(config.data_key_file), DataKey.generate())
-    write_atomic(directory / CONFIG_FILE, config.to_toml().encode("utf-8"))
+    write_atomic(directory / CONFIG_FILE, config.to_toml().encode("utf-8"), mode=PRIVATE_FILE)
     engine = make_engine(config.effective_database_url)
     try:
         revision = upgrade(engine)
         if manifest_doc is not None:
-            install_manifest(directory, engine, config.root_keyids, manifest_doc, now, str(manifest_file))
+            install_manifest(
+                directory,
+                engine,
+                config.root_keyids,
+                manifest_doc,
+                now,
+                str(manifest_file),
+                root_threshold=config.pinned_root_threshold,
+            )
             write_default_rules(directory, manifest_doc.payload)
     finally:
         engine.dispose()

@@ -35,6 +35,7 @@ __all__ = [
     "NOTICE_PATH",
     "SignFormat",
     "check_notice_url",
+    "configured_base",
     "group_notice_html",
     "local_notice",
     "node_notice",
@@ -107,8 +108,19 @@ def check_notice_url(url: str) -> str:
     return url
 
 
+def configured_base(config: NodeConfig) -> str:
+    """``http://HOST:PORT`` of the address the config says the node listens on (``[listen]``).
+
+    The notice QR code's target when ``[notice] url`` is not set: taken from configuration, never
+    from a request's ``Host`` header, so nobody can make the node hand out a QR code to their site.
+    """
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    return f"http://{host}:{config.port}"
+
+
 def notice_url(config: NodeConfig, override: str | None = None, request_base: str | None = None) -> str:
-    """The public URL for the QR code: ``override``, else ``[notice] url``, else this request's own."""
+    """The public URL for the QR code: ``override``, else ``[notice] url``, else ``request_base``
+    (the caller's configured address, e.g. ``configured_base``; never a request header)."""
     if override:
         if not NOTICE_URL_RE.fullmatch(override):
             raise ConfigurationError(

@@ -22,9 +22,13 @@ matches.*_hits                    the ``hits=K`` the node audits with each query
 matches.reviews                   audit ``alert.review`` (one per alert: only an open alert is reviewed)
 matches.feedback_received         ``match_feedback`` from other members, ``received_at``
 refusals.requests                 audit records of API requests (``METHOD /path``) ``refused:<code>``
+                                  (a coalesced record, target ``repeats=N``, counts N)
 refusals.peer_data                audit ``peer.*`` / ``manifest.*`` records ``refused:<code>``
 provisions                        ``provision.received_at``
 subject_requests                  ``received_at`` (received), ``closed_at`` (closed, grounds, late)
+subject_requests.forwards         audit ``POST /v1/peer/subject-request``: ``ok:200`` by its
+                                  ``forward=opened|merged|repeated``, or ``refused:forward_rate_limited``
+                                  / ``refused:forward_conflict``
 complaints                        ``received_at`` (received, channels), ``closed_at`` (closed)
 ================================  ==============================================================
 
@@ -67,6 +71,7 @@ from governance.requests import (
     RequestKind,
     RequestOutcome,
 )
+from node.records.auditlog import REPEATS_PREFIX
 from node.storage.models import (
     AuditRecord,
     Complaint,
@@ -85,6 +90,7 @@ __all__ = [
     "count_audit",
     "count_complaints",
     "count_entries",
+    "count_forwards",
     "count_provisions",
     "count_subject_requests",
     "signed_report",
@@ -98,12 +104,27 @@ REVIEW_ACTION = "alert.review"
 OK = "ok:200"
 REFUSED = "refused:"
 FORWARDED = "forwarded-by-"
+FORWARDS = "forwards"
+"""``subject_requests.forwards``: carried as a field ``RequestCounts`` does not declare yet, so it is
+signed and kept by any reader and left out of a group's sum; declaring it there makes it a count."""
+FORWARD_ACTION = "POST /v1/peer/subject-request"
+FORWARD_RESULTS = {
+    "opened": "opened",
+    "merged": "merged",
+    "repeated": "repeated",
+    "refused:forward_rate_limited": "rate_limited",
+    "refused:forward_conflict": "conflict",
+}
+"""What a member's forward did (its audit ``forward=...``, or the refusal) -> its key in ``forwards``."""
 PEER_DATA_PREFIXES = ("peer.", "manifest.")
 """Non-request audit actions whose refusals are the node's own (of data it fetched), not echoes."""
 _HTTP_RE = re.compile(r"(GET|HEAD|POST|PUT|PATCH|DELETE) /")
 _PURPOSE_RE = re.compile(r"(?:^|\s)purpose=(\S+)")
 _FACES_RE = re.compile(r"(?:^|\s)faces=(\d+)")
 _HITS_RE = re.compile(r"(?:^|\s)hits=(\d+)")
+_REPEATS_RE = re.compile(rf"^{REPEATS_PREFIX}(\d+)$")
+"""A coalesced refusal record stands for that many refusals (``RefusalTally``)."""
+_FORWARD_RE = re.compile(r"^forward=(\S+)")
 OTHER = "other"
 """The key for a stored code that is not a valid tally key (never expected; counted, not dropped)."""
 
@@ -230,12 +251,13 @@ def count_audit(session: Session, period: Period) -> tuple[QueryCounts, MatchCou
     for action, target, outcome in rows:
         if outcome.startswith(REFUSED):
             code = _key(outcome[len(REFUSED) :])
+            times = _int(_REPEATS_RE, target) or 1
             if _HTTP_RE.match(action):
-                request_refusals[code] += 1
+                request_refusals[code] += times
                 if action == PEER_QUERY_ACTION:
-                    query_refusals[code] += 1
+                    query_refusals[code] += times
             elif action.startswith(PEER_DATA_PREFIXES):
-                data_refusals[code] += 1
+                data_refusals[code] += times
             continue
         if action == REVIEW_ACTION:
             reviews[_key(outcome)] += 1
@@ -352,7 +374,28 @@ def count_subject_requests(session: Session, period: Period, now: datetime) -> R
         overdue_at_end=overdue_at_end,
         forwarded_in=_tally(forwarded_in, kinds),
         forwarded_closed=_tally(forwarded_closed, [o for o in outcomes if o != RequestOutcome.DISCLOSED]),
+        unrecognized_fields={FORWARDS: count_forwards(session, period)},
     )
+
+
+def count_forwards(session: Session, period: Period) -> Tally:
+    """Members' forwards of data-subject requests by what they did: opened a request, merged an
+    entry into one, repeated one (absorbed, nothing opened), or refused (rate limit, conflict)."""
+    rows = session.exec(
+        select(AuditRecord.target, AuditRecord.outcome).where(
+            AuditRecord.action == FORWARD_ACTION,
+            col(AuditRecord.at) >= period.start,
+            col(AuditRecord.at) < period.end,
+        )
+    ).all()
+    counts: Counter[str] = Counter()
+    for target, outcome in rows:
+        if outcome == OK:
+            m = _FORWARD_RE.match(target)
+            outcome = m.group(1) if m else "opened"  # audited before forwards were told apart
+        if outcome in FORWARD_RESULTS:
+            counts[FORWARD_RESULTS[outcome]] += 1
+    return _tally(counts, FORWARD_RESULTS.values())
 
 
 def count_complaints(session: Session, period: Period) -> ComplaintCounts:

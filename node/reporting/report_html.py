@@ -234,6 +234,17 @@ def key_figures(report: TransparencyReport) -> list[tuple[str, int]]:
     ]
 
 
+def _forwards(extra: Mapping[str, Any]) -> Tally:
+    """``subject_requests.forwards`` (not yet a declared field, so taken only if it is a tally)."""
+    value = extra.get("forwards")
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(n, int) and not isinstance(n, bool) and n >= 0
+        for k, n in value.items()
+    ):
+        return {}
+    return dict(value)
+
+
 def _merged(*tallies: Tally) -> list[str]:
     return sorted(set().union(*tallies))
 
@@ -441,6 +452,19 @@ def report_body_html(
             ("forwarded requests closed here", totals(requests.forwarded_closed)),
         ],
     )
+    forwards = _forwards(requests.unrecognized_fields)
+    if forwards:
+        page.table(
+            ["members' forwards", "count"],
+            [
+                ("received", totals(forwards)),
+                ("opened a request", forwards.get("opened", 0)),
+                ("added an entry to an open request", forwards.get("merged", 0)),
+                ("repeats absorbed (nothing opened)", forwards.get("repeated", 0)),
+                ("refused: over the member's daily limit", forwards.get("rate_limited", 0)),
+                ("refused: conflicting with the request opened", forwards.get("conflict", 0)),
+            ],
+        )
 
     complaints = report.complaints
     page.add("<h2>Complaints (Art. 40)</h2>")

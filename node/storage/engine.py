@@ -2,18 +2,23 @@
 
 SQLite runs with ``secure_delete`` so erased biometric ciphertext is overwritten in the file, not
 left in free pages, and with foreign keys and a busy timeout. ``erase_checkpoint`` truncates the
-WAL after an erasure so old page images do not linger there either.
+WAL after an erasure so old page images do not linger there either. The database file is
+created 0600 before SQLite opens it, so its ``-wal`` and ``-shm`` files (which SQLite creates
+with the database file's mode) are the owner's alone too, whatever the process umask.
 """
 
 from __future__ import annotations
 
+import os
 import weakref
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import create_engine, text
 
+from node.files import PRIVATE_FILE
 from protocol.errors import ConfigurationError
 
 __all__ = ["dispose_engines", "erase_checkpoint", "make_engine"]
@@ -31,8 +36,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _create_private(url: str) -> None:
+    """Create a SQLite database file 0600 if it does not exist yet (an existing one keeps its mode)."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.parent.is_dir():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:"):
+        _create_private(url)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         _ENGINES.add(engine)

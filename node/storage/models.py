@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, LargeBinary, Text
+from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = [
@@ -230,9 +230,18 @@ class SubjectRequest(SQLModel, table=True):
 
     The photo taken at the counter and its embedding are encrypted and erased when the request
     closes; the report keeps only what was disclosed (owners, entry ids, categories, dates).
+
+    A request a member forwarded names that member and its own request id
+    (``forwarded_origin``, ``forwarded_request_id``): the pair is unique, so a forward repeated
+    (or raced by two workers) finds the request it opened instead of opening another. Both are
+    NULL for a request taken at our counter; rows forwarded before revision 0008 have only the
+    origin.
     """
 
     __tablename__ = "subject_request"
+    __table_args__ = (
+        UniqueConstraint("forwarded_origin", "forwarded_request_id", name="uq_subject_request_forward"),
+    )
 
     id: str = Field(primary_key=True, max_length=64)
     kind: str = Field(max_length=16)
@@ -250,6 +259,8 @@ class SubjectRequest(SQLModel, table=True):
     closed_at: datetime | None = None
     closed_by: str | None = Field(default=None, max_length=64)
     receipts: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    forwarded_origin: str | None = Field(default=None, max_length=63)
+    forwarded_request_id: str | None = Field(default=None, max_length=64)
 
 
 class MatchFeedbackRow(SQLModel, table=True):
