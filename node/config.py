@@ -8,8 +8,10 @@ and the data key may instead come from the environment (``WATCHNET_DATA_KEY``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import ssl
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -38,6 +40,7 @@ __all__ = [
     "NodeConfig",
     "NoticeSettings",
     "SecuritySettings",
+    "Server",
     "load_manifest_file",
 ]
 
@@ -144,6 +147,8 @@ class Federation:
     gallery_reshuffle: timedelta = timedelta(hours=1)
     private_deadline_cap: timedelta = timedelta(seconds=60)
     """The longest a private-mode round 1 may wait; below it the deadline follows the faces asked."""
+    lease_poll: timedelta = timedelta(seconds=2)
+    """How often a worker tries for the node's leader lease (PostgreSQL), and the leader checks it."""
 
     _BOUNDS: ClassVar[dict[str, tuple[timedelta, timedelta]]] = {
         "peer_timeout": (timedelta(seconds=1), timedelta(minutes=2)),
@@ -154,6 +159,7 @@ class Federation:
         "he_key_epoch": (timedelta(minutes=1), timedelta(days=7)),
         "gallery_reshuffle": (timedelta(seconds=10), timedelta(days=1)),
         "private_deadline_cap": (timedelta(seconds=5), timedelta(minutes=10)),
+        "lease_poll": (timedelta(seconds=1), timedelta(minutes=1)),
     }
 
     def to_dict(self) -> dict[str, Any]:
@@ -281,6 +287,89 @@ class SecuritySettings:
             )
         f.finish()
         return cls(loose_permissions=value)
+
+
+MAX_TRUSTED_PROXIES = 64
+
+
+def _proxy_network(text: str, where: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as e:
+        raise MalformedError(
+            f"{where}: {text!r:.60} is not an address or a network like 10.0.0.0/8 ({e})"
+        ) from e
+
+
+@dataclass(frozen=True)
+class Server:
+    """How the node's own listener is reached (``[server]``): TLS, and the proxies in front of it.
+
+    ``tls_cert`` and ``tls_key`` (PEM files, relative to the node directory or absolute; both or
+    neither) make ``watchnet serve`` speak TLS 1.2 or newer itself. ``ca_file`` is a PEM bundle of
+    the certificate authorities the node trusts when it calls peers and the organisation over
+    https (unset: the system's). ``trusted_proxies`` lists the addresses or networks (``127.0.0.1``,
+    ``10.0.0.0/8``) whose ``Forwarded`` / ``X-Forwarded-For`` / ``X-Forwarded-Proto`` headers are
+    believed (``node/app/proxies.py``); from anyone else those headers are ignored. Empty (the
+    default): the TCP peer is the client.
+    """
+
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    ca_file: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(_proxy_network(p, "server.trusted_proxies") for p in self.trusted_proxies)
+
+    def client_ssl(self, directory: Path) -> ssl.SSLContext | bool:
+        """What the node's HTTP client verifies peers with: ``ca_file``'s authorities, or (``True``)
+        the system's."""
+        if self.ca_file is None:
+            return True
+        path = Path(self.ca_file) if Path(self.ca_file).is_absolute() else directory / self.ca_file
+        try:
+            return ssl.create_default_context(cafile=str(path))
+        except FileNotFoundError as e:
+            raise ConfigurationError(f"server.ca_file: {path} not found") from e
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigurationError(
+                f"server.ca_file: {path} is not a PEM bundle of CA certificates ({e})"
+            ) from e
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            name: getattr(self, name)
+            for name in ("tls_cert", "tls_key", "ca_file")
+            if getattr(self, name) is not None
+        }
+        if self.trusted_proxies:
+            doc["trusted_proxies"] = list(self.trusted_proxies)
+        return doc
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Server:
+        f = Fields(data, "server")
+        paths = {
+            name: f.text(name, max_len=1024) for name in ("tls_cert", "tls_key", "ca_file") if f.has(name)
+        }
+        proxies = (
+            tuple(f.texts("trusted_proxies", max_items=MAX_TRUSTED_PROXIES, max_len=64))
+            if f.has("trusted_proxies")
+            else ()
+        )
+        f.finish()
+        if ("tls_cert" in paths) != ("tls_key" in paths):
+            given, missing = ("tls_cert", "tls_key") if "tls_cert" in paths else ("tls_key", "tls_cert")
+            raise MalformedError(f"server.{given} is set but server.{missing} is not: give both or neither")
+        for i, proxy in enumerate(proxies):
+            _proxy_network(proxy, f"server.trusted_proxies[{i}]")
+        return cls(trusted_proxies=proxies, **paths)
 
 
 NOTICE_URL_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/%!$&'()*+,;=:@?#-]*)?")
@@ -426,6 +515,7 @@ class NodeConfig:
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     connections: Connections = field(default_factory=Connections)
+    server: Server = field(default_factory=Server)
 
     @property
     def pinned_root_threshold(self) -> int:
@@ -488,6 +578,8 @@ class NodeConfig:
         notice = self.notice.to_dict()
         if notice:
             doc["notice"] = notice
+        if self.server.to_dict():
+            doc["server"] = self.server.to_dict()
         return tomli_w.dumps(doc)
 
     @classmethod
@@ -559,6 +651,7 @@ class NodeConfig:
             connections=Connections.from_dict(f.obj("connections"))
             if f.has("connections")
             else Connections(),
+            server=Server.from_dict(f.obj("server")) if f.has("server") else Server(),
         )
         for section in (f, listen, keys, database, governance, retention, telemetry):
             if section.rest():

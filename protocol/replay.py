@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from protocol.errors import ClockSkewError, ConfigurationError, ReplayCacheFullError, ReplayError
 from protocol.fields import format_time
 
-__all__ = ["DEFAULT_MAX_ENTRIES", "DEFAULT_WINDOW", "ReplayGuard"]
+__all__ = ["DEFAULT_MAX_ENTRIES", "DEFAULT_WINDOW", "ReplayGuard", "check_window"]
 
 DEFAULT_WINDOW = timedelta(seconds=60)
 DEFAULT_MAX_ENTRIES = 100_000
@@ -63,18 +63,7 @@ class ReplayGuard:
         the latest clock reading minus ``window``); ``ReplayError`` when (sender, nonce) was seen
         inside the window; ``ReplayCacheFullError`` when the cache is full of live nonces.
         """
-        latest = now if self._latest is None or now > self._latest else self._latest
-        skew = abs(now - issued_at)
-        if skew > self.window:
-            raise ClockSkewError(
-                f"issued_at {format_time(issued_at)} is {skew.total_seconds():.0f}s from our clock "
-                f"{format_time(now)}; the window is {self.window.total_seconds():.0f}s"
-            )
-        if issued_at + self.window < latest:
-            raise ClockSkewError(
-                f"issued_at {format_time(issued_at)} is older than the window "
-                f"({self.window.total_seconds():.0f}s) before the latest clock reading {format_time(latest)}"
-            )
+        latest = check_window(issued_at, now, self._latest, self.window)
         self._latest = latest
         self._forget_expired(latest)
         key = (sender, nonce)
@@ -86,3 +75,22 @@ class ReplayGuard:
             )
         self._seen[key] = now
         heapq.heappush(self._expiry, (issued_at + self.window, sender, nonce))
+
+
+def check_window(issued_at: datetime, now: datetime, latest: datetime | None, window: timedelta) -> datetime:
+    """Raise ``ClockSkewError`` unless ``issued_at`` is within ``window`` of ``now`` and not older
+    than ``window`` before the latest clock reading; return the new latest reading (a clock that
+    steps back never moves it back)."""
+    latest = now if latest is None or now > latest else latest
+    skew = abs(now - issued_at)
+    if skew > window:
+        raise ClockSkewError(
+            f"issued_at {format_time(issued_at)} is {skew.total_seconds():.0f}s from our clock "
+            f"{format_time(now)}; the window is {window.total_seconds():.0f}s"
+        )
+    if issued_at + window < latest:
+        raise ClockSkewError(
+            f"issued_at {format_time(issued_at)} is older than the window "
+            f"({window.total_seconds():.0f}s) before the latest clock reading {format_time(latest)}"
+        )
+    return latest

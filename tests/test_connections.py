@@ -226,22 +226,26 @@ def _audit_rows(directory: Path, actor: str) -> list[tuple[str, str, str]]:
 def test_a_flood_of_anonymous_refusals_is_limited_and_coalesced_but_every_refusal_is_counted(
     node: NodeProcess,
 ) -> None:
-    """600 anonymous requests from one address: 120 refused 401, the rest 429 unheard; the audit
-    log gains at most 11 records per kind, whose counts add up to the 600. Staff with a valid token
-    at the same address are still served. Before: 604 rows in 4.6 s, and no limit at all."""
+    """600 anonymous requests from one address: 120 (and what refills meanwhile) refused 401, the
+    rest 429 unheard; the audit log gains at most 11 records per kind, whose counts add up to the
+    600. Staff with a valid token at the same address are still served. Before: 600 rows, and no
+    limit at all."""
     source = "127.0.0.7"
     connection = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10, source_address=(source, 0))
     statuses = []
+    started = time.monotonic()
     for _ in range(600):
         connection.request("GET", "/v1/entries")
         response = connection.getresponse()
         response.read()
         statuses.append(response.status)
+    refilled = (time.monotonic() - started) * 120 / 60  # the bucket refills while the flood runs
     connection.request("GET", "/v1/entries", headers={"Authorization": f"Bearer {node.tokens['off1']}"})
     staff = connection.getresponse()
     staff.read()
     connection.close()
-    assert statuses.count(401) == 120 and statuses.count(429) == 480, statuses[115:125]
+    refused, limited = statuses.count(401), statuses.count(429)
+    assert refused + limited == 600 and 120 <= refused <= 121 + refilled, (refused, limited, refilled)
     assert staff.status == 200
     node.stop()  # the coalesced counts of a window still open are written at shutdown
     try:
@@ -251,7 +255,7 @@ def test_a_flood_of_anonymous_refusals_is_limited_and_coalesced_but_every_refusa
             assert action == "GET /v1/entries"
             repeats = int(target[len(REPEATS_PREFIX) :]) if target.startswith(REPEATS_PREFIX) else 1
             counted[outcome] = counted.get(outcome, 0) + repeats
-        assert counted == {"refused:unauthenticated": 120, "refused:rate_limited": 480}
+        assert counted == {"refused:unauthenticated": refused, "refused:rate_limited": limited}
         assert len(rows) <= 2 * 11, len(rows)
     finally:
         node.start()

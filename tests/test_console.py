@@ -929,3 +929,55 @@ def test_malformed_form_bodies_are_refused(context: NodeContext) -> None:
     run(context, scenario)
     for (name, _, _), (status, text) in zip(BAD_FORMS, got, strict=True):
         assert (status, 'data-code="malformed"' in text) == (400, True), (name, status, text[:300])
+
+
+def phone_photo() -> bytes:
+    """A photo the size a phone takes (4000x3000, 3-5 MB): a shipped photo upscaled, saved at high
+    quality. The shipped test photos are 14-21 KB, which hid the 128 KiB multipart failure."""
+    image = cv2.imdecode(np.frombuffer(photo(), np.uint8), cv2.IMREAD_COLOR)
+    big = cv2.resize(image, (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    rng = np.random.default_rng(7)
+    noisy = np.clip(big.astype(np.int16) + rng.integers(-6, 7, big.shape), 0, 255).astype(np.uint8)
+    ok, data = cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return bytes(data.tobytes())
+
+
+def test_a_phone_size_photo_is_checked_like_a_small_one(context: NodeContext) -> None:
+    """Any photo over 128 KiB used to end in a raw JSON internal error at the registrar's upload."""
+    big = phone_photo()
+    assert 3 << 20 <= len(big) <= 5 << 20, len(big)
+    seen: dict[str, Any] = {}
+
+    async def scenario(browser: Callable[[], Awaitable[Console]]) -> None:
+        registrar = await browser()
+        await registrar.login("reg1")
+        status, text, response = await registrar.upload(big)
+        seen["upload"] = (status, response.headers.get("Location"), text[:300])
+        status, text, _ = await registrar.get("/console/registrar/preview?lang=en")
+        seen["preview"] = (status, text)
+
+    run(context, scenario)
+    assert seen["upload"][:2] == (303, "/console/registrar/preview?lang=en"), seen["upload"]
+    status, text = seen["preview"]
+    assert status == 200 and PREVIEW_RE.search(text), text[:500]
+    assert 'data-check="face_pixels"' in text
+
+
+def test_a_refusal_at_the_console_door_is_a_console_page_not_json(context: NodeContext) -> None:
+    """A photo posted without a signed-in session is refused before it is read (the sign-in
+    form's 64 KiB limit), and the browser gets the console's error page."""
+    seen: dict[str, Any] = {}
+
+    async def scenario(browser: Callable[[], Awaitable[Console]]) -> None:
+        stranger = await browser()
+        data = FormData()
+        data.add_field("csrf", "none")
+        data.add_field("photo", phone_photo(), filename="photo.jpg", content_type="image/jpeg")
+        status, text, response = await stranger.post("/console/registrar/preview?lang=en", data)
+        seen["refused"] = (status, response.content_type, text)
+
+    run(context, scenario)
+    status, content_type, text = seen["refused"]
+    assert (status, content_type) == (413, "text/html"), text[:300]
+    assert "oversized" in text and '"error"' not in text

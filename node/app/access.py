@@ -26,7 +26,7 @@ from aiohttp import web
 from opentelemetry.trace import Status, StatusCode
 
 from node.console import is_console_path
-from node.console.pages import COOKIE, PREFIX, SESSIONS
+from node.console.pages import COOKIE, NO_STORE_HEADERS, PREFIX, SESSIONS, render
 from node.http.api import (
     ACTOR,
     AUDIT_TARGET,
@@ -44,8 +44,9 @@ from node.http.api import (
     RateLimited,
     RateLimiter,
     error_response,
+    status_for,
 )
-from node.http.notice import NOTICE_PATHS
+from node.http.notice import NOTICE_PATHS, request_language
 from node.records.accounts import AuthenticationFailed, StaffMember
 from node.records.auditlog import RefusalTally, record_audit
 from node.telemetry import safe_attributes
@@ -192,6 +193,15 @@ def _flooding(request: web.Request) -> bool:
     return request.app[ANONYMOUS_LIMITER].exhausted(_source(request), time.monotonic())
 
 
+INTERNAL = "internal error; see the node's log"
+
+
+class InternalError(WatchnetError):
+    """A failure of the node's own (logged with its traceback), shown without its details."""
+
+    code = "internal"
+
+
 FLOODING = "too many refused requests from this address; try again in a minute"
 
 
@@ -302,18 +312,18 @@ async def access_middleware(
                 request.get(BODY_SLOT, _no_slot)()
         except web.HTTPRequestEntityTooLarge:
             error = OversizedError(f"request body is larger than this endpoint's limit of {limit} bytes")
-            return _refused(request, span, route, actor, "", error)
+            return _refused(request, span, route, actor, "", error, door)
         except WatchnetError as e:
-            return _refused(request, span, route, actor, body_hash, e)
+            return _refused(request, span, route, actor, body_hash, e, door)
         except web.HTTPException:
             raise
         except Exception as e:
             LOG.exception("internal error in %s %s", request.method, route)
             _audit_request(request, actor, "failed:internal", body_hash)
             span.set_status(Status(StatusCode.ERROR, type(e).__name__))
-            return web.json_response(
-                {"error": "internal", "message": "internal error; see the node's log"}, status=500
-            )
+            if door == "console":
+                return _console_error(request, InternalError(INTERNAL), status=500)
+            return web.json_response({"error": "internal", "message": INTERNAL}, status=500)
         span.set_attribute("http.response.status_code", response.status)
         request.app[METRICS].requests.add(
             1, {"http.route": route, "http.response.status_code": response.status}
@@ -325,7 +335,7 @@ async def access_middleware(
 
 
 def _refused(
-    request: web.Request, span: Any, route: str, actor: str, body_hash: str, error: WatchnetError
+    request: web.Request, span: Any, route: str, actor: str, body_hash: str, error: WatchnetError, door: str
 ) -> web.Response:
     if _is_anonymous(request.get(ACTOR, actor)) and not isinstance(error, RateLimited):
         request.app[ANONYMOUS_LIMITER].allow(_source(request), time.monotonic())
@@ -333,7 +343,24 @@ def _refused(
     span.set_attribute("watchnet.error", error.code)
     request.app[METRICS].refusals.add(1, {"http.route": route, "watchnet.error": error.code})
     span.set_status(Status(StatusCode.ERROR, error.code))
-    response = error_response(error)
+    response = _console_error(request, error) if door == "console" else error_response(error)
     if isinstance(error, (RateLimited, PeerBodiesBusy)):
         response.headers["Retry-After"] = "60" if isinstance(error, RateLimited) else "5"
     return response
+
+
+def _console_error(request: web.Request, error: WatchnetError, status: int | None = None) -> web.Response:
+    """A refusal at the console's door is the console's own error page, never JSON."""
+    page = render(
+        request,
+        "error.html",
+        request_language(request),
+        session=None,
+        status=status or status_for(error),
+        switch_path=PREFIX,
+        code=error.code,
+        details=[str(error)],
+        back=PREFIX,
+    )
+    page.headers.update(NO_STORE_HEADERS)
+    return page

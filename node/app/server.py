@@ -31,6 +31,8 @@ from node.app.access import (
     access_middleware,
 )
 from node.app.integrity_check import integrity_check
+from node.app.leader import DutyLoop, DutyState, LeaderLease
+from node.app.proxies import TrustedProxies
 from node.console import add_console_routes
 from node.context import NodeContext
 from node.federation.federation import Federation
@@ -55,7 +57,7 @@ from node.http.network import add_network_routes
 from node.http.notice import add_notice_routes
 from node.http.openapi import add_openapi_routes
 from node.http.private import add_private_routes
-from node.http.records import add_record_routes
+from node.http.records import LEADER_STATUS, add_record_routes
 from node.http.report import add_report_routes
 from node.private.mode import PrivateMode
 from node.records.auditlog import AuditWriter, RefusalTally
@@ -67,7 +69,9 @@ __all__ = ["CONTEXT", "PEER_PREFIX", "PUBLIC_PATHS", "PUBLIC_POSTS", "build_app"
 LOG = logging.getLogger("watchnet.node")
 
 
-async def _retention_sweep(app: web.Application) -> AsyncIterator[None]:
+def _retention_sweep(app: web.Application) -> DutyLoop:
+    """The retention sweep, a leader duty: every ``retention_sweep``, delete the entries whose
+    retention has ended (each deletion one transaction: event, erasure and audit record)."""
     context = app[CONTEXT]
     interval = context.config.retention_sweep.total_seconds()
     meter = app[TELEMETRY].meter("watchnet.node")
@@ -76,18 +80,34 @@ async def _retention_sweep(app: web.Application) -> AsyncIterator[None]:
     )
     tracer = app[TELEMETRY].tracer("watchnet.node")
 
-    async def loop() -> None:
+    async def loop(duty: DutyState) -> None:
         while True:
             with tracer.start_as_current_span("retention sweep"):
                 expired = await asyncio.to_thread(context.registry.expire_due, app[CLOCK]())
                 expired_counter.add(len(expired))
+            if expired:
+                LOG.info("retention sweep: %d entries expired", len(expired))
+            duty.ok()
             await asyncio.sleep(interval)
 
-    task = asyncio.create_task(loop())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    return loop
+
+
+def _leader_lease(app: web.Application) -> LeaderLease:
+    """This worker's part in the node's leader lease; duties are added by ``build_app``."""
+    context = app[CONTEXT]
+    errors = (
+        app[TELEMETRY]
+        .meter("watchnet.node")
+        .create_counter("watchnet.duty.errors", description="background duty passes that raised")
+    )
+    return LeaderLease(
+        context.engine,
+        context.config.node_id,
+        app[CLOCK],
+        poll=context.config.federation.lease_poll.total_seconds(),
+        on_error=lambda name, e: errors.add(1, {"duty": name, "error.type": type(e).__name__}),
+    )
 
 
 async def _audit_flusher(app: web.Application) -> AsyncIterator[None]:
@@ -136,13 +156,15 @@ def build_app(
 ) -> web.Application:
     """The node's application; ``rebuild_index`` loads the active entries before it serves."""
     app = web.Application(
-        middlewares=[access_middleware],
+        middlewares=[TrustedProxies(context.config.server.proxy_networks), access_middleware],
         client_max_size=max(context.config.limits.max_body_bytes, MAX_BULK_SEALED_BYTES),
     )
     app[CONTEXT] = context
     app[CLOCK] = clock
-    app[LIMITER] = RateLimiter(context.config.limits.requests_per_minute)
-    app[ANONYMOUS_LIMITER] = RateLimiter(context.config.connections.anonymous_refusals_per_minute)
+    app[LIMITER] = RateLimiter.for_node(context.engine, "requests", context.config.limits.requests_per_minute)
+    app[ANONYMOUS_LIMITER] = RateLimiter.for_node(
+        context.engine, "refusals", context.config.connections.anonymous_refusals_per_minute
+    )
     app[REFUSALS] = RefusalTally()
     app[BULK_READS] = BodyBudget(BULK_BODY_BUDGET)
     app[TELEMETRY] = telemetry or setup_telemetry(
@@ -164,11 +186,17 @@ def build_app(
     add_report_routes(app, CONTEXT, CLOCK, require_staff)
     add_console_routes(app)
     add_openapi_routes(app)
+    lease = _leader_lease(app)  # background duties: in the leader worker only
+    app[LEADER_STATUS] = lease.to_dict
     if sweep:
-        app.cleanup_ctx.append(_retention_sweep)
+        lease.add_duty("retention", _retention_sweep(app))
     app.cleanup_ctx.append(_audit_flusher)
     app.cleanup_ctx.append(integrity_check)
+    app.cleanup_ctx.append(context.registry.following(context.manifests.feed()))  # other workers' changes
     if federate:
-        app.cleanup_ctx.append(_federation)
+        app.cleanup_ctx.append(_federation)  # the peer client and endpoints: in every worker
+        for name, duty in app[FEDERATION].duties().items():
+            lease.add_duty(name, duty)
+    app.cleanup_ctx.append(lease.cleanup_ctx)
     app.cleanup_ctx.append(_telemetry_shutdown)
     return app

@@ -7,6 +7,10 @@ head within that time of opening or of its last answer (a client trickling heade
 as idle), the access middleware bounds each body's reading by ``body_timeout``, and
 ``ConnectionGuard`` caps the connections one address holds at once, answering the one past the cap
 ``503`` and closing it before reading anything.
+
+With ``[server] tls_cert`` and ``tls_key`` the node speaks TLS itself (1.2 or newer, the standard
+library's server defaults); a missing file, a key that is not a key or does not match the
+certificate is refused before anything starts, with the path and what is wrong (exit 2).
 """
 
 from __future__ import annotations
@@ -17,15 +21,19 @@ import ctypes
 import ctypes.util
 import logging
 import signal
+import ssl
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from node.config import Connections
+from node.config import Connections, NodeConfig
+from node.http.api import CONTEXT
+from protocol.errors import ConfigurationError
 
-__all__ = ["ConnectionGuard", "serve"]
+__all__ = ["ConnectionGuard", "serve", "server_ssl_context"]
 
 LOG = logging.getLogger("watchnet.node")
 
@@ -125,7 +133,50 @@ class ConnectionGuard:
         server.connection_lost = connection_lost  # type: ignore[method-assign,assignment]
 
 
-async def _serve(app: web.Application, host: str, port: int, connections: Connections) -> None:
+def _no_password() -> bytes:
+    """An encrypted key is refused (a node restarts unattended), never prompted for."""
+    return b""
+
+
+def server_ssl_context(config: NodeConfig) -> ssl.SSLContext | None:
+    """The TLS context of ``[server] tls_cert`` / ``tls_key`` (``None`` when TLS is off), with
+    TLS 1.2 as the minimum; a file that is missing or wrong raises ``ConfigurationError``."""
+    settings = config.server
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    cert, key = config.path(settings.tls_cert), config.path(settings.tls_key)
+    for name, path in (("tls_cert", cert), ("tls_key", key)):
+        if not path.is_file():
+            raise ConfigurationError(
+                f"server.{name}: {path} not found (a PEM file; relative paths are under {config.directory})"
+            )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key, password=_no_password)
+    except PermissionError as e:
+        raise ConfigurationError(
+            f"server.tls_cert / tls_key: cannot read {e.filename or cert}: {e.strerror}"
+        ) from e
+    except ssl.SSLError as e:
+        if "KEY_VALUES_MISMATCH" in str(e) or "key values mismatch" in str(e):
+            problem = f"server.tls_key: {key} is not the key of the certificate {cert}"
+        else:
+            problem = (
+                f"server.tls_cert / tls_key: {cert} is not a PEM certificate (chain) "
+                f"or {key} is not an unencrypted PEM private key"
+            )
+        raise ConfigurationError(f"{problem} ({e.reason or e})") from e
+    return context
+
+
+async def _serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    connections: Connections,
+    tls: ssl.SSLContext | None = None,
+) -> None:
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -135,7 +186,7 @@ async def _serve(app: web.Application, host: str, port: int, connections: Connec
     await runner.setup()
     assert runner.server is not None
     ConnectionGuard(connections.per_source).install(runner.server)
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -166,6 +217,18 @@ def return_large_buffers_to_the_system() -> bool:
 
 
 def serve(app: web.Application, host: str, port: int, connections: Connections) -> None:
-    """Run ``app`` on ``host:port`` until SIGINT or SIGTERM, then shut it down cleanly."""
+    """Run ``app`` on ``host:port`` until SIGINT or SIGTERM, then shut it down cleanly; over TLS
+    when the node's ``[server]`` settings say so (a bad certificate, key or CA file: exit 2)."""
+    context = app.get(CONTEXT)
+    tls = None
+    if context is not None:
+        try:
+            tls = server_ssl_context(context.config)
+            context.config.server.client_ssl(context.config.directory)
+        except ConfigurationError as e:
+            print(f"watchnet serve: refusing to start: {e}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        if tls is not None:
+            LOG.info("serving TLS on %s:%d with %s", host, port, context.config.server.tls_cert)
     return_large_buffers_to_the_system()
-    asyncio.run(_serve(app, host, port, connections))
+    asyncio.run(_serve(app, host, port, connections, tls))

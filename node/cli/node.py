@@ -384,6 +384,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             engine.dispose()
         write_default_rules(config.directory, document.payload)
     context = NodeContext.load(Path(args.node), database_url=args.database_url)
+    if context.engine.dialect.name == "sqlite":  # one serving process per SQLite node
+        from node.app.single import AlreadyServing, hold_serve_lock
+
+        try:  # the lock's file stays open (and locked) until this process ends
+            hold_serve_lock(context.config.directory, str(context.engine.url.database))
+        except AlreadyServing as e:
+            print(f"watchnet serve: {e}", file=sys.stderr, flush=True)
+            return 2
     host = args.host or context.config.host
     port = args.port or context.config.port
     loose = loose_modes(context.config.directory)

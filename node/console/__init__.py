@@ -27,9 +27,9 @@ from node.console.pages_login import home, login_form, login_submit, logout
 from node.console.pages_network import add_network_page_routes
 from node.console.pages_officer import add_officer_routes
 from node.console.pages_operator import add_operator_routes
-from node.console.pages_registrar import add_registrar_routes
+from node.console.pages_registrar import Preview, QualityCheck, add_registrar_routes
 from node.console.pages_requests import add_request_routes
-from node.console.session import SessionStore
+from node.console.session import SharedSessionStore
 from node.http.api import CONTEXT
 
 __all__ = ["PREFIX", "add_console_routes", "is_console_path"]
@@ -51,7 +51,13 @@ def add_console_routes(app: web.Application) -> None:
         default_helpers=False,
     )
     app[JINJA].globals["console_links"] = links_for
-    app[SESSIONS] = SessionStore(app[CONTEXT].config.console)
+    context = app[CONTEXT]
+    app[SESSIONS] = SharedSessionStore(
+        context.config.console,
+        engine=context.engine,
+        vault=context.registry.vault,
+        preview_types=(Preview, QualityCheck),
+    )
     app.router.add_get(PREFIX, home)
     app.router.add_get(f"{PREFIX}/login", login_form)
     app.router.add_post(f"{PREFIX}/login", login_submit)

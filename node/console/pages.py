@@ -147,7 +147,10 @@ async def read_form(request: web.Request) -> Form:
             "or multipart/form-data"
         )
     loop = asyncio.get_running_loop()
-    stream = StreamReader(BaseProtocol(loop), 1 << 16, loop=loop)
+    # The body is already in memory (read, within its door's limit, by the access middleware): a
+    # buffer limit above its size keeps the stream from asking the (absent) transport to pause,
+    # which aiohttp asserts on past twice the limit (photos over 128 KiB used to fail here).
+    stream = StreamReader(BaseProtocol(loop), max(1 << 16, len(body) + 1), loop=loop)
     stream.feed_data(body)
     stream.feed_eof()
     try:

@@ -100,6 +100,7 @@ class LocalNode:
     port: int
     tokens: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    log_name: str = "serve.log"
 
     @property
     def url(self) -> str:
@@ -107,7 +108,13 @@ class LocalNode:
 
     @property
     def log_file(self) -> Path:
-        return self.directory / "serve.log"
+        return self.directory / self.log_name
+
+    def worker(self, port: int | None = None) -> LocalNode:
+        """Another ``watchnet serve`` of this node's directory (on PostgreSQL: a second worker), on
+        a port and with a log file of its own, sharing the staff tokens."""
+        port = port or free_port()
+        return LocalNode(self.node_id, self.directory, port, dict(self.tokens), log_name=f"serve-{port}.log")
 
     def signing_key(self) -> SigningKey:
         return load_signing_key(self.directory / "keys" / "signing.key")
@@ -118,7 +125,9 @@ class LocalNode:
     def start(self) -> None:
         if self.process is not None and self.process.poll() is None:
             return
-        self.process = _spawn(["serve", "--node", str(self.directory)], self.log_file)
+        self.process = _spawn(
+            ["serve", "--node", str(self.directory), "--port", str(self.port)], self.log_file
+        )
         _wait_http(self.url, self.process, self.log_file)
 
     def stop(self) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -28,6 +28,7 @@ from governance.policy import query_mode_for
 from node.context import NodeContext
 from node.federation.client import PeerClient, PeerRefused, PeerTimeout, PeerUnreachable, read_limited
 from node.federation.gate import PeerGate, PeerRequest, refuse_if_expired
+from node.federation.nonces import NonceStore
 from node.federation.sync import (
     ForkDetected,
     PageResult,
@@ -43,6 +44,7 @@ from node.federation.sync import (
 )
 from node.records.auditlog import record_audit
 from node.records.hits import HitBudgetExceeded, ProposedHit
+from node.records.ratelimit import RateBuckets
 from node.storage.models import Alert, LogLeaf, PeerState
 from node.telemetry import Telemetry
 from protocol.canonical import parse_json
@@ -51,7 +53,6 @@ from protocol.entry import WatchlistEntry
 from protocol.errors import MalformedError, RollbackError, WatchnetError
 from protocol.extraction import ExtractionReport
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
-from protocol.replay import ReplayGuard
 from protocol.signed import SignedDocument
 from protocol.subject import ForwardAck, ForwardedRequest, MatchFeedback
 from protocol.sync import (
@@ -65,7 +66,7 @@ from protocol.sync import (
 )
 from protocol.treehead import TreeHead
 
-__all__ = ["Federation", "PeerOutcome", "PrivateAsking"]
+__all__ = ["DutyRecorder", "Federation", "PeerOutcome", "PrivateAsking"]
 
 LOG = logging.getLogger("watchnet.federation")
 
@@ -135,6 +136,15 @@ class PrivateAsking(Protocol):
     ) -> tuple[QueryResponse, int]: ...
 
 
+class DutyRecorder(Protocol):
+    """What a background duty reports each pass to (``node.app.leader.DutyState``): handed in,
+    as the leader lease lives above this package."""
+
+    def ok(self) -> None: ...
+
+    def failed(self, error: BaseException) -> None: ...
+
+
 @dataclass
 class _Backoff:
     delay: timedelta = RETRY_FIRST
@@ -159,8 +169,11 @@ class Federation:
             signing_key=context.signing_key,
             encryption_key=context.encryption_key,
             manifests=context.manifests,
-            replay=ReplayGuard(config.limits.replay_window),
+            replay=NonceStore(context.engine, config.limits.replay_window),
             per_minute=config.limits.peer_requests_per_minute,
+            shared_rate=RateBuckets(context.engine, "peer", config.limits.peer_requests_per_minute)
+            if context.engine.dialect.name == "postgresql"
+            else None,
         )
         self.timeout = config.federation.peer_timeout.total_seconds()
         self.tracer = telemetry.tracer("watchnet.federation")
@@ -169,7 +182,6 @@ class Federation:
         self._wake_notify = asyncio.Event()
         self._wake_manifest = asyncio.Event()
         self._backoff: dict[str, _Backoff] = {}
-        self._tasks: list[asyncio.Task[None]] = []
         self._pull_locks: dict[str, asyncio.Lock] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log_size = 0
@@ -202,25 +214,35 @@ class Federation:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._log_size = await asyncio.to_thread(lambda: self.context.registry.log.size)
-        self._session = aiohttp.ClientSession()
+        server = self.context.config.server
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=server.client_ssl(self.context.config.directory))
+        )
         self.context.registry.listeners.append(self._on_local_event)
-        interval = self.context.config.federation
-        self._tasks = [
-            asyncio.create_task(self._follow_loop(interval.sync_interval)),
-            asyncio.create_task(self._notify_loop()),
-            asyncio.create_task(self._manifest_loop(interval.manifest_poll)),
-        ]
+        # changes committed by the node's other workers: the leader notifies peers of them too
+        self.context.registry.index_listeners.append(self._on_local_event)
         if self.private is not None:
             await self.private.start()
 
+    def duties(self) -> dict[str, Callable[[DutyRecorder], Awaitable[None]]]:
+        """The background duties, run by the node's leader only (``node.app.leader`` starts,
+        supervises and cancels them); ``start`` (every worker) serves peers and sends queries.
+
+        ``follow`` follows every peer's log and delivers our deletion receipts to their owners,
+        ``notify`` tells peers of our changes until they confirm, ``manifest`` polls for a newer
+        manifest. Each loops until cancelled and reports each pass to its recorder."""
+        interval = self.context.config.federation
+        return {
+            "follow": lambda duty: self._follow_loop(interval.sync_interval, duty),
+            "notify": self._notify_loop,
+            "manifest": lambda duty: self._manifest_loop(interval.manifest_poll, duty),
+        }
+
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         if self._on_local_event in self.context.registry.listeners:
             self.context.registry.listeners.remove(self._on_local_event)
+        if self._on_local_event in self.context.registry.index_listeners:
+            self.context.registry.index_listeners.remove(self._on_local_event)
         if self.private is not None:
             await self.private.close()
         if self._session is not None:
@@ -240,8 +262,12 @@ class Federation:
     # ----- answering peers -------------------------------------------------------------------
 
     def answer_query(self, request: PeerRequest) -> tuple[QueryResponse, int]:
+        """Plain-mode answer, fenced at the moment of answering: the asker must still be active in
+        the manifest the database holds (another worker may have just suspended it), and the index
+        reports only entries active in the database (``Registry.fence``)."""
         body = request.body
         assert isinstance(body, QueryRequest)
+        self.context.manifests.require_active(request.member.node_id)
         policy = request.manifest.policy
         threshold = policy.match_threshold
         hits = self.context.registry.index.search(body.embeddings, threshold)
@@ -630,17 +656,20 @@ class Federation:
         with self.context.registry.write_lock:
             record_failure(self.context.engine, peer, error, self.clock(), audit_as=audit_as)
 
-    async def _follow_loop(self, interval: timedelta) -> None:
+    async def _follow_loop(self, interval: timedelta, duty: DutyRecorder) -> None:
         """One follower task per peer; new members (from a new manifest) get theirs within ``interval``."""
         followers: dict[str, asyncio.Task[None]] = {}
         try:
             while True:
-                for member in self.peers():
+                peers = self.peers()
+                for member in peers:
                     task = followers.get(member.node_id)
                     if task is None or task.done():
                         followers[member.node_id] = asyncio.create_task(
-                            self._follow_one(member.node_id, interval)
+                            self._follow_one(member.node_id, interval, duty)
                         )
+                if not peers:
+                    duty.ok()
                 await asyncio.sleep(interval.total_seconds())
         finally:
             for task in followers.values():
@@ -649,15 +678,20 @@ class Federation:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def _follow_one(self, peer: str, interval: timedelta) -> None:
+    async def _follow_one(self, peer: str, interval: timedelta, duty: DutyRecorder) -> None:
         event = self._wake_pull.setdefault(peer, asyncio.Event())
         while True:
             member = self.context.manifest.member(peer)
             if member is None or member.status is MemberStatus.REMOVED or peer == self.node_id:
                 return
-            if await self._is_forked(peer):
-                return
-            await self.sync_peer(member)
+            try:
+                if await self._is_forked(peer):
+                    return
+                await self.sync_peer(member)  # a peer's failures are recorded there, not raised
+                duty.ok()
+            except Exception as e:  # the database or a bug: logged, counted, retried next interval
+                duty.failed(e)
+                LOG.exception("following %s failed; retrying in %ss", peer, interval.total_seconds())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), interval.total_seconds())
             event.clear()
@@ -670,7 +704,7 @@ class Federation:
 
         return await asyncio.to_thread(read)
 
-    async def _notify_loop(self) -> None:
+    async def _notify_loop(self, duty: DutyRecorder) -> None:
         """Tell members of our changes; keep telling those that have not confirmed, with backoff."""
         retry_max = self.context.config.federation.retry_max
         while True:
@@ -689,6 +723,7 @@ class Federation:
                 if forced or (member.node_id in missing and state.due is not None and state.due <= now):
                     due.append((member, state))
             await asyncio.gather(*(self._notify(member, state, retry_max, manifest) for member, state in due))
+            duty.ok()
 
     async def _notify(
         self, member: Member, state: _Backoff, retry_max: timedelta, manifest: Manifest
@@ -713,12 +748,13 @@ class Federation:
 
     # ----- manifests -------------------------------------------------------------------------
 
-    async def _manifest_loop(self, interval: timedelta) -> None:
+    async def _manifest_loop(self, interval: timedelta, duty: DutyRecorder) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_manifest.wait(), interval.total_seconds())
             self._wake_manifest.clear()
             await self.refresh_manifest()
+            duty.ok()
 
     def manifest_sources(self) -> list[str]:
         urls = []

@@ -17,6 +17,7 @@ signed and sealed to the sender the same way (``reply``).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -27,7 +28,9 @@ from datetime import datetime
 from governance.errors import PurposeNotAllowed
 from governance.manifest import Manifest, Member, MemberStatus
 from governance.policy import require_member, require_model, require_purpose, require_query_mode
+from node.federation.nonces import ReplayCheck
 from node.records.manifests import ManifestStore
+from node.records.ratelimit import RateBuckets
 from protocol.errors import ExpiredError, PolicyError
 from protocol.fields import format_time
 from protocol.keys import EncryptionKey, SigningKey
@@ -114,8 +117,9 @@ class PeerGate:
         signing_key: SigningKey,
         encryption_key: EncryptionKey,
         manifests: ManifestStore,
-        replay: ReplayGuard,
+        replay: ReplayCheck,
         per_minute: int,
+        shared_rate: RateBuckets | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node_id = node_id
@@ -123,8 +127,13 @@ class PeerGate:
         self._encryption_key = encryption_key
         self._manifests = manifests
         self._replay = replay
-        self._replay_lock = threading.Lock()
+        self._replay_lock: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if isinstance(replay, ReplayGuard) else contextlib.nullcontext()
+        )
+        """``ReplayGuard`` is one process's memory and needs this lock; the database's store does not."""
         self._buckets = _MemberBuckets(per_minute)
+        self._shared_rate = shared_rate
+        """The node's workers' common buckets (PostgreSQL), when there may be several workers."""
         self._monotonic = monotonic
         self.boxes = BoxCache(encryption_key)
 
@@ -180,7 +189,12 @@ class PeerGate:
             require_model(manifest, body.model_id)
         with self._replay_lock:
             self._replay.check(message.sender, message.nonce, message.issued_at, now)
-        if not self._buckets.take(message.sender, self._monotonic()):
+        allowed = (
+            self._shared_rate.allow(message.sender)
+            if self._shared_rate is not None
+            else self._buckets.take(message.sender, self._monotonic())
+        )
+        if not allowed:
             raise PeerRateLimited(
                 f"{message.sender!r} sent more than {self._buckets.per_minute} messages a minute; slow down"
             )

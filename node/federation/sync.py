@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 from governance.manifest import Manifest, Member
 from node.records.auditlog import append_audit
 from node.records.eventlog import root_of_leaf_hashes
+from node.storage.locks import lock_chains
 from node.storage.models import (
     Alert,
     LogLeaf,
@@ -137,6 +138,7 @@ def apply_page(
     """Verify ``page`` from ``member`` and apply it atomically; raise (and change nothing) if it fails."""
     result = PageResult(tree_size=after)
     with Session(engine, expire_on_commit=False) as session:
+        lock_chains(session)  # first: the page's alerts and audit records are written under it
         state = session.get(PeerState, member.node_id) or PeerState(peer=member.node_id)
         if state.status == "forked":
             raise ForkDetected(f"{member.node_id} was flagged for a forked log; it is not followed any more")

@@ -14,6 +14,7 @@ from typing import Any
 
 import cv2
 from aiohttp import web
+from sqlalchemy.engine import Engine
 
 from governance.provision import NoLegalBasis
 from governance.requests import RequestRefused
@@ -30,6 +31,7 @@ from node.private.mode import PrivateMode
 from node.records.accounts import AccountDisabled, AuthenticationFailed, StaffMember
 from node.records.auditlog import AuditWriter
 from node.records.integrity import IntegrityFailure
+from node.records.ratelimit import RateBuckets
 from node.records.registry import EntryNotFound, TwoPersonRuleViolation, WrongState
 from node.telemetry import Telemetry
 from protocol.canonical import b64url_decode, parse_json
@@ -73,6 +75,7 @@ __all__ = [
     "PeerBodiesBusy",
     "RateLimited",
     "RateLimiter",
+    "SharedRateLimiter",
     "admit_peer",
     "error_response",
     "face_for_registration",
@@ -123,6 +126,31 @@ class RateLimiter:
             del self._buckets[key]
         while len(self._buckets) >= self.max_keys:
             del self._buckets[next(iter(self._buckets))]
+
+    @classmethod
+    def for_node(cls, engine: Engine, name: str, per_minute: int) -> RateLimiter:
+        """The limiter a node's process uses: in memory on SQLite (one process serves the node),
+        in the database on PostgreSQL, where every worker of the node must share the buckets."""
+        if engine.dialect.name == "postgresql":
+            return SharedRateLimiter(RateBuckets(engine, name, per_minute))
+        return cls(per_minute)
+
+
+class SharedRateLimiter(RateLimiter):
+    """``RateLimiter`` with its buckets in the database (``RateBuckets``): one upsert a request,
+    shared by every worker of the node. The ``now`` callers pass is their process's monotonic
+    clock, which another worker cannot compare with, so it is not used: the buckets run on the
+    wall clock ``buckets`` was given."""
+
+    def __init__(self, buckets: RateBuckets) -> None:
+        super().__init__(int(buckets.capacity), max_keys=buckets.max_keys)
+        self.buckets = buckets
+
+    def exhausted(self, key: str, now: float) -> bool:
+        return self.buckets.exhausted(key)
+
+    def allow(self, key: str, now: float) -> bool:
+        return self.buckets.allow(key)
 
 
 class NodeMetrics:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -36,7 +37,7 @@ from node.http.api import (
 )
 from node.records.hits import ProposedHit
 from node.records.registry import Proposal
-from node.storage.models import Alert, AuditRecord, LogLeaf, TreeHeadRow
+from node.storage.models import Alert, AuditRecord, EntryRow, LogLeaf, TreeHeadRow
 from protocol.canonical import b64url_encode, parse_json
 from protocol.embedding import Embedding
 from protocol.entry import Evidence
@@ -47,18 +48,24 @@ from protocol.events import EventReason
 from protocol.fields import CODE_RE, DATE_RE, NODE_ID_RE, format_time
 from protocol.signed import SignedDocument
 
-__all__ = ["add_record_routes"]
+__all__ = ["LEADER_STATUS", "add_record_routes"]
+
+LEADER_STATUS: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("leader_status")
+"""This worker's part in the node's leader lease and its duties (``node.app.leader``)."""
 
 
 async def health(request: web.Request) -> web.Response:
     """Liveness, whether private queries would be answered from a current gallery, and whether the
     store agrees with the log the node signed (public: states, sizes and times, no counts of
-    entries, no entry ids)."""
+    entries, no entry ids); ``leader``: whether this worker holds the node's leader lease and
+    runs its background duties, and each duty's last success and errors."""
     return web.json_response(
         {
             "status": "ok",
             "private_gallery": request.app[PRIVATE].readiness(),
             "integrity": request.app[CONTEXT].registry.integrity.to_dict(),
+            "index": request.app[CONTEXT].registry.freshness(),
+            "leader": request.app[LEADER_STATUS](),
         }
     )
 
@@ -193,7 +200,8 @@ async def match(request: web.Request) -> web.Response:
         )
     policy = context.manifest.policy
     threshold = policy.match_threshold
-    hits = context.registry.index.search(queries, threshold)
+    # off the loop: the index's fence reads the database when there are candidates
+    hits = await asyncio.to_thread(context.registry.index.search, queries, threshold)
     request[AUDIT_TARGET] = f"faces={len(queries)} hits={len(hits)}"
     bands = await asyncio.to_thread(
         context.hits.admit,
@@ -206,11 +214,24 @@ async def match(request: web.Request) -> web.Response:
     request.app[METRICS].match_queries.add(len(queries))
     request.app[METRICS].matches.add(len(hits))
     now = request.app[CLOCK]()
-    out = []
-    if hits:
+
+    def alerts() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
         with Session(context.engine) as session:
+            # the fence again, in the alerts' transaction: FOR SHARE (PostgreSQL) holds a
+            # concurrent deletion until these alerts commit, and its erasure then removes them
+            states = {
+                row.entry_id: row
+                for row in session.exec(
+                    select(EntryRow)
+                    .where(col(EntryRow.entry_id).in_({h.key for h in hits}), EntryRow.status == "active")
+                    .with_for_update(read=True)
+                ).all()
+            }
             for hit, band in zip(hits, bands, strict=True):
-                state = context.registry.get(hit.key)
+                state = states.get(hit.key)
+                if state is None:
+                    continue
                 alert = session.exec(
                     select(Alert).where(
                         Alert.entry_id == hit.key,
@@ -243,6 +264,9 @@ async def match(request: web.Request) -> web.Response:
                     }
                 )
             session.commit()
+        return out
+
+    out = await asyncio.to_thread(alerts) if hits else []
     return web.json_response({"threshold": threshold, "faces": len(queries), "matches": out})
 
 

@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 
 import numpy as np
+from sqlalchemy import Table, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 
 from governance.errors import QueryModeNotAllowed
 from governance.manifest import Manifest, Member, MemberStatus
@@ -29,9 +35,17 @@ from node.federation.client import PeerClient, PeerRefused, PeerTimeout
 from node.federation.gate import PeerRequest
 from node.private.deadline import PrivateDeadlines
 from node.private.eval_keys import EvaluationKeyStore
-from node.private.matcher import PrivateMatcher
+from node.private.matcher import (
+    QUERY_MEMORY,
+    REMEMBERED_QUERIES,
+    GalleryBuild,
+    PrivateMatcher,
+    UnknownPrivateQuery,
+)
 from node.private.query_keys import QueryKeyring
 from node.records.hits import ProposedHit
+from node.records.vault import Vault
+from node.storage.models import PrivateBuildRow, PrivateRoundRow
 from protocol.entry import WatchlistEntry
 from protocol.errors import MalformedError, WatchnetError
 from protocol.he_params import HEParameters
@@ -49,7 +63,13 @@ from protocol.private_query import (
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
 from protocol.signed import SignedDocument
 
-__all__ = ["PRIVATE_KEY_BODIES", "PRIVATE_QUERY_BODIES", "PRIVATE_REVEAL_BODIES", "PrivateMode"]
+__all__ = [
+    "PRIVATE_KEY_BODIES",
+    "PRIVATE_QUERY_BODIES",
+    "PRIVATE_REVEAL_BODIES",
+    "PrivateMode",
+    "PrivateRounds",
+]
 
 LOG = logging.getLogger("watchnet.private")
 
@@ -65,13 +85,139 @@ def _he_params(manifest: Manifest) -> HEParameters:
     return he
 
 
+_ROUNDS = PrivateRoundRow.__table__  # type: ignore[attr-defined]
+_BUILDS = PrivateBuildRow.__table__  # type: ignore[attr-defined]
+ROUND_PURGE_SECONDS = 30.0
+SHARED_BUILDS = 4
+"""Other workers' build maps a worker keeps in memory for reveals."""
+
+
+class PrivateRounds:
+    """Round-1 state in the database, so a reveal (round 2) may land on any worker of the node.
+
+    A reveal must follow a round 1 of the same member on the same gallery build, and needs that
+    build's slot position -> entry id. The map is derived from the gallery (its permutation is
+    what keeps positions meaningless to the querier), so it is sealed with the data key; it is
+    written once per build, at the build's first round 1, and each round 1 adds (member, query
+    id, build). Both rows expire ``QUERY_MEMORY`` after the last round 1 that used them. The
+    worker that ran round 1 answers a reveal from its own memory; another reads the rows (the
+    database is the truth) and keeps the maps it read, a few builds at most.
+    """
+
+    def __init__(
+        self, engine: Engine, vault: Vault, matcher: PrivateMatcher, clock: Callable[[], datetime]
+    ) -> None:
+        self._engine = engine
+        self._vault = vault
+        self._matcher = matcher
+        self._clock = clock
+        self._written: OrderedDict[str, None] = OrderedDict()
+        self._maps: OrderedDict[str, dict[int, str]] = OrderedDict()
+        self._rounds: OrderedDict[tuple[str, str, str], datetime] = OrderedDict()
+        self._lock = threading.Lock()
+        self._purged_at = 0.0
+
+    def remember(self, member: str, query_id: str, build: GalleryBuild, now: datetime) -> None:
+        """Record a round 1 that ran on ``build`` (runs off the event loop: a first map is sealed)."""
+        expires = now + QUERY_MEMORY
+        sealed = None
+        if build.build_id not in self._written:
+            positions = sorted(build.keys)
+            plain = json.dumps({"positions": positions, "entries": [build.keys[p] for p in positions]})
+            sealed = self._vault.seal(plain.encode("utf-8"), binding=f"private-build/{build.build_id}")
+        with self._engine.begin() as conn:
+            if sealed is not None:
+                conn.execute(
+                    self._insert(conn, _BUILDS)
+                    .values(build_id=build.build_id, expires_at=expires, positions_ct=sealed)
+                    .on_conflict_do_update(index_elements=[_BUILDS.c.build_id], set_={"expires_at": expires})
+                )
+            else:
+                conn.execute(
+                    _BUILDS.update().where(_BUILDS.c.build_id == build.build_id).values(expires_at=expires)
+                )
+            key = {"member": member, "query_id": query_id, "build_id": build.build_id}
+            conn.execute(
+                self._insert(conn, _ROUNDS)
+                .values(**key, expires_at=expires)
+                .on_conflict_do_update(
+                    index_elements=[_ROUNDS.c.member, _ROUNDS.c.query_id, _ROUNDS.c.build_id],
+                    set_={"expires_at": expires},
+                )
+            )
+            if time.monotonic() - self._purged_at > ROUND_PURGE_SECONDS:
+                self._purged_at = time.monotonic()
+                conn.execute(delete(_ROUNDS).where(_ROUNDS.c.expires_at <= now))
+                conn.execute(delete(_BUILDS).where(_BUILDS.c.expires_at <= now))
+        with self._lock:
+            self._written[build.build_id] = None
+            while len(self._written) > SHARED_BUILDS:
+                self._written.popitem(last=False)
+
+    @staticmethod
+    def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+        insert: postgresql.Insert | sqlite.Insert = (
+            postgresql if conn.dialect.name == "postgresql" else sqlite
+        ).insert(table)
+        return insert
+
+    def entry_at(self, member: str, query_id: str, build_id: str, position: int) -> str | None:
+        """The entry at ``position`` of the build this member's round-1 query ran on, on any worker."""
+        try:
+            return self._matcher.entry_at(member, query_id, build_id, position)
+        except UnknownPrivateQuery:
+            pass  # round 1 ran on another worker, or this one's build was replaced since
+        return self._shared_map(member, query_id, build_id).get(position)
+
+    def _shared_map(self, member: str, query_id: str, build_id: str) -> dict[int, str]:
+        now = self._clock()
+        round_key = (member, query_id, build_id)
+        with self._lock:
+            expires = self._rounds.get(round_key)
+            positions = self._maps.get(build_id)
+        if expires is None or expires <= now:
+            with self._engine.connect() as conn:
+                expires = conn.execute(
+                    select(_ROUNDS.c.expires_at).where(
+                        _ROUNDS.c.member == member,
+                        _ROUNDS.c.query_id == query_id,
+                        _ROUNDS.c.build_id == build_id,
+                    )
+                ).scalar_one_or_none()
+            if expires is None or expires <= now:
+                raise UnknownPrivateQuery(
+                    f"no recent private query {query_id} from {member} on build {build_id}; run round 1 again"
+                )
+        if positions is None:
+            with self._engine.connect() as conn:
+                sealed = conn.execute(
+                    select(_BUILDS.c.positions_ct).where(
+                        _BUILDS.c.build_id == build_id, _BUILDS.c.expires_at > now
+                    )
+                ).scalar_one_or_none()
+            if sealed is None:
+                raise UnknownPrivateQuery(f"gallery build {build_id} was replaced; run round 1 again")
+            data = json.loads(self._vault.open(sealed, binding=f"private-build/{build_id}"))
+            positions = dict(zip(data["positions"], data["entries"], strict=True))
+        with self._lock:
+            self._rounds[round_key] = expires
+            while len(self._rounds) > REMEMBERED_QUERIES:
+                self._rounds.popitem(last=False)
+            self._maps[build_id] = positions
+            self._maps.move_to_end(build_id)
+            while len(self._maps) > SHARED_BUILDS:
+                self._maps.popitem(last=False)
+        return positions
+
+
 class PrivateMode:
     def __init__(self, context: NodeContext, clock: Callable[[], datetime]) -> None:
         self.context = context
         self.clock = clock
         settings = context.config.federation
         self.matcher = PrivateMatcher(context.registry.index, reshuffle=settings.gallery_reshuffle)
-        self.keys = EvaluationKeyStore()
+        self.keys = EvaluationKeyStore(context.engine)
+        self.rounds = PrivateRounds(context.engine, context.registry.vault, self.matcher, clock)
         self.keyring = QueryKeyring(
             context.config.path(context.config.signing_key_file).parent,
             context.config.node_id,
@@ -92,11 +238,14 @@ class PrivateMode:
         leaves the workers at once and the first private query does not wait for a worker."""
         self._loop = asyncio.get_running_loop()
         self.context.registry.listeners.append(self._on_change)
+        self.context.registry.index_listeners.append(self._on_change)  # another worker's change
         self._refresh()
 
     async def close(self) -> None:
         if self._on_change in self.context.registry.listeners:
             self.context.registry.listeners.remove(self._on_change)
+        if self._on_change in self.context.registry.index_listeners:
+            self.context.registry.index_listeners.remove(self._on_change)
         if self._refresh_task is not None:
             self._refresh_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -149,7 +298,8 @@ class PrivateMode:
         self.context.registry.integrity.require_intact()  # the gallery came from the store it checks
         params = _he_params(request.manifest)
         sender = request.member.node_id
-        held = self.keys.lookup(sender, body.key_id, params, self.clock())
+        await asyncio.to_thread(self.context.manifests.require_active, sender)  # not suspended since
+        held = await asyncio.to_thread(self.keys.lookup, sender, body.key_id, params, self.clock())
         build, results = await self.matcher.evaluate(
             sender,
             body.query_id,
@@ -159,6 +309,7 @@ class PrivateMode:
             request.manifest.policy.match_threshold,
             params,
         )
+        await asyncio.to_thread(self.rounds.remember, sender, body.query_id, build, self.clock())
         scores = PrivateScores(
             query_id=body.query_id,
             responder=self.context.config.node_id,
@@ -174,16 +325,20 @@ class PrivateMode:
         the threshold, once ``admit_hits`` (the asker's hit budget) allows it."""
         body = request.body
         assert isinstance(body, RevealRequest)
+        self.context.manifests.require_active(request.member.node_id)
         policy = request.manifest.policy
         threshold = policy.match_threshold
         registry = self.context.registry
         found: list[tuple[int, float, np.ndarray, SignedDocument[WatchlistEntry]]] = []
         seen: set[tuple[int, str]] = set()
-        for candidate in body.candidates:
-            entry_id = self.matcher.entry_at(
-                request.member.node_id, body.query_id, body.build_id, candidate.position
-            )
-            if entry_id is None or (candidate.query_index, entry_id) in seen:
+        named = [
+            self.rounds.entry_at(request.member.node_id, body.query_id, body.build_id, c.position)
+            for c in body.candidates
+        ]
+        # the fence: the gallery may predate another worker's deletion; the database does not
+        active = registry.active_versions(e for e in named if e is not None)
+        for candidate, entry_id in zip(body.candidates, named, strict=True):
+            if entry_id is None or entry_id not in active or (candidate.query_index, entry_id) in seen:
                 continue
             vector = registry.index.vector(entry_id)
             if vector is None:

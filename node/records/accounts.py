@@ -39,6 +39,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from governance.roles import Role
 from node.records.auditlog import append_audit
+from node.storage.locks import lock_chains
 from node.storage.models import Account, ApiToken, SignInThrottle
 from protocol.errors import MalformedError, PolicyError
 from protocol.fields import format_time
@@ -376,6 +377,7 @@ class StaffAccounts:
         """Forget the failed sign-ins of ``username`` (from ``source`` only, if given); audited
         (``account.unlock``) in the same transaction. Returns how many pairs were cleared."""
         with write_lock or contextlib.nullcontext(), Session(self._engine) as session:
+            lock_chains(session)  # before the DELETE's row locks: the audit append below takes it
             account = session.exec(select(Account).where(Account.username == username)).first()
             if account is None:
                 raise AuthenticationFailed(f"no account {username!r}")

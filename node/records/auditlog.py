@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from node.storage.locks import lock_chains
 from node.storage.models import AuditRecord
 from protocol.canonical import canonical_bytes, sha256_hex
 from protocol.errors import ProofError
@@ -64,7 +65,12 @@ def append_audit(
     target: str = "",
     request_hash: str = "",
 ) -> AuditRecord:
-    """Add one record in the caller's transaction (so a refused change and its record commit together)."""
+    """Add one record in the caller's transaction (so a refused change and its record commit together).
+
+    The chain lock is taken first, so every worker on PostgreSQL numbers its record after the last
+    committed one; it is held until the caller's transaction ends.
+    """
+    lock_chains(session)
     last = session.exec(select(AuditRecord).order_by(col(AuditRecord.seq).desc()).limit(1)).first()
     record = AuditRecord(
         seq=0 if last is None else last.seq + 1,
@@ -90,7 +96,8 @@ def record_audit(engine: Engine, write_lock: threading.RLock, **record: Any) -> 
 
 
 def append_audit_batch(session: Session, records: list[dict[str, Any]]) -> None:
-    """Add several records in one transaction, reading the chain's last record once."""
+    """Add several records in one transaction, reading the chain's last record once (under the chain lock)."""
+    lock_chains(session)
     last = session.exec(select(AuditRecord).order_by(col(AuditRecord.seq).desc()).limit(1)).first()
     seq, previous = (0, GENESIS) if last is None else (last.seq + 1, last.record_hash)
     for fields in records:

@@ -8,30 +8,48 @@ The switch is atomic: the file is replaced by rename, the history row commits, a
 does ``current`` change, so a request sees either the old manifest or the new one, never a mix.
 A suspended member is refused from that moment; a peer that names the previous version is still
 heard for ``grace`` after the switch, so a change does not break queries in flight.
+
+On PostgreSQL several workers of one node share the history table, and the newest row in it is
+the node's trusted manifest: a worker that accepts a version commits its row with a
+``watchnet_manifest`` notification, every other worker adopts it on the notification or at its
+next reconcile (``sync``, each row checked as a successor of the one before it), and a peer's
+query is answered only after ``require_active`` has read the table's newest version (one
+primary-key read), so a member suspended by any worker is refused by all from the commit on.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from governance.manifest import Manifest
+from governance.manifest import Manifest, Member
+from governance.policy import require_member
 from governance.trust import verify_initial, verify_update
 from node.files import PRIVATE_FILE, write_atomic
 from node.storage.models import ManifestRow
-from protocol.errors import FreshnessError, RollbackError, ThresholdError
+from node.storage.notify import MANIFEST, Feed, notify, shared
+from protocol.errors import FreshnessError, RollbackError, ThresholdError, WatchnetError
 from protocol.fields import format_time
 from protocol.signed import SignedDocument
 
 __all__ = ["DEFAULT_GRACE", "ManifestStore", "ManifestVersionError", "Offer", "verify_first_manifest"]
 
 DEFAULT_GRACE = timedelta(minutes=5)
+LOG = logging.getLogger("watchnet.manifests")
+
+
+def _utc(t: datetime) -> datetime:
+    """A stored time as aware UTC (the database may hand back naive UTC)."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 class ManifestVersionError(FreshnessError):
@@ -68,6 +86,9 @@ class ManifestStore:
         self.grace = grace
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Manifest], None]] = []
+        self._shared = shared(engine)
+        self._refused = 0
+        """The newest database version ``sync`` refused to trust (not read again until a newer one)."""
         self._remember(document, accepted_at, "manifest.json")
 
     @classmethod
@@ -92,20 +113,108 @@ class ManifestStore:
         store = cls(path, engine, document, accepted_at=accepted_at, **kwargs)
         if previous is not None:
             store._previous = (previous.version, accepted_at)
+        store.sync()  # another worker (or machine) may have accepted a newer version than the file
         return store
 
     def _remember(self, document: SignedDocument[Manifest], now: datetime, source: str) -> None:
-        with Session(self._engine) as session:
-            if session.get(ManifestRow, document.payload.version) is None:
-                session.add(
-                    ManifestRow(
-                        version=document.payload.version,
-                        signed=document.to_bytes().decode("utf-8"),
-                        accepted_at=now,
-                        source=source[:256],
+        version = document.payload.version
+        try:
+            with Session(self._engine) as session:
+                if session.get(ManifestRow, version) is None:
+                    session.add(
+                        ManifestRow(
+                            version=version,
+                            signed=document.to_bytes().decode("utf-8"),
+                            accepted_at=now,
+                            source=source[:256],
+                        )
                     )
+                    notify(session, MANIFEST, str(version))
+                    session.commit()
+        except IntegrityError:  # another worker stored this version at the same moment
+            with Session(self._engine) as session:
+                row = session.get(ManifestRow, version)
+            stored = None if row is None else SignedDocument.from_bytes(row.signed.encode("utf-8"), Manifest)
+            if stored is None or stored.payload.canonical() != document.payload.canonical():
+                raise RollbackError(
+                    f"manifest version {version} from {source} differs from the version {version} "
+                    "another worker of this node stored at the same moment"
+                ) from None
+
+    def sync(self) -> bool:
+        """Adopt the newer versions another worker of this node committed; True when it switched.
+
+        One primary-key read when nothing changed (nothing at all on SQLite, one process). Each
+        newer row must be a valid successor of the one before it (``verify_update`` at the time
+        it was accepted); the first that is not stops the walk and is logged, never trusted.
+        """
+        if not self._shared:
+            return False
+        with Session(self._engine) as session:
+            newest = session.exec(select(func.max(ManifestRow.version))).one()
+        if newest is None or newest <= max(self._document.payload.version, self._refused):
+            return False
+        with self._lock:
+            switched = self._adopt_locked()
+            listeners = list(self._listeners)
+        if switched:
+            for listener in listeners:
+                listener(self._document.payload)
+        return switched
+
+    def _adopt_locked(self) -> bool:
+        trusted = self._document
+        with Session(self._engine) as session:
+            rows = session.exec(
+                select(ManifestRow)
+                .where(col(ManifestRow.version) > trusted.payload.version)
+                .order_by(col(ManifestRow.version))
+            ).all()
+        previous, accepted_at = self._previous, self._accepted_at
+        for row in rows:
+            accepted = _utc(row.accepted_at)
+            try:
+                document = SignedDocument.from_bytes(row.signed.encode("utf-8"), Manifest)
+                verify_update(trusted.payload, document, accepted)
+            except WatchnetError as e:
+                LOG.error(
+                    "manifest version %d in the database is not a valid successor of version %d (%s); "
+                    "this worker keeps version %d",
+                    row.version,
+                    trusted.payload.version,
+                    e,
+                    trusted.payload.version,
                 )
-                session.commit()
+                self._refused = max(self._refused, rows[-1].version)
+                break
+            previous, accepted_at, trusted = (trusted.payload.version, accepted), accepted, document
+        if trusted is self._document:
+            return False
+        LOG.info(
+            "manifest version %d adopted from the database (was %d)",
+            trusted.payload.version,
+            self._document.payload.version,
+        )
+        self._previous, self._accepted_at, self._document = previous, accepted_at, trusted
+        return True
+
+    def fresh(self) -> Manifest:
+        """The trusted manifest, no older than the newest version the database holds now."""
+        self.sync()
+        return self.current
+
+    def require_active(self, node_id: str) -> Member:
+        """``node_id`` as an active member of the manifest the database holds at this moment.
+
+        The peer gate admits under the version this worker had cached; an answer (a match, a
+        signed entry, scores) is given only after this check, so a suspension committed by another
+        worker is enforced here whether or not its notification has arrived.
+        """
+        return require_member(self.fresh(), node_id)
+
+    def feed(self) -> Feed:
+        """What a worker does on ``watchnet_manifest``, and at every reconcile: ``sync``."""
+        return Feed(MANIFEST, lambda _versions: self.sync(), self.sync)
 
     @property
     def current(self) -> Manifest:
@@ -126,6 +235,8 @@ class ManifestStore:
         version with other content, is a rollback (a peer serving stale or forked governance).
         """
         with self._lock:
+            if self._shared:
+                self._adopt_locked()  # judge the offer against the newest version any worker accepted
             trusted = self._document
             new = document.payload
             if new.version == trusted.payload.version:
@@ -150,6 +261,9 @@ class ManifestStore:
         """A peer's message names ``version``: the current one, or the previous within the grace period."""
         current = self.current.version
         if version == current:
+            return
+        if version > current and self.sync():  # another worker accepted it a moment ago
+            self.check_named_version(version, now)
             return
         if version > current:
             raise ManifestVersionError(

@@ -33,6 +33,8 @@ class Match:
     query_index: int
     key: str
     score: float
+    version: int | None = None
+    """The entry's version in the database when the fence checked it (``None``: not fenced)."""
 
 
 class MatchIndex:
@@ -50,6 +52,10 @@ class MatchIndex:
         self.guard: Callable[[], None] | None = None
         """Called before every search and vector read; it raises to refuse them (the registry sets
         its self-check's ``require_intact``: no answer from a store that disagrees with its log)."""
+        self.fence: Callable[[list[Match]], list[Match]] | None = None
+        """Called with every non-empty result of ``search``; returns the matches to report (the
+        registry keeps those whose entry is active in the database at this moment, so an index
+        that is behind another worker's deletion never reports it)."""
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -144,4 +150,6 @@ class MatchIndex:
                 if faiss_id >= 0 and score >= threshold
             ]
         out = [Match(qi, key, score) for qi, key, score in hits]
+        if out and self.fence is not None:
+            return self.fence(out)
         return out

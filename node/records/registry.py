@@ -9,10 +9,12 @@ payload of the entry; the tombstone row and the signed events remain, and the lo
 
 from __future__ import annotations
 
+import builtins
+import logging
 import secrets
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -28,10 +30,12 @@ from node.records.accounts import StaffMember
 from node.records.auditlog import append_audit, audit_head, record_audit
 from node.records.eventlog import open_event_log
 from node.records.integrity import IntegrityState
-from node.records.matching import MatchIndex
+from node.records.matching import Match, MatchIndex
 from node.records.vault import Vault
 from node.storage.engine import erase_checkpoint
+from node.storage.locks import lock_chains
 from node.storage.models import Alert, EntryRow, EventPayloadRow, LogLeaf, ProvisionRow, TreeHeadRow
+from node.storage.notify import ENTRIES, Feed, Follower, notify, shared
 from protocol.canonical import b64url_encode, canonical_bytes, parse_json
 from protocol.commitment import commit, new_salt
 from protocol.embedding import Embedding
@@ -56,6 +60,7 @@ __all__ = [
 
 PROPOSED, ACTIVE, REJECTED, DELETED, EXPIRED = "proposed", "active", "rejected", "deleted", "expired"
 SYSTEM = "system"
+LOG = logging.getLogger("watchnet.registry")
 
 
 class EntryNotFound(PolicyError):
@@ -173,6 +178,16 @@ class Registry:
         """The self-check's verdict on this store (``node.records.integrity``): while it is failed
         the match index refuses every search, so no answer comes from an edited store."""
         index.guard = self.integrity.require_intact
+        index.fence = self.fence
+        self.index_listeners: list[Callable[[int], None]] = []
+        """Called with the applied log size after the index took in changes another worker (or
+        the fence) found in the database, e.g. to mark the private-mode gallery stale."""
+        self.fence_dropped = 0
+        """Matches the answer-time fence dropped because the database no longer holds the entry active."""
+        self._fence_lock = threading.Lock()
+        self._follow_lock = threading.RLock()
+        self._applied_log_size = 0
+        self.follower: Follower | None = None
 
     @property
     def vault(self) -> Vault:
@@ -343,8 +358,13 @@ class Registry:
         kind: str,
         now: datetime,
     ) -> int:
-        """Append a signed log event as the next leaf, in the caller's transaction; return its index."""
+        """Append a signed log event as the next leaf, in the caller's transaction; return its index.
+
+        The chain lock (``lock_chains``) is held from here to the caller's commit, so on PostgreSQL
+        no other worker of this node counts the leaves between this count and that commit.
+        """
         leaf = log_leaf_bytes(signed)
+        lock_chains(session)
         index = int(session.exec(select(func.count()).select_from(LogLeaf)).one())
         session.add(
             LogLeaf(
@@ -360,11 +380,14 @@ class Registry:
         return index
 
     def _publish_head(self, now: datetime) -> None:
+        """Sign the log's head: size, root and audit head read in one transaction under the chain lock."""
         with Session(self._engine, expire_on_commit=False) as session:
+            lock_chains(session)
+            size, root = self.log.head_in(session)
             head = TreeHead(
                 log_id=self.node_id,
-                tree_size=self.log.size,
-                root_hash=self.log.root(),
+                tree_size=size,
+                root_hash=root,
                 timestamp=now.replace(microsecond=0),
                 audit_head=bytes.fromhex(audit_head(session)),
             )
@@ -420,6 +443,7 @@ class Registry:
                 append_audit(
                     session, actor=staff.id, action="entry.approve", target=entry_id, outcome="ok", now=now
                 )
+                notify(session, ENTRIES, entry_id)
                 session.commit()
                 embedding, _ = self._embedding(row)
                 state = _state(row)
@@ -480,6 +504,7 @@ class Registry:
                 append_audit(
                     session, actor=staff.id, action="entry.correct", target=entry_id, outcome="ok", now=now
                 )
+                notify(session, ENTRIES, entry_id)
                 session.commit()
                 state = _state(row)
             self._publish_head(now)
@@ -533,6 +558,7 @@ class Registry:
             append_audit(
                 session, actor=actor, action=f"entry.{kind.value}", target=entry_id, outcome="ok", now=now
             )
+            notify(session, ENTRIES, entry_id)
             session.commit()
             state = _state(row)
         self.index.remove(entry_id)
@@ -728,8 +754,147 @@ class Registry:
 
     def rebuild_index(self) -> int:
         """Load every active embedding from storage into a fresh index and swap it in."""
-        with Session(self._engine, expire_on_commit=False) as session:
+        with self._follow_lock, Session(self._engine, expire_on_commit=False) as session:
+            # the log size first: a change committed while the rows are read is replayed by catch_up
+            size = _log_size(session)
             rows = session.exec(select(EntryRow).where(EntryRow.status == ACTIVE)).all()
             items = [(row.entry_id, self._embedding(row)[0]) for row in rows]
-        self.index.replace_all(items)
+            self.index.replace_all(items)
+            self._applied_log_size = size
         return len(items)
+
+    # ----- the answer-time fence and following the database (several workers, one database) -----
+
+    def active_versions(self, entry_ids: Iterable[str], session: Session | None = None) -> dict[str, int]:
+        """The version of each of ``entry_ids`` that is active in the database now (one indexed query)."""
+        ids = sorted(set(entry_ids))
+        if not ids:
+            return {}
+        query = select(EntryRow.entry_id, EntryRow.version).where(
+            col(EntryRow.entry_id).in_(ids), EntryRow.status == ACTIVE
+        )
+        if session is not None:
+            return {entry_id: version for entry_id, version in session.exec(query).all()}
+        with Session(self._engine) as own:
+            return {entry_id: version for entry_id, version in own.exec(query).all()}
+
+    def fence(self, matches: Sequence[Match]) -> builtins.list[Match]:
+        """Keep the matches whose entry is active in the database at this moment, with its version.
+
+        The index of this worker may be behind a deletion committed by another worker (by the
+        notification's delay, at most the reconcile interval); an answer never is: a dropped
+        entry is removed from the index at once and counted in ``fence_dropped``.
+        """
+        if not matches:
+            return []
+        active = self.active_versions(m.key for m in matches)
+        kept = [replace(m, version=active[m.key]) for m in matches if m.key in active]
+        if len(kept) == len(matches):
+            return kept
+        stale = sorted({m.key for m in matches} - active.keys())
+        with self._fence_lock:
+            self.fence_dropped += len(matches) - len(kept)
+        LOG.info(
+            "the answer-time fence dropped %d match(es) on %d entries no longer active",
+            len(matches) - len(kept),
+            len(stale),
+        )
+        for key in stale:
+            self.index.remove(key)
+        self._changed()
+        return kept
+
+    def _changed(self) -> None:
+        for listener in list(self.index_listeners):
+            try:
+                listener(self._applied_log_size)
+            except Exception:  # a listener's fault must not stop the index from following
+                LOG.exception("index listener failed")
+
+    def reload_entries(self, entry_ids: Iterable[str]) -> int:
+        """Bring these entries' place in the index in line with the database; return how many moved.
+
+        Idempotent: an active entry already indexed stays (its embedding never changes between
+        versions), one that is no longer active leaves, one newly active is loaded.
+        """
+        ids = sorted(set(entry_ids))
+        if not ids:
+            return 0
+        with Session(self._engine, expire_on_commit=False) as session:
+            rows = {
+                row.entry_id: row
+                for row in session.exec(select(EntryRow).where(col(EntryRow.entry_id).in_(ids))).all()
+            }
+        moved = 0
+        for entry_id in ids:
+            row = rows.get(entry_id)
+            if row is not None and row.status == ACTIVE and row.embedding_ct is not None:
+                if entry_id not in self.index:
+                    self.index.upsert(entry_id, self._embedding(row)[0])
+                    moved += 1
+            elif self.index.remove(entry_id):
+                moved += 1
+        return moved
+
+    def catch_up(self, *, reloaded: Iterable[str] = ()) -> int:
+        """Reload every entry named by a log leaf the index has not applied yet (the reconcile).
+
+        Every change to an entry in the index (registration, correction, deletion, expiry) appends
+        a leaf, and leaves commit in index order under the chain lock, so the applied log size is a
+        cursor: one indexed query when nothing changed. ``reloaded`` were just reloaded by a
+        notification and are not read again.
+        """
+        with self._follow_lock:
+            seen = self._applied_log_size
+            with Session(self._engine) as session:
+                leaves = session.exec(
+                    select(LogLeaf.idx, LogLeaf.entry_id)
+                    .where(col(LogLeaf.idx) >= seen)
+                    .order_by(col(LogLeaf.idx))
+                ).all()
+            size = seen
+            for idx, _ in leaves:  # up to the first gap (a leaf not committed yet)
+                if idx != size:
+                    break
+                size += 1
+            skip = set(reloaded)
+            moved = self.reload_entries({e for i, e in leaves if i < size} - skip)
+            self._applied_log_size = size
+        if moved or skip:
+            self._changed()
+        return size - seen
+
+    @property
+    def applied_log_size(self) -> int:
+        """How many log leaves the index has taken in (every change before it is in the index)."""
+        return self._applied_log_size
+
+    def feed(self) -> Feed:
+        """What this worker does on ``watchnet_entries``: reload the named entries, then catch up."""
+
+        def apply(entry_ids: builtins.list[str]) -> None:
+            with self._follow_lock:  # no rebuild swaps an older snapshot in between
+                self.reload_entries(entry_ids)
+                self.catch_up(reloaded=entry_ids)
+
+        return Feed(ENTRIES, apply, self.catch_up)
+
+    def following(self, *feeds: Feed) -> Callable[[object], Any]:
+        """An aiohttp ``cleanup_ctx`` that follows the database (``node.storage.notify``) with this
+        registry's feed and ``feeds``; on SQLite (one process) it follows nothing."""
+        self.follower = Follower(self._engine, [self.feed(), *feeds])
+        return self.follower.beside
+
+    def freshness(self) -> dict[str, Any]:
+        """For ``/v1/health``: how this worker's index follows the database (no entry counts)."""
+        follower = self.follower.status() if self.follower is not None else {"following": "local"}
+        return {
+            **follower,
+            **({"log_size": self._applied_log_size} if shared(self._engine) else {}),
+            "fence_dropped": self.fence_dropped,
+        }
+
+
+def _log_size(session: Session) -> int:
+    last = session.exec(select(func.max(LogLeaf.idx))).one()
+    return 0 if last is None else int(last) + 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "PeerState",
     "ProvisionRow",
     "ReceiptRow",
+    "ReplayNonce",
     "SubjectRequest",
     "Tombstone",
     "TreeHeadRow",
@@ -356,3 +357,108 @@ class SignInThrottle(SQLModel, table=True):
     window_start: datetime
     last_failure_at: datetime = Field(index=True)
     locked_until: datetime | None = None
+
+
+class ReplayNonce(SQLModel, table=True):
+    """A peer message's (sender, nonce), seen by one worker of this node, refused on every worker.
+
+    ``expires_at`` is the message's ``issued_at`` plus the replay window: after it the message
+    fails the time check anyway, so the row may go (``node.federation.nonces``). The table is
+    UNLOGGED on PostgreSQL (migration 0009), so it is empty after a crash of the database server
+    (not after a clean restart, nor when a worker dies).
+    """
+
+    __tablename__ = "replay_nonce"
+    __table_args__ = (Index("ix_replay_nonce_sender_expires_at", "sender", "expires_at"),)
+
+    sender: str = Field(primary_key=True, max_length=63)
+    nonce: bytes = Field(sa_column=Column(LargeBinary, primary_key=True))
+    expires_at: datetime = Field(index=True)
+
+
+class ConsoleSessionRow(SQLModel, table=True):
+    """A staff console session, seen by every worker of the node (``node.console.session``).
+
+    ``key`` is the SHA-256 of the cookie's random id, never the id itself. ``staff_*`` are NULL
+    before sign-in. ``notices`` is a JSON list of message keys shown once. ``preview_ct`` is the
+    registrar's photo being checked (face crop and embedding), sealed with the node's data key and
+    bound to the row, NULL when there is none. UNLOGGED on PostgreSQL (migration 0010): a crash of
+    the database server ends every session (staff sign in again), and neither the sealed preview
+    nor the once-every-few-seconds ``last_seen`` writes go through the write-ahead log.
+    """
+
+    __tablename__ = "console_session"
+
+    key: str = Field(primary_key=True, max_length=64)
+    csrf: str = Field(max_length=64)
+    created_at: datetime = Field(index=True)
+    last_seen: datetime = Field(index=True)
+    staff_id: str | None = Field(default=None, max_length=64)
+    staff_username: str | None = Field(default=None, max_length=64)
+    staff_role: str | None = Field(default=None, max_length=16)
+    checked_at: datetime | None = None
+    notices: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    preview_ct: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
+class RateBucket(SQLModel, table=True):
+    """One token bucket of a rate limit shared by a node's workers (``node.records.ratelimit``).
+
+    Times are seconds since the epoch on the workers' wall clocks. ``allowed`` is whether the
+    last request took a token; ``full_at`` is when the bucket will have refilled, after which the
+    row is worth nothing (a full bucket is the same as none) and is deleted. UNLOGGED on
+    PostgreSQL: after a crash of the database server every bucket starts full.
+    """
+
+    __tablename__ = "rate_bucket"
+
+    key: str = Field(primary_key=True, max_length=200)
+    tokens: float
+    updated_at: float
+    full_at: float = Field(index=True)
+    allowed: bool = True
+
+
+class EvalKeyRow(SQLModel, table=True):
+    """A member's HE evaluation keys, held for its private queries by every worker.
+
+    Public material (they compute on the member's ciphertexts, never decrypt them), bound to the
+    member, to the CKKS parameters (``params``, JSON) and to the key's epoch (``not_after``). At
+    most two per member; ``version`` changes whenever the row is written, so a worker's cached
+    copy of the megabytes is known current without reading them. UNLOGGED on PostgreSQL: after a
+    crash of the database server the member is told ``unknown_eval_key`` and sends them again.
+    """
+
+    __tablename__ = "he_eval_key"
+
+    owner: str = Field(primary_key=True, max_length=63)
+    key_id: str = Field(primary_key=True, max_length=64)
+    version: int = 1
+    params: str = Field(sa_column=Column(Text, nullable=False))
+    not_after: datetime = Field(index=True)
+    received_at: datetime
+    galois_keys: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    relin_keys: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class PrivateBuildRow(SQLModel, table=True):
+    """A private-mode gallery build that answered a round 1: slot position -> entry id, sealed with
+    the data key (the permutation is what keeps positions meaningless to the querier), so round 2
+    may land on another worker. Kept until ``expires_at``, a few minutes after its last round 1."""
+
+    __tablename__ = "private_build"
+
+    build_id: str = Field(primary_key=True, max_length=64)
+    expires_at: datetime = Field(index=True)
+    positions_ct: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class PrivateRoundRow(SQLModel, table=True):
+    """A round-1 private query of a member, on a build: what a reveal (round 2) must follow."""
+
+    __tablename__ = "private_round"
+
+    member: str = Field(primary_key=True, max_length=63)
+    query_id: str = Field(primary_key=True, max_length=64)
+    build_id: str = Field(primary_key=True, max_length=64)
+    expires_at: datetime = Field(index=True)

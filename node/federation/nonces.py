@@ -1,0 +1,173 @@
+"""Replay nonces in the node's database, so every worker of a node refuses a message any one admitted.
+
+``protocol.replay.ReplayGuard`` remembers nonces in one process's memory; a second worker on the
+same database would admit the same sealed message again. ``NonceStore`` keeps the same checks
+(the time window against the latest clock reading, then the nonce) with the nonces in
+``replay_nonce``: one insert-or-refuse statement whose primary key (sender, nonce) decides
+between two workers racing on one message. A refused message leaves nothing behind.
+
+- A row counts until ``expires_at`` (issued_at plus the window), as in ``ReplayGuard``; a nonce
+  seen again after that is admitted (its row is taken over by the same statement).
+- Expired rows are deleted by the insert path, a bounded batch every ``sweep_every`` inserts or
+  ``sweep_interval`` seconds, and only once they have been expired for one more window, so a
+  worker whose clock lags another's by less than the window still finds every row it needs.
+- Each sender may hold ``max_entries`` live nonces (``ReplayGuard``'s limit, per sender here):
+  past it the message is refused with ``ReplayCacheFullError`` rather than a nonce forgotten.
+  Two workers counting at once may let one more in each, so the bound is kept to within the
+  number of workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, SQLModel
+
+from node.storage.models import ReplayNonce
+from protocol.errors import ConfigurationError, ReplayCacheFullError, ReplayError
+from protocol.replay import DEFAULT_MAX_ENTRIES, DEFAULT_WINDOW, MAX_WINDOW, check_window
+
+__all__ = ["NonceStore", "ReplayCheck"]
+
+LOG = logging.getLogger("watchnet.federation.nonces")
+
+SWEEP_EVERY = 500
+"""Inserts between two sweeps of expired rows (at the latest; ``SWEEP_INTERVAL`` also triggers one)."""
+SWEEP_INTERVAL = 10.0
+"""Seconds between two sweeps when few messages arrive."""
+SWEEP_BATCH = 5000
+"""Rows one sweep deletes at most: ten times what arrives between two sweeps at ``SWEEP_EVERY``."""
+
+
+class ReplayCheck(Protocol):
+    """What ``PeerGate`` calls: raise a ``FreshnessError``, or record the nonce as seen."""
+
+    def check(self, sender: str, nonce: bytes, issued_at: datetime, now: datetime) -> None: ...
+
+
+_TABLE = SQLModel.metadata.tables[ReplayNonce.__tablename__]
+
+
+class NonceStore:
+    """``ReplayGuard``'s check, with the seen nonces in ``replay_nonce`` (thread-safe, any worker)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        window: timedelta = DEFAULT_WINDOW,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        *,
+        sweep_every: int = SWEEP_EVERY,
+        sweep_interval: float = SWEEP_INTERVAL,
+        sweep_batch: int = SWEEP_BATCH,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not timedelta(0) < window <= MAX_WINDOW:
+            raise ConfigurationError(
+                f"replay window: got {window.total_seconds():g}s, "
+                f"expected more than 0s, at most {MAX_WINDOW.total_seconds():.0f}s"
+            )
+        if max_entries < 1:
+            raise ConfigurationError(f"replay cache size: got {max_entries}, expected at least 1")
+        self._engine = engine
+        self.window = window
+        self.max_entries = max_entries
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._sweep_every = sweep_every
+        self._sweep_interval = sweep_interval
+        self._sweep_batch = sweep_batch
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._sweeping = threading.Lock()
+        self._latest: datetime | None = None
+        self._inserts = 0
+        self._next_sweep = monotonic() + sweep_interval
+        self.swept = 0
+        """Expired rows this process deleted."""
+        self.last_sweep: datetime | None = None
+        """The clock reading of this process's last successful sweep."""
+        self.sweep_failures = 0
+        """Sweeps that failed (logged; the next insert path tries again)."""
+
+    def check(self, sender: str, nonce: bytes, issued_at: datetime, now: datetime) -> None:
+        """Raise ``ClockSkewError``, ``ReplayError`` or ``ReplayCacheFullError``, or record the nonce.
+
+        The same checks, in the same order and with the same errors, as ``ReplayGuard.check``.
+        """
+        with self._lock:
+            latest = check_window(issued_at, now, self._latest, self.window)
+            self._latest = latest
+        self._record(sender, nonce, issued_at + self.window, latest)
+        self._maybe_sweep(latest)
+
+    def _record(self, sender: str, nonce: bytes, expires_at: datetime, latest: datetime) -> None:
+        insert = self._insert(_TABLE).values(sender=sender, nonce=nonce, expires_at=expires_at)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[_TABLE.c.sender, _TABLE.c.nonce],
+            set_={"expires_at": insert.excluded.expires_at},
+            where=_TABLE.c.expires_at < latest,
+        ).execution_options(preserve_rowcount=True)
+        live = (
+            select(_TABLE.c.nonce)
+            .where(_TABLE.c.sender == sender, _TABLE.c.expires_at >= latest)
+            .limit(self.max_entries + 1)
+            .subquery()
+        )
+        with Session(self._engine) as session:
+            connection = session.connection()
+            if connection.execute(upsert).rowcount != 1:
+                raise ReplayError(f"nonce from {sender!r} already seen inside the window")
+            held = int(connection.execute(select(func.count()).select_from(live)).scalar_one())
+            if held > self.max_entries:
+                session.rollback()
+                raise ReplayCacheFullError(
+                    f"replay cache full ({held - 1}/{self.max_entries} nonces of {sender!r} inside "
+                    "the window); retry later"
+                )
+            session.commit()
+        with self._lock:
+            self._inserts += 1
+
+    def _maybe_sweep(self, latest: datetime) -> None:
+        with self._lock:
+            due = self._inserts >= self._sweep_every or self._monotonic() >= self._next_sweep
+        if not due or not self._sweeping.acquire(blocking=False):
+            return
+        try:
+            with self._lock:
+                self._inserts = 0
+                self._next_sweep = self._monotonic() + self._sweep_interval
+            self.sweep(latest)
+        except SQLAlchemyError as e:
+            self.sweep_failures += 1
+            LOG.warning("replay nonce sweep failed (%d so far), next try later: %s", self.sweep_failures, e)
+        finally:
+            self._sweeping.release()
+
+    def sweep(self, latest: datetime) -> int:
+        """Delete up to one batch of rows expired for more than a window before ``latest``."""
+        cutoff = latest - self.window
+        expired = (
+            select(_TABLE.c.sender, _TABLE.c.nonce)
+            .where(_TABLE.c.expires_at < cutoff)
+            .limit(self._sweep_batch)
+        )
+        with Session(self._engine) as session:
+            deleted = (
+                session.connection()
+                .execute(delete(_TABLE).where(tuple_(_TABLE.c.sender, _TABLE.c.nonce).in_(expired)))
+                .rowcount
+            )
+            session.commit()
+        self.swept += deleted
+        self.last_sweep = latest
+        return int(deleted)
