@@ -158,6 +158,7 @@ def test_a_node_serves_tls_verified_against_its_ca_and_nothing_else(tls_node: Wo
     connection = http.client.HTTPSConnection("127.0.0.1", tls_node.port, timeout=10, context=context)
     status, _, body = _get(connection, "/v1/health")
     assert status == 200 and json.loads(body)["status"] == "ok"
+    assert f"on https://127.0.0.1:{tls_node.port} " in tls_node.log_file.read_text()
     assert connection.sock.version() == "TLSv1.3"
     status, headers, _ = _get(connection, "/console/login")
     assert status == 200 and _cookie(headers)["secure"]

@@ -406,8 +406,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     app = build_app(context)
     _log_to_stderr()
+    scheme = "https" if context.config.server.tls_cert else "http"
     print(
-        f"serving node {context.config.node_id} on http://{host}:{port} (manifest v{context.manifest.version})",
+        f"serving node {context.config.node_id} on {scheme}://{host}:{port} (manifest v{context.manifest.version})",
         flush=True,
     )
     serve(app, host, port, context.config.connections)
