@@ -237,17 +237,7 @@ class ConsoleSettings:
     @classmethod
     def from_dict(cls, data: Any) -> ConsoleSettings:
         f = Fields(data, "console")
-        values: dict[str, timedelta] = {}
-        for name, (low, high) in cls._BOUNDS.items():
-            if not f.has(name):
-                continue
-            value = parse_duration(f.text(name, max_len=16), field=f"console.{name}")
-            if not low <= value <= high:
-                raise MalformedError(
-                    f"console.{name}: {format_duration(value)} outside "
-                    f"[{format_duration(low)}, {format_duration(high)}]"
-                )
-            values[name] = value
+        values = _bounded_durations(f, "console", cls._BOUNDS)
         f.finish()
         settings = cls(**values)
         if settings.idle_timeout > settings.session_lifetime:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from node.demo.network import LocalNetwork
+from node.demo.network import LocalNetwork, LocalNode
 from node.demo.story import craft_query, process_holds, secret_key_fingerprint
 from protocol.embedding import Embedding
 from protocol.he import MASK_RANGE, HEContext, QueryKeys
@@ -51,9 +51,16 @@ def params(net: LocalNetwork) -> HEParameters:
 
 
 def send(
-    net: LocalNetwork, sender: str, path: str, body: Payload, expected: type[Payload] | None = None
+    net: LocalNetwork,
+    sender: str,
+    path: str,
+    body: Payload,
+    expected: type[Payload] | None = None,
+    *,
+    to: LocalNode | None = None,
 ) -> tuple[int, Any]:
-    """A sealed message from ``sender``'s own key files to chain-a; the opened answer on success."""
+    """A sealed message from ``sender``'s own key files to chain-a (posted to ``to``, one of its
+    workers, when given); the opened answer on success."""
     manifest = net.current_manifest()
     a = manifest.member("chain-a")
     assert a is not None
@@ -70,7 +77,7 @@ def send(
         recipient_key=a.encryption_key,
         max_bytes=MAX_BULK_SEALED_BYTES,
     )
-    status, answer = net.node("chain-a").call("POST", path, raw=raw)
+    status, answer = (to or net.node("chain-a")).call("POST", path, raw=raw)
     if status != 200 or expected is None:
         return status, answer
     signed = open_sealed(

@@ -12,7 +12,6 @@ for two workers.
 from __future__ import annotations
 
 import http.client
-import json
 import re
 import secrets
 import statistics
@@ -45,7 +44,6 @@ from node.storage.models import ConsoleSessionRow, RateBucket
 from protocol.embedding import Embedding
 from protocol.he import HEContext, QueryKeys
 from protocol.keys import DataKey
-from protocol.message import MAX_BULK_SEALED_BYTES, PeerKeys, compose_sealed, decode_body, open_sealed
 from protocol.private_query import (
     Candidate,
     EvaluationKeys,
@@ -55,10 +53,10 @@ from protocol.private_query import (
     RevealRequest,
 )
 from protocol.query import QueryResponse
-from protocol.signed import Payload
 from tests.nodeproc import PASSWORD, NodeProcess
 from tests.test_console import PHOTOS, photo
 from tests.test_federation import register, unit
+from tests.test_private_mode import send
 
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 PREVIEW_RE = re.compile(r'name="preview" value="([^"]+)"')
@@ -252,39 +250,6 @@ def private_net(
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
-def send(
-    net: LocalNetwork, worker: LocalNode, path: str, body: Payload, expected: type[Payload]
-) -> tuple[int, Any]:
-    """A sealed message from chain-b to chain-a, posted to ``worker``; the opened answer on success."""
-    manifest = net.current_manifest()
-    a = manifest.member("chain-a")
-    assert a is not None
-    b = net.node("chain-b")
-    raw = compose_sealed(
-        sender="chain-b",
-        recipient="chain-a",
-        manifest_version=manifest.version,
-        purpose="crime-prevention",
-        body=body,
-        issued_at=datetime.now(UTC),
-        signing_key=b.signing_key(),
-        sender_key=b.encryption_key(),
-        recipient_key=a.encryption_key,
-        max_bytes=MAX_BULK_SEALED_BYTES,
-    )
-    status, answer = worker.call("POST", path, raw=raw)
-    if status != 200:
-        return status, answer
-    signed = open_sealed(
-        answer if isinstance(answer, bytes) else json.dumps(answer).encode(),
-        recipient_id="chain-b",
-        recipient_key=b.encryption_key(),
-        lookup_sender=lambda _: PeerKeys(a.signing_key, a.encryption_key),
-        max_bytes=MAX_BULK_SEALED_BYTES,
-    )
-    return status, decode_body(signed.payload, {expected.TYPE: expected})
-
-
 def near(face: Embedding, seed: int) -> Embedding:
     return Embedding.from_vector(face.vector + 0.02 * np.random.default_rng(seed).normal(size=face.dimension))
 
@@ -311,7 +276,7 @@ def test_round_1_on_one_worker_and_round_2_on_the_other(
         galois_keys=keys.galois_keys,
         relin_keys=keys.relin_keys,
     )
-    status, ack = send(net, one, "/v1/peer/private/keys", bundle, EvaluationKeysAck)
+    status, ack = send(net, "chain-b", "/v1/peer/private/keys", bundle, EvaluationKeysAck, to=one)
     assert status == 200 and ack.key_id == keys.key_id, ack
     model = net.current_manifest().policy.model.model_id
     probe = near(face, 1)
@@ -325,10 +290,10 @@ def test_round_1_on_one_worker_and_round_2_on_the_other(
         )
 
     on_two = round_1()
-    status, scores = send(net, two, "/v1/peer/private/query", on_two, PrivateScores)
+    status, scores = send(net, "chain-b", "/v1/peer/private/query", on_two, PrivateScores, to=two)
     assert status == 200, ("worker 2 answers with the keys worker 1 received", scores)
     query = round_1()
-    status, scores = send(net, one, "/v1/peer/private/query", query, PrivateScores)
+    status, scores = send(net, "chain-b", "/v1/peer/private/query", query, PrivateScores, to=one)
     assert status == 200, scores
     values = keys.decrypt(scores.results[0]).real
     positions = [int(p) for p in np.flatnonzero(values > 0)]
@@ -339,11 +304,11 @@ def test_round_1_on_one_worker_and_round_2_on_the_other(
         model_id=model,
         candidates=[Candidate(query_index=0, position=positions[0], embedding=probe)],
     )
-    status, answer = send(net, two, "/v1/peer/private/reveal", reveal, QueryResponse)
+    status, answer = send(net, "chain-b", "/v1/peer/private/reveal", reveal, QueryResponse, to=two)
     assert status == 200, ("worker 2 reveals what worker 1's round 1 found", answer)
     assert [m.entry.payload.entry_id for m in answer.matches] == [entry_id]
     wrong = replace(reveal, query_id=f"qry-{secrets.token_hex(8)}")
-    status, body = send(net, two, "/v1/peer/private/reveal", wrong, QueryResponse)
+    status, body = send(net, "chain-b", "/v1/peer/private/reveal", wrong, QueryResponse, to=two)
     assert (status, body["error"]) == (403, "unknown_private_query"), "a reveal still needs its round 1"
 
 

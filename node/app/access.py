@@ -113,6 +113,9 @@ def _body_limit(request: web.Request, door: str) -> int:
     if door == "peer":
         return MAX_BULK_SEALED_BYTES if request.path.startswith(PRIVATE_PEER_PREFIX) else MAX_SEALED_BYTES
     if door == "console":
+        small = request.content_length is not None and request.content_length <= FORM_BODY_BYTES
+        if not request.body_exists or small:
+            return FORM_BODY_BYTES  # nothing to decide: no session lookup on page views and forms
         return configured if _signed_in(request) else FORM_BODY_BYTES
     if door in ("public", "open"):
         return FORM_BODY_BYTES
