@@ -43,6 +43,7 @@ class Action(enum.StrEnum):
     REVIEW_ALERT = "alerts.review"
     READ_REPORT = "report.read"
     RECORD_PROVISION = "provision.record"
+    READ_METRICS = "metrics.read"
 
 
 class Forbidden(PolicyError):
@@ -69,7 +70,9 @@ _PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.AUDITOR: frozenset(
         {Action.READ_AUDIT, Action.READ_EVENT_LOG, Action.READ_REQUESTS, Action.READ_REPORT}
     ),
-    Role.ADMIN: frozenset({Action.MANAGE_ACCOUNTS, Action.MANAGE_MANIFEST, Action.READ_REPORT}),
+    Role.ADMIN: frozenset(
+        {Action.MANAGE_ACCOUNTS, Action.MANAGE_MANIFEST, Action.READ_REPORT, Action.READ_METRICS}
+    ),
 }
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "Connections",
     "ConsoleSettings",
     "Federation",
+    "HealthSettings",
     "Limits",
     "NodeConfig",
     "NoticeSettings",
@@ -246,6 +247,46 @@ class ConsoleSettings:
                 f"console.session_lifetime {format_duration(settings.session_lifetime)}"
             )
         return settings
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """When the node calls itself not ready (``[health]``, ``GET /v1/health/ready``).
+
+    ``disk_free_min_mb``: the free space the node directory's disk must keep (deletions, expiries
+    and the audit log are written there on SQLite). A duty is stalled when its last success is
+    older than ``duty_stall_factor`` times its interval plus ``duty_stall_grace`` (a pass may wait
+    on a peer's deadline). ``manifest_min_validity``: how long the trusted manifest must still be
+    valid; below it the organisation must sign the next version soon.
+    """
+
+    disk_free_min_mb: int = 128
+    duty_stall_factor: int = 3
+    duty_stall_grace: timedelta = timedelta(seconds=30)
+    manifest_min_validity: timedelta = timedelta(days=3)
+
+    _BOUNDS: ClassVar[dict[str, tuple[timedelta, timedelta]]] = {
+        "duty_stall_grace": (timedelta(seconds=1), timedelta(hours=1)),
+        "manifest_min_validity": (timedelta(0), timedelta(days=365)),
+    }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "disk_free_min_mb": self.disk_free_min_mb,
+            "duty_stall_factor": self.duty_stall_factor,
+            **{name: format_duration(getattr(self, name)) for name in self._BOUNDS},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> HealthSettings:
+        f = Fields(data, "health")
+        values: dict[str, Any] = dict(_bounded_durations(f, "health", cls._BOUNDS))
+        if f.has("disk_free_min_mb"):
+            values["disk_free_min_mb"] = f.integer("disk_free_min_mb", low=0, high=1 << 20)
+        if f.has("duty_stall_factor"):
+            values["duty_stall_factor"] = f.integer("duty_stall_factor", low=2, high=100)
+        f.finish()
+        return cls(**values)
 
 
 LOOSE_PERMISSIONS = ("warn", "refuse")
@@ -506,6 +547,7 @@ class NodeConfig:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     connections: Connections = field(default_factory=Connections)
     server: Server = field(default_factory=Server)
+    health: HealthSettings = field(default_factory=HealthSettings)
 
     @property
     def pinned_root_threshold(self) -> int:
@@ -557,6 +599,7 @@ class NodeConfig:
             "federation": self.federation.to_dict(),
             "console": self.console.to_dict(),
             "connections": self.connections.to_dict(),
+            "health": self.health.to_dict(),
         }
         doc["security"] = self.security.to_dict()
         if self.database_url:
@@ -642,6 +685,7 @@ class NodeConfig:
             if f.has("connections")
             else Connections(),
             server=Server.from_dict(f.obj("server")) if f.has("server") else Server(),
+            health=HealthSettings.from_dict(f.obj("health")) if f.has("health") else HealthSettings(),
         )
         for section in (f, listen, keys, database, governance, retention, telemetry):
             if section.rest():

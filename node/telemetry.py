@@ -2,6 +2,9 @@
 
 ``none`` (the default) installs real providers with no exporter, so spans and metrics are still
 created and can be read in tests; ``console`` prints them; ``otlp`` sends them to a collector.
+Whatever the exporter, the metrics can be scraped in Prometheus' text format (``GET /metrics``):
+each node has a registry of its own (``Telemetry.prometheus``), so several nodes in one process
+(the tests) never share one.
 Attribute values go through ``safe_attributes``: embeddings, images, keys and personal names are
 never recorded, whatever a caller passes.
 """
@@ -12,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from opentelemetry import metrics, trace
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -21,6 +25,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from prometheus_client import CollectorRegistry, generate_latest
 
 from protocol.errors import ConfigurationError
 
@@ -48,6 +53,14 @@ AttributeValue = str | bool | int | float
 class Telemetry:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
+    prometheus: CollectorRegistry | None = None
+
+    def prometheus_text(self) -> bytes:
+        """Every metric now, in Prometheus' text exposition format (observable gauges are read
+        by this call: run it off the event loop)."""
+        if self.prometheus is None:
+            return b""
+        return bytes(generate_latest(self.prometheus))
 
     def tracer(self, name: str) -> trace.Tracer:
         return self.tracer_provider.get_tracer(name)
@@ -83,6 +96,8 @@ def setup_telemetry(
     resource = Resource.create({"service.name": "watchnet-node", "watchnet.node_id": node_id})
     tracer_provider = TracerProvider(resource=resource)
     readers: list[MetricReader] = [metric_reader] if metric_reader is not None else []
+    prometheus = CollectorRegistry(auto_describe=False)
+    readers.append(PrometheusMetricReader(disable_target_info=True, registry=prometheus))
     if span_exporter is not None:
         tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
     if exporter == "console":
@@ -101,4 +116,4 @@ def setup_telemetry(
             PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{otlp_endpoint}/v1/metrics"))
         )
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
-    return Telemetry(tracer_provider, meter_provider)
+    return Telemetry(tracer_provider, meter_provider, prometheus)

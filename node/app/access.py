@@ -71,7 +71,18 @@ LOG = logging.getLogger("watchnet.node")
 
 READ_ONLY_ROUTES = frozenset({"/v1/match"})
 PUBLIC_PATHS = (
-    frozenset({"/v1/health", "/v1/log/head", "/v1/node", "/v1/manifest", "/v1/openapi.json"}) | NOTICE_PATHS
+    frozenset(
+        {
+            "/v1/health",
+            "/v1/health/live",
+            "/v1/health/ready",
+            "/v1/log/head",
+            "/v1/node",
+            "/v1/manifest",
+            "/v1/openapi.json",
+        }
+    )
+    | NOTICE_PATHS
 )
 PUBLIC_POSTS = frozenset({"/v1/complaints"})
 """Anyone may file a complaint without an account (Art. 40); staff filing one are identified."""

@@ -39,7 +39,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -109,6 +109,8 @@ class DutyState:
 
     name: str
     clock: Callable[[], datetime]
+    interval: timedelta = timedelta(seconds=60)
+    """How often a pass is due: readiness calls the duty stalled after a multiple of it."""
     last_ok: datetime | None = None
     runs: int = 0
     errors: int = 0
@@ -171,13 +173,16 @@ class LeaderLease:
         """Whether several workers may share the database (PostgreSQL) and so compete."""
         return self.engine.dialect.name == "postgresql"
 
-    def add_duty(self, name: str, loop: DutyLoop) -> DutyState:
-        state = DutyState(name, self.clock)
+    def add_duty(self, name: str, loop: DutyLoop, interval: timedelta = timedelta(seconds=60)) -> DutyState:
+        state = DutyState(name, self.clock, interval)
         self._duties[name] = _Duty(state, loop)
         return state
 
     def duty(self, name: str) -> DutyState:
         return self._duties[name].state
+
+    def states(self) -> list[DutyState]:
+        return [self._duties[name].state for name in sorted(self._duties)]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -30,9 +30,11 @@ from node.app.access import (
     BodyBudget,
     access_middleware,
 )
+from node.app.gauges import register_gauges
 from node.app.integrity_check import integrity_check
 from node.app.leader import DutyLoop, DutyState, LeaderLease
 from node.app.proxies import TrustedProxies
+from node.app.readiness import Readiness
 from node.console import add_console_routes
 from node.context import NodeContext
 from node.federation.federation import Federation
@@ -53,11 +55,12 @@ from node.http.api import (
     require_staff,
 )
 from node.http.casework import add_casework_routes
+from node.http.health import LEADER_STATUS, READINESS, add_health_routes
 from node.http.network import add_network_routes
 from node.http.notice import add_notice_routes
 from node.http.openapi import add_openapi_routes
 from node.http.private import add_private_routes
-from node.http.records import LEADER_STATUS, add_record_routes
+from node.http.records import add_record_routes
 from node.http.report import add_report_routes
 from node.private.mode import PrivateMode
 from node.records.auditlog import AuditWriter, RefusalTally
@@ -178,6 +181,7 @@ def build_app(
     app[PRIVATE] = PrivateMode(context, clock)
     app[FEDERATION] = Federation(context, clock, app[TELEMETRY], private=app[PRIVATE])
     context.registry.rebuild_index()
+    add_health_routes(app)
     add_record_routes(app)
     add_network_routes(app)
     add_private_routes(app)
@@ -188,15 +192,17 @@ def build_app(
     add_openapi_routes(app)
     lease = _leader_lease(app)  # background duties: in the leader worker only
     app[LEADER_STATUS] = lease.to_dict
+    app[READINESS] = Readiness(context, lease, clock, app[PRIVATE].readiness).to_dict
+    register_gauges(app[TELEMETRY], context, lease, app[AUDIT_WRITER], clock, app[FEDERATION].peer_facts)
     if sweep:
-        lease.add_duty("retention", _retention_sweep(app))
+        lease.add_duty("retention", _retention_sweep(app), context.config.retention_sweep)
     app.cleanup_ctx.append(_audit_flusher)
     app.cleanup_ctx.append(integrity_check)
     app.cleanup_ctx.append(context.registry.following(context.manifests.feed()))  # other workers' changes
     if federate:
         app.cleanup_ctx.append(_federation)  # the peer client and endpoints: in every worker
-        for name, duty in app[FEDERATION].duties().items():
-            lease.add_duty(name, duty)
+        for name, (duty, interval) in app[FEDERATION].duties().items():
+            lease.add_duty(name, duty, interval)
     app.cleanup_ctx.append(lease.cleanup_ctx)
     app.cleanup_ctx.append(_telemetry_shutdown)
     return app

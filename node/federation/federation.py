@@ -52,6 +52,7 @@ from protocol.embedding import Embedding
 from protocol.entry import WatchlistEntry
 from protocol.errors import MalformedError, RollbackError, WatchnetError
 from protocol.extraction import ExtractionReport
+from protocol.fields import format_time
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
 from protocol.signed import SignedDocument
 from protocol.subject import ForwardAck, ForwardedRequest, MatchFeedback
@@ -77,6 +78,8 @@ RECEIPT_BODIES = {ReceiptDelivery.TYPE: ReceiptDelivery}
 SUBJECT_BODIES = {ForwardedRequest.TYPE: ForwardedRequest}
 FEEDBACK_BODIES = {MatchFeedback.TYPE: MatchFeedback}
 RETRY_FIRST = timedelta(seconds=1)
+NOTIFY_PASS = timedelta(seconds=1)
+"""How often the notifier looks for members owed a notice (sooner when the log grows)."""
 MAX_MANIFEST_BYTES = 4 << 20
 
 
@@ -224,18 +227,22 @@ class Federation:
         if self.private is not None:
             await self.private.start()
 
-    def duties(self) -> dict[str, Callable[[DutyRecorder], Awaitable[None]]]:
-        """The background duties, run by the node's leader only (``node.app.leader`` starts,
-        supervises and cancels them); ``start`` (every worker) serves peers and sends queries.
+    def duties(self) -> dict[str, tuple[Callable[[DutyRecorder], Awaitable[None]], timedelta]]:
+        """The background duties and how often each passes, run by the node's leader only
+        (``node.app.leader`` starts, supervises and cancels them); ``start`` (every worker) serves
+        peers and sends queries.
 
         ``follow`` follows every peer's log and delivers our deletion receipts to their owners,
         ``notify`` tells peers of our changes until they confirm, ``manifest`` polls for a newer
         manifest. Each loops until cancelled and reports each pass to its recorder."""
         interval = self.context.config.federation
         return {
-            "follow": lambda duty: self._follow_loop(interval.sync_interval, duty),
-            "notify": self._notify_loop,
-            "manifest": lambda duty: self._manifest_loop(interval.manifest_poll, duty),
+            "follow": (lambda duty: self._follow_loop(interval.sync_interval, duty), interval.sync_interval),
+            "notify": (self._notify_loop, NOTIFY_PASS),
+            "manifest": (
+                lambda duty: self._manifest_loop(interval.manifest_poll, duty),
+                interval.manifest_poll,
+            ),
         }
 
     async def stop(self) -> None:
@@ -247,6 +254,13 @@ class Federation:
             await self.private.close()
         if self._session is not None:
             await self._session.close()
+
+    def peer_facts(self) -> dict[str, dict[str, object]]:
+        """What this worker knows of each peer now (not stored): for metrics and ``/v1/peers``."""
+        return {
+            peer: {"last_contact": format_time(at.replace(microsecond=0))}
+            for peer, at in self.last_contact.items()
+        }
 
     def _on_local_event(self, tree_size: int) -> None:
         """Called from the registry's thread after an event committed: notify peers now."""
@@ -709,7 +723,7 @@ class Federation:
         retry_max = self.context.config.federation.retry_max
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_notify.wait(), 1.0)
+                await asyncio.wait_for(self._wake_notify.wait(), NOTIFY_PASS.total_seconds())
             self._wake_notify.clear()
             manifest = self.context.manifest
             missing = await asyncio.to_thread(

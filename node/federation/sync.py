@@ -55,6 +55,7 @@ __all__ = [
     "checkpoint",
     "pending_receipts",
     "propagation_status",
+    "receipts_owed",
     "record_receipts",
     "verified_head",
 ]
@@ -434,3 +435,25 @@ def members_missing_receipts(engine: Engine, manifest: Manifest, node_id: str) -
         ).all():
             got.setdefault(event_id, set()).add(member)
     return {m for event_id in short for m in members if m not in got.get(event_id, set())}
+
+
+def receipts_owed(engine: Engine, manifest: Manifest, node_id: str) -> dict[str, int]:
+    """How many of our deletions, expiries and corrections each confirming member has not yet
+    confirmed (for metrics: one count per member, in SQL)."""
+    members = manifest.confirming_members(node_id)
+    if not members:
+        return {}
+    kinds = [k.value for k in RECEIPT_KINDS]
+    with Session(engine) as session:
+        total = int(
+            session.exec(select(func.count()).select_from(LogLeaf).where(col(LogLeaf.kind).in_(kinds))).one()
+        )
+        confirmed = dict(
+            session.exec(
+                select(ReceiptRow.member, func.count())
+                .join(LogLeaf, col(LogLeaf.event_id) == col(ReceiptRow.event_id))
+                .where(col(ReceiptRow.member).in_(members), col(LogLeaf.kind).in_(kinds))
+                .group_by(col(ReceiptRow.member))
+            ).all()
+        )
+    return {m: max(0, total - int(confirmed.get(m, 0))) for m in members}

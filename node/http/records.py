@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -25,7 +24,6 @@ from node.http.api import (
     FEDERATION,
     MAX_PAGE,
     METRICS,
-    PRIVATE,
     STAFF,
     face_for_registration,
     image_bytes,
@@ -48,26 +46,7 @@ from protocol.events import EventReason
 from protocol.fields import CODE_RE, DATE_RE, NODE_ID_RE, format_time
 from protocol.signed import SignedDocument
 
-__all__ = ["LEADER_STATUS", "add_record_routes"]
-
-LEADER_STATUS: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("leader_status")
-"""This worker's part in the node's leader lease and its duties (``node.app.leader``)."""
-
-
-async def health(request: web.Request) -> web.Response:
-    """Liveness, whether private queries would be answered from a current gallery, and whether the
-    store agrees with the log the node signed (public: states, sizes and times, no counts of
-    entries, no entry ids); ``leader``: whether this worker holds the node's leader lease and
-    runs its background duties, and each duty's last success and errors."""
-    return web.json_response(
-        {
-            "status": "ok",
-            "private_gallery": request.app[PRIVATE].readiness(),
-            "integrity": request.app[CONTEXT].registry.integrity.to_dict(),
-            "index": request.app[CONTEXT].registry.freshness(),
-            "leader": request.app[LEADER_STATUS](),
-        }
-    )
+__all__ = ["add_record_routes"]
 
 
 async def node_info(request: web.Request) -> web.Response:
@@ -365,7 +344,6 @@ async def audit_records(request: web.Request) -> web.Response:
 
 
 def add_record_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/node", node_info)
     app.router.add_post("/v1/entries", propose)
     app.router.add_get("/v1/entries", list_entries)

@@ -156,6 +156,11 @@ class AuditWriter:
         with self._lock:
             self._pending.append(record)
 
+    @property
+    def pending(self) -> int:
+        """Records waiting for the next flush (they pile up while the database is down)."""
+        return len(self._pending)
+
     def flush(self) -> int:
         with self._lock:
             batch, self._pending = self._pending, []
