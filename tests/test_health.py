@@ -128,7 +128,9 @@ def test_a_duty_that_keeps_failing_turns_readiness_red_and_shows_in_metrics(node
     assert retention["errors"] >= 1 and "RuntimeError" in retention["detail"], retention
     code, content_type, text = seen["metrics"]
     assert code == 200 and content_type.startswith("text/plain"), (code, content_type)
-    age = re.search(r'^watchnet_duty_last_success_age_seconds\{[^}]*duty="retention"[^}]*\} (\S+)$', text, re.M)
+    age = re.search(
+        r'^watchnet_duty_last_success_age_seconds\{[^}]*duty="retention"[^}]*\} (\S+)$', text, re.M
+    )
     assert age is not None and float(age.group(1)) >= 3, text
     assert re.search(r'^watchnet_duty_errors_total\{[^}]*duty="retention"', text, re.M), text
 
@@ -149,7 +151,9 @@ def test_metrics_need_a_token_allowed_to_read_them_and_carry_refusals_by_code(no
     left = re.search(r"^watchnet_manifest_expires_in_seconds\{[^}]*\} (\S+)$", text, re.M)
     assert left is not None and float(left.group(1)) > 86400, text
     assert re.search(r"^watchnet_leader(_ratio)?\{[^}]*\} 1\.0$", text, re.M), text
-    refused = dict(re.findall(r'^watchnet_http_refusals_total\{[^}]*watchnet_error="(\w+)"[^}]*\} (\S+)$', text, re.M))
+    refused = dict(
+        re.findall(r'^watchnet_http_refusals_total\{[^}]*watchnet_error="(\w+)"[^}]*\} (\S+)$', text, re.M)
+    )
     assert float(refused.get("forbidden", 0)) == 1 and len(refused) == 2, refused  # the two refusals above
     assert "Bearer" not in text and node.tokens["adm1"] not in text
 

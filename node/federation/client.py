@@ -62,10 +62,18 @@ class PeerRefused(WatchnetError):
 class PeerClient:
     """Our side of peer conversations; one ``aiohttp`` session, reused."""
 
-    def __init__(self, gate: PeerGate, encryption_key: EncryptionKey, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        gate: PeerGate,
+        encryption_key: EncryptionKey,
+        session: aiohttp.ClientSession,
+        skews: dict[str, float] | None = None,
+    ) -> None:
         self._gate = gate
         self._key = encryption_key
         self._session = session
+        self.skews = skews if skews is not None else {}
+        """Each peer's clock minus ours (seconds) when its last answer arrived."""
 
     async def post(
         self, member: Member, path: str, sealed: bytes, timeout: float, *, max_bytes: int = MAX_SEALED_BYTES
@@ -95,7 +103,13 @@ class PeerClient:
         return body
 
     def open_answer(
-        self, member: Member, sealed: bytes, expected: type[B], *, max_bytes: int = MAX_SEALED_BYTES
+        self,
+        member: Member,
+        sealed: bytes,
+        expected: type[B],
+        *,
+        max_bytes: int = MAX_SEALED_BYTES,
+        sent_at: datetime | None = None,
     ) -> B:
         """Open ``member``'s sealed answer and parse its body as ``expected``."""
         keys = PeerKeys(member.signing_key, member.encryption_key)
@@ -107,6 +121,8 @@ class PeerClient:
             box_for=self._gate.boxes,
             max_bytes=max_bytes,
         )
+        if sent_at is not None:  # the answer was signed between our sending and now
+            self.skews[member.node_id] = (signed.payload.issued_at - sent_at).total_seconds()
         body = decode_body(signed.payload, {expected.TYPE: expected})
         if not isinstance(body, expected):
             raise MalformedError(f"{member.node_id} answered with {signed.payload.body_type!r}")
@@ -128,4 +144,4 @@ class PeerClient:
         """Send ``body`` to ``member`` and return its answer's body."""
         sealed = self._gate.seal_to(member, purpose, body, now, manifest_version, max_bytes=max_bytes)
         answer = await self.post(member, path, sealed, timeout, max_bytes=max_bytes)
-        return self.open_answer(member, answer, expected, max_bytes=max_bytes)
+        return self.open_answer(member, answer, expected, max_bytes=max_bytes, sent_at=now)

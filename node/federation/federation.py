@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from governance.errors import NotAMember, QueryModeNotAllowed
 from governance.manifest import Manifest, Member, MemberStatus
 from governance.policy import query_mode_for
 from node.context import NodeContext
+from node.federation.breaker import Breakers
 from node.federation.client import PeerClient, PeerRefused, PeerTimeout, PeerUnreachable, read_limited
 from node.federation.gate import PeerGate, PeerRequest, refuse_if_expired
 from node.federation.nonces import NonceStore
@@ -78,6 +80,12 @@ RECEIPT_BODIES = {ReceiptDelivery.TYPE: ReceiptDelivery}
 SUBJECT_BODIES = {ForwardedRequest.TYPE: ForwardedRequest}
 FEEDBACK_BODIES = {MatchFeedback.TYPE: MatchFeedback}
 RETRY_FIRST = timedelta(seconds=1)
+NOT_READY_CODES = frozenset({"not_ready", "busy"})
+"""A peer's refusals that mean "cannot score right now": asked again once within the deadline."""
+NOT_READY_PAUSE = 0.5
+"""Seconds before asking a not-ready peer again (only when the deadline leaves room)."""
+SKEW_WARNING_SHARE = 3
+"""A peer's clock is flagged when it is off by more than the replay window divided by this."""
 NOTIFY_PASS = timedelta(seconds=1)
 """How often the notifier looks for members owed a notice (sooner when the log grows)."""
 MAX_MANIFEST_BYTES = 4 << 20
@@ -191,6 +199,12 @@ class Federation:
         self.private = private
         self._extraction_reported: dict[tuple[str, str, str], datetime] = {}
         self._background: set[asyncio.Future[Any]] = set()
+        self.breakers = Breakers()
+        self.skews: dict[str, float] = {}
+        """Each peer's clock minus ours at its last answer (``PeerClient`` records it)."""
+        self._wake_notify_peer: dict[str, asyncio.Event] = {}
+        self._missing: tuple[float, set[str]] = (float("-inf"), set())
+        self._missing_lock = asyncio.Lock()
         self.last_contact: dict[str, datetime] = {}
         """When each peer last answered one of our sync messages (in memory: reachability, not history)."""
 
@@ -201,7 +215,7 @@ class Federation:
     @property
     def client(self) -> PeerClient:
         assert self._session is not None, "federation not started"
-        return PeerClient(self.gate, self.context.encryption_key, self._session)
+        return PeerClient(self.gate, self.context.encryption_key, self._session, self.skews)
 
     def peers(self, manifest: Manifest | None = None, *, include_suspended: bool = True) -> list[Member]:
         """The other members to talk to; none while this node is not itself listed (an outsider)."""
@@ -257,10 +271,25 @@ class Federation:
 
     def peer_facts(self) -> dict[str, dict[str, object]]:
         """What this worker knows of each peer now (not stored): for metrics and ``/v1/peers``."""
-        return {
-            peer: {"last_contact": format_time(at.replace(microsecond=0))}
-            for peer, at in self.last_contact.items()
-        }
+        window = self.context.config.limits.replay_window.total_seconds()
+        facts: dict[str, dict[str, object]] = {}
+        peers = set(self.last_contact) | set(self.skews) | set(self.gate.skews) | set(self.breakers.by_peer)
+        for peer in sorted(peers):
+            fact: dict[str, object] = {}
+            if peer in self.last_contact:
+                fact["last_contact"] = format_time(self.last_contact[peer].replace(microsecond=0))
+            skew = self.skews.get(peer, self.gate.skews.get(peer))
+            if skew is not None:
+                fact["clock_skew_seconds"] = round(skew)
+                fact["clock_warning"] = abs(skew) > window / SKEW_WARNING_SHARE
+            breaker = self.breakers.by_peer.get(peer)
+            if breaker is not None:
+                fact["circuit"] = breaker.state
+                fact["consecutive_failures"] = breaker.failures
+                if breaker.state == "open":
+                    fact["next_probe_seconds"] = round(breaker.retry_in(), 1)
+            facts[peer] = fact
+        return facts
 
     def _on_local_event(self, tree_size: int) -> None:
         """Called from the registry's thread after an event committed: notify peers now."""
@@ -271,6 +300,7 @@ class Federation:
     def _notify_all_now(self) -> None:
         for member in self.peers():
             self._backoff[member.node_id] = _Backoff(due=None)
+            self._wake_notify_peer.setdefault(member.node_id, asyncio.Event()).set()
         self._wake_notify.set()
 
     # ----- answering peers -------------------------------------------------------------------
@@ -450,6 +480,36 @@ class Federation:
         now: datetime,
         mode: str,
     ) -> PeerOutcome:
+        breaker = self.breakers.of(member.node_id)
+        if not breaker.allow():
+            return PeerOutcome(
+                member.node_id,
+                "unreachable",
+                error="circuit_open",
+                reason=f"{member.node_id} failed {breaker.failures} exchanges in a row; not asked, "
+                f"next try in {breaker.retry_in():.0f} s",
+                mode=mode,
+            )
+        started = time.monotonic()
+        outcome = await self._ask_once(member, request, purpose, manifest, now, mode)
+        if outcome.status == "not_ready" and time.monotonic() - started + NOT_READY_PAUSE < self.timeout / 2:
+            await asyncio.sleep(NOT_READY_PAUSE)
+            outcome = await self._ask_once(member, request, purpose, manifest, self.clock(), mode)
+        if outcome.status in ("timeout", "unreachable"):
+            breaker.failed()
+        else:
+            breaker.succeeded()
+        return outcome
+
+    async def _ask_once(
+        self,
+        member: Member,
+        request: QueryRequest,
+        purpose: str,
+        manifest: Manifest,
+        now: datetime,
+        mode: str,
+    ) -> PeerOutcome:
         with self.tracer.start_as_current_span("peer query") as span:
             span.set_attribute("watchnet.peer", member.node_id)
             span.set_attribute("watchnet.query_mode", mode)
@@ -490,7 +550,8 @@ class Federation:
             except PeerRefused as e:
                 if e.peer_code == "manifest_version":
                     self.wake_manifest()
-                return PeerOutcome(member.node_id, "refused", error=e.peer_code, reason=str(e), mode=mode)
+                status = "not_ready" if e.peer_code in NOT_READY_CODES else "refused"
+                return PeerOutcome(member.node_id, status, error=e.peer_code, reason=str(e), mode=mode)
             except PeerTimeout as e:
                 return PeerOutcome(member.node_id, "timeout", error=e.code, reason=str(e), mode=mode)
             except PeerUnreachable as e:
@@ -654,8 +715,11 @@ class Federation:
             try:
                 await self.pull(member)
                 await self.deliver_receipts(member)
+                self.breakers.of(member.node_id).succeeded()
             except WatchnetError as e:
                 span.set_attribute("watchnet.error", e.code)
+                if isinstance(e, PeerUnreachable):
+                    self.breakers.of(member.node_id).failed()
                 if isinstance(e, ForkDetected):
                     await self._report_fork(member, e)
                 if isinstance(e, PeerRefused) and e.peer_code == "manifest_version":
@@ -719,25 +783,61 @@ class Federation:
         return await asyncio.to_thread(read)
 
     async def _notify_loop(self, duty: DutyRecorder) -> None:
-        """Tell members of our changes; keep telling those that have not confirmed, with backoff."""
+        """One notifier per member, so a member that hangs delays nobody else's notices (new
+        members from a new manifest get theirs within one pass)."""
+        notifiers: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                for member in self.peers():
+                    task = notifiers.get(member.node_id)
+                    if task is None or task.done():
+                        notifiers[member.node_id] = asyncio.create_task(
+                            self._notify_one(member.node_id, duty), name=f"notify {member.node_id}"
+                        )
+                duty.ok()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake_notify.wait(), NOTIFY_PASS.total_seconds())
+                self._wake_notify.clear()
+        finally:
+            for task in notifiers.values():
+                task.cancel()
+            for task in notifiers.values():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _members_missing(self, manifest: Manifest) -> set[str]:
+        """The members owing us a receipt, read at most once a pass for all the notifiers."""
+        async with self._missing_lock:
+            read_at, missing = self._missing
+            if time.monotonic() - read_at >= NOTIFY_PASS.total_seconds():
+                missing = await asyncio.to_thread(
+                    members_missing_receipts, self.context.engine, manifest, self.node_id
+                )
+                self._missing = (time.monotonic(), missing)
+            return missing
+
+    async def _notify_one(self, peer: str, duty: DutyRecorder) -> None:
+        """Tell ``peer`` of our changes; keep telling it, with backoff, until it has confirmed them."""
         retry_max = self.context.config.federation.retry_max
+        event = self._wake_notify_peer.setdefault(peer, asyncio.Event())
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_notify.wait(), NOTIFY_PASS.total_seconds())
-            self._wake_notify.clear()
             manifest = self.context.manifest
-            missing = await asyncio.to_thread(
-                members_missing_receipts, self.context.engine, manifest, self.node_id
-            )
-            now = self.clock()
-            due = []
-            for member in self.peers(manifest):
-                state = self._backoff.setdefault(member.node_id, _Backoff())
+            member = next((m for m in self.peers(manifest) if m.node_id == peer), None)
+            if member is None:
+                return
+            try:
+                state = self._backoff.setdefault(peer, _Backoff())
                 forced = state.due is None
-                if forced or (member.node_id in missing and state.due is not None and state.due <= now):
-                    due.append((member, state))
-            await asyncio.gather(*(self._notify(member, state, retry_max, manifest) for member, state in due))
-            duty.ok()
+                if forced or (state.due is not None and state.due <= self.clock()):
+                    if forced or peer in await self._members_missing(manifest):
+                        await self._notify(member, state, retry_max, manifest)
+                duty.ok()
+            except Exception as e:  # the database or a bug: logged, counted, tried again next pass
+                duty.failed(e)
+                LOG.exception("notifying %s failed; retrying", peer)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), NOTIFY_PASS.total_seconds())
+            event.clear()
 
     async def _notify(
         self, member: Member, state: _Backoff, retry_max: timedelta, manifest: Manifest
@@ -753,7 +853,10 @@ class Federation:
                 manifest_version=manifest.version,
                 timeout=self.timeout,
             )
+            self.breakers.of(member.node_id).succeeded()
         except WatchnetError as e:
+            if isinstance(e, PeerUnreachable):
+                self.breakers.of(member.node_id).failed()
             LOG.info(
                 "notify %s failed (%s); retrying in %ss", member.node_id, e.code, state.delay.total_seconds()
             )

@@ -31,7 +31,7 @@ from governance.policy import require_member, require_model, require_purpose, re
 from node.federation.nonces import ReplayCheck
 from node.records.manifests import ManifestStore
 from node.records.ratelimit import RateBuckets
-from protocol.errors import ExpiredError, PolicyError
+from protocol.errors import ClockSkewError, ExpiredError, PolicyError
 from protocol.fields import format_time
 from protocol.keys import EncryptionKey, SigningKey
 from protocol.message import (
@@ -127,6 +127,9 @@ class PeerGate:
         self._encryption_key = encryption_key
         self._manifests = manifests
         self._replay = replay
+        self.skews: dict[str, float] = {}
+        """Each sender's clock minus ours (seconds) at its last message that reached the replay
+        check: what ``/v1/peers`` and the metrics show, well before a refusal."""
         self._replay_lock: contextlib.AbstractContextManager[object] = (
             threading.Lock() if isinstance(replay, ReplayGuard) else contextlib.nullcontext()
         )
@@ -187,8 +190,12 @@ class PeerGate:
             require_query_mode(manifest, manifest.member(self.node_id), "private")
         if isinstance(body, PrivateQuery | RevealRequest):
             require_model(manifest, body.model_id)
+        self.skews[message.sender] = (message.issued_at - now).total_seconds()
         with self._replay_lock:
-            self._replay.check(message.sender, message.nonce, message.issued_at, now)
+            try:
+                self._replay.check(message.sender, message.nonce, message.issued_at, now)
+            except ClockSkewError as e:
+                raise ClockSkewError(skew_message(message.sender, self.node_id, message.issued_at, now, e)) from e
         allowed = (
             self._shared_rate.allow(message.sender)
             if self._shared_rate is not None
@@ -232,3 +239,15 @@ class PeerGate:
             box=self.boxes.box(member.node_id, member.encryption_key),
             max_bytes=max_bytes,
         )
+
+
+def skew_message(sender: str, recipient: str, issued_at: datetime, now: datetime, error: Exception) -> str:
+    """A clock refusal that says whose clock is off and by how much, and what to do."""
+    gap = (issued_at - now).total_seconds()
+    if abs(gap) < 1:
+        return f"{error}; {recipient}'s clock stepped back since it saw later messages: check its NTP"
+    side = "ahead of" if gap > 0 else "behind"
+    return (
+        f"{sender}'s clock is {abs(gap):.0f} s {side} {recipient}'s ({error}); "
+        f"check NTP on both nodes"
+    )

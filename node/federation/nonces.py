@@ -11,6 +11,9 @@ between two workers racing on one message. A refused message leaves nothing behi
 - Expired rows are deleted by the insert path, a bounded batch every ``sweep_every`` inserts or
   ``sweep_interval`` seconds, and only once they have been expired for one more window, so a
   worker whose clock lags another's by less than the window still finds every row it needs.
+- The latest clock reading is held to a steady clock (the start's wall time carried on by the
+  monotonic clock) plus the window: a forward jump of the node's clock, once corrected, does not
+  lock older peers out, and the sweep's cutoff never runs ahead with a jumped clock.
 - Each sender may hold ``max_entries`` live nonces (``ReplayGuard``'s limit, per sender here):
   past it the message is refused with ``ReplayCacheFullError`` rather than a nonce forgotten.
   Two workers counting at once may let one more in each, so the bound is kept to within the
@@ -23,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import delete, func, select, tuple_
@@ -89,6 +92,8 @@ class NonceStore:
         self._lock = threading.Lock()
         self._sweeping = threading.Lock()
         self._latest: datetime | None = None
+        self._started_wall = datetime.now(UTC)
+        self._started_mono = monotonic()
         self._inserts = 0
         self._next_sweep = monotonic() + sweep_interval
         self.swept = 0
@@ -105,9 +110,16 @@ class NonceStore:
         """
         with self._lock:
             latest = check_window(issued_at, now, self._latest, self.window)
-            self._latest = latest
+            self._latest = min(latest, self._steady_now() + self.window)
         self._record(sender, nonce, issued_at + self.window, latest)
-        self._maybe_sweep(latest)
+        self._maybe_sweep(min(latest, self._steady_now()))
+
+    def _steady_now(self) -> datetime:
+        """The wall clock as read at start, carried on by the monotonic clock: a jump of the
+        wall clock does not move it. The latest reading is held to it plus the window, so a
+        clock that jumped forward and was set right again refuses messages for no longer than
+        that, and sweeping by it never forgets a nonce early because the wall clock ran ahead."""
+        return self._started_wall + timedelta(seconds=self._monotonic() - self._started_mono)
 
     def _record(self, sender: str, nonce: bytes, expires_at: datetime, latest: datetime) -> None:
         insert = self._insert(_TABLE).values(sender=sender, nonce=nonce, expires_at=expires_at)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import cv2
@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from governance.provision import NoLegalBasis
 from governance.requests import RequestRefused
 from governance.roles import Action, require_permission
+from node.clock import now_utc
 from node.context import NodeContext
 from node.face.pipeline import decode_image
 from node.federation.federation import (
@@ -26,7 +27,7 @@ from node.federation.federation import (
 )
 from node.federation.gate import PeerRateLimited, PeerRequest
 from node.private.eval_keys import UnknownEvalKey
-from node.private.matcher import HEBusy
+from node.private.matcher import GalleryNotReady, HEBusy
 from node.private.mode import PrivateMode
 from node.records.accounts import AccountDisabled, AuthenticationFailed, StaffMember
 from node.records.auditlog import AuditWriter
@@ -228,10 +229,6 @@ BODY_SLOT: web.RequestKey[Callable[[], None]] = web.RequestKey("body_slot")
 """Gives back the request's slot among the large peer bodies read at once (idempotent)."""
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
 class RateLimited(PolicyError):
     code = "rate_limited"
 
@@ -264,6 +261,7 @@ STATUS_FOR_ERROR: list[tuple[type[WatchnetError], int]] = [
     (NoLegalBasis, 403),
     (PeerRateLimited, 429),
     (HEBusy, 503),
+    (GalleryNotReady, 503),
     (UnknownEvalKey, 404),
     (PolicyError, 403),
     (FreshnessError, 409),

@@ -195,11 +195,13 @@ def peer_items(context: NodeContext, federation: Federation) -> list[dict[str, A
     (``GET /v1/peers`` and the console's network page)."""
     with Session(context.engine) as session:
         states = {s.peer: s for s in session.exec(select(PeerState)).all()}
+    facts = federation.peer_facts()
     out = []
     for member in context.manifest.joint_use.members:
         if member.node_id == context.config.node_id:
             continue
         state = states.get(member.node_id)
+        live = facts.get(member.node_id, {})
         out.append(
             {
                 "node_id": member.node_id,
@@ -210,9 +212,10 @@ def peer_items(context: NodeContext, federation: Federation) -> list[dict[str, A
                 "failures": state.failures if state else 0,
                 "last_error": state.last_error if state else "",
                 "last_sync_at": format_time(state.last_sync_at) if state and state.last_sync_at else None,
-                "last_contact": format_time(contact)
-                if (contact := federation.last_contact.get(member.node_id))
-                else None,
+                "last_contact": live.get("last_contact"),
+                "clock_skew_seconds": live.get("clock_skew_seconds"),
+                "clock_warning": bool(live.get("clock_warning", False)),
+                "circuit": live.get("circuit", "closed"),
             }
         )
     return out

@@ -27,7 +27,7 @@ from node.records.matching import MatchIndex
 from protocol.errors import PolicyError
 from protocol.he_params import HEParameters
 
-__all__ = ["GalleryBuild", "HEBusy", "PrivateMatcher", "UnknownPrivateQuery"]
+__all__ = ["NOT_READY_WAIT", "GalleryBuild", "GalleryNotReady", "HEBusy", "PrivateMatcher", "UnknownPrivateQuery"]
 
 LOG = logging.getLogger("watchnet.private")
 
@@ -39,6 +39,18 @@ class HEBusy(PolicyError):
     """Too many homomorphic jobs waiting: try again shortly."""
 
     code = "busy"
+
+
+class GalleryNotReady(PolicyError):
+    """No gallery holding the current entries yet (the first build, or a rebuild after a change,
+    takes longer than ``NOT_READY_WAIT``): the querier reports this peer as not answered, never
+    as "no match", and asks again; the build goes on meanwhile."""
+
+    code = "not_ready"
+
+
+NOT_READY_WAIT = 2.0
+"""Seconds round 1 waits for a gallery build before answering ``not_ready``."""
 
 
 class UnknownPrivateQuery(PolicyError):
@@ -81,6 +93,7 @@ class PrivateMatcher:
         self._loaded_keys: list[set[str]] = []
         self._next = 0
         self._build_lock = asyncio.Lock()
+        self._pending_build: asyncio.Future[GalleryBuild] | None = None
         self._dirty = True
         self.builds: OrderedDict[str, GalleryBuild] = OrderedDict()
         self._queries: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
@@ -123,9 +136,26 @@ class PrivateMatcher:
             self._loaded_keys = [set() for _ in self._executors]
 
     async def close(self) -> None:
+        if self._pending_build is not None:
+            self._pending_build.cancel()
         for executor in self._executors:
             executor.shutdown(wait=False, cancel_futures=True)
         self._executors = []
+
+    async def _build_within(self, params: HEParameters) -> GalleryBuild:
+        """The current build, waiting at most ``NOT_READY_WAIT`` for one to finish (it carries on
+        in the background when the wait ends, so the peer's retry finds it)."""
+        task = self._pending_build
+        if task is None or task.done():
+            task = self._pending_build = asyncio.ensure_future(self.ensure_build(params))
+            task.add_done_callback(_retrieve)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), NOT_READY_WAIT)
+        except TimeoutError:
+            state = "first build" if self.current is None else "rebuild after entries changed"
+            raise GalleryNotReady(
+                f"the private-mode gallery is not ready ({state} under way); ask again in a few seconds"
+            ) from None
 
     async def ensure_build(self, params: HEParameters) -> GalleryBuild:
         """The current build, rebuilt first when entries changed, parameters changed or it is old."""
@@ -199,7 +229,7 @@ class PrivateMatcher:
             raise HEBusy(f"{self._waiting} private queries already waiting; try again shortly")
         self._waiting += 1
         try:
-            build = await self.ensure_build(params)
+            build = await self._build_within(params)
             if not self._executors:
                 self._start()
             worker = self._next % len(self._executors)
@@ -251,3 +281,9 @@ class PrivateMatcher:
         if build is None:
             raise UnknownPrivateQuery(f"gallery build {build_id} was replaced; run round 1 again")
         return build.keys.get(position)
+
+
+def _retrieve(task: asyncio.Future[GalleryBuild]) -> None:
+    """A background build's failure is logged here (the next query starts another)."""
+    if not task.cancelled() and task.exception() is not None:
+        LOG.warning("private-mode gallery build failed: %s", type(task.exception()).__name__)
