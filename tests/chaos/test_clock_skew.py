@@ -13,18 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from node.demo.network import LocalNetwork, LocalNode, wait_for
-from protocol.embedding import Embedding
+from tests.test_federation import unit
 
 MEMBERS = ["chain-a", "chain-b", "chain-c"]
 
-
-def unit(seed: int) -> Embedding:
-    v = np.random.default_rng(seed).normal(size=512).astype("<f4")
-    return Embedding((v / np.linalg.norm(v)).astype("<f4").tobytes())
 
 
 def peers_of(result: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -15,35 +15,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 
 from node.demo.network import LocalNetwork, LocalNode, wait_for
-from protocol.embedding import Embedding
+from tests.test_federation import register, unit
 
 MEMBERS = ["chain-a", "chain-b", "chain-c"]
 PEER_TIMEOUT = 5.0
 """The demo network's ``[federation] peer_timeout`` (the default)."""
 
 
-def unit(seed: int) -> Embedding:
-    v = np.random.default_rng(seed).normal(size=512).astype("<f4")
-    return Embedding((v / np.linalg.norm(v)).astype("<f4").tobytes())
-
-
-def register(node: LocalNode, seed: int) -> str:
-    body = {
-        "embedding": unit(seed).to_str(),
-        "category": "shoplifting",
-        "evidence": {"kind": "police-report", "reference": f"TKY-{seed}"},
-        "incident_date": "2026-11-01",
-        "site": "store-01",
-    }
-    status, proposed = node.call("POST", "/v1/entries", "reg1", body)
-    assert status == 201, proposed
-    status, approved = node.call("POST", f"/v1/entries/{proposed['entry_id']}/approve", "off1")
-    assert status == 200, approved
-    return str(proposed["entry_id"])
 
 
 def query(node: LocalNode, seed: int) -> tuple[float, dict[str, Any]]:
@@ -68,7 +49,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
 
 def test_a_hung_peer_costs_a_query_its_deadline_once_then_is_skipped(net: LocalNetwork) -> None:
     a, b, c = (net.node(n) for n in MEMBERS)
-    entry_id = register(b, 7)
+    entry_id = register(b, unit(7))
     assert c.process is not None
     c.process.send_signal(signal.SIGSTOP)
     try:
@@ -114,7 +95,7 @@ def test_a_hung_peer_costs_a_query_its_deadline_once_then_is_skipped(net: LocalN
 
 def test_a_hung_peer_does_not_delay_the_others_receipts(net: LocalNetwork) -> None:
     a, c = net.node("chain-a"), net.node("chain-c")
-    entry_id = register(a, 11)
+    entry_id = register(a, unit(11))
     assert wait_for(lambda: len(c.call("GET", "/v1/peers", "off1")[1]["peers"]) == 2, 10)
     assert wait_for(
         lambda: any(
