@@ -322,7 +322,8 @@ def test_a_leader_whose_lease_connection_is_cut_stops_its_duties_at_once(databas
             rows = conn.execute(
                 text(
                     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                    "AND classid = :hi AND objid = :lo AND objsubid = 1"
+                    "AND classid = :hi AND objid = :lo AND objsubid = 1 "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                 ),
                 {"hi": key >> 32, "lo": key & 0xFFFFFFFF},
             ).all()
