@@ -4,7 +4,9 @@ the staff console, federation and private mode.
 The access middleware (``node.app.access``) authenticates every request (staff token, console
 session or sealed peer message) before it reads a body, bounds and rate-limits it and writes it to
 the audit log with a hash of its body, never the body; typed errors become stable JSON error codes
-and statuses. Shared services live under
+and statuses. Outside it the last-resort middleware (``node.app.last_resort``) answers whatever
+else escapes: ``503 database_unavailable`` while the database cannot be reached, otherwise a JSON
+``500 internal`` with a request id. Shared services live under
 ``web.AppKey``; the retention sweep, the audit flusher and federation run as background tasks.
 """
 
@@ -32,6 +34,7 @@ from node.app.access import (
 )
 from node.app.gauges import register_gauges
 from node.app.integrity_check import integrity_check
+from node.app.last_resort import last_resort_middleware
 from node.app.leader import DutyLoop, DutyState, LeaderLease
 from node.app.proxies import TrustedProxies
 from node.app.readiness import Readiness
@@ -159,7 +162,11 @@ def build_app(
 ) -> web.Application:
     """The node's application; ``rebuild_index`` loads the active entries before it serves."""
     app = web.Application(
-        middlewares=[TrustedProxies(context.config.server.proxy_networks), access_middleware],
+        middlewares=[
+            last_resort_middleware,
+            TrustedProxies(context.config.server.proxy_networks),
+            access_middleware,
+        ],
         client_max_size=max(context.config.limits.max_body_bytes, MAX_BULK_SEALED_BYTES),
     )
     app[CONTEXT] = context
