@@ -4,8 +4,9 @@ The last-resort middleware alone, on aiohttp's test client: a database error is 
 ``database_unavailable`` with ``Retry-After``, any other exception a JSON 500 ``internal`` with a
 request id that names the log line holding the traceback, and console paths get a small HTML
 page; no answer carries the exception's text. Then on the node's own application: a request
-whose audit record cannot be written (the database is what failed) still gets that answer, and
-its record waits for the audit flusher instead of being lost.
+whose audit record cannot be written (the database is what failed) still gets that answer and
+its record waits for the audit flusher instead of being lost; a request that succeeded before
+its audit write failed keeps its success, its record queued the same way.
 """
 
 from __future__ import annotations
@@ -198,12 +199,15 @@ def test_a_failed_request_whose_audit_write_fails_too_is_answered_and_its_record
         app = build_app(context, sweep=False, federate=False)
         app.router.add_post("/v1/test/db", _db_down)
         app.router.add_post("/v1/test/bug", _bug)
+        app.router.add_post("/v1/test/ok", _ok)
         async with TestClient(TestServer(app)) as client:
             writer = app[AUDIT_WRITER]
             await asyncio.to_thread(writer.flush)
             monkeypatch.setattr(access, "record_audit", audit_down)
             response = await client.post("/v1/test/db", headers=headers)
             seen["db"] = (response.status, response.headers.get("Retry-After"), await response.text())
+            response = await client.post("/v1/test/ok", headers=headers)  # committed, then the audit failed
+            seen["ok"] = response.status
             seen["queued"] = writer.pending
             monkeypatch.setattr(access, "record_audit", real_record_audit)
             response = await client.post("/v1/test/bug", headers=headers)
@@ -220,9 +224,11 @@ def test_a_failed_request_whose_audit_write_fails_too_is_answered_and_its_record
     status, retry_after, text = seen["db"]
     assert status == 503 and retry_after == "5", seen["db"]
     assert '"error": "database_unavailable"' in text and "hunter2" not in text
-    assert seen["queued"] == 1, "the failed request's record waits for the flusher"
+    assert seen["ok"] == 200, "a request that succeeded is not turned into a failure by its audit write"
+    assert seen["queued"] == 2, "both records wait for the flusher"
     status, text = seen["bug"]
     assert status == 500 and '"error": "internal"' in text and SECRET not in text, seen["bug"]
     outcomes = {(r["action"], r["outcome"]) for r in seen["audit"]}
     assert ("POST /v1/test/db", "failed:database_unavailable") in outcomes, outcomes
     assert ("POST /v1/test/bug", "failed:internal") in outcomes, outcomes
+    assert ("POST /v1/test/ok", "ok:200") in outcomes, outcomes

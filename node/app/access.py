@@ -199,30 +199,40 @@ def _audit_request(
     record_audit(context.engine, context.registry.write_lock, **record)
 
 
-QUEUED_FAILURES_MAX = 10_000
-"""Records of failed requests held for the audit flusher while the database is away; past it, logged only."""
+AUDIT_QUEUE_MAX = 10_000
+"""Records held for the audit flusher when they cannot be written at once; past it, logged only."""
 AUDIT_LOG = ThrottledLog(LOG)
 
 
-def _audit_failure(request: web.Request, actor: str, outcome: str, body_hash: str) -> None:
-    """Record a request the node failed to answer, without masking why it failed: when the record
-    cannot be written (the database is what failed) it waits in the audit writer's queue, which
-    the flusher retries until the database is back; past ``QUEUED_FAILURES_MAX`` it is only logged."""
+def _audit_or_queue(
+    request: web.Request, actor: str, outcome: str, body_hash: str, *, batched: bool = False
+) -> None:
+    """Record a request without changing its answer: a request that failed keeps its own error,
+    one that succeeded (its change committed) keeps its success. When the record cannot be
+    written (the database is gone) it waits in the audit writer's queue, which the flusher
+    retries until the database is back; past ``AUDIT_QUEUE_MAX`` it is only logged."""
     try:
-        _audit_request(request, actor, outcome, body_hash)
+        _audit_request(request, actor, outcome, body_hash, batched=batched)
         return
-    except Exception as e:  # noqa: BLE001  (the original failure is the one the client is told)
+    except Exception as e:
         writer = request.app[AUDIT_WRITER]
-        queued = writer.pending < QUEUED_FAILURES_MAX
+        queued = writer.pending < AUDIT_QUEUE_MAX
         if queued:
             _audit_request(request, actor, outcome, body_hash, batched=True)
+        then = "queued for the audit flusher" if queued else "dropped: the flusher's queue is full"
+        if not database_unavailable(e):
+            LOG.exception(
+                "audit record of %s %s (%s) not written; %s", request.method, request.path, outcome, then
+            )
+            return
         AUDIT_LOG.warning(
             "audit-write-failed",
-            "audit record of a failed %s %s not written (%s); %s",
+            "audit record of %s %s (%s) not written (%s); %s",
             request.method,
             request.path,
+            outcome,
             type(e).__name__,
-            "queued for the audit flusher" if queued else "dropped: the flusher's queue is full",
+            then,
         )
 
 
@@ -326,7 +336,9 @@ async def _read_peer_body(request: web.Request, limit: int) -> bytes:
 async def access_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Authenticate, bound, rate-limit, trace and audit every request; map typed errors to JSON."""
+    """Authenticate, bound, rate-limit, trace and audit every request; map typed errors to JSON.
+    Any other exception is audited (``failed:database_unavailable`` or ``failed:internal``) and
+    re-raised for ``node.app.last_resort`` to answer."""
     tracer = request.app[TELEMETRY].tracer("watchnet.node")
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     door = _door(request)
@@ -354,7 +366,7 @@ async def access_middleware(
             raise
         except Exception as e:
             failure = DATABASE_UNAVAILABLE if database_unavailable(e) else INTERNAL
-            _audit_failure(request, actor, f"failed:{failure}", body_hash)
+            _audit_or_queue(request, actor, f"failed:{failure}", body_hash)
             span.set_attribute("watchnet.error", failure)
             span.set_status(Status(StatusCode.ERROR, type(e).__name__))
             request.app[METRICS].refusals.add(1, {"http.route": route, "watchnet.error": failure})
@@ -365,7 +377,7 @@ async def access_middleware(
         )
         if door != "open":
             batched = request.method == "GET" or route in READ_ONLY_ROUTES or door == "peer"
-            _audit_request(request, actor, f"ok:{response.status}", body_hash, batched=batched)
+            _audit_or_queue(request, actor, f"ok:{response.status}", body_hash, batched=batched)
         return response
 
 

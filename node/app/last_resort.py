@@ -127,7 +127,7 @@ def _page(code: str, status: int, request_id: str) -> web.Response:
         '<!doctype html>\n<html lang="ja"><head><meta charset="utf-8">'
         f"<title>{status} {html.escape(title_en)}</title></head><body>"
         f"<h1>{html.escape(title_ja)} / {html.escape(title_en)}</h1>"
-        f"<p>{html.escape(text_ja)}</p><p lang=\"en\">{html.escape(text_en)}</p>"
+        f'<p>{html.escape(text_ja)}</p><p lang="en">{html.escape(text_en)}</p>'
         f"<p><code>{code}</code> &middot; request id <code>{request_id}</code></p>"
         '<p><a href="/console">watchnet console</a></p></body></html>\n'
     )

@@ -232,7 +232,9 @@ def test_postgres_stopped_and_started_while_chain_a_serves(
     expiring, deleted_after, deleted_during = (register(a, unit(seed)) for seed in (21, 22, 23))
     assert matches(a, 21) == [expiring]
     size = log_size(a)
-    assert wait_for(lambda: follows(b, a, size), 20, interval=0.2), "chain-b follows chain-a before the outage"
+    assert wait_for(lambda: follows(b, a, size), 20, interval=0.2), (
+        "chain-b follows chain-a before the outage"
+    )
     soon = (datetime.now(UTC) + timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     status, body = a.call(
         "POST", f"/v1/entries/{expiring}/correct", "off2", {"reason": "error", "expires_at": soon}
@@ -256,11 +258,23 @@ def test_postgres_stopped_and_started_while_chain_a_serves(
             ("POST", "/v1/entries", "reg1", {"category": "shoplifting"}),
         ):
             assert_database_unavailable(ask(a, method, path, user, body), f"{method} {path}")
+        console = urllib.request.Request(
+            f"{a.url}/console/login", data=b"username=off1&password=x", method="POST"
+        )
+        console.add_header("Content-Type", "application/x-www-form-urlencoded")
+        with pytest.raises(urllib.error.HTTPError) as signing_in:
+            urllib.request.urlopen(console, timeout=30)
+        page = signing_in.value.read().decode()
+        assert signing_in.value.code == 503, (signing_in.value.code, page[:300])
+        assert signing_in.value.headers["Content-Type"].startswith("text/html"), signing_in.value.headers
+        assert "database_unavailable" in page and "Traceback" not in page, page[:300]
         status, answer = b.call("POST", "/v1/query", "op1", {"embeddings": [unit(22).to_str()]})
         assert status == 200, answer
         (peer,) = answer["peers"]
         assert peer["node_id"] == "chain-a" and peer["status"] != "ok", peer  # unknown, never "no match"
-        print(f"\nchain-b's query while chain-a's database is down: chain-a {peer['status']} {peer.get('error')}")
+        print(
+            f"\nchain-b's query while chain-a's database is down: chain-a {peer['status']} {peer.get('error')}"
+        )
         time.sleep(max(0.0, OUTAGE - (time.monotonic() - down)))
         assert a.process is not None and a.process.poll() is None, "chain-a keeps serving"
     finally:
