@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.errors
 import pytest
 import sqlalchemy.exc
 from aiohttp import web
@@ -157,6 +158,13 @@ def test_only_an_unreachable_database_counts_as_unavailable() -> None:
             raise KeyError("a wrapper") from e
     except KeyError as wrapped:
         assert database_unavailable(wrapped), "the cause counts"
+    shutdown = psycopg.errors.AdminShutdown("terminating connection due to administrator command")
+    assert database_unavailable(sqlalchemy.exc.OperationalError("SELECT 1", {}, shutdown))
+    assert database_unavailable(psycopg.errors.TooManyConnections("too many clients already"))
+    conflict = psycopg.errors.SerializationFailure("could not serialize access")
+    assert not database_unavailable(sqlalchemy.exc.OperationalError("UPDATE", {}, conflict)), (
+        "a statement the server refused is not an outage, though the driver calls it operational"
+    )
     duplicate = sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("duplicate key"))
     assert not database_unavailable(duplicate), "a statement the database refused is a bug, not an outage"
     assert not database_unavailable(RuntimeError("boom"))

@@ -67,6 +67,23 @@ _EXPLANATIONS = {
 }
 
 
+UNAVAILABLE_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03")
+"""PostgreSQL's codes (prefixes) for a server that cannot be reached or used now: connection
+exceptions, insufficient resources (too many connections), shutting down or starting up."""
+
+
+def _driver_says_unavailable(error: BaseException) -> bool | None:
+    """The driver's verdict on its own error (``None``: not a driver error). A statement PostgreSQL
+    refused (a serialization failure, a deadlock, a cancelled query) is not an outage."""
+    if isinstance(error, psycopg.Error):
+        if not isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return False
+        return error.sqlstate is None or error.sqlstate.startswith(UNAVAILABLE_SQLSTATES)
+    if isinstance(error, sqlite3.OperationalError):
+        return True  # locked, unreadable or unwritable file: the database cannot be used now
+    return None
+
+
 def database_unavailable(error: BaseException) -> bool:
     """Whether ``error`` (or what it was raised from) says the database cannot be reached now,
     as opposed to a statement the database refused (an integrity or programming error is a bug)."""
@@ -74,21 +91,19 @@ def database_unavailable(error: BaseException) -> bool:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(
-            current,
-            (
-                sqlalchemy_exc.OperationalError,
-                sqlalchemy_exc.InterfaceError,
-                sqlalchemy_exc.TimeoutError,  # the pool had no connection to give within its timeout
-                sqlalchemy_exc.DisconnectionError,
-                psycopg.OperationalError,
-                psycopg.InterfaceError,
-                sqlite3.OperationalError,
-            ),
-        ):
-            return True
-        if isinstance(current, sqlalchemy_exc.DBAPIError) and current.connection_invalidated:
-            return True
+        if isinstance(current, (sqlalchemy_exc.TimeoutError, sqlalchemy_exc.DisconnectionError)):
+            return True  # the pool had no connection to give, or found its connection dead
+        if isinstance(current, sqlalchemy_exc.DBAPIError):
+            if current.connection_invalidated:
+                return True
+            verdict = _driver_says_unavailable(current.orig) if current.orig is not None else None
+            if verdict is not None:
+                return verdict
+            if isinstance(current, (sqlalchemy_exc.OperationalError, sqlalchemy_exc.InterfaceError)):
+                return True
+        verdict = _driver_says_unavailable(current)
+        if verdict is not None:
+            return verdict
         current = current.__cause__ or current.__context__
     return False
 
