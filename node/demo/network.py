@@ -2,10 +2,9 @@
 
 ``watchnet demo`` and the federation tests both run on this: every node is a real ``watchnet
 serve`` process with its own directory, database (SQLite unless ``databases`` names another), key
-files and port on 127.0.0.1, and
-the organisation is a real ``watchnet gov serve``. Setting up goes through the same functions
-the CLI uses (``watchnet init``, ``gov create``/``sign``, ``user add``), so what the demo shows
-is what an operator does by hand.
+files and port on 127.0.0.1, and the organisation is a real ``watchnet gov serve``. Setting up
+goes through the same functions the CLI uses (``watchnet init``, ``gov create``/``sign``, ``user
+add``), so what the demo shows is what an operator does by hand.
 """
 
 from __future__ import annotations
