@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 from opentelemetry.trace import Status, StatusCode
 
+from node.app.last_resort import DATABASE_UNAVAILABLE, INTERNAL, ThrottledLog, database_unavailable
 from node.console import is_console_path
 from node.console.pages import COOKIE, NO_STORE_HEADERS, PREFIX, SESSIONS, render
 from node.http.api import (
@@ -198,6 +199,43 @@ def _audit_request(
     record_audit(context.engine, context.registry.write_lock, **record)
 
 
+AUDIT_QUEUE_MAX = 10_000
+"""Records held for the audit flusher when they cannot be written at once; past it, logged only."""
+AUDIT_LOG = ThrottledLog(LOG)
+
+
+def _audit_or_queue(
+    request: web.Request, actor: str, outcome: str, body_hash: str, *, batched: bool = False
+) -> None:
+    """Record a request without changing its answer: a request that failed keeps its own error,
+    one that succeeded (its change committed) keeps its success. When the record cannot be
+    written (the database is gone) it waits in the audit writer's queue, which the flusher
+    retries until the database is back; past ``AUDIT_QUEUE_MAX`` it is only logged."""
+    try:
+        _audit_request(request, actor, outcome, body_hash, batched=batched)
+        return
+    except Exception as e:
+        writer = request.app[AUDIT_WRITER]
+        queued = writer.pending < AUDIT_QUEUE_MAX
+        if queued:
+            _audit_request(request, actor, outcome, body_hash, batched=True)
+        then = "queued for the audit flusher" if queued else "dropped: the flusher's queue is full"
+        if not database_unavailable(e):
+            LOG.exception(
+                "audit record of %s %s (%s) not written; %s", request.method, request.path, outcome, then
+            )
+            return
+        AUDIT_LOG.warning(
+            "audit-write-failed",
+            "audit record of %s %s (%s) not written (%s); %s",
+            request.method,
+            request.path,
+            outcome,
+            type(e).__name__,
+            then,
+        )
+
+
 def _no_slot() -> None:
     """The request held no slot among the large peer bodies."""
 
@@ -205,15 +243,6 @@ def _no_slot() -> None:
 def _flooding(request: web.Request) -> bool:
     """Whether this address has had all its refusals for the minute (``ANONYMOUS_LIMITER``)."""
     return request.app[ANONYMOUS_LIMITER].exhausted(_source(request), time.monotonic())
-
-
-INTERNAL = "internal error; see the node's log"
-
-
-class InternalError(WatchnetError):
-    """A failure of the node's own (logged with its traceback), shown without its details."""
-
-    code = "internal"
 
 
 FLOODING = "too many refused requests from this address; try again in a minute"
@@ -307,13 +336,17 @@ async def _read_peer_body(request: web.Request, limit: int) -> bytes:
 async def access_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Authenticate, bound, rate-limit, trace and audit every request; map typed errors to JSON."""
+    """Authenticate, bound, rate-limit, trace and audit every request; map typed errors to JSON.
+    Any other exception is audited (``failed:database_unavailable`` or ``failed:internal``) and
+    re-raised for ``node.app.last_resort`` to answer."""
     tracer = request.app[TELEMETRY].tracer("watchnet.node")
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     door = _door(request)
     limit = _body_limit(request, door)
     request = request.clone(client_max_size=limit)
-    with tracer.start_as_current_span(f"{request.method} {route}") as span:
+    with tracer.start_as_current_span(
+        f"{request.method} {route}", record_exception=False, set_status_on_exception=False
+    ) as span:  # an exception's text may quote SQL: the span gets its type only
         span.set_attributes(safe_attributes({"http.request.method": request.method, "http.route": route}))
         actor = "anonymous"
         body_hash = ""
@@ -332,19 +365,19 @@ async def access_middleware(
         except web.HTTPException:
             raise
         except Exception as e:
-            LOG.exception("internal error in %s %s", request.method, route)
-            _audit_request(request, actor, "failed:internal", body_hash)
+            failure = DATABASE_UNAVAILABLE if database_unavailable(e) else INTERNAL
+            _audit_or_queue(request, actor, f"failed:{failure}", body_hash)
+            span.set_attribute("watchnet.error", failure)
             span.set_status(Status(StatusCode.ERROR, type(e).__name__))
-            if door == "console":
-                return _console_error(request, InternalError(INTERNAL), status=500)
-            return web.json_response({"error": "internal", "message": INTERNAL}, status=500)
+            request.app[METRICS].refusals.add(1, {"http.route": route, "watchnet.error": failure})
+            raise  # answered (and logged) by the last-resort middleware
         span.set_attribute("http.response.status_code", response.status)
         request.app[METRICS].requests.add(
             1, {"http.route": route, "http.response.status_code": response.status}
         )
         if door != "open":
             batched = request.method == "GET" or route in READ_ONLY_ROUTES or door == "peer"
-            _audit_request(request, actor, f"ok:{response.status}", body_hash, batched=batched)
+            _audit_or_queue(request, actor, f"ok:{response.status}", body_hash, batched=batched)
         return response
 
 
@@ -363,14 +396,14 @@ def _refused(
     return response
 
 
-def _console_error(request: web.Request, error: WatchnetError, status: int | None = None) -> web.Response:
+def _console_error(request: web.Request, error: WatchnetError) -> web.Response:
     """A refusal at the console's door is the console's own error page, never JSON."""
     page = render(
         request,
         "error.html",
         request_language(request),
         session=None,
-        status=status or status_for(error),
+        status=status_for(error),
         switch_path=PREFIX,
         code=error.code,
         details=[str(error)],

@@ -4,7 +4,9 @@ the staff console, federation and private mode.
 The access middleware (``node.app.access``) authenticates every request (staff token, console
 session or sealed peer message) before it reads a body, bounds and rate-limits it and writes it to
 the audit log with a hash of its body, never the body; typed errors become stable JSON error codes
-and statuses. Shared services live under
+and statuses. Outside it the last-resort middleware (``node.app.last_resort``) answers whatever
+else escapes: ``503 database_unavailable`` while the database cannot be reached, otherwise a JSON
+``500 internal`` with a request id. Shared services live under
 ``web.AppKey``; the retention sweep, the audit flusher and federation run as background tasks.
 """
 
@@ -32,6 +34,7 @@ from node.app.access import (
 )
 from node.app.gauges import register_gauges
 from node.app.integrity_check import integrity_check
+from node.app.last_resort import OUTAGE_LOG, database_unavailable, last_resort_middleware
 from node.app.leader import DutyLoop, DutyState, LeaderLease
 from node.app.proxies import TrustedProxies
 from node.app.readiness import Readiness
@@ -113,6 +116,10 @@ def _leader_lease(app: web.Application) -> LeaderLease:
     )
 
 
+AUDIT_RETRY_MAX = 1.0
+"""Seconds at most between two tries of a failing audit flush (the pause doubles from the flush interval)."""
+
+
 async def _audit_flusher(app: web.Application) -> AsyncIterator[None]:
     writer = app[AUDIT_WRITER]
 
@@ -121,13 +128,24 @@ async def _audit_flusher(app: web.Application) -> AsyncIterator[None]:
             writer.add(**{**record, "now": app[CLOCK]()})
 
     async def loop() -> None:
+        pause = AUDIT_FLUSH_SECONDS
         while True:
-            await asyncio.sleep(AUDIT_FLUSH_SECONDS)
+            await asyncio.sleep(pause)
             try:
                 coalesced()
                 await asyncio.to_thread(writer.flush)
-            except Exception:
-                LOG.exception("audit flush failed; retrying")
+                pause = AUDIT_FLUSH_SECONDS
+            except Exception as e:
+                if database_unavailable(e):  # one line every few seconds, not a traceback per try
+                    OUTAGE_LOG.warning(
+                        "audit-flush",
+                        "audit flush failed: the database cannot be reached (%s); %d records wait",
+                        type(e).__name__,
+                        writer.pending,
+                    )
+                else:
+                    LOG.exception("audit flush failed; retrying")
+                pause = min(pause * 2, AUDIT_RETRY_MAX)
 
     task = asyncio.create_task(loop())
     yield
@@ -159,7 +177,11 @@ def build_app(
 ) -> web.Application:
     """The node's application; ``rebuild_index`` loads the active entries before it serves."""
     app = web.Application(
-        middlewares=[TrustedProxies(context.config.server.proxy_networks), access_middleware],
+        middlewares=[
+            last_resort_middleware,
+            TrustedProxies(context.config.server.proxy_networks),
+            access_middleware,
+        ],
         client_max_size=max(context.config.limits.max_body_bytes, MAX_BULK_SEALED_BYTES),
     )
     app[CONTEXT] = context

@@ -1,10 +1,10 @@
 """A whole watchnet group on one machine: an organisation and member nodes as separate processes.
 
 ``watchnet demo`` and the federation tests both run on this: every node is a real ``watchnet
-serve`` process with its own directory, SQLite database, key files and port on 127.0.0.1, and
-the organisation is a real ``watchnet gov serve``. Setting up goes through the same functions
-the CLI uses (``watchnet init``, ``gov create``/``sign``, ``user add``), so what the demo shows
-is what an operator does by hand.
+serve`` process with its own directory, database (SQLite unless ``databases`` names another), key
+files and port on 127.0.0.1, and the organisation is a real ``watchnet gov serve``. Setting up
+goes through the same functions the CLI uses (``watchnet init``, ``gov create``/``sign``, ``user
+add``), so what the demo shows is what an operator does by hand.
 """
 
 from __future__ import annotations
@@ -184,6 +184,8 @@ class LocalNetwork:
     outsiders: list[str] = field(default_factory=list)
     sync_interval: str = "2s"
     manifest_poll: str = "2s"
+    databases: dict[str, str] = field(default_factory=dict)
+    """A database URL per node id (PostgreSQL, say); a node not named keeps SQLite in its directory."""
     nodes: dict[str, LocalNode] = field(default_factory=dict)
     org_keys: list[SigningKey] = field(default_factory=list)
     org_port: int = 0
@@ -223,6 +225,7 @@ class LocalNetwork:
                     port=port,
                     root_keyids=tuple(k.keyid for k in self.org_keys),
                     manifest_url=self.org_url,
+                    database_url=self.databases.get(node_id),
                 ),
                 None,
                 _now(),
