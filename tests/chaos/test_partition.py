@@ -44,12 +44,13 @@ class NamespacesUnavailable(RuntimeError):
     """``ip netns`` cannot be used here (no root, no iproute2, or a sandbox that forbids it)."""
 
 
-def ip(*argv: str) -> None:
+def ip(*argv: str) -> str:
     try:
-        subprocess.run(["ip", *argv], check=True, capture_output=True, timeout=10)
+        done = subprocess.run(["ip", *argv], check=True, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError) as e:
-        detail = getattr(e, "stderr", b"") or b""
-        raise NamespacesUnavailable(f"ip {' '.join(argv)}: {e} {detail.decode(errors='replace')}") from e
+        detail = getattr(e, "stderr", "") or ""
+        raise NamespacesUnavailable(f"ip {' '.join(argv)}: {e} {detail}".strip()) from e
+    return done.stdout
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Lan:
 
     def build(self, members: list[str]) -> dict[str, Placement]:
         """Create bridge, namespaces and cables; return where each member and the organisation run."""
-        used = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=False).stdout
+        used = ip("-o", "addr")
         free = [x for x in range(256) if f" 10.203.{x}." not in used]
         self.subnet = random.choice(free)
         # the host's firewall (a FORWARD policy of DROP, as Docker sets) must not see bridged frames
