@@ -42,7 +42,7 @@ from protocol.fields import parse_duration
 from protocol.keys import EncryptionKey, SigningKey
 from protocol.signed import SignedDocument
 
-__all__ = ["STAFF", "LocalNetwork", "LocalNode", "free_port"]
+__all__ = ["STAFF", "LocalNetwork", "LocalNode", "Placement", "free_port"]
 
 STAFF = {
     "reg1": Role.REGISTRAR,
@@ -83,11 +83,24 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
     raise ConfigurationError(f"{url} did not answer within {timeout:.0f}s: {log.read_text()[-1500:]}")
 
 
-def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+@dataclass(frozen=True)
+class Placement:
+    """Where a process of the network runs: the address it listens on (and its URL names), and a
+    command prefix that starts it elsewhere, e.g. ``("ip", "netns", "exec", NS)`` for a network
+    namespace of its own (the partition tests). The default is the demo's: 127.0.0.1, here."""
+
+    host: str = "127.0.0.1"
+    prefix: tuple[str, ...] = ()
+
+
+def _spawn(argv: list[str], log: Path, placement: Placement = Placement()) -> subprocess.Popen[bytes]:
     out = os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE), "ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
-        [sys.executable, "-m", "node.cli.main", *argv], stdout=out, stderr=subprocess.STDOUT, env=env
+        [*placement.prefix, sys.executable, "-m", "node.cli.main", *argv],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
 
 
@@ -101,10 +114,11 @@ class LocalNode:
     tokens: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     log_name: str = "serve.log"
+    placement: Placement = Placement()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.placement.host}:{self.port}"
 
     @property
     def log_file(self) -> Path:
@@ -114,7 +128,14 @@ class LocalNode:
         """Another ``watchnet serve`` of this node's directory (on PostgreSQL: a second worker), on
         a port and with a log file of its own, sharing the staff tokens."""
         port = port or free_port()
-        return LocalNode(self.node_id, self.directory, port, dict(self.tokens), log_name=f"serve-{port}.log")
+        return LocalNode(
+            self.node_id,
+            self.directory,
+            port,
+            dict(self.tokens),
+            log_name=f"serve-{port}.log",
+            placement=self.placement,
+        )
 
     def signing_key(self) -> SigningKey:
         return load_signing_key(self.directory / "keys" / "signing.key")
@@ -126,7 +147,7 @@ class LocalNode:
         if self.process is not None and self.process.poll() is None:
             return
         self.process = _spawn(
-            ["serve", "--node", str(self.directory), "--port", str(self.port)], self.log_file
+            ["serve", "--node", str(self.directory), "--port", str(self.port)], self.log_file, self.placement
         )
         _wait_http(self.url, self.process, self.log_file)
 
@@ -192,6 +213,9 @@ class LocalNetwork:
     org_process: subprocess.Popen[bytes] | None = None
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     """Every demo account's password: random per network, printed in the demo's summary."""
+    placements: dict[str, Placement] = field(default_factory=dict)
+    """Per node id (and ``"org"`` for the organisation's server), where it runs; unnamed ones run
+    here on 127.0.0.1."""
     manifest_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -200,7 +224,7 @@ class LocalNetwork:
 
     @property
     def org_url(self) -> str:
-        return f"http://127.0.0.1:{self.org_port}"
+        return f"http://{self.placements.get('org', Placement()).host}:{self.org_port}"
 
     def node(self, node_id: str) -> LocalNode:
         return self.nodes[node_id]
@@ -216,12 +240,14 @@ class LocalNetwork:
         for node_id in [*self.members, *self.outsiders]:
             directory = self.root / node_id
             port = free_port()
+            placement = self.placements.get(node_id, Placement())
             progress(f"watchnet init {node_id} (port {port})")
             created = create_node(
                 NodeConfig(
                     directory=directory,
                     node_id=node_id,
                     display_name=node_id,
+                    host=placement.host,
                     port=port,
                     root_keyids=tuple(k.keyid for k in self.org_keys),
                     manifest_url=self.org_url,
@@ -242,7 +268,7 @@ class LocalNetwork:
                 replace(config, federation=federation).to_toml().encode(),
                 mode=PRIVATE_FILE,
             )
-            node = LocalNode(node_id, directory, port)
+            node = LocalNode(node_id, directory, port, placement=placement)
             engine = make_engine(config.effective_database_url)
             try:
                 accounts = StaffAccounts(engine)
@@ -290,8 +316,20 @@ class LocalNetwork:
     def start(self, progress: Callable[[str], None] = lambda _: None) -> None:
         log = self.root / "org" / "gov-serve.log"
         progress(f"watchnet gov serve on {self.org_url}")
+        placement = self.placements.get("org", Placement())
         self.org_process = _spawn(
-            ["gov", "serve", "--manifest", str(self.manifest_path), "--port", str(self.org_port)], log
+            [
+                "gov",
+                "serve",
+                "--manifest",
+                str(self.manifest_path),
+                "--host",
+                placement.host,
+                "--port",
+                str(self.org_port),
+            ],
+            log,
+            placement,
         )
         _wait_http(self.org_url, self.org_process, log)
         for node in self.nodes.values():
