@@ -60,3 +60,39 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     yield f"{base.rsplit('/', 1)[0]}/{schema_db}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{schema_db}" WITH (FORCE)')
+
+
+SLOWEST_FIRST = (
+    "test_private_mode.py",
+    "test_demo.py",
+    "test_walkthrough.py",
+    "test_federation.py",
+    "test_score_disclosure.py",
+    "test_sign_in_throttle.py",
+    "test_report.py",
+    "test_leader.py",
+    "chaos/test_partition.py",
+    "chaos/test_kill_mid_propagation.py",
+    "chaos/test_database_restart.py",
+    "chaos/test_slow_peer.py",
+    "chaos/test_clock_skew.py",
+    "test_worker_state.py",
+    "test_cluster_writes.py",
+    "test_cluster_freshness.py",
+    "test_forward_flood.py",
+    "test_face_service.py",
+    "test_console_story.py",
+)
+"""Modules that take a minute or more on two busy cores, longest first: the suite runs on two
+workers, one module at a time each, and starting the long ones first keeps one worker from
+finishing a long module alone at the end."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.relative_to(here).as_posix() if item.path.is_relative_to(here) else ""
+        return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+    items.sort(key=rank)

@@ -30,6 +30,8 @@ from tests.nodeproc import cli
 from tests.test_federation import audit, register, unit
 
 MEMBERS = ["chain-a", "chain-b"]
+ATTACKED = 128
+"""How many coordinates the basis-vector attack below extracts (of 512)."""
 
 
 @pytest.fixture(scope="module")
@@ -212,16 +214,21 @@ def test_unknown_stale_and_foreign_keys_are_refused_and_audited(net: LocalNetwor
 
 
 def test_basis_vector_extraction_through_the_real_protocol_reconstructs_nothing(net: LocalNetwork) -> None:
-    """A member sends the 512 basis vectors (32 messages, inside the rate limit) and rebuilds the gallery
-    from the answers the best way it can; the rebuilt vectors are compared with the true entries."""
+    """A member sends basis vectors (16 to a message, inside the rate limit) and rebuilds the gallery
+    from the answers the best way it can; the rebuilt vectors are compared with the true entries.
+
+    Each basis vector leaks (or hides) one coordinate of every entry independently of the others,
+    so the first ``ATTACKED`` coordinates are as good a test as all 512 at a quarter of the cost;
+    the rebuilt part is compared with the same part of each true entry."""
     a = net.node("chain-a")
-    truth = np.vstack([unit(seed).vector for seed in (7001, 7002, 7003, 7004, 7005)]).astype(np.float64)
+    full = np.vstack([unit(seed).vector for seed in (7001, 7002, 7003, 7004, 7005)]).astype(np.float64)
+    truth = full[:, :ATTACKED] / np.linalg.norm(full[:, :ATTACKED], axis=1, keepdims=True)
     he = params(net)
     keys = QueryKeys.generate(HEContext(he))
     assert upload(net, keys)[0] == 200
-    dimension = truth.shape[1]
+    dimension = full.shape[1]
     answers = []
-    for start in range(0, dimension, 16):
+    for start in range(0, ATTACKED, 16):
         query = encrypted(net, keys, np.eye(dimension)[start : start + 16])
         status, scores = send(net, "chain-b", "/v1/peer/private/query", query, PrivateScores)
         assert status == 200, scores
