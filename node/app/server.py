@@ -30,6 +30,8 @@ from node.app.access import (
     BodyBudget,
     access_middleware,
 )
+from node.app.closures import INTERVAL as CLOSURES_INTERVAL
+from node.app.closures import closure_duty, closures_check, reserve_check, reserve_cleanup_ctx
 from node.app.gauges import register_gauges
 from node.app.integrity_check import integrity_check
 from node.app.leader import DutyLoop, DutyState, LeaderLease
@@ -64,6 +66,7 @@ from node.http.records import add_record_routes
 from node.http.report import add_report_routes
 from node.private.mode import PrivateMode
 from node.records.auditlog import AuditWriter, RefusalTally
+from node.storage.reserve import DiskReserve
 from node.telemetry import Telemetry, setup_telemetry
 from protocol.message import MAX_BULK_SEALED_BYTES
 
@@ -192,10 +195,26 @@ def build_app(
     add_openapi_routes(app)
     lease = _leader_lease(app)  # background duties: in the leader worker only
     app[LEADER_STATUS] = lease.to_dict
-    app[READINESS] = Readiness(context, lease, clock, app[PRIVATE].readiness).to_dict
-    register_gauges(app[TELEMETRY], context, lease, app[AUDIT_WRITER], clock, app[FEDERATION].peer_facts)
+    reserve = DiskReserve(
+        context.config.directory, context.config.storage.reserve_mb, context.config.health.disk_free_min_mb
+    )
+    context.registry.make_room = reserve.make_room  # a deletion that finds the disk full
+    app[READINESS] = Readiness(
+        context,
+        lease,
+        clock,
+        app[PRIVATE].readiness,
+        [closures_check(context.registry, clock), reserve_check(reserve)],
+    ).to_dict
+    register_gauges(
+        app[TELEMETRY], context, lease, app[AUDIT_WRITER], clock, app[FEDERATION].peer_facts, reserve
+    )
+    lease.add_duty(
+        "closures", closure_duty(context.registry, reserve, clock), CLOSURES_INTERVAL, every_worker=True
+    )
     if sweep:
         lease.add_duty("retention", _retention_sweep(app), context.config.retention_sweep)
+    app.cleanup_ctx.append(reserve_cleanup_ctx(reserve))  # before the node serves
     app.cleanup_ctx.append(_audit_flusher)
     app.cleanup_ctx.append(integrity_check)
     app.cleanup_ctx.append(context.registry.following(context.manifests.feed()))  # other workers' changes
