@@ -73,6 +73,8 @@ from protocol.message import MAX_BULK_SEALED_BYTES
 __all__ = ["CONTEXT", "PEER_PREFIX", "PUBLIC_PATHS", "PUBLIC_POSTS", "build_app", "now_utc"]
 
 LOG = logging.getLogger("watchnet.node")
+AUDIT_FAILURE_REPORT_SECONDS = 60.0
+"""While audit flushes keep failing (a full disk), one log line per this many seconds."""
 
 
 def _retention_sweep(app: web.Application) -> DutyLoop:
@@ -124,13 +126,37 @@ async def _audit_flusher(app: web.Application) -> AsyncIterator[None]:
             writer.add(**{**record, "now": app[CLOCK]()})
 
     async def loop() -> None:
+        failing_since: float | None = None  # a full disk fails every flush: say so once a minute
+        failures = 0
+        said = 0.0
         while True:
             await asyncio.sleep(AUDIT_FLUSH_SECONDS)
             try:
                 coalesced()
                 await asyncio.to_thread(writer.flush)
-            except Exception:
-                LOG.exception("audit flush failed; retrying")
+            except Exception as e:
+                failures += 1
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = said = now
+                    LOG.exception("audit flush failed; retrying (%d records kept)", writer.pending)
+                elif now - said >= AUDIT_FAILURE_REPORT_SECONDS:
+                    said = now
+                    LOG.error(
+                        "audit flush still failing for %.0f s (%s, %d attempts): %d records kept",
+                        now - failing_since,
+                        type(e).__name__,
+                        failures,
+                        writer.pending,
+                    )
+                continue
+            if failing_since is not None:
+                LOG.warning(
+                    "audit flush works again after %.0f s and %d failed attempts",
+                    time.monotonic() - failing_since,
+                    failures,
+                )
+                failing_since, failures = None, 0
 
     task = asyncio.create_task(loop())
     yield
