@@ -19,8 +19,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from node.records.auditlog import verify_audit_chain
-from node.records.closures import ClosurePending
-from node.records.registry import WrongState
+from node.records.closures import ClosurePending, PendingClosure
+from node.records.held_journal import HELD_FILE, SLOT_BYTES, HeldJournal
+from node.records.matching import MatchIndex
+from node.records.registry import Registry, WrongState
 from node.storage.models import AuditRecord, LogLeaf
 from protocol.events import EntryEvent, EventKind, EventReason
 from protocol.signed import SignedDocument
@@ -52,6 +54,29 @@ def active(node: Node, seed: int, **overrides: object) -> str:
     entry_id = node.propose(seed, **overrides)
     node.registry.approve(node.officer, entry_id, T0)
     return entry_id
+
+
+def active_after(node: Node, refused: RefusedWrites, seed: int) -> str:
+    """An active entry, registered while writes are let through for a moment."""
+    refused.on = False
+    try:
+        return active(node, seed)
+    finally:
+        refused.on = True
+
+
+def replace_registry(node: Node) -> Registry:
+    """A registry as a restarted process makes it: same database, keys and manifest, nothing in memory."""
+    old = node.registry
+    return Registry(
+        engine=node.engine,
+        node_id=old.node_id,
+        signing_key=old._key,
+        vault=old.vault,
+        manifest=old._manifest,
+        rules=old.rules,
+        index=MatchIndex(512),
+    )
 
 
 def hits(node: Node, seed: int) -> list[str]:
@@ -160,3 +185,52 @@ def test_a_refused_deletion_is_not_held_and_suppresses_nothing(node: Node) -> No
     assert len(node.registry.pending) == 0 and proposed not in node.registry.index.suppressed
     node.registry.approve(node.officer, proposed, T0)
     assert hits(node, 6) == [proposed]
+
+
+def test_held_deletions_outlive_a_restart_and_land_then(node: Node, tmp_path: Path) -> None:
+    refused = RefusedWrites(node.engine)
+    journal = HeldJournal(tmp_path)
+    assert journal.open() == []
+    assert (tmp_path / HELD_FILE).stat().st_size == 2 * SLOT_BYTES, "written out at full size at start"
+    node.registry.pending.on_change = journal.save
+    gone, other = active(node, 7), active(node, 8)
+    refused.on = True
+    for entry_id in (gone, other):
+        with pytest.raises(ClosurePending):
+            node.registry.delete(node.officer2, entry_id, EventReason.ERROR, T0 + timedelta(hours=1))
+    refused.on = False
+    assert node.registry.land_pending(T0 + timedelta(hours=2)) == 2  # both land, then one is decided again
+    refused.on = True
+    third = active_after(node, refused, 9)
+    with pytest.raises(ClosurePending):
+        node.registry.delete(node.officer2, third, EventReason.NO_LONGER_NECESSARY, T0 + timedelta(hours=3))
+
+    node.registry = replace_registry(node)  # the process ends; a new one on the same directory
+    restarted = node
+    kept = HeldJournal(tmp_path).open()
+    assert [(c.entry_id, c.kind, c.reason, c.decided_at) for c in kept] == [
+        (third, EventKind.DELETED, EventReason.NO_LONGER_NECESSARY, T0 + timedelta(hours=3))
+    ]
+    restarted.registry.resume_held(kept)
+    restarted.registry.rebuild_index()
+    assert hits(restarted, 9) == [] and len(restarted.registry.pending) == 1
+    refused.on = False
+    assert restarted.registry.land_pending(T0 + timedelta(hours=4)) == 1
+    assert restarted.registry.get(third).status == "deleted" and closing_events(restarted, third) == ["deleted"]
+
+
+def test_a_torn_slot_of_the_journal_falls_back_to_the_other(tmp_path: Path) -> None:
+    journal = HeldJournal(tmp_path)
+    journal.open()
+    one = PendingClosure("ent-1", "acc-1", EventKind.DELETED, EventReason.ERROR, T0)
+    two = PendingClosure("ent-2", "system", EventKind.EXPIRED, EventReason.RETENTION_EXPIRED, T0)
+    journal.save([one])
+    journal.save([one, two])
+    assert [c.entry_id for c in HeldJournal(tmp_path).open()] == ["ent-1", "ent-2"]
+    with (tmp_path / HELD_FILE).open("r+b") as f:  # the newer slot (sequence 2, the first) torn
+        f.seek(200)
+        f.write(b"#")
+    assert [c.entry_id for c in HeldJournal(tmp_path).open()] == ["ent-1"]
+    size = (tmp_path / HELD_FILE).stat().st_size
+    journal.save([])
+    assert (tmp_path / HELD_FILE).stat().st_size == size, "overwritten in place, never grown"

@@ -66,6 +66,7 @@ from node.http.records import add_record_routes
 from node.http.report import add_report_routes
 from node.private.mode import PrivateMode
 from node.records.auditlog import AuditWriter, RefusalTally
+from node.records.held_journal import HeldJournal
 from node.storage.reserve import DiskReserve
 from node.telemetry import Telemetry, setup_telemetry
 from protocol.message import MAX_BULK_SEALED_BYTES
@@ -164,7 +165,14 @@ async def _audit_flusher(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     coalesced(everything=True)
-    writer.flush()
+    try:
+        writer.flush()
+    except Exception as e:  # noqa: BLE001  (stopping: say what is lost rather than fail the shutdown)
+        LOG.error(
+            "%d audit records could not be written at shutdown (%s); they are lost",
+            writer.pending,
+            type(e).__name__,
+        )
 
 
 async def _federation(app: web.Application) -> AsyncIterator[None]:
@@ -209,6 +217,10 @@ def build_app(
     app[TOKEN_CACHE] = {}
     app[PRIVATE] = PrivateMode(context, clock)
     app[FEDERATION] = Federation(context, clock, app[TELEMETRY], private=app[PRIVATE])
+    if context.engine.dialect.name == "sqlite":  # one process: its held deletions outlive a restart
+        journal = HeldJournal(context.config.directory)
+        context.registry.resume_held(journal.open())
+        context.registry.pending.on_change = journal.save
     context.registry.rebuild_index()
     add_health_routes(app)
     add_record_routes(app)

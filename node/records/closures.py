@@ -6,14 +6,16 @@ database gone), the decision is held here and answered ``deletion_pending``; the
 writes it until it lands, then the usual propagation follows (the signed event, the tree head,
 notices to the members, their receipts). Held decisions live in this process's memory: the
 worker that decided a deletion suppresses it at once, other workers of the node (PostgreSQL)
-only once it is committed, and a restart before it lands forgets it (the entry matches again
-until an officer deletes it again or the sweep finds it expired again: readiness is red and names
-``deletions`` all the while).
+only once it is committed. On SQLite the held decisions are also kept across a restart
+(``node.records.held_journal``); a worker on PostgreSQL that restarts before one lands forgets it
+(the sweep decides an expiry again; an officer's deletion must be made again). Readiness is red
+and names ``deletions`` all the while.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -81,6 +83,13 @@ class PendingClosures:
         self._lock = threading.Lock()
         self.landed = 0
         """How many held decisions were written later (for health and tests)."""
+        self.on_change: Callable[[list[PendingClosure]], None] = lambda _held: None
+        """Called with every held closure when one is held, written or dropped (the node keeps
+        them across a restart: ``node.records.held_journal``)."""
+
+    def _changed(self) -> None:
+        """Under the lock: tell ``on_change``, oldest first."""
+        self.on_change(sorted(self._held.values(), key=lambda p: p.decided_at))
 
     def __len__(self) -> int:
         return len(self._held)
@@ -108,19 +117,29 @@ class PendingClosures:
                 disk_full=disk_full,
             )
             self._held[closure.entry_id] = held
+            if known is None or known.written != held.written:
+                self._changed()
             return held
+
+    def restore(self, closures: list[PendingClosure]) -> None:
+        """Hold closures kept from before a restart (their entries must be suppressed first)."""
+        with self._lock:
+            for closure in closures:
+                self._held.setdefault(closure.entry_id, closure)
 
     def mark_written(self, entry_id: str) -> None:
         """The closure's transaction committed; only its tree head is left to publish."""
         with self._lock:
             known = self._held.get(entry_id)
-            if known is not None:
+            if known is not None and not known.written:
                 self._held[entry_id] = replace(known, written=True)
+                self._changed()
 
     def drop(self, entry_id: str, *, landed: bool) -> None:
         with self._lock:
-            if self._held.pop(entry_id, None) is not None and landed:
-                self.landed += 1
+            if self._held.pop(entry_id, None) is not None:
+                self.landed += int(landed)
+                self._changed()
 
     def to_dict(self) -> dict[str, Any]:
         held = self.all()

@@ -643,6 +643,18 @@ class Registry:
         self.pending.drop(closure.entry_id, landed=False)
         self.index.readmit(closure.entry_id)
 
+    def resume_held(self, held: builtins.list[PendingClosure]) -> None:
+        """Hold again the closures kept from before a restart: suppressed before the index loads."""
+        for closure in held:
+            self.index.suppress(closure.entry_id)
+        self.pending.restore(held)
+        if held:
+            LOG.error(
+                "%d deletion(s) or expiries decided before the restart are not written yet; they "
+                "do not match and are retried",
+                len(held),
+            )
+
     def land_pending(self, now: datetime) -> int:
         """Write the held closures, oldest first, until one fails again; returns how many landed.
 

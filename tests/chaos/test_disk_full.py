@@ -9,7 +9,9 @@ chain-b is on the ordinary disk. A filler file takes every free byte of the tmpf
 - with the reserve gone and the disk full again, the next deletion answers 202 ``deletion_pending``
   and the person no longer matches at once; readiness is 503 naming ``disk``, ``deletions`` and
   ``disk_reserve``; once the filler is removed the deletion lands within seconds, chain-b's
-  receipt arrives exactly once, the reserve is taken back and readiness is 200 again.
+  receipt arrives exactly once, the reserve is taken back and readiness is 200 again;
+- a deletion held when the node is restarted on the full disk is still held (and not matching)
+  after the restart, and lands once space returns.
 
 It needs ``mount -t tmpfs`` (root): without it the module is skipped, except under CI=true, where
 that is a failure.
@@ -202,3 +204,28 @@ def test_with_the_reserve_gone_a_deletion_is_pending_stops_matching_and_lands_wh
         f"\nfull disk, no reserve: 202 in {answered:.2f} s; after the filler went: written in "
         f"{landed:.2f} s, chain-b's receipt {receipt:.2f} s, ready again {back:.2f} s"
     )
+
+
+def test_a_held_deletion_outlives_a_restart_on_the_full_disk(net: LocalNetwork) -> None:
+    a, b = net.node("chain-a"), net.node("chain-b")
+    entry_id = register(a, unit(33))
+    assert wait_for(lambda: follows(b, "chain-a", 5), 20), "chain-b follows chain-a's log"
+    assert wait_for(lambda: (a.directory / RESERVE_FILE).exists(), 10)
+    (a.directory / RESERVE_FILE).unlink()  # as if given up before: the disk fills without one
+    fill(a.directory)
+    status, body = a.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "error"})
+    assert status == 202, body
+    started = time.monotonic()
+    a.stop()
+    stopped = time.monotonic() - started
+    a.start()
+    restart = time.monotonic() - started
+    assert matched(a, 33) == [], "still held after the restart: no match"
+    status, health = ready(a)
+    assert status == 503 and health["checks"]["deletions"]["pending"] == 1, health
+    freed = time.monotonic()
+    (a.directory / "filler").unlink()
+    assert wait_for(lambda: confirmed_by(a, entry_id) == [["chain-b"]], 20, interval=0.1), confirmed_by(a, entry_id)
+    receipt = time.monotonic() - freed
+    assert wait_for(lambda: ready(a)[0] == 200, 15, interval=0.2), ready(a)
+    print(f"\nrestarted on the full disk in {restart:.1f} s (stop {stopped:.1f} s) with the deletion held; receipt {receipt:.2f} s after space returned")
