@@ -20,6 +20,7 @@ that is a failure.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import time
@@ -28,10 +29,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import pytest
 
 from node.config import HealthSettings, NodeConfig, StorageSettings
 from node.demo.network import LocalNetwork, LocalNode, wait_for
+from node.http.openapi import openapi_document
 from node.storage.reserve import RESERVE_FILE
 from tests.test_federation import register, unit
 
@@ -41,6 +44,14 @@ RESERVE_MB = 4
 MIN_FREE_MB = 2
 LANDS_WITHIN = 5.0
 """Seconds from free space to the held deletion written (the retry backs off to 2 s)."""
+
+
+def documented(path: str, status: str, body: Any) -> None:
+    """``body`` is what node/http/openapi.json says ``GET``/``POST path`` answers with ``status``."""
+    document = json.loads(openapi_document())
+    operation = next(iter(document["paths"][path].values()))
+    schema = operation["responses"][status]["content"]["application/json"]["schema"]
+    jsonschema_rs.validator_for({**schema, "components": document["components"]}).validate(body)
 
 
 def mount_tmpfs(directory: Path) -> None:
@@ -174,11 +185,16 @@ def test_with_the_reserve_gone_a_deletion_is_pending_stops_matching_and_lands_wh
     answered = time.monotonic() - started
     assert status == 202, body
     assert (body["status"], body["entry_id"]) == ("deletion_pending", entry_id), body
+    documented("/v1/entries/{entry_id}/delete", "202", body)
     assert matched(a, 32) == [], "the person no longer matches, at once"
     status, health = ready(a)
     assert status == 503, health
     assert {"disk", "deletions", "disk_reserve"} <= set(health["failing"]), health["failing"]
     assert health["checks"]["deletions"]["pending"] == 1 and health["checks"]["deletions"]["disk_full"]
+    documented("/v1/health/ready", "503", health)
+    status, detail = a.call("GET", "/v1/health")
+    assert status == 200 and detail["deletions"]["pending"] == 1 and detail["deletions"]["disk_full"]
+    documented("/v1/health", "200", detail)
     time.sleep(2.5)  # a retry or two on the full disk: still held, still not matching, not sent
     assert matched(a, 32) == [] and confirmed_by(a, entry_id) == []
 
