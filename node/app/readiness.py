@@ -13,7 +13,9 @@ is not. The parts:
   duties of every worker (``closures``: writing its held deletions, and the disk reserve);
 - ``manifest``: the trusted manifest is valid for at least ``manifest_min_validity`` more;
 - ``integrity``: the store agrees with the log the node signed (it refuses queries otherwise);
-- ``private``: where the manifest allows private mode, a gallery has been built to answer from.
+- ``private``: where the manifest allows private mode, a gallery has been built to answer from;
+- ``deletions`` and ``disk_reserve`` (``node.app.closures``): no decided deletion or expiry waits
+  to be written, and the disk reserve is held.
 
 Checks are cheap and run per request (the database check in a thread), so a load balancer
 polling every few seconds sees a fault within one poll.
