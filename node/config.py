@@ -42,6 +42,7 @@ __all__ = [
     "NoticeSettings",
     "SecuritySettings",
     "Server",
+    "StorageSettings",
     "load_manifest_file",
 ]
 
@@ -285,6 +286,30 @@ class HealthSettings:
             values["disk_free_min_mb"] = f.integer("disk_free_min_mb", low=0, high=1 << 20)
         if f.has("duty_stall_factor"):
             values["duty_stall_factor"] = f.integer("duty_stall_factor", low=2, high=100)
+        f.finish()
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """The node directory's disk (``[storage]``).
+
+    ``reserve_mb``: the size of the reserve file (``disk-reserve`` in the node directory) held on
+    the disk in real blocks, given up when a deletion or an expiry cannot be written for a full
+    disk, so that it can (``node.storage.reserve``). 0 keeps no reserve. Between 0 and 65,536.
+    """
+
+    reserve_mb: int = 64
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reserve_mb": self.reserve_mb}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> StorageSettings:
+        f = Fields(data, "storage")
+        values: dict[str, Any] = {}
+        if f.has("reserve_mb"):
+            values["reserve_mb"] = f.integer("reserve_mb", low=0, high=1 << 16)
         f.finish()
         return cls(**values)
 
@@ -548,6 +573,7 @@ class NodeConfig:
     connections: Connections = field(default_factory=Connections)
     server: Server = field(default_factory=Server)
     health: HealthSettings = field(default_factory=HealthSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
 
     @property
     def pinned_root_threshold(self) -> int:
@@ -600,6 +626,7 @@ class NodeConfig:
             "console": self.console.to_dict(),
             "connections": self.connections.to_dict(),
             "health": self.health.to_dict(),
+            "storage": self.storage.to_dict(),
         }
         doc["security"] = self.security.to_dict()
         if self.database_url:
@@ -686,6 +713,7 @@ class NodeConfig:
             else Connections(),
             server=Server.from_dict(f.obj("server")) if f.has("server") else Server(),
             health=HealthSettings.from_dict(f.obj("health")) if f.has("health") else HealthSettings(),
+            storage=StorageSettings.from_dict(f.obj("storage")) if f.has("storage") else StorageSettings(),
         )
         for section in (f, listen, keys, database, governance, retention, telemetry):
             if section.rest():

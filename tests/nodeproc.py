@@ -5,14 +5,18 @@ from __future__ import annotations
 import io
 import sys
 from contextlib import redirect_stdout
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from node.cli.main import main
+from node.config import NodeConfig, StorageSettings
 from node.demo.network import LocalNode, free_port
 from tests.factories import KEYS, make_manifest, signed_manifest
 
 PASSWORD = "a long enough password"
+RESERVE_MB = 4
+"""``[storage] reserve_mb`` of the test nodes."""
 STAFF = {
     "reg1": "registrar",
     "off1": "officer",
@@ -60,6 +64,10 @@ class NodeProcess(LocalNode):
             "--port",
             str(port),
             *extra,
+        )
+        config = NodeConfig.load(directory)  # a small disk reserve: tests start many nodes on one disk
+        (directory / "config.toml").write_text(
+            replace(config, storage=StorageSettings(reserve_mb=RESERVE_MB)).to_toml(), encoding="utf-8"
         )
         node = cls("chain-a", directory, port)
         for username, role in STAFF.items():

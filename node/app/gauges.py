@@ -3,7 +3,8 @@
 Counters (requests, refusals by code, duty errors, expiries) are counted where they happen; these
 gauges are read when scraped: each duty's age since its last success, the receipts each member
 still owes us, each peer's consecutive sync failures and the circuit breaker, the manifest's
-remaining validity, the audit writer's queue and free disk space. Labels are node ids, duty
+remaining validity, the audit writer's queue, free disk space, the deletions decided but not yet
+written and whether the disk reserve is held. Labels are node ids, duty
 names and states only: nothing personal, nothing biometric. A gauge whose source fails (the
 database down) reports nothing for that scrape rather than failing the scrape; readiness names
 the fault.
@@ -24,6 +25,7 @@ from node.context import NodeContext
 from node.federation.sync import receipts_owed
 from node.records.auditlog import AuditWriter
 from node.storage.models import PeerState
+from node.storage.reserve import DiskReserve
 from node.telemetry import Telemetry
 
 __all__ = ["register_gauges"]
@@ -51,6 +53,7 @@ def register_gauges(
     audit: AuditWriter,
     clock: Callable[[], datetime],
     peers: Callable[[], dict[str, dict[str, object]]],
+    reserve: DiskReserve | None = None,
 ) -> None:
     """Observable gauges on the node's meter; ``peers`` gives each peer's live facts (circuit
     state, clock skew) from federation."""
@@ -58,8 +61,8 @@ def register_gauges(
 
     def duty_ages() -> Iterable[Observation]:
         now = clock()
-        for state in lease.states() if lease.is_leader else []:
-            since = state.last_ok or lease.since or now
+        for state in lease.running_states():
+            since = state.last_ok or (lease.worker_since() if state.every_worker else lease.since) or now
             yield Observation((now - since).total_seconds(), {"duty": state.name})
 
     def owed() -> Iterable[Observation]:
@@ -120,6 +123,21 @@ def register_gauges(
             lambda: [Observation(audit.pending)],
         ),
         ("watchnet.disk.free", "free bytes on the node directory's disk", "By", disk_free),
+        (
+            "watchnet.deletions.pending",
+            "deletions and expiries decided (no longer matching) whose write has not landed",
+            "1",
+            lambda: [Observation(len(context.registry.pending))],
+        ),
     ]
+    if reserve is not None and reserve.enabled:
+        gauges.append(
+            (
+                "watchnet.disk.reserve_held",
+                "1 while the disk reserve is held, 0 once released (a write found the disk full)",
+                "1",
+                lambda: [Observation(1 if reserve.held else 0)],
+            )
+        )
     for name, description, unit, read in gauges:
         meter.create_observable_gauge(name, [_guarded(name, read)], unit=unit, description=description)

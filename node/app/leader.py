@@ -18,6 +18,10 @@ within about ``KEEPALIVE_SECONDS`` too.
 On SQLite there is one process per node (``node.app.single`` refuses a second one) and it is
 always the leader.
 
+A duty added with ``every_worker=True`` runs in every worker from start to stop, leader or not,
+under the same supervision: the writing of this worker's own held deletions (only the worker that
+decided one holds it) and its disk reserve.
+
 Each duty is a coroutine function that loops forever and calls ``DutyState.ok()`` after each
 pass. It runs supervised: an exception is logged, counted (in health and the
 ``watchnet.duty.errors`` counter), and the duty is restarted after a backoff that doubles from
@@ -111,6 +115,8 @@ class DutyState:
     clock: Callable[[], datetime]
     interval: timedelta = timedelta(seconds=60)
     """How often a pass is due: readiness calls the duty stalled after a multiple of it."""
+    every_worker: bool = False
+    """Run by every worker (not only the leader)."""
     last_ok: datetime | None = None
     runs: int = 0
     errors: int = 0
@@ -145,6 +151,7 @@ DutyLoop = Callable[[DutyState], Awaitable[None]]
 class _Duty:
     state: DutyState
     loop: DutyLoop
+    every_worker: bool = False
     task: asyncio.Task[None] | None = None
 
 
@@ -167,15 +174,24 @@ class LeaderLease:
     _connection: Connection | None = None
     _executor: ThreadPoolExecutor | None = None
     _task: asyncio.Task[None] | None = None
+    _started: datetime | None = None
 
     @property
     def shared(self) -> bool:
         """Whether several workers may share the database (PostgreSQL) and so compete."""
         return self.engine.dialect.name == "postgresql"
 
-    def add_duty(self, name: str, loop: DutyLoop, interval: timedelta = timedelta(seconds=60)) -> DutyState:
-        state = DutyState(name, self.clock, interval)
-        self._duties[name] = _Duty(state, loop)
+    def add_duty(
+        self,
+        name: str,
+        loop: DutyLoop,
+        interval: timedelta = timedelta(seconds=60),
+        *,
+        every_worker: bool = False,
+    ) -> DutyState:
+        """A duty for the leader only, or (``every_worker``) for every worker of the node."""
+        state = DutyState(name, self.clock, interval, every_worker)
+        self._duties[name] = _Duty(state, loop, every_worker)
         return state
 
     def duty(self, name: str) -> DutyState:
@@ -184,18 +200,39 @@ class LeaderLease:
     def states(self) -> list[DutyState]:
         return [self._duties[name].state for name in sorted(self._duties)]
 
+    def running_states(self) -> list[DutyState]:
+        """The duties this worker runs now: every worker's, and the leader's while it leads."""
+        return [
+            self._duties[name].state
+            for name in sorted(self._duties)
+            if self.is_leader or self._duties[name].every_worker
+        ]
+
+    def worker_since(self) -> datetime | None:
+        """When this worker's own duties started (``None`` before ``start``)."""
+        return self._started
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "is_leader": self.is_leader,
             "worker": self.worker,
             "since": None if self.since is None else format_time(self.since.replace(microsecond=0)),
             "lease": "advisory-lock" if self.shared else "single-process",
-            "duties": {name: duty.state.to_dict() for name, duty in sorted(self._duties.items())},
+            "duties": {
+                name: duty.state.to_dict() for name, duty in sorted(self._duties.items()) if not duty.every_worker
+            },
+            "worker_duties": {
+                name: duty.state.to_dict() for name, duty in sorted(self._duties.items()) if duty.every_worker
+            },
         }
 
     # ----- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._started = self.clock()
+        for duty in self._duties.values():
+            if duty.every_worker:
+                duty.task = asyncio.create_task(self._supervise(duty), name=f"duty {duty.state.name}")
         if not self.shared:
             self._gain()
             return
@@ -208,6 +245,7 @@ class LeaderLease:
                 await self._task
             self._task = None
         await self._lose("stopping")
+        await _cancel([d for d in self._duties.values() if d.every_worker])
         if self._connection is not None:
             connection, self._connection = self._connection, None
             with contextlib.suppress(Exception):
@@ -296,21 +334,15 @@ class LeaderLease:
             ", ".join(self._duties) or "no duties",
         )
         for duty in self._duties.values():
-            duty.task = asyncio.create_task(self._supervise(duty), name=f"duty {duty.state.name}")
+            if not duty.every_worker:
+                duty.task = asyncio.create_task(self._supervise(duty), name=f"duty {duty.state.name}")
 
     async def _lose(self, why: str) -> None:
         if self.is_leader:
             log = LOG.info if why == "stopping" else LOG.warning
             log("worker %s is no longer the leader of %s (%s)", self.worker, self.node_id, why)
         self.is_leader, self.since = False, None
-        tasks = [d.task for d in self._duties.values() if d.task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for duty in self._duties.values():
-            duty.task = None
+        await _cancel([d for d in self._duties.values() if not d.every_worker])
 
     async def _supervise(self, duty: _Duty) -> None:
         state = duty.state
@@ -339,3 +371,14 @@ class LeaderLease:
                 delay = min(delay * 2, RETRY_MAX)
         finally:
             state.running = False
+
+
+async def _cancel(duties: list[_Duty]) -> None:
+    tasks = [d.task for d in duties if d.task is not None]
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for duty in duties:
+        duty.task = None

@@ -9,10 +9,13 @@ is not. The parts:
   the watchlist, the log and the audit trail are written there);
 - ``duties``: on the leader, every background duty (retention, following, notices, manifest) had a
   success within ``duty_stall_factor`` times its interval plus ``duty_stall_grace``, counted from
-  when this worker became leader for a duty that has not run yet; a follower worker runs none;
+  when this worker became leader for a duty that has not run yet; a follower worker runs only the
+  duties of every worker (``closures``: writing its held deletions, and the disk reserve);
 - ``manifest``: the trusted manifest is valid for at least ``manifest_min_validity`` more;
 - ``integrity``: the store agrees with the log the node signed (it refuses queries otherwise);
-- ``private``: where the manifest allows private mode, a gallery has been built to answer from.
+- ``private``: where the manifest allows private mode, a gallery has been built to answer from;
+- ``deletions`` and ``disk_reserve`` (``node.app.closures``): no decided deletion or expiry waits
+  to be written, and the disk reserve is held.
 
 Checks are cheap and run per request (the database check in a thread), so a load balancer
 polling every few seconds sees a fault within one poll.
@@ -122,14 +125,15 @@ class Readiness:
         return Check("disk", True, f"{free >> 20} MiB free", facts)
 
     def _duties(self) -> list[Check]:
-        if not self.lease.is_leader:
-            return [Check("duties", True, "run by the node's leader worker, not this one")]
         health = self.context.config.health
         now = self.clock()
         out = []
-        for state in self.lease.states():
+        if not self.lease.is_leader:
+            out.append(Check("duties", True, "run by the node's leader worker, not this one"))
+        for state in self.lease.running_states():
             limit = state.interval * health.duty_stall_factor + health.duty_stall_grace
-            out.append(_duty_check(state, now, limit, self.lease.since or now))
+            since = self.lease.worker_since() if state.every_worker else self.lease.since
+            out.append(_duty_check(state, now, limit, since or now))
         return out
 
     def _manifest(self) -> Check:

@@ -32,6 +32,8 @@ from node.app.access import (
     BodyBudget,
     access_middleware,
 )
+from node.app.closures import INTERVAL as CLOSURES_INTERVAL
+from node.app.closures import closure_duty, closures_check, reserve_check, reserve_cleanup_ctx
 from node.app.gauges import register_gauges
 from node.app.integrity_check import integrity_check
 from node.app.last_resort import OUTAGE_LOG, database_unavailable, last_resort_middleware
@@ -67,12 +69,16 @@ from node.http.records import add_record_routes
 from node.http.report import add_report_routes
 from node.private.mode import PrivateMode
 from node.records.auditlog import AuditWriter, RefusalTally
+from node.records.held_journal import HeldJournal
+from node.storage.reserve import DiskReserve
 from node.telemetry import Telemetry, setup_telemetry
 from protocol.message import MAX_BULK_SEALED_BYTES
 
 __all__ = ["CONTEXT", "PEER_PREFIX", "PUBLIC_PATHS", "PUBLIC_POSTS", "build_app", "now_utc"]
 
 LOG = logging.getLogger("watchnet.node")
+AUDIT_FAILURE_REPORT_SECONDS = 60.0
+"""While audit flushes keep failing (a full disk), one log line per this many seconds."""
 
 
 def _retention_sweep(app: web.Application) -> DutyLoop:
@@ -129,13 +135,18 @@ async def _audit_flusher(app: web.Application) -> AsyncIterator[None]:
 
     async def loop() -> None:
         pause = AUDIT_FLUSH_SECONDS
+        failing_since: float | None = None  # a full disk fails every flush: say so once a minute
+        failures = 0
+        said = 0.0
         while True:
             await asyncio.sleep(pause)
             try:
                 coalesced()
                 await asyncio.to_thread(writer.flush)
-                pause = AUDIT_FLUSH_SECONDS
             except Exception as e:
+                failures += 1
+                pause = min(pause * 2, AUDIT_RETRY_MAX)
+                now = time.monotonic()
                 if database_unavailable(e):  # one line every few seconds, not a traceback per try
                     OUTAGE_LOG.warning(
                         "audit-flush",
@@ -143,9 +154,29 @@ async def _audit_flusher(app: web.Application) -> AsyncIterator[None]:
                         type(e).__name__,
                         writer.pending,
                     )
-                else:
-                    LOG.exception("audit flush failed; retrying")
-                pause = min(pause * 2, AUDIT_RETRY_MAX)
+                elif failing_since is None:
+                    LOG.exception("audit flush failed; retrying (%d records kept)", writer.pending)
+                    said = now
+                elif now - said >= AUDIT_FAILURE_REPORT_SECONDS:
+                    said = now
+                    LOG.error(
+                        "audit flush still failing for %.0f s (%s, %d attempts): %d records kept",
+                        now - failing_since,
+                        type(e).__name__,
+                        failures,
+                        writer.pending,
+                    )
+                if failing_since is None:
+                    failing_since = now
+                continue
+            pause = AUDIT_FLUSH_SECONDS
+            if failing_since is not None:
+                LOG.warning(
+                    "audit flush works again after %.0f s and %d failed attempts",
+                    time.monotonic() - failing_since,
+                    failures,
+                )
+                failing_since, failures = None, 0
 
     task = asyncio.create_task(loop())
     yield
@@ -153,7 +184,14 @@ async def _audit_flusher(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     coalesced(everything=True)
-    writer.flush()
+    try:
+        writer.flush()
+    except Exception as e:  # noqa: BLE001  (stopping: say what is lost rather than fail the shutdown)
+        LOG.error(
+            "%d audit records could not be written at shutdown (%s); they are lost",
+            writer.pending,
+            type(e).__name__,
+        )
 
 
 async def _federation(app: web.Application) -> AsyncIterator[None]:
@@ -202,6 +240,10 @@ def build_app(
     app[TOKEN_CACHE] = {}
     app[PRIVATE] = PrivateMode(context, clock)
     app[FEDERATION] = Federation(context, clock, app[TELEMETRY], private=app[PRIVATE])
+    if context.engine.dialect.name == "sqlite":  # one process: its held deletions outlive a restart
+        journal = HeldJournal(context.config.directory)
+        context.registry.resume_held(journal.open())
+        context.registry.pending.on_change = journal.save
     context.registry.rebuild_index()
     add_health_routes(app)
     add_record_routes(app)
@@ -214,10 +256,26 @@ def build_app(
     add_openapi_routes(app)
     lease = _leader_lease(app)  # background duties: in the leader worker only
     app[LEADER_STATUS] = lease.to_dict
-    app[READINESS] = Readiness(context, lease, clock, app[PRIVATE].readiness).to_dict
-    register_gauges(app[TELEMETRY], context, lease, app[AUDIT_WRITER], clock, app[FEDERATION].peer_facts)
+    reserve = DiskReserve(
+        context.config.directory, context.config.storage.reserve_mb, context.config.health.disk_free_min_mb
+    )
+    context.registry.make_room = reserve.make_room  # a deletion that finds the disk full
+    app[READINESS] = Readiness(
+        context,
+        lease,
+        clock,
+        app[PRIVATE].readiness,
+        [closures_check(context.registry, clock), reserve_check(reserve)],
+    ).to_dict
+    register_gauges(
+        app[TELEMETRY], context, lease, app[AUDIT_WRITER], clock, app[FEDERATION].peer_facts, reserve
+    )
+    lease.add_duty(
+        "closures", closure_duty(context.registry, reserve, clock), CLOSURES_INTERVAL, every_worker=True
+    )
     if sweep:
         lease.add_duty("retention", _retention_sweep(app), context.config.retention_sweep)
+    app.cleanup_ctx.append(reserve_cleanup_ctx(reserve))  # before the node serves
     app.cleanup_ctx.append(_audit_flusher)
     app.cleanup_ctx.append(integrity_check)
     app.cleanup_ctx.append(context.registry.following(context.manifests.feed()))  # other workers' changes

@@ -1,4 +1,5 @@
-"""``watchnet init``, ``watchnet db ...`` and ``watchnet user ...``: setting up and staffing a node."""
+"""``watchnet init``, ``watchnet db ...``, ``watchnet user ...`` and ``watchnet node ...``: setting up,
+staffing and looking after a node."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from protocol.signed import SignedDocument
 
 if TYPE_CHECKING:
     from node.records.accounts import StaffAccounts
+    from node.storage.reserve import DiskReserve
 
 __all__ = ["register"]
 
@@ -260,6 +262,49 @@ def cmd_user_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reserve(args: argparse.Namespace) -> DiskReserve:
+    from node.storage.reserve import DiskReserve
+
+    config = NodeConfig.load(Path(args.node))
+    return DiskReserve(config.directory, config.storage.reserve_mb, config.health.disk_free_min_mb)
+
+
+def cmd_reserve_release(args: argparse.Namespace) -> int:
+    reserve = _reserve(args)
+    try:
+        freed = reserve.release("released by hand: watchnet node release-reserve")
+    except OSError as e:
+        raise ConfigurationError(f"could not remove {reserve.path}: {e.strerror}") from e
+    state = reserve.state()
+    text = (
+        f"released the disk reserve: {freed >> 20} MiB freed under {reserve.directory} "
+        f"({state.free_mb} MiB free); a running node writes its held deletions within seconds"
+        if freed
+        else f"no disk reserve held under {reserve.directory} ({state.free_mb} MiB free)"
+    )
+    _emit(args, {"released": freed > 0, "freed_mb": freed >> 20, **state.to_dict()}, text)
+    return 0
+
+
+def cmd_reserve_restore(args: argparse.Namespace) -> int:
+    reserve = _reserve(args)
+    if not reserve.enabled:
+        _emit(args, reserve.state().to_dict(), "no disk reserve is configured ([storage] reserve_mb = 0)")
+        return 0
+    try:
+        written = reserve.restore()
+    except OSError as e:
+        raise ConfigurationError(f"could not write {reserve.path}: {e.strerror}") from e
+    state = reserve.state()
+    text = (
+        f"disk reserve of {state.size_mb} MiB held at {reserve.path} ({state.free_mb} MiB free)"
+        if written
+        else f"the disk reserve is held already ({state.size_mb} MiB at {reserve.path})"
+    )
+    _emit(args, {"restored": written, **state.to_dict()}, text)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def with_common(p: argparse.ArgumentParser, *, node: bool = True) -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -352,6 +397,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = with_common(user_commands.add_parser("token", help="issue an API token (shown once)"))
     p.set_defaults(handler=cmd_user_token)
     p.add_argument("username")
+
+    node = sub.add_parser("node", help="looking after a node's directory: the disk reserve")
+    node_commands = node.add_subparsers(dest="node_command", metavar="COMMAND", required=True)
+    reserve_help = " ([storage] reserve_mb in the node directory, kept for deletions and expiries)"
+    for name, handler, text in (
+        (
+            "release-reserve",
+            cmd_reserve_release,
+            "give the disk reserve up now, so a full disk has room for deletions",
+        ),
+        (
+            "restore-reserve",
+            cmd_reserve_restore,
+            "take the disk reserve again once there is room for it and [health] disk_free_min_mb",
+        ),
+    ):
+        p = with_common(node_commands.add_parser(name, help=text + reserve_help), node=False)
+        p.add_argument("--node", default=".", help="node directory (default: current directory)")
+        p.set_defaults(handler=handler)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -159,6 +159,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Corrected: a new signed version was issued.",
     ),
     "off.deleted": ("削除しました。顔データは消去されました。", "Deleted: the face data was erased."),
+    "off.deletion_pending": (
+        "削除を決定しました。この人物はもう照合されません。ディスクが一杯などの理由でまだ書き込めていませんが、"
+        "書き込めるようになり次第ノードが書き込み、加盟店に通知します。",
+        "Deletion decided: the person no longer matches. It could not be written yet (the disk may "
+        "be full); the node writes it as soon as it can, then notifies the members.",
+    ),
     "off.unchanged": (
         "訂正する内容がありません（種別も証跡も変わっていません）。",
         "Nothing to correct: the category and evidence are unchanged.",

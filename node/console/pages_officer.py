@@ -23,7 +23,8 @@ from governance.roles import Action
 from governance.rules import check_registration
 from node.console.pages import NO_STORE_HEADERS, PREFIX, Visit, redirect, render, staff_page, url
 from node.context import NodeContext
-from node.http.api import CLOCK, CONTEXT, refuse_extra
+from node.http.api import CLOCK, CONTEXT, audit_later, refuse_extra
+from node.records.closures import ClosurePending
 from node.records.registry import EntryFacts, EntryState
 from protocol.entry import Evidence
 from protocol.errors import MalformedError
@@ -189,9 +190,14 @@ async def delete(request: web.Request, visit: Visit) -> web.StreamResponse:
     reason = _reason(f.enum("reason", EventReason), DELETE_REASONS)
     refuse_extra(f)
     context = request.app[CONTEXT]
-    await asyncio.to_thread(
-        context.registry.delete, visit.staff, request.match_info["entry_id"], reason, request.app[CLOCK]()
-    )
+    try:
+        await asyncio.to_thread(
+            context.registry.delete, visit.staff, request.match_info["entry_id"], reason, request.app[CLOCK]()
+        )
+    except ClosurePending:  # decided, no longer matching, written later (see records.deletion_pending)
+        await audit_later(request, "ok:303")
+        visit.session.notices.append("off.deletion_pending")
+        raise web.HTTPSeeOther(url(PAGE, visit.lang), headers=NO_STORE_HEADERS) from None
     return _done(visit, "off.deleted")
 
 

@@ -31,7 +31,7 @@ from typing import Any
 from governance.description import manifest_from_description, next_version
 from governance.manifest import Manifest
 from governance.roles import Role
-from node.config import Federation, NodeConfig
+from node.config import Federation, NodeConfig, StorageSettings
 from node.files import PRIVATE_FILE, write_atomic
 from node.records.accounts import StaffAccounts
 from node.records.keystore import load_encryption_key, load_signing_key, save_key
@@ -207,6 +207,8 @@ class LocalNetwork:
     manifest_poll: str = "2s"
     databases: dict[str, str] = field(default_factory=dict)
     """A database URL per node id (PostgreSQL, say); a node not named keeps SQLite in its directory."""
+    reserve_mb: int = 8
+    """Each node's disk reserve (``[storage] reserve_mb``): small, as many nodes share one disk here."""
     nodes: dict[str, LocalNode] = field(default_factory=dict)
     org_keys: list[SigningKey] = field(default_factory=list)
     org_port: int = 0
@@ -265,7 +267,9 @@ class LocalNetwork:
             )
             write_atomic(
                 directory / "config.toml",
-                replace(config, federation=federation).to_toml().encode(),
+                replace(config, federation=federation, storage=StorageSettings(self.reserve_mb))
+                .to_toml()
+                .encode(),
                 mode=PRIVATE_FILE,
             )
             node = LocalNode(node_id, directory, port, placement=placement)

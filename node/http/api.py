@@ -8,6 +8,7 @@ services from the application through the keys defined here.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from node.private.matcher import GalleryNotReady, HEBusy
 from node.private.mode import PrivateMode
 from node.records.accounts import AccountDisabled, AuthenticationFailed, StaffMember
 from node.records.auditlog import AuditWriter
+from node.records.closures import ClosurePending
 from node.records.integrity import IntegrityFailure
 from node.records.ratelimit import RateBuckets
 from node.records.registry import EntryNotFound, TwoPersonRuleViolation, WrongState
@@ -78,6 +80,7 @@ __all__ = [
     "RateLimiter",
     "SharedRateLimiter",
     "admit_peer",
+    "audit_later",
     "error_response",
     "face_for_registration",
     "faces_in_frame",
@@ -246,6 +249,7 @@ class PeerBodiesBusy(PolicyError):
 
 
 STATUS_FOR_ERROR: list[tuple[type[WatchnetError], int]] = [
+    (ClosurePending, 202),
     (OversizedError, 413),
     (IntegrityFailure, 503),
     (BodyTimeout, 408),
@@ -278,6 +282,26 @@ def status_for(error: WatchnetError) -> int:
 def error_response(error: WatchnetError) -> web.Response:
     message = "the node is misconfigured" if isinstance(error, ConfigurationError) else str(error)
     return web.json_response({"error": error.code, "message": message}, status=status_for(error))
+
+
+async def audit_later(request: web.Request, outcome: str) -> None:
+    """Queue this request's audit record in the group-commit writer, which keeps it until it can be
+    written, instead of the synchronous write the access middleware makes after a changing request.
+
+    For an answer given while the disk may be full (a held deletion): the caller then raises its
+    answer (an ``HTTPException``, which the middleware passes on unaudited), so a record the disk
+    refuses now is written later instead of turning the answer into a 500.
+    """
+    resource = request.match_info.route.resource
+    body = await request.read()
+    request.app[AUDIT_WRITER].add(
+        actor=request.get(ACTOR, "anonymous")[:64],
+        action=f"{request.method} {resource.canonical if resource else request.path}",
+        target=request.match_info.get("entry_id", "")[:128],
+        outcome=outcome,
+        request_hash=hashlib.sha256(body).hexdigest() if body else "",
+        now=request.app[CLOCK](),
+    )
 
 
 def require_staff(request: web.Request, action: Action) -> StaffMember:

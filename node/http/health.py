@@ -31,7 +31,8 @@ async def health(request: web.Request) -> web.Response:
     """Liveness, whether private queries would be answered from a current gallery, and whether the
     store agrees with the log the node signed (public: states, sizes and times, no counts of
     entries, no entry ids); ``leader``: whether this worker holds the node's leader lease and
-    runs its background duties, and each duty's last success and errors."""
+    runs its background duties, and each duty's last success and errors; ``deletions``: how many
+    decided deletions and expiries this worker holds unwritten (``node.records.closures``)."""
     return web.json_response(
         {
             "status": "ok",
@@ -39,6 +40,7 @@ async def health(request: web.Request) -> web.Response:
             "integrity": request.app[CONTEXT].registry.integrity.to_dict(),
             "index": request.app[CONTEXT].registry.freshness(),
             "leader": request.app[LEADER_STATUS](),
+            "deletions": request.app[CONTEXT].registry.pending.to_dict(),
         }
     )
 

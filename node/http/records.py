@@ -6,6 +6,7 @@ trusted manifest. Each parses, checks the caller's role, calls one domain functi
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from datetime import date
 from typing import Any
@@ -25,6 +26,7 @@ from node.http.api import (
     MAX_PAGE,
     METRICS,
     STAFF,
+    audit_later,
     face_for_registration,
     image_bytes,
     int_query,
@@ -33,6 +35,7 @@ from node.http.api import (
     refuse_extra,
     require_staff,
 )
+from node.records.closures import ClosurePending
 from node.records.hits import ProposedHit
 from node.records.registry import Proposal
 from node.storage.models import Alert, AuditRecord, EntryRow, LogLeaf, TreeHeadRow
@@ -159,10 +162,28 @@ async def delete(request: web.Request) -> web.Response:
     reason = f.enum("reason", EventReason)
     refuse_extra(f)
     context = request.app[CONTEXT]
-    state = await asyncio.to_thread(
-        context.registry.delete, staff, request.match_info["entry_id"], reason, request.app[CLOCK]()
-    )
+    try:
+        state = await asyncio.to_thread(
+            context.registry.delete, staff, request.match_info["entry_id"], reason, request.app[CLOCK]()
+        )
+    except ClosurePending as e:
+        raise await deletion_pending(request, e) from None
     return web.json_response(state.to_dict())
+
+
+async def deletion_pending(request: web.Request, held: ClosurePending) -> web.HTTPAccepted:
+    """202 ``deletion_pending``: the deletion is decided and no longer matches, its write has not
+    landed (a full disk, the database away) and the node keeps writing it. Raised, not returned,
+    with the request's audit record queued (``audit_later``): the disk may refuse it now."""
+    await audit_later(request, "ok:202")
+    pending = held.pending
+    body = {
+        "entry_id": pending.entry_id,
+        "status": "deletion_pending",
+        "decided_at": format_time(pending.decided_at.replace(microsecond=0)),
+        "message": str(held),
+    }
+    return web.HTTPAccepted(text=json.dumps(body), content_type="application/json")
 
 
 async def match(request: web.Request) -> web.Response:

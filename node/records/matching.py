@@ -3,7 +3,10 @@
 faiss ``IndexFlatIP`` is exact; DESIGN.md measured approximate indexes missing 3-84% of true
 matches on synthetic data, so exactness is the default until a recall check on real embeddings
 justifies more. The index is built from storage and swapped in whole; between rebuilds it is
-updated in place on every registration, correction and deletion. One faiss thread per process
+updated in place on every registration, correction and deletion. A deletion or an expiry, once
+decided, suppresses its entry (``suppress``): it leaves the index at once and stays out of every
+later load, rebuild and snapshot (the private-mode gallery's source) until the closure is written,
+so an entry whose deletion could not be written yet (a full disk) never matches. One faiss thread per process
 (two threads doubled single-query latency here), and a lowered BLAS threshold so that batched
 queries really batch.
 """
@@ -49,6 +52,7 @@ class MatchIndex:
         self._ids: dict[str, int] = {}
         self._keys: dict[int, str] = {}
         self._next_id = 1
+        self._suppressed: set[str] = set()
         self.guard: Callable[[], None] | None = None
         """Called before every search and vector read; it raises to refuse them (the registry sets
         its self-check's ``require_intact``: no answer from a store that disagrees with its log)."""
@@ -68,15 +72,37 @@ class MatchIndex:
             raise MalformedError(f"embedding dimension {embedding.dimension}, index expects {self.dimension}")
         return np.ascontiguousarray(embedding.vector.reshape(1, -1), dtype=np.float32)
 
-    def upsert(self, key: str, embedding: Embedding) -> None:
+    @property
+    def suppressed(self) -> frozenset[str]:
+        """The keys kept out of the index whatever is loaded (closures decided, not yet written)."""
+        with self._lock:
+            return frozenset(self._suppressed)
+
+    def suppress(self, key: str) -> None:
+        """Stop matching ``key`` now and refuse it to every later ``upsert`` and ``replace_all``
+        until ``readmit``: the closure of its entry is decided, its write may still fail."""
+        with self._lock:
+            self._suppressed.add(key)
+            self._remove_locked(key)
+
+    def readmit(self, key: str) -> None:
+        """Lift ``suppress`` (the closure was written, or refused: the entry was not active)."""
+        with self._lock:
+            self._suppressed.discard(key)
+
+    def upsert(self, key: str, embedding: Embedding) -> bool:
+        """Add or replace ``key``; False (nothing added) while it is suppressed."""
         vector = self._vector(embedding)
         with self._lock:
+            if key in self._suppressed:
+                return False
             self._remove_locked(key)
             faiss_id = self._next_id
             self._next_id += 1
             self._index.add_with_ids(vector, np.array([faiss_id], dtype=np.int64))
             self._ids[key] = faiss_id
             self._keys[faiss_id] = key
+            return True
 
     def remove(self, key: str) -> bool:
         with self._lock:
@@ -105,6 +131,8 @@ class MatchIndex:
             fresh._keys = {int(i): k for k, i in zip(keys, ids, strict=True)}
             fresh._next_id = len(keys) + 1
         with self._lock:
+            for key in self._suppressed & fresh._ids.keys():
+                fresh._remove_locked(key)
             self._index, self._ids, self._keys, self._next_id = (
                 fresh._index,
                 fresh._ids,

@@ -5,6 +5,12 @@ leaf, its encrypted payload and the audit record, so a crash leaves either all o
 A refused operation still writes its audit record (in its own transaction). Deletion and expiry
 erase the embedding, the face crop, the evidence reference, the signed entry and every event
 payload of the entry; the tombstone row and the signed events remain, and the log still verifies.
+
+Deletion and expiry fail closed (``node.records.closures``): the entry is suppressed in the match
+index before its transaction runs; a write that fails for the database or the disk is held in
+``pending`` and answered ``ClosurePending``, and ``land_pending`` (the node's retry duty) writes it
+later. A write that fails for a full disk first asks ``make_room`` (the node's disk reserve) and,
+when that freed space, is tried once more at once.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from governance.roles import Action, require_permission
 from governance.rules import RegistrationRules, check_entry, check_registration
 from node.records.accounts import StaffMember
 from node.records.auditlog import append_audit, audit_head, record_audit
+from node.records.closures import DATABASE_ERRORS, ClosurePending, PendingClosure, PendingClosures
 from node.records.eventlog import open_event_log
 from node.records.integrity import IntegrityState
 from node.records.matching import Match, MatchIndex
@@ -36,6 +43,7 @@ from node.storage.engine import erase_checkpoint
 from node.storage.locks import lock_chains
 from node.storage.models import Alert, EntryRow, EventPayloadRow, LogLeaf, ProvisionRow, TreeHeadRow
 from node.storage.notify import ENTRIES, Feed, Follower, notify, shared
+from node.storage.reserve import is_disk_full
 from protocol.canonical import b64url_encode, canonical_bytes, parse_json
 from protocol.commitment import commit, new_salt
 from protocol.embedding import Embedding
@@ -188,6 +196,13 @@ class Registry:
         self._follow_lock = threading.RLock()
         self._applied_log_size = 0
         self.follower: Follower | None = None
+        self.pending = PendingClosures()
+        """Deletions and expiries decided whose write has not landed yet (their entries are suppressed)."""
+        self.make_room: Callable[[], bool] = lambda: False
+        """Called when a closure's write failed for a full disk; True when it freed space (the node
+        sets its disk reserve's ``make_room``)."""
+        self.pending_listeners: list[Callable[[], None]] = []
+        """Called when a closure is newly held (e.g. to wake the retry duty)."""
 
     @property
     def vault(self) -> Vault:
@@ -213,6 +228,8 @@ class Registry:
         try:
             with self.write_lock:
                 return work()
+        except ClosurePending:  # decided, not refused: its audit record lands with its write
+            raise
         except WatchnetError as e:
             self._refuse(staff, action, target, e, now)
             raise
@@ -538,6 +555,52 @@ class Registry:
     def _close(
         self, actor: str, entry_id: str, kind: EventKind, reason: EventReason, now: datetime
     ) -> EntryState:
+        """Close an active entry, failing closed: it stops matching before the write, and a write
+        that fails is held and retried (``ClosurePending``) rather than undone."""
+        self.index.suppress(entry_id)
+        closure = PendingClosure(entry_id, actor, kind, reason, now)
+        try:
+            state = self._write_close(closure)
+        except WatchnetError:  # refused (not active, not found): nothing to hold
+            if entry_id not in self.pending:
+                self.index.readmit(entry_id)
+            raise
+        except DATABASE_ERRORS as e:
+            if not (is_disk_full(e) and self.make_room()):
+                raise self._hold(closure, e) from e
+            try:  # the reserve was released: the space is there now
+                state = self._write_close(closure)
+            except WatchnetError:
+                if entry_id not in self.pending:
+                    self.index.readmit(entry_id)
+                raise
+            except DATABASE_ERRORS as again:
+                raise self._hold(closure, again) from again
+        self._after_close(replace(closure, written=True), now)
+        return state
+
+    def _hold(self, closure: PendingClosure, error: BaseException) -> ClosurePending:
+        """Keep a closure whose write failed; the entry stays suppressed until it lands."""
+        disk_full = is_disk_full(error)
+        first = closure.entry_id not in self.pending
+        held = self.pending.hold(closure, error, disk_full=disk_full)
+        if first:
+            LOG.error(
+                "the %s of %s %s (%s%s); it no longer matches and is retried",
+                "deletion" if closure.kind is EventKind.DELETED else "expiry",
+                closure.entry_id,
+                "is written, its tree head not yet" if closure.written else "could not be written",
+                type(error).__name__,
+                ", the disk is full" if disk_full else "",
+            )
+            self._changed()  # the private gallery is rebuilt without it
+            for listener in list(self.pending_listeners):
+                listener()
+        return ClosurePending(held)
+
+    def _write_close(self, closure: PendingClosure) -> EntryState:
+        """The closure's one transaction: the event, the erasure, the audit record."""
+        entry_id, kind, now = closure.entry_id, closure.kind, closure.decided_at
         with Session(self._engine, expire_on_commit=False) as session:
             row = self._load(session, entry_id)
             if row.status != ACTIVE:
@@ -547,24 +610,96 @@ class Registry:
             self._append_event(
                 session,
                 kind=kind,
-                reason=reason,
+                reason=closure.reason,
                 row=row,
                 version=row.version,
-                actor=actor,
+                actor=closure.actor,
                 entry=None,
                 now=now,
             )
-            self._erase(session, row, DELETED if kind is EventKind.DELETED else EXPIRED, reason.value, now)
+            status = DELETED if kind is EventKind.DELETED else EXPIRED
+            self._erase(session, row, status, closure.reason.value, now)
             append_audit(
-                session, actor=actor, action=f"entry.{kind.value}", target=entry_id, outcome="ok", now=now
+                session,
+                actor=closure.actor,
+                action=f"entry.{kind.value}",
+                target=entry_id,
+                outcome="ok",
+                now=now,
             )
             notify(session, ENTRIES, entry_id)
             session.commit()
-            state = _state(row)
-        self.index.remove(entry_id)
-        erase_checkpoint(self._engine)
-        self._publish_head(now)
-        return state
+            return _state(row)
+
+    def _after_close(self, closure: PendingClosure, now: datetime) -> None:
+        """After the commit: the WAL truncated, the head signed (which notifies the members). A
+        failure here keeps the closure held as written, so its head is published later."""
+        try:
+            erase_checkpoint(self._engine)
+            self._publish_head(now)
+        except DATABASE_ERRORS as e:
+            self._hold(closure, e)
+            return
+        self.pending.drop(closure.entry_id, landed=False)
+        self.index.readmit(closure.entry_id)
+
+    def resume_held(self, held: builtins.list[PendingClosure]) -> None:
+        """Hold again the closures kept from before a restart: suppressed before the index loads."""
+        for closure in held:
+            self.index.suppress(closure.entry_id)
+        self.pending.restore(held)
+        if held:
+            LOG.error(
+                "%d deletion(s) or expiries decided before the restart are not written yet; they "
+                "do not match and are retried",
+                len(held),
+            )
+
+    def land_pending(self, now: datetime) -> int:
+        """Write the held closures, oldest first, until one fails again; returns how many landed.
+
+        One refused as not active (another worker or a second request closed it) is dropped: its
+        event and notices went out with that write. A write that fails for a full disk asks
+        ``make_room`` and, when that freed space, is tried once more at once."""
+        landed = 0
+        for closure in self.pending.all():
+            try:
+                written = self._land(closure, now)
+            except DATABASE_ERRORS as e:
+                if not (is_disk_full(e) and self.make_room()):
+                    self.pending.hold(closure, e, disk_full=is_disk_full(e))
+                    break
+                closure = self.pending.get(closure.entry_id) or closure  # it may be written by now
+                try:
+                    written = self._land(closure, now)
+                except DATABASE_ERRORS as again:
+                    self.pending.hold(closure, again, disk_full=is_disk_full(again))
+                    break
+            self.pending.drop(closure.entry_id, landed=written)
+            self.index.readmit(closure.entry_id)
+            if written:
+                landed += 1
+                LOG.warning(
+                    "the held %s of %s is written now (decided %s)",
+                    "deletion" if closure.kind is EventKind.DELETED else "expiry",
+                    closure.entry_id,
+                    closure.decided_at.isoformat(timespec="seconds"),
+                )
+        return landed
+
+    def _land(self, closure: PendingClosure, now: datetime) -> bool:
+        """One held closure written and its head published; False when the entry was closed meanwhile."""
+        with self.write_lock:
+            if not closure.written:
+                try:
+                    self._write_close(closure)
+                except (EntryNotFound, WrongState):
+                    LOG.info("held closure of %s: the entry was closed meanwhile", closure.entry_id)
+                    return False
+                self.pending.mark_written(closure.entry_id)
+            erase_checkpoint(self._engine)
+            self._publish_head(now)
+        return True
 
     def record_provision(
         self,
@@ -702,15 +837,31 @@ class Registry:
         return {"record_id": record_id, "outcome": "refused"}
 
     def expire_due(self, now: datetime) -> list[str]:
-        """Delete every active entry whose retention has ended (the background sweep)."""
+        """Delete every active entry whose retention has ended (the background sweep).
+
+        Every due entry is suppressed before the first write, so none matches while the others are
+        written; one whose write fails is held (``pending``) and the sweep goes on with the next."""
         with Session(self._engine, expire_on_commit=False) as session:
-            due = session.exec(
-                select(EntryRow.entry_id).where(EntryRow.status == ACTIVE, col(EntryRow.expires_at) <= now)
-            ).all()
+            due = [
+                entry_id
+                for entry_id in session.exec(
+                    select(EntryRow.entry_id).where(
+                        EntryRow.status == ACTIVE, col(EntryRow.expires_at) <= now
+                    )
+                ).all()
+                if entry_id not in self.pending
+            ]
+        for entry_id in due:
+            self.index.suppress(entry_id)
         expired: list[str] = []
         for entry_id in due:
             with self.write_lock:
-                self._close(SYSTEM, entry_id, EventKind.EXPIRED, EventReason.RETENTION_EXPIRED, now)
+                try:
+                    self._close(SYSTEM, entry_id, EventKind.EXPIRED, EventReason.RETENTION_EXPIRED, now)
+                except ClosurePending:
+                    continue
+                except (EntryNotFound, WrongState):  # deleted by an officer since it was read
+                    continue
             expired.append(entry_id)
         return expired
 
@@ -767,7 +918,7 @@ class Registry:
 
     def active_versions(self, entry_ids: Iterable[str], session: Session | None = None) -> dict[str, int]:
         """The version of each of ``entry_ids`` that is active in the database now (one indexed query)."""
-        ids = sorted(set(entry_ids))
+        ids = sorted(set(entry_ids) - self.index.suppressed)  # decided closures are not active any more
         if not ids:
             return {}
         query = select(EntryRow.entry_id, EntryRow.version).where(
@@ -829,8 +980,7 @@ class Registry:
         for entry_id in ids:
             row = rows.get(entry_id)
             if row is not None and row.status == ACTIVE and row.embedding_ct is not None:
-                if entry_id not in self.index:
-                    self.index.upsert(entry_id, self._embedding(row)[0])
+                if entry_id not in self.index and self.index.upsert(entry_id, self._embedding(row)[0]):
                     moved += 1
             elif self.index.remove(entry_id):
                 moved += 1
