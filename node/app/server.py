@@ -191,6 +191,7 @@ def build_app(
     add_console_routes(app)
     add_openapi_routes(app)
     lease = _leader_lease(app)  # background duties: in the leader worker only
+    app[FEDERATION].leading = lambda: lease.is_leader  # the others relay members' notices to it
     app[LEADER_STATUS] = lease.to_dict
     app[READINESS] = Readiness(context, lease, clock, app[PRIVATE].readiness).to_dict
     register_gauges(app[TELEMETRY], context, lease, app[AUDIT_WRITER], clock, app[FEDERATION].peer_facts)
@@ -198,7 +199,8 @@ def build_app(
         lease.add_duty("retention", _retention_sweep(app), context.config.retention_sweep)
     app.cleanup_ctx.append(_audit_flusher)
     app.cleanup_ctx.append(integrity_check)
-    app.cleanup_ctx.append(context.registry.following(context.manifests.feed()))  # other workers' changes
+    feeds = [context.manifests.feed(), *([app[FEDERATION].pull_feed()] if federate else [])]
+    app.cleanup_ctx.append(context.registry.following(*feeds))  # other workers' changes and notices
     if federate:
         app.cleanup_ctx.append(_federation)  # the peer client and endpoints: in every worker
         for name, (duty, interval) in app[FEDERATION].duties().items():
