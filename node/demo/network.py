@@ -15,13 +15,14 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -101,10 +102,12 @@ class LocalNode:
     tokens: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     log_name: str = "serve.log"
+    tls: ssl.SSLContext | None = None
+    """Speak HTTPS to ``port``, verified with this context (a node behind a TLS proxy)."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def log_file(self) -> Path:
@@ -164,7 +167,7 @@ class LocalNode:
         if user is not None:
             request.add_header("Authorization", f"Bearer {self.tokens[user]}")
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout, context=self.tls) as response:  # noqa: S310
                 payload = response.read()
                 status = response.status
         except urllib.error.HTTPError as e:
@@ -184,6 +187,9 @@ class LocalNetwork:
     outsiders: list[str] = field(default_factory=list)
     sync_interval: str = "2s"
     manifest_poll: str = "2s"
+    endpoints: dict[str, str] = field(default_factory=dict)
+    """A member's address in the manifest when peers reach it elsewhere than its own port (a TLS
+    proxy in front of its workers); by default ``LocalNode.url``."""
     nodes: dict[str, LocalNode] = field(default_factory=dict)
     org_keys: list[SigningKey] = field(default_factory=list)
     org_port: int = 0
@@ -265,7 +271,7 @@ class LocalNetwork:
             "name": {"ja": ja, "en": en},
             "signing_key": node.signing_key().public.to_str(),
             "encryption_key": node.encryption_key().public.to_str(),
-            "endpoint": node.url,
+            "endpoint": self.endpoints.get(node_id, node.url),
             "status": "active",
         }
 
@@ -284,14 +290,19 @@ class LocalNetwork:
         """The organisation's next version: ``change`` applied to the current one, signed by two keys."""
         return self.publish(change(next_version(self.current_manifest())))
 
-    def start(self, progress: Callable[[str], None] = lambda _: None) -> None:
+    def start(
+        self, progress: Callable[[str], None] = lambda _: None, only: Iterable[str] | None = None
+    ) -> None:
+        """Start the organisation and the nodes (``only`` those named, when given: the others may
+        be started later with ``node(id).start()``, e.g. once a proxy in front of a member is up)."""
         log = self.root / "org" / "gov-serve.log"
         progress(f"watchnet gov serve on {self.org_url}")
         self.org_process = _spawn(
             ["gov", "serve", "--manifest", str(self.manifest_path), "--port", str(self.org_port)], log
         )
         _wait_http(self.org_url, self.org_process, log)
-        for node in self.nodes.values():
+        wanted = set(self.nodes) if only is None else set(only)
+        for node in (n for n in self.nodes.values() if n.node_id in wanted):
             progress(f"watchnet serve {node.node_id} on {node.url}")
             node.start()
 
