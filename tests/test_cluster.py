@@ -132,6 +132,24 @@ def sqlite(node: LocalNode, statement: str, *args: Any) -> list[tuple[Any, ...]]
         return list(db.execute(statement, args).fetchall())
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc: Linux, as CI)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie has exited; whoever adopted it may not reap it
+
+
 def _each(step: Callable[[LocalNode], None], nodes: list[LocalNode]) -> None:
     """``step`` (start, stop) on every node at once: each waits for its own process."""
     with ThreadPoolExecutor(max(1, len(nodes))) as pool:
@@ -428,7 +446,8 @@ def test_sigkill_of_the_leader_during_propagation_loses_and_doubles_nothing(clus
     worker leads within ``TAKEOVER_BOUND``, chain-b's and chain-c's receipts arrive, and each is
     applied once (one receipt row and one ``peer.receipt`` audit record per member at chain-a; one
     tombstone, one applied event and one delivered outbox receipt at each member). Requests
-    haproxy could not connect to the dead worker were redispatched, not answered 503."""
+    haproxy could not connect to the dead worker were redispatched, not answered 503, and the
+    dead worker's HE process did not outlive it."""
     b, c = cluster.net.node("chain-b"), cluster.net.node("chain-c")
     entry_id = register(cluster.proxy, unit(15_400))
     size = log_size(cluster)
@@ -446,6 +465,8 @@ def test_sigkill_of_the_leader_during_propagation_loses_and_doubles_nothing(clus
     status, body = deleter.call("POST", f"/v1/entries/{entry_id}/delete", "off2", {"reason": "error"})
     answered = time.monotonic()
     assert status == 200, body
+    assert leader.process is not None
+    helpers = children(leader.process.pid)  # its HE worker process and multiprocessing's tracker
     leader.kill()
     killed = time.monotonic()
     survivors = [w for w in cluster.workers if w is not leader]
@@ -468,6 +489,8 @@ def test_sigkill_of_the_leader_during_propagation_loses_and_doubles_nothing(clus
         + ", ".join(f"{m} {t:.2f} s" for m, t in sorted(arrived.items()))
     )
     assert takeover <= TAKEOVER_BOUND
+    assert helpers, "the leader had started its HE worker process"
+    wait(lambda: not any(running(p) for p in helpers), 10, "the killed worker's helper processes exit")
     assert sorted(arrived) == ["chain-b", "chain-c"]
     assert sorted(cluster.sql("SELECT member FROM receipt WHERE event_id = %s", event_id)) == [
         ("chain-b",),
