@@ -255,6 +255,7 @@ def build_app(
     add_console_routes(app)
     add_openapi_routes(app)
     lease = _leader_lease(app)  # background duties: in the leader worker only
+    app[FEDERATION].leading = lambda: lease.is_leader  # the others relay members' notices to it
     app[LEADER_STATUS] = lease.to_dict
     reserve = DiskReserve(
         context.config.directory, context.config.storage.reserve_mb, context.config.health.disk_free_min_mb
@@ -278,7 +279,8 @@ def build_app(
     app.cleanup_ctx.append(reserve_cleanup_ctx(reserve))  # before the node serves
     app.cleanup_ctx.append(_audit_flusher)
     app.cleanup_ctx.append(integrity_check)
-    app.cleanup_ctx.append(context.registry.following(context.manifests.feed()))  # other workers' changes
+    feeds = [context.manifests.feed(), *([app[FEDERATION].pull_feed()] if federate else [])]
+    app.cleanup_ctx.append(context.registry.following(*feeds))  # other workers' changes and notices
     if federate:
         app.cleanup_ctx.append(_federation)  # the peer client and endpoints: in every worker
         for name, (duty, interval) in app[FEDERATION].duties().items():

@@ -15,13 +15,14 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -115,10 +116,12 @@ class LocalNode:
     process: subprocess.Popen[bytes] | None = None
     log_name: str = "serve.log"
     placement: Placement = Placement()
+    tls: ssl.SSLContext | None = None
+    """Speak HTTPS to ``port``, verified with this context (a node behind a TLS proxy)."""
 
     @property
     def url(self) -> str:
-        return f"http://{self.placement.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.placement.host}:{self.port}"
 
     @property
     def log_file(self) -> Path:
@@ -185,7 +188,7 @@ class LocalNode:
         if user is not None:
             request.add_header("Authorization", f"Bearer {self.tokens[user]}")
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout, context=self.tls) as response:  # noqa: S310
                 payload = response.read()
                 status = response.status
         except urllib.error.HTTPError as e:
@@ -209,6 +212,9 @@ class LocalNetwork:
     """A database URL per node id (PostgreSQL, say); a node not named keeps SQLite in its directory."""
     reserve_mb: int = 8
     """Each node's disk reserve (``[storage] reserve_mb``): small, as many nodes share one disk here."""
+    endpoints: dict[str, str] = field(default_factory=dict)
+    """A member's address in the manifest when peers reach it elsewhere than its own port (a TLS
+    proxy in front of its workers); by default ``LocalNode.url``."""
     nodes: dict[str, LocalNode] = field(default_factory=dict)
     org_keys: list[SigningKey] = field(default_factory=list)
     org_port: int = 0
@@ -298,7 +304,7 @@ class LocalNetwork:
             "name": {"ja": ja, "en": en},
             "signing_key": node.signing_key().public.to_str(),
             "encryption_key": node.encryption_key().public.to_str(),
-            "endpoint": node.url,
+            "endpoint": self.endpoints.get(node_id, node.url),
             "status": "active",
         }
 
@@ -317,7 +323,11 @@ class LocalNetwork:
         """The organisation's next version: ``change`` applied to the current one, signed by two keys."""
         return self.publish(change(next_version(self.current_manifest())))
 
-    def start(self, progress: Callable[[str], None] = lambda _: None) -> None:
+    def start(
+        self, progress: Callable[[str], None] = lambda _: None, only: Iterable[str] | None = None
+    ) -> None:
+        """Start the organisation and the nodes (``only`` those named, when given: the others may
+        be started later with ``node(id).start()``, e.g. once a proxy in front of a member is up)."""
         log = self.root / "org" / "gov-serve.log"
         progress(f"watchnet gov serve on {self.org_url}")
         placement = self.placements.get("org", Placement())
@@ -336,7 +346,8 @@ class LocalNetwork:
             placement,
         )
         _wait_http(self.org_url, self.org_process, log)
-        for node in self.nodes.values():
+        wanted = set(self.nodes) if only is None else set(only)
+        for node in (n for n in self.nodes.values() if n.node_id in wanted):
             progress(f"watchnet serve {node.node_id} on {node.url}")
             node.start()
 

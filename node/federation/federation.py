@@ -48,6 +48,7 @@ from node.records.auditlog import record_audit
 from node.records.hits import HitBudgetExceeded, ProposedHit
 from node.records.ratelimit import RateBuckets
 from node.storage.models import Alert, LogLeaf, PeerState
+from node.storage.notify import PULL, Feed, notify, shared
 from node.telemetry import Telemetry
 from protocol.canonical import parse_json
 from protocol.embedding import Embedding
@@ -207,6 +208,9 @@ class Federation:
         self._missing_lock = asyncio.Lock()
         self.last_contact: dict[str, datetime] = {}
         """When each peer last answered one of our sync messages (in memory: reachability, not history)."""
+        self.leading: Callable[[], bool] = lambda: True
+        """Whether this worker runs the node's duties (the application hands in its leader lease's
+        state); the others relay members' notices to it."""
 
     @property
     def node_id(self) -> str:
@@ -431,9 +435,37 @@ class Federation:
             state.delay = RETRY_FIRST
         return ReceiptAck(member=request.member.node_id, event_ids=confirmed)
 
-    def noticed(self, request: PeerRequest) -> LogNotice:
-        self.wake_pull(request.member.node_id)
+    async def noticed(self, request: PeerRequest) -> LogNotice:
+        """A member says its log grew: pull from it now. Only the leader follows logs, so a worker
+        that is not the leader relays the notice (``watchnet_pull`` on PostgreSQL) and the
+        leader's database follower wakes its pull; a relay that is lost (the leader's follower
+        reconnecting, leadership changing hands) costs at most one ``sync_interval``."""
+        peer = request.member.node_id
+        if self.leading() or not shared(self.context.engine):
+            self.wake_pull(peer)
+        else:
+            await asyncio.to_thread(self._relay_pull, peer)
         return LogNotice(tree_size=self._log_size)
+
+    def _relay_pull(self, peer: str) -> None:
+        with Session(self.context.engine) as session:
+            notify(session, PULL, peer)
+            session.commit()
+
+    def pull_feed(self) -> Feed:
+        """What a worker does on ``watchnet_pull``: wake its pull of each member named (only the
+        leader's follow duty waits on it; elsewhere it changes nothing). There is nothing to
+        reconcile: the duty pulls every ``sync_interval`` anyway."""
+        return Feed(PULL, self._on_pull_relayed, lambda: None)
+
+    def _on_pull_relayed(self, peers: list[str]) -> None:
+        """Called from the database follower's thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        for peer in peers:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the worker is stopping
+                loop.call_soon_threadsafe(self.wake_pull, peer)
 
     def wake_pull(self, peer: str) -> None:
         self._wake_pull.setdefault(peer, asyncio.Event()).set()

@@ -77,9 +77,8 @@ async def peer_log(request: web.Request) -> web.Response:
 async def peer_notify(request: web.Request) -> web.Response:
     federation = request.app[FEDERATION]
     admitted = await admit_peer(request, NOTICE_BODIES)
-    return sealed_response(
-        federation.gate.reply(admitted, federation.noticed(admitted), request.app[CLOCK]())
-    )
+    notice = await federation.noticed(admitted)
+    return sealed_response(federation.gate.reply(admitted, notice, request.app[CLOCK]()))
 
 
 async def peer_receipts(request: web.Request) -> web.Response:

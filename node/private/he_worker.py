@@ -7,6 +7,9 @@ module-level state below is that worker's own.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -16,9 +19,10 @@ from protocol.errors import PolicyError
 from protocol.he import EncryptedGallery, HEContext
 from protocol.he_params import HEParameters
 
-__all__ = ["GalleryGone", "MissingKey", "evaluate", "load_gallery"]
+__all__ = ["GalleryGone", "MissingKey", "evaluate", "exit_with_parent", "load_gallery"]
 
 MAX_LOADED_KEYS = 32
+PARENT_CHECK_SECONDS = 1.0
 
 
 class MissingKey(PolicyError):
@@ -32,6 +36,19 @@ class GalleryGone(PolicyError):
 
 
 _state: dict[str, Any] = {"context": None, "builds": OrderedDict(), "keys": OrderedDict()}
+
+
+def exit_with_parent(parent: int) -> None:
+    """The worker process's initializer: exit once the node process ``parent`` is gone. A node
+    killed outright (SIGKILL, the OOM killer) cannot shut its pool down, and the orphan would
+    keep the gallery's memory (100-200 MB) until someone noticed it."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="watchnet-parent-watch", daemon=True).start()
 
 
 def _context(params: dict[str, Any]) -> HEContext:

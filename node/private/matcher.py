@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import secrets
 import time
 from collections import OrderedDict
@@ -132,7 +133,12 @@ class PrivateMatcher:
     def _start(self) -> None:
         if not self._executors:
             spawn = multiprocessing.get_context("spawn")
-            self._executors = [ProcessPoolExecutor(1, mp_context=spawn) for _ in range(self._workers_count)]
+            self._executors = [
+                ProcessPoolExecutor(
+                    1, mp_context=spawn, initializer=he_worker.exit_with_parent, initargs=(os.getpid(),)
+                )
+                for _ in range(self._workers_count)
+            ]
             self._loaded_keys = [set() for _ in self._executors]
 
     async def close(self) -> None:

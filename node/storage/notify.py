@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, text
 
-__all__ = ["ENTRIES", "MANIFEST", "RECONCILE_EVERY", "Feed", "Follower", "notify", "shared"]
+__all__ = ["ENTRIES", "MANIFEST", "PULL", "RECONCILE_EVERY", "Feed", "Follower", "notify", "shared"]
 
 LOG = logging.getLogger("watchnet.notify")
 
@@ -36,6 +36,9 @@ ENTRIES = "watchnet_entries"
 """Payload: an entry id whose status or version changed (approve, correct, delete, expire)."""
 MANIFEST = "watchnet_manifest"
 """Payload: the version of a manifest this node newly trusts."""
+PULL = "watchnet_pull"
+"""Payload: a member's node id. The member told one worker it has news (new log entries, or
+receipts it wants confirmed); the leader, which alone follows members' logs, pulls from it now."""
 
 RECONCILE_EVERY = 5.0
 """Seconds between reconciles: the bound on a worker's delay when a notification is lost."""
