@@ -71,6 +71,7 @@ SLOWEST_FIRST = (
     "test_sign_in_throttle.py",
     "test_report.py",
     "test_leader.py",
+    "test_cluster.py",
     "chaos/test_partition.py",
     "chaos/test_kill_mid_propagation.py",
     "chaos/test_database_restart.py",
