@@ -19,6 +19,7 @@ and counts, and never contain keys, embeddings or images.
 from __future__ import annotations
 
 __all__ = [
+    "BackupError",
     "ClockSkewError",
     "CommitmentError",
     "ConfigurationError",
@@ -147,6 +148,13 @@ class MisaddressedError(VerificationError):
     """A message addressed to another node, or whose inner and outer addresses disagree."""
 
     code = "misaddressed"
+
+
+class BackupError(VerificationError):
+    """A backup file that is not whole: not the format, cut short, extended, or its header out of
+    bounds (a wrong passphrase or a changed byte is a ``DecryptionError``)."""
+
+    code = "backup_invalid"
 
 
 class ReplayCacheFullError(ReplayError):

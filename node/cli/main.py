@@ -22,6 +22,7 @@ EXIT_USAGE = 2
 
 
 def _groups() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    from node.cli import backup as cli_backup
     from node.cli import client as cli_client
     from node.cli import face as cli_face
     from node.cli import gov as cli_gov
@@ -33,6 +34,7 @@ def _groups() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPars
     return [
         cli_node.register,
         cli_node.register_service,
+        cli_backup.register,
         cli_client.register,
         cli_face.register,
         cli_gov.register,
