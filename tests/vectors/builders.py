@@ -20,6 +20,7 @@ from protocol.embedding import Embedding
 from protocol.entry import Evidence, WatchlistEntry
 from protocol.events import EntryEvent, EventKind, EventPayload, EventReason, log_leaf_bytes
 from protocol.extraction import ExtractionReport
+from protocol.fields import format_time
 from protocol.keys import EncryptionKey, SigningKey
 from protocol.merkle import MerkleLog, leaf_hash
 from protocol.message import PeerMessage, seal
@@ -55,6 +56,7 @@ def signed_vector(
         doc.sign(key)
     return {
         "description": description,
+        "signer": SIGNERS[keys[0][0]],
         "signer_seeds_hex": [seed.hex() for seed, _ in keys],
         "keyids": [key.keyid for _, key in keys],
         "signed_sha256": sha256_hex(doc.signed_bytes()),
@@ -101,6 +103,17 @@ ORG_SEEDS = [bytes([0x50 + i]) * 32 for i in range(3)]
 SENDER_BOX_SEED = bytes([0x12]) * 32
 RECIPIENT_BOX_SEED = bytes([0x34]) * 32
 BOX_NONCE = bytes([0x56]) * 24
+VECTOR_KEYS = {
+    "chain-a": (NODE_SEED, RECIPIENT_BOX_SEED),
+    "chain-b": (MEMBER_SEED, SENDER_BOX_SEED),
+}
+"""Each member's Ed25519 seed and raw X25519 secret key: the keys the vector manifest lists."""
+SIGNERS = {
+    NODE_SEED: "chain-a",
+    MEMBER_SEED: "chain-b",
+    **{seed: "organisation" for seed in ORG_SEEDS},
+}
+"""Who signs with each seed: a member's node id (its key is in the vector manifest) or the organisation."""
 
 
 def signed_entry_doc() -> SignedDocument[WatchlistEntry]:
@@ -153,6 +166,19 @@ def event_vector() -> dict[str, Any]:
         event,
         [(NODE_SEED, node_key())],
         payload=payload.to_dict(),
+    )
+
+
+def deletion_event_vector() -> dict[str, Any]:
+    event, payload = deletion_event()
+    return signed_vector(
+        "The deletion of that entry (a data-subject request): entry_version is the entry's current "
+        "version (a deletion creates none), and the payload's entry is null, so payload_commitment is "
+        "SHA-256(salt || JCS(null)) = SHA-256(salt || 'null'); commitment_input_hex is that input.",
+        event,
+        [(NODE_SEED, node_key())],
+        payload=payload.to_dict(),
+        commitment_input_hex=(payload.salt + payload.body_bytes()).hex(),
     )
 
 
@@ -235,15 +261,62 @@ def peer_message_vector() -> dict[str, Any]:
     return vector
 
 
+AUDIT_GENESIS = "0" * 64
+
+
+def audit_records() -> list[dict[str, Any]]:
+    """chain-a's audit chain up to the deletion: proposal, approval (the registration), deletion."""
+    steps = [
+        (CLOCK - timedelta(minutes=5), "acct-registrar-01", "entry.propose"),
+        (CLOCK, "acct-officer-01", "entry.approve"),
+        (CLOCK + timedelta(seconds=1), "acct-officer-01", "entry.deleted"),
+    ]
+    records: list[dict[str, Any]] = []
+    previous = AUDIT_GENESIS
+    for seq, (at, actor, action) in enumerate(steps):
+        record = {
+            "seq": seq,
+            "at": format_time(at),
+            "actor": actor,
+            "action": action,
+            "target": "ent-0000000000000001",
+            "outcome": "ok",
+            "request_hash": "",
+            "prev_hash": previous,
+        }
+        record["record_hash"] = previous = sha256_hex(canonical_bytes(record))
+        records.append(record)
+    return records
+
+
+def chain_a_log() -> tuple[list[SignedDocument[Any]], MerkleLog]:
+    """chain-a's log: the registration and its deletion, the leaves of both the page and the head."""
+    events = [signed_by_node(registration_event()[0]), signed_by_node(deletion_event()[0])]
+    log = MerkleLog()
+    for event in events:
+        log.append(log_leaf_bytes(event))
+    return events, log
+
+
 def tree_head_vector() -> dict[str, Any]:
+    _, log = chain_a_log()
+    records = audit_records()
     head = TreeHead(
         log_id="chain-a",
-        tree_size=2,
-        root_hash=bytes(range(32)),
-        timestamp=CLOCK,
-        audit_head=bytes(range(32, 64)),
+        tree_size=log.size,
+        root_hash=log.root(),
+        timestamp=CLOCK + timedelta(seconds=1),
+        audit_head=bytes.fromhex(records[-1]["record_hash"]),
     )
-    return signed_vector("chain-a's signed tree head after two events.", head, [(NODE_SEED, node_key())])
+    return signed_vector(
+        "chain-a's published head (GET /v1/log/head) after its two events: the root is the log-page "
+        "vector's (same leaves, same size, so the same root), and audit_head is the record_hash of the "
+        "newest audit record when the head was signed, here the deletion's (the records are listed, "
+        "as GET /v1/audit serves them).",
+        head,
+        [(NODE_SEED, node_key())],
+        audit_records=records,
+    )
 
 
 def manifest_vector() -> dict[str, Any]:
@@ -255,10 +328,17 @@ def manifest_vector() -> dict[str, Any]:
     description = tomllib.loads(
         (Path(__file__).resolve().parents[2] / "docs" / "examples" / "group.toml").read_text("utf-8")
     )
+    for member in description["joint_use"]["members"]:
+        signing_seed, box_secret = VECTOR_KEYS[member["node_id"]]
+        member["signing_key"] = SigningKey(signing_seed).public.to_str()
+        member["encryption_key"] = EncryptionKey(box_secret).public.to_str()
     org = [SigningKey(seed) for seed in ORG_SEEDS]
     manifest = manifest_from_description(description, [k.public for k in org], 2, CLOCK)
     return signed_vector(
-        "Version 1 of the example group's manifest, signed by two of the organisation's three keys.",
+        "Version 1 of the example group's manifest (docs/examples/group.toml with the members' keys "
+        "replaced by the vector keys: chain-a signs with seed 11..11 and opens boxes with 34..34, "
+        "chain-b signs with 33..33 and opens boxes with 12..12), signed by two of the organisation's "
+        "three keys. Every other vector verifies under the key this manifest gives its signer.",
         manifest,
         [(ORG_SEEDS[0], org[0]), (ORG_SEEDS[2], org[2])],
     )
@@ -274,11 +354,9 @@ def log_request_vector() -> dict[str, Any]:
 
 
 def log_page() -> tuple[LogPage, list[bytes]]:
-    """chain-a's answer: its two events and the head it signs for exactly their end."""
-    events = [signed_by_node(registration_event()[0]), signed_by_node(deletion_event()[0])]
-    log = MerkleLog()
-    for event in events:
-        log.append(log_leaf_bytes(event))
+    """chain-a's answer: its two events and the head it signs for exactly their end (signed per page,
+    without ``audit_head``, as ``node.federation`` does)."""
+    events, log = chain_a_log()
     head = TreeHead(
         log_id="chain-a", tree_size=log.size, root_hash=log.root(), timestamp=CLOCK + timedelta(seconds=1)
     )
@@ -374,7 +452,7 @@ def extraction_report_vector() -> dict[str, Any]:
             entry_id="ent-0000000000000001",
             observed_at=CLOCK,
         ),
-        [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
+        [(NODE_SEED, node_key())],
     )
 
 
@@ -505,6 +583,7 @@ def _payload_types() -> dict[str, type[Payload]]:
         "private-reveal-request": _private_types()["private-reveal-request"],
         "watchlist-entry": WatchlistEntry,
         "entry-event": EntryEvent,
+        "entry-event-deletion": EntryEvent,
         "deletion-receipt": DeletionReceipt,
         "query-request": QueryRequest,
         "query-response": QueryResponse,
@@ -527,6 +606,7 @@ def _payload_types() -> dict[str, type[Payload]]:
 VECTORS: dict[str, Callable[[], Any]] = {
     "watchlist-entry": entry_vector,
     "entry-event": event_vector,
+    "entry-event-deletion": deletion_event_vector,
     "deletion-receipt": receipt_vector,
     "query-request": query_request_vector,
     "query-response": query_response_vector,
