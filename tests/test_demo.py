@@ -22,6 +22,7 @@ STEPS = [
     "refuse-wrong-key",
     "correct",
     "delete-and-receipts",
+    "witness",
     "suspend",
 ]
 

@@ -21,7 +21,7 @@ import pytest
 import schemathesis
 from schemathesis.errors import InvalidSchema
 
-from node.app.server import PEER_PREFIX, PUBLIC_PATHS, PUBLIC_POSTS, build_app
+from node.app.server import OPEN_POSTS, PEER_PREFIX, PUBLIC_PATHS, PUBLIC_POSTS, build_app
 from node.config import NodeConfig
 from node.console import is_console_path
 from node.context import NodeContext
@@ -246,7 +246,11 @@ def test_security_matches_the_access_middleware() -> None:
     """Public GETs and peer routes take no token, filing a complaint an optional one, all else a bearer token."""
     wrong = []
     for method, path, operation in operations(DOCUMENT):
-        if path.startswith(PEER_PREFIX) or (method == "GET" and path in PUBLIC_PATHS):
+        if (
+            path.startswith(PEER_PREFIX)
+            or (method == "GET" and path in PUBLIC_PATHS)
+            or (method == "POST" and path in OPEN_POSTS)
+        ):
             expected: list[dict[str, list[str]]] = []
         elif method == "POST" and path in PUBLIC_POSTS:
             expected = [{}, {"bearerAuth": []}]

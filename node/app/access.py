@@ -59,6 +59,7 @@ __all__ = [
     "BULK_BODY_BUDGET",
     "BULK_READS",
     "FORM_BODY_BYTES",
+    "OPEN_POSTS",
     "PEER_PREFIX",
     "PUBLIC_PATHS",
     "PUBLIC_POSTS",
@@ -78,6 +79,7 @@ PUBLIC_PATHS = (
             "/v1/health/live",
             "/v1/health/ready",
             "/v1/log/head",
+            "/v1/log/checkpoint",
             "/v1/node",
             "/v1/manifest",
             "/v1/openapi.json",
@@ -87,6 +89,9 @@ PUBLIC_PATHS = (
 )
 PUBLIC_POSTS = frozenset({"/v1/complaints"})
 """Anyone may file a complaint without an account (Art. 40); staff filing one are identified."""
+OPEN_POSTS = frozenset({"/v1/witness/add-checkpoint"})
+"""Bodies that carry their own credential, a member's signature on a checkpoint
+(c2sp.org/tlog-witness): no token is asked or used, the public door's bounds apply."""
 PEER_PREFIX = "/v1/peer/"
 """Peer endpoints authenticate the sealed message itself, not a staff token."""
 PRIVATE_PEER_PREFIX = "/v1/peer/private/"
@@ -109,6 +114,8 @@ def _door(request: web.Request) -> str:
     if is_console_path(request.path):
         return "console"
     if request.method == "POST" and request.path in PUBLIC_POSTS and "Authorization" not in request.headers:
+        return "public"
+    if request.method == "POST" and request.path in OPEN_POSTS:
         return "public"
     if request.method in ("GET", "HEAD") and request.path in PUBLIC_PATHS:
         return "open"

@@ -25,6 +25,7 @@ from node.app.access import (
     ANONYMOUS_LIMITER,
     BULK_BODY_BUDGET,
     BULK_READS,
+    OPEN_POSTS,
     PEER_PREFIX,
     PUBLIC_PATHS,
     PUBLIC_POSTS,
@@ -67,6 +68,7 @@ from node.http.openapi import add_openapi_routes
 from node.http.private import add_private_routes
 from node.http.records import add_record_routes
 from node.http.report import add_report_routes
+from node.http.witness import add_witness_routes
 from node.private.mode import PrivateMode
 from node.records.auditlog import AuditWriter, RefusalTally
 from node.records.held_journal import HeldJournal
@@ -74,7 +76,7 @@ from node.storage.reserve import DiskReserve
 from node.telemetry import Telemetry, setup_telemetry
 from protocol.message import MAX_BULK_SEALED_BYTES
 
-__all__ = ["CONTEXT", "PEER_PREFIX", "PUBLIC_PATHS", "PUBLIC_POSTS", "build_app", "now_utc"]
+__all__ = ["CONTEXT", "OPEN_POSTS", "PEER_PREFIX", "PUBLIC_PATHS", "PUBLIC_POSTS", "build_app", "now_utc"]
 
 LOG = logging.getLogger("watchnet.node")
 AUDIT_FAILURE_REPORT_SECONDS = 60.0
@@ -250,6 +252,7 @@ def build_app(
     add_network_routes(app)
     add_private_routes(app)
     add_casework_routes(app)
+    add_witness_routes(app)
     add_notice_routes(app, CONTEXT)
     add_report_routes(app, CONTEXT, CLOCK, require_staff)
     add_console_routes(app)

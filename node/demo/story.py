@@ -20,6 +20,7 @@ import struct
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -408,6 +409,36 @@ class Story:
             propagation=last,
         )
 
+    def witness(self) -> Step:
+        """Each member's latest checkpoint, cosigned by the other two as witnesses (C2SP notes)."""
+        from node.demo.network import wait_for
+        from protocol.checkpoint import Checkpoint
+        from protocol.note import SignedNote
+
+        def cosigned(node_id: str) -> tuple[int, list[str]] | None:
+            node = self.net.node(node_id)
+            request = urllib.request.Request(f"{node.url}/v1/log/checkpoint")  # noqa: S310
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                    note = SignedNote.from_text(response.read())
+                    by = sorted(n for n in response.headers.get("X-Watchnet-Cosigned-By", "").split(",") if n)
+            except (OSError, ValueError):
+                return None
+            others = sorted(m for m in MEMBERS if m != node_id)
+            return (Checkpoint.from_text(note.text).size, by) if by == others else None
+
+        seen: dict[str, tuple[int, list[str]] | None] = {}
+        for member in MEMBERS:
+            seen[member] = wait_for(lambda member=member: cosigned(member), 20)  # type: ignore[misc]
+        ok = all(seen.values())
+        shown = ", ".join(f"{m} size {v[0]} by {'+'.join(v[1])}" for m, v in seen.items() if v)
+        return self.record(
+            "witness",
+            ok,
+            f"every member's latest checkpoint is cosigned by the other two as witnesses: {shown}",
+            checkpoints={m: {"size": v[0], "cosigned_by": v[1]} if v else None for m, v in seen.items()},
+        )
+
     def suspend(self) -> Step:
         from node.demo.network import wait_for
 
@@ -518,6 +549,7 @@ def run_demo(network: LocalNetwork, say: Callable[[str], None]) -> list[Step]:
     story.run("query-passer-by", story.query_passer_by)
     story.run("refusals", story.refusals)
     story.run("correct-and-delete", story.correct_and_delete)
+    story.run("witness", story.witness)
     story.run("suspend", story.suspend)
     return story.steps
 

@@ -44,9 +44,11 @@ from node.federation.sync import (
     record_receipts,
     verified_head,
 )
+from node.federation.witnessing import WITNESS_PASS, witness_loop
 from node.records.auditlog import record_audit
 from node.records.hits import HitBudgetExceeded, ProposedHit
 from node.records.ratelimit import RateBuckets
+from node.records.witnessing import Checkpoints, Witness
 from node.storage.models import Alert, LogLeaf, PeerState
 from node.storage.notify import PULL, Feed, notify, shared
 from node.telemetry import Telemetry
@@ -208,6 +210,11 @@ class Federation:
         self._missing_lock = asyncio.Lock()
         self.last_contact: dict[str, datetime] = {}
         """When each peer last answered one of our sync messages (in memory: reachability, not history)."""
+        self.witness = Witness(context.engine, config.node_id, context.signing_key)
+        """This node as a witness of the other members' logs (c2sp.org/tlog-witness)."""
+        self.checkpoints = Checkpoints(context.engine, context.registry.log, config.node_id, context.signing_key)
+        """This node's log as cosigned checkpoints."""
+        self._wake_witness = asyncio.Event()
         self.leading: Callable[[], bool] = lambda: True
         """Whether this worker runs the node's duties (the application hands in its leader lease's
         state); the others relay members' notices to it."""
@@ -252,7 +259,7 @@ class Federation:
 
         ``follow`` follows every peer's log and delivers our deletion receipts to their owners,
         ``notify`` tells peers of our changes until they confirm, ``manifest`` polls for a newer
-        manifest. Each loops until cancelled and reports each pass to its recorder."""
+        manifest, ``witness`` gets every other member's cosignature on our latest checkpoint. Each loops until cancelled and reports each pass to its recorder."""
         interval = self.context.config.federation
         return {
             "follow": (lambda duty: self._follow_loop(interval.sync_interval, duty), interval.sync_interval),
@@ -260,6 +267,19 @@ class Federation:
             "manifest": (
                 lambda duty: self._manifest_loop(interval.manifest_poll, duty),
                 interval.manifest_poll,
+            ),
+            "witness": (
+                lambda duty: witness_loop(
+                    lambda: self._session,
+                    self.checkpoints,
+                    lambda: self.context.manifest,
+                    lambda: self.peers(include_suspended=False),
+                    self._wake_witness,
+                    self.clock,
+                    self.timeout,
+                    duty,
+                ),
+                WITNESS_PASS,
             ),
         }
 
@@ -306,6 +326,7 @@ class Federation:
             self._backoff[member.node_id] = _Backoff(due=None)
             self._wake_notify_peer.setdefault(member.node_id, asyncio.Event()).set()
         self._wake_notify.set()
+        self._wake_witness.set()
 
     # ----- answering peers -------------------------------------------------------------------
 

@@ -124,6 +124,30 @@ class TreeHeadRow(SQLModel, table=True):
     signed: str = Field(sa_column=Column(Text, nullable=False))
 
 
+class WitnessedLog(SQLModel, table=True):
+    """As a witness: the latest checkpoint this node cosigned for another member's log, and the
+    note with its cosignature (c2sp.org/tlog-witness keeps only the latest per origin)."""
+
+    __tablename__ = "witnessed_log"
+
+    origin: str = Field(primary_key=True, max_length=160)
+    tree_size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    cosigned_at: datetime
+
+
+class Cosignature(SQLModel, table=True):
+    """As a log: each witness's latest cosignature of this node's checkpoint (one note line)."""
+
+    __tablename__ = "cosignature"
+
+    witness: str = Field(primary_key=True, max_length=63)
+    tree_size: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    line: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: datetime
+
+
 class Alert(SQLModel, table=True):
     """A match for staff review: which entry (owner, id, version) and how close; never the probe face.
 

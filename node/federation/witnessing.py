@@ -1,0 +1,132 @@
+"""The leader's witnessing duty: ask every other member to cosign this node's latest checkpoint.
+
+Each pass (and at once after an event commits) the node reads its latest checkpoint and, for each
+active member whose cosignature is older, sends ``add-checkpoint`` with a consistency proof from
+the size that member last cosigned. A 409 names the size the witness holds; the node retries
+once from it. A witness that holds a size beyond this node's log has seen a history this node no
+longer has (a restore from an old copy, or a fork): that is logged as an error and never
+papered over by asking again from zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+import aiohttp
+
+from governance.manifest import Member
+from node.records.witnessing import Checkpoints, OwnCheckpoint, witness_verifier
+from protocol.errors import WatchnetError
+
+if TYPE_CHECKING:
+    from governance.manifest import Manifest
+
+__all__ = ["WITNESS_PASS", "witness_loop"]
+
+LOG = logging.getLogger("watchnet.federation")
+WITNESS_PASS = timedelta(seconds=2)
+MAX_ANSWER = 16 * 1024
+
+
+class DutyRecorder(Protocol):
+    def ok(self) -> None: ...
+
+    def failed(self, error: BaseException) -> None: ...
+
+
+class WitnessAhead(WatchnetError):
+    code = "witness_ahead"
+
+
+async def _post(session: aiohttp.ClientSession, url: str, body: bytes, timeout: float) -> tuple[int, str]:
+    async with session.post(
+        url,
+        data=body,
+        headers={"Content-Type": "text/plain; charset=utf-8"},
+        timeout=aiohttp.ClientTimeout(total=timeout),
+    ) as response:
+        data = await response.content.read(MAX_ANSWER + 1)
+        if len(data) > MAX_ANSWER:
+            raise WatchnetError(f"the witness answered more than {MAX_ANSWER} bytes")
+        return response.status, data.decode("utf-8", "replace")
+
+
+async def ask_witness(
+    session: aiohttp.ClientSession,
+    checkpoints: Checkpoints,
+    manifest: Manifest,
+    member: Member,
+    own: OwnCheckpoint,
+    now: Callable[[], datetime],
+    timeout: float,
+) -> bool:
+    """One member's cosignature of ``own``; True when it was recorded."""
+    verifier = witness_verifier(manifest, member.node_id)
+    if verifier is None:
+        return False
+    url = member.endpoint.rstrip("/") + "/v1/witness/add-checkpoint"
+    old = await asyncio.to_thread(checkpoints.cosigned_size, member.node_id)
+    for _ in range(2):
+        if old > own.checkpoint.size:
+            raise WitnessAhead(
+                f"{member.node_id} last cosigned size {old} of this node's log, which has {own.checkpoint.size}: "
+                "it has seen a history this node no longer holds (restored from an old copy?)"
+            )
+        request = await asyncio.to_thread(checkpoints.request_for, own, old)
+        status, text = await _post(session, url, request.to_bytes(), timeout)
+        if status == 200:
+            await asyncio.to_thread(checkpoints.record, member.node_id, own, text, verifier, now())
+            return True
+        if status == 409 and text.strip().isdigit():
+            old = int(text.strip())
+            continue
+        raise WatchnetError(
+            f"{member.node_id} refused to cosign size {own.checkpoint.size}: {status} {text[:200]}"
+        )
+    return False
+
+
+async def witness_loop(
+    session_of: Callable[[], aiohttp.ClientSession | None],
+    checkpoints: Checkpoints,
+    manifest_of: Callable[[], Manifest],
+    peers_of: Callable[[], list[Member]],
+    wake: asyncio.Event,
+    now: Callable[[], datetime],
+    timeout: float,
+    duty: DutyRecorder,
+) -> None:
+    """Until cancelled: keep every active member's cosignature on this node's latest checkpoint."""
+    said: dict[str, str] = {}
+    while True:
+        try:
+            manifest = manifest_of()
+            own = await asyncio.to_thread(checkpoints.current, manifest)
+            session = session_of()
+            if own is not None and session is not None:
+                missing = [m for m in peers_of() if m.node_id not in own.cosigned_by]
+                results = await asyncio.gather(
+                    *(ask_witness(session, checkpoints, manifest, m, own, now, timeout) for m in missing),
+                    return_exceptions=True,
+                )
+                for member, result in zip(missing, results, strict=True):
+                    if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                        message = f"{type(result).__name__}: {result}"
+                        if said.get(member.node_id) != message:  # once per distinct failure
+                            level = logging.ERROR if isinstance(result, WitnessAhead) else logging.WARNING
+                            LOG.log(level, "witness %s: %s", member.node_id, message)
+                            said[member.node_id] = message
+                    else:
+                        said.pop(member.node_id, None)
+            duty.ok()
+        except Exception as e:  # the database or a bug: counted, retried next pass
+            duty.failed(e)
+            LOG.exception("the witnessing pass failed; retrying")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), WITNESS_PASS.total_seconds())
+        wake.clear()
