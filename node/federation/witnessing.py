@@ -30,6 +30,8 @@ __all__ = ["WITNESS_PASS", "witness_loop"]
 
 LOG = logging.getLogger("watchnet.federation")
 WITNESS_PASS = timedelta(seconds=2)
+MIN_GAP = 0.5
+"""Seconds at least between two passes: a burst of events is one request to each witness."""
 MAX_ANSWER = 16 * 1024
 
 
@@ -127,6 +129,7 @@ async def witness_loop(
         except Exception as e:  # the database or a bug: counted, retried next pass
             duty.failed(e)
             LOG.exception("the witnessing pass failed; retrying")
+        await asyncio.sleep(MIN_GAP)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), WITNESS_PASS.total_seconds())
+            await asyncio.wait_for(wake.wait(), WITNESS_PASS.total_seconds() - MIN_GAP)
         wake.clear()
