@@ -4,8 +4,10 @@ For each gallery size N the script creates a two-member group with ``node.demo.n
 in a temporary directory and fills chain-a's storage with N active entries: ``--targets`` of them
 (100) through the real registry (propose, then approve by another officer: signed entry, log
 event, audit record), the rest written as active rows with their embeddings sealed by the node's
-data key (the registry path costs ~4 ms an entry: 7 minutes for 100k). Those stand-ins only
-occupy the index: random 512-d vectors never score near the threshold, so no query returns one.
+data key, each signed and logged as version 1 as approval does (the node checks every active
+entry against the log it signed before it answers), without the proposal and its audit records
+and under one tree head for the whole fill (the registry path costs ~4 ms an entry: 7 minutes
+for 100k). Those stand-ins only occupy the index: random 512-d vectors never score near the threshold, so no query returns one.
 chain-a's ``limits.peer_requests_per_minute`` is raised from 1200 to 100000 so the per-member
 rate limit does not cap the run. chain-a then starts as a real ``watchnet serve`` process and
 loads its faiss index from storage; chain-b's process is not started: this process acts as
@@ -52,6 +54,7 @@ import os
 import platform
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -205,8 +208,19 @@ class Run:
         return len(self.latencies_ms) / self.elapsed
 
 
-async def drive(url: str, bodies: list[bytes], concurrency: int) -> Run:
-    """POST every body with ``concurrency`` requests in flight; keep each reply."""
+async def drive(
+    url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    *,
+    headers: dict[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Run:
+    """POST every body with ``concurrency`` requests in flight; keep each reply.
+
+    ``headers`` are added to every request (a staff token, say); ``ssl_context`` verifies an
+    ``https://`` server (bench/cluster.py's haproxy).
+    """
     import aiohttp
 
     n = len(bodies)
@@ -214,9 +228,9 @@ async def drive(url: str, bodies: list[bytes], concurrency: int) -> Run:
     statuses = [0] * n
     replies = [b""] * n
     cursor = 0
-    headers = {"Content-Type": "application/json"}
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=ssl_context if ssl_context is not None else True)
+    async with aiohttp.ClientSession(connector=connector, headers=sent) as session:
 
         async def worker() -> None:
             nonlocal cursor
@@ -345,9 +359,13 @@ def quiet(call: Callable[[], Any]) -> Any:
         return call()
 
 
-def build_group(root: Path, gal: Vectors, targets: int) -> Group:
-    """Create chain-a and chain-b, then give chain-a len(gal) active entries in its storage."""
-    from sqlalchemy import func, insert
+def build_group(root: Path, gal: Vectors, targets: int, databases: dict[str, str] | None = None) -> Group:
+    """Create chain-a and chain-b, then give chain-a len(gal) active entries in its storage.
+
+    ``databases`` puts a node on a database URL of its own (``LocalNetwork(databases=...)``);
+    the others keep SQLite in their directories.
+    """
+    from sqlalchemy import func
     from sqlmodel import Session, select
 
     from node.cli.main import main as cli_main
@@ -362,8 +380,11 @@ def build_group(root: Path, gal: Vectors, targets: int) -> Group:
     from protocol.commitment import new_salt
     from protocol.embedding import Embedding
     from protocol.entry import Evidence
+    from protocol.events import EventKind, EventReason
 
-    net = LocalNetwork(root, ["chain-a", "chain-b"], [], sync_interval="5m", manifest_poll="5m")
+    net = LocalNetwork(
+        root, ["chain-a", "chain-b"], [], sync_interval="5m", manifest_poll="5m", databases=databases or {}
+    )
     quiet(net.create)
     a, b = net.node("chain-a"), net.node("chain-b")
     # What 'watchnet serve' does on first start (fetch the manifest, install it, write default
@@ -398,36 +419,40 @@ def build_group(root: Path, gal: Vectors, targets: int) -> Group:
 
     vault = Vault(load_data_key(config.path(config.data_key_file)))
     expires = now + timedelta(days=300)
-    with Session(context.engine) as session:
-        for first in range(targets, len(gal), FILL_CHUNK):
-            rows = []
+    registry = context.registry
+    for first in range(targets, len(gal), FILL_CHUNK):
+        with Session(context.engine) as session:
             for j in range(first, min(first + FILL_CHUNK, len(gal))):
                 entry_id = f"ent-{secrets.token_hex(10)}"
-                rows.append(
-                    {
-                        "entry_id": entry_id,
-                        "version": 1,
-                        "status": ACTIVE,
-                        "category": "shoplifting",
-                        "site": "store-01",
-                        "evidence_kind": "police-report",
-                        "evidence_reference": f"FILL-{j:07d}",
-                        "incident_date": incident.isoformat(),
-                        "registrar": registrar.id,
-                        "officer": officer.id,
-                        "proposed_at": now,
-                        "registered_at": now,
-                        "expires_at": expires,
-                        "embedding_ct": vault.seal(
-                            gal[j].astype("<f4").tobytes(), binding=f"{entry_id}/embedding"
-                        ),
-                        "salt_ct": vault.seal(new_salt(), binding=f"{entry_id}/salt"),
-                    }
+                row = EntryRow(
+                    entry_id=entry_id,
+                    version=1,
+                    status=ACTIVE,
+                    category="shoplifting",
+                    site="store-01",
+                    evidence_kind="police-report",
+                    evidence_reference=f"FILL-{j:07d}",
+                    incident_date=incident.isoformat(),
+                    registrar=registrar.id,
+                    officer=officer.id,
+                    proposed_at=now,
+                    registered_at=now.replace(microsecond=0),
+                    expires_at=expires.replace(microsecond=0),
+                    embedding_ct=vault.seal(gal[j].astype("<f4").tobytes(), binding=f"{entry_id}/embedding"),
+                    salt_ct=vault.seal(new_salt(), binding=f"{entry_id}/salt"),
                 )
-            session.execute(insert(EntryRow), rows)
-            if (first - targets) % (10 * FILL_CHUNK) == 0:
-                say(f"  stand-in rows {first - targets:,}/{len(gal) - targets:,}")
-        session.commit()
+                session.add(row)
+                # version 1 signed and logged as approve() does (the node checks every active entry
+                # against its signed log at start), without the proposal, its audit records and a
+                # tree head per entry: one head for the whole fill below
+                registry._issue_version(
+                    session, row, officer.id, EventKind.REGISTERED, EventReason.REGISTRATION, now
+                )
+            session.commit()
+        if (first - targets) % (10 * FILL_CHUNK) == 0:
+            say(f"  stand-in entries {first - targets:,}/{len(gal) - targets:,}")
+    registry._publish_head(now)
+    with Session(context.engine) as session:
         active = int(
             session.exec(select(func.count()).select_from(EntryRow).where(EntryRow.status == ACTIVE)).one()
         )
@@ -668,7 +693,7 @@ def bench_size(size: int, args: argparse.Namespace, blas: tuple[int, int]) -> tu
         f"(one core's limit {1000 / sum(stages.values()):.0f} req/s before HTTP)"
     )
     notes.append(
-        f"{size:>7,}: fill {group.fill_seconds:.1f}s ({targets} through the registry, {size - targets:,} stand-in rows); "
+        f"{size:>7,}: fill {group.fill_seconds:.1f}s ({targets} through the registry, {size - targets:,} stand-in entries); "
         f"node start with index load {node.start_seconds:.1f}s; client seal {node.seal_ms:.3f} ms/query (before the "
         f"clock), open+verify {node.open_ms:.3f} ms/reply; {node.replies} replies verified, {node.hits} hits as expected"
     )
