@@ -23,6 +23,7 @@ from node.records.closures import ClosurePending, PendingClosure
 from node.records.held_journal import HELD_FILE, SLOT_BYTES, HeldJournal
 from node.records.matching import MatchIndex
 from node.records.registry import Registry, WrongState
+from node.storage.engine import make_engine
 from node.storage.models import AuditRecord, LogLeaf
 from protocol.events import EntryEvent, EventKind, EventReason
 from protocol.signed import SignedDocument
@@ -135,7 +136,9 @@ def test_a_deletion_whose_write_fails_never_matches_again_and_lands_once_later(n
         records = session.exec(select(AuditRecord).order_by(AuditRecord.seq)).all()
     signed = SignedDocument.from_bytes(leaf.leaf, EntryEvent)
     assert signed.payload.occurred_at == T0 + timedelta(hours=1), "the event carries the decision's time"
-    assert [(r.actor, r.outcome) for r in records if r.action == "entry.deleted"] == [(node.officer2.id, "ok")]
+    assert [(r.actor, r.outcome) for r in records if r.action == "entry.deleted"] == [
+        (node.officer2.id, "ok")
+    ]
     verify_audit_chain(records)
     # nothing is applied twice: another pass, another deletion
     assert node.registry.land_pending(T0 + timedelta(hours=4)) == 0
@@ -216,7 +219,9 @@ def test_held_deletions_outlive_a_restart_and_land_then(node: Node, tmp_path: Pa
     assert hits(restarted, 9) == [] and len(restarted.registry.pending) == 1
     refused.on = False
     assert restarted.registry.land_pending(T0 + timedelta(hours=4)) == 1
-    assert restarted.registry.get(third).status == "deleted" and closing_events(restarted, third) == ["deleted"]
+    assert restarted.registry.get(third).status == "deleted" and closing_events(restarted, third) == [
+        "deleted"
+    ]
 
 
 def test_a_torn_slot_of_the_journal_falls_back_to_the_other(tmp_path: Path) -> None:
@@ -234,3 +239,62 @@ def test_a_torn_slot_of_the_journal_falls_back_to_the_other(tmp_path: Path) -> N
     size = (tmp_path / HELD_FILE).stat().st_size
     journal.save([])
     assert (tmp_path / HELD_FILE).stat().st_size == size, "overwritten in place, never grown"
+
+
+class ReadOnlySessions:
+    """While ``on``, PostgreSQL refuses every write of the engine's connections (read-only
+    transactions), as it refuses writes on a full disk; notifications still go out."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.on = False
+        event.listen(engine, "checkout", self._checkout)
+
+    def _checkout(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET default_transaction_read_only = {'on' if self.on else 'off'}")
+        cursor.close()
+        dbapi_connection.commit()
+
+
+@pytest.mark.postgres
+def test_a_deletion_one_worker_cannot_write_stops_every_worker_matching(postgres_url: str) -> None:
+    from node.demo.network import wait_for
+    from node.storage.notify import Follower
+
+    first = Node(postgres_url)
+    second_engine = make_engine(postgres_url)
+    second = Registry(
+        engine=second_engine,
+        node_id=first.registry.node_id,
+        signing_key=first.registry._key,
+        vault=first.registry.vault,
+        manifest=first.registry._manifest,
+        rules=first.registry.rules,
+        index=MatchIndex(512),
+    )
+    follower = Follower(second_engine, [second.feed(), second.suppress_feed()])
+    follower.start()
+    refused = ReadOnlySessions(first.engine)
+    try:
+        assert wait_for(lambda: follower.reconciled_at is not None, 10), follower.status()
+        entry_id = active(first, 71)
+        second.rebuild_index()
+        assert wait_for(lambda: [m.key for m in second.index.search([embedding(71)], 0.9)] == [entry_id], 10)
+        refused.on = True
+        first.engine.dispose()  # every connection checked out again, read-only
+        with pytest.raises(ClosurePending):
+            first.registry.delete(first.officer, entry_id, EventReason.DATA_SUBJECT_REQUEST, T0)
+        assert hits(first, 71) == []
+        assert wait_for(lambda: second.index.search([embedding(71)], 0.9) == [], 5), (
+            "the other worker still matches"
+        )
+        second.rebuild_index()  # a reload from the database, where the entry is still active
+        assert second.index.search([embedding(71)], 0.9) == []
+        refused.on = False
+        first.engine.dispose()
+        assert first.registry.land_pending(T0 + timedelta(seconds=1)) == 1
+        assert closing_events(first, entry_id) == ["deleted"]
+    finally:
+        follower.stop()
+        first.engine.dispose()
+        second_engine.dispose()

@@ -42,7 +42,7 @@ from node.records.vault import Vault
 from node.storage.engine import erase_checkpoint
 from node.storage.locks import lock_chains
 from node.storage.models import Alert, EntryRow, EventPayloadRow, LogLeaf, ProvisionRow, TreeHeadRow
-from node.storage.notify import ENTRIES, Feed, Follower, notify, shared
+from node.storage.notify import ENTRIES, SUPPRESS, Feed, Follower, announce, notify, shared
 from node.storage.reserve import is_disk_full
 from protocol.canonical import b64url_encode, canonical_bytes, parse_json
 from protocol.commitment import commit, new_salt
@@ -594,9 +594,19 @@ class Registry:
                 ", the disk is full" if disk_full else "",
             )
             self._changed()  # the private gallery is rebuilt without it
+            self._announce_suppressed(closure.entry_id)
             for listener in list(self.pending_listeners):
                 listener()
         return ClosurePending(held)
+
+    def _announce_suppressed(self, entry_id: str) -> None:
+        """Tell the node's other workers (PostgreSQL) to stop matching ``entry_id`` now: its write
+        failed, so no row tells them yet. Best effort: when not even a notification goes out the
+        database is unreachable, and their answer-time check against it refuses every hit."""
+        try:
+            announce(self._engine, SUPPRESS, entry_id)
+        except DATABASE_ERRORS as e:
+            LOG.warning("could not tell the other workers to stop matching %s (%s)", entry_id, type(e).__name__)
 
     def _write_close(self, closure: PendingClosure) -> EntryState:
         """The closure's one transaction: the event, the erasure, the audit record."""
@@ -1029,10 +1039,21 @@ class Registry:
 
         return Feed(ENTRIES, apply, self.catch_up)
 
+    def suppress_feed(self) -> Feed:
+        """What this worker does on ``watchnet_suppress``: stop matching entries whose closure
+        another worker decided and could not write yet (once written, ``watchnet_entries`` follows)."""
+
+        def apply(entry_ids: builtins.list[str]) -> None:
+            for entry_id in entry_ids:
+                self.index.suppress(entry_id)
+            self._changed()
+
+        return Feed(SUPPRESS, apply, lambda: None)
+
     def following(self, *feeds: Feed) -> Callable[[object], Any]:
         """An aiohttp ``cleanup_ctx`` that follows the database (``node.storage.notify``) with this
         registry's feed and ``feeds``; on SQLite (one process) it follows nothing."""
-        self.follower = Follower(self._engine, [self.feed(), *feeds])
+        self.follower = Follower(self._engine, [self.feed(), self.suppress_feed(), *feeds])
         return self.follower.beside
 
     def freshness(self) -> dict[str, Any]:

@@ -28,7 +28,18 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, text
 
-__all__ = ["ENTRIES", "MANIFEST", "PULL", "RECONCILE_EVERY", "Feed", "Follower", "notify", "shared"]
+__all__ = [
+    "ENTRIES",
+    "MANIFEST",
+    "PULL",
+    "RECONCILE_EVERY",
+    "SUPPRESS",
+    "Feed",
+    "Follower",
+    "announce",
+    "notify",
+    "shared",
+]
 
 LOG = logging.getLogger("watchnet.notify")
 
@@ -40,6 +51,10 @@ PULL = "watchnet_pull"
 """Payload: a member's node id. The member told one worker it has news (new log entries, or
 receipts it wants confirmed); the leader, which alone follows members' logs, pulls from it now."""
 
+SUPPRESS = "watchnet_suppress"
+"""Payload: an entry id whose deletion or expiry one worker decided but could not write (a full
+disk, a refused write): every worker stops matching it now, before any row says so."""
+
 RECONCILE_EVERY = 5.0
 """Seconds between reconciles: the bound on a worker's delay when a notification is lost."""
 WAIT_SLICE = 0.25
@@ -50,6 +65,16 @@ BACKOFF_CAP = 10.0
 def shared(engine: Engine) -> bool:
     """Whether other processes may write this database (PostgreSQL), so there is something to follow."""
     return engine.dialect.name == "postgresql"
+
+
+def announce(engine: Engine, channel: str, payload: str) -> None:
+    """Send a notification now, in a transaction of its own (the caller's has failed); raises the
+    database's error when even that cannot be sent. Nothing on SQLite."""
+    if not shared(engine):
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload})
+        connection.commit()
 
 
 def notify(session: Session, channel: str, payload: str) -> None:
