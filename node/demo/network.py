@@ -45,6 +45,7 @@ from node.records.accounts import StaffAccounts
 from node.records.keystore import load_encryption_key, load_signing_key, save_key
 from node.records.setup import create_node
 from node.storage.engine import make_engine
+from node.storage.migrate import upgrade
 from protocol.errors import ConfigurationError
 from protocol.fields import parse_duration
 from protocol.keys import EncryptionKey, SigningKey
@@ -290,16 +291,40 @@ class LocalNetwork:
             )
 
     def _create_databases(self, node_ids: list[str]) -> None:
-        """A fresh database on ``database_server`` for each node that ``databases`` does not place."""
+        """A fresh database on ``database_server`` for each node that ``databases`` does not place.
+
+        The schema is migrated once, in a template the node databases are copied from (a
+        migration on the shared server costs over a second per database on a busy machine). The
+        databases commit without waiting for the WAL flush (``synchronous_commit = off``): a
+        node sees exactly what it sees in production, committed rows stay committed whatever
+        happens to the node's processes, and only a crash of the server itself, which nothing
+        here causes, could lose the last fraction of a second; in exchange a request does not
+        wait for a disk flush the whole machine's tests share (measured: 26 ms instead of 69 ms
+        per audited request on a loaded 2-core machine)."""
         if self.database_server is None:
             return
         token = secrets.token_hex(4)
         wanted = {n: _database_name(token, n) for n in node_ids if n not in self.databases}
+        if not wanted:
+            return
         if len(set(wanted.values())) != len(wanted):
             raise ConfigurationError(f"node ids collide as database names: {sorted(wanted)}")
+        template = _database_name(token, "template")
+        _administer(self.database_server, [f'CREATE DATABASE "{template}"'])
+        self.created_databases.append(template)
+        engine = make_engine(_on_server(self.database_server, template))
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+        statements = []
+        for name in wanted.values():
+            statements.append(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            statements.append(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        self.created_databases.extend(wanted.values())
+        _administer(self.database_server, [*statements, f'DROP DATABASE "{template}"'])
+        self.created_databases.remove(template)
         for node_id, name in wanted.items():
-            _administer(self.database_server, [f'CREATE DATABASE "{name}"'])
-            self.created_databases.append(name)
             self.databases[node_id] = _on_server(self.database_server, name)
 
     @property
