@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from node.demo.network import LocalNetwork, LocalNode
 from node.demo.story import photo_path
 from protocol.canonical import b64url_encode
 from tests.console_app import CSRF_RE, Clock, Page, loaded_node
+from tests.nodedb import node_sql
 from tests.nodeproc import PASSWORD
 
 REQUEST_RE = re.compile(r"/console/requests/(req-[0-9a-f]+)\?lang=en")
@@ -134,15 +134,12 @@ def register_photo(node: LocalNode, image: bytes) -> str:
 
 
 def subject_row(node: LocalNode, request_id: str) -> tuple[Any, ...]:
-    db = sqlite3.connect(node.directory / "watchnet.db", timeout=10)
-    try:
-        row = db.execute(
-            "select status, outcome, ground, photo_ct, embedding_ct from subject_request where id = ?",
-            (request_id,),
-        ).fetchone()
-        return tuple(row)
-    finally:
-        db.close()
+    with node_sql(node.directory) as db:
+        (row,) = db.rows(
+            "select status, outcome, ground, photo_ct, embedding_ct from subject_request where id = :i",
+            {"i": request_id},
+        )
+        return row
 
 
 def check_nothing_personal(browser: Browser, images: list[bytes]) -> None:

@@ -1,14 +1,23 @@
-"""``watchnet demo`` as a newcomer runs it: every step ok, one JSON object, processes cleaned up."""
+"""``watchnet demo`` as a newcomer runs it: every step ok, one JSON object, processes cleaned up.
+
+The main test clears ``WATCHNET_DEMO_DATABASE_SERVER`` (CI sets it, to run the group tests on
+PostgreSQL) so it runs the README's demo exactly: SQLite in each node's directory. The Ctrl-C test
+keeps the environment, so in CI it also shows the demo's databases dropped when it stops.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from node.config import NodeConfig
+from node.demo.network import DATABASE_SERVER_VARIABLE
 
 STEPS = [
     "manifest",
@@ -35,6 +44,7 @@ def test_the_demo_runs_every_step_ok_and_leaves_no_process(tmp_path: Path) -> No
         text=True,
         timeout=280,
         check=False,
+        env={k: v for k, v in os.environ.items() if k != DATABASE_SERVER_VARIABLE},
     )
     summary = json.loads(run.stdout)
     assert run.returncode == 0, [s for s in summary["steps"] if not s["ok"]]
@@ -42,6 +52,8 @@ def test_the_demo_runs_every_step_ok_and_leaves_no_process(tmp_path: Path) -> No
     assert all(s["ok"] for s in summary["steps"])
     assert {n["node_id"] for n in summary["nodes"]} == {"chain-a", "chain-b", "chain-c", "outsider"}
     assert "[ok] delete-and-receipts" in run.stderr
+    for node_id in ("chain-a", "chain-b", "chain-c", "outsider"):
+        assert (tmp_path / "demo" / node_id / "watchnet.db").is_file(), f"{node_id} is not on SQLite"
     leftover = subprocess.run(
         ["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True, check=False
     )
@@ -73,11 +85,32 @@ def test_ctrl_c_stops_every_process_of_a_kept_demo_network(tmp_path: Path) -> No
         password = re.search(r"password (\S+)", printed)
         assert console and password, printed
         assert signs_in(console.group(1), "reg1", password.group(1)).endswith("/console/registrar")
+        urls = [NodeConfig.load(where / n).effective_database_url for n in ("chain-a", "outsider")]
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
     leftover = subprocess.run(["pgrep", "-f", str(where)], capture_output=True, text=True, check=False)
     assert leftover.stdout.strip() == ""
+    if os.environ.get(DATABASE_SERVER_VARIABLE):
+        assert all(url.startswith("postgresql") for url in urls), urls
+        assert not existing_databases(urls), "the demo left its databases on the server"
+    else:
+        assert all(url.startswith("sqlite") for url in urls), urls
+
+
+def existing_databases(urls: list[str]) -> list[str]:
+    """Which of these PostgreSQL databases still exist on their server."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    names = [make_url(url).database for url in urls]
+    engine = create_engine(make_url(urls[0]).set(database="postgres"))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT datname FROM pg_database WHERE datname = ANY(:n)"), {"n": names})
+            return [row[0] for row in rows]
+    finally:
+        engine.dispose()
 
 
 def signs_in(console: str, username: str, password: str) -> str:

@@ -1,7 +1,8 @@
 """The network on real processes: an organisation, three member nodes and an outsider on 127.0.0.1.
 
-Every node is a ``watchnet serve`` process with its own SQLite database and keys; messages are
-real sealed HTTP requests. Tests that change the group (manifest versions, a member down, a
+Every node is a ``watchnet serve`` process with its own database (SQLite, or PostgreSQL when
+``WATCHNET_DEMO_DATABASE_SERVER`` is set, as in CI) and keys; messages are real sealed HTTP
+requests. Tests that change the group (manifest versions, a member down, a
 rewritten log) come last in the file because the network is shared by the module.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -26,6 +26,7 @@ from node.demo.story import craft_query
 from protocol.canonical import b64url_encode
 from protocol.embedding import Embedding
 from protocol.keys import SigningKey
+from tests.nodedb import NodeSQL, as_bytes, node_sql
 from tests.nodeproc import cli
 
 MEMBERS = ["chain-a", "chain-b", "chain-c"]
@@ -40,14 +41,10 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
 
 
 @contextlib.contextmanager
-def database(node: LocalNode) -> Iterator[sqlite3.Connection]:
-    """A short-lived connection to a node's SQLite file, committed and closed (never left open)."""
-    db = sqlite3.connect(node.directory / "watchnet.db")
-    try:
-        with db:
-            yield db
-    finally:
-        db.close()
+def database(node: LocalNode) -> Iterator[NodeSQL]:
+    """A short-lived connection to a node's configured database, committed and closed."""
+    with node_sql(node.directory) as db:
+        yield db
 
 
 def unit(seed: int) -> Embedding:
@@ -158,15 +155,15 @@ def test_a_non_matching_query_leaves_nothing_at_the_answering_node(net: LocalNet
     assert mine and len(mine[-1]["request_hash"]) == 64
     needles = [x for e in passer_by for x in (e.raw, e.to_str().encode(), e.raw[:64])]
     files = [p for p in a.directory.rglob("*") if p.is_file()]
-    assert any(p.name == "watchnet.db" for p in files)
+    with database(a) as db:
+        assert db.dialect != "sqlite" or any(p.name == "watchnet.db" for p in files)
+        for table in db.tables():
+            for row in db.execute(f'select * from "{table}"'):
+                values = [as_bytes(v) for v in row]
+                assert not any(v is not None and any(n in v for n in needles) for v in values), table
     for path in files:
         data = path.read_bytes()
         assert not any(n in data for n in needles), f"{path.name} holds a passer-by's embedding"
-    with database(a) as db:
-        tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
-        for table in tables:
-            for row in db.execute(f"select * from {table}"):
-                assert not any(isinstance(v, bytes) and any(n in v for n in needles) for v in row)
 
 
 @pytest.mark.parametrize(
@@ -291,9 +288,9 @@ def test_correction_and_deletion_reach_every_member_with_signed_receipts(net: Lo
     assert (withdrawn["status"], withdrawn["band"], withdrawn["category"]) == ("withdrawn", None, None)
     for node in (b, c):
         with database(node) as db:
-            assert db.execute(
-                "select kind from tombstone where owner='chain-a' and entry_id=?", (entry_id,)
-            ).fetchone() == ("deleted",)
+            assert db.rows(
+                "select kind from tombstone where owner='chain-a' and entry_id=:e", {"e": entry_id}
+            ) == [("deleted",)]
     corrections = a.call("GET", "/v1/propagation", "aud1")[1]["events"]
     assert any(
         e["entry_id"] == entry_id and e["kind"] == "corrected" and not e["missing"] for e in corrections
@@ -384,7 +381,7 @@ def test_a_node_killed_during_propagation_resumes_with_nothing_lost_or_doubled(n
 
 def _sql(node: LocalNode, statement: str) -> list[tuple[Any, ...]]:
     with database(node) as db:
-        return list(db.execute(statement).fetchall())
+        return db.rows(statement)
 
 
 def test_an_event_that_fails_verification_is_refused_audited_and_never_applied(net: LocalNetwork) -> None:
@@ -394,11 +391,12 @@ def test_an_event_that_fails_verification_is_refused_audited_and_never_applied(n
     b.stop()
     register(a, unit(850))
     a.stop()
-    original = _sql(a, f"select leaf from log_leaf where idx = {size}")[0][0]
+    original = as_bytes(_sql(a, f"select leaf from log_leaf where idx = {size}")[0][0])
+    assert original is not None
     tampered = original.replace(b'"actor":"acct-', b'"actor":"acct-x')
     assert tampered != original
     with database(a) as db:
-        db.execute("update log_leaf set leaf = ? where idx = ?", (tampered, size))
+        db.execute("update log_leaf set leaf = :l where idx = :i", {"l": tampered, "i": size})
     a.start()
     b.start()
     try:
@@ -413,7 +411,7 @@ def test_an_event_that_fails_verification_is_refused_audited_and_never_applied(n
     finally:
         a.stop()
         with database(a) as db:
-            db.execute("update log_leaf set leaf = ? where idx = ?", (original, size))
+            db.execute("update log_leaf set leaf = :l where idx = :i", {"l": original, "i": size})
         a.start()
     assert wait_for(
         lambda: _sql(b, "select tree_size from peer_state where peer='chain-a'") == [(size + 1,)], 15
@@ -755,8 +753,8 @@ def test_a_peer_that_rewrites_its_log_is_flagged_and_reported(net: LocalNetwork)
     assert wait_for(lambda: _sql(b, "select tree_size from peer_state where peer='chain-a'") == [(size,)], 10)
     a.stop()
     with database(a) as db:
-        db.execute("delete from log_leaf where idx = ?", (size - 1,))
-        db.execute("delete from tree_head where tree_size >= ?", (size - 1,))
+        db.execute("delete from log_leaf where idx = :i", {"i": size - 1})
+        db.execute("delete from tree_head where tree_size >= :i", {"i": size - 1})
     a.start()
     register(a, unit(901))
     assert wait_for(

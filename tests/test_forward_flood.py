@@ -60,7 +60,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
         network.start()
         yield network
     finally:
-        network.stop()
+        network.destroy()
 
 
 @pytest.fixture(scope="module")

@@ -242,9 +242,17 @@ def test_basis_vector_extraction_through_the_real_protocol_reconstructs_nothing(
     estimate /= np.linalg.norm(estimate, axis=0, keepdims=True)
     cosines = truth @ estimate
     best = cosines.max(axis=1)
-    print(f"\nbest cosine of any reconstructed position to each true entry: {np.round(best, 3).tolist()}")
+    # chance level: how well the rebuilt positions align with faces that were never registered
+    # (on ATTACKED coordinates chance alone reaches about 0.3-0.4, so a fixed bound would be flaky)
+    strangers = np.random.default_rng(7000).normal(size=(2000, ATTACKED))
+    strangers /= np.linalg.norm(strangers, axis=1, keepdims=True)
+    chance = (strangers @ estimate).max(axis=1)
+    print(
+        f"\nbest cosine of any reconstructed position to each true entry: {np.round(best, 3).tolist()}"
+        f"; to 2000 unregistered faces: median {np.median(chance):.3f}, max {chance.max():.3f}"
+    )
     assert (best < threshold).all(), "a reconstructed vector would match a registered entry"
-    assert (best < 0.35).all()
+    assert (best < chance.max() + 0.05).all(), "the rebuilt vectors point at the entries more than chance"
     assert all(v.max() < 0 for v in values), "no basis vector ever crosses the threshold"
     scaled = np.vstack([np.eye(dimension)[k] * c for k in range(4) for c in (0.2, 5.0, 20.0, 100.0)])
     status, scores = send(

@@ -15,7 +15,6 @@ import io
 import json
 import re
 import secrets
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -69,6 +68,7 @@ from protocol.events import EventReason
 from protocol.keys import DataKey, SigningKey
 from protocol.signed import SignedDocument
 from tests.factories import NODE_A_SIGNING, NODE_B_SIGNING, T0, embedding, make_manifest
+from tests.nodedb import node_sql
 
 
 def at(text: str) -> datetime:
@@ -730,11 +730,14 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         assert wait_for(lambda: ok(a.call("GET", "/v1/entries?status=expired", "off1"))["entries"], 15)
     finally:
         network.stop()
-    yield {"network": network, "started": started, "period": str(started.year)}
+    try:
+        yield {"network": network, "started": started, "period": str(started.year)}
+    finally:
+        network.destroy()
 
 
 def node_report(node: LocalNode, period: str, now: datetime | None = None) -> TransparencyReport:
-    engine = make_engine(f"sqlite:///{node.directory / 'watchnet.db'}")
+    engine = make_engine(NodeConfig.load(node.directory).effective_database_url)
     try:
         return build_report(
             engine,
@@ -989,10 +992,8 @@ def test_the_route_and_the_commands_give_the_signed_report(scenario: dict[str, A
 
 def test_reading_the_database_while_counting_leaves_it_unchanged(scenario: dict[str, Any]) -> None:
     node = scenario["network"].node("chain-a")
-    db = sqlite3.connect(node.directory / "watchnet.db")
-    try:
-        before = db.execute("select count(*), max(seq) from audit").fetchone()
-        node_report(node, scenario["period"])
-        assert db.execute("select count(*), max(seq) from audit").fetchone() == before
-    finally:
-        db.close()
+    with node_sql(node.directory) as db:
+        before = db.rows("select count(*), max(seq) from audit")
+    node_report(node, scenario["period"])
+    with node_sql(node.directory) as db:
+        assert db.rows("select count(*), max(seq) from audit") == before

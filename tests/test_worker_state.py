@@ -35,7 +35,7 @@ from node.console.session import TOUCH_SECONDS, SessionExpired, SharedSessionSto
 from node.demo.network import LocalNetwork, LocalNode
 from node.files import PRIVATE_FILE, write_atomic
 from node.http.api import RateLimiter, SharedRateLimiter
-from node.records.accounts import StaffAccounts, StaffMember
+from node.records.accounts import StaffMember
 from node.records.ratelimit import RateBuckets
 from node.records.vault import Vault
 from node.storage.engine import make_engine
@@ -216,8 +216,6 @@ def private_net(
     tmp_path_factory: pytest.TempPathFactory, postgres_url: str
 ) -> Iterator[tuple[LocalNetwork, LocalNode, LocalNode]]:
     """A group of chain-a and chain-b; chain-a runs on PostgreSQL with two workers."""
-    from node.demo.network import STAFF
-
     admin = postgres_url.rsplit("/", 1)[0].replace("postgresql+psycopg://", "postgresql://", 1)
     database = f"{postgres_url.rsplit('/', 1)[1]}_private"
     import psycopg
@@ -225,27 +223,21 @@ def private_net(
     with psycopg.connect(f"{admin}/test", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"')
     url = f"{postgres_url.rsplit('/', 1)[0]}/{database}"
-    net = LocalNetwork(tmp_path_factory.mktemp("private-workers"), ["chain-a", "chain-b"], sync_interval="1s")
+    net = LocalNetwork(
+        tmp_path_factory.mktemp("private-workers"),
+        ["chain-a", "chain-b"],
+        sync_interval="1s",
+        databases={"chain-a": url},
+    )
     net.create()
     a = net.node("chain-a")
-    set_config(a.directory, database_url=url)
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
-        accounts = StaffAccounts(engine)
-        now = datetime.now(UTC).replace(microsecond=0)
-        for username, role in STAFF.items():
-            accounts.add(username, role, net.password, now)
-            a.tokens[username] = accounts.issue_token(username, now)
-    finally:
-        engine.dispose()
     other = a.worker()
     try:
         net.start()
         yield net, a, other
     finally:
         other.stop()
-        net.stop()
+        net.destroy()
         with psycopg.connect(f"{admin}/test", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 

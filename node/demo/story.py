@@ -623,7 +623,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     say: Callable[[str], None] = (
         (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
     )
-    network = LocalNetwork(root, MEMBERS, [OUTSIDER])
+    network = (
+        LocalNetwork(root, MEMBERS, [OUTSIDER], database_server=args.database_server)
+        if args.database_server
+        else LocalNetwork(root, MEMBERS, [OUTSIDER])
+    )
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     steps: list[Step] = []
     started = time.monotonic()
@@ -643,7 +647,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         say("stopping every process")
     finally:
-        network.stop()
+        network.destroy()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not args.dir and not args.keep and ok:
@@ -655,8 +659,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo",
         help="run an organisation, three member nodes and an outsider locally and walk through the story",
-        description="Starts real node processes on 127.0.0.1 (SQLite, local key files), runs each step and "
-        "prints whether it behaved as the rules require; exits 1 if any step failed.",
+        description="Starts real node processes on 127.0.0.1 (SQLite unless --database-server, local key "
+        "files), runs each step and prints whether it behaved as the rules require; exits 1 if any step failed.",
     )
     p.set_defaults(handler=cmd_demo)
     p.add_argument(
@@ -667,4 +671,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--keep", action="store_true", help="keep the network running after the story until Ctrl-C"
+    )
+    p.add_argument(
+        "--database-server",
+        metavar="URL",
+        help="run every node on a fresh PostgreSQL database of its own on this server, e.g. "
+        "postgresql+psycopg://postgres@127.0.0.1:5432 (no database name; the databases are dropped "
+        "when the demo ends; default: $WATCHNET_DEMO_DATABASE_SERVER if set, else SQLite in each "
+        "node's directory)",
     )

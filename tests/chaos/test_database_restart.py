@@ -147,7 +147,7 @@ def net(tmp_path_factory: pytest.TempPathFactory, postgres: ThrowawayPostgres) -
         network.start()
         yield network
     finally:
-        network.stop()
+        network.destroy()
 
 
 @dataclass

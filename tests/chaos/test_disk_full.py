@@ -118,7 +118,11 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
     disk = root / "chain-a"
     mount_tmpfs(disk)
     try:
-        network = LocalNetwork(root, MEMBERS, sync_interval="1s", reserve_mb=RESERVE_MB)
+        # SQLite whatever WATCHNET_DEMO_DATABASE_SERVER says: the disk that fills is the one
+        # holding chain-a's database file
+        network = LocalNetwork(
+            root, MEMBERS, sync_interval="1s", reserve_mb=RESERVE_MB, database_server=None
+        )
         network.create()
         a = network.node("chain-a")
         a.log_name = str(root / "chain-a-serve.log")  # the node's log outside the full disk
@@ -133,7 +137,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
             network.start()
             yield network
         finally:
-            network.stop()
+            network.destroy()
     finally:
         with contextlib.suppress(FileNotFoundError):
             (disk / "filler").unlink()

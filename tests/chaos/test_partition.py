@@ -167,8 +167,14 @@ def lan() -> Iterator[Lan]:
 
 @pytest.fixture(scope="module")
 def net(lan: Lan, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
+    # SQLite whatever WATCHNET_DEMO_DATABASE_SERVER says: inside its namespace a node has a
+    # loopback of its own and cannot reach the server on the host's 127.0.0.1
     network = LocalNetwork(
-        tmp_path_factory.mktemp("partition"), MEMBERS, sync_interval="1s", placements=lan.placements
+        tmp_path_factory.mktemp("partition"),
+        MEMBERS,
+        sync_interval="1s",
+        placements=lan.placements,
+        database_server=None,
     )
     with network.running():
         yield network
