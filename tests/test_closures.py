@@ -256,13 +256,13 @@ class ReadOnlySessions:
         dbapi_connection.commit()
 
 
-@pytest.mark.postgres
-def test_a_deletion_one_worker_cannot_write_stops_every_worker_matching(postgres_url: str) -> None:
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_deletion_one_worker_cannot_write_stops_every_worker_matching(database_url: str) -> None:
     from node.demo.network import wait_for
     from node.storage.notify import Follower
 
-    first = Node(postgres_url)
-    second_engine = make_engine(postgres_url)
+    first = Node(database_url)
+    second_engine = make_engine(database_url)
     second = Registry(
         engine=second_engine,
         node_id=first.registry.node_id,

@@ -128,8 +128,11 @@ def log_size(cluster: Cluster) -> int:
 
 
 def sqlite(node: LocalNode, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+    """A member's rows through its configured engine; ``?`` placeholders, in order."""
+    parts = statement.split("?")
+    named = "".join(part + (f":p{i}" if i < len(args) else "") for i, part in enumerate(parts))
     with database(node) as db:
-        return list(db.execute(statement, args).fetchall())
+        return db.rows(named, {f"p{i}": a for i, a in enumerate(args)})
 
 
 def children(pid: int) -> list[int]:
