@@ -373,9 +373,7 @@ def build_group(root: Path, gal: Vectors, targets: int, databases: dict[str, str
     from node.context import NodeContext
     from node.demo.network import LocalNetwork
     from node.files import write_atomic
-    from node.records.keystore import load_data_key
     from node.records.registry import ACTIVE, Proposal
-    from node.records.vault import Vault
     from node.storage.models import EntryRow
     from protocol.commitment import new_salt
     from protocol.embedding import Embedding
@@ -417,13 +415,14 @@ def build_group(root: Path, gal: Vectors, targets: int, databases: dict[str, str
         context.registry.approve(officer, state.entry_id, now)
         entry_ids[j] = state.entry_id
 
-    vault = Vault(load_data_key(config.path(config.data_key_file)))
+    vault = context.registry.vault
     expires = now + timedelta(days=300)
     registry = context.registry
     for first in range(targets, len(gal), FILL_CHUNK):
         with Session(context.engine) as session:
             for j in range(first, min(first + FILL_CHUNK, len(gal))):
                 entry_id = f"ent-{secrets.token_hex(10)}"
+                vault.new_record(entry_id)
                 row = EntryRow(
                     entry_id=entry_id,
                     version=1,
@@ -438,8 +437,8 @@ def build_group(root: Path, gal: Vectors, targets: int, databases: dict[str, str
                     proposed_at=now,
                     registered_at=now.replace(microsecond=0),
                     expires_at=expires.replace(microsecond=0),
-                    embedding_ct=vault.seal(gal[j].astype("<f4").tobytes(), binding=f"{entry_id}/embedding"),
-                    salt_ct=vault.seal(new_salt(), binding=f"{entry_id}/salt"),
+                    embedding_ct=vault.seal_record(entry_id, gal[j].astype("<f4").tobytes(), field="embedding"),
+                    salt_ct=vault.seal_record(entry_id, new_salt(), field="salt"),
                 )
                 session.add(row)
                 # version 1 signed and logged as approve() does (the node checks every active entry

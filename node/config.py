@@ -554,6 +554,8 @@ class NodeConfig:
     signing_key_file: str = "keys/signing.key"
     encryption_key_file: str = "keys/encryption.key"
     data_key_file: str = "keys/data.key"
+    record_keys_dir: str = "keys/records"
+    """The key store: one file per person's record, each sealed under the data key (ADR 0003)."""
     root_keyids: tuple[str, ...] = ()
     root_threshold: int | None = None
     """How many of the pinned root keys must sign the first manifest (``governance.root_threshold``).
@@ -614,6 +616,7 @@ class NodeConfig:
                 "signing": self.signing_key_file,
                 "encryption": self.encryption_key_file,
                 "data": self.data_key_file,
+                "records": self.record_keys_dir,
             },
             "governance": {
                 "root_keyids": list(self.root_keyids),
@@ -683,6 +686,7 @@ class NodeConfig:
             if keys.has("encryption")
             else cls.encryption_key_file,
             data_key_file=keys.text("data", max_len=1024) if keys.has("data") else cls.data_key_file,
+            record_keys_dir=keys.text("records", max_len=1024) if keys.has("records") else cls.record_keys_dir,
             root_keyids=tuple(governance.texts("root_keyids", max_items=16, max_len=64, pattern=_KEYID_RE))
             if governance.has("root_keyids")
             else (),

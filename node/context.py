@@ -26,7 +26,9 @@ from node.records.hits import HitLedger
 from node.records.keystore import load_data_key, load_encryption_key, load_signing_key
 from node.records.manifests import ManifestStore
 from node.records.matching import MatchIndex
+from node.records.record_keys import RecordKeys
 from node.records.registry import Registry
+from node.records.shredding import reseal_legacy
 from node.records.vault import Vault
 from node.storage.engine import make_engine
 from node.storage.migrate import check_schema
@@ -93,7 +95,9 @@ class NodeContext:
         except (tomllib.TOMLDecodeError, MalformedError) as e:
             raise ConfigurationError(f"{config.directory / RULES_FILE}: {e}") from e
         rules.check_against(manifest)
-        vault = Vault(data_key)
+        vault = Vault(data_key, RecordKeys(config.path(config.record_keys_dir), data_key))
+        if check:
+            reseal_legacy(engine, vault)
         registry = Registry(
             engine=engine,
             node_id=config.node_id,

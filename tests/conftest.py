@@ -97,3 +97,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
 
     items.sort(key=rank)
+
+
+@pytest.fixture(scope="module")
+def throwaway_postgres() -> Iterator[object]:
+    """A PostgreSQL cluster of the module's own (``tests.throwaway_pg``): for tests that stop the
+    database or read its files, never done to the shared server."""
+    from tests.throwaway_pg import throwaway_postgres_cluster
+
+    yield from throwaway_postgres_cluster()

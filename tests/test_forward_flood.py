@@ -32,15 +32,14 @@ from node.casework.subject_requests import ForwardRateLimited, SubjectRequests
 from node.config import NodeConfig
 from node.demo.network import LocalNetwork, wait_for
 from node.files import write_atomic
-from node.records.vault import Vault
 from node.storage import migrate
 from node.storage.engine import make_engine
 from node.storage.migrate import upgrade
 from node.storage.models import EntryRow, SubjectRequest
-from protocol.keys import DataKey
 from protocol.message import PeerKeys, compose_sealed, decode_body, open_sealed
 from protocol.subject import ForwardAck, ForwardedRequest
 from tests.test_federation import _photo, _register_photo, audit
+from tests.vaults import vault_for
 
 OWNER, FLOODER, OTHER = "chain-a", "chain-b", "chain-c"
 LIMIT = 3
@@ -230,7 +229,7 @@ def _entry(engine: Any, entry_id: str) -> None:
 
 def _worker(engine: Any) -> SubjectRequests:
     """One worker's view of the node: its own process lock, the shared database."""
-    return SubjectRequests(engine, Vault(DataKey(b"\x42" * 32)), "chain-a", threading.RLock())
+    return SubjectRequests(engine, vault_for(str(engine.url)), "chain-a", threading.RLock())
 
 
 def _forward(worker: SubjectRequests, request_id: str, now: datetime = T, limit: int = 50) -> Any:

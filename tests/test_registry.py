@@ -15,17 +15,16 @@ from node.records.accounts import StaffAccounts, StaffMember
 from node.records.auditlog import verify_audit_chain
 from node.records.matching import MatchIndex
 from node.records.registry import EntryNotFound, Proposal, Registry, TwoPersonRuleViolation, WrongState
-from node.records.vault import Vault
 from node.storage.engine import make_engine
 from node.storage.migrate import check_schema, upgrade
 from node.storage.models import AuditRecord, EntryRow, EventPayloadRow, LogLeaf
 from protocol.entry import Evidence, WatchlistEntry
 from protocol.errors import ConfigurationError, MalformedError
 from protocol.events import EntryEvent, EventReason
-from protocol.keys import DataKey
 from protocol.merkle import leaf_hash, verify_consistency, verify_inclusion
 from protocol.signed import SignedDocument
 from tests.factories import NODE_A_SIGNING, T0, embedding, make_manifest
+from tests.vaults import vault_for
 
 RULES = RegistrationRules(
     categories=("shoplifting", "theft"), evidence_kinds=("police-report",), retention_days=180
@@ -37,6 +36,7 @@ class Node:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         upgrade(self.engine)
+        self.vault = vault_for(url)
         self.accounts = StaffAccounts(self.engine)
         self.registrar = self.accounts.add("reg1", Role.REGISTRAR, PASSWORD, T0)
         self.officer = self.accounts.add("off1", Role.OFFICER, PASSWORD, T0)
@@ -47,7 +47,7 @@ class Node:
             engine=self.engine,
             node_id="chain-a",
             signing_key=NODE_A_SIGNING,
-            vault=Vault(DataKey(b"\x42" * 32)),
+            vault=self.vault,
             manifest=lambda: manifest,
             rules=RULES,
             index=MatchIndex(512),
@@ -208,7 +208,7 @@ def test_restart_rebuilds_index_from_storage(database_url: str) -> None:
         engine=make_engine(database_url),
         node_id="chain-a",
         signing_key=NODE_A_SIGNING,
-        vault=Vault(DataKey(b"\x42" * 32)),
+        vault=vault_for(database_url),
         manifest=make_manifest,
         rules=RULES,
         index=MatchIndex(512),

@@ -55,7 +55,6 @@ from node.records.accounts import StaffAccounts
 from node.records.auditlog import append_audit, verify_audit_chain
 from node.records.matching import MatchIndex
 from node.records.registry import Proposal, Registry
-from node.records.vault import Vault
 from node.reporting.report import build_report, signed_report
 from node.storage.engine import make_engine
 from node.storage.migrate import upgrade
@@ -65,10 +64,11 @@ from protocol.embedding import Embedding
 from protocol.entry import Evidence
 from protocol.errors import MalformedError, WatchnetError
 from protocol.events import EventReason
-from protocol.keys import DataKey, SigningKey
+from protocol.keys import SigningKey
 from protocol.signed import SignedDocument
 from tests.factories import NODE_A_SIGNING, NODE_B_SIGNING, T0, embedding, make_manifest
 from tests.nodedb import node_sql
+from tests.vaults import vault_for
 
 
 def at(text: str) -> datetime:
@@ -299,7 +299,7 @@ class Node:
             engine=self.engine,
             node_id="chain-a",
             signing_key=NODE_A_SIGNING,
-            vault=Vault(DataKey(b"\x42" * 32)),
+            vault=vault_for(url),
             manifest=lambda: manifest,
             rules=RULES,
             index=MatchIndex(512),

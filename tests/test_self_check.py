@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sqlite3
 import time
 import tomllib
@@ -45,7 +46,6 @@ from node.records.integrity import (
 )
 from node.records.matching import MatchIndex
 from node.records.registry import Proposal, Registry
-from node.records.vault import Vault
 from node.storage.engine import make_engine
 from node.storage.migrate import upgrade
 from protocol.entry import Evidence
@@ -67,6 +67,7 @@ from tests.factories import (
     signed_manifest,
 )
 from tests.nodeproc import NodeProcess
+from tests.vaults import vault_for
 
 RULES = RegistrationRules(
     categories=("shoplifting", "theft"), evidence_kinds=("police-report",), retention_days=180
@@ -90,7 +91,7 @@ class Store:
         staff = {member.username: member for member, _ in accounts.list()}
         self.registrar, self.officer, self.officer2 = staff["reg1"], staff["off1"], staff["off2"]
         manifest = make_manifest()
-        self.vault = Vault(DATA_KEY)
+        self.vault = vault_for(path, DATA_KEY)
         self.registry = Registry(
             engine=self.engine,
             node_id="chain-a",
@@ -164,6 +165,8 @@ def store(template: tuple[Path, dict[str, str]], tmp_path: Path) -> Iterator[Sto
     source.backup(target)
     source.close()
     target.close()
+    shutil.copytree(vault_for(template[0]).records.directory, tmp_path / "record-keys")
+    vault_for(path, directory=tmp_path / "record-keys")
     s = Store(path, new=False)
     s.seed = 100
     s.entries = dict(template[1])
@@ -177,10 +180,10 @@ def _three_entries(store: Store) -> dict[str, str]:
 
 
 def _reseal_embedding(store: Store, entry_id: str) -> None:
-    """Someone holding the data key (not the signing key) puts another face under an entry."""
+    """Someone holding the key store (not the signing key) puts another face under an entry."""
     store.sql(
         "update entry set embedding_ct = ? where entry_id = ?",
-        store.vault.seal(embedding(999).raw, binding=f"{entry_id}/embedding"),
+        store.vault.seal_record(entry_id, embedding(999).raw, field="embedding"),
         entry_id,
     )
 

@@ -37,13 +37,11 @@ from node.files import PRIVATE_FILE, write_atomic
 from node.http.api import RateLimiter, SharedRateLimiter
 from node.records.accounts import StaffMember
 from node.records.ratelimit import RateBuckets
-from node.records.vault import Vault
 from node.storage.engine import make_engine
 from node.storage.migrate import upgrade
 from node.storage.models import ConsoleSessionRow, RateBucket
 from protocol.embedding import Embedding
 from protocol.he import HEContext, QueryKeys
-from protocol.keys import DataKey
 from protocol.private_query import (
     Candidate,
     EvaluationKeys,
@@ -57,6 +55,7 @@ from tests.nodeproc import PASSWORD, NodeProcess
 from tests.test_console import PHOTOS, photo
 from tests.test_federation import register, unit
 from tests.test_private_mode import send
+from tests.vaults import vault_for
 
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 PREVIEW_RE = re.compile(r'name="preview" value="([^"]+)"')
@@ -400,7 +399,7 @@ def test_the_node_uses_shared_buckets_on_postgresql_and_memory_on_sqlite(
 SETTINGS = ConsoleSettings(idle_timeout=timedelta(minutes=15), session_lifetime=timedelta(hours=1))
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 REGISTRAR = StaffMember("acct-0000000000000001", "reg9", Role.REGISTRAR)
-VAULT = Vault(DataKey(b"\x42" * 32))
+VAULT = vault_for("console-sessions")
 
 
 def stores(engines: tuple[Engine, Engine], **options: Any) -> tuple[SharedSessionStore, SharedSessionStore]:

@@ -72,6 +72,7 @@ from node.http.witness import add_witness_routes
 from node.private.mode import PrivateMode
 from node.records.auditlog import AuditWriter, RefusalTally
 from node.records.held_journal import HeldJournal
+from node.records.shredding import shred_orphans
 from node.storage.reserve import DiskReserve
 from node.telemetry import Telemetry, setup_telemetry
 from protocol.message import MAX_BULK_SEALED_BYTES
@@ -99,6 +100,7 @@ def _retention_sweep(app: web.Application) -> DutyLoop:
             with tracer.start_as_current_span("retention sweep"):
                 expired = await asyncio.to_thread(context.registry.expire_due, app[CLOCK]())
                 expired_counter.add(len(expired))
+                await asyncio.to_thread(shred_orphans, context.engine, context.registry.vault)
             if expired:
                 LOG.info("retention sweep: %d entries expired", len(expired))
             duty.ok()

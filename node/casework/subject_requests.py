@@ -145,6 +145,8 @@ class SubjectRequests:
                 f"identity_check {identity_check!r:.40} is not one of {sorted(IDENTITY_CHECKS)}"
             )
         request_id = f"req-{secrets.token_hex(10)}"
+        if photo is not None or embedding is not None:
+            self._vault.new_record(request_id)
         row = SubjectRequest(
             id=request_id,
             kind=kind.value,
@@ -152,10 +154,10 @@ class SubjectRequests:
             received_at=received_at,
             deadline=deadline or received_at + DEFAULT_DEADLINE,
             recorded_by=staff,
-            photo_ct=None if photo is None else self._vault.seal(photo, binding=f"{request_id}/photo"),
+            photo_ct=None if photo is None else self._vault.seal_record(request_id, photo, field="photo"),
             embedding_ct=None
             if embedding is None
-            else self._vault.seal(embedding.raw, binding=f"{request_id}/embedding"),
+            else self._vault.seal_record(request_id, embedding.raw, field="embedding"),
         )
         if row.deadline < row.received_at:
             raise MalformedError("the deadline is before the request was received")
@@ -178,7 +180,7 @@ class SubjectRequests:
             row = self._row(session, request_id)
             if row.embedding_ct is None:
                 raise WrongState(f"request {request_id} holds no face to search for (status {row.status})")
-            return Embedding(self._vault.open(row.embedding_ct, binding=f"{request_id}/embedding"))
+            return Embedding(self._vault.open_record(request_id, row.embedding_ct, field="embedding"))
 
     def save_report(
         self, request_id: str, items: list[ReportItem], staff: str, now: datetime
@@ -243,6 +245,7 @@ class SubjectRequests:
             row.outcome = outcome.value
             row.ground = None if ground is None else ground.value
             row.closed_at, row.closed_by = now, staff
+            self._vault.shred(request_id)
             row.photo_ct = row.embedding_ct = None
             row.receipts = json.dumps(receipts, sort_keys=True) if receipts else None
             session.add(row)

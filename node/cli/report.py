@@ -313,13 +313,13 @@ def _data_items(manifest: Manifest) -> str:
         ),
         (
             "face embedding of a registered person (512 numbers)",
-            "database, encrypted (secretbox) with the data key",
-            "until deletion or expiry, then erased",
+            "database, encrypted (secretbox) under a key of its own, kept outside the database",
+            "until deletion or expiry, then its key is destroyed and the row erased",
             jointly("face-embedding"),
         ),
         (
             "face crop of the registration photo (JPEG)",
-            "database, encrypted with the data key",
+            "database, encrypted under the entry's own key",
             "erased with the entry",
             "no (to a third party only under a legal basis, if `face-image` is listed)",
         ),
@@ -506,7 +506,7 @@ def _safeguards(config: NodeConfig, manifest: Manifest, rules: RegistrationRules
         ("match threshold", f"{manifest.policy.match_threshold} (cosine similarity), set by the group"),
         (
             "encryption at rest",
-            f"embeddings, face crops and request photos sealed with the data key ({data_key}); keys kept outside the database, files mode 0600",
+            f"embeddings, face crops and request photos sealed each under a key of its own, in {config.record_keys_dir}/ sealed with the data key ({data_key}); a deletion destroys the key, so no backup, dead row or WAL copy opens; keys kept outside the database, files mode 0600",
         ),
         (
             "database",

@@ -187,6 +187,25 @@ def _key_files(config: NodeConfig) -> list[tuple[str, Path]]:
     return found
 
 
+def _record_keys(config: NodeConfig, scratch: Path) -> list[tuple[str, Path]]:
+    """The key store, copied first: a key destroyed while the archive is written is simply absent."""
+    source = config.path(config.record_keys_dir)
+    if not source.is_dir():
+        return []
+    copies = scratch / "record-keys"
+    copies.mkdir(mode=0o700)
+    found = []
+    for path in sorted(source.glob("*.key")):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        copy = copies / path.name
+        copy.write_bytes(data)
+        found.append((f"keys/records/{path.name}", copy))
+    return found
+
+
 def _add(tar: tarfile.TarFile, name: str, path: Path) -> None:
     info = tarfile.TarInfo(name)
     info.size = path.stat().st_size
@@ -225,6 +244,7 @@ def create_backup(
         ]
         if with_keys:
             members += _key_files(config)
+            members += _record_keys(config, scratch)
         listing: list[dict[str, Any]] = [
             {"name": name, "size": path.stat().st_size, "sha256": _sha256(path)} for name, path in members
         ]

@@ -50,6 +50,7 @@ from sqlalchemy import select as columns_of
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from node.records.record_keys import RecordKeyDestroyed
 from node.records.vault import Vault
 from node.storage.models import EntryRow, EventPayloadRow, LogLeaf, TreeHeadRow
 from protocol.canonical import canonical_bytes, parse_json
@@ -645,8 +646,10 @@ class StoreChecker:
             return
         try:
             payload = EventPayload.from_dict(
-                parse_json(self._vault.open(payload_ct, binding=f"{facts.event_id}/payload"))
+                parse_json(self._vault.open_record(entry_id, payload_ct, field=f"payload/{facts.event_id}"))
             )
+        except RecordKeyDestroyed:
+            return  # a closure decided, its write not landed yet: the entry is suppressed, not edited
         except WatchnetError as e:
             add(f"the sealed payload of its latest event does not open ({e.code})")
             return
@@ -690,8 +693,8 @@ class StoreChecker:
             add("the active entry holds no sealed embedding", entry.embedding_commitment, None)
             return
         try:
-            embedding = self._vault.open(row.embedding_ct, binding=f"{entry_id}/embedding")
-            salt = self._vault.open(row.salt_ct, binding=f"{entry_id}/salt")
+            embedding = self._vault.open_record(entry_id, row.embedding_ct, field="embedding")
+            salt = self._vault.open_record(entry_id, row.salt_ct, field="salt")
             opened = commit(salt, embedding)
         except (WatchnetError, ValueError) as e:
             add(f"the sealed embedding or salt does not open ({getattr(e, 'code', 'malformed')})")

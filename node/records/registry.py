@@ -38,6 +38,7 @@ from node.records.closures import DATABASE_ERRORS, ClosurePending, PendingClosur
 from node.records.eventlog import open_event_log
 from node.records.integrity import IntegrityState
 from node.records.matching import Match, MatchIndex
+from node.records.record_keys import RecordKeyDestroyed
 from node.records.vault import Vault
 from node.storage.engine import erase_checkpoint
 from node.storage.locks import lock_chains
@@ -260,6 +261,7 @@ class Registry:
             )
             entry_id = _new_id("ent")
             salt = new_salt()
+            self._vault.new_record(entry_id)
             row = EntryRow(
                 entry_id=entry_id,
                 version=0,
@@ -272,11 +274,11 @@ class Registry:
                 registrar=staff.id,
                 proposed_at=now,
                 expires_at=expires_at,
-                embedding_ct=self._vault.seal(proposal.embedding.raw, binding=f"{entry_id}/embedding"),
-                salt_ct=self._vault.seal(salt, binding=f"{entry_id}/salt"),
+                embedding_ct=self._vault.seal_record(entry_id, proposal.embedding.raw, field="embedding"),
+                salt_ct=self._vault.seal_record(entry_id, salt, field="salt"),
                 crop_ct=None
                 if proposal.face_crop is None
-                else self._vault.seal(proposal.face_crop, binding=f"{entry_id}/crop"),
+                else self._vault.seal_record(entry_id, proposal.face_crop, field="crop"),
             )
             with Session(self._engine, expire_on_commit=False) as session:
                 session.add(row)
@@ -298,8 +300,17 @@ class Registry:
     def _embedding(self, row: EntryRow) -> tuple[Embedding, bytes]:
         if row.embedding_ct is None or row.salt_ct is None:
             raise WrongState(f"entry {row.entry_id} holds no embedding (status {row.status})")
-        embedding = Embedding(self._vault.open(row.embedding_ct, binding=f"{row.entry_id}/embedding"))
-        return embedding, self._vault.open(row.salt_ct, binding=f"{row.entry_id}/salt")
+        embedding = Embedding(self._vault.open_record(row.entry_id, row.embedding_ct, field="embedding"))
+        return embedding, self._vault.open_record(row.entry_id, row.salt_ct, field="salt")
+
+    def _openable(self, row: EntryRow) -> Embedding | None:
+        """The active entry's embedding, or None when its key is destroyed: a closure was decided
+        and its write has not landed (it is suppressed), so it must not come back into the index."""
+        try:
+            return self._embedding(row)[0]
+        except RecordKeyDestroyed:
+            LOG.warning("entry %s is active but its key is destroyed; it stays out of the index", row.entry_id)
+            return None
 
     def _sign_entry(
         self, row: EntryRow, officer: str, version: int, now: datetime
@@ -358,8 +369,8 @@ class Registry:
             EventPayloadRow(
                 event_id=event.event_id,
                 entry_id=row.entry_id,
-                payload_ct=self._vault.seal(
-                    canonical_bytes(payload.to_dict()), binding=f"{event.event_id}/payload"
+                payload_ct=self._vault.seal_record(
+                    row.entry_id, canonical_bytes(payload.to_dict()), field=f"payload/{event.event_id}"
                 ),
             )
         )
@@ -530,7 +541,12 @@ class Registry:
         return self._guarded(staff, "entry.correct", entry_id, now, work)  # type: ignore[no-any-return]
 
     def _erase(self, session: Session, row: EntryRow, status: str, reason: str, now: datetime) -> None:
-        """Erase the biometric and personal parts; keep the tombstone."""
+        """Destroy the entry's key, erase the biometric and personal parts, keep the tombstone.
+
+        The key goes first, inside the caller's transaction: once the closure commits no copy of
+        the entry's ciphertext anywhere opens. A commit that then fails leaves an active row that
+        cannot be opened; the held closure writes it later."""
+        self._vault.shred(row.entry_id)
         row.status, row.reason, row.closed_at = status, reason, now
         row.embedding_ct = row.salt_ct = row.crop_ct = None
         row.signed_entry = None
@@ -814,7 +830,7 @@ class Registry:
             out["expires_at"] = row.expires_at.isoformat()
         if "face-image" in items and row.crop_ct is not None:
             out["face_image_jpeg"] = b64url_encode(
-                self._vault.open(row.crop_ct, binding=f"{row.entry_id}/crop")
+                self._vault.open_record(row.entry_id, row.crop_ct, field="crop")
             )
         return out
 
@@ -904,7 +920,7 @@ class Registry:
             row = self._load(session, entry_id)
             if row.crop_ct is None:
                 raise WrongState(f"entry {entry_id} is {row.status} and holds no face crop")
-            return self._vault.open(row.crop_ct, binding=f"{entry_id}/crop")
+            return self._vault.open_record(entry_id, row.crop_ct, field="crop")
 
     def signed_entry(self, entry_id: str) -> SignedDocument[WatchlistEntry]:
         with Session(self._engine, expire_on_commit=False) as session:
@@ -919,7 +935,7 @@ class Registry:
             # the log size first: a change committed while the rows are read is replayed by catch_up
             size = _log_size(session)
             rows = session.exec(select(EntryRow).where(EntryRow.status == ACTIVE)).all()
-            items = [(row.entry_id, self._embedding(row)[0]) for row in rows]
+            items = [(row.entry_id, embedding) for row in rows if (embedding := self._openable(row))]
             self.index.replace_all(items)
             self._applied_log_size = size
         return len(items)
@@ -990,7 +1006,8 @@ class Registry:
         for entry_id in ids:
             row = rows.get(entry_id)
             if row is not None and row.status == ACTIVE and row.embedding_ct is not None:
-                if entry_id not in self.index and self.index.upsert(entry_id, self._embedding(row)[0]):
+                embedding = None if entry_id in self.index else self._openable(row)
+                if embedding is not None and self.index.upsert(entry_id, embedding):
                     moved += 1
             elif self.index.remove(entry_id):
                 moved += 1

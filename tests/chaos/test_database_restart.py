@@ -14,13 +14,7 @@ database's return to each are printed.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -30,13 +24,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from node.config import CONFIG_FILE, NodeConfig
-from node.demo.network import LocalNetwork, LocalNode, free_port, wait_for
+from node.demo.network import LocalNetwork, LocalNode, wait_for
 from node.files import PRIVATE_FILE, write_atomic
 from tests.test_federation import register, unit
+from tests.throwaway_pg import ThrowawayPostgres
 
 MEMBERS = ["chain-a", "chain-b"]
 SWEEP = timedelta(seconds=2)
@@ -48,82 +42,6 @@ OUTAGE = 8.0
 EXPIRY_BOUND = SWEEP.total_seconds() + LEASE_POLL.total_seconds() + 5
 """Database back -> entry expired: one sweep after the lease is held again, with margin for load."""
 RECOVERY_DEADLINE = 45.0
-PG_BINARIES = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-
-
-@dataclass
-class ThrowawayPostgres:
-    """A PostgreSQL cluster of the test's own, run as the postgres user in a directory it owns."""
-
-    directory: Path
-    port: int
-
-    @property
-    def data(self) -> Path:
-        return self.directory / "data"
-
-    @property
-    def log(self) -> Path:
-        return self.directory / "server.log"
-
-    def url(self, database: str) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
-
-    def _as_postgres(self, program: str, *argv: str, timeout: float = 60) -> None:
-        binary = PG_BINARIES[-1].parent / program
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", str(binary), *argv],
-            check=True,
-            capture_output=True,
-            timeout=timeout,
-        )
-
-    @classmethod
-    def create(cls) -> ThrowawayPostgres:
-        owner = pwd.getpwnam("postgres")
-        directory = Path(tempfile.mkdtemp(prefix="watchnet-pg-"))
-        os.chown(directory, owner.pw_uid, owner.pw_gid)
-        cluster = cls(directory, free_port())
-        cluster._as_postgres("initdb", "-D", str(cluster.data), "-U", "postgres", "-A", "trust", "--no-sync")
-        with (cluster.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
-            conf.write(
-                f"port = {cluster.port}\nlisten_addresses = '127.0.0.1'\n"
-                f"unix_socket_directories = '{directory}'\nfsync = off\nsynchronous_commit = off\n"
-                "full_page_writes = off\nmax_connections = 100\n"
-            )
-        return cluster
-
-    def start(self) -> None:
-        self._as_postgres("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30", "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._as_postgres("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop")
-
-    def create_database(self, name: str) -> str:
-        admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
-
-    def remove(self) -> None:
-        with contextlib.suppress(subprocess.SubprocessError, OSError):
-            self.stop("immediate")
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[ThrowawayPostgres]:
-    if not PG_BINARIES or shutil.which("runuser") is None:
-        reason = "PostgreSQL's binaries (/usr/lib/postgresql/*/bin) or runuser not installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run the chaos tests")
-        pytest.skip(reason)
-    cluster = ThrowawayPostgres.create()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.remove()
 
 
 def _tune(directory: Path) -> None:
@@ -136,8 +54,10 @@ def _tune(directory: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory, postgres: ThrowawayPostgres) -> Iterator[LocalNetwork]:
-    url = postgres.create_database("chain_a")
+def net(
+    tmp_path_factory: pytest.TempPathFactory, throwaway_postgres: ThrowawayPostgres
+) -> Iterator[LocalNetwork]:
+    url = throwaway_postgres.create_database("chain_a")
     network = LocalNetwork(
         tmp_path_factory.mktemp("dbrestart"), MEMBERS, sync_interval="1s", databases={"chain-a": url}
     )
@@ -226,7 +146,7 @@ def stale_duties(node: LocalNode, since: datetime) -> dict[str, str | None]:
 
 
 def test_postgres_stopped_and_started_while_chain_a_serves(
-    net: LocalNetwork, postgres: ThrowawayPostgres
+    net: LocalNetwork, throwaway_postgres: ThrowawayPostgres
 ) -> None:
     a, b = net.node("chain-a"), net.node("chain-b")
     expiring, deleted_after, deleted_during = (register(a, unit(seed)) for seed in (21, 22, 23))
@@ -241,7 +161,7 @@ def test_postgres_stopped_and_started_while_chain_a_serves(
     )
     assert status == 200, body
 
-    postgres.stop("fast")
+    throwaway_postgres.stop("fast")
     down = time.monotonic()
     try:
         assert entry_status(a, expiring) is None, "chain-a's database is down"
@@ -278,7 +198,7 @@ def test_postgres_stopped_and_started_while_chain_a_serves(
         time.sleep(max(0.0, OUTAGE - (time.monotonic() - down)))
         assert a.process is not None and a.process.poll() is None, "chain-a keeps serving"
     finally:
-        postgres.start()
+        throwaway_postgres.start()
     back = time.monotonic()
     back_wall = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     print(f"database down {back - down:.1f} s")
