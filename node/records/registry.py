@@ -365,15 +365,16 @@ class Registry:
         self._append_leaf(
             session, signed, event_id=event.event_id, entry_id=row.entry_id, kind=kind.value, now=now
         )
-        session.add(
-            EventPayloadRow(
-                event_id=event.event_id,
-                entry_id=row.entry_id,
-                payload_ct=self._vault.seal_record(
-                    row.entry_id, canonical_bytes(payload.to_dict()), field=f"payload/{event.event_id}"
-                ),
+        # a closing event's payload is erased with the entry in this same transaction, so it is
+        # never sealed: its entry's key may already be destroyed (a held closure's retry)
+        sealed = (
+            None
+            if entry is None
+            else self._vault.seal_record(
+                row.entry_id, canonical_bytes(payload.to_dict()), field=f"payload/{event.event_id}"
             )
         )
+        session.add(EventPayloadRow(event_id=event.event_id, entry_id=row.entry_id, payload_ct=sealed))
         return signed
 
     def _append_leaf(
