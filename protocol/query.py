@@ -110,11 +110,13 @@ class QueryMatch:
     @classmethod
     def from_dict(cls, data: Any) -> QueryMatch:
         f = Fields(data, "query match")
-        return cls(
+        match = cls(
             query_index=f.integer("query_index", high=MAX_QUERY_EMBEDDINGS - 1),
             band=f.text("band", max_len=16),
             entry=SignedDocument.from_dict(f.obj("entry"), WatchlistEntry),
         )
+        f.finish()  # nested: an unknown field is refused, never dropped from under the signature
+        return match
 
 
 @dataclass(kw_only=True)

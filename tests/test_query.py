@@ -238,6 +238,7 @@ RESPONSE_INVALID: list[tuple[str, Any, type[Exception]]] = [
     ("match-index-float", _match(query_index=1.0), MalformedError),
     ("match-band-number", _match(band=0.9), MalformedError),
     ("match-band-unknown", _match(band="exact"), MalformedError),
+    ("match-unknown-field", _match(score=0.99), MalformedError),
     ("match-band-missing", {**_response(), "matches": [{"query_index": 0, "entry": SECOND}]}, MalformedError),
     ("match-entry-unsigned", _match(entry=make_entry().to_dict()), MalformedError),
     (
