@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tomli_w
 
@@ -227,19 +228,39 @@ class ConsoleSettings:
 
     idle_timeout: timedelta = timedelta(minutes=15)
     session_lifetime: timedelta = timedelta(hours=12)
+    time_zone: str = "Asia/Tokyo"
+    """The IANA zone every time a person reads is shown in (console, notice, report); the wire,
+    the logs and the audit chain stay in UTC."""
 
     _BOUNDS: ClassVar[dict[str, tuple[timedelta, timedelta]]] = {
         "idle_timeout": (timedelta(minutes=1), timedelta(hours=8)),
         "session_lifetime": (timedelta(minutes=5), timedelta(hours=24)),
     }
 
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise MalformedError(
+                f"console.time_zone: {self.time_zone!r:.60} is not an IANA time zone (e.g. Asia/Tokyo)"
+            ) from e
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
     def to_dict(self) -> dict[str, Any]:
-        return {name: format_duration(getattr(self, name)) for name in self._BOUNDS}
+        return {
+            **{name: format_duration(getattr(self, name)) for name in self._BOUNDS},
+            "time_zone": self.time_zone,
+        }
 
     @classmethod
     def from_dict(cls, data: Any) -> ConsoleSettings:
         f = Fields(data, "console")
-        values = _bounded_durations(f, "console", cls._BOUNDS)
+        values: dict[str, Any] = _bounded_durations(f, "console", cls._BOUNDS)
+        if f.has("time_zone"):
+            values["time_zone"] = f.text("time_zone", max_len=64)
         f.finish()
         settings = cls(**values)
         if settings.idle_timeout > settings.session_lifetime:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -24,6 +25,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from node.app.server import build_app
 from node.casework.registers import COMPLAINT_DEADLINE
+from node.console.local_time import LocalTimes
 from node.context import NodeContext
 from node.demo.network import LocalNetwork, LocalNode
 from node.demo.story import photo_path
@@ -476,7 +478,8 @@ def test_complaints_show_deadlines_turn_overdue_and_close_with_a_note(local: Nod
 
     browser = serve(local, clock, scenario)
     fresh, late = pages["fresh"].text, pages["late"].text
-    due = (clock.now - timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M UTC")
+    due = LocalTimes("en", ZoneInfo("Asia/Tokyo")).when(clock.now - timedelta(minutes=1))
+    assert due.endswith("+0900"), "an English page shows the node's zone too"
     assert all(f'<tr data-complaint="{i}" data-overdue="no">' in fresh for i in ids)
     assert due in fresh and "someone@example.jp" in fresh
     assert "Where is the notice &lt;b&gt;posted&lt;/b&gt;?" in fresh and "<b>posted</b>" not in fresh

@@ -543,7 +543,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "cmp.none_closed": ("完了した苦情はありません。", "No closed complaints."),
     "col.seq": ("番号", "No."),
-    "col.time_utc": ("日時（UTC）", "Time (UTC)"),
     "col.actor": ("実行者", "Actor"),
     "col.action": ("操作", "Action"),
     "col.target": ("対象", "Target"),

@@ -29,6 +29,7 @@ from aiohttp.base_protocol import BaseProtocol
 from governance.roles import Action, require_permission
 from node.console.csrf import CSRF_FIELD, check_csrf
 from node.console.i18n import Translator
+from node.console.local_time import LocalTimes
 from node.console.session import ConsoleSession, SessionExpired, SessionStore
 from node.http.api import ACTOR, CLOCK, CONTEXT, LIMITER, TOKEN_CACHE_SECONDS, RateLimited, status_for
 from node.http.notice import request_language
@@ -202,6 +203,11 @@ def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={**NO_STORE_HEADERS, "Location": location})
 
 
+def local_times(request: web.Request, lang: str) -> LocalTimes:
+    """How this node's pages show times in ``lang`` (its ``[console] time_zone``)."""
+    return LocalTimes(lang, request.app[CONTEXT].config.console.zone)
+
+
 def render(
     request: web.Request,
     template: str,
@@ -214,6 +220,7 @@ def render(
 ) -> web.Response:
     """A page in ``lang``; ``switch_path`` is where the language switch leads (this page by default)."""
     tr = Translator(lang)
+    times = local_times(request, lang)
     other = "en" if lang == "ja" else "ja"
     notices = [] if session is None else session.notices
     page = aiohttp_jinja2.render_string(
@@ -223,6 +230,8 @@ def render(
             "lang": lang,
             "t": tr.t,
             "label": tr.label,
+            "when": times.when,
+            "day": times.day,
             "url": lambda path, **q: url(path, lang, **q),
             "switch_url": url(switch_path or request.path, other),
             "other_lang": other,

@@ -60,11 +60,6 @@ REPORT_CSP = (
 UPTO_RE = re.compile(r"[0-9]{1,15}")
 
 
-def _shown(t: datetime | None) -> str:
-    """A time as table cells show it, under a heading that says UTC."""
-    return "" if t is None else t.strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _upto(request: web.Request) -> int | None:
     """The newest row the page starts from (``?upto=``), or ``None`` for the newest there is."""
     text = request.query.get("upto")
@@ -106,7 +101,7 @@ class AuditRow:
     """One audit record as the page lists it, with whether its own hash still matches it."""
 
     seq: int
-    at: str
+    at: datetime
     actor: str
     action: str
     target: str
@@ -131,7 +126,7 @@ def _audit_window(context: NodeContext, upto: int | None) -> Window:
         rows = [
             AuditRow(
                 seq=r.seq,
-                at=_shown(r.at),
+                at=r.at,
                 actor=names.get(r.actor, r.actor),
                 action=r.action,
                 target=r.target,
@@ -167,7 +162,7 @@ class EventRow:
     """One event log leaf as the page lists it: its header, never the salted payload."""
 
     index: int
-    at: str
+    at: datetime
     kind: str
     subject: str
     version: int | None
@@ -191,7 +186,7 @@ def _event_row(row: LogLeaf, names: dict[str, str]) -> EventRow:
             detail, actor = payload.legal_basis, payload.actor
     return EventRow(
         index=row.idx,
-        at=_shown(row.created_at),
+        at=row.created_at,
         kind=row.kind,
         subject=row.entry_id,
         version=version,
@@ -222,7 +217,7 @@ class HeadView:
 
     tree_size: int
     root_hash: str
-    signed_at: str
+    signed_at: datetime
     audit_head: str
     keyids: list[str]
 
@@ -234,7 +229,7 @@ def _head_view(doc: SignedDocument[TreeHead] | None) -> HeadView | None:
     return HeadView(
         tree_size=head.tree_size,
         root_hash=head.root_hash.hex(),
-        signed_at=f"{_shown(head.timestamp)} UTC",
+        signed_at=head.timestamp,
         audit_head="" if head.audit_head is None else head.audit_head.hex(),
         keyids=sorted(doc.signatures),
     )
@@ -298,7 +293,7 @@ async def report_page(request: web.Request, visit: Visit) -> web.StreamResponse:
         session=visit.session,
         period=period,
         periods=periods if period.label in periods else [period.label, *periods],
-        generated_at=f"{_shown(document.payload.generated_at)} UTC",
+        generated_at=document.payload.generated_at,
         keyid=context.signing_key.keyid,
         body=Markup(body),  # noqa: S704 - report_body_html escapes every text it takes from the report
         style=Markup(STYLE),  # noqa: S704 - a constant of node.reporting.report_html

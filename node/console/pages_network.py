@@ -28,19 +28,13 @@ from node.federation.sync import propagation_status
 from node.http.api import CLOCK, CONTEXT, FEDERATION, int_query, refuse_extra
 from node.http.network import peer_items
 from node.records.accounts import MAX_SOURCE, SignInLock
-from protocol.fields import format_time
 
-__all__ = ["PAGE_SIZE", "Propagation", "add_network_page_routes", "shown_time"]
+__all__ = ["PAGE_SIZE", "Propagation", "add_network_page_routes"]
 
 PAGE = f"{PREFIX}/network"
 CLEAR_LOCK = f"{PAGE}/locks/clear"
 PAGE_SIZE = 100
 """Deletions, expiries and corrections per page."""
-
-
-def shown_time(wire: str | None) -> str:
-    """``2026-11-01T09:00:00Z`` as ``2026-11-01 09:00:00 UTC`` (empty for never)."""
-    return "" if wire is None else wire.replace("T", " ").replace("Z", " UTC")
 
 
 @dataclass(frozen=True)
@@ -73,16 +67,13 @@ def _days_left(manifest: Manifest, now: datetime) -> int:
 
 
 def _lock_rows(locks: list[SignInLock]) -> list[dict[str, Any]]:
-    def shown(t: datetime | None) -> str:
-        return "" if t is None else shown_time(format_time(t))
-
     return [
         {
             "username": lock.username,
             "source": lock.source,
             "failures": lock.failures,
-            "locked_until": shown(lock.locked_until),
-            "wait_until": shown(lock.wait_until),
+            "locked_until": lock.locked_until,
+            "wait_until": lock.wait_until,
         }
         for lock in locks
     ]
@@ -129,7 +120,6 @@ async def network_page(request: web.Request, visit: Visit) -> web.StreamResponse
         locks=locks,
         clear_lock=CLEAR_LOCK,
         names={m.node_id: m.name.get(visit.lang) for m in manifest.joint_use.members},
-        shown_time=shown_time,
     )
 
 

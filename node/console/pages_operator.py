@@ -39,13 +39,13 @@ from node.console.pages import (
     PREFIX,
     SESSIONS,
     Visit,
+    local_times,
     recheck_account,
     redirect,
     render,
     staff_page,
     url,
 )
-from node.console.pages_network import shown_time
 from node.context import NodeContext
 from node.http.api import AUDIT_TARGET, CLOCK, CONTEXT, refuse_extra
 from node.http.network import alert_items, review_and_report
@@ -99,7 +99,7 @@ def alert_rows(context: NodeContext, items: Snapshot, lang: str) -> list[AlertRo
                 band=a["band"] or "",
                 site=a["site"],
                 status=a["status"],
-                time=shown_time(a["created_at"]),
+                time=a["created_at"],
             )
         )
     return rows
@@ -119,6 +119,7 @@ def _alerts_context(request: web.Request, visit: Visit, items: Snapshot) -> dict
 def _fragment(request: web.Request, visit: Visit, items: Snapshot) -> str:
     """The alert list alone, as pushed to an open page (the same template the page includes)."""
     tr = Translator(visit.lang)
+    times = local_times(request, visit.lang)
     return aiohttp_jinja2.render_string(
         "operator_alerts.html",
         request,
@@ -126,6 +127,8 @@ def _fragment(request: web.Request, visit: Visit, items: Snapshot) -> str:
             "lang": visit.lang,
             "t": tr.t,
             "label": tr.label,
+            "when": times.when,
+            "day": times.day,
             "url": lambda path, **q: url(path, visit.lang, **q),
             "csrf_field": CSRF_FIELD,
             "csrf": visit.session.csrf,

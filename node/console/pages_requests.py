@@ -36,7 +36,7 @@ from node.console.pages import PREFIX, Visit, redirect, refusal, render, staff_p
 from node.http.api import CLOCK, CONTEXT, FEDERATION, refuse_extra
 from node.http.casework import record_request, search_request
 from protocol.errors import MalformedError, WatchnetError
-from protocol.fields import CODE_RE, parse_time
+from protocol.fields import CODE_RE
 
 __all__ = ["add_request_routes", "grounds_for", "outcomes_for"]
 
@@ -45,11 +45,6 @@ REQUEST = f"{REQUESTS}/{{request_id}}"
 COMPLAINTS = f"{PREFIX}/complaints"
 COMPLAINT_ORDER = ("resolved", "rejected", "referred")
 """How the outcome choices are listed: the usual one first."""
-
-
-def shown(wire: str | None) -> str:
-    """``2026-11-01T09:00:00Z`` as ``2026-11-01 09:00 UTC`` (empty for never)."""
-    return "" if wire is None else parse_time(wire).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def outcomes_for(kind: RequestKind) -> list[RequestOutcome]:
@@ -102,7 +97,6 @@ async def requests_page(request: web.Request, visit: Visit) -> web.StreamRespons
         kinds=[k.value for k in RequestKind],
         identity_checks=sorted(IDENTITY_CHECKS),
         max_photo_mb=context.config.limits.max_body_bytes // (1 << 20),
-        shown=shown,
     )
 
 
@@ -149,7 +143,7 @@ def _receipts(view: dict[str, Any]) -> list[Receipt]:
             member=r["signed"]["member"],
             entry_id=r["signed"]["entry_id"],
             action=r["signed"]["action"],
-            applied_at=shown(r["signed"]["applied_at"]),
+            applied_at=r["signed"]["applied_at"],
             keyids=sorted(s["keyid"] for s in r.get("signatures", [])),
         )
         for r in view["receipts"] or []
@@ -175,7 +169,6 @@ def _request_page(
         can_handle=_can_handle(visit) and view["status"] == "open",
         outcomes=[o.value for o in outcomes_for(kind)],
         grounds=grounds_for(kind),
-        shown=shown,
     )
 
 
@@ -284,7 +277,6 @@ async def complaints_page(request: web.Request, visit: Visit) -> web.StreamRespo
             *sorted(COMPLAINT_OUTCOMES.difference(COMPLAINT_ORDER)),
         ],
         deadline_days=COMPLAINT_DEADLINE.days,
-        shown=shown,
     )
 
 
