@@ -16,8 +16,9 @@ what the network does. Nothing here does I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from governance.manifest import LocalizedText, Manifest, MemberStatus
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_LANGUAGE",
     "LANGUAGES",
     "LocalNotice",
+    "NoticeDates",
     "NoticeDocument",
     "Operator",
     "Section",
@@ -287,19 +289,31 @@ def _joint_use(manifest: Manifest, lang: str, h: dict[str, str], local: LocalNot
     return Section("joint-use", h["joint_use"], subsections=subsections)
 
 
-def _site_line(site: SiteSignage, lang: str, h: dict[str, str]) -> str:
+def _site_line(site: SiteSignage, lang: str, h: dict[str, str], dates: NoticeDates) -> str:
     label = f"{site.name.get(lang)} ({site.site_id})"
     if site.posted_on is None:
         line = h["site_not_posted"].format(site=label)
     else:
-        line = h["site_posted"].format(site=label, date=site.posted_on.isoformat())
+        line = h["site_posted"].format(site=label, date=dates.day(site.posted_on))
     if site.cameras:
         line += h["site_cameras"].format(cameras=", ".join(site.cameras))
     return line
 
 
+@dataclass(frozen=True)
+class NoticeDates:
+    """How the notice writes a day and a moment; the node passes its zone's local forms
+    (``node.local_time``), the default is the wire's (ISO 8601 and UTC)."""
+
+    day: Callable[[date], str] = date.isoformat
+    moment: Callable[[datetime], str] = format_time
+
+
 def build_notice(
-    manifest: Manifest, lang: str = DEFAULT_LANGUAGE, local: LocalNotice | None = None
+    manifest: Manifest,
+    lang: str = DEFAULT_LANGUAGE,
+    local: LocalNotice | None = None,
+    dates: NoticeDates = NoticeDates(),
 ) -> NoticeDocument:
     """The notice in ``lang``: the group's (``local`` is None) or one node's (with its operator and sites)."""
     _check_lang(lang)
@@ -347,7 +361,7 @@ def build_notice(
                 "signage",
                 h["signage"],
                 paragraphs=(h["signage_lead"] if sites else h["signage_none"],),
-                bullets=tuple(_site_line(s, lang, h) for s in sites),
+                bullets=tuple(_site_line(s, lang, h, dates) for s in sites),
             )
         )
     sections.append(_joint_use(manifest, lang, h, local))
@@ -373,7 +387,7 @@ def build_notice(
         Section("requests", h["requests"], paragraphs=(h["requests_lead"],), fields=tuple(contacts))
     )
     version = h["version" if local is None else "version_node"].format(
-        version=manifest.version, expires=format_time(manifest.expires)
+        version=manifest.version, expires=dates.moment(manifest.expires)
     )
     return NoticeDocument(
         lang=lang,
@@ -409,9 +423,11 @@ def render_text(document: NoticeDocument) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_notice(manifest: Manifest, lang: str = DEFAULT_LANGUAGE) -> str:
+def render_notice(
+    manifest: Manifest, lang: str = DEFAULT_LANGUAGE, dates: NoticeDates = NoticeDates()
+) -> str:
     """Plain text of the group's notice in ``lang`` (``ja`` or ``en``)."""
-    return render_text(build_notice(manifest, lang))
+    return render_text(build_notice(manifest, lang, dates=dates))
 
 
 _ACCEPT_RE = re.compile(r"^\s*([A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|\*)\s*(?:;\s*q\s*=\s*([0-9.]{1,5}))?\s*$")

@@ -25,10 +25,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from node.app.server import build_app
 from node.casework.registers import COMPLAINT_DEADLINE
-from node.console.local_time import LocalTimes
 from node.context import NodeContext
 from node.demo.network import LocalNetwork, LocalNode
 from node.demo.story import photo_path
+from node.local_time import LocalTimes
 from protocol.canonical import b64url_encode
 from tests.console_app import CSRF_RE, Clock, Page, loaded_node
 from tests.nodedb import node_sql

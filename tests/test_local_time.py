@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from node.config import ConsoleSettings
-from node.console.local_time import LocalTimes
+from node.local_time import LocalTimes
 from protocol.errors import MalformedError
 
 TOKYO = ZoneInfo("Asia/Tokyo")

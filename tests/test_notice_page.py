@@ -190,7 +190,8 @@ def test_page_shows_exactly_the_manifests_five_items_and_the_operator(
     assert SETTINGS.contact is not None and SETTINGS.contact.get(lang) in operator.values()
     assert SETTINGS.address is not None and SETTINGS.address.get(lang) in operator.values()
     signage = p.sections["signage"]["li"]
-    assert len(signage) == 2 and "2026-11-01" in signage[0] and "(shibuya-01)" in signage[0]
+    posted = "2026年11月1日" if lang == "ja" else "1 Nov 2026"
+    assert len(signage) == 2 and posted in signage[0] and "(shibuya-01)" in signage[0]
     assert "2026" not in signage[1] and ("掲示準備中" if lang == "ja" else "not yet posted") in signage[1]
     retention = " ".join(p.sections["retention"]["li"])
     assert str(context.rules.retention_days) in retention and "30" in retention

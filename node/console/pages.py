@@ -29,10 +29,10 @@ from aiohttp.base_protocol import BaseProtocol
 from governance.roles import Action, require_permission
 from node.console.csrf import CSRF_FIELD, check_csrf
 from node.console.i18n import Translator
-from node.console.local_time import LocalTimes
 from node.console.session import ConsoleSession, SessionExpired, SessionStore
 from node.http.api import ACTOR, CLOCK, CONTEXT, LIMITER, TOKEN_CACHE_SECONDS, RateLimited, status_for
 from node.http.notice import request_language
+from node.local_time import LocalTimes
 from node.records.accounts import StaffMember
 from node.records.auditlog import record_audit
 from protocol.errors import MalformedError, WatchnetError

@@ -16,6 +16,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import segno
 
@@ -23,12 +24,14 @@ from governance.manifest import LocalizedText, Manifest
 from governance.notice import (
     LANGUAGES,
     LocalNotice,
+    NoticeDates,
     NoticeDocument,
     Operator,
     Section,
     build_notice,
 )
 from node.config import NOTICE_URL_RE, NodeConfig
+from node.local_time import LocalTimes
 from protocol.errors import ConfigurationError
 
 __all__ = [
@@ -94,11 +97,18 @@ def local_notice(config: NodeConfig, manifest: Manifest, retention_days: int | N
     )
 
 
+ORGANISATION_ZONE = ZoneInfo("Asia/Tokyo")
+"""The zone the organisation's group notice shows times in (its members are in Japan)."""
+
+
 def node_notice(
     manifest: Manifest, config: NodeConfig, lang: str, retention_days: int | None = None
 ) -> NoticeDocument:
     """The node's notice document in ``lang``: the manifest's five items plus this business's part."""
-    return build_notice(manifest, lang, local_notice(config, manifest, retention_days))
+    times = LocalTimes(lang, config.console.zone)
+    return build_notice(
+        manifest, lang, local_notice(config, manifest, retention_days), NoticeDates(times.day, times.when)
+    )
 
 
 def check_notice_url(url: str) -> str:
@@ -223,7 +233,8 @@ def node_notice_html(
 
 def group_notice_html(manifest: Manifest, lang: str, *, qr_src: str | None = None) -> str:
     """The organisation's group-wide notice page (``watchnet gov serve``)."""
-    return render_html(build_notice(manifest, lang), qr_src=qr_src)
+    times = LocalTimes(lang, ORGANISATION_ZONE)
+    return render_html(build_notice(manifest, lang, dates=NoticeDates(times.day, times.when)), qr_src=qr_src)
 
 
 # -- QR code --------------------------------------------------------------------------------------

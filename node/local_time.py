@@ -52,11 +52,14 @@ class LocalTimes:
         """A calendar date; a moment is first moved into the node's zone (its local day)."""
         if d is None or d == "":
             return ""
+        day: date | datetime
         if isinstance(d, str):
             try:
-                d = date.fromisoformat(d) if len(d) == 10 else self._moment(d)
+                day = date.fromisoformat(d) if len(d) == 10 else self._moment(d)
             except (ValueError, MalformedError):
                 return d
-        if isinstance(d, datetime):
-            d = self._moment(d).date()
-        return format_date(d, _DAY[self.lang], locale=_LOCALES[self.lang])
+        else:
+            day = d
+        if isinstance(day, datetime):
+            day = self._moment(day).date()
+        return format_date(day, _DAY[self.lang], locale=_LOCALES[self.lang])
