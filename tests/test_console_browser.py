@@ -109,6 +109,12 @@ def test_registrar_proposes_from_a_photo_and_officer_approves(
     page.wait_for_url("**/console/officer?lang=en")
     expect(page.locator("p.notice")).to_have_text("Approved: the entry is now active.")
     expect(page.locator(f"#entry-{entry_id}")).to_have_attribute("data-status", "active")
+    correct = page.locator(f"#entry-{entry_id} summary", has_text="Correct")
+    marker = correct.evaluate("s => getComputedStyle(s, '::before').content")
+    border = correct.evaluate("s => getComputedStyle(s).borderTopStyle")
+    assert marker == '"▶"' and border == "solid", (marker, border)  # it looks like a control
+    correct.click()
+    assert correct.evaluate("s => getComputedStyle(s, '::before').content") == '"▼"'
     shot(page, "6-officer-approved-en")
     page.get_by_role("link", name="日本語").click()
     expect(page.locator("html")).to_have_attribute("lang", "ja")
