@@ -63,5 +63,5 @@ step "a data-subject request: another officer deletes the entry; the match is go
 "$w" match --token "$OP" --image "$photos/players.jpg"
 
 step "an auditor verifies the node's signed event log and audit chain (no biometric data involved)"
-"$w" audit verify --node "$WATCHNET_URL" --token "$AUD"
+"$w" audit verify --url "$WATCHNET_URL" --token "$AUD"
 printf '\nthe node directory is %s/node\n' "$dir"

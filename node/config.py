@@ -761,4 +761,8 @@ class NodeConfig:
             raise ConfigurationError(
                 f"{path} not found; create a node with 'watchnet init {directory}'"
             ) from e
+        except (NotADirectoryError, IsADirectoryError) as e:
+            raise ConfigurationError(
+                f"{directory} is not a node directory; give the directory 'watchnet init' created"
+            ) from e
         return cls.from_toml(text, Path(directory))

@@ -168,7 +168,7 @@ def test_concurrent_proposals_and_approvals_on_two_workers_keep_both_chains_whol
 
     for worker in cluster.workers:
         out = json.loads(
-            cli("audit", "verify", "--node", worker.url, "--token", worker.tokens["aud1"], "--json")
+            cli("audit", "verify", "--url", worker.url, "--token", worker.tokens["aud1"], "--json")
         )
         assert out["ok"], out
 

@@ -79,7 +79,7 @@ def test_sigkill_during_registrations(tmp_path: Path) -> None:
 
     node.start()
     try:
-        out = json.loads(cli("audit", "verify", "--node", node.url, "--token", node.tokens["aud1"], "--json"))
+        out = json.loads(cli("audit", "verify", "--url", node.url, "--token", node.tokens["aud1"], "--json"))
         assert out["ok"], out
         status, result = node.call("POST", "/v1/match", "op1", {"embeddings": [embedding(1001).to_str()]})
         assert status == 200
@@ -110,7 +110,7 @@ def test_service_on_postgresql(tmp_path: Path, database_url: str) -> None:
         assert node.call("POST", f"/v1/entries/{state['entry_id']}/approve", "off1")[0] == 200
         status, result = node.call("POST", "/v1/match", "op1", {"embeddings": [embedding(5).to_str()]})
         assert [m["entry_id"] for m in result["matches"]] == [state["entry_id"]]
-        out = json.loads(cli("audit", "verify", "--node", node.url, "--token", node.tokens["aud1"], "--json"))
+        out = json.loads(cli("audit", "verify", "--url", node.url, "--token", node.tokens["aud1"], "--json"))
         assert out["ok"], out
     finally:
         node.stop()

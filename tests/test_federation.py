@@ -578,7 +578,7 @@ def test_nothing_goes_to_a_third_party_without_a_signed_record_with_a_legal_basi
     )
     outcomes = [p["outcome"] for p in a.call("GET", "/v1/provisions", "aud1")[1]["provisions"]]
     assert outcomes.count("provided") >= 1 and outcomes.count("refused") >= 1
-    verified = json.loads(cli("audit", "verify", "--node", a.url, f"--token={a.tokens['aud1']}", "--json"))
+    verified = json.loads(cli("audit", "verify", "--url", a.url, f"--token={a.tokens['aud1']}", "--json"))
     assert verified["ok"], verified
 
 

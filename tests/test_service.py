@@ -213,6 +213,6 @@ def test_audit_verify_detects_a_rewritten_event(tmp_path: Path) -> None:
         db.close()
         from node.cli.main import main
 
-        assert main(["audit", "verify", "--node", n.url, "--token", n.tokens["aud1"]]) == 1
+        assert main(["audit", "verify", "--url", n.url, "--token", n.tokens["aud1"]]) == 1
     finally:
         n.stop()

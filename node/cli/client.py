@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import urllib.error
-import urllib.request
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import requests
 
 from protocol.canonical import b64url_encode
 from protocol.errors import ConfigurationError, MalformedError, WatchnetError
@@ -57,24 +58,31 @@ def fetch(
     timeout: float = 60,
 ) -> bytes:
     """One request to the node; the raw answer (JSON or a page), or ``RemoteError`` with the node's code."""
-    data = None if body is None else json.dumps(body).encode("utf-8")
-    request = urllib.request.Request(f"{args.url.rstrip('/')}{path}", data=data, method=method)  # noqa: S310
+    headers = {"Content-Type": "application/json"}
     if auth:
-        request.add_header("Authorization", f"Bearer {_token(args)}")
-    request.add_header("Content-Type", "application/json")
+        headers["Authorization"] = f"Bearer {_token(args)}"
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return bytes(response.read())
-    except urllib.error.HTTPError as e:
-        try:
-            error = json.loads(e.read())
-        except ValueError:
-            error = {"error": "http_error", "message": e.reason}
-        raise RemoteError(error.get("error", "http_error"), error.get("message", ""), e.code) from None
-    except urllib.error.URLError as e:
+        response = requests.request(
+            method,
+            f"{args.url.rstrip('/')}{path}",
+            data=None if body is None else json.dumps(body).encode("utf-8"),
+            headers=headers,
+            timeout=timeout,
+        )
+    except requests.RequestException as e:
+        reason = type(e).__name__ if not e.args else str(e.args[0]).split(":")[-1].strip(" ')>")
         raise ConfigurationError(
-            f"cannot reach the node at {args.url}: {e.reason}; is 'watchnet serve' running?"
+            f"cannot reach the node at {args.url} ({reason}); is 'watchnet serve' running there?"
         ) from e
+    if response.status_code >= 400:
+        try:
+            error = response.json()
+        except ValueError:
+            error = {"error": "http_error", "message": response.reason}
+        if not isinstance(error, dict):
+            error = {"error": "http_error", "message": response.reason}
+        raise RemoteError(error.get("error", "http_error"), error.get("message", ""), response.status_code)
+    return response.content
 
 
 def read_embedding(path: str) -> Embedding:
@@ -143,7 +151,7 @@ def _read_image(path: str) -> str:
     try:
         return b64url_encode(Path(path).read_bytes())
     except FileNotFoundError as e:
-        raise ConfigurationError(f"image {path} not found") from e
+        raise MalformedError(f"image {path} not found; give the path of a JPEG or PNG photo") from e
 
 
 def _match_video(args: argparse.Namespace, path: str) -> dict[str, Any]:
@@ -323,10 +331,29 @@ def cmd_requests(args: argparse.Namespace) -> int:
     return 0
 
 
+def url_argument(text: str) -> str:
+    """``--url``: an http(s) address with a host (argparse refuses anything else, exit 2)."""
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError:
+        parts = urllib.parse.urlsplit("")
+    try:
+        parts.port  # noqa: B018 (reading it checks it)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r:.80} has a bad port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text!r:.80} is not a node's address; give http(s)://HOST:PORT, e.g. http://127.0.0.1:8470"
+            " (a node directory goes with --node)"
+        )
+    return text
+
+
 def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--url",
-        default=os.environ.get("WATCHNET_URL", "http://127.0.0.1:8470"),
+        type=url_argument,
+        default=os.environ.get("WATCHNET_URL") or "http://127.0.0.1:8470",
         help="the node (default $WATCHNET_URL or http://127.0.0.1:8470)",
     )
     p.add_argument("--token", help="API token (default $WATCHNET_TOKEN)")

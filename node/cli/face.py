@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from governance.rules import FaceQuality
 from node.files import write_atomic
-from protocol.errors import ConfigurationError
+from protocol.errors import MalformedError
 
 if TYPE_CHECKING:
     from node.face.pipeline import FacePipeline
@@ -39,7 +39,7 @@ def _image(path: str) -> Any:
     try:
         return decode_image(Path(path).read_bytes())
     except FileNotFoundError as e:
-        raise ConfigurationError(f"image {path} not found") from e
+        raise MalformedError(f"image {path} not found; give the path of a JPEG or PNG photo") from e
 
 
 def _quality_limits(args: argparse.Namespace) -> FaceQuality | None:

@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refused(args: argparse.Namespace, code: str, message: str, status: int) -> int:
+    """One line on stderr (or one JSON object on stdout with ``--json``): what went wrong, what next."""
+    if getattr(args, "json", False):
+        print(json.dumps({"error": code, "message": message}, ensure_ascii=False))
+    else:
+        print(f"watchnet: {code}: {message}", file=sys.stderr)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -62,11 +71,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except WatchnetError as e:
-        if getattr(args, "json", False):
-            print(json.dumps({"error": e.code, "message": str(e)}, ensure_ascii=False))
-        else:
-            print(f"watchnet: {e.code}: {e}", file=sys.stderr)
-        return EXIT_REFUSED
+        return _refused(args, e.code, str(e), EXIT_REFUSED)
+    except OSError as e:  # a file named on the command line: missing, a directory, not ours to read
+        where = f"{e.filename}: " if e.filename else ""
+        return _refused(
+            args, "file", f"{where}{e.strerror or e}; check the path and its permissions", EXIT_REFUSED
+        )
+    except EOFError:
+        return _refused(
+            args,
+            "no_input",
+            "this command asks at a terminal and none is attached; in a script pass the value on "
+            "standard input with --password-stdin or the command's file option",
+            EXIT_USAGE,
+        )
+    except KeyboardInterrupt:
+        print("watchnet: interrupted", file=sys.stderr)
+        return 130
     finally:
         from node.storage.engine import dispose_engines
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from governance.manifest import Manifest
 from governance.roles import Role
+from node.cli.client import url_argument
 from node.config import MANIFEST_FILE, NodeConfig, load_manifest_file
 from protocol.errors import ConfigurationError
 from protocol.fields import format_time
@@ -177,7 +178,12 @@ def _accounts(args: argparse.Namespace) -> StaffAccounts:
 
 def _password(args: argparse.Namespace) -> str:
     if args.password_stdin:
-        return sys.stdin.readline().rstrip("\n")
+        password = sys.stdin.readline().rstrip("\n")
+        if not password:
+            raise ConfigurationError("--password-stdin: standard input held no password (one line)")
+        return password
+    if not sys.stdin.isatty():
+        raise EOFError  # getpass would read the password from a pipe, echoing a warning
     first = getpass.getpass("password: ")
     if getpass.getpass("again: ") != first:
         raise ConfigurationError("the two passwords differ")
@@ -496,6 +502,15 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _audited_url(text: str) -> str:
+    """The old ``audit verify --url URL``: a URL still works; a directory is told about --url."""
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r:.80}: an auditor verifies a node over HTTP; give its address with --url http(s)://HOST:PORT"
+        )
+    return url_argument(text)
+
+
 def register_service(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the node's HTTP service")
     p.set_defaults(handler=cmd_serve)
@@ -510,7 +525,11 @@ def register_service(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "verify", help="verify a node's signed event log, inclusion, consistency and audit chain over HTTP"
     )
     p.set_defaults(handler=cmd_audit_verify)
-    p.add_argument("--node", dest="url", required=True, help="the node's URL, e.g. http://127.0.0.1:8470")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--url", type=url_argument, help="the node's URL, e.g. http://127.0.0.1:8470")
+    target.add_argument(
+        "--node", dest="url", type=_audited_url, help=argparse.SUPPRESS
+    )  # before --url existed; it is a URL here, never a node directory
     p.add_argument("--token", required=True, help="an auditor account's API token")
     p.add_argument("--signing-key", help="the node's public signing key to pin (from the manifest)")
     p.add_argument("--state", help="file keeping the last verified head, for consistency checks next time")

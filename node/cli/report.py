@@ -39,7 +39,7 @@ from governance.report import (
 from governance.requests import DEFAULT_DEADLINE, IDENTITY_CHECKS, RefusalGround, RequestKind
 from governance.roles import Action, Role, permitted
 from governance.rules import RegistrationRules
-from node.cli.client import fetch
+from node.cli.client import fetch, url_argument
 from node.config import MANIFEST_FILE, RULES_FILE, NodeConfig, load_manifest_file
 from node.files import write_atomic
 from protocol.canonical import sha256_hex
@@ -699,7 +699,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _output(p)
     p.add_argument(
         "--url",
-        default=os.environ.get("WATCHNET_URL", "http://127.0.0.1:8470"),
+        type=url_argument,
+        default=os.environ.get("WATCHNET_URL") or "http://127.0.0.1:8470",
         help="the node (default $WATCHNET_URL or http://127.0.0.1:8470)",
     )
     p.add_argument("--token", help="API token (default $WATCHNET_TOKEN)")

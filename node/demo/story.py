@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from governance.manifest import Manifest, MemberStatus
 from protocol.canonical import b64url_encode
 from protocol.embedding import Embedding
+from protocol.errors import ConfigurationError
 from protocol.keys import SigningKey
 from protocol.message import compose_sealed
 from protocol.query import QueryRequest
@@ -398,9 +399,7 @@ class Story:
         elapsed = time.monotonic() - started
         last = a.call("GET", "/v1/propagation", "off1")[1]["events"][-1]
         alert = b_alert() or {}
-        ok = (
-            status == 200 and bool(done) and alert.get("status") == "withdrawn" and alert.get("band") is None
-        )
+        ok = status == 200 and bool(done) and alert.get("status") == "withdrawn" and alert.get("band") is None
         self.record(
             "delete-and-receipts",
             ok,
@@ -619,6 +618,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """
     from node.demo.network import LocalNetwork
 
+    if (
+        args.dir
+        and Path(args.dir).exists()
+        and (not Path(args.dir).is_dir() or any(Path(args.dir).iterdir()))
+    ):
+        raise ConfigurationError(
+            f"--dir {args.dir}: exists and is not an empty directory; name a new or empty directory"
+        )
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="watchnet-demo-"))
     say: Callable[[str], None] = (
         (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))

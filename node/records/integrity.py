@@ -97,7 +97,7 @@ IN_CHUNK = 500
 
 NEXT_STEP = (
     "restore the database from a backup taken before the change and restart the node; "
-    "'watchnet audit verify --node URL --token AUDITOR_TOKEN' and the console's auditor pages "
+    "'watchnet audit verify --url URL --token AUDITOR_TOKEN' and the console's auditor pages "
     "show what the signed log holds, GET /v1/health this check"
 )
 

@@ -112,7 +112,7 @@ def assert_each_once(net: LocalNetwork, entries: list[str]) -> None:
             ]
     followed(net)
     for node in net.nodes.values():
-        out = json.loads(cli("audit", "verify", "--node", node.url, "--token", node.tokens["aud1"], "--json"))
+        out = json.loads(cli("audit", "verify", "--url", node.url, "--token", node.tokens["aud1"], "--json"))
         assert out["ok"], (node.node_id, out)
 
 
