@@ -332,13 +332,15 @@ def manifest_vector() -> dict[str, Any]:
         signing_seed, box_secret = VECTOR_KEYS[member["node_id"]]
         member["signing_key"] = SigningKey(signing_seed).public.to_str()
         member["encryption_key"] = EncryptionKey(box_secret).public.to_str()
+    description["policy"]["witness"] = {"required": 1}  # the example's commented [policy.witness]
     org = [SigningKey(seed) for seed in ORG_SEEDS]
     manifest = manifest_from_description(description, [k.public for k in org], 2, CLOCK)
     return signed_vector(
         "Version 1 of the example group's manifest (docs/examples/group.toml with the members' keys "
         "replaced by the vector keys: chain-a signs with seed 11..11 and opens boxes with 34..34, "
-        "chain-b signs with 33..33 and opens boxes with 12..12), signed by two of the organisation's "
-        "three keys. Every other vector verifies under the key this manifest gives its signer.",
+        "chain-b signs with 33..33 and opens boxes with 12..12, and its commented policy.witness set: "
+        "one cosignature by another member required on a member's checkpoint), signed by two of the "
+        "organisation's three keys. Every other vector verifies under the key this manifest gives its signer.",
         manifest,
         [(ORG_SEEDS[0], org[0]), (ORG_SEEDS[2], org[2])],
     )
