@@ -379,6 +379,17 @@ def test_a_node_killed_during_propagation_resumes_with_nothing_lost_or_doubled(n
     assert {f"chain-a/{e}" for e in entries} <= set(targets)
 
 
+def rewrite_last_event(node: LocalNode, size: int, embedding: Embedding) -> None:
+    """``node`` rewrites its history with its own key: its last event (of ``size``) is dropped with
+    the heads that signed it, and another registration is logged at that index."""
+    node.stop()
+    with database(node) as db:
+        db.execute("delete from log_leaf where idx = :i", {"i": size - 1})
+        db.execute("delete from tree_head where tree_size >= :i", {"i": size - 1})
+    node.start()
+    register(node, embedding)
+
+
 def _sql(node: LocalNode, statement: str) -> list[tuple[Any, ...]]:
     with database(node) as db:
         return db.rows(statement)
@@ -751,12 +762,7 @@ def test_a_peer_that_rewrites_its_log_is_flagged_and_reported(net: LocalNetwork)
     register(a, unit(900))
     size = a.call("GET", "/v1/log/head")[1]["signed"]["tree_size"]
     assert wait_for(lambda: _sql(b, "select tree_size from peer_state where peer='chain-a'") == [(size,)], 10)
-    a.stop()
-    with database(a) as db:
-        db.execute("delete from log_leaf where idx = :i", {"i": size - 1})
-        db.execute("delete from tree_head where tree_size >= :i", {"i": size - 1})
-    a.start()
-    register(a, unit(901))
+    rewrite_last_event(a, size, unit(901))
     assert wait_for(
         lambda: _sql(b, "select status from peer_state where peer='chain-a'") == [("forked",)], 15
     )
