@@ -190,6 +190,7 @@ def deletion_receipt() -> DeletionReceipt:
         entry_id="ent-0000000000000001",
         kind=EventKind.DELETED,
         tree_size=2,
+        root_hash=chain_a_log()[1].root(2),
         applied_at=CLOCK + timedelta(seconds=2),
         action=ReceiptAction.PURGED,
     )
@@ -197,7 +198,9 @@ def deletion_receipt() -> DeletionReceipt:
 
 def receipt_vector() -> dict[str, Any]:
     return signed_vector(
-        "chain-b confirms it purged what it held of a deleted entry.",
+        "chain-b confirms it purged what it held of a deleted entry, naming the checkpoint of chain-a's "
+        "log it had verified when it applied the deletion: size 2 and the root of the log-page and "
+        "tree-head vectors.",
         deletion_receipt(),
         [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
     )
