@@ -253,3 +253,34 @@ def test_a_log_with_fewer_cosignatures_than_the_policy_requires_is_refused(net: 
         assert wait_for(
             lambda: a.call("GET", "/v1/manifest")[1]["signed"]["version"] == restored.payload.version, 30
         )
+
+
+def test_the_witness_read_endpoint_answers_what_it_cosigned_and_refuses_bad_origins(
+    net: LocalNetwork,
+) -> None:
+    a, b = net.node("chain-a"), net.node("chain-b")
+    register(a, unit(907))
+    size = a.call("GET", "/v1/log/head")[1]["signed"]["tree_size"]
+    origin = f"watchnet/{net.current_manifest().group_id}/chain-a"
+    assert wait_for(lambda: (w := witnessed_by(b, origin)) is not None and w.size >= size, 30)
+    status, text, headers = get_text(
+        b, "/v1/witness/checkpoint?" + urllib.parse.urlencode({"origin": origin})
+    )
+    note = SignedNote.from_text(text)
+    keys = [
+        log_verifier(net.current_manifest(), "chain-a"),
+        witness_verifier(net.current_manifest(), "chain-b"),
+    ]
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert note.verify(keys) == keys  # type: ignore[arg-type]
+    status, text, _ = get_text(b, "/v1/witness/checkpoint?origin=" + urllib.parse.quote(f"{origin}-x"))
+    assert status == 404 and text.startswith("unknown_log: ")
+    for bad in (
+        "",
+        "?origin=",
+        "?origin=" + urllib.parse.quote("a b"),
+        "?origin=a%2Bb",
+        "?origin=" + "x" * 161,
+    ):
+        status, text, _ = get_text(b, "/v1/witness/checkpoint" + bad)
+        assert (status, json.loads(text)["error"]) == (400, "malformed"), bad
