@@ -37,6 +37,7 @@ __all__ = [
     "ModelPin",
     "QueryModes",
     "Role",
+    "WitnessPolicy",
 ]
 
 MANIFEST_ROLE = "manifest"
@@ -285,6 +286,42 @@ PLAIN_ONLY = QueryModes(allowed=("plain",))
 """What a manifest without ``query_modes`` means: the mode every earlier version had."""
 
 
+MAX_REQUIRED_COSIGNATURES = 63
+"""A checkpoint note carries at most 64 signature lines: the log's own and 63 cosignatures."""
+
+
+@dataclass(frozen=True)
+class WitnessPolicy:
+    """How many witnesses must have cosigned a member's checkpoint before an auditor accepts its log.
+
+    The witnesses of a member's log are the other members that are not removed (each member
+    witnesses every other, ``node/records/witnessing.py``); a cosignature counts once per
+    witness, on a checkpoint consistent with the head the auditor verified."""
+
+    required: int = 0
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.required <= MAX_REQUIRED_COSIGNATURES):
+            raise InvalidManifestError(
+                f"policy.witness.required: {self.required}, expected 0..{MAX_REQUIRED_COSIGNATURES}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"required": self.required}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> WitnessPolicy:
+        f = Fields(data, "policy.witness")
+        policy = cls(required=f.integer("required", low=0, high=MAX_REQUIRED_COSIGNATURES))
+        if f.rest():
+            raise MalformedError(f"policy.witness: unexpected fields {sorted(f.rest())}")
+        return policy
+
+
+NO_WITNESS = WitnessPolicy()
+"""What a manifest without ``policy.witness`` means: no cosignature required (every earlier version)."""
+
+
 @dataclass(frozen=True)
 class GroupPolicy:
     """What every member node enforces."""
@@ -297,6 +334,7 @@ class GroupPolicy:
     query_modes: QueryModes = PLAIN_ONLY
     disclosure_rule: ScoreDisclosure | None = None
     """As the manifest states it; ``disclosure`` gives the rule in force (the default if absent)."""
+    witness: WitnessPolicy = NO_WITNESS
 
     @property
     def disclosure(self) -> ScoreDisclosure:
@@ -314,6 +352,8 @@ class GroupPolicy:
             d["query_modes"] = self.query_modes.to_dict()
         if self.disclosure_rule is not None:
             d["disclosure"] = self.disclosure_rule.to_dict()
+        if self.witness != NO_WITNESS:
+            d["witness"] = self.witness.to_dict()
         return d
 
     @classmethod
@@ -332,6 +372,7 @@ class GroupPolicy:
             disclosure_rule=f.optional(
                 "disclosure", None, lambda n: ScoreDisclosure.from_dict(f.obj(n), match_threshold)
             ),
+            witness=f.optional("witness", NO_WITNESS, lambda n: WitnessPolicy.from_dict(f.obj(n))),
         )
         if f.rest():
             raise MalformedError(f"policy: unexpected fields {sorted(f.rest())}")
@@ -432,6 +473,10 @@ class Manifest(Payload):
 
     def member(self, node_id: str) -> Member | None:
         return next((m for m in self.joint_use.members if m.node_id == node_id), None)
+
+    def witnesses_of(self, node_id: str) -> list[str]:
+        """The members whose cosignature of ``node_id``'s checkpoints counts: every other member not removed."""
+        return self.confirming_members(node_id)
 
     def confirming_members(self, node_id: str) -> list[str]:
         """Members that must confirm ``node_id``'s changes: everyone listed and not removed, except it."""

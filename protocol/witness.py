@@ -13,21 +13,35 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from protocol.checkpoint import Checkpoint
-from protocol.errors import MalformedError, OversizedError, ProofError, SignatureError, WatchnetError
+from protocol.errors import (
+    MalformedError,
+    OversizedError,
+    ProofError,
+    SignatureError,
+    VerificationError,
+    WatchnetError,
+)
 from protocol.merkle import verify_consistency
 from protocol.note import NoteVerifier, SignedNote, decode_base64
 
 __all__ = [
     "AddCheckpoint",
     "CheckpointConflict",
+    "CosignedCheckpoint",
+    "CosignedHistoryMismatch",
+    "TooFewCosignatures",
     "UnknownLogError",
     "WitnessedHead",
     "accept_checkpoint",
+    "check_extends",
+    "require_cosignatures",
     "status_of",
+    "verify_cosigned",
 ]
 
 MAX_PROOF_LINES: Final = 63
@@ -52,6 +66,18 @@ class CheckpointConflict(WatchnetError):
     def __init__(self, size: int) -> None:
         super().__init__(f"this witness last cosigned size {size}")
         self.size = size
+
+
+class CosignedHistoryMismatch(VerificationError):
+    """A checkpoint signed by the log's key (and perhaps cosigned) that the log it serves does not extend."""
+
+    code = "witness_mismatch"
+
+
+class TooFewCosignatures(VerificationError):
+    """Fewer witnesses cosigned a checkpoint consistent with the log than the group policy requires."""
+
+    code = "cosignatures_missing"
 
 
 @dataclass(frozen=True)
@@ -144,3 +170,71 @@ def status_of(error: WatchnetError) -> int:
     if isinstance(error, ProofError):
         return 422
     return 400
+
+
+@dataclass(frozen=True)
+class CosignedCheckpoint:
+    """A checkpoint whose log signature verified, and the witnesses whose cosignatures verified."""
+
+    checkpoint: Checkpoint
+    cosigners: tuple[str, ...]
+
+
+def verify_cosigned(
+    note: SignedNote, log_key: NoteVerifier, witnesses: Mapping[str, NoteVerifier]
+) -> CosignedCheckpoint:
+    """Check a checkpoint note for an auditor: the log's own signature, then each witness's line.
+
+    ``witnesses`` maps each witness that counts (by its id) to its cosignature key. Lines by other
+    keys are ignored, as c2sp.org/signed-note requires; a known key's line that fails raises
+    ``SignatureError``, and so does a note without a valid signature by ``log_key``."""
+    checkpoint = Checkpoint.from_text(note.text)
+    if checkpoint.origin != log_key.name:
+        raise MalformedError(f"a checkpoint of {checkpoint.origin[:80]!r}, expected {log_key.name!r}")
+    note.verify([log_key])
+    cosigners = []
+    for witness, key in witnesses.items():
+        lines = [s for s in note.signatures if (s.name, s.key_id) == (key.name, key.key_id)]
+        if lines:
+            for line in lines:
+                key.check(note.text, line)
+            cosigners.append(witness)
+    return CosignedCheckpoint(checkpoint, tuple(cosigners))
+
+
+def check_extends(
+    checkpoint: Checkpoint,
+    head_size: int,
+    head_root: bytes,
+    root_at: Callable[[int], bytes],
+    proof: tuple[bytes, ...] = (),
+) -> None:
+    """Raise ``CosignedHistoryMismatch`` unless the log with head (``head_size``, ``head_root``) and
+    the checkpoint are one history: for a checkpoint no larger than the head, ``root_at(size)`` (the
+    root the verifier recomputed from the log's leaves) equals its root; for a larger one, ``proof``
+    is the consistency proof from the head to it."""
+    size = checkpoint.size
+    if size <= head_size:
+        expected = EMPTY_ROOT if size == 0 else root_at(size)
+        if expected != checkpoint.root_hash:
+            raise CosignedHistoryMismatch(
+                f"the checkpoint of size {size} has root {checkpoint.root_hash.hex()[:16]}..., the log "
+                f"served has root {expected.hex()[:16]}... at that size: its history differs"
+            )
+        return
+    try:
+        verify_consistency(head_size, size, head_root, checkpoint.root_hash, proof)
+    except ProofError as e:
+        raise CosignedHistoryMismatch(
+            f"the checkpoint of size {size} does not extend the verified head of size {head_size}: {e}"
+        ) from e
+
+
+def require_cosignatures(cosigned: Mapping[str, int], required: int, candidates: int) -> None:
+    """Raise ``TooFewCosignatures`` when fewer than ``required`` witnesses (of ``candidates``) cosigned."""
+    if len(cosigned) < required:
+        named = ", ".join(f"{w} at size {n}" for w, n in sorted(cosigned.items())) or "none"
+        raise TooFewCosignatures(
+            f"found {len(cosigned)} of the {required} required witness cosignatures "
+            f"({candidates} witnesses in the manifest; cosigned: {named})"
+        )

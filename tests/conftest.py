@@ -84,6 +84,7 @@ SLOWEST_FIRST = (
     "test_face_service.py",
     "test_console_story.py",
     "test_cli_bad_input.py",
+    "test_witnessing.py",
 )
 """Modules that take a minute or more on two busy cores, longest first: the suite runs on two
 workers, one module at a time each, and starting the long ones first keeps one worker from

@@ -52,6 +52,12 @@ def test_the_demo_runs_every_step_ok_and_leaves_no_process(tmp_path: Path) -> No
     assert all(s["ok"] for s in summary["steps"])
     assert {n["node_id"] for n in summary["nodes"]} == {"chain-a", "chain-b", "chain-c", "outsider"}
     assert "[ok] delete-and-receipts" in run.stderr
+    witness = next(s for s in summary["steps"] if s["name"] == "witness")
+    print("\n" + witness["summary"])
+    audited = witness["details"]["audit"]
+    assert audited["ok"] and audited["witnesses"]["required"] == 1  # the demo group's policy.witness
+    assert set(audited["witnesses"]["cosigned_by"]) <= {"chain-b", "chain-c"}
+    assert len(audited["witnesses"]["cosigned_by"]) >= 1
     for node_id in ("chain-a", "chain-b", "chain-c", "outsider"):
         assert (tmp_path / "demo" / node_id / "watchnet.db").is_file(), f"{node_id} is not on SQLite"
     leftover = subprocess.run(

@@ -23,9 +23,12 @@ import pytest
 from governance.manifest import Manifest, MemberStatus
 from node.demo.network import LocalNetwork, LocalNode, wait_for
 from node.demo.story import craft_query
+from node.records.eventlog import root_of_leaf_hashes
 from protocol.canonical import b64url_encode
 from protocol.embedding import Embedding
 from protocol.keys import SigningKey
+from protocol.receipt import DeletionReceipt
+from protocol.signed import SignedDocument
 from tests.nodedb import NodeSQL, as_bytes, node_sql
 from tests.nodeproc import cli
 
@@ -284,6 +287,20 @@ def test_correction_and_deletion_reach_every_member_with_signed_receipts(net: Lo
 
     assert wait_for(confirmed, 10) == ["chain-b", "chain-c"]
     assert time.monotonic() - started < 5
+    with database(a) as db:  # each receipt names the checkpoint of chain-a's log its member verified
+        (index,) = db.rows("select idx from log_leaf where entry_id=:e and kind='deleted'", {"e": entry_id})[
+            0
+        ]
+        signed = db.rows(
+            "select r.signed from receipt r join log_leaf l on l.event_id = r.event_id where l.idx=:i",
+            {"i": index},
+        )
+        hashes = [bytes(h) for (h,) in db.rows("select leaf_hash from log_leaf order by idx")]
+    receipts = [SignedDocument.from_bytes(row.encode(), DeletionReceipt).payload for (row,) in signed]
+    assert len(receipts) == 2
+    for receipt in receipts:
+        assert receipt.tree_size >= index + 1
+        assert receipt.root_hash == root_of_leaf_hashes(hashes[: receipt.tree_size])
     withdrawn = alert()
     assert (withdrawn["status"], withdrawn["band"], withdrawn["category"]) == ("withdrawn", None, None)
     for node in (b, c):
@@ -377,6 +394,17 @@ def test_a_node_killed_during_propagation_resumes_with_nothing_lost_or_doubled(n
     targets = [r["target"] for r in applied]
     assert len(targets) == len(set(targets)), "a deletion was applied twice"
     assert {f"chain-a/{e}" for e in entries} <= set(targets)
+
+
+def rewrite_last_event(node: LocalNode, size: int, embedding: Embedding) -> None:
+    """``node`` rewrites its history with its own key: its last event (of ``size``) is dropped with
+    the heads that signed it, and another registration is logged at that index."""
+    node.stop()
+    with database(node) as db:
+        db.execute("delete from log_leaf where idx = :i", {"i": size - 1})
+        db.execute("delete from tree_head where tree_size >= :i", {"i": size - 1})
+    node.start()
+    register(node, embedding)
 
 
 def _sql(node: LocalNode, statement: str) -> list[tuple[Any, ...]]:
@@ -751,12 +779,7 @@ def test_a_peer_that_rewrites_its_log_is_flagged_and_reported(net: LocalNetwork)
     register(a, unit(900))
     size = a.call("GET", "/v1/log/head")[1]["signed"]["tree_size"]
     assert wait_for(lambda: _sql(b, "select tree_size from peer_state where peer='chain-a'") == [(size,)], 10)
-    a.stop()
-    with database(a) as db:
-        db.execute("delete from log_leaf where idx = :i", {"i": size - 1})
-        db.execute("delete from tree_head where tree_size >= :i", {"i": size - 1})
-    a.start()
-    register(a, unit(901))
+    rewrite_last_event(a, size, unit(901))
     assert wait_for(
         lambda: _sql(b, "select status from peer_state where peer='chain-a'") == [("forked",)], 15
     )

@@ -98,6 +98,12 @@ INVALID = [
     ("version-string", ["version"], "2", MalformedError),
     ("missing-administrator", ["joint_use", "administrator"], _DELETE, MalformedError),
     ("missing-english", ["joint_use", "statement", "en"], _DELETE, MalformedError),
+    ("witness-required-negative", ["policy", "witness"], {"required": -1}, MalformedError),
+    ("witness-required-above-63", ["policy", "witness"], {"required": 64}, MalformedError),
+    ("witness-required-string", ["policy", "witness"], {"required": "1"}, MalformedError),
+    ("witness-required-missing", ["policy", "witness"], {}, MalformedError),
+    ("witness-unknown-field", ["policy", "witness"], {"required": 1, "quorum": 2}, MalformedError),
+    ("witness-not-an-object", ["policy", "witness"], 1, MalformedError),
 ]
 
 
@@ -105,6 +111,22 @@ INVALID = [
 def test_invalid_manifests(path: list[Any], value: Any, error: type[Exception]) -> None:
     with pytest.raises(error):
         Manifest.from_dict(_mutate(path, value))
+
+
+def test_witness_policy_defaults_to_none_required_and_keeps_old_bytes() -> None:
+    old = make_manifest()
+    assert "witness" not in old.to_dict()["policy"] and old.policy.witness.required == 0
+    assert Manifest.from_dict(old.to_dict()).to_dict() == old.to_dict()  # a manifest without it re-serialises unchanged
+    d = old.to_dict()
+    d["policy"]["witness"] = {"required": 2}
+    stated = Manifest.from_dict(d)
+    assert stated.policy.witness.required == 2
+    assert canonical_bytes(stated.to_dict()) == canonical_bytes(d)
+    d["policy"]["witness"] = {"required": 0}  # stated as the default: read, then written without it
+    assert "witness" not in Manifest.from_dict(d).to_dict()["policy"]
+    chain_b = old.joint_use.members[1].node_id
+    removed = set_member_status(old, chain_b, MemberStatus.REMOVED)
+    assert old.witnesses_of("chain-a") == [chain_b] and removed.witnesses_of("chain-a") == []
 
 
 def test_duplicate_member_ids_and_shared_keys_refused() -> None:

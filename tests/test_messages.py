@@ -58,6 +58,7 @@ def receipt() -> DeletionReceipt:
         entry_id="ent-00000001",
         kind=EventKind.DELETED,
         tree_size=2,
+        root_hash=b"\x07" * 32,
         applied_at=T0 + timedelta(days=1, seconds=3),
         action=ReceiptAction.PURGED,
     )

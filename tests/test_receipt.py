@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from protocol.canonical import canonical_bytes, parse_json
 from protocol.errors import MalformedError, OversizedError, SignatureError
 from protocol.events import EntryEvent, EventKind, EventReason
-from protocol.receipt import RECEIPT_KINDS, DeletionReceipt, ReceiptAction
+from protocol.receipt import RECEIPT_KINDS, DeletionReceipt, ReceiptAction, ReceiptHistoryMismatch
 from protocol.signed import SignedDocument
 from tests.factories import NODE_A_SIGNING, NODE_B_SIGNING, T0, make_entry
 from tests.test_entry import assert_any_byte_change_fails, ids, node_ids, sign, times, unknown_fields
@@ -35,6 +35,7 @@ def receipts(draw: st.DrawFn) -> DeletionReceipt:
         entry_id=draw(ids),
         kind=kind,
         tree_size=draw(st.integers(1, 2**53 - 1)),
+        root_hash=draw(st.binary(min_size=32, max_size=32)),
         applied_at=draw(times),
         action=ACTION[kind],
     )
@@ -55,9 +56,17 @@ def deletion_event(**overrides: Any) -> EntryEvent:
     return EntryEvent.create(entry=None, **fields)[0]
 
 
+ROOT_2 = bytes(range(32))
+"""The owner's root at size 2 in these tests."""
+
+
 def receipt() -> DeletionReceipt:
     return DeletionReceipt.for_event(
-        deletion_event(), member="chain-b", tree_size=2, applied_at=T0 + timedelta(seconds=3)
+        deletion_event(),
+        member="chain-b",
+        tree_size=2,
+        root_hash=ROOT_2,
+        applied_at=T0 + timedelta(seconds=3),
     )
 
 
@@ -109,8 +118,25 @@ def test_receipt_is_made_for_an_event_and_checked_against_it() -> None:
     expiry = deletion_event(kind=EventKind.EXPIRED, reason=EventReason.RETENTION_EXPIRED)
     with pytest.raises(MalformedError, match="expired"):
         r.check_against(expiry)
-    purge = DeletionReceipt.for_event(expiry, member="chain-b", tree_size=5, applied_at=T0)
+    purge = DeletionReceipt.for_event(expiry, member="chain-b", tree_size=5, root_hash=ROOT_2, applied_at=T0)
     assert purge.action is ReceiptAction.PURGED
+
+
+def test_a_receipt_names_the_owners_root_or_is_refused() -> None:
+    event, r = deletion_event(), receipt()
+    asked: list[int] = []
+
+    def owner_root(n: int) -> bytes:
+        asked.append(n)
+        return ROOT_2 if n == 2 else bytes(32)
+
+    r.check_against(event, leaf_index=1, root_at=owner_root)
+    assert asked == [2]
+    with pytest.raises(ReceiptHistoryMismatch, match="chain-b for evt-00000002: root 000102") as caught:
+        r.check_against(event, leaf_index=1, root_at=lambda n: bytes([9]) * 32)
+    assert caught.value.code == "receipt_history_mismatch"
+    with pytest.raises(MalformedError, match="does not contain"):  # the size is checked before the root
+        r.check_against(event, leaf_index=2, root_at=owner_root)
 
 
 def test_correction_receipt_and_registration_needs_none() -> None:
@@ -125,7 +151,7 @@ def test_correction_receipt_and_registration_needs_none() -> None:
         occurred_at=T0,
         actor="acct-officer1",
     )
-    r = DeletionReceipt.for_event(correction, member="chain-c", tree_size=3, applied_at=T0)
+    r = DeletionReceipt.for_event(correction, member="chain-c", tree_size=3, root_hash=ROOT_2, applied_at=T0)
     assert r.action is ReceiptAction.CORRECTED
     registration, _ = EntryEvent.create(
         entry=sign(make_entry()),
@@ -139,7 +165,9 @@ def test_correction_receipt_and_registration_needs_none() -> None:
         actor="acct-officer1",
     )
     with pytest.raises(MalformedError, match="needs no receipt"):
-        DeletionReceipt.for_event(registration, member="chain-b", tree_size=1, applied_at=T0)
+        DeletionReceipt.for_event(
+            registration, member="chain-b", tree_size=1, root_hash=ROOT_2, applied_at=T0
+        )
 
 
 def test_receipt_verifies_only_under_the_members_key() -> None:
@@ -176,6 +204,10 @@ RECEIPT_INVALID: list[tuple[str, Any, type[Exception]]] = [
     ("tree-size-negative", _receipt(tree_size=-3), MalformedError),
     ("tree-size-float", _receipt(tree_size=2.5), MalformedError),
     ("tree-size-beyond-i-json", _receipt(tree_size=2**53), MalformedError),
+    ("root-hash-short", _receipt(root_hash="AAAA"), MalformedError),
+    ("root-hash-padded", _receipt(root_hash="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="), MalformedError),
+    ("root-hash-hex", _receipt(root_hash=ROOT_2.hex()), MalformedError),
+    ("root-hash-null", _receipt(root_hash=None), MalformedError),
     ("applied-at-date-only", _receipt(applied_at="2026-11-01"), MalformedError),
     ("event-id-oversized", _receipt(event_id="e" * 65), OversizedError),
     ("member-oversized", _receipt(member="m" * 64), OversizedError),

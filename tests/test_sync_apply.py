@@ -33,11 +33,12 @@ from node.storage.models import (
     ReceiptRow,
     Tombstone,
 )
+from protocol.canonical import b64url_encode, canonical_bytes, parse_json
 from protocol.errors import MalformedError, SignatureError
 from protocol.events import EntryEvent, EventKind, EventReason, log_leaf_bytes
 from protocol.keys import SigningKey
 from protocol.merkle import MerkleLog, leaf_hash
-from protocol.receipt import DeletionReceipt
+from protocol.receipt import DeletionReceipt, ReceiptHistoryMismatch
 from protocol.signed import SignedDocument
 from protocol.sync import LogPage, ReceiptDelivery
 from protocol.treehead import TreeHead
@@ -151,8 +152,33 @@ def test_a_deletion_withdraws_alerts_keeps_a_tombstone_and_owes_a_signed_receipt
     assert {r.payload.kind for r in receipts} == {EventKind.CORRECTED, EventKind.DELETED}
     for r in receipts:
         r.verify([NODE_B_SIGNING.public])
-        assert r.payload.tree_size == 3
+        assert (r.payload.tree_size, r.payload.root_hash) == (
+            3,
+            owner.log.root(3),
+        )  # the page's verified head
     assert checkpoint(engine, "chain-a") == 3
+
+
+def test_a_receipt_owed_from_before_receipts_named_a_root_is_signed_again_with_it(engine: Engine) -> None:
+    owner = OwnerLog()
+    owner.add(event(EventKind.REGISTERED, "ent-00000003"), event(EventKind.DELETED, "ent-00000003"))
+    apply(engine, owner.page(0), 0)
+    with Session(engine) as session:  # as an earlier version wrote it: no root_hash
+        row = session.exec(select(OutboxReceipt)).one()
+        signed = parse_json(row.signed)["signed"]
+        del signed["root_hash"]
+        sig = b64url_encode(NODE_B_SIGNING.sign(canonical_bytes(signed)))
+        row.signed = canonical_bytes(
+            {"signed": signed, "signatures": [{"keyid": NODE_B_SIGNING.public.keyid, "sig": sig}]}
+        ).decode()
+        session.add(row)
+        session.commit()
+    with pytest.raises(MalformedError, match="root_hash"):  # what a delivery without the key meets
+        pending_receipts(engine, "chain-a")
+    (kept,) = pending_receipts(engine, "chain-a", NODE_B_SIGNING)
+    kept.verify([NODE_B_SIGNING.public])
+    assert (kept.payload.tree_size, kept.payload.root_hash) == (2, owner.log.root(2))
+    assert [r.to_bytes() for r in pending_receipts(engine, "chain-a")] == [kept.to_bytes()]  # stored
 
 
 def test_a_member_that_never_saw_the_entry_still_tombstones_and_confirms(engine: Engine) -> None:
@@ -253,11 +279,25 @@ def own_log(engine: Engine, *events: SignedDocument[EntryEvent]) -> None:
 
 
 def receipt_for(
-    e: SignedDocument[EntryEvent], *, tree_size: int = 2, key: SigningKey = NODE_B_SIGNING, **changes: object
+    e: SignedDocument[EntryEvent],
+    *,
+    log: tuple[SignedDocument[EntryEvent], ...],
+    tree_size: int = 2,
+    key: SigningKey = NODE_B_SIGNING,
+    **changes: object,
 ) -> SignedDocument[DeletionReceipt]:
+    """chain-b's receipt for ``e``, naming the root of ``log`` (the owner's events) at ``tree_size``."""
+    owner = MerkleLog()
+    for logged in log:
+        owner.append(log_leaf_bytes(logged))
+    root = owner.root(tree_size) if tree_size <= owner.size else bytes(32)
     receipt = replace(
         DeletionReceipt.for_event(
-            e.payload, member="chain-b", tree_size=tree_size, applied_at=T0 + timedelta(seconds=3)
+            e.payload,
+            member="chain-b",
+            tree_size=tree_size,
+            root_hash=root,
+            applied_at=T0 + timedelta(seconds=3),
         ),
         **changes,
     )
@@ -279,7 +319,7 @@ def test_the_owner_keeps_valid_receipts_and_shows_who_is_missing(engine: Engine)
         engine,
         node_id="chain-a",
         member=chain_b,
-        delivery=ReceiptDelivery(receipts=[receipt_for(deleted)]),
+        delivery=ReceiptDelivery(receipts=[receipt_for(deleted, log=(registered, deleted))]),
         now=T0,
     )
     assert confirmed == [deleted.payload.event_id]
@@ -287,7 +327,7 @@ def test_the_owner_keeps_valid_receipts_and_shows_who_is_missing(engine: Engine)
         engine,
         node_id="chain-a",
         member=chain_b,
-        delivery=ReceiptDelivery(receipts=[receipt_for(deleted)]),
+        delivery=ReceiptDelivery(receipts=[receipt_for(deleted, log=(registered, deleted))]),
         now=T0,
     )
     assert again == confirmed and len(rows(engine, ReceiptRow)) == 1
@@ -297,20 +337,41 @@ def test_the_owner_keeps_valid_receipts_and_shows_who_is_missing(engine: Engine)
 
 
 @pytest.mark.parametrize(
-    "case", ["signed-by-another-key", "event-not-in-our-log", "tree-size-beyond-our-log", "wrong-entry"]
+    "case",
+    [
+        "signed-by-another-key",
+        "event-not-in-our-log",
+        "tree-size-beyond-our-log",
+        "wrong-entry",
+        "root-of-another-history",
+    ],
 )
 def test_a_receipt_that_does_not_check_out_is_refused_and_nothing_is_kept(engine: Engine, case: str) -> None:
     deleted = event(EventKind.DELETED, "ent-00000011")
     own_log(engine, deleted)
     chain_b = MANIFEST.member("chain-b")
     assert chain_b is not None
-    receipt = {
-        "signed-by-another-key": lambda: receipt_for(deleted, tree_size=1, key=NODE_A_SIGNING),
-        "event-not-in-our-log": lambda: receipt_for(event(EventKind.DELETED, "ent-00000011"), tree_size=1),
-        "tree-size-beyond-our-log": lambda: receipt_for(deleted, tree_size=5),
-        "wrong-entry": lambda: receipt_for(deleted, tree_size=1, entry_id="ent-99999999"),
+    ours = (deleted,)
+    receipt, refusal = {
+        "signed-by-another-key": lambda: (
+            receipt_for(deleted, log=ours, tree_size=1, key=NODE_A_SIGNING),
+            SignatureError,
+        ),
+        "event-not-in-our-log": lambda: (
+            receipt_for(event(EventKind.DELETED, "ent-00000011"), log=ours, tree_size=1),
+            MalformedError,
+        ),
+        "tree-size-beyond-our-log": lambda: (receipt_for(deleted, log=ours, tree_size=5), MalformedError),
+        "wrong-entry": lambda: (
+            receipt_for(deleted, log=ours, tree_size=1, entry_id="ent-99999999"),
+            MalformedError,
+        ),
+        "root-of-another-history": lambda: (
+            receipt_for(deleted, log=(event(EventKind.DELETED, "ent-00000012"),), tree_size=1),
+            ReceiptHistoryMismatch,
+        ),
     }[case]()
-    with pytest.raises((SignatureError, MalformedError)):
+    with pytest.raises(refusal):
         record_receipts(
             engine, node_id="chain-a", member=chain_b, delivery=ReceiptDelivery(receipts=[receipt]), now=T0
         )

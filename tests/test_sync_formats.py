@@ -115,6 +115,7 @@ def receipt_deliveries(draw: st.DrawFn) -> ReceiptDelivery:
             entry_id=draw(ids),
             kind=kind,
             tree_size=draw(st.integers(1, MAX_SAFE_INT)),
+            root_hash=draw(st.binary(min_size=32, max_size=32)),
             applied_at=draw(times),
             action=ACTION[kind],
         )

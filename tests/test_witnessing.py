@@ -1,5 +1,8 @@
 """Every member witnesses every other: a node's checkpoint carries the others' cosignatures within
-seconds of an event, and a witness refuses a history that differs from the one it cosigned.
+seconds of an event, and a witness refuses a history that differs from the one it cosigned. A
+node that rewrites its log with its own key is refused by ``watchnet audit verify`` with no saved
+state, by every witness and by its followers; a log with fewer cosignatures than the group
+policy requires is refused too.
 
 Real ``watchnet serve`` processes for three members. The hostile checkpoints are signed with
 chain-a's own key (the case the witnesses exist for: a node rewriting its history cannot be
@@ -8,13 +11,20 @@ caught by its signature) and sent to chain-b's witness endpoint as any client co
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
+from governance.manifest import WitnessPolicy
+from node.cli.main import main
 from node.demo.network import LocalNetwork, LocalNode, wait_for
 from node.records.witnessing import log_verifier, witness_verifier
 from protocol.canonical import b64url_decode
@@ -22,7 +32,7 @@ from protocol.checkpoint import Checkpoint
 from protocol.merkle import MerkleLog
 from protocol.note import NoteSigner, SignedNote
 from protocol.witness import AddCheckpoint
-from tests.test_federation import register, unit
+from tests.test_federation import _sql, register, rewrite_last_event, unit
 
 MEMBERS = ["chain-a", "chain-b", "chain-c"]
 
@@ -138,3 +148,139 @@ def test_a_witness_refuses_a_rewritten_history(net: LocalNetwork) -> None:
     # through all of it chain-b kept the history it cosigned: chain-a's real next checkpoint still gets its cosignature
     register(a, unit(902))
     wait_for(lambda: witnessed_size() > size, timeout=30)
+
+
+def audit(net: LocalNetwork, node: LocalNode, *extra: str) -> tuple[int, str, str]:
+    """``watchnet audit verify`` with no saved state, the organisation's root keys pinned: (exit, stdout, stderr)."""
+    roots = [a for k in net.org_keys for a in ("--root-keyid", k.public.keyid)]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["audit", "verify", "--node", node.url, "--token", node.tokens["aud1"], *roots, *extra])
+    return code, out.getvalue(), err.getvalue()
+
+
+def witnessed_by(witness: LocalNode, origin: str) -> Checkpoint | None:
+    """The checkpoint of ``origin`` that ``witness`` last cosigned (its read endpoint)."""
+    status, text, _ = get_text(
+        witness, "/v1/witness/checkpoint?" + urllib.parse.urlencode({"origin": origin})
+    )
+    return Checkpoint.from_text(SignedNote.from_text(text).text) if status == 200 else None
+
+
+def test_a_node_that_rewrites_its_history_is_refused_by_auditors_witnesses_and_followers(
+    net: LocalNetwork,
+) -> None:
+    a, b, c = (net.node(m) for m in MEMBERS)
+    manifest = net.current_manifest()
+    assert manifest.policy.witness.required == 1  # the demo group's policy
+    origin = f"watchnet/{manifest.group_id}/chain-c"
+    register(c, unit(903))
+    register(c, unit(904))
+    size = c.call("GET", "/v1/log/head")[1]["signed"]["tree_size"]
+    assert wait_for(
+        lambda: all((w := witnessed_by(x, origin)) and w.size == size for x in (a, b)), timeout=30
+    )
+    assert wait_for(lambda: _sql(b, "select tree_size from peer_state where peer='chain-c'") == [(size,)], 15)
+    code, out, err = audit(net, c, "--json")
+    honest = json.loads(out)
+    assert (code, honest["ok"]) == (0, True), (out, err)
+    assert honest["witnesses"] == {"required": 1, "cosigned_by": {"chain-a": size, "chain-b": size}}
+    before = {x.node_id: witnessed_by(x, origin) for x in (a, b)}
+
+    # chain-c rewrites its last event: another event at the same index, signed with its own key
+    rewrite_last_event(c, size, unit(905))
+    status, head = c.call("GET", "/v1/log/head")
+    assert status == 200 and head["signed"]["tree_size"] == size
+    rewritten_root = b64url_decode(head["signed"]["root_hash"])
+    assert rewritten_root != before["chain-b"].root_hash  # type: ignore[union-attr]
+
+    # its followers flag the fork
+    for follower in (a, b):
+        assert wait_for(
+            lambda f=follower: _sql(f, "select status from peer_state where peer='chain-c'") == [("forked",)],
+            15,
+        )
+    # every witness refuses the rewritten checkpoint, signed by chain-c's own key, from the size it cosigned
+    status, text, _ = get_text(c, "/v1/log/checkpoint")
+    note = SignedNote.from_text(text)
+    assert Checkpoint.from_text(note.text).root_hash == rewritten_root
+    assert len(note.signatures) == 1  # the cosignatures of the old history are not shown for the new one
+    plain = SignedNote(note.text, note.signatures[:1])
+    for witness in (a, b):
+        status, text, _ = post_text(
+            witness, "/v1/witness/add-checkpoint", AddCheckpoint(size, (), plain).to_bytes()
+        )
+        assert status == 422, text
+        assert witnessed_by(witness, origin) == before[witness.node_id]  # still the history it cosigned
+    # and an auditor with no saved state refuses it, in one line, with no traceback
+    code, out, err = audit(net, c, "--witness-wait", "0s")
+    failures = [line for line in out.splitlines() if line.strip().startswith("FAIL")]
+    print("\n" + "\n".join(failures))
+    assert code == 1 and "Traceback" not in out + err, (out, err)
+    assert len(failures) == 1, out
+    reason = "FAIL witness_mismatch: chain-c's log differs from the history held by witness chain-a, witness chain-b"
+    assert failures[0].strip().split(" (")[0] == reason, out
+
+
+def test_a_log_with_fewer_cosignatures_than_the_policy_requires_is_refused(net: LocalNetwork) -> None:
+    a = net.node("chain-a")
+    register(a, unit(906))
+    size = a.call("GET", "/v1/log/head")[1]["signed"]["tree_size"]
+    origin = f"watchnet/{net.current_manifest().group_id}/chain-a"
+    assert wait_for(
+        lambda: (w := witnessed_by(net.node("chain-b"), origin)) is not None and w.size == size, 30
+    )
+    published = net.update(
+        lambda m: m.with_changes(policy=replace(m.policy, witness=WitnessPolicy(required=3)))
+    ).payload
+    try:
+        assert wait_for(
+            lambda: a.call("GET", "/v1/manifest")[1]["signed"]["version"] == published.version, 30
+        )
+        code, out, _ = audit(net, a, "--witness-wait", "0s", "--json")
+        report = json.loads(out)
+        assert code == 1 and not report["ok"], out
+        assert report["witnesses"]["required"] == 3 and "chain-b" in report["witnesses"]["cosigned_by"]
+        found = len(report["witnesses"]["cosigned_by"])
+        assert report["problems"] == [
+            f"cosignatures_missing: found {found} of the 3 required witness cosignatures "
+            f"(2 witnesses in the manifest; cosigned: "
+            + ", ".join(f"{w} at size {n}" for w, n in sorted(report["witnesses"]["cosigned_by"].items()))
+            + ")"
+        ], report["problems"]
+    finally:
+        restored = net.update(lambda m: m.with_changes(policy=replace(m.policy, witness=WitnessPolicy(1))))
+        assert wait_for(
+            lambda: a.call("GET", "/v1/manifest")[1]["signed"]["version"] == restored.payload.version, 30
+        )
+
+
+def test_the_witness_read_endpoint_answers_what_it_cosigned_and_refuses_bad_origins(
+    net: LocalNetwork,
+) -> None:
+    a, b = net.node("chain-a"), net.node("chain-b")
+    register(a, unit(907))
+    size = a.call("GET", "/v1/log/head")[1]["signed"]["tree_size"]
+    origin = f"watchnet/{net.current_manifest().group_id}/chain-a"
+    assert wait_for(lambda: (w := witnessed_by(b, origin)) is not None and w.size >= size, 30)
+    status, text, headers = get_text(
+        b, "/v1/witness/checkpoint?" + urllib.parse.urlencode({"origin": origin})
+    )
+    note = SignedNote.from_text(text)
+    keys = [
+        log_verifier(net.current_manifest(), "chain-a"),
+        witness_verifier(net.current_manifest(), "chain-b"),
+    ]
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert note.verify(keys) == keys  # type: ignore[arg-type]
+    status, text, _ = get_text(b, "/v1/witness/checkpoint?origin=" + urllib.parse.quote(f"{origin}-x"))
+    assert status == 404 and text.startswith("unknown_log: ")
+    for bad in (
+        "",
+        "?origin=",
+        "?origin=" + urllib.parse.quote("a b"),
+        "?origin=a%2Bb",
+        "?origin=" + "x" * 161,
+    ):
+        status, text, _ = get_text(b, "/v1/witness/checkpoint" + bad)
+        assert (status, json.loads(text)["error"]) == (400, "malformed"), bad

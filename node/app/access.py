@@ -80,6 +80,7 @@ PUBLIC_PATHS = (
             "/v1/health/ready",
             "/v1/log/head",
             "/v1/log/checkpoint",
+            "/v1/witness/checkpoint",
             "/v1/node",
             "/v1/manifest",
             "/v1/openapi.json",

@@ -17,7 +17,7 @@ from governance.roles import Role
 from node.cli.client import url_argument
 from node.config import MANIFEST_FILE, NodeConfig, load_manifest_file
 from protocol.errors import ConfigurationError
-from protocol.fields import format_time
+from protocol.fields import format_time, parse_duration
 from protocol.signed import SignedDocument
 
 if TYPE_CHECKING:
@@ -496,6 +496,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             args.token,
             pinned_key=args.signing_key,
             state_file=Path(args.state) if args.state else None,
+            root_keyids=args.root_keyid,
+            now=_now,
+            witness_wait=parse_duration(args.witness_wait, field="--witness-wait").total_seconds(),
         )
     )
     print(json.dumps(report.to_dict(), sort_keys=True) if args.json else str(report))
@@ -533,6 +536,17 @@ def register_service(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--token", required=True, help="an auditor account's API token")
     p.add_argument("--signing-key", help="the node's public signing key to pin (from the manifest)")
     p.add_argument("--state", help="file keeping the last verified head, for consistency checks next time")
+    p.add_argument(
+        "--root-keyid",
+        action="append",
+        default=[],
+        help="an organisation root key id to trust the node's manifest under (repeat; as in watchnet init)",
+    )
+    p.add_argument(
+        "--witness-wait",
+        default="10s",
+        help="how long to wait for the group policy's number of witness cosignatures (default 10s)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 

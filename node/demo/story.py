@@ -39,6 +39,7 @@ from protocol.signed import SignedDocument
 
 if TYPE_CHECKING:
     from node.demo.network import LocalNetwork, LocalNode
+    from node.reporting.auditor import AuditReport
 
 __all__ = ["craft_query", "photo_path", "register", "run_demo"]
 
@@ -433,18 +434,33 @@ class Story:
         seen: dict[str, tuple[int, list[str]] | None] = {}
         for member in MEMBERS:
             seen[member] = wait_for(lambda member=member: cosigned(member), 20)  # type: ignore[misc]
-        ok = all(seen.values()) and any(v[0] for v in seen.values() if v)
         shown = ", ".join(
             (f"{m} size {v[0]} by {'+'.join(v[1])}" if v[0] else f"{m} has logged nothing yet")
             for m, v in seen.items()
             if v
         )
+        audited = self._audit_without_state("chain-a")
+        ok = all(seen.values()) and any(v[0] for v in seen.values() if v) and audited.ok
         return self.record(
             "witness",
             ok,
-            f"each member's latest log checkpoint, cosigned by the other two as witnesses: {shown}",
+            f"each member's latest log checkpoint, cosigned by the other two as witnesses: {shown}; "
+            f"an auditor with no saved head accepts chain-a's log as cosigned by "
+            f"{len(audited.cosigned_by)} witnesses (the group requires {audited.cosignatures_required})"
+            + ("" if audited.ok else f" (FAILED: {'; '.join(audited.problems)})"),
             checkpoints={m: {"size": v[0], "cosigned_by": v[1]} if v else None for m, v in seen.items()},
+            audit={"ok": audited.ok, "witnesses": audited.to_dict()["witnesses"]},
         )
+
+    def _audit_without_state(self, node_id: str) -> AuditReport:
+        """``watchnet audit verify`` of one member with no saved head, the organisation's root keys pinned."""
+        import asyncio
+
+        from node.reporting.auditor import audit_node
+
+        node = self.net.node(node_id)
+        roots = [k.public.keyid for k in self.net.org_keys]
+        return asyncio.run(audit_node(node.url, node.tokens["aud1"], root_keyids=roots))
 
     def suspend(self) -> Step:
         from node.demo.network import wait_for

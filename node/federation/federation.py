@@ -212,7 +212,9 @@ class Federation:
         """When each peer last answered one of our sync messages (in memory: reachability, not history)."""
         self.witness = Witness(context.engine, config.node_id, context.signing_key)
         """This node as a witness of the other members' logs (c2sp.org/tlog-witness)."""
-        self.checkpoints = Checkpoints(context.engine, context.registry.log, config.node_id, context.signing_key)
+        self.checkpoints = Checkpoints(
+            context.engine, context.registry.log, config.node_id, context.signing_key
+        )
         """This node's log as cosigned checkpoints."""
         self._wake_witness = asyncio.Event()
         self.leading: Callable[[], bool] = lambda: True
@@ -743,7 +745,9 @@ class Federation:
             )
 
     async def deliver_receipts(self, owner: Member) -> int:
-        receipts = await asyncio.to_thread(pending_receipts, self.context.engine, owner.node_id)
+        receipts = await asyncio.to_thread(
+            pending_receipts, self.context.engine, owner.node_id, self.context.signing_key
+        )
         if not receipts:
             return 0
         ack = await self.client.exchange(

@@ -36,7 +36,7 @@ from node.storage.models import (
     ReceiptRow,
     Tombstone,
 )
-from protocol.canonical import parse_json
+from protocol.canonical import b64url_encode, parse_json
 from protocol.errors import MalformedError, ProofError, SignatureError
 from protocol.events import EntryEvent, EventKind, log_leaf_bytes
 from protocol.fields import format_time
@@ -180,7 +180,13 @@ def apply_page(
             )
             if header.kind in RECEIPT_KINDS:
                 result.purged_alerts += _apply_change(session, header, now)
-                receipt = DeletionReceipt.for_event(header, member=node_id, tree_size=size, applied_at=now)
+                receipt = DeletionReceipt.for_event(
+                    header,
+                    member=node_id,
+                    tree_size=size,
+                    root_hash=page.head.payload.root_hash,
+                    applied_at=now,
+                )
                 signed = SignedDocument(receipt)
                 signed.sign(signing_key)
                 if session.get(OutboxReceipt, (header.owner, header.event_id)) is None:
@@ -292,7 +298,12 @@ def record_failure(
         session.commit()
 
 
-def pending_receipts(engine: Engine, owner: str) -> list[SignedDocument[DeletionReceipt]]:
+def pending_receipts(
+    engine: Engine, owner: str, signing_key: SigningKey | None = None
+) -> list[SignedDocument[DeletionReceipt]]:
+    """The receipts still owed to ``owner``, oldest first. Given our ``signing_key``, a receipt
+    signed before receipts named the owner's root is signed again with the root of the leaves we
+    verified up to its ``tree_size``, so an upgrade loses no owed receipt."""
     with Session(engine) as session:
         rows = session.exec(
             select(OutboxReceipt)
@@ -300,7 +311,34 @@ def pending_receipts(engine: Engine, owner: str) -> list[SignedDocument[Deletion
             .order_by(col(OutboxReceipt.created_at))
             .limit(500)
         ).all()
+        if signing_key is not None:
+            for row in rows:
+                legacy = parse_json(row.signed).get("signed")
+                if isinstance(legacy, dict) and "root_hash" not in legacy:
+                    row.signed = _signed_with_root(session, owner, legacy, signing_key)
+                    session.add(row)
+            session.commit()
         return [SignedDocument.from_bytes(r.signed.encode("utf-8"), DeletionReceipt) for r in rows]
+
+
+def _signed_with_root(session: Session, owner: str, legacy: dict[str, Any], key: SigningKey) -> str:
+    size = legacy.get("tree_size")
+    if not isinstance(size, int):
+        raise MalformedError(f"an owed receipt to {owner} without an integer tree_size")
+    hashes = session.exec(
+        select(PeerLeaf.leaf_hash)
+        .where(PeerLeaf.peer == owner, col(PeerLeaf.idx) < size)
+        .order_by(col(PeerLeaf.idx))
+    ).all()
+    if len(hashes) != size:
+        raise MalformedError(
+            f"an owed receipt names size {size} of {owner}'s log; we hold {len(hashes)} leaves"
+        )
+    root = root_of_leaf_hashes([bytes(h) for h in hashes])
+    receipt = DeletionReceipt.from_dict({**legacy, "root_hash": b64url_encode(root)})
+    signed = SignedDocument(receipt)
+    signed.sign(key)
+    return signed.to_bytes().decode("utf-8")
 
 
 def mark_delivered(engine: Engine, owner: str, event_ids: list[str], now: datetime) -> None:
@@ -326,6 +364,17 @@ def record_receipts(
     confirmed: list[str] = []
     with Session(engine) as session:
         size = int(session.exec(select(func.count()).select_from(LogLeaf)).one())
+        roots: dict[int, bytes] = {}
+
+        def root_at(n: int) -> bytes:
+            """Our own log's root over its first ``n`` events (read once per size named)."""
+            if n not in roots:
+                hashes = session.exec(
+                    select(LogLeaf.leaf_hash).where(col(LogLeaf.idx) < n).order_by(col(LogLeaf.idx))
+                ).all()
+                roots[n] = root_of_leaf_hashes(list(hashes))
+            return roots[n]
+
         for signed in delivery.receipts:
             receipt = signed.payload
             if receipt.owner != node_id or receipt.member != member.node_id:
@@ -337,9 +386,9 @@ def record_receipts(
             if leaf is None or leaf.kind == PROVISION_KIND:
                 raise MalformedError(f"receipt for {receipt.event_id}, which is not an event of our log")
             event = SignedDocument.from_bytes(leaf.leaf, EntryEvent).payload
-            receipt.check_against(event, leaf_index=leaf.idx)
             if receipt.tree_size > size:
                 raise MalformedError(f"receipt names log size {receipt.tree_size}, our log has {size} events")
+            receipt.check_against(event, leaf_index=leaf.idx, root_at=root_at)
             if session.get(ReceiptRow, (receipt.event_id, member.node_id)) is None:
                 session.add(
                     ReceiptRow(

@@ -5,7 +5,9 @@ member's checkpoint with a consistency proof and answers this node's cosignature
 spec's status (404, 403, 400, 409 with ``text/x.tlog.size``, 422). It needs no credential: the
 checkpoint's signature by a member's key is the credential, and the body is at most 64 KiB (the
 public door's bound). ``GET /v1/log/checkpoint`` is this node's latest checkpoint with the
-cosignatures its witnesses gave for that size.
+cosignatures its witnesses gave for that size. ``GET /v1/witness/checkpoint?origin=<origin>``
+(watchnet's read endpoint; tlog-witness defines none) is the latest checkpoint this node cosigned
+for that log, so an auditor can ask the witnesses themselves what they saw.
 """
 
 from __future__ import annotations
@@ -52,6 +54,28 @@ async def log_checkpoint(request: web.Request) -> web.Response:
     )
 
 
+MAX_ORIGIN = 160
+"""The longest origin a witness keeps (``WitnessedLog.origin``)."""
+
+
+async def witnessed_checkpoint(request: web.Request) -> web.Response:
+    origin = request.query.get("origin", "")
+    if not origin or len(origin) > MAX_ORIGIN or any(c.isspace() or c == "+" for c in origin):
+        return web.json_response(
+            {"error": "malformed", "message": f"origin: 1..{MAX_ORIGIN} characters without spaces or '+'"},
+            status=400,
+        )
+    note = await asyncio.to_thread(request.app[FEDERATION].witness.latest, origin)
+    if note is None:
+        return web.Response(
+            status=404,
+            text=f"unknown_log: no checkpoint of {origin} cosigned here\n",
+            content_type="text/plain",
+        )
+    return web.Response(text=note, content_type="text/plain", headers={"Cache-Control": "no-cache"})
+
+
 def add_witness_routes(app: web.Application) -> None:
     app.router.add_post("/v1/witness/add-checkpoint", add_checkpoint)
+    app.router.add_get("/v1/witness/checkpoint", witnessed_checkpoint)
     app.router.add_get("/v1/log/checkpoint", log_checkpoint)

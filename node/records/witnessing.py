@@ -101,6 +101,12 @@ class Witness:
             session.commit()
         return line.line()
 
+    def latest(self, origin: str) -> str | None:
+        """The note of the latest checkpoint cosigned here for ``origin``: the log's signature and ours."""
+        with Session(self._engine) as session:
+            row = session.get(WitnessedLog, origin)
+        return None if row is None else row.note
+
     def witnessed(self) -> list[WitnessedLog]:
         with Session(self._engine, expire_on_commit=False) as session:
             return list(session.exec(select(WitnessedLog).order_by(col(WitnessedLog.origin))).all())

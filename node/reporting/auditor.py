@@ -8,13 +8,24 @@ same ``check_*`` steps on the node's own database, for the auditor's page of the
 there the root is recomputed from the stored leaves themselves, and the earlier head the node
 signed stands in for the head an auditor saw before. Each step adds what it verified to
 ``AuditReport.checks`` and what failed to ``AuditReport.problems``.
+
+A node publishes only its latest head, so an auditor without a head saved from an earlier run
+could not tell a rewritten history from the real one. Over HTTP the auditor therefore also reads
+the node's manifest (checked against the organisation's pinned root key ids), the node's
+cosigned checkpoint and the checkpoint each witness holds for the log (``GET
+/v1/witness/checkpoint``), refuses the log if any of them is not its history, and requires the
+group policy's number of witnesses (``policy.witness.required``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +33,29 @@ import aiohttp
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from governance.manifest import Manifest
+from governance.trust import verify_initial
 from node.records.auditlog import verify_audit_chain
 from node.records.eventlog import LeafHashTree
+from node.records.witnessing import log_verifier, witness_verifier
 from node.storage.models import AuditRecord, LogLeaf, TreeHeadRow
 from protocol.canonical import b64url_decode, canonical_bytes, parse_json
+from protocol.checkpoint import origin_of
 from protocol.errors import ProofError, VerificationError, WatchnetError
 from protocol.fields import parse_time
 from protocol.keys import PublicSigningKey
 from protocol.merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
+from protocol.note import NoteVerifier, SignedNote
 from protocol.signed import SignedDocument
 from protocol.sync import parse_log_event
 from protocol.treehead import TreeHead
+from protocol.witness import (
+    CosignedHistoryMismatch,
+    TooFewCosignatures,
+    check_extends,
+    require_cosignatures,
+    verify_cosigned,
+)
 
 __all__ = [
     "AuditReport",
@@ -45,12 +68,16 @@ __all__ = [
     "check_event",
     "check_head_signature",
     "check_root",
+    "check_witnessed",
 ]
 
 PAGE = 500
 """Records per request: the audit log grows by one record per request, so paging stops on a short page."""
 STREAM = 2000
 """Rows read from the database at a time when checking the stored logs."""
+WITNESS_TIMEOUT = 10.0
+"""Seconds for each witness's answer: an unreachable witness is reported, not waited for."""
+MAX_NOTE = 64 * 1024
 
 
 @dataclass
@@ -59,6 +86,9 @@ class AuditReport:
     tree_size: int = 0
     events: int = 0
     audit_records: int = 0
+    cosigned_by: dict[str, int] = field(default_factory=dict)
+    """Witness -> the largest size of this log it cosigned that is consistent with the verified head."""
+    cosignatures_required: int = 0
     checks: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -73,6 +103,7 @@ class AuditReport:
             "tree_size": self.tree_size,
             "events": self.events,
             "audit_records": self.audit_records,
+            "witnesses": {"required": self.cosignatures_required, "cosigned_by": self.cosigned_by},
             "checks": self.checks,
             "problems": self.problems,
         }
@@ -174,6 +205,42 @@ def check_audit_chain(records: Iterable[AuditRecord], audit_head: bytes | None, 
         report.problems.append("the audit head signed into the tree head is not in the audit log")
 
 
+def check_witnessed(
+    notes: Iterable[tuple[str, str, tuple[bytes, ...]]],
+    log_key: NoteVerifier,
+    witnesses: dict[str, NoteVerifier],
+    head: TreeHead,
+    log: MerkleLog,
+    report: AuditReport,
+) -> None:
+    """Step 7: every checkpoint note read (``source``, text, consistency proof from the head when
+    the note is larger) is this log's history; ``report.cosigned_by`` gains each witness whose
+    cosignature verified on one of them. A note that is not the log's history is one problem
+    naming every source that holds one (the history differs from what was signed or cosigned);
+    a note that does not verify, or a witness's line that fails, is a problem of its own."""
+    differing: list[str] = []
+    first: CosignedHistoryMismatch | None = None
+    for source, text, proof in notes:
+        try:
+            cosigned = verify_cosigned(SignedNote.from_text(text), log_key, witnesses)
+            check_extends(cosigned.checkpoint, head.tree_size, head.root_hash, log.root, proof)
+        except CosignedHistoryMismatch as e:
+            first = first or e
+            differing.append(source)
+            continue
+        except WatchnetError as e:
+            report.problems.append(f"{e.code}: the checkpoint {source} holds: {e}")
+            continue
+        for witness in cosigned.cosigners:
+            size = max(report.cosigned_by.get(witness, 0), cosigned.checkpoint.size)
+            report.cosigned_by[witness] = size
+    if first is not None:
+        report.problems.append(
+            f"{first.code}: {report.node_id}'s log differs from the history held by {', '.join(differing)} "
+            f"({first})"
+        )
+
+
 # -- over HTTP --------------------------------------------------------------------------------
 
 
@@ -187,8 +254,53 @@ async def _get(session: aiohttp.ClientSession, url: str) -> Any:
         return data
 
 
+async def _get_note(
+    session: aiohttp.ClientSession, url: str, params: dict[str, str] | None = None
+) -> str | None:
+    """A signed note served as text, or None where none is (404) or the server cannot be reached."""
+    try:
+        async with session.get(
+            url, params=params, timeout=aiohttp.ClientTimeout(total=WITNESS_TIMEOUT)
+        ) as response:
+            data = await response.content.read(MAX_NOTE + 1)
+            if response.status != 200 or len(data) > MAX_NOTE:
+                return None
+            return data.decode("utf-8", "replace")
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+
+
+def _trusted_manifest(
+    data: Any, root_keyids: list[str], now: datetime, report: AuditReport
+) -> Manifest | None:
+    """The manifest the node serves, trusted only under the organisation's pinned root key ids."""
+    try:
+        document = SignedDocument.from_dict(data, Manifest)
+        pinned = root_keyids or list(document.payload.manifest_role.keyids)
+        manifest = verify_initial(document, pinned, now)
+    except WatchnetError as e:
+        report.problems.append(f"{e.code}: the node's manifest: {e}")
+        return None
+    report.checks.append(
+        f"manifest version {manifest.version} of {manifest.group_id} is signed by a threshold of "
+        + (
+            "the pinned root keys"
+            if root_keyids
+            else "its own keys (pin the organisation's with --root-keyid)"
+        )
+    )
+    return manifest
+
+
 async def audit_node(
-    url: str, token: str, *, pinned_key: str | None = None, state_file: Path | None = None
+    url: str,
+    token: str,
+    *,
+    pinned_key: str | None = None,
+    state_file: Path | None = None,
+    root_keyids: list[str] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    witness_wait: float = 10.0,
 ) -> AuditReport:
     report = AuditReport()
     base = url.rstrip("/")
@@ -200,11 +312,29 @@ async def audit_node(
         if pinned_key is not None and served_key != PublicSigningKey.from_str(pinned_key):
             report.problems.append("the node serves a signing key other than the pinned one")
             return report
-        report.checks.append(
-            "node key matches the pinned key"
-            if pinned_key
-            else "node key taken from the node (pin it with --signing-key)"
+        manifest = _trusted_manifest(
+            await _get(session, f"{base}/v1/manifest"), root_keyids or [], now(), report
         )
+        if manifest is None:
+            return report
+        member = manifest.member(report.node_id)
+        listed = member is not None and member.signing_key == served_key
+        if listed:
+            report.checks.append(
+                "node key is the manifest's"
+                + (" and the pinned key" if pinned_key else " (pin it with --signing-key)")
+            )
+        else:  # a node outside its group (e.g. a test node) can be audited, not witnessed
+            report.checks.append(
+                f"node key taken from the node: it is not the key manifest version {manifest.version} "
+                f"lists for {report.node_id}, so no witness can vouch for its log"
+            )
+            if manifest.policy.witness.required:
+                report.problems.append(
+                    f"cosignatures_missing: {report.node_id} does not sign with the key manifest version "
+                    f"{manifest.version} lists for it, so none of the "
+                    f"{manifest.policy.witness.required} required witness cosignatures can count"
+                )
         async with session.get(f"{base}/v1/log/head") as response:
             head_data = await response.json()
             empty = response.status == 404 and head_data.get("error") == "empty_log"
@@ -216,9 +346,13 @@ async def audit_node(
         if empty:
             report.checks.append("the event log is empty")
         else:
-            head = await _check_log(
+            checked = await _check_log(
                 session, base, served_key, SignedDocument.from_dict(head_data, TreeHead), report, state_file
             )
+            if checked is not None:
+                head = checked[0]
+                if listed and checked[1].size >= head.tree_size:  # else nothing to compare with
+                    await _check_witnesses(session, base, manifest, head, checked[1], report, witness_wait)
         records: list[AuditRecord] = []
         while True:
             page = await _get(session, f"{base}/v1/audit?after={len(records)}&limit={PAGE}")
@@ -233,6 +367,81 @@ async def audit_node(
     return report
 
 
+async def _check_witnesses(
+    session: aiohttp.ClientSession,
+    base: str,
+    manifest: Manifest,
+    head: TreeHead,
+    log: MerkleLog,
+    report: AuditReport,
+    wait: float,
+) -> None:
+    """Step 7 over HTTP: the node's cosigned checkpoint and each witness's, until the policy's
+    number of witnesses have cosigned or ``wait`` seconds have passed (a fresh event is cosigned
+    within seconds). The witnesses are asked without the auditor's token, which is the node's."""
+    node_id = report.node_id
+    log_key = log_verifier(manifest, node_id)
+    assert log_key is not None  # the node is a member: checked before
+    witnesses = {
+        w: v for w in manifest.witnesses_of(node_id) if (v := witness_verifier(manifest, w)) is not None
+    }
+    report.cosignatures_required = manifest.policy.witness.required
+    origin = origin_of(manifest.group_id, node_id)
+    deadline = time.monotonic() + wait
+    async with aiohttp.ClientSession() as anonymous:
+        while True:
+            texts = await asyncio.gather(
+                _get_note(session, f"{base}/v1/log/checkpoint"),
+                *(
+                    _get_note(
+                        anonymous, f"{m.endpoint.rstrip('/')}/v1/witness/checkpoint", {"origin": origin}
+                    )
+                    for w in witnesses
+                    if (m := manifest.member(w)) is not None
+                ),
+            )
+            sources = ["the node's own checkpoint", *(f"witness {w}" for w in witnesses)]
+            notes = []
+            for source, text in zip(sources, texts, strict=True):
+                if text is None:
+                    continue
+                proof: tuple[bytes, ...] = ()
+                size = _note_size(text)
+                if size is not None and size > head.tree_size:  # grown since, or rolled back
+                    with contextlib.suppress(WatchnetError):  # no proof: the check below refuses it
+                        answer = await _get(
+                            session, f"{base}/v1/log/proof/consistency?old={head.tree_size}&new={size}"
+                        )
+                        proof = tuple(b64url_decode(p) for p in answer["proof"])
+                notes.append((source, text, proof))
+            problems, report.cosigned_by = len(report.problems), {}
+            check_witnessed(notes, log_key, witnesses, head, log, report)
+            enough = len(report.cosigned_by) >= report.cosignatures_required
+            if len(report.problems) > problems or enough or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(1.0)
+    unreachable = [w for w, text in zip(witnesses, texts[1:], strict=True) if text is None]
+    if unreachable:
+        report.checks.append(f"no checkpoint of this log from witness {', '.join(unreachable)}")
+    if len(report.problems) > problems:  # a differing history: that is the reason, not the count
+        return
+    try:
+        require_cosignatures(report.cosigned_by, report.cosignatures_required, len(witnesses))
+    except TooFewCosignatures as e:
+        report.problems.append(f"{e.code}: {e}")
+        return
+    named = ", ".join(f"{w} (size {n})" for w, n in sorted(report.cosigned_by.items())) or "no witness"
+    report.checks.append(
+        f"the log is the history cosigned by {named}: {len(report.cosigned_by)} of the "
+        f"{report.cosignatures_required} required"
+    )
+
+
+def _note_size(text: str) -> int | None:
+    lines = text.split("\n", 2)
+    return int(lines[1]) if len(lines) > 2 and lines[1].isdigit() and len(lines[1]) < 21 else None
+
+
 async def _check_log(
     session: aiohttp.ClientSession,
     base: str,
@@ -240,7 +449,7 @@ async def _check_log(
     head_doc: SignedDocument[TreeHead],
     report: AuditReport,
     state_file: Path | None,
-) -> TreeHead | None:
+) -> tuple[TreeHead, MerkleLog] | None:
     head = check_head_signature(head_doc, served_key, report)
     if head is None:
         return None
@@ -287,7 +496,7 @@ async def _check_log(
             old_root = b64url_decode(old["root_hash"])
             check_consistency(old_size, old_root, head, [b64url_decode(p) for p in proof["proof"]], report)
 
-    return head
+    return head, log
 
 
 # -- on the node's own database ---------------------------------------------------------------

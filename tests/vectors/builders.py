@@ -190,6 +190,7 @@ def deletion_receipt() -> DeletionReceipt:
         entry_id="ent-0000000000000001",
         kind=EventKind.DELETED,
         tree_size=2,
+        root_hash=chain_a_log()[1].root(2),
         applied_at=CLOCK + timedelta(seconds=2),
         action=ReceiptAction.PURGED,
     )
@@ -197,7 +198,9 @@ def deletion_receipt() -> DeletionReceipt:
 
 def receipt_vector() -> dict[str, Any]:
     return signed_vector(
-        "chain-b confirms it purged what it held of a deleted entry.",
+        "chain-b confirms it purged what it held of a deleted entry, naming the checkpoint of chain-a's "
+        "log it had verified when it applied the deletion: size 2 and the root of the log-page and "
+        "tree-head vectors.",
         deletion_receipt(),
         [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
     )
@@ -332,13 +335,15 @@ def manifest_vector() -> dict[str, Any]:
         signing_seed, box_secret = VECTOR_KEYS[member["node_id"]]
         member["signing_key"] = SigningKey(signing_seed).public.to_str()
         member["encryption_key"] = EncryptionKey(box_secret).public.to_str()
+    description["policy"]["witness"] = {"required": 1}  # the example's commented [policy.witness]
     org = [SigningKey(seed) for seed in ORG_SEEDS]
     manifest = manifest_from_description(description, [k.public for k in org], 2, CLOCK)
     return signed_vector(
         "Version 1 of the example group's manifest (docs/examples/group.toml with the members' keys "
         "replaced by the vector keys: chain-a signs with seed 11..11 and opens boxes with 34..34, "
-        "chain-b signs with 33..33 and opens boxes with 12..12), signed by two of the organisation's "
-        "three keys. Every other vector verifies under the key this manifest gives its signer.",
+        "chain-b signs with 33..33 and opens boxes with 12..12, and its commented policy.witness set: "
+        "one cosignature by another member required on a member's checkpoint), signed by two of the "
+        "organisation's three keys. Every other vector verifies under the key this manifest gives its signer.",
         manifest,
         [(ORG_SEEDS[0], org[0]), (ORG_SEEDS[2], org[2])],
     )
