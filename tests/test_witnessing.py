@@ -155,7 +155,7 @@ def audit(net: LocalNetwork, node: LocalNode, *extra: str) -> tuple[int, str, st
     roots = [a for k in net.org_keys for a in ("--root-keyid", k.public.keyid)]
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["audit", "verify", "--node", node.url, "--token", node.tokens["aud1"], *roots, *extra])
+        code = main(["audit", "verify", "--url", node.url, "--token", node.tokens["aud1"], *roots, *extra])
     return code, out.getvalue(), err.getvalue()
 
 
