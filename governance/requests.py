@@ -19,6 +19,7 @@ __all__ = [
     "COMPLAINT_OUTCOMES",
     "DEFAULT_DEADLINE",
     "IDENTITY_CHECKS",
+    "IDENTITY_CHECK_ORDER",
     "RefusalGround",
     "RequestKind",
     "RequestOutcome",
@@ -29,18 +30,18 @@ __all__ = [
 DEFAULT_DEADLINE = timedelta(days=14)
 """The law says "without delay"; a node tracks this as its own outer limit unless staff set another."""
 
-IDENTITY_CHECKS = frozenset(
-    {
-        "drivers-licence",
-        "my-number-card",
-        "passport",
-        "residence-card",
-        "health-insurance-card",
-        "agent-with-power-of-attorney",
-        "legal-representative",
-    }
+IDENTITY_CHECK_ORDER = (
+    "drivers-licence",
+    "my-number-card",
+    "health-insurance-card",
+    "residence-card",
+    "passport",
+    "agent-with-power-of-attorney",
+    "legal-representative",
 )
-"""How staff confirmed who is asking (the document kind only; its number is never stored)."""
+"""How staff confirmed who is asking (the document kind only; its number is never stored), the
+documents people most often carry first: a counter form lists them in this order."""
+IDENTITY_CHECKS = frozenset(IDENTITY_CHECK_ORDER)
 
 
 class RequestKind(enum.StrEnum):

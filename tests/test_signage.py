@@ -123,15 +123,41 @@ def test_sign_refuses_an_unknown_site_and_format(tmp_path: Path) -> None:
 
 def test_cli_qr_and_sign_write_real_files(node_dir: Path, tmp_path: Path) -> None:
     code, out, _ = run("notice", "qr", "--node", str(node_dir), "--out", str(tmp_path / "qr.png"), "--json")
-    assert code == 0 and json.loads(out) == {"format": "png", "out": str(tmp_path / "qr.png"), "url": URL}
+    assert code == 0 and json.loads(out) == {
+        "format": "png",
+        "out": str(tmp_path / "qr.png"),
+        "url": URL,
+        "warning": None,
+    }
     assert decode((tmp_path / "qr.png").read_bytes()) == URL
     other = "https://b-store.example/notice"
     code, _, _ = run(
         "notice", "qr", "--url", other, "--out", str(tmp_path / "qr.svg"), "--node", str(tmp_path)
     )
     assert code == 0 and f"<title>{other}</title>" in (tmp_path / "qr.svg").read_text(encoding="utf-8")
-    code, out, _ = run("notice", "sign", "--node", str(node_dir), "--out", str(tmp_path / "sign.pdf"))
+    code, out, err = run("notice", "sign", "--node", str(node_dir), "--out", str(tmp_path / "sign.pdf"))
     assert code == 0 and URL in out and (tmp_path / "sign.pdf").read_bytes().startswith(b"%PDF-")
+    assert "warning" not in err, "a public https URL prints no warning"
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://shop.example/notice", "is not https"),
+        ("https://127.0.0.1:8470/notice", "cannot reach"),
+        ("https://192.168.1.20/notice", "cannot reach"),
+        ("https://localhost/notice", "cannot reach"),
+        ("https://10.0.0.5/notice", "cannot reach"),
+    ],
+)
+def test_a_sign_to_an_address_a_phone_cannot_open_is_warned_about(
+    node_dir: Path, tmp_path: Path, url: str, words: str
+) -> None:
+    code, out, err = run(
+        "notice", "sign", "--node", str(node_dir), "--url", url, "--out", str(tmp_path / "s.pdf")
+    )
+    assert code == 0 and (tmp_path / "s.pdf").is_file(), "a warning, not a refusal: a test print is fine"
+    assert err.count("\n") == 1 and err.startswith("watchnet: warning:") and words in err, err
 
 
 def test_cli_show_prints_the_node_notice(node_dir: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,23 @@ def cmd_qr(args: argparse.Namespace) -> int:
     out = Path(args.out)
     kind = _kind(out, QR_KINDS)
     url = check_notice_url(args.url) if args.url else notice_url(NodeConfig.load(Path(args.node)))
+    warning = _warn_if_not_public(url)
     write_atomic(out, qr_png(url) if kind == "png" else qr_svg(url))
-    _emit(args, {"out": str(out), "format": kind, "url": url}, f"wrote {out}: QR code to {url}")
+    _emit(
+        args,
+        {"out": str(out), "format": kind, "url": url, "warning": warning},
+        f"wrote {out}: QR code to {url}",
+    )
     return 0
+
+
+def _warn_if_not_public(url: str) -> str | None:
+    from node.reporting.notice_pages import public_url_warning
+
+    warning = public_url_warning(url)
+    if warning is not None:
+        print(f"watchnet: warning: {warning}", file=sys.stderr)
+    return warning
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
@@ -85,13 +100,21 @@ def cmd_sign(args: argparse.Namespace) -> int:
     kind = _kind(out, SIGN_KINDS)
     config, manifest, _ = _load(args.node)
     url = notice_url(config, args.url)
+    warning = _warn_if_not_public(url)
     data = render_sign(
         manifest, config, url, "pdf" if kind == "pdf" else "png", site_id=args.site, dpi=args.dpi
     )
     write_atomic(out, data)
     _emit(
         args,
-        {"out": str(out), "format": kind, "url": url, "site": args.site, "bytes": len(data)},
+        {
+            "out": str(out),
+            "format": kind,
+            "url": url,
+            "site": args.site,
+            "bytes": len(data),
+            "warning": warning,
+        },
         f"wrote {out}: A4 'face-recognition camera in operation' sign, QR code to {url}",
     )
     return 0

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from governance.requests import (
     COMPLAINT_OUTCOMES,
-    IDENTITY_CHECKS,
+    IDENTITY_CHECK_ORDER,
     RefusalGround,
     RequestKind,
     RequestOutcome,
@@ -95,7 +95,7 @@ async def requests_page(request: web.Request, visit: Visit) -> web.StreamRespons
         closed=closed,
         can_handle=_can_handle(visit),
         kinds=[k.value for k in RequestKind],
-        identity_checks=sorted(IDENTITY_CHECKS),
+        identity_checks=IDENTITY_CHECK_ORDER,
         max_photo_mb=context.config.limits.max_body_bytes // (1 << 20),
     )
 

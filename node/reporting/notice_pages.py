@@ -13,6 +13,8 @@ from __future__ import annotations
 import html
 import importlib.util
 import io
+import ipaddress
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -116,6 +118,27 @@ def check_notice_url(url: str) -> str:
     if not NOTICE_URL_RE.fullmatch(url):
         raise ConfigurationError(f"--url {url!r:.80} is not an http(s) URL like https://shop.example/notice")
     return url
+
+
+def public_url_warning(url: str) -> str | None:
+    """Why a printed QR code to ``url`` would fail a shopper: not https, or an address a phone on
+    the street cannot reach (loopback, private, link-local); None when it looks public."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if host == "localhost" or host.endswith((".local", ".internal", ".lan")) or (
+        address is not None and (address.is_loopback or address.is_private or address.is_link_local)
+    ):
+        return (
+            f"{url} points at {host}, which a shopper's phone cannot reach; print the sign with the "
+            "public https address of the notice page (--url or [notice] url)"
+        )
+    if parts.scheme != "https":
+        return f"{url} is not https: a phone opening the QR code may warn or be redirected; use https"
+    return None
 
 
 def configured_base(config: NodeConfig) -> str:
