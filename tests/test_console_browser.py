@@ -119,6 +119,7 @@ def test_registrar_proposes_from_a_photo_and_officer_approves(
     page.get_by_role("link", name="日本語").click()
     expect(page.locator("html")).to_have_attribute("lang", "ja")
     expect(page.locator("#active-heading")).to_contain_text("登録中のエントリー")
+    expect(page.locator("#business")).to_contain_text("chain-a")  # which node the officer acts on
     shot(page, "7-officer-ja")
 
     page.get_by_role("button", name="ログアウト").click()

@@ -221,6 +221,9 @@ def render(
     """A page in ``lang``; ``switch_path`` is where the language switch leads (this page by default)."""
     tr = Translator(lang)
     times = local_times(request, lang)
+    node = request.app[CONTEXT]
+    member = node.manifest.member(node.config.node_id)
+    business = member.name.get(lang) if member is not None else node.config.display_name or node.config.node_id
     other = "en" if lang == "ja" else "ja"
     notices = [] if session is None else session.notices
     page = aiohttp_jinja2.render_string(
@@ -232,6 +235,8 @@ def render(
             "label": tr.label,
             "when": times.when,
             "day": times.day,
+            "business": business,
+            "node_id": node.config.node_id,
             "url": lambda path, **q: url(path, lang, **q),
             "switch_url": url(switch_path or request.path, other),
             "other_lang": other,
