@@ -28,7 +28,8 @@ from governance.forkclear import (
     check_evidence,
     verify_clearance,
 )
-from node.federation.sync import ForkDetected, apply_clearance, apply_page, forked_peers
+from governance.manifest import Manifest
+from node.federation.sync import ForkDetected, PageResult, apply_clearance, apply_page, forked_peers
 from node.org.clearances import (
     Evidence,
     draft_clearance,
@@ -115,7 +116,7 @@ def engine(tmp_path: Path) -> Engine:
     return engine
 
 
-def apply(engine: Engine, page: LogPage, after: int) -> object:
+def apply(engine: Engine, page: LogPage, after: int) -> PageResult:
     return apply_page(
         engine, node_id="chain-b", signing_key=NODE_B_SIGNING, member=A, page=page, after=after, now=T0
     )
@@ -353,3 +354,21 @@ def test_gov_serve_publishes_only_a_threshold_signed_clearance(tmp_path: Path) -
             assert (await client.get("/v1/fork-clearances/..%2Fmanifest")).status == 404
 
     asyncio.run(scenario())
+
+
+def test_the_vector_clears_the_vector_log_for_a_follower_at_size_1() -> None:
+    """The spec's example: a follower that verified chain-a's head of size 1 accepts it under the
+    vector manifest; one whose size-1 root differs, or that holds no proof from its size, does not."""
+    from tests.vectors import builders
+
+    vector = builders.fork_clearance_vector()
+    manifest = SignedDocument.from_dict(builders.manifest_vector()["document"], Manifest).payload
+    doc = SignedDocument.from_dict(vector["document"], ForkClearance)
+    verify_clearance(doc, manifest, member="chain-a", now=builders.CLOCK + timedelta(days=2))
+    _, log = builders.chain_a_log()
+    check_covers(doc.payload, held_size=1, held_root=log.root(1))
+    check_covers(doc.payload, held_size=2, held_root=log.root(2), held_prefix_root=log.root(2))
+    with pytest.raises(ClearanceInconsistent):
+        check_covers(doc.payload, held_size=1, held_root=bytes(32))
+    with pytest.raises(ExpiredError):
+        verify_clearance(doc, manifest, member="chain-a", now=builders.CLOCK + timedelta(days=31))
