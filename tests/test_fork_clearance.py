@@ -29,7 +29,14 @@ from governance.forkclear import (
     verify_clearance,
 )
 from governance.manifest import Manifest
-from node.federation.sync import ForkDetected, PageResult, apply_clearance, apply_page, forked_peers
+from node.federation.sync import (
+    ForkDetected,
+    PageResult,
+    apply_clearance,
+    apply_page,
+    forked_peers,
+    refuse_clearance,
+)
 from node.org.clearances import (
     Evidence,
     draft_clearance,
@@ -372,3 +379,17 @@ def test_the_vector_clears_the_vector_log_for_a_follower_at_size_1() -> None:
         check_covers(doc.payload, held_size=1, held_root=bytes(32))
     with pytest.raises(ExpiredError):
         verify_clearance(doc, manifest, member="chain-a", now=builders.CLOCK + timedelta(days=31))
+
+
+def test_refusals_are_counted_again_after_a_new_fork(engine: Engine) -> None:
+    honest = flagged(engine)
+    for _ in range(2):
+        refuse_clearance(engine, "chain-a", "oversized", NOW)
+    assert len(audit(engine, "peer.log.fork_clearance_refused")) == 1
+    assert apply_clearance(engine, member=A, manifest=MANIFEST, data=clearance(honest, verified=2), now=NOW)
+    rogue = Log("ent-00000001", "ent-00000002", "ent-00000099")
+    with pytest.raises(ForkDetected):
+        apply(engine, rogue.page(2), 2)
+    refuse_clearance(engine, "chain-a", "oversized", NOW)
+    assert len(audit(engine, "peer.log.fork_clearance_refused")) == 2
+    assert len(audit(engine, "peer.log.fork")) == 2

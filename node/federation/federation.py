@@ -44,6 +44,7 @@ from node.federation.sync import (
     pending_receipts,
     record_failure,
     record_receipts,
+    refuse_clearance,
     verified_head,
 )
 from node.federation.witnessing import WITNESS_PASS, witness_loop
@@ -57,7 +58,7 @@ from node.telemetry import Telemetry
 from protocol.canonical import parse_json
 from protocol.embedding import Embedding
 from protocol.entry import WatchlistEntry
-from protocol.errors import MalformedError, RollbackError, WatchnetError
+from protocol.errors import MalformedError, OversizedError, RollbackError, WatchnetError
 from protocol.extraction import ExtractionReport
 from protocol.fields import format_time
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
@@ -1014,7 +1015,11 @@ class Federation:
                         outcomes[peer] = "none" if response.status == 404 else f"http:{response.status}"
                         continue
                     data = await read_limited(response, MAX_CLEARANCE_BYTES)
-            except (aiohttp.ClientError, TimeoutError, WatchnetError):
+            except OversizedError as e:
+                await asyncio.to_thread(self._refuse_clearance, peer, e.code)
+                outcomes[peer] = f"refused:{e.code}"
+                continue
+            except (aiohttp.ClientError, TimeoutError):
                 outcomes[peer] = "unreachable"
                 continue
             try:
@@ -1030,6 +1035,10 @@ class Federation:
                 outcomes[peer] = f"cleared:{digest}"
                 self._wake_pull.setdefault(peer, asyncio.Event()).set()
         return outcomes
+
+    def _refuse_clearance(self, peer: str, code: str) -> None:
+        with self.context.registry.write_lock:
+            refuse_clearance(self.context.engine, peer, code, self.clock().replace(microsecond=0))
 
     def _apply_clearance(self, member: Member, data: bytes) -> str | None:
         with self.context.registry.write_lock:

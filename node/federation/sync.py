@@ -61,6 +61,7 @@ __all__ = [
     "propagation_status",
     "receipts_owed",
     "record_receipts",
+    "refuse_clearance",
     "verified_head",
 ]
 
@@ -331,6 +332,14 @@ def apply_clearance(
         )
         session.commit()
         return digest
+
+
+def refuse_clearance(engine: Engine, peer: str, code: str, now: datetime) -> None:
+    """Audit a clearance refused before it could be read (an answer over the size limit), once per code."""
+    with Session(engine) as session:
+        lock_chains(session)
+        _audit_refused_clearance(session, peer, code, now)
+        session.commit()
 
 
 def _audit_refused_clearance(session: Session, peer: str, code: str, now: datetime) -> None:
