@@ -217,9 +217,7 @@ class Federation:
         """When each peer last answered one of our sync messages (in memory: reachability, not history)."""
         self.witness = Witness(context.engine, config.node_id, context.signing_key)
         """This node as a witness of the other members' logs (c2sp.org/tlog-witness)."""
-        self.checkpoints = Checkpoints(
-            context.engine, context.registry.log, config.node_id, context.signing_key
-        )
+        self.checkpoints = Checkpoints(context.engine, context.registry.log, config.node_id, context.signing_key)
         """This node's log as cosigned checkpoints."""
         self._wake_witness = asyncio.Event()
         self.leading: Callable[[], bool] = lambda: True

@@ -195,9 +195,7 @@ class PeerGate:
             try:
                 self._replay.check(message.sender, message.nonce, message.issued_at, now)
             except ClockSkewError as e:
-                raise ClockSkewError(
-                    skew_message(message.sender, self.node_id, message.issued_at, now, e)
-                ) from e
+                raise ClockSkewError(skew_message(message.sender, self.node_id, message.issued_at, now, e)) from e
         allowed = (
             self._shared_rate.allow(message.sender)
             if self._shared_rate is not None
@@ -249,4 +247,7 @@ def skew_message(sender: str, recipient: str, issued_at: datetime, now: datetime
     if abs(gap) < 1:
         return f"{error}; {recipient}'s clock stepped back since it saw later messages: check its NTP"
     side = "ahead of" if gap > 0 else "behind"
-    return f"{sender}'s clock is {abs(gap):.0f} s {side} {recipient}'s ({error}); check NTP on both nodes"
+    return (
+        f"{sender}'s clock is {abs(gap):.0f} s {side} {recipient}'s ({error}); "
+        f"check NTP on both nodes"
+    )
