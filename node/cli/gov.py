@@ -217,6 +217,123 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reports_dir(args: argparse.Namespace) -> Path:
+    return Path(args.reports) if args.reports else Path(args.manifest).parent / "reports"
+
+
+def _pretty_clearance(doc: SignedDocument[Any]) -> bytes:
+    return (json.dumps(doc.to_dict(), indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+
+
+def cmd_fork_clear(args: argparse.Namespace) -> int:
+    """``gov fork-clear draft | sign | publish``: every step is a record of the decision log."""
+    from node.org.clearances import (
+        draft_clearance,
+        gather_evidence,
+        load_clearance,
+        publish_clearance,
+        record_decision,
+        refusal_text,
+    )
+    from protocol.errors import WatchnetError
+
+    manifest = load_manifest(Path(args.manifest)).payload
+    reports = _reports_dir(args)
+    now = _now()
+
+    def decide(member: str, outcome: str, detail: str, clearance: Any = None) -> None:
+        """One record of the organisation's decision log (``decisions.jsonl`` beside the reports)."""
+        record_decision(
+            reports,
+            action=f"fork-clear.{args.clear_command}",
+            member=member,
+            outcome=outcome,
+            now=now,
+            clearance=clearance,
+            detail=detail,
+            actor=args.by,
+        )
+
+    if args.clear_command == "draft":
+        member = manifest.member(args.member)
+        if member is None:
+            raise ConfigurationError(f"{args.member} is not a member of manifest version {manifest.version}")
+        token = args.token
+        if args.token_file:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        try:
+            evidence = gather_evidence(
+                reports,
+                args.member,
+                endpoint=args.endpoint or member.endpoint,
+                token=token,
+                wanted=args.report or None,
+            )
+            doc = draft_clearance(
+                manifest,
+                args.member,
+                evidence,
+                now=now,
+                valid_for=parse_duration(args.expires_in, field="--expires-in"),
+            )
+        except WatchnetError as e:
+            decide(args.member, f"refused:{e.code}", refusal_text(e))
+            raise
+        out = Path(args.out)
+        write_atomic(out, _pretty_clearance(doc))
+        decide(
+            args.member,
+            "drafted",
+            f"{len(evidence.reports)} report(s); head of size {doc.payload.tree_size} extends each",
+            doc.payload,
+        )
+        _emit(
+            args,
+            {
+                "out": str(out),
+                "member": args.member,
+                "tree_size": doc.payload.tree_size,
+                "reports": list(doc.payload.reports),
+            },
+            f"the evidence holds: {args.member}'s head of size {doc.payload.tree_size} extends the heads "
+            f"of {len(evidence.reports)} fork report(s); wrote unsigned {out}; "
+            f"{manifest.manifest_role.threshold} key holders must now run 'watchnet gov fork-clear sign'",
+        )
+        return 0
+    path = Path(args.clearance)
+    doc = load_clearance(path)
+    if args.clear_command == "sign":
+        key = load_signing_key(Path(args.key))
+        if key.keyid not in manifest.manifest_role.keyids:
+            raise ConfigurationError(
+                f"key {key.keyid[:16]}... is not one of the manifest's "
+                f"{len(manifest.manifest_role.keyids)} signing keys"
+            )
+        doc.sign(key)
+        write_atomic(path, _pretty_clearance(doc))
+        result = doc.verification_result(manifest.role_keys(), manifest.manifest_role.threshold)
+        decide(doc.payload.member, "signed", f"key {key.keyid[:16]}; {result}", doc.payload)
+        _emit(
+            args,
+            {"keyid": key.keyid, "signed": len(result.signed), "verified": result.verified},
+            f"signed: {result}",
+        )
+        return 0
+    try:
+        published = publish_clearance(reports, doc, manifest, now=now)
+    except WatchnetError as e:
+        decide(doc.payload.member, f"refused:{e.code}", refusal_text(e), doc.payload)
+        raise
+    decide(doc.payload.member, "published", str(published), doc.payload)
+    _emit(
+        args,
+        {"published": str(published), "member": doc.payload.member},
+        f"published {published}: gov serve answers it at /v1/fork-clearances/{doc.payload.member}; "
+        "followers resume at their next manifest poll",
+    )
+    return 0
+
+
 def cmd_complaints(args: argparse.Namespace) -> int:
     from node.org.complaints import close_complaint, file_complaint, list_complaints
 
@@ -318,6 +435,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8460)
     p.add_argument("--reports", help="directory for fork reports (default: reports/ beside the manifest)")
+
+    clear = commands.add_parser(
+        "fork-clear",
+        help="clear a member's fork flag once it proves it restored honestly (draft, sign, publish)",
+    )
+    clear_commands = clear.add_subparsers(dest="clear_command", metavar="ACTION", required=True)
+    p = clear_commands.add_parser(
+        "draft",
+        help="check the member's head extends every reported verified head, then write an unsigned clearance",
+    )
+    p.add_argument("--member", required=True, help="the flagged member's node id")
+    p.add_argument("--out", required=True, help="the unsigned clearance file to write")
+    p.add_argument("--report", action="append", default=[], help="a fork report id to clear (default: all)")
+    p.add_argument("--endpoint", help="the member's URL (default: its endpoint in the manifest)")
+    p.add_argument("--token", help="an auditor token of the member's node, for its consistency proofs")
+    p.add_argument("--token-file", help="a file holding that token")
+    p.add_argument("--expires-in", default="30d", help="how long followers accept it, e.g. 30d (default)")
+    p = clear_commands.add_parser("sign", help="add one key holder's signature to a clearance (in place)")
+    p.add_argument("clearance")
+    p.add_argument("--key", required=True, help="this key holder's private key file")
+    p = clear_commands.add_parser("publish", help="check the threshold and expiry and publish for gov serve")
+    p.add_argument("clearance")
+    for p in clear_commands.choices.values():
+        p.set_defaults(handler=cmd_fork_clear)
+        p.add_argument("--manifest", required=True, help="the manifest file the key holders sign")
+        p.add_argument("--reports", help="the fork report directory (default: reports/ beside the manifest)")
+        p.add_argument("--by", default="", help="who takes this step, for the decision record")
+        p.add_argument("--json", action="store_true", help="print a JSON object for scripts")
 
     complaints = commands.add_parser("complaints", help="the organisation's complaint register (Art. 40)")
     complaint_commands = complaints.add_subparsers(dest="complaints_command", metavar="ACTION", required=True)

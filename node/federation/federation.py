@@ -34,14 +34,17 @@ from node.federation.nonces import NonceStore
 from node.federation.sync import (
     ForkDetected,
     PageResult,
+    apply_clearance,
     apply_page,
     fork_evidence,
+    forked_peers,
     is_tombstoned,
     mark_delivered,
     members_missing_receipts,
     pending_receipts,
     record_failure,
     record_receipts,
+    refuse_clearance,
     verified_head,
 )
 from node.federation.witnessing import WITNESS_PASS, witness_loop
@@ -55,7 +58,7 @@ from node.telemetry import Telemetry
 from protocol.canonical import parse_json
 from protocol.embedding import Embedding
 from protocol.entry import WatchlistEntry
-from protocol.errors import MalformedError, RollbackError, WatchnetError
+from protocol.errors import MalformedError, OversizedError, RollbackError, WatchnetError
 from protocol.extraction import ExtractionReport
 from protocol.fields import format_time
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
@@ -92,6 +95,8 @@ SKEW_WARNING_SHARE = 3
 NOTIFY_PASS = timedelta(seconds=1)
 """How often the notifier looks for members owed a notice (sooner when the log grows)."""
 MAX_MANIFEST_BYTES = 4 << 20
+MAX_CLEARANCE_BYTES = 64 << 10
+"""A fork clearance with a proof from each of 100 reported heads is about 40 KB."""
 
 
 @dataclass
@@ -928,6 +933,7 @@ class Federation:
                 await asyncio.wait_for(self._wake_manifest.wait(), interval.total_seconds())
             self._wake_manifest.clear()
             await self.refresh_manifest()
+            await self.check_fork_clearances()
             duty.ok()
 
     def manifest_sources(self) -> list[str]:
@@ -986,6 +992,65 @@ class Federation:
             outcome=outcome,
             now=self.clock(),
         )
+
+    async def check_fork_clearances(self) -> dict[str, str]:
+        """Ask the organisation for a ``fork-clearance`` of every peer we flagged for a forked log
+        (``GET <manifest_url>/v1/fork-clearances/<peer>``, in the manifest duty, which already talks
+        to it) and resume following each one it validly clears (``sync.apply_clearance``).
+
+        Returns the outcome per flagged peer: ``cleared:<digest>``, ``none`` (404), ``unreachable``,
+        ``http:<status>`` or ``refused:<code>`` (audited once per code by ``apply_clearance``)."""
+        url = self.context.config.manifest_url
+        if not url or self._session is None:
+            return {}
+        outcomes: dict[str, str] = {}
+        for peer in await asyncio.to_thread(forked_peers, self.context.engine):
+            member = self.context.manifest.member(peer)
+            if member is None:
+                continue
+            try:
+                async with self._session.get(
+                    f"{url.rstrip('/')}/v1/fork-clearances/{peer}",
+                    timeout=aiohttp.ClientTimeout(total=self.timeout),
+                ) as response:
+                    if response.status != 200:
+                        outcomes[peer] = "none" if response.status == 404 else f"http:{response.status}"
+                        continue
+                    data = await read_limited(response, MAX_CLEARANCE_BYTES)
+            except OversizedError as e:
+                await asyncio.to_thread(self._refuse_clearance, peer, e.code)
+                outcomes[peer] = f"refused:{e.code}"
+                continue
+            except (aiohttp.ClientError, TimeoutError):
+                outcomes[peer] = "unreachable"
+                continue
+            try:
+                digest = await asyncio.to_thread(self._apply_clearance, member, data)
+            except WatchnetError as e:
+                LOG.warning("fork clearance of %s refused: %s", peer, e.code, extra={"detail": str(e)})
+                outcomes[peer] = f"refused:{e.code}"
+                continue
+            if digest is not None:
+                LOG.warning(
+                    "fork flag on %s cleared by the organisation (%s); following it again", peer, digest
+                )
+                outcomes[peer] = f"cleared:{digest}"
+                self._wake_pull.setdefault(peer, asyncio.Event()).set()
+        return outcomes
+
+    def _refuse_clearance(self, peer: str, code: str) -> None:
+        with self.context.registry.write_lock:
+            refuse_clearance(self.context.engine, peer, code, self.clock().replace(microsecond=0))
+
+    def _apply_clearance(self, member: Member, data: bytes) -> str | None:
+        with self.context.registry.write_lock:
+            return apply_clearance(
+                self.context.engine,
+                member=member,
+                manifest=self.context.manifest,
+                data=data,
+                now=self.clock().replace(microsecond=0),
+            )
 
     async def _report_fork(self, member: Member, error: ForkDetected) -> None:
         """Send the organisation a proof it can check with the manifest alone (``fork-report`` in

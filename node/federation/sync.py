@@ -23,12 +23,14 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from governance.forkclear import ForkClearance, check_covers, clearance_digest, verify_clearance
 from governance.manifest import Manifest, Member
 from node.records.auditlog import append_audit
 from node.records.eventlog import root_of_leaf_hashes
 from node.storage.locks import lock_chains
 from node.storage.models import (
     Alert,
+    AuditRecord,
     LogLeaf,
     OutboxReceipt,
     PeerLeaf,
@@ -37,7 +39,7 @@ from node.storage.models import (
     Tombstone,
 )
 from protocol.canonical import b64url_encode, parse_json
-from protocol.errors import MalformedError, ProofError, SignatureError
+from protocol.errors import MalformedError, ProofError, SignatureError, WatchnetError
 from protocol.events import EntryEvent, EventKind, log_leaf_bytes
 from protocol.fields import format_time
 from protocol.keys import SigningKey
@@ -51,12 +53,15 @@ from protocol.treehead import TreeHead
 __all__ = [
     "ForkDetected",
     "PageResult",
+    "apply_clearance",
     "apply_page",
     "checkpoint",
+    "forked_peers",
     "pending_receipts",
     "propagation_status",
     "receipts_owed",
     "record_receipts",
+    "refuse_clearance",
     "verified_head",
 ]
 
@@ -265,6 +270,107 @@ def _flag_fork(
         outcome="flagged",
         now=now,
     )
+
+
+FORK_CLEARED = "peer.log.fork_cleared"
+CLEARANCE_REFUSED = "peer.log.fork_clearance_refused"
+
+
+def forked_peers(engine: Engine) -> list[str]:
+    """The peers we flagged for a forked log and no longer follow."""
+    with Session(engine) as session:
+        return list(session.exec(select(PeerState.peer).where(PeerState.status == "forked")).all())
+
+
+def apply_clearance(
+    engine: Engine, *, member: Member, manifest: Manifest, data: bytes, now: datetime
+) -> str | None:
+    """Clear our fork flag on ``member`` with the organisation's signed ``fork-clearance`` in ``data``.
+
+    Checks ``governance.forkclear``: a threshold of the manifest's organisation keys, the member we
+    flagged, not expired, and a cleared head that extends the head we last verified (a proof from
+    exactly our head, or our own leaves when we hold at least the cleared size). On success the
+    flag is cleared (status ``ok``; our checkpoint, leaves and the ``peer.log.fork`` record stay as
+    they were) and ``peer.log.fork_cleared`` is audited with the clearance's digest; returns that
+    digest, or ``None`` if ``member`` is not flagged. A refusal raises, typed, and is audited as
+    ``peer.log.fork_clearance_refused`` once per code while the flag stands, so the organisation
+    serving the same bad clearance at every poll adds no records.
+    """
+    peer = member.node_id
+    with Session(engine, expire_on_commit=False) as session:
+        lock_chains(session)
+        state = session.get(PeerState, peer)
+        if state is None or state.status != "forked":
+            return None
+        try:
+            document = SignedDocument.from_bytes(data, ForkClearance)
+            verify_clearance(document, manifest, member=peer, now=now)
+            clearance = document.payload
+            held_size, held_root = 0, None
+            if state.signed_head is not None:
+                held = SignedDocument.from_bytes(state.signed_head.encode("utf-8"), TreeHead).payload
+                held_size, held_root = held.tree_size, held.root_hash
+            prefix_root = None
+            if held_size >= clearance.tree_size:
+                hashes = list(
+                    session.exec(
+                        select(PeerLeaf.leaf_hash)
+                        .where(PeerLeaf.peer == peer, col(PeerLeaf.idx) < clearance.tree_size)
+                        .order_by(col(PeerLeaf.idx))
+                    ).all()
+                )
+                prefix_root = root_of_leaf_hashes(hashes)
+            check_covers(clearance, held_size=held_size, held_root=held_root, held_prefix_root=prefix_root)
+        except WatchnetError as e:
+            _audit_refused_clearance(session, peer, e.code, now)
+            session.commit()
+            raise
+        digest = clearance_digest(clearance)
+        state.status, state.last_error, state.failures = "ok", "", 0
+        session.add(state)
+        append_audit(
+            session,
+            actor="organisation",
+            action=FORK_CLEARED,
+            target=peer,
+            outcome=f"cleared:{digest}",
+            now=now,
+        )
+        session.commit()
+        return digest
+
+
+def refuse_clearance(engine: Engine, peer: str, code: str, now: datetime) -> None:
+    """Audit a clearance refused before it could be read (an answer over the size limit), once per code."""
+    with Session(engine) as session:
+        lock_chains(session)
+        _audit_refused_clearance(session, peer, code, now)
+        session.commit()
+
+
+def _audit_refused_clearance(session: Session, peer: str, code: str, now: datetime) -> None:
+    """One record per refusal code since the peer was last flagged (the same as ``record_failure``
+    does per distinct reason): a bad clearance fetched at every poll is audited once."""
+    flagged = session.exec(
+        select(func.max(AuditRecord.seq)).where(
+            AuditRecord.action == "peer.log.fork", AuditRecord.target == peer
+        )
+    ).one()
+    outcome = f"refused:{code}"[:48]
+    seen = session.exec(
+        select(AuditRecord.seq)
+        .where(
+            AuditRecord.action == CLEARANCE_REFUSED,
+            AuditRecord.target == peer,
+            AuditRecord.outcome == outcome,
+            col(AuditRecord.seq) > (-1 if flagged is None else flagged),
+        )
+        .limit(1)
+    ).first()
+    if seen is None:
+        append_audit(
+            session, actor="organisation", action=CLEARANCE_REFUSED, target=peer, outcome=outcome, now=now
+        )
 
 
 def fork_evidence(engine: Engine, peer: str) -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
-"""``watchnet gov serve``: the organisation publishes its signed manifest and notice, and takes fork reports.
+"""``watchnet gov serve``: the organisation publishes its signed manifest and notice, takes fork
+reports and publishes fork clearances (``GET /v1/fork-clearances/<member>``, see ``node.org.clearances``).
 
 The group-wide notice is the same page the nodes serve, rendered from the published manifest:
 HTML at ``/notice`` (Japanese or English by ``?lang=`` or ``Accept-Language``), plain text at
@@ -46,6 +47,7 @@ from governance.manifest import Manifest, MemberStatus
 from governance.notice import render_notice
 from node.files import write_atomic
 from node.http.notice import CACHE_CONTROL, QR_SRC, html_response, qr_response, request_base, request_language
+from node.org.clearances import clearance_path, load_clearance
 from node.org.complaints import count_open, file_complaint
 from node.reporting.notice_pages import NOTICE_PATH, group_notice_html
 from protocol.canonical import b64url_encode, canonical_bytes, parse_json
@@ -508,6 +510,25 @@ async def complaint(request: web.Request) -> web.Response:
     return web.json_response({"reference": filed["id"], "received_at": filed["received_at"]}, status=201)
 
 
+async def fork_clearance(request: web.Request) -> web.Response:
+    """The published ``fork-clearance`` of a member (``gov fork-clear publish``), for its followers.
+
+    Served only while a threshold of the current manifest's organisation keys signs it: a draft
+    still collecting signatures, or one signed under keys since rotated out, is never served."""
+    member = request.match_info["member"]
+    try:
+        path = clearance_path(request.app[REPORTS], member)
+        document = load_clearance(path)
+        manifest = request.app[PUBLISHER].current().payload
+        document.verify(manifest.role_keys(), manifest.manifest_role.threshold)
+    except WatchnetError as e:
+        return web.json_response(
+            {"error": "no_clearance", "message": f"no published fork clearance of {member[:63]!r}: {e.code}"},
+            status=404,
+        )
+    return web.Response(body=document.to_bytes(), content_type="application/json")
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -541,5 +562,6 @@ def build_gov_app(
     app.router.add_get(f"{NOTICE_PATH}/qr.png", _notice_qr("png"))
     app.router.add_get(f"{NOTICE_PATH}/qr.svg", _notice_qr("svg"))
     app.router.add_post("/v1/reports", report)
+    app.router.add_get("/v1/fork-clearances/{member}", fork_clearance)
     app.router.add_post("/v1/complaints", complaint)
     return app

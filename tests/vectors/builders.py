@@ -461,6 +461,30 @@ def extraction_report_vector() -> dict[str, Any]:
     )
 
 
+def fork_clearance_vector() -> dict[str, Any]:
+    from governance.forkclear import ConsistencyStep, ForkClearance
+
+    _, log = chain_a_log()
+    return signed_vector(
+        "The organisation clears chain-a's fork flag: chain-b had verified chain-a's head of size 1 "
+        "(its registration) and reported a second root for that size (fork report "
+        "0123456789abcdef0123456789abcdef); chain-a restored honestly and its head of size 2 (the "
+        "tree-head vector's root) extends that history, as the consistency proof from size 1 shows. "
+        "Signed by two of the three organisation keys of the vector manifest (its threshold).",
+        ForkClearance(
+            member="chain-a",
+            tree_size=log.size,
+            root_hash=log.root(),
+            reports=("0123456789abcdef0123456789abcdef",),
+            consistency=(ConsistencyStep(1, log.root(1), tuple(log.consistency_proof(1, 2))),),
+            decided_at=CLOCK + timedelta(days=1),
+            expires=CLOCK + timedelta(days=31),
+            manifest_version=1,
+        ),
+        [(ORG_SEEDS[0], SigningKey(ORG_SEEDS[0])), (ORG_SEEDS[1], SigningKey(ORG_SEEDS[1]))],
+    )
+
+
 def provision_vector() -> dict[str, Any]:
     details = {
         "entry_ids": ["ent-0000000000000001"],
@@ -605,7 +629,14 @@ def _payload_types() -> dict[str, type[Payload]]:
         "match-feedback": MatchFeedback,
         "third-party-provision": ThirdPartyProvision,
         "extraction-report": ExtractionReport,
+        "fork-clearance": _fork_clearance_type(),
     }
+
+
+def _fork_clearance_type() -> type[Payload]:
+    from governance.forkclear import ForkClearance
+
+    return ForkClearance
 
 
 VECTORS: dict[str, Callable[[], Any]] = {
@@ -627,6 +658,7 @@ VECTORS: dict[str, Callable[[], Any]] = {
     "subject-request-ack": subject_ack_vector,
     "match-feedback": match_feedback_vector,
     "extraction-report": extraction_report_vector,
+    "fork-clearance": fork_clearance_vector,
     "third-party-provision": provision_vector,
     "he-evaluation-keys": evaluation_keys_vector,
     "he-evaluation-keys-ack": evaluation_keys_ack_vector,
