@@ -153,7 +153,7 @@ def test_cli_qr_and_sign_write_real_files(node_dir: Path, tmp_path: Path) -> Non
 def test_a_sign_to_an_address_a_phone_cannot_open_is_warned_about(
     node_dir: Path, tmp_path: Path, url: str, words: str
 ) -> None:
-    code, out, err = run(
+    code, _, err = run(
         "notice", "sign", "--node", str(node_dir), "--url", url, "--out", str(tmp_path / "s.pdf")
     )
     assert code == 0 and (tmp_path / "s.pdf").is_file(), "a warning, not a refusal: a test print is fine"
