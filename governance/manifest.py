@@ -26,6 +26,7 @@ from protocol.signed import SPEC_VERSION, Payload
 
 __all__ = [
     "MANIFEST_ROLE",
+    "ORGANISATION_WITNESS",
     "Administrator",
     "GroupPolicy",
     "JointUse",
@@ -35,6 +36,7 @@ __all__ = [
     "Member",
     "MemberStatus",
     "ModelPin",
+    "OrganisationWitness",
     "QueryModes",
     "Role",
     "WitnessPolicy",
@@ -290,15 +292,49 @@ MAX_REQUIRED_COSIGNATURES = 63
 """A checkpoint note carries at most 64 signature lines: the log's own and 63 cosignatures."""
 
 
+ORGANISATION_WITNESS = "organisation"
+"""The witness id of the certified organisation's witness, beside the members' node ids."""
+
+
+@dataclass(frozen=True)
+class OrganisationWitness:
+    """The organisation's own witness (``watchnet gov serve --witness-key``): an online Ed25519
+    key, never one of the offline keys that sign the manifest, and where it answers."""
+
+    key: PublicSigningKey
+    endpoint: str
+
+    def __post_init__(self) -> None:
+        if not _ENDPOINT_RE.fullmatch(self.endpoint):
+            raise InvalidManifestError(
+                f"policy.witness.organisation.endpoint: {self.endpoint!r:.80} is not an http(s) URL"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key.to_str(), "endpoint": self.endpoint}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> OrganisationWitness:
+        f = Fields(data, "policy.witness.organisation")
+        witness = cls(
+            key=PublicSigningKey.from_str(f.text("key", max_len=128), field="policy.witness.organisation.key"),
+            endpoint=f.text("endpoint", max_len=256),
+        )
+        f.finish()
+        return witness
+
+
 @dataclass(frozen=True)
 class WitnessPolicy:
     """How many witnesses must have cosigned a member's checkpoint before an auditor accepts its log.
 
     The witnesses of a member's log are the other members that are not removed (each member
-    witnesses every other, ``node/records/witnessing.py``); a cosignature counts once per
-    witness, on a checkpoint consistent with the head the auditor verified."""
+    witnesses every other, ``node/records/witnessing.py``) and, when ``organisation`` is set, the
+    organisation's witness; a cosignature counts once per witness, on a checkpoint consistent
+    with the head the auditor verified."""
 
     required: int = 0
+    organisation: OrganisationWitness | None = None
 
     def __post_init__(self) -> None:
         if not (0 <= self.required <= MAX_REQUIRED_COSIGNATURES):
@@ -307,12 +343,18 @@ class WitnessPolicy:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"required": self.required}
+        d: dict[str, Any] = {"required": self.required}
+        if self.organisation is not None:
+            d["organisation"] = self.organisation.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, data: Any) -> WitnessPolicy:
         f = Fields(data, "policy.witness")
-        policy = cls(required=f.integer("required", low=0, high=MAX_REQUIRED_COSIGNATURES))
+        policy = cls(
+            required=f.integer("required", low=0, high=MAX_REQUIRED_COSIGNATURES),
+            organisation=f.optional("organisation", None, lambda n: OrganisationWitness.from_dict(f.obj(n))),
+        )
         if f.rest():
             raise MalformedError(f"policy.witness: unexpected fields {sorted(f.rest())}")
         return policy
@@ -475,8 +517,26 @@ class Manifest(Payload):
         return next((m for m in self.joint_use.members if m.node_id == node_id), None)
 
     def witnesses_of(self, node_id: str) -> list[str]:
-        """The members whose cosignature of ``node_id``'s checkpoints counts: every other member not removed."""
-        return self.confirming_members(node_id)
+        """Whose cosignature of ``node_id``'s checkpoints counts: every other member not removed,
+        and the organisation's witness (``ORGANISATION_WITNESS``) when the policy names one."""
+        organisation = [ORGANISATION_WITNESS] if self.policy.witness.organisation is not None else []
+        return [*self.confirming_members(node_id), *organisation]
+
+    def witness_key(self, witness: str) -> PublicSigningKey | None:
+        """The key a witness cosigns with: a member's signing key, or the organisation's witness key."""
+        organisation = self.policy.witness.organisation
+        if witness == ORGANISATION_WITNESS:
+            return None if organisation is None else organisation.key
+        member = self.member(witness)
+        return None if member is None else member.signing_key
+
+    def witness_endpoint(self, witness: str) -> str | None:
+        """Where a witness answers ``add-checkpoint`` and tells the checkpoint it holds."""
+        organisation = self.policy.witness.organisation
+        if witness == ORGANISATION_WITNESS:
+            return None if organisation is None else organisation.endpoint
+        member = self.member(witness)
+        return None if member is None else member.endpoint
 
     def confirming_members(self, node_id: str) -> list[str]:
         """Members that must confirm ``node_id``'s changes: everyone listed and not removed, except it."""

@@ -56,7 +56,7 @@ def test_the_demo_runs_every_step_ok_and_leaves_no_process(tmp_path: Path) -> No
     print("\n" + witness["summary"])
     audited = witness["details"]["audit"]
     assert audited["ok"] and audited["witnesses"]["required"] == 1  # the demo group's policy.witness
-    assert set(audited["witnesses"]["cosigned_by"]) <= {"chain-b", "chain-c"}
+    assert set(audited["witnesses"]["cosigned_by"]) <= {"chain-b", "chain-c", "organisation"}
     assert len(audited["witnesses"]["cosigned_by"]) >= 1
     for node_id in ("chain-a", "chain-b", "chain-c", "outsider"):
         assert (tmp_path / "demo" / node_id / "watchnet.db").is_file(), f"{node_id} is not on SQLite"

@@ -19,11 +19,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 
-from governance.manifest import WitnessPolicy
+from governance.manifest import ORGANISATION_WITNESS
 from node.cli.main import main
 from node.demo.network import LocalNetwork, LocalNode, wait_for
 from node.records.witnessing import log_verifier, witness_verifier
@@ -43,7 +43,15 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
         yield network
 
 
-def get_text(node: LocalNode, path: str) -> tuple[int, str, dict[str, str]]:
+@dataclass(frozen=True)
+class Organisation:
+    """The organisation's server (``gov serve --witness-key``) where a test asks a witness."""
+
+    url: str
+    node_id: str = ORGANISATION_WITNESS
+
+
+def get_text(node: LocalNode | Organisation, path: str) -> tuple[int, str, dict[str, str]]:
     try:
         with urllib.request.urlopen(f"{node.url}{path}", timeout=30) as response:
             return response.status, response.read().decode(), dict(response.headers)
@@ -51,7 +59,7 @@ def get_text(node: LocalNode, path: str) -> tuple[int, str, dict[str, str]]:
         return e.code, e.read().decode(), dict(e.headers)
 
 
-def post_text(node: LocalNode, path: str, body: bytes) -> tuple[int, str, str]:
+def post_text(node: LocalNode | Organisation, path: str, body: bytes) -> tuple[int, str, str]:
     request = urllib.request.Request(f"{node.url}{path}", data=body, method="POST")
     request.add_header("Content-Type", "text/plain; charset=utf-8")
     try:
@@ -65,7 +73,7 @@ def test_a_checkpoint_is_cosigned_by_every_other_member(net: LocalNetwork) -> No
     a = net.node("chain-a")
     register(a, unit(901))
     manifest = net.current_manifest()
-    verifiers = [witness_verifier(manifest, m) for m in ("chain-b", "chain-c")]
+    verifiers = [witness_verifier(manifest, m) for m in ("chain-b", "chain-c", ORGANISATION_WITNESS)]
     own = log_verifier(manifest, "chain-a")
     assert own is not None and all(v is not None for v in verifiers)
     started = time.monotonic()
@@ -75,11 +83,11 @@ def test_a_checkpoint_is_cosigned_by_every_other_member(net: LocalNetwork) -> No
         if status != 200:
             return None
         note = SignedNote.from_text(text)
-        return note if len(note.signatures) == 3 else None
+        return note if len(note.signatures) == 4 else None
 
     note = wait_for(cosigned, timeout=30)
     print(
-        f"\nchain-a's checkpoint cosigned by both witnesses {time.monotonic() - started:.2f} s after the event"
+        f"\nchain-a's checkpoint cosigned by its three witnesses {time.monotonic() - started:.2f} s after the event"
     )
     assert note.verify([own, *verifiers]) == [own, *verifiers]  # type: ignore[list-item]
     checkpoint = Checkpoint.from_text(note.text)
@@ -159,7 +167,7 @@ def audit(net: LocalNetwork, node: LocalNode, *extra: str) -> tuple[int, str, st
     return code, out.getvalue(), err.getvalue()
 
 
-def witnessed_by(witness: LocalNode, origin: str) -> Checkpoint | None:
+def witnessed_by(witness: LocalNode | Organisation, origin: str) -> Checkpoint | None:
     """The checkpoint of ``origin`` that ``witness`` last cosigned (its read endpoint)."""
     status, text, _ = get_text(
         witness, "/v1/witness/checkpoint?" + urllib.parse.urlencode({"origin": origin})
@@ -184,8 +192,12 @@ def test_a_node_that_rewrites_its_history_is_refused_by_auditors_witnesses_and_f
     code, out, err = audit(net, c, "--json")
     honest = json.loads(out)
     assert (code, honest["ok"]) == (0, True), (out, err)
-    assert honest["witnesses"] == {"required": 1, "cosigned_by": {"chain-a": size, "chain-b": size}}
-    before = {x.node_id: witnessed_by(x, origin) for x in (a, b)}
+    assert honest["witnesses"] == {
+        "required": 1,
+        "cosigned_by": {"chain-a": size, "chain-b": size, ORGANISATION_WITNESS: size},
+    }
+    org = Organisation(net.org_url)
+    before = {x.node_id: witnessed_by(x, origin) for x in (a, b, org)}
 
     # chain-c rewrites its last event: another event at the same index, signed with its own key
     rewrite_last_event(c, size, unit(905))
@@ -206,7 +218,7 @@ def test_a_node_that_rewrites_its_history_is_refused_by_auditors_witnesses_and_f
     assert Checkpoint.from_text(note.text).root_hash == rewritten_root
     assert len(note.signatures) == 1  # the cosignatures of the old history are not shown for the new one
     plain = SignedNote(note.text, note.signatures[:1])
-    for witness in (a, b):
+    for witness in (a, b, org):
         status, text, _ = post_text(
             witness, "/v1/witness/add-checkpoint", AddCheckpoint(size, (), plain).to_bytes()
         )
@@ -218,7 +230,10 @@ def test_a_node_that_rewrites_its_history_is_refused_by_auditors_witnesses_and_f
     print("\n" + "\n".join(failures))
     assert code == 1 and "Traceback" not in out + err, (out, err)
     assert len(failures) == 1, out
-    reason = "FAIL witness_mismatch: chain-c's log differs from the history held by witness chain-a, witness chain-b"
+    reason = (
+        "FAIL witness_mismatch: chain-c's log differs from the history held by witness chain-a, "
+        "witness chain-b, witness organisation"
+    )
     assert failures[0].strip().split(" (")[0] == reason, out
 
 
@@ -231,7 +246,7 @@ def test_a_log_with_fewer_cosignatures_than_the_policy_requires_is_refused(net: 
         lambda: (w := witnessed_by(net.node("chain-b"), origin)) is not None and w.size == size, 30
     )
     published = net.update(
-        lambda m: m.with_changes(policy=replace(m.policy, witness=WitnessPolicy(required=3)))
+        lambda m: m.with_changes(policy=replace(m.policy, witness=replace(m.policy.witness, required=4)))
     ).payload
     try:
         assert wait_for(
@@ -240,16 +255,18 @@ def test_a_log_with_fewer_cosignatures_than_the_policy_requires_is_refused(net: 
         code, out, _ = audit(net, a, "--witness-wait", "0s", "--json")
         report = json.loads(out)
         assert code == 1 and not report["ok"], out
-        assert report["witnesses"]["required"] == 3 and "chain-b" in report["witnesses"]["cosigned_by"]
+        assert report["witnesses"]["required"] == 4 and "chain-b" in report["witnesses"]["cosigned_by"]
         found = len(report["witnesses"]["cosigned_by"])
         assert report["problems"] == [
-            f"cosignatures_missing: found {found} of the 3 required witness cosignatures "
-            f"(2 witnesses in the manifest; cosigned: "
+            f"cosignatures_missing: found {found} of the 4 required witness cosignatures "
+            f"(3 witnesses in the manifest; cosigned: "
             + ", ".join(f"{w} at size {n}" for w, n in sorted(report["witnesses"]["cosigned_by"].items()))
             + ")"
         ], report["problems"]
     finally:
-        restored = net.update(lambda m: m.with_changes(policy=replace(m.policy, witness=WitnessPolicy(1))))
+        restored = net.update(
+            lambda m: m.with_changes(policy=replace(m.policy, witness=replace(m.policy.witness, required=1)))
+        )
         assert wait_for(
             lambda: a.call("GET", "/v1/manifest")[1]["signed"]["version"] == restored.payload.version, 30
         )

@@ -204,7 +204,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("watchnet").setLevel(logging.INFO)
     path = Path(args.manifest)
     reports = Path(args.reports) if args.reports else path.parent / "reports"
-    app = build_gov_app(path, reports)
+    witness = None
+    if args.witness_key:
+        from node.org.server import ManifestPublisher
+        from node.org.witness import OrganisationWitness
+        from node.records.keystore import load_signing_key
+
+        state = Path(args.witness_state) if args.witness_state else path.parent / "witness"
+        witness = OrganisationWitness(state, load_signing_key(Path(args.witness_key)))
+        witness.check_key(ManifestPublisher(path).current().payload)
+    app = build_gov_app(path, reports, witness=witness)
     logging.getLogger("watchnet.gov").info(
         "publishing %s on http://%s:%s/v1/manifest (reports to %s)",
         path,
@@ -435,6 +444,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8460)
     p.add_argument("--reports", help="directory for fork reports (default: reports/ beside the manifest)")
+    p.add_argument(
+        "--witness-key",
+        help="the organisation's online witness key (policy.witness.organisation names its public half): "
+        "witness every member's log at /v1/witness (never a key that signs the manifest)",
+    )
+    p.add_argument(
+        "--witness-state",
+        help="where the witness keeps each log's latest checkpoint (default: witness/ beside the manifest)",
+    )
 
     clear = commands.add_parser(
         "fork-clear",

@@ -273,6 +273,8 @@ class LocalNetwork:
     """A member's address in the manifest when peers reach it elsewhere than its own port (a TLS
     proxy in front of its workers); by default ``LocalNode.url``."""
     nodes: dict[str, LocalNode] = field(default_factory=dict)
+    organisation_witness: bool = True
+    """The organisation witnesses every member's log too (``policy.witness.organisation``)."""
     org_keys: list[SigningKey] = field(default_factory=list)
     org_port: int = 0
     org_process: subprocess.Popen[bytes] | None = None
@@ -334,6 +336,11 @@ class LocalNetwork:
             self.databases[node_id] = _on_server(self.database_server, name)
 
     @property
+    def witness_key_path(self) -> Path:
+        """The organisation's online witness key (``gov serve --witness-key``)."""
+        return self.root / "org" / "witness.key"
+
+    @property
     def org_url(self) -> str:
         return f"http://{self.placements.get('org', Placement()).host}:{self.org_port}"
 
@@ -347,6 +354,8 @@ class LocalNetwork:
         self.org_keys = [SigningKey.generate() for _ in range(3)]
         for i, key in enumerate(self.org_keys, 1):
             save_key(org / f"org{i}.key", key)
+        if self.organisation_witness:
+            save_key(self.witness_key_path, SigningKey.generate())
         self.org_port = free_port()
         self._create_databases([*self.members, *self.outsiders])
         for node_id in [*self.members, *self.outsiders]:
@@ -398,6 +407,11 @@ class LocalNetwork:
         with resources.files("node.demo").joinpath("demo_group.toml").open("rb") as f:
             description = tomllib.load(f)
         description["joint_use"]["members"] = [self._member_entry(node_id) for node_id in self.members]
+        if self.organisation_witness:
+            description["policy"].setdefault("witness", {"required": 0})["organisation"] = {
+                "key": load_signing_key(self.witness_key_path).public.to_str(),
+                "endpoint": self.org_url,
+            }
         return manifest_from_description(description, [k.public for k in self.org_keys], 2, _now())
 
     def _member_entry(self, node_id: str) -> dict[str, Any]:
@@ -445,6 +459,7 @@ class LocalNetwork:
                 placement.host,
                 "--port",
                 str(self.org_port),
+                *(["--witness-key", str(self.witness_key_path)] if self.organisation_witness else []),
             ],
             log,
             placement,

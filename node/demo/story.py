@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from governance.manifest import Manifest, MemberStatus
+from governance.manifest import ORGANISATION_WITNESS, Manifest, MemberStatus
 from protocol.canonical import b64url_encode
 from protocol.embedding import Embedding
 from protocol.errors import ConfigurationError
@@ -411,13 +411,13 @@ class Story:
         )
 
     def witness(self) -> Step:
-        """Each member's latest checkpoint, cosigned by the other two as witnesses (C2SP notes)."""
+        """Each member's latest checkpoint, cosigned by the other two and the organisation as witnesses (C2SP notes)."""
         from node.demo.network import wait_for
         from protocol.checkpoint import Checkpoint
         from protocol.note import SignedNote
 
         def cosigned(node_id: str) -> tuple[int, list[str]] | None:
-            """(size, cosigners) once every other member cosigned; (0, []) for a log still empty."""
+            """(size, cosigners) once every other member and the organisation cosigned; (0, []) for a log still empty."""
             node = self.net.node(node_id)
             request = urllib.request.Request(f"{node.url}/v1/log/checkpoint")  # noqa: S310
             try:
@@ -428,7 +428,7 @@ class Story:
                 return (0, []) if e.code == 404 else None
             except (OSError, ValueError):
                 return None
-            others = sorted(m for m in MEMBERS if m != node_id)
+            others = sorted([*(m for m in MEMBERS if m != node_id), ORGANISATION_WITNESS])
             return (Checkpoint.from_text(note.text).size, by) if by == others else None
 
         seen: dict[str, tuple[int, list[str]] | None] = {}
@@ -444,7 +444,7 @@ class Story:
         return self.record(
             "witness",
             ok,
-            f"each member's latest log checkpoint, cosigned by the other two as witnesses: {shown}; "
+            f"each member's latest log checkpoint, cosigned by the other two and the organisation as witnesses: {shown}; "
             f"an auditor with no saved head accepts chain-a's log as cosigned by "
             f"{len(audited.cosigned_by)} witnesses (the group requires {audited.cosignatures_required})"
             + ("" if audited.ok else f" (FAILED: {'; '.join(audited.problems)})"),

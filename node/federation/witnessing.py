@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 
-from governance.manifest import Member
+from governance.manifest import ORGANISATION_WITNESS, Member
 from node.records.witnessing import Checkpoints, OwnCheckpoint, witness_verifier
 from protocol.errors import WatchnetError
 
@@ -62,33 +62,34 @@ async def ask_witness(
     session: aiohttp.ClientSession,
     checkpoints: Checkpoints,
     manifest: Manifest,
-    member: Member,
+    witness: str,
     own: OwnCheckpoint,
     now: Callable[[], datetime],
     timeout: float,
 ) -> bool:
-    """One member's cosignature of ``own``; True when it was recorded."""
-    verifier = witness_verifier(manifest, member.node_id)
-    if verifier is None:
+    """One witness's cosignature of ``own`` (a member, or the organisation); True when recorded."""
+    verifier = witness_verifier(manifest, witness)
+    endpoint = manifest.witness_endpoint(witness)
+    if verifier is None or endpoint is None:
         return False
-    url = member.endpoint.rstrip("/") + "/v1/witness/add-checkpoint"
-    old = await asyncio.to_thread(checkpoints.cosigned_size, member.node_id)
+    url = endpoint.rstrip("/") + "/v1/witness/add-checkpoint"
+    old = await asyncio.to_thread(checkpoints.cosigned_size, witness)
     for _ in range(2):
         if old > own.checkpoint.size:
             raise WitnessAhead(
-                f"{member.node_id} last cosigned size {old} of this node's log, which has {own.checkpoint.size}: "
+                f"{witness} last cosigned size {old} of this node's log, which has {own.checkpoint.size}: "
                 "it has seen a history this node no longer holds (restored from an old copy?)"
             )
         request = await asyncio.to_thread(checkpoints.request_for, own, old)
         status, text = await _post(session, url, request.to_bytes(), timeout)
         if status == 200:
-            await asyncio.to_thread(checkpoints.record, member.node_id, own, text, verifier, now())
+            await asyncio.to_thread(checkpoints.record, witness, own, text, verifier, now())
             return True
         if status == 409 and text.strip().isdigit():
             old = int(text.strip())
             continue
         raise WatchnetError(
-            f"{member.node_id} refused to cosign size {own.checkpoint.size}: {status} {text[:200]}"
+            f"{witness} refused to cosign size {own.checkpoint.size}: {status} {text[:200]}"
         )
     return False
 
@@ -103,7 +104,8 @@ async def witness_loop(
     timeout: float,
     duty: DutyRecorder,
 ) -> None:
-    """Until cancelled: keep every active member's cosignature on this node's latest checkpoint."""
+    """Until cancelled: keep every witness's cosignature (each reachable active member's, and the
+    organisation's when the policy names it) on this node's latest checkpoint."""
     said: dict[str, str] = {}
     while True:
         try:
@@ -111,20 +113,25 @@ async def witness_loop(
             own = await asyncio.to_thread(checkpoints.current, manifest)
             session = session_of()
             if own is not None and session is not None:
-                missing = [m for m in peers_of() if m.node_id not in own.cosigned_by]
+                reachable = {m.node_id for m in peers_of()}
+                missing = [
+                    w
+                    for w in manifest.witnesses_of(checkpoints.node_id)
+                    if w not in own.cosigned_by and (w in reachable or w == ORGANISATION_WITNESS)
+                ]
                 results = await asyncio.gather(
-                    *(ask_witness(session, checkpoints, manifest, m, own, now, timeout) for m in missing),
+                    *(ask_witness(session, checkpoints, manifest, w, own, now, timeout) for w in missing),
                     return_exceptions=True,
                 )
-                for member, result in zip(missing, results, strict=True):
+                for witness, result in zip(missing, results, strict=True):
                     if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                         message = f"{type(result).__name__}: {result}"
-                        if said.get(member.node_id) != message:  # once per distinct failure
+                        if said.get(witness) != message:  # once per distinct failure
                             level = logging.ERROR if isinstance(result, WitnessAhead) else logging.WARNING
-                            LOG.log(level, "witness %s: %s", member.node_id, message)
-                            said[member.node_id] = message
+                            LOG.log(level, "witness %s: %s", witness, message)
+                            said[witness] = message
                     else:
-                        said.pop(member.node_id, None)
+                        said.pop(witness, None)
             duty.ok()
         except Exception as e:  # the database or a bug: counted, retried next pass
             duty.failed(e)

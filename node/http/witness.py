@@ -13,31 +13,47 @@ for that log, so an auditor can ask the witnesses themselves what they saw.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
+from typing import Protocol
 
 from aiohttp import web
 
+from governance.manifest import Manifest
 from node.http.api import CLOCK, CONTEXT, FEDERATION
 from protocol.errors import WatchnetError
 from protocol.witness import CheckpointConflict, status_of
 
-__all__ = ["add_witness_routes"]
+__all__ = ["CheckpointWitness", "add_witness_routes", "answer_add_checkpoint", "answer_witnessed"]
 
 TEXT = "text/plain; charset=utf-8"
 
 
-async def add_checkpoint(request: web.Request) -> web.Response:
-    body = await request.read()
-    federation = request.app[FEDERATION]
-    manifest = request.app[CONTEXT].manifest
+class CheckpointWitness(Protocol):
+    """A witness as the endpoints use it: a member node's (``node.records.witnessing``) or the
+    organisation's (``node.org.witness``)."""
+
+    def add_checkpoint(self, body: bytes, manifest: Manifest, now: datetime) -> str: ...
+
+    def latest(self, origin: str) -> str | None: ...
+
+
+async def answer_add_checkpoint(
+    witness: CheckpointWitness, body: bytes, manifest: Manifest, now: datetime
+) -> web.Response:
+    """The spec's answer to an add-checkpoint request: the cosignature line or the status."""
     try:
-        line = await asyncio.to_thread(
-            federation.witness.add_checkpoint, body, manifest, request.app[CLOCK]()
-        )
+        line = await asyncio.to_thread(witness.add_checkpoint, body, manifest, now)
     except CheckpointConflict as e:
         return web.Response(status=409, body=f"{e.size}\n".encode(), content_type="text/x.tlog.size")
     except WatchnetError as e:
         return web.Response(status=status_of(e), text=f"{e.code}: {e}\n", content_type="text/plain")
     return web.Response(text=line, content_type="text/plain")
+
+
+async def add_checkpoint(request: web.Request) -> web.Response:
+    body = await request.read()
+    witness = request.app[FEDERATION].witness
+    return await answer_add_checkpoint(witness, body, request.app[CONTEXT].manifest, request.app[CLOCK]())
 
 
 async def log_checkpoint(request: web.Request) -> web.Response:
@@ -58,14 +74,15 @@ MAX_ORIGIN = 160
 """The longest origin a witness keeps (``WitnessedLog.origin``)."""
 
 
-async def witnessed_checkpoint(request: web.Request) -> web.Response:
+async def answer_witnessed(witness: CheckpointWitness, request: web.Request) -> web.Response:
+    """``GET .../witness/checkpoint?origin=``: the latest checkpoint ``witness`` cosigned for it."""
     origin = request.query.get("origin", "")
     if not origin or len(origin) > MAX_ORIGIN or any(c.isspace() or c == "+" for c in origin):
         return web.json_response(
             {"error": "malformed", "message": f"origin: 1..{MAX_ORIGIN} characters without spaces or '+'"},
             status=400,
         )
-    note = await asyncio.to_thread(request.app[FEDERATION].witness.latest, origin)
+    note = await asyncio.to_thread(witness.latest, origin)
     if note is None:
         return web.Response(
             status=404,
@@ -73,6 +90,10 @@ async def witnessed_checkpoint(request: web.Request) -> web.Response:
             content_type="text/plain",
         )
     return web.Response(text=note, content_type="text/plain", headers={"Cache-Control": "no-cache"})
+
+
+async def witnessed_checkpoint(request: web.Request) -> web.Response:
+    return await answer_witnessed(request.app[FEDERATION].witness, request)
 
 
 def add_witness_routes(app: web.Application) -> None:

@@ -47,8 +47,10 @@ from governance.manifest import Manifest, MemberStatus
 from governance.notice import render_notice
 from node.files import write_atomic
 from node.http.notice import CACHE_CONTROL, QR_SRC, html_response, qr_response, request_base, request_language
+from node.http.witness import answer_add_checkpoint, answer_witnessed
 from node.org.clearances import clearance_path, load_clearance
 from node.org.complaints import count_open, file_complaint
+from node.org.witness import OrganisationWitness
 from node.reporting.notice_pages import NOTICE_PATH, group_notice_html
 from protocol.canonical import b64url_encode, canonical_bytes, parse_json
 from protocol.errors import MalformedError, OversizedError, PolicyError, VerificationError, WatchnetError
@@ -372,6 +374,7 @@ REPORT_LIMITER = web.AppKey("report_limiter", SourceLimiter)
 COMPLAINT_LIMITER = web.AppKey("complaint_limiter", SourceLimiter)
 OPEN_COMPLAINTS = web.AppKey("open_complaints", OpenComplaints)
 MAX_OPEN = web.AppKey("max_open_complaints", int)
+WITNESS = web.AppKey("witness", OrganisationWitness)
 
 
 async def manifest(request: web.Request) -> web.Response:
@@ -529,6 +532,29 @@ async def fork_clearance(request: web.Request) -> web.Response:
     return web.Response(body=document.to_bytes(), content_type="application/json")
 
 
+MAX_CHECKPOINT_REQUEST = 64 * 1024
+"""An add-checkpoint body: a checkpoint note, a proof of at most 63 hashes, a few lines."""
+
+
+async def witness_add_checkpoint(request: web.Request) -> web.Response:
+    if (request.content_length or 0) > MAX_CHECKPOINT_REQUEST:
+        return web.Response(status=413, text=f"oversized: at most {MAX_CHECKPOINT_REQUEST} bytes\n")
+    body = await request.content.read(MAX_CHECKPOINT_REQUEST + 1)
+    if len(body) > MAX_CHECKPOINT_REQUEST:
+        return web.Response(status=413, text=f"oversized: at most {MAX_CHECKPOINT_REQUEST} bytes\n")
+    manifest = request.app[PUBLISHER].current().payload
+    witness = request.app[WITNESS]
+    try:
+        witness.check_key(manifest)
+    except WatchnetError as e:
+        return web.Response(status=404, text=f"unknown_log: {e}\n", content_type="text/plain")
+    return await answer_add_checkpoint(witness, body, manifest, datetime.now(UTC).replace(microsecond=0))
+
+
+async def witness_checkpoint(request: web.Request) -> web.Response:
+    return await answer_witnessed(request.app[WITNESS], request)
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -543,6 +569,7 @@ def build_gov_app(
     complaint_rate: Rate = COMPLAINT_RATE,
     max_open_complaints: int = MAX_OPEN_PUBLIC_COMPLAINTS,
     clock: Callable[[], float] = time.monotonic,
+    witness: OrganisationWitness | None = None,
 ) -> web.Application:
     """``notice_url``: the public address of ``/notice`` for its QR code (default: the request's own).
     The rates, the register's cap and the (monotonic) clock are parameters for tests."""
@@ -564,4 +591,8 @@ def build_gov_app(
     app.router.add_post("/v1/reports", report)
     app.router.add_get("/v1/fork-clearances/{member}", fork_clearance)
     app.router.add_post("/v1/complaints", complaint)
+    if witness is not None:
+        app[WITNESS] = witness
+        app.router.add_post("/v1/witness/add-checkpoint", witness_add_checkpoint)
+        app.router.add_get("/v1/witness/checkpoint", witness_checkpoint)
     return app

@@ -8,7 +8,8 @@ consistency proof from it. The owner keeps each witness's latest cosignature of 
 (``Cosignature``) and publishes its checkpoint with the cosignatures for that size.
 
 Names: a member's log is ``watchnet/<group>/<node id>`` and its witness key name that plus
-``/witness``; both use the member's Ed25519 signing key from the manifest (note type 0x01 for
+``/witness`` (the organisation's witness: ``watchnet/<group>/organisation/witness``, its own key
+from ``policy.witness.organisation``); a member's both use its Ed25519 signing key from the manifest (note type 0x01 for
 the log, 0x04 for cosignatures), so no new key has to be distributed. The spec says a key
 SHOULD NOT serve two signature types; here the signed messages are separated by their first
 bytes (a checkpoint's origin, ``cosignature/v1``, or a canonical JSON envelope), and the key
@@ -50,11 +51,12 @@ def log_verifier(manifest: Manifest, node_id: str) -> NoteVerifier | None:
     return NoteVerifier(origin_of(manifest.group_id, node_id), ED25519, member.signing_key)
 
 
-def witness_verifier(manifest: Manifest, node_id: str) -> NoteVerifier | None:
-    member = manifest.member(node_id)
-    if member is None:
+def witness_verifier(manifest: Manifest, witness: str) -> NoteVerifier | None:
+    """A witness's cosignature key: a member's, or the organisation's (``ORGANISATION_WITNESS``)."""
+    key = manifest.witness_key(witness)
+    if key is None:
         return None
-    return NoteVerifier(witness_name(manifest.group_id, node_id), COSIGNATURE, member.signing_key)
+    return NoteVerifier(witness_name(manifest.group_id, witness), COSIGNATURE, key)
 
 
 class Witness:
@@ -129,6 +131,10 @@ class Checkpoints:
         self._log = log
         self._node_id = node_id
         self._key = key
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
 
     def latest_head(self) -> TreeHead | None:
         with Session(self._engine) as session:

@@ -383,7 +383,9 @@ async def _check_witnesses(
     log_key = log_verifier(manifest, node_id)
     assert log_key is not None  # the node is a member: checked before
     witnesses = {
-        w: v for w in manifest.witnesses_of(node_id) if (v := witness_verifier(manifest, w)) is not None
+        w: v
+        for w in manifest.witnesses_of(node_id)
+        if (v := witness_verifier(manifest, w)) is not None and manifest.witness_endpoint(w) is not None
     }
     report.cosignatures_required = manifest.policy.witness.required
     origin = origin_of(manifest.group_id, node_id)
@@ -394,10 +396,11 @@ async def _check_witnesses(
                 _get_note(session, f"{base}/v1/log/checkpoint"),
                 *(
                     _get_note(
-                        anonymous, f"{m.endpoint.rstrip('/')}/v1/witness/checkpoint", {"origin": origin}
+                        anonymous,
+                        f"{str(manifest.witness_endpoint(w)).rstrip('/')}/v1/witness/checkpoint",
+                        {"origin": origin},
                     )
                     for w in witnesses
-                    if (m := manifest.member(w)) is not None
                 ),
             )
             sources = ["the node's own checkpoint", *(f"witness {w}" for w in witnesses)]

@@ -100,6 +100,8 @@ def entry_vector() -> dict[str, Any]:
 
 MEMBER_SEED = bytes([0x33]) * 32
 ORG_SEEDS = [bytes([0x50 + i]) * 32 for i in range(3)]
+ORG_WITNESS_SEED = b"\x77" * 32
+"""The organisation's online witness key (``policy.witness.organisation``), never a manifest key."""
 SENDER_BOX_SEED = bytes([0x12]) * 32
 RECIPIENT_BOX_SEED = bytes([0x34]) * 32
 BOX_NONCE = bytes([0x56]) * 24
@@ -335,14 +337,18 @@ def manifest_vector() -> dict[str, Any]:
         signing_seed, box_secret = VECTOR_KEYS[member["node_id"]]
         member["signing_key"] = SigningKey(signing_seed).public.to_str()
         member["encryption_key"] = EncryptionKey(box_secret).public.to_str()
-    description["policy"]["witness"] = {"required": 1}  # the example's commented [policy.witness]
+    description["policy"]["witness"] = {  # the example's commented [policy.witness]
+        "required": 1,
+        "organisation": {"key": SigningKey(ORG_WITNESS_SEED).public.to_str(), "endpoint": "https://org.example/"},
+    }
     org = [SigningKey(seed) for seed in ORG_SEEDS]
     manifest = manifest_from_description(description, [k.public for k in org], 2, CLOCK)
     return signed_vector(
         "Version 1 of the example group's manifest (docs/examples/group.toml with the members' keys "
         "replaced by the vector keys: chain-a signs with seed 11..11 and opens boxes with 34..34, "
         "chain-b signs with 33..33 and opens boxes with 12..12, and its commented policy.witness set: "
-        "one cosignature by another member required on a member's checkpoint), signed by two of the "
+        "one cosignature required on a member's checkpoint, the organisation's witness cosigning with "
+        "seed 77..77 besides the members), signed by two of the "
         "organisation's three keys. Every other vector verifies under the key this manifest gives its signer.",
         manifest,
         [(ORG_SEEDS[0], org[0]), (ORG_SEEDS[2], org[2])],
