@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 
 from node.demo.restore_drill import run_drill
 from protocol.errors import MalformedError
@@ -87,3 +88,87 @@ def test_a_restore_replays_the_deletion_from_the_members_and_reports_the_later_r
     }
     assert seen.size_after_new_event == seen.log_size_before + 1
     assert seen.failures() == []
+
+
+def test_a_restoring_node_answers_nothing_appends_nothing_and_shows_the_officer_what_was_lost(
+    tmp_path: Path,
+) -> None:
+    """In one process, the marker alone: every worker reads it, so nothing else tells them."""
+    import asyncio
+    import json
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from node.app.server import build_app
+    from node.context import NodeContext
+    from node.records.restore import MARKER_FILE
+    from node.storage.models import EntryRow
+    from tests.nodeproc import NodeProcess
+    from tests.test_console import Clock, Console
+
+    node = NodeProcess.create(tmp_path)
+    context = NodeContext.load(node.directory)
+    (node.directory / MARKER_FILE).write_text(
+        json.dumps({"backup_created_at": "2026-12-01T00:00:00Z", "backup_log_size": 0})
+    )
+    seen: dict[str, Any] = {}
+
+    async def go() -> None:
+        app = build_app(context, clock=Clock(), sweep=False, federate=False)
+        server = TestServer(app)
+        client: TestClient[Any, Any] = TestClient(server)
+        await client.start_server()
+        bearer = {"Authorization": f"Bearer {node.tokens['op1']}"}
+        try:
+            ready = await client.get("/v1/health/ready")
+            seen["ready"] = (ready.status, (await ready.json())["failing"])
+            match = await client.post("/v1/match", json={"embeddings": [face_text()]}, headers=bearer)
+            seen["match"] = (match.status, (await match.json())["error"], match.headers.get("Retry-After"))
+            proposed = await client.post(
+                "/v1/entries",
+                json={
+                    "embedding": face_text(),
+                    "category": "shoplifting",
+                    "evidence": {"kind": "police-report", "reference": "TKY-1"},
+                    "incident_date": "2026-11-01",
+                    "site": "store-01",
+                },
+                headers={"Authorization": f"Bearer {node.tokens['reg1']}"},
+            )
+            entry_id = (await proposed.json())["entry_id"]  # a proposal is no log event
+            approved = await client.post(
+                f"/v1/entries/{entry_id}/approve", headers={"Authorization": f"Bearer {node.tokens['off1']}"}
+            )
+            seen["approve"] = (approved.status, (await approved.json())["error"])
+            (node.directory / MARKER_FILE).unlink()
+            match = await client.post("/v1/match", json={"embeddings": [face_text()]}, headers=bearer)
+            seen["match after"] = match.status
+            with Session(context.engine) as session:
+                row = session.get(EntryRow, entry_id)
+                assert row is not None
+                row.status, row.embedding_ct, row.salt_ct, row.crop_ct = "lost", None, None, None
+                session.add(row)
+                session.commit()
+            officer = Console(client, node.directory)
+            await officer.login("off1")
+            seen["officer"] = await officer.get("/console/officer?lang=en")
+            seen["lost id"] = entry_id
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(go())
+    finally:
+        context.engine.dispose()
+    assert seen["ready"][0] == 503 and "restore" in seen["ready"][1]
+    assert seen["match"] == (503, "restoring", "10")
+    assert seen["approve"] == (503, "restoring")
+    assert seen["match after"] == 200
+    status, html, _ = seen["officer"]
+    assert status == 200 and "Entries lost in a restore" in html and seen["lost id"] in html
+
+
+def face_text() -> str:
+    from node.demo.restore_drill import face
+
+    return face(7).to_str()
