@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from node.demo.restore_drill import run_drill
 from protocol.errors import MalformedError
@@ -172,3 +172,111 @@ def face_text() -> str:
     from node.demo.restore_drill import face
 
     return face(7).to_str()
+
+
+def test_replay_takes_only_our_signed_leaves_that_reach_our_head_and_changes_nothing_otherwise(
+    tmp_path: Path,
+) -> None:
+    import secrets
+
+    from node.context import NodeContext
+    from node.records.restore import RestoreReport, log_size, replay
+    from node.storage.models import EntryRow
+    from protocol.events import EntryEvent, EventKind, EventReason, log_leaf_bytes
+    from protocol.merkle import MerkleLog
+    from tests.nodeproc import NodeProcess
+
+    node = NodeProcess.create(tmp_path)
+    context = NodeContext.load(node.directory)
+    ours = context.signing_key
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+
+    def event(kind: EventKind, entry_id: str, key: SigningKey = ours, owner: str = "chain-a") -> bytes:
+        reason = (
+            EventReason.REGISTRATION if kind is EventKind.REGISTERED else EventReason.DATA_SUBJECT_REQUEST
+        )
+        signed = SignedDocument(
+            EntryEvent(
+                event_id=f"evt-{secrets.token_hex(8)}",
+                owner=owner,
+                kind=kind,
+                entry_id=entry_id,
+                entry_version=1,
+                reason=reason,
+                occurred_at=at,
+                actor="acct-officer-1",
+                payload_commitment=bytes(32),
+            )
+        )
+        signed.sign(key)
+        return log_leaf_bytes(signed)
+
+    def head_over(
+        leaves: list[bytes], key: SigningKey = ours, log_id: str = "chain-a"
+    ) -> SignedDocument[TreeHead]:
+        log = MerkleLog()
+        for leaf in leaves:
+            log.append(leaf)
+        doc = SignedDocument(
+            TreeHead(log_id=log_id, tree_size=len(leaves), root_hash=log.root(), timestamp=at)
+        )
+        doc.sign(key)
+        return doc
+
+    report = RestoreReport(
+        node_id="chain-a",
+        backup_created_at="2026-12-01T00:00:00Z",
+        backup_log_size=0,
+        backup_bytes=1,
+        engine="sqlite",
+        with_keys=False,
+        started_at="2026-12-01T00:00:00Z",
+    )
+    good = [
+        event(EventKind.REGISTERED, "ent-0a0a0a0a0a0a0a0a"),
+        event(EventKind.DELETED, "ent-0a0a0a0a0a0a0a0a"),
+        event(EventKind.REGISTERED, "ent-0b0b0b0b0b0b0b0b"),
+    ]
+    other = SigningKey.generate()
+    forged = [*good[:2], event(EventKind.REGISTERED, "ent-0b0b0b0b0b0b0b0b", key=other)]
+    bad: dict[str, tuple[SignedDocument[TreeHead], list[bytes], int, str]] = {
+        "a head signed by another key": (head_over(good, key=other), good, 0, "signature"),
+        "a head of another log": (head_over(good, log_id="chain-b"), good, 0, "chain-b"),
+        "a leaf signed by another key": (head_over(forged), forged, 0, "signature"),
+        "leaves that are not the head's": (head_over(good), good[:2] + good[:1], 0, "do not hash"),
+        "leaves short of the head": (head_over(good), good[:2], 0, "do not reach"),
+        "leaves not from our size": (head_over(good), good, 1, "our log holds 0"),
+    }
+    try:
+        for name, (head, leaves, first, words) in bad.items():
+            with pytest.raises(Exception, match=words):
+                replay(
+                    context.registry,
+                    head=head,
+                    leaves=leaves,
+                    first=first,
+                    key=ours.public,
+                    report=report,
+                    now=at,
+                )
+            assert log_size(context.engine) == 0, name
+        result = replay(
+            context.registry,
+            head=head_over(good),
+            leaves=good,
+            first=0,
+            key=ours.public,
+            report=report,
+            now=at,
+        )
+        assert (result.replayed, result.erased, result.lost, log_size(context.engine)) == (
+            3,
+            ["ent-0a0a0a0a0a0a0a0a"],
+            ["ent-0b0b0b0b0b0b0b0b"],
+            3,
+        )
+        with Session(context.engine) as session:
+            statuses = {r.entry_id: (r.status, r.embedding_ct) for r in session.exec(select(EntryRow)).all()}
+        assert statuses == {"ent-0a0a0a0a0a0a0a0a": ("deleted", None), "ent-0b0b0b0b0b0b0b0b": ("lost", None)}
+    finally:
+        context.engine.dispose()
