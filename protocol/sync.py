@@ -74,11 +74,11 @@ class LogRequest(Payload):
 
     def __post_init__(self) -> None:
         if isinstance(self.after, bool) or isinstance(self.limit, bool):
-            raise MalformedError("log-request: after and limit are integers, not booleans")
+            raise MalformedError(f"{self.TYPE}: after and limit are integers, not booleans")
         if not 0 <= self.after <= MAX_SAFE_INT:
-            raise MalformedError(f"log-request.after: {self.after} outside [0, {MAX_SAFE_INT}]")
+            raise MalformedError(f"{self.TYPE}.after: {self.after} outside [0, {MAX_SAFE_INT}]")
         if not 1 <= self.limit <= MAX_PAGE_EVENTS:
-            raise MalformedError(f"log-request.limit: {self.limit} outside [1, {MAX_PAGE_EVENTS}]")
+            raise MalformedError(f"{self.TYPE}.limit: {self.limit} outside [1, {MAX_PAGE_EVENTS}]")
 
     def to_dict(self) -> dict[str, Any]:
         return self._with_unrecognized({**self._header(), "after": self.after, "limit": self.limit})

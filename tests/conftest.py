@@ -67,6 +67,7 @@ SLOWEST_FIRST = (
     "test_demo.py",
     "test_walkthrough.py",
     "test_federation.py",
+    "test_restore.py",
     "test_fork_clearance_network.py",
     "test_score_disclosure.py",
     "test_sign_in_throttle.py",

@@ -22,6 +22,8 @@ import pytest
 
 from governance.manifest import Manifest, MemberStatus
 from node.demo.network import LocalNetwork, LocalNode, wait_for
+from node.demo.restore_drill import face as unit
+from node.demo.restore_drill import register
 from node.demo.story import craft_query
 from node.records.eventlog import root_of_leaf_hashes
 from protocol.canonical import b64url_encode
@@ -48,30 +50,6 @@ def database(node: LocalNode) -> Iterator[NodeSQL]:
     """A short-lived connection to a node's configured database, committed and closed."""
     with node_sql(node.directory) as db:
         yield db
-
-
-def unit(seed: int) -> Embedding:
-    v = np.random.default_rng(seed).normal(size=512).astype("<f4")
-    return Embedding((v / np.linalg.norm(v)).astype("<f4").tobytes())
-
-
-def register(node: LocalNode, embedding: Embedding) -> str:
-    status, proposed = node.call(
-        "POST",
-        "/v1/entries",
-        "reg1",
-        {
-            "embedding": embedding.to_str(),
-            "category": "shoplifting",
-            "evidence": {"kind": "police-report", "reference": f"TKY-{secrets.token_hex(3)}"},
-            "incident_date": "2026-11-01",
-            "site": "store-01",
-        },
-    )
-    assert status == 201, proposed
-    status, approved = node.call("POST", f"/v1/entries/{proposed['entry_id']}/approve", "off1")
-    assert status == 200, approved
-    return str(proposed["entry_id"])
 
 
 def audit(node: LocalNode) -> list[dict[str, Any]]:

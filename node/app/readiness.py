@@ -14,6 +14,8 @@ is not. The parts:
 - ``manifest``: the trusted manifest is valid for at least ``manifest_min_validity`` more;
 - ``integrity``: the store agrees with the log the node signed (it refuses queries otherwise);
 - ``private``: where the manifest allows private mode, a gallery has been built to answer from;
+- ``restore``: the node is not being restored from a backup (``node.records.restore``: while it
+  is, it answers no query until the ``restore`` duty recovered its log from the members);
 - ``deletions`` and ``disk_reserve`` (``node.app.closures``): no decided deletion or expiry waits
   to be written, and the disk reserve is held.
 
@@ -35,9 +37,10 @@ from sqlalchemy import text
 from node.app.leader import DutyState, LeaderLease
 from node.context import NodeContext
 from node.records.integrity import CHECKING, FAILED
+from node.records.restore import RestoreGate
 from protocol.fields import format_duration
 
-__all__ = ["DATABASE_TIMEOUT", "Check", "Readiness"]
+__all__ = ["DATABASE_TIMEOUT", "Check", "Readiness", "restore_check"]
 
 DATABASE_TIMEOUT = 3.0
 """Seconds the database may take to answer ``SELECT 1`` before it counts as down."""
@@ -167,6 +170,25 @@ class Readiness:
         if "age_seconds" in state:  # a build exists and answers while the next one is made
             return Check("private", True, f"{name}; answering from the previous build")
         return Check("private", False, f"no gallery built yet ({name}); peers' private queries get not_ready")
+
+
+def restore_check(gate: RestoreGate) -> ExtraCheck:
+    """Red while the node is being restored, with what it was restored from."""
+
+    def check() -> Check:
+        facts = gate.facts()
+        if facts is None:
+            return Check("restore", True, "not restoring")
+        return Check(
+            "restore",
+            False,
+            f"restoring from a backup taken {facts.get('backup_created_at', '?')} at log size "
+            f"{facts.get('backup_log_size', '?')}: answers no query until the members' copies of the log "
+            "are replayed (duty:restore; 'watchnet restore --report')",
+            {"backup_created_at": facts.get("backup_created_at"), "backup_log_size": facts.get("backup_log_size")},
+        )
+
+    return check
 
 
 def _duty_check(state: DutyState, now: datetime, limit: timedelta, leader_since: datetime) -> Check:

@@ -40,7 +40,7 @@ from node.app.integrity_check import integrity_check
 from node.app.last_resort import OUTAGE_LOG, database_unavailable, last_resort_middleware
 from node.app.leader import DutyLoop, DutyState, LeaderLease
 from node.app.proxies import TrustedProxies
-from node.app.readiness import Readiness
+from node.app.readiness import Readiness, restore_check
 from node.console import add_console_routes
 from node.context import NodeContext
 from node.federation.federation import Federation
@@ -244,6 +244,8 @@ def build_app(
     app[TOKEN_CACHE] = {}
     app[PRIVATE] = PrivateMode(context, clock)
     app[FEDERATION] = Federation(context, clock, app[TELEMETRY], private=app[PRIVATE])
+    # a node restored from a backup answers nothing and appends nothing until its log is recovered
+    context.registry.serving_checks.append(app[FEDERATION].restore_gate.require_serving)
     if context.engine.dialect.name == "sqlite":  # one process: its held deletions outlive a restart
         journal = HeldJournal(context.config.directory)
         context.registry.resume_held(journal.open())
@@ -271,7 +273,11 @@ def build_app(
         lease,
         clock,
         app[PRIVATE].readiness,
-        [closures_check(context.registry, clock), reserve_check(reserve)],
+        [
+            closures_check(context.registry, clock),
+            reserve_check(reserve),
+            restore_check(app[FEDERATION].restore_gate),
+        ],
     ).to_dict
     register_gauges(
         app[TELEMETRY], context, lease, app[AUDIT_WRITER], clock, app[FEDERATION].peer_facts, reserve

@@ -1,4 +1,5 @@
-"""``watchnet backup create|verify``: a node's sealed backup, and checking one without restoring it."""
+"""``watchnet backup create|verify`` and ``watchnet restore``: a node's sealed backup, checking one
+without restoring it, and writing one back into a node (``node.records.restore``)."""
 
 from __future__ import annotations
 
@@ -142,6 +143,72 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    from node.records.restore import restore_backup
+
+    directory = Path(args.node)
+    if not (directory / "config.toml").is_file():
+        raise ConfigurationError(f"--node {directory}: not a node directory (no config.toml)")
+    if args.report or args.file is None:
+        return _print_restore_report(directory, args)
+    path = Path(args.file)
+    try:
+        source = path.open("rb")
+    except OSError as e:
+        raise ConfigurationError(f"{path}: {e.strerror or e}") from e
+    passphrase = _passphrase(args, confirm=False)
+    with source:
+        report = restore_backup(
+            directory,
+            source,
+            passphrase,
+            datetime.now(UTC),
+            progress=(lambda step: None) if args.json else (lambda step: print(f"  {step}", file=sys.stderr)),
+        )
+    print(
+        json.dumps({**report.to_json(), "restoring": True}, ensure_ascii=False, sort_keys=True)
+        if args.json
+        else (
+            f"restored {report.node_id} from {path} (taken {report.backup_created_at}, log size "
+            f"{report.backup_log_size}, {report.backup_bytes} bytes"
+            f"{', with keys' if report.with_keys else ''}). The node is marked restoring: start it "
+            "('watchnet serve'); it answers no query until it has replayed its log from the members' "
+            "copies. Then 'watchnet restore --report' lists what was lost."
+        )
+    )
+    return 0
+
+
+def _print_restore_report(directory: Path, args: argparse.Namespace) -> int:
+    from node.records.restore import read_marker, read_report
+
+    marker = read_marker(directory)
+    report = read_report(directory)
+    data: dict[str, Any] = {
+        "restoring": marker is not None,
+        "in_progress": marker,
+        "last": None if report is None else report.to_json(),
+    }
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, sort_keys=True))
+    elif marker is not None:
+        print(
+            f"restoring from a backup taken {marker.get('backup_created_at')} (log size "
+            f"{marker.get('backup_log_size')}); not complete yet: see GET /v1/health/ready (restore)"
+        )
+    elif report is None:
+        print("this node has not been restored")
+    else:
+        lost = ", ".join(report.lost) or "none"
+        print(
+            f"restored from a backup taken {report.backup_created_at}; completed {report.completed_at}: log "
+            f"{report.backup_log_size} -> {report.log_size}, {report.replayed} events replayed, "
+            f"{len(report.erased)} entries erased again, {report.receipts} receipts recovered; lost (registered "
+            f"or changed after the backup, to re-register from their evidence): {lost}"
+        )
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     backup = sub.add_parser(
         "backup",
@@ -171,6 +238,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--with-keys", action="store_true", help="include the node's secret keys (handle as the node itself)"
     )
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+    p = common(
+        sub.add_parser(
+            "restore",
+            help="write a backup back into a stopped node and mark it restoring, or report the last restore",
+            description=(
+                "Writes the backup's database back (SQLite: the file replaced; PostgreSQL: pg_restore "
+                "--clean into the configured database) and its keys if it has them, and marks the node "
+                "restoring: started, it answers no query until it has replayed the events after the "
+                "backup from the members' copies of its log (deletions erased again; entries it cannot "
+                "recover reported lost). Stop the node first (docs/operations.md, Restore)."
+            ),
+        )
+    )
+    p.set_defaults(handler=cmd_restore)
+    p.add_argument("file", nargs="?", help="the backup file (omit with --report)")
+    p.add_argument("--node", default=".", help="node directory (default: current directory)")
+    p.add_argument("--report", action="store_true", help="print what the last restore replayed and lost")
 
     p = common(commands.add_parser("verify", help="check a backup end to end without restoring it"))
     p.set_defaults(handler=cmd_verify)

@@ -128,6 +128,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "off.queue_empty": ("承認待ちの申請はありません。", "Nothing waits for approval."),
     "off.active_heading": ("登録中のエントリー", "Active entries"),
     "off.active_empty": ("登録中のエントリーはありません。", "No active entries."),
+    "off.lost_heading": (
+        "バックアップからの復元で失われたエントリー",
+        "Entries lost in a restore from a backup",
+    ),
+    "off.lost_help": (
+        "バックアップの後に登録・承認・訂正されたため、復元で内容を取り戻せなかったエントリーです。照合には使われません。証拠に基づいて登録し直してください。",
+        "Registered, approved or corrected after the backup, so the restore could not recover them. "
+        "They never match; register them again from their evidence.",
+    ),
     "off.crop_alt": ("申請された顔（切り出し画像）", "The proposed face (cropped)"),
     "off.no_crop": ("顔画像なし", "No face image"),
     "off.rules_ok": (

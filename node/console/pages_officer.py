@@ -26,6 +26,7 @@ from node.context import NodeContext
 from node.http.api import CLOCK, CONTEXT, audit_later, refuse_extra
 from node.records.closures import ClosurePending
 from node.records.registry import EntryFacts, EntryState
+from node.records.restore import lost_entries
 from protocol.entry import Evidence
 from protocol.errors import MalformedError
 from protocol.events import ALLOWED_REASONS, EventKind, EventReason
@@ -102,6 +103,7 @@ async def officer_page(request: web.Request, visit: Visit) -> web.StreamResponse
         session=visit.session,
         queue=await asyncio.to_thread(_cards, context, visit, "proposed", now),
         active=await asyncio.to_thread(_cards, context, visit, "active", now),
+        lost=await asyncio.to_thread(lost_entries, context.engine),
         rules=context.rules,
         reject_reasons=REJECT_REASONS,
         correct_reasons=CORRECT_REASONS,

@@ -30,6 +30,7 @@ from node.context import NodeContext
 from node.federation.breaker import Breakers
 from node.federation.client import PeerClient, PeerRefused, PeerTimeout, PeerUnreachable, read_limited
 from node.federation.gate import PeerGate, PeerRequest, refuse_if_expired
+from node.federation.mirror import mirror_page, restore_loop
 from node.federation.nonces import NonceStore
 from node.federation.sync import (
     ForkDetected,
@@ -51,6 +52,7 @@ from node.federation.witnessing import WITNESS_PASS, witness_loop
 from node.records.auditlog import record_audit
 from node.records.hits import HitBudgetExceeded, ProposedHit
 from node.records.ratelimit import RateBuckets
+from node.records.restore import RestoreGate
 from node.records.witnessing import Checkpoints, Witness
 from node.storage.models import Alert, LogLeaf, PeerState
 from node.storage.notify import PULL, Feed, notify, shared
@@ -61,6 +63,7 @@ from protocol.entry import WatchlistEntry
 from protocol.errors import MalformedError, OversizedError, RollbackError, WatchnetError
 from protocol.extraction import ExtractionReport
 from protocol.fields import format_time
+from protocol.mirror import MirrorPage, MirrorRequest
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
 from protocol.signed import SignedDocument
 from protocol.subject import ForwardAck, ForwardedRequest, MatchFeedback
@@ -85,6 +88,7 @@ NOTICE_BODIES = {LogNotice.TYPE: LogNotice}
 RECEIPT_BODIES = {ReceiptDelivery.TYPE: ReceiptDelivery}
 SUBJECT_BODIES = {ForwardedRequest.TYPE: ForwardedRequest}
 FEEDBACK_BODIES = {MatchFeedback.TYPE: MatchFeedback}
+MIRROR_BODIES = {MirrorRequest.TYPE: MirrorRequest}
 RETRY_FIRST = timedelta(seconds=1)
 NOT_READY_CODES = frozenset({"not_ready", "busy"})
 """A peer's refusals that mean "cannot score right now": asked again once within the deadline."""
@@ -222,6 +226,8 @@ class Federation:
         )
         """This node's log as cosigned checkpoints."""
         self._wake_witness = asyncio.Event()
+        self.restore_gate = RestoreGate(config.directory)
+        """Whether this node is being restored from a backup (``node.records.restore``)."""
         self.leading: Callable[[], bool] = lambda: True
         """Whether this worker runs the node's duties (the application hands in its leader lease's
         state); the others relay members' notices to it."""
@@ -287,6 +293,10 @@ class Federation:
                     duty,
                 ),
                 WITNESS_PASS,
+            ),
+            "restore": (
+                lambda duty: restore_loop(self, self.restore_gate, interval.sync_interval, duty),
+                interval.sync_interval,
             ),
         }
 
@@ -424,6 +434,7 @@ class Federation:
         await asyncio.to_thread(self._audit, "report.extraction", "organisation", outcome, self.node_id)
 
     def log_page(self, request: LogRequest) -> LogPage:
+        self.restore_gate.require_serving()  # our log is shorter than what members verified until replayed
         log = self.context.registry.log
         size = log.size
         if request.after > size:
@@ -446,6 +457,14 @@ class Federation:
         signed = SignedDocument(head)
         signed.sign(self.context.signing_key)
         return LogPage(first=request.after, events=events, head=signed, latest_size=max(size, end))
+
+    def mirror(self, request: PeerRequest) -> MirrorPage:
+        """The asker's own log as we verified it, for its restore (``node.federation.mirror``)."""
+        body = request.body
+        assert isinstance(body, MirrorRequest)
+        return mirror_page(
+            self.context.engine, owner=request.member.node_id, group_id=request.manifest.group_id, request=body
+        )
 
     def accept_receipts(self, request: PeerRequest) -> ReceiptAck:
         body = request.body
@@ -507,7 +526,7 @@ class Federation:
         self, embeddings: list[Embedding], purpose: str, mode: str = "plain"
     ) -> tuple[QueryRequest, list[PeerOutcome]]:
         """Ask every active member in parallel, with a deadline, each in the mode the manifest settles."""
-        self.context.registry.integrity.require_intact()  # no alerts into a store that disagrees with its log
+        self.context.registry.require_serving()  # no alerts into a store that disagrees with its log (or restoring)
         manifest = self.context.manifest
         refuse_if_expired(manifest, self.clock())
         own = manifest.member(self.node_id)

@@ -43,6 +43,7 @@ from protocol.message import (
     decode_body,
     open_sealed,
 )
+from protocol.mirror import MirrorRequest
 from protocol.private_query import EvaluationKeys, PrivateQuery, RevealRequest
 from protocol.query import QueryRequest
 from protocol.replay import ReplayGuard
@@ -82,6 +83,7 @@ PURPOSE_OF_BODY: dict[type[Payload], str] = {
     LogRequest: SYNC_PURPOSE,
     LogNotice: SYNC_PURPOSE,
     ReceiptDelivery: SYNC_PURPOSE,
+    MirrorRequest: SYNC_PURPOSE,
     ForwardedRequest: "data-subject-request",
     MatchFeedback: "crime-prevention",
 }

@@ -36,6 +36,7 @@ from node.records.closures import ClosurePending
 from node.records.integrity import IntegrityFailure
 from node.records.ratelimit import RateBuckets
 from node.records.registry import EntryNotFound, TwoPersonRuleViolation, WrongState
+from node.records.restore import Restoring
 from node.telemetry import Telemetry
 from protocol.canonical import b64url_decode, parse_json
 from protocol.embedding import Embedding
@@ -252,6 +253,7 @@ STATUS_FOR_ERROR: list[tuple[type[WatchnetError], int]] = [
     (ClosurePending, 202),
     (OversizedError, 413),
     (IntegrityFailure, 503),
+    (Restoring, 503),
     (BodyTimeout, 408),
     (PeerBodiesBusy, 503),
     (MalformedError, 400),
@@ -281,7 +283,10 @@ def status_for(error: WatchnetError) -> int:
 
 def error_response(error: WatchnetError) -> web.Response:
     message = "the node is misconfigured" if isinstance(error, ConfigurationError) else str(error)
-    return web.json_response({"error": error.code, "message": message}, status=status_for(error))
+    response = web.json_response({"error": error.code, "message": message}, status=status_for(error))
+    if isinstance(error, Restoring):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 async def audit_later(request: web.Request, outcome: str) -> None:

@@ -20,6 +20,7 @@ from node.context import NodeContext
 from node.federation.federation import (
     FEEDBACK_BODIES,
     LOG_BODIES,
+    MIRROR_BODIES,
     NOTICE_BODIES,
     QUERY_BODIES,
     RECEIPT_BODIES,
@@ -71,6 +72,15 @@ async def peer_log(request: web.Request) -> web.Response:
     assert isinstance(admitted.body, LogRequest)
     page = await asyncio.to_thread(federation.log_page, admitted.body)
     request[AUDIT_TARGET] = f"after={admitted.body.after} events={len(page.events)}"
+    return sealed_response(federation.gate.reply(admitted, page, request.app[CLOCK]()))
+
+
+async def peer_mirror(request: web.Request) -> web.Response:
+    """A member's own log as we verified it, with our receipts for its events (its restore)."""
+    federation = request.app[FEDERATION]
+    admitted = await admit_peer(request, MIRROR_BODIES)
+    page = await asyncio.to_thread(federation.mirror, admitted)
+    request[AUDIT_TARGET] = f"after={page.first} events={len(page.events)} held={page.held_size}"
     return sealed_response(federation.gate.reply(admitted, page, request.app[CLOCK]()))
 
 
@@ -321,6 +331,7 @@ def add_network_routes(app: web.Application) -> None:
     app.router.add_post("/v1/peer/query", peer_query)
     app.router.add_post("/v1/peer/log", peer_log)
     app.router.add_post("/v1/peer/notify", peer_notify)
+    app.router.add_post("/v1/peer/mirror", peer_mirror)
     app.router.add_post("/v1/peer/receipts", peer_receipts)
     app.router.add_post("/v1/peer/feedback", peer_feedback)
     app.router.add_post("/v1/alerts/{alert_id}/review", alert_review)

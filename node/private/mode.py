@@ -295,7 +295,7 @@ class PrivateMode:
     async def answer(self, request: PeerRequest) -> tuple[PrivateScores, int]:
         body = request.body
         assert isinstance(body, PrivateQuery)
-        self.context.registry.integrity.require_intact()  # the gallery came from the store it checks
+        self.context.registry.require_serving()  # the gallery came from the store it checks (not restoring)
         params = _he_params(request.manifest)
         sender = request.member.node_id
         await asyncio.to_thread(self.context.manifests.require_active, sender)  # not suspended since

@@ -36,7 +36,7 @@ from protocol.archive import ArchiveReader, ArchiveWriter, KdfCost
 from protocol.errors import BackupError, ConfigurationError
 from protocol.fields import format_time
 
-__all__ = ["BackupReport", "create_backup", "verify_backup"]
+__all__ = ["BackupReport", "create_backup", "read_archive", "verify_backup"]
 
 METADATA = "backup.json"
 SQLITE_MEMBER = "database.sqlite"
@@ -140,21 +140,29 @@ def _libpq(url: str) -> tuple[list[str], dict[str, str]]:
     return args, env
 
 
-def _snapshot_postgres(url: str, target: Path, progress: Progress) -> None:
+def run_pg_tool(
+    tool: str, arguments: list[str], url: str, stdout: BinaryIO | int = subprocess.DEVNULL
+) -> None:
+    """Run one of PostgreSQL's client tools against the node's database; its last line of
+    standard error is the message when it fails."""
     args, env = _libpq(url)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
-    with os.fdopen(fd, "wb") as out:
-        done = subprocess.run(  # noqa: S603 (PostgreSQL's own tool, our arguments)
-            [_pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-password", *args],
-            stdout=out,
-            stderr=subprocess.PIPE,
-            env=env,
-            check=False,
-            timeout=3600,
-        )
+    done = subprocess.run(  # noqa: S603 (PostgreSQL's own tool, our arguments)
+        [_pg_tool(tool), *arguments[:-1], "--no-password", *args, *arguments[-1:]],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env=env,
+        check=False,
+        timeout=3600,
+    )
     if done.returncode != 0:
         message = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
-        raise ConfigurationError(f"pg_dump failed ({done.returncode}): {message[0]}")
+        raise ConfigurationError(f"{tool} failed ({done.returncode}): {message[0]}")
+
+
+def _snapshot_postgres(url: str, target: Path, progress: Progress) -> None:
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    with os.fdopen(fd, "wb") as out:
+        run_pg_tool("pg_dump", ["--format=custom", "--no-owner"], url, out)
     size = target.stat().st_size
     progress(size, size)
 
@@ -314,6 +322,54 @@ def _list_pgdump(dump: Path) -> None:
         raise BackupError("the PostgreSQL dump in the backup does not list: pg_restore --list failed")
 
 
+def read_archive(
+    source: BinaryIO,
+    passphrase: bytes,
+    copy_to: Callable[[str], Path | None],
+    *,
+    progress: Callable[[int], None] = lambda _done: None,
+) -> tuple[dict[str, Any], dict[str, tuple[int, str]], int]:
+    """Open the archive and read every member through, hashed; written where ``copy_to(name)``
+    says (``None``: only hashed). Returns ``backup.json``, each member's (size, SHA-256) and the
+    bytes read, once every frame opened, the final one is there and the members match the listing."""
+    reader = ArchiveReader(source, passphrase)
+    seen: dict[str, tuple[int, str]] = {}
+    metadata: dict[str, Any] | None = None
+    with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+        for member in tar:
+            progress(reader.read_bytes)
+            if not member.isfile():
+                raise BackupError(f"the backup holds {member.name!r}, which is not a file")
+            extracted = tar.extractfile(member)
+            if extracted is None:
+                raise BackupError(f"the backup's {member.name!r} cannot be read")
+            if metadata is None:
+                if member.name != METADATA or member.size > 1 << 20:
+                    raise BackupError(f"the backup starts with {member.name!r}, not {METADATA}")
+                metadata = json.loads(extracted.read())
+                continue
+            target = copy_to(member.name)
+            if target is None:
+                hashing = _Hashing(None)
+                hashing.feed(extracted)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+                with os.fdopen(fd, "wb") as copy:
+                    hashing = _Hashing(copy)
+                    hashing.feed(extracted)
+            seen[member.name] = (hashing.size, hashing.digest.hexdigest())
+    if not reader.complete:
+        reader.read()
+    if metadata is None:
+        raise BackupError("the backup holds nothing")
+    listed = {m["name"]: (m["size"], m["sha256"]) for m in metadata.get("members", [])}
+    if listed != seen:
+        differ = sorted(set(listed) ^ set(seen)) or sorted(n for n in listed if listed[n] != seen.get(n))
+        raise BackupError(f"the backup's members differ from its listing: {', '.join(differ)}")
+    return metadata, seen, reader.read_bytes
+
+
 def verify_backup(
     source: BinaryIO,
     passphrase: bytes,
@@ -324,39 +380,14 @@ def verify_backup(
     """Open, authenticate and check a backup without restoring it: every frame opens, the final
     one is there, every member is listed with its size and hash, and the copied database is
     whole (SQLite's integrity check; ``pg_restore --list`` for PostgreSQL)."""
-    reader = ArchiveReader(source, passphrase)
     with _private_scratch(scratch_in) as scratch:
-        seen: dict[str, tuple[int, str]] = {}
-        metadata: dict[str, Any] | None = None
-        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
-            for member in tar:
-                progress(reader.read_bytes)
-                if not member.isfile():
-                    raise BackupError(f"the backup holds {member.name!r}, which is not a file")
-                extracted = tar.extractfile(member)
-                if extracted is None:
-                    raise BackupError(f"the backup's {member.name!r} cannot be read")
-                if metadata is None:
-                    if member.name != METADATA or member.size > 1 << 20:
-                        raise BackupError(f"the backup starts with {member.name!r}, not {METADATA}")
-                    metadata = json.loads(extracted.read())
-                    continue
-                if member.name in (SQLITE_MEMBER, PGDUMP_MEMBER):
-                    with (scratch / member.name).open("wb") as copy:
-                        hashing = _Hashing(copy)
-                        hashing.feed(extracted)
-                else:
-                    hashing = _Hashing(None)
-                    hashing.feed(extracted)
-                seen[member.name] = (hashing.size, hashing.digest.hexdigest())
-        if not reader.complete:
-            reader.read()
-        if metadata is None:
-            raise BackupError("the backup holds nothing")
-        listed = {m["name"]: (m["size"], m["sha256"]) for m in metadata.get("members", [])}
-        if listed != seen:
-            differ = sorted(set(listed) ^ set(seen)) or sorted(n for n in listed if listed[n] != seen.get(n))
-            raise BackupError(f"the backup's members differ from its listing: {', '.join(differ)}")
+        databases = (SQLITE_MEMBER, PGDUMP_MEMBER)
+        metadata, seen, read = read_archive(
+            source,
+            passphrase,
+            lambda name: scratch / name if name in databases else None,
+            progress=progress,
+        )
         report = BackupReport(
             node_id=str(metadata["node_id"]),
             created_at=str(metadata["created_at"]),
@@ -366,7 +397,7 @@ def verify_backup(
             log_root=metadata.get("log_root"),
             with_keys=bool(metadata["with_keys"]),
             members=list(metadata["members"]),
-            archive_bytes=reader.read_bytes,
+            archive_bytes=read,
         )
         if SQLITE_MEMBER in seen:
             report.entries = _count_entries(scratch / SQLITE_MEMBER)
@@ -374,5 +405,5 @@ def verify_backup(
             _list_pgdump(scratch / PGDUMP_MEMBER)
         else:
             raise BackupError("the backup holds no database")
-    progress(reader.read_bytes)
+    progress(read)
     return report

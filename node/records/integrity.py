@@ -103,6 +103,7 @@ NEXT_STEP = (
 
 # entry statuses, as node.records.registry writes them (it imports this module, not the reverse)
 _ACTIVE, _PROPOSED, _REJECTED, _DELETED, _EXPIRED = "active", "proposed", "rejected", "deleted", "expired"
+_LOST = "lost"
 _CLOSING_KINDS = frozenset({"deleted", "expired"})
 _ENTRY_KINDS = frozenset(k.value for k in CARRIES_ENTRY)
 
@@ -631,8 +632,14 @@ class StoreChecker:
             elif row.embedding_ct or row.salt_ct or row.signed_entry:
                 add(f"the entry is {facts.kind} in the log but still holds its embedding or signed entry")
             return
+        if status == _LOST:  # a restore could not recover its signed version (node.records.restore)
+            if facts is None:
+                add("the entry is lost, the log has no event for it", "an event", None)
+            elif row.embedding_ct or row.salt_ct or row.signed_entry:
+                add("a lost entry still holds its embedding or signed entry")
+            return
         if status != _ACTIVE:
-            add("unknown entry status", "active, proposed, rejected, deleted or expired", status)
+            add("unknown entry status", "active, proposed, rejected, deleted, expired or lost", status)
             return
         if facts is None or facts.kind not in _ENTRY_KINDS or facts.version != row.version:
             add(

@@ -186,7 +186,10 @@ class Registry:
         self.integrity = IntegrityState()
         """The self-check's verdict on this store (``node.records.integrity``): while it is failed
         the match index refuses every search, so no answer comes from an edited store."""
-        index.guard = self.integrity.require_intact
+        self.serving_checks: list[Callable[[], None]] = []
+        """More conditions every answer needs, each raising when it does not hold (a node being
+        restored, ``node.records.restore.RestoreGate``); they also stop every append to the log."""
+        index.guard = self.require_serving
         index.fence = self.fence
         self.index_listeners: list[Callable[[int], None]] = []
         """Called with the applied log size after the index took in changes another worker (or
@@ -204,6 +207,25 @@ class Registry:
         sets its disk reserve's ``make_room``)."""
         self.pending_listeners: list[Callable[[], None]] = []
         """Called when a closure is newly held (e.g. to wake the retry duty)."""
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def require_serving(self) -> None:
+        """Raise unless this node may answer now: its store agrees with its log, nothing else holds it."""
+        self.integrity.require_intact()
+        for check in self.serving_checks:
+            check()
+
+    def erase_replayed(self, session: Session, row: EntryRow, status: str, reason: str, now: datetime) -> None:
+        """A closure recovered by a restore (``node.records.restore``), erased by the same path as
+        every other: the entry's key destroyed, its data gone, the tombstone kept."""
+        self._erase(session, row, status, reason, now)
+
+    def publish_head(self, now: datetime) -> None:
+        """Sign and keep the log's head now (after a restore replayed events into the log)."""
+        self._publish_head(now)
 
     @property
     def vault(self) -> Vault:
@@ -392,6 +414,8 @@ class Registry:
         The chain lock (``lock_chains``) is held from here to the caller's commit, so on PostgreSQL
         no other worker of this node counts the leaves between this count and that commit.
         """
+        for check in self.serving_checks:  # a node being restored appends nothing: no fork
+            check()
         leaf = log_leaf_bytes(signed)
         lock_chains(session)
         index = int(session.exec(select(func.count()).select_from(LogLeaf)).one())
