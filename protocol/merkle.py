@@ -35,6 +35,7 @@ __all__ = [
     "HASH_BYTES",
     "MAX_PROOF_HASHES",
     "MAX_TREE_SIZE",
+    "CompactRange",
     "MerkleLog",
     "is_subtree",
     "leaf_hash",
@@ -77,6 +78,77 @@ def _bit_ceil(n: int) -> int:
 def is_subtree(start: int, end: int) -> bool:
     """``[start, end)`` is a subtree (MTC draft): ``start <= end``, start a multiple of BIT_CEIL(end - start)."""
     return 0 <= start <= end and start % _bit_ceil(end - start) == 0
+
+
+class CompactRange:
+    """The right edge of a log's tree: enough to extend its root with new leaves, and no more.
+
+    A follower checks each page of a peer's log against the peer's signed root for the events
+    held plus the page. Recomputing that root from every held leaf costs O(E) per page and
+    O(E^2) to catch up; the compact range ("Merkle frontier", as transparency-dev's ``compact``
+    package keeps it) of the first ``size`` leaves is one hash per set bit of ``size``: the
+    roots of the perfect subtrees ``[0, 2^a)``, ``[2^a, 2^a + 2^b)``... from left to right, so
+    appending a page and taking its root costs O(page + log E). The root folds the hashes from
+    the right, which is MTH's split at the largest power of two below the size (RFC 9162 2.1.1):
+    the same root as ``MerkleLog.root``, which the tests check against the RFC's vectors.
+    """
+
+    __slots__ = ("_hashes", "_size")
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        _check_size(size, "compact range size")
+        held = list(hashes)
+        if len(held) != size.bit_count():
+            raise ProofError(
+                f"a compact range of size {size} holds {size.bit_count()} hashes, got {len(held)}"
+            )
+        for h in held:
+            _check_hash(h, "compact range hash")
+        self._size, self._hashes = size, held
+
+    @classmethod
+    def of_leaf_hashes(cls, hashes: Sequence[bytes]) -> CompactRange:
+        """The compact range of a log whose leaf hashes are ``hashes``, in order."""
+        out = cls()
+        out.extend(hashes)
+        return out
+
+    @classmethod
+    def from_bytes(cls, size: int, data: bytes) -> CompactRange:
+        """Read ``to_bytes``: the hashes concatenated, left to right."""
+        if len(data) % HASH_BYTES:
+            raise ProofError(f"a compact range is whole {HASH_BYTES}-byte hashes, got {len(data)} bytes")
+        return cls(size, [data[i : i + HASH_BYTES] for i in range(0, len(data), HASH_BYTES)])
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def to_bytes(self) -> bytes:
+        return b"".join(self._hashes)
+
+    def append(self, leaf: bytes) -> None:
+        """Add one leaf hash: merge equal-sized subtrees at the right edge, as binary addition carries."""
+        _check_hash(leaf, "leaf hash")
+        carry, size = leaf, self._size
+        while size & 1:
+            carry = node_hash(self._hashes.pop(), carry)
+            size >>= 1
+        self._hashes.append(carry)
+        self._size += 1
+
+    def extend(self, leaves: Sequence[bytes]) -> None:
+        for leaf in leaves:
+            self.append(leaf)
+
+    def root(self) -> bytes:
+        """MTH(D[0:size]), ``EMPTY_ROOT`` for an empty log."""
+        if not self._hashes:
+            return EMPTY_ROOT
+        root = self._hashes[-1]
+        for left in reversed(self._hashes[:-1]):
+            root = node_hash(left, root)
+        return root
 
 
 class MerkleLog:

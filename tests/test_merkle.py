@@ -19,6 +19,7 @@ from protocol.merkle import (
     EMPTY_ROOT,
     MAX_PROOF_HASHES,
     MAX_TREE_SIZE,
+    CompactRange,
     MerkleLog,
     is_subtree,
     leaf_hash,
@@ -516,3 +517,41 @@ def test_trivial_proofs() -> None:
     verify_subtree_consistency(3, 3, 5, EMPTY_ROOT, log.root(), [])
     assert log.inclusion_proof(0, 1) == []
     verify_inclusion(log.leaf_hash_at(0), 0, 1, [], log.root(1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=0, max_value=300), st.data())
+def test_a_compact_range_extended_by_pages_has_the_logs_root_at_every_size(
+    size: int, data: st.DataObject
+) -> None:
+    """The follower's frontier: any split into pages, stored and read back between them, gives
+    MTH at every size, the same root as the RFC log over pymerkle."""
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(size)]
+    log = MerkleLog(InmemoryTree())
+    for i in range(size):
+        log.append(i.to_bytes(4, "big"))
+    frontier = CompactRange()
+    done = 0
+    while done < size:
+        step = data.draw(st.integers(min_value=1, max_value=size - done))
+        frontier.extend(leaves[done : done + step])
+        done += step
+        frontier = CompactRange.from_bytes(frontier.size, frontier.to_bytes())
+        assert frontier.size == done
+        assert frontier.root() == log.root(done)
+    assert CompactRange.of_leaf_hashes(leaves).root() == log.root()
+
+
+def test_a_compact_range_refuses_hashes_that_cannot_be_its_edge() -> None:
+    h = leaf_hash(b"x")
+    assert CompactRange().root() == EMPTY_ROOT
+    with pytest.raises(ProofError, match="size 3 holds 2 hashes, got 1"):
+        CompactRange(3, [h])
+    with pytest.raises(ProofError, match="whole 32-byte hashes, got 33 bytes"):
+        CompactRange.from_bytes(1, h + b"\x00")
+    with pytest.raises(ProofError, match="expected a 32-byte hash"):
+        CompactRange(1, [h[:31]])
+    with pytest.raises(ProofError, match="expected a 32-byte hash"):
+        CompactRange(1, [h]).append(b"short")
+    with pytest.raises(ProofError, match="not an integer"):
+        CompactRange(-1, [])

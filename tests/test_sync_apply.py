@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -37,7 +38,7 @@ from protocol.canonical import b64url_encode, canonical_bytes, parse_json
 from protocol.errors import MalformedError, SignatureError
 from protocol.events import EntryEvent, EventKind, EventReason, log_leaf_bytes
 from protocol.keys import SigningKey
-from protocol.merkle import MerkleLog, leaf_hash
+from protocol.merkle import CompactRange, MerkleLog, leaf_hash
 from protocol.receipt import DeletionReceipt, ReceiptHistoryMismatch
 from protocol.signed import SignedDocument
 from protocol.sync import LogPage, ReceiptDelivery
@@ -258,6 +259,40 @@ def test_after_a_fork_the_peer_is_not_followed_any_more(engine: Engine) -> None:
     owner.add(event(EventKind.DELETED, "ent-00000007"))
     with pytest.raises(ForkDetected, match="not followed"):
         apply(engine, owner.page(1), 1)
+
+
+def test_pages_are_checked_against_the_stored_frontier_without_reading_held_leaves(engine: Engine) -> None:
+    """Catch-up is linear: after the first page no page reads the leaves held before it, and a
+    checkpoint from before the frontier was stored rebuilds it once from the leaves."""
+    owner = OwnerLog()
+    owner.add(*(event(EventKind.REGISTERED, f"ent-{i:08d}") for i in range(23)))
+    reads: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "peer_leaf.leaf_hash" in statement:
+            reads.append(statement)
+
+    sqlalchemy_event.listen(engine, "before_cursor_execute", count)
+    for after, end in ((0, 5), (5, 12), (12, 13), (13, 20)):
+        apply(engine, owner.page(after, end), after)
+    assert reads == []
+    with Session(engine) as session:
+        state = session.get(PeerState, "chain-a")
+        assert state is not None and state.tree_size == 20
+        assert CompactRange.from_bytes(20, state.frontier or b"").root() == owner.log.root(20)
+        state.frontier = None
+        session.add(state)
+        session.commit()
+    apply(engine, owner.page(20, 22), 20)
+    assert len(reads) == 1
+    apply(engine, owner.page(22), 22)
+    assert len(reads) == 1
+    forged = OwnerLog()
+    forged.add(
+        *owner.events[:22], event(EventKind.DELETED, "ent-00000003"), event(EventKind.DELETED, "ent-00000004")
+    )
+    with pytest.raises(ForkDetected, match="size 24 does not match the 23 events"):
+        apply(engine, forged.page(23), 23)
 
 
 def own_log(engine: Engine, *events: SignedDocument[EntryEvent]) -> None:

@@ -15,6 +15,7 @@ Owner side: receipts from members are checked against our own events and kept, a
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,7 @@ from sqlmodel import Session, col, select
 from governance.forkclear import ForkClearance, check_covers, clearance_digest, verify_clearance
 from governance.manifest import Manifest, Member
 from node.records.auditlog import append_audit
-from node.records.eventlog import root_of_leaf_hashes
+from node.records.eventlog import leaf_count, root_of_leaf_hashes
 from node.storage.locks import lock_chains
 from node.storage.models import (
     Alert,
@@ -43,7 +44,7 @@ from protocol.errors import MalformedError, ProofError, SignatureError, Watchnet
 from protocol.events import EntryEvent, EventKind, log_leaf_bytes
 from protocol.fields import format_time
 from protocol.keys import SigningKey
-from protocol.merkle import leaf_hash
+from protocol.merkle import CompactRange, leaf_hash
 from protocol.provision import ThirdPartyProvision
 from protocol.receipt import RECEIPT_KINDS, DeletionReceipt
 from protocol.signed import SignedDocument
@@ -77,6 +78,9 @@ class ForkDetected(ProofError):
     conflicting_head: dict[str, Any] | None = None
 
 
+LOG = logging.getLogger("watchnet.federation")
+
+
 @dataclass
 class PageResult:
     applied: int = 0
@@ -102,8 +106,34 @@ def verified_head(engine: Engine, peer: str) -> tuple[int, bytes | None]:
         return state.tree_size, head.root_hash
 
 
-def _verify_page(session: Session, member: Member, page: LogPage, after: int) -> list[bytes]:
-    """Everything that must hold before a page touches our state; returns the new leaf hashes."""
+def _frontier(session: Session, state: PeerState, peer: str, after: int) -> CompactRange:
+    """The compact range of the ``after`` leaves of ``peer`` we hold: stored with our checkpoint,
+    or (for a node from before the frontier was kept, or one whose copy does not fit) rebuilt
+    once from the held leaves, which must then be exactly ``after``."""
+    if after == 0 and state.tree_size == 0:
+        return CompactRange()
+    if state.frontier is not None and state.tree_size == after:
+        try:
+            return CompactRange.from_bytes(after, state.frontier)
+        except ProofError:
+            LOG.warning(
+                "peer %s: the stored Merkle frontier does not fit size %d; rebuilding it", peer, after
+            )
+    held = list(
+        session.exec(
+            select(PeerLeaf.leaf_hash).where(PeerLeaf.peer == peer).order_by(col(PeerLeaf.idx))
+        ).all()
+    )
+    if len(held) != after:
+        raise MalformedError(f"we hold {len(held)} leaves of {peer}, checkpoint says {after}")
+    return CompactRange.of_leaf_hashes([bytes(h) for h in held])
+
+
+def _verify_page(
+    session: Session, state: PeerState, member: Member, page: LogPage, after: int
+) -> tuple[list[bytes], CompactRange]:
+    """Everything that must hold before a page touches our state; returns the new leaf hashes and
+    the frontier they extend ours to (O(page + log E): no held leaf is read)."""
     if page.owner != member.node_id:
         raise MalformedError(f"log page of {page.owner!r} received from {member.node_id!r}")
     if page.first != after:
@@ -116,19 +146,14 @@ def _verify_page(session: Session, member: Member, page: LogPage, after: int) ->
         except SignatureError as e:
             raise SignatureError(f"event {page.first + offset} of {member.node_id}: {e}") from e
         hashes.append(leaf_hash(log_leaf_bytes(event)))
-    held = list(
-        session.exec(
-            select(PeerLeaf.leaf_hash).where(PeerLeaf.peer == member.node_id).order_by(col(PeerLeaf.idx))
-        ).all()
-    )
-    if len(held) != after:
-        raise MalformedError(f"we hold {len(held)} leaves of {member.node_id}, checkpoint says {after}")
-    if root_of_leaf_hashes(held + hashes) != page.head.payload.root_hash:
+    frontier = _frontier(session, state, member.node_id, after)
+    frontier.extend(hashes)
+    if frontier.size != page.head.payload.tree_size or frontier.root() != page.head.payload.root_hash:
         raise ForkDetected(
             f"{member.node_id}'s signed head for size {page.head.payload.tree_size} does not match the "
             f"{after} events verified before plus the {len(hashes)} on this page: its log was rewritten"
         )
-    return hashes
+    return hashes, frontier
 
 
 def apply_page(
@@ -149,7 +174,7 @@ def apply_page(
         if state.status == "forked":
             raise ForkDetected(f"{member.node_id} was flagged for a forked log; it is not followed any more")
         try:
-            hashes = _verify_page(session, member, page, after)
+            hashes, frontier = _verify_page(session, state, member, page, after)
         except ForkDetected as e:
             e.conflicting_head = page.head.to_dict()
             _flag_fork(session, state, page.head, str(e), now)
@@ -215,6 +240,7 @@ def apply_page(
                 result.events.append(header.event_id)
             result.applied += 1
         state.tree_size = size
+        state.frontier = frontier.to_bytes()
         state.signed_head = page.head.to_bytes().decode("utf-8")
         state.status, state.last_error, state.failures = "ok", "", 0
         state.last_sync_at = now
@@ -469,7 +495,7 @@ def record_receipts(
     """Check every receipt against our own log and keep it; return the event ids now confirmed."""
     confirmed: list[str] = []
     with Session(engine) as session:
-        size = int(session.exec(select(func.count()).select_from(LogLeaf)).one())
+        size = leaf_count(session)
         roots: dict[int, bytes] = {}
 
         def root_at(n: int) -> bytes:

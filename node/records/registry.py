@@ -35,7 +35,7 @@ from governance.rules import RegistrationRules, check_entry, check_registration
 from node.records.accounts import StaffMember
 from node.records.auditlog import append_audit, audit_head, record_audit
 from node.records.closures import DATABASE_ERRORS, ClosurePending, PendingClosure, PendingClosures
-from node.records.eventlog import open_event_log
+from node.records.eventlog import leaf_count, open_event_log
 from node.records.integrity import IntegrityState
 from node.records.matching import Match, MatchIndex
 from node.records.record_keys import RecordKeyDestroyed
@@ -418,7 +418,7 @@ class Registry:
             check()
         leaf = log_leaf_bytes(signed)
         lock_chains(session)
-        index = int(session.exec(select(func.count()).select_from(LogLeaf)).one())
+        index = leaf_count(session)
         session.add(
             LogLeaf(
                 idx=index,

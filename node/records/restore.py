@@ -36,7 +36,6 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -51,7 +50,7 @@ from node.records.backup import (
     read_archive,
     run_pg_tool,
 )
-from node.records.eventlog import root_of_leaf_hashes
+from node.records.eventlog import leaf_count, root_of_leaf_hashes
 from node.storage.locks import lock_chains
 from node.storage.models import EntryRow, EventPayloadRow, LogLeaf
 from node.storage.notify import ENTRIES, notify
@@ -476,7 +475,7 @@ def lost_entries(engine: Engine) -> list[dict[str, Any]]:
 
 def log_size(engine: Engine) -> int:
     with Session(engine) as session:
-        return int(session.exec(select(func.count()).select_from(LogLeaf)).one())
+        return leaf_count(session)
 
 
 def write_report(directory: Path, report: RestoreReport) -> None:

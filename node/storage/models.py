@@ -89,7 +89,7 @@ class LogLeaf(SQLModel, table=True):
     idx: int = Field(primary_key=True)
     event_id: str = Field(unique=True, max_length=64)
     entry_id: str = Field(index=True, max_length=64)
-    kind: str = Field(max_length=16)
+    kind: str = Field(index=True, max_length=16)
     leaf_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     leaf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime
@@ -193,6 +193,8 @@ class PeerState(SQLModel, table=True):
     peer: str = Field(primary_key=True, max_length=63)
     tree_size: int = 0
     signed_head: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    frontier: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    """The compact range of the ``tree_size`` leaves held (``protocol.merkle.CompactRange``)."""
     status: str = Field(default="ok", max_length=16)
     last_error: str = Field(default="", max_length=512)
     last_sync_at: datetime | None = None
