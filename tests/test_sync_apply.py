@@ -13,11 +13,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from governance.manifest import Member
+from node.federation.owed import members_owing, owed_counts
 from node.federation.sync import (
     ForkDetected,
     apply_page,
     checkpoint,
-    members_missing_receipts,
     pending_receipts,
     propagation_status,
     record_receipts,
@@ -29,6 +29,7 @@ from node.storage.models import (
     AuditRecord,
     LogLeaf,
     OutboxReceipt,
+    OwedReceipt,
     PeerLeaf,
     PeerState,
     ReceiptRow,
@@ -37,7 +38,7 @@ from node.storage.models import (
 from protocol.canonical import b64url_encode, canonical_bytes, parse_json
 from protocol.errors import MalformedError, SignatureError
 from protocol.events import EntryEvent, EventKind, EventReason, log_leaf_bytes
-from protocol.keys import SigningKey
+from protocol.keys import EncryptionKey, SigningKey
 from protocol.merkle import CompactRange, MerkleLog, leaf_hash
 from protocol.receipt import DeletionReceipt, ReceiptHistoryMismatch
 from protocol.signed import SignedDocument
@@ -347,7 +348,7 @@ def test_the_owner_keeps_valid_receipts_and_shows_who_is_missing(engine: Engine)
         event(EventKind.DELETED, "ent-00000010"),
     )
     own_log(engine, registered, deleted)
-    assert members_missing_receipts(engine, MANIFEST, "chain-a") == {"chain-b"}
+    assert members_owing(engine, MANIFEST, "chain-a") == {"chain-b"}
     chain_b = MANIFEST.member("chain-b")
     assert chain_b is not None
     confirmed = record_receipts(
@@ -368,7 +369,7 @@ def test_the_owner_keeps_valid_receipts_and_shows_who_is_missing(engine: Engine)
     assert again == confirmed and len(rows(engine, ReceiptRow)) == 1
     (status,) = propagation_status(engine, MANIFEST, "chain-a")
     assert status["missing"] == [] and [c["member"] for c in status["confirmed"]] == ["chain-b"]
-    assert members_missing_receipts(engine, MANIFEST, "chain-a") == set()
+    assert members_owing(engine, MANIFEST, "chain-a") == set()
 
 
 @pytest.mark.parametrize(
@@ -411,3 +412,52 @@ def test_a_receipt_that_does_not_check_out_is_refused_and_nothing_is_kept(engine
             engine, node_id="chain-a", member=chain_b, delivery=ReceiptDelivery(receipts=[receipt]), now=T0
         )
     assert rows(engine, ReceiptRow) == []
+
+
+def test_owed_receipts_follow_the_log_the_receipts_and_the_members(engine: Engine) -> None:
+    """Rows are made for changes as they are logged, leave as receipts arrive, are remade once when
+    the confirming members change, and the steady state is read without a write."""
+    registered, deleted = (
+        event(EventKind.REGISTERED, "ent-00000020"),
+        event(EventKind.DELETED, "ent-00000020"),
+    )
+    own_log(engine, registered, deleted)
+    assert owed_counts(engine, MANIFEST, "chain-a") == {"chain-b": 1}
+    chain_b = MANIFEST.member("chain-b")
+    assert chain_b is not None
+    record_receipts(
+        engine,
+        node_id="chain-a",
+        member=chain_b,
+        delivery=ReceiptDelivery(receipts=[receipt_for(deleted, log=(registered, deleted))]),
+        now=T0,
+    )
+    assert rows(engine, OwedReceipt) == []
+    writes: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().split()[0].upper() in {"INSERT", "UPDATE", "DELETE"}:
+            writes.append(statement)
+
+    sqlalchemy_event.listen(engine, "before_cursor_execute", count)
+    for _ in range(3):
+        assert members_owing(engine, MANIFEST, "chain-a") == set()
+    assert writes == []
+    sqlalchemy_event.remove(engine, "before_cursor_execute", count)
+
+    joint = MANIFEST.joint_use
+    chain_c = replace(
+        chain_b,
+        node_id="chain-c",
+        endpoint="https://chain-c.example",
+        signing_key=SigningKey(b"\xc1" * 32).public,
+        encryption_key=EncryptionKey(b"\xc2" * 32).public,
+    )
+    more = MANIFEST.with_changes(joint_use=replace(joint, members=[*joint.members, chain_c]))
+    assert more.confirming_members("chain-a") == ["chain-b", "chain-c"]
+    assert owed_counts(engine, more, "chain-a") == {"chain-b": 0, "chain-c": 1}
+    assert {(r.event_id, r.member) for r in rows(engine, OwedReceipt)} == {
+        (deleted.payload.event_id, "chain-c")
+    }
+    assert owed_counts(engine, MANIFEST, "chain-a") == {"chain-b": 0}
+    assert rows(engine, OwedReceipt) == []

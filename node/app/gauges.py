@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 
 from node.app.leader import LeaderLease
 from node.context import NodeContext
-from node.federation.sync import receipts_owed
+from node.federation.owed import owed_counts
 from node.records.auditlog import AuditWriter
 from node.storage.models import PeerState
 from node.storage.reserve import DiskReserve
@@ -68,7 +68,7 @@ def register_gauges(
     def owed() -> Iterable[Observation]:
         if not lease.is_leader:
             return
-        for member, count in receipts_owed(context.engine, context.manifest, context.config.node_id).items():
+        for member, count in owed_counts(context.engine, context.manifest, context.config.node_id).items():
             yield Observation(count, {"member": member})
 
     def failures() -> Iterable[Observation]:

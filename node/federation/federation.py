@@ -32,6 +32,7 @@ from node.federation.client import PeerClient, PeerRefused, PeerTimeout, PeerUnr
 from node.federation.gate import PeerGate, PeerRequest, refuse_if_expired
 from node.federation.mirror import mirror_page, restore_loop
 from node.federation.nonces import NonceStore
+from node.federation.owed import members_owing
 from node.federation.sync import (
     ForkDetected,
     PageResult,
@@ -41,7 +42,6 @@ from node.federation.sync import (
     forked_peers,
     is_tombstoned,
     mark_delivered,
-    members_missing_receipts,
     pending_receipts,
     record_failure,
     record_receipts,
@@ -892,7 +892,7 @@ class Federation:
             read_at, missing = self._missing
             if time.monotonic() - read_at >= NOTIFY_PASS.total_seconds():
                 missing = await asyncio.to_thread(
-                    members_missing_receipts, self.context.engine, manifest, self.node_id
+                    members_owing, self.context.engine, manifest, self.node_id
                 )
                 self._missing = (time.monotonic(), missing)
             return missing

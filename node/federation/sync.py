@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 
 from governance.forkclear import ForkClearance, check_covers, clearance_digest, verify_clearance
 from governance.manifest import Manifest, Member
+from node.federation.owed import settle
 from node.records.auditlog import append_audit
 from node.records.eventlog import leaf_count, root_of_leaf_hashes
 from node.storage.locks import lock_chains
@@ -60,7 +61,6 @@ __all__ = [
     "forked_peers",
     "pending_receipts",
     "propagation_status",
-    "receipts_owed",
     "record_receipts",
     "refuse_clearance",
     "verified_head",
@@ -531,6 +531,7 @@ def record_receipts(
                         received_at=now,
                     )
                 )
+                settle(session, receipt.event_id, member.node_id)
                 append_audit(
                     session,
                     actor=f"peer:{member.node_id}",
@@ -588,53 +589,3 @@ def propagation_status(
             }
         )
     return out
-
-
-def members_missing_receipts(engine: Engine, manifest: Manifest, node_id: str) -> set[str]:
-    """Members that owe us at least one receipt; counted in SQL so a long log costs no parsing."""
-    members = manifest.confirming_members(node_id)
-    if not members:
-        return set()
-    kinds = [k.value for k in RECEIPT_KINDS]
-    with Session(engine) as session:
-        confirmed = (
-            select(ReceiptRow.event_id, func.count().label("n"))
-            .where(col(ReceiptRow.member).in_(members))
-            .group_by(col(ReceiptRow.event_id))
-            .subquery()
-        )
-        short = session.exec(
-            select(LogLeaf.event_id)
-            .outerjoin(confirmed, confirmed.c.event_id == LogLeaf.event_id)
-            .where(col(LogLeaf.kind).in_(kinds), func.coalesce(confirmed.c.n, 0) < len(members))
-        ).all()
-        if not short:
-            return set()
-        got: dict[str, set[str]] = {}
-        for event_id, member in session.exec(
-            select(ReceiptRow.event_id, ReceiptRow.member).where(col(ReceiptRow.event_id).in_(list(short)))
-        ).all():
-            got.setdefault(event_id, set()).add(member)
-    return {m for event_id in short for m in members if m not in got.get(event_id, set())}
-
-
-def receipts_owed(engine: Engine, manifest: Manifest, node_id: str) -> dict[str, int]:
-    """How many of our deletions, expiries and corrections each confirming member has not yet
-    confirmed (for metrics: one count per member, in SQL)."""
-    members = manifest.confirming_members(node_id)
-    if not members:
-        return {}
-    kinds = [k.value for k in RECEIPT_KINDS]
-    with Session(engine) as session:
-        total = int(
-            session.exec(select(func.count()).select_from(LogLeaf).where(col(LogLeaf.kind).in_(kinds))).one()
-        )
-        confirmed = dict(
-            session.exec(
-                select(ReceiptRow.member, func.count())
-                .join(LogLeaf, col(LogLeaf.event_id) == col(ReceiptRow.event_id))
-                .where(col(ReceiptRow.member).in_(members), col(LogLeaf.kind).in_(kinds))
-                .group_by(col(ReceiptRow.member))
-            ).all()
-        )
-    return {m: max(0, total - int(confirmed.get(m, 0))) for m in members}

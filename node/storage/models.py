@@ -26,6 +26,8 @@ __all__ = [
     "ManifestRow",
     "MatchFeedbackRow",
     "OutboxReceipt",
+    "OwedReceipt",
+    "OwedReceiptMark",
     "PeerLeaf",
     "PeerState",
     "ProvisionRow",
@@ -250,6 +252,29 @@ class ReceiptRow(SQLModel, table=True):
     signed: str = Field(sa_column=Column(Text, nullable=False))
     applied_at: datetime
     received_at: datetime
+
+
+class OwedReceipt(SQLModel, table=True):
+    """A receipt a confirming member still owes us for one of our changes: made when the change is
+    logged (``node.federation.owed``), gone when the receipt arrives, so who is missing is read
+    from the few rows still open, never from every deletion ever made."""
+
+    __tablename__ = "owed_receipt"
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    member: str = Field(primary_key=True, max_length=63, index=True)
+    idx: int
+
+
+class OwedReceiptMark(SQLModel, table=True):
+    """How far ``owed_receipt`` is made: every change below log index ``through``, for ``members``
+    (the confirming members, sorted, comma-joined; a different set remakes the table once)."""
+
+    __tablename__ = "owed_receipt_mark"
+
+    id: int = Field(default=1, primary_key=True)
+    through: int = 0
+    members: str = Field(default="", sa_column=Column(Text, nullable=False))
 
 
 class SubjectRequest(SQLModel, table=True):
