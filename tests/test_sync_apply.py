@@ -34,6 +34,7 @@ from node.storage.models import (
     PeerState,
     ReceiptRow,
     Tombstone,
+    TreeHeadRow,
 )
 from protocol.canonical import b64url_encode, canonical_bytes, parse_json
 from protocol.errors import MalformedError, SignatureError
@@ -314,6 +315,18 @@ def own_log(engine: Engine, *events: SignedDocument[EntryEvent]) -> None:
         session.commit()
 
 
+def own_head(engine: Engine, *events: SignedDocument[EntryEvent]) -> None:
+    """The head we signed over ``events``, as the registry keeps one for every size it published."""
+    log = MerkleLog()
+    for e in events:
+        log.append(log_leaf_bytes(e))
+    head = SignedDocument(TreeHead(log_id="chain-a", tree_size=log.size, root_hash=log.root(), timestamp=T0))
+    head.sign(NODE_A_SIGNING)
+    with Session(engine) as session:
+        session.add(TreeHeadRow(tree_size=log.size, signed=head.to_bytes().decode("utf-8")))
+        session.commit()
+
+
 def receipt_for(
     e: SignedDocument[EntryEvent],
     *,
@@ -382,9 +395,14 @@ def test_the_owner_keeps_valid_receipts_and_shows_who_is_missing(engine: Engine)
         "root-of-another-history",
     ],
 )
-def test_a_receipt_that_does_not_check_out_is_refused_and_nothing_is_kept(engine: Engine, case: str) -> None:
+@pytest.mark.parametrize("signed_head", [False, True], ids=["from-leaves", "from-our-signed-head"])
+def test_a_receipt_that_does_not_check_out_is_refused_and_nothing_is_kept(
+    engine: Engine, case: str, signed_head: bool
+) -> None:
     deleted = event(EventKind.DELETED, "ent-00000011")
     own_log(engine, deleted)
+    if signed_head:
+        own_head(engine, deleted)
     chain_b = MANIFEST.member("chain-b")
     assert chain_b is not None
     ours = (deleted,)

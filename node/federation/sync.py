@@ -39,6 +39,7 @@ from node.storage.models import (
     PeerState,
     ReceiptRow,
     Tombstone,
+    TreeHeadRow,
 )
 from protocol.canonical import b64url_encode, parse_json
 from protocol.errors import MalformedError, ProofError, SignatureError, WatchnetError
@@ -499,12 +500,20 @@ def record_receipts(
         roots: dict[int, bytes] = {}
 
         def root_at(n: int) -> bytes:
-            """Our own log's root over its first ``n`` events (read once per size named)."""
+            """Our own log's root over its first ``n`` events (read once per size named): from the
+            head we signed at that size (a member names the size of a head we served it), else
+            recomputed from the leaves."""
             if n not in roots:
-                hashes = session.exec(
-                    select(LogLeaf.leaf_hash).where(col(LogLeaf.idx) < n).order_by(col(LogLeaf.idx))
-                ).all()
-                roots[n] = root_of_leaf_hashes(list(hashes))
+                head = session.get(TreeHeadRow, n)
+                if head is not None:
+                    roots[n] = SignedDocument.from_bytes(
+                        head.signed.encode("utf-8"), TreeHead
+                    ).payload.root_hash
+                else:
+                    hashes = session.exec(
+                        select(LogLeaf.leaf_hash).where(col(LogLeaf.idx) < n).order_by(col(LogLeaf.idx))
+                    ).all()
+                    roots[n] = root_of_leaf_hashes(list(hashes))
             return roots[n]
 
         for signed in delivery.receipts:
