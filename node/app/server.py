@@ -146,7 +146,8 @@ async def _audit_flusher(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(pause)
             try:
                 coalesced()
-                await asyncio.to_thread(writer.flush)
+                if writer.pending:  # an idle node wakes here 20 times a second: no thread for nothing
+                    await asyncio.to_thread(writer.flush)
             except Exception as e:
                 failures += 1
                 pause = min(pause * 2, AUDIT_RETRY_MAX)
