@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import faiss
 import numpy as np
@@ -29,6 +30,81 @@ __all__ = ["Match", "MatchIndex"]
 faiss.omp_set_num_threads(1)
 BLAS_BATCH = 20
 """Batches of at least this many queries go through BLAS (faster in bulk); one query takes the direct path."""
+BATCH_ROWS = 256
+"""The most queries searched together: a batch's search stays a few milliseconds at 100k entries."""
+
+
+@dataclass
+class _Waiting:
+    """One caller's search, queued: its rows, its cut, and (once searched) its answer."""
+
+    matrix: npt.NDArray[np.float32]
+    threshold: float
+    k: int
+    done: bool = False
+    lead: bool = False
+    result: list[Match] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+class _Batches:
+    """Searches combined while one runs: the first caller searches for everyone queued behind it,
+    then hands the turn to the next caller still waiting, so no caller serves others for long."""
+
+    def __init__(
+        self, search_rows: Callable[[npt.NDArray[np.float32], int], tuple[Any, list[list[str | None]]]]
+    ) -> None:
+        self._search_rows = search_rows
+        self._cond = threading.Condition()
+        self._queue: list[_Waiting] = []
+        self._running = False
+
+    def search(self, matrix: npt.NDArray[np.float32], threshold: float, k: int) -> list[Match]:
+        mine = _Waiting(matrix, threshold, k)
+        with self._cond:
+            self._queue.append(mine)
+            if self._running:
+                while not (mine.done or mine.lead):
+                    self._cond.wait()
+            else:
+                self._running = True
+        if not mine.done:
+            self._run()
+        if mine.error is not None:
+            raise mine.error
+        return mine.result
+
+    def _run(self) -> None:
+        with self._cond:
+            batch: list[_Waiting] = []
+            rows = 0
+            while self._queue and (not batch or rows + len(self._queue[0].matrix) <= BATCH_ROWS):
+                waiting = self._queue.pop(0)
+                batch.append(waiting)
+                rows += len(waiting.matrix)
+        try:
+            scores, keys = self._search_rows(np.vstack([w.matrix for w in batch]), max(w.k for w in batch))
+            row = 0
+            for w in batch:
+                for qi in range(len(w.matrix)):
+                    found = zip(scores[row + qi][: w.k], keys[row + qi][: w.k], strict=True)
+                    w.result += [
+                        Match(qi, key, float(score))
+                        for score, key in found
+                        if key is not None and score >= w.threshold
+                    ]
+                row += len(w.matrix)
+        except BaseException as e:  # noqa: BLE001 (each caller raises it in its own thread)
+            for w in batch:
+                w.error = e
+        with self._cond:
+            for w in batch:
+                w.done = True
+            if self._queue:
+                self._queue[0].lead = True
+            else:
+                self._running = False
+            self._cond.notify_all()
 
 
 @dataclass(frozen=True)
@@ -53,6 +129,7 @@ class MatchIndex:
         self._keys: dict[int, str] = {}
         self._next_id = 1
         self._suppressed: set[str] = set()
+        self._batches = _Batches(self._search_rows)
         self.guard: Callable[[], None] | None = None
         """Called before every search and vector read; it raises to refuse them (the registry sets
         its self-check's ``require_intact``: no answer from a store that disagrees with its log)."""
@@ -161,23 +238,31 @@ class MatchIndex:
             return np.asarray(self._index.reconstruct(faiss_id), dtype=np.float32)
 
     def search(self, queries: list[Embedding], threshold: float, *, k: int = 8) -> list[Match]:
-        """Every (query, entry) pair scoring at or above ``threshold``, best first per query."""
+        """Every (query, entry) pair scoring at or above ``threshold``, best first per query.
+
+        Searches that arrive while another runs wait and go together in the next one (``_Batch``):
+        faiss's flat search through BLAS answers a batch of queries for little more than one, and
+        the index lock serialises searches anyway. A lone search runs at once (no window is waited
+        for); under load a batch is whatever queued during the search before it, at most
+        ``BATCH_ROWS`` queries. Each caller gets exactly its own rows, cut at its own threshold and
+        ``k``, then fenced as before."""
         if self.guard is not None:
             self.guard()
         if not queries:
             return []
         matrix = np.vstack([self._vector(q) for q in queries])
-        with self._lock:
-            if not self._ids:
-                return []
-            scores, ids = self._index.search(matrix, min(k, len(self._ids)))
-            hits = [
-                (qi, self._keys[int(faiss_id)], float(score))
-                for qi in range(len(queries))
-                for score, faiss_id in zip(scores[qi], ids[qi], strict=True)
-                if faiss_id >= 0 and score >= threshold
-            ]
-        out = [Match(qi, key, score) for qi, key, score in hits]
+        out = self._batches.search(matrix, threshold, k)
         if out and self.fence is not None:
             return self.fence(out)
         return out
+
+    def _search_rows(
+        self, matrix: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.float32], list[list[str | None]]]:
+        """The top ``k`` scores and keys of every row of ``matrix`` (``None`` where fewer exist)."""
+        with self._lock:
+            if not self._ids:
+                return np.zeros((len(matrix), 0), dtype=np.float32), [[] for _ in range(len(matrix))]
+            scores, ids = self._index.search(matrix, min(k, len(self._ids)))
+            keys = [[self._keys[int(i)] if i >= 0 else None for i in row] for row in ids]
+        return scores, keys
