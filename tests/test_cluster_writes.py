@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
@@ -296,6 +297,39 @@ def test_a_sender_holds_at_most_the_limit_of_live_nonces(engine: Engine) -> None
     store.check("chain-c", secrets.token_bytes(16), T0, T0)  # the limit is per sender
     later = T0 + WINDOW + timedelta(seconds=1)
     store.check("chain-b", secrets.token_bytes(16), later, later)  # expired nonces do not count
+
+
+def test_far_from_the_limit_live_nonces_are_counted_now_and_then_and_the_limit_still_holds(
+    engine: Engine,
+) -> None:
+    """Counting a sender's live nonces reads them all; it runs every ``COUNT_EVERY`` inserts until
+    the estimate nears the limit, then at every insert, so the limit holds to within that."""
+    from node.federation.nonces import COUNT_EVERY
+
+    limit = 3 * COUNT_EVERY
+    counts: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "count(" in statement.lower() and "replay_nonce" in statement:
+            counts.append(statement)
+
+    sqlalchemy_event.listen(engine, "before_cursor_execute", seen)
+    store, other = _store(engine, max_entries=limit), _store(engine, max_entries=limit)
+    admitted = 0
+    for i in range(2 * limit):
+        try:
+            (store if i % 2 else other).check("chain-b", secrets.token_bytes(16), T0, T0)
+        except ReplayCacheFullError:
+            break
+        admitted += 1
+        if admitted == COUNT_EVERY:
+            assert len(counts) <= 4, "far from the limit, a count at every insert"
+    assert limit <= admitted <= limit + 2 * COUNT_EVERY, admitted
+    assert _rows(engine, "chain-b") == admitted
+    before = len(counts)
+    with pytest.raises(ReplayCacheFullError):
+        store.check("chain-b", secrets.token_bytes(16), T0, T0)
+    assert len(counts) == before + 1, "near the limit every insert counts"
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
