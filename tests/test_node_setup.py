@@ -152,12 +152,12 @@ def test_accounts(database_url: str) -> None:
     assert (
         accounts.authenticate_password("carol", PASSWORD, source="192.0.2.1", now=later).username == "carol"
     )
-    accounts.set_disabled("carol", True)
+    accounts.set_disabled("carol", True, actor="host:test", now=T0)
     with pytest.raises(AuthenticationFailed):  # a wrong password says nothing of the account
         accounts.authenticate_password("carol", "wrong password!", source="192.0.2.1", now=later)
     with pytest.raises(AccountDisabled):
         accounts.authenticate_password("carol", PASSWORD, source="192.0.2.2", now=T0)
-    accounts.set_disabled("carol", False)
+    accounts.set_disabled("carol", False, actor="host:test", now=T0)
     token = accounts.issue_token("carol", T0, timedelta(hours=1))
     assert accounts.authenticate_token(token, T0).username == "carol"
     with pytest.raises(AuthenticationFailed, match="expired"):

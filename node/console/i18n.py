@@ -200,6 +200,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav.officer": ("承認と登録中の一覧", "Approvals and entries"),
     "nav.operator": ("照合アラート", "Match alerts"),
     "nav.network": ("ネットワークの状態", "Network status"),
+    "nav.accounts": ("アカウント管理", "Accounts"),
     "locks.heading": ("ログインの一時ロック", "Sign-in locks"),
     "locks.help": (
         "同じ接続元からパスワードを何度も間違えると、そのアカウントとその接続元の組み合わせだけが、待ち時間のあと一時的にロックされ、時間が経つと自動で解除されます。アカウントの無効化や API トークン、他の接続元からのログインには影響しません。本人からの連絡を確認できたら、ここで解除できます（監査ログに記録されます）。",
@@ -325,6 +326,56 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "net.show_pending": ("受領待ちのものだけを表示", "Show only those still waiting"),
     "net.show_all": ("すべて表示", "Show all"),
     "net.next_page": ("次のページ", "Next page"),
+    # accounts page
+    "accounts.title": ("アカウント管理", "Staff accounts"),
+    "accounts.list_heading": ("アカウント一覧", "Accounts"),
+    "accounts.list_help": (
+        "無効にしたアカウントは、開いている画面とAPIトークンがただちに使えなくなります。"
+        "自分自身と、最後の有効な管理者は無効にできません。すべての操作は監査ログに記録されます。",
+        "A disabled account's open pages and API tokens stop working at once. You cannot disable "
+        "yourself or the last enabled admin. Every change is recorded in the audit log.",
+    ),
+    "accounts.caption": ("職員のアカウント、ログインの状態とAPIトークン", "Staff accounts, sign-in state and API tokens"),
+    "accounts.you": ("あなた", "you"),
+    "accounts.enabled": ("有効", "Enabled"),
+    "accounts.disabled": ("無効", "Disabled"),
+    "accounts.enable": ("有効にする", "Enable"),
+    "accounts.disable": ("無効にする", "Disable"),
+    "accounts.token_issued": ("{username} のAPIトークンを発行しました", "API token issued for {username}"),
+    "accounts.token_once": (
+        "このトークンは今回しか表示されません（保存されるのはハッシュのみ）。今すぐ安全な場所に控えてください。"
+        "有効期限: {time}",
+        "This token is shown only now (only its hash is stored): copy it to a safe place. Expires {time}.",
+    ),
+    "accounts.token_expires": ("{time} まで有効", "valid until {time}"),
+    "accounts.token_no_expiry": ("期限なし（旧形式）", "no expiry (older token)"),
+    "accounts.token_revoked": ("失効済み", "revoked"),
+    "accounts.token_expired": ("期限切れ", "expired"),
+    "accounts.revoke": ("失効させる", "Revoke"),
+    "accounts.days": ("有効日数", "Valid for (days)"),
+    "accounts.issue": ("トークンを発行", "Issue token"),
+    "accounts.add_heading": ("アカウントの追加", "Add an account"),
+    "accounts.add_help": (
+        "ユーザー名は英数字・「-」「_」「.」で3〜48文字、パスワードは{n}文字以上です（コマンドラインと同じ規則）。",
+        "Usernames are 3 to 48 letters, digits, '-', '_' or '.'; passwords at least {n} characters "
+        "(the same rules as the command line).",
+    ),
+    "accounts.username": ("ユーザー名", "Username"),
+    "accounts.password": ("初期パスワード", "Initial password"),
+    "accounts.password_again": ("初期パスワード（確認）", "Initial password (again)"),
+    "accounts.add": ("追加する", "Add account"),
+    "accounts.added_notice": ("アカウントを追加しました。", "The account was added."),
+    "accounts.enabled_notice": ("アカウントを有効にしました。", "The account was enabled."),
+    "accounts.disabled_notice": (
+        "アカウントを無効にしました。その画面とAPIトークンは使えなくなりました。",
+        "The account was disabled; its sessions were ended and its API tokens no longer work.",
+    ),
+    "accounts.revoked_notice": ("APIトークンを失効させました。", "The API token was revoked."),
+    "col.role": ("役割", "Role"),
+    "col.account_state": ("状態", "State"),
+    "col.last_sign_in": ("最終ログイン", "Last sign-in"),
+    "col.tokens": ("APIトークン", "API tokens"),
+    "col.actions": ("操作", "Actions"),
     "col.time": ("日時", "Time"),
     "col.owner": ("登録元", "Registered by"),
     "col.band": ("一致の強さ", "Match"),
@@ -652,6 +703,12 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
             "Too many requests; wait a moment and try again",
         ),
         "account_disabled": ("アカウントが無効です", "The account is disabled"),
+        "account_exists": ("そのユーザー名は既に使われています", "That username is taken"),
+        "account_protected": (
+            "自分自身や最後の有効な管理者は無効にできません",
+            "You cannot disable yourself or the last enabled admin",
+        ),
+        "token_not_found": ("そのAPIトークンは見つかりません", "No such API token"),
         "request_outcome": (  # auditor, requests and complaints pages
             "この結果では請求を完了できません",
             "The request cannot be closed this way",
