@@ -326,6 +326,51 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "net.show_pending": ("受領待ちのものだけを表示", "Show only those still waiting"),
     "net.show_all": ("すべて表示", "Show all"),
     "net.next_page": ("次のページ", "Next page"),
+    "net.health_ok": ("最新の同期は成功し、失敗はありません。", "The last sync worked; nothing failed since."),
+    "net.health_degraded": (
+        "前回の同期以降に失敗があります（接続はできています）。続く場合は相手先に連絡してください。",
+        "Syncs failed since the last one that worked (the member still answers); contact it if this goes on.",
+    ),
+    "net.health_failing": (
+        "同期が続けて失敗しています。削除・訂正が届いていない可能性があります。相手先に連絡してください。",
+        "Syncs keep failing: its deletions and corrections may not reach this node. Contact the member.",
+    ),
+    "net.health_unreachable": (
+        "応答がないため問い合わせを一時停止しています。自動で再試行します。",
+        "Not answering: exchanges are paused and retried automatically.",
+    ),
+    "net.health_forked": (
+        "検証済みの記録と矛盾するログを受け取ったため同期を停止しました。管理団体に報告してください。",
+        "Its log contradicted a head this node verified; syncing stopped. Report it to the organisation.",
+    ),
+    "net.health_never-synced": ("まだ同期していません。", "Not synced yet."),
+    "net.health_suspended": (
+        "マニフェストで参加停止中の事業者です。照会もデータのやり取りもしません。",
+        "The manifest suspends this member: no queries and no data are exchanged with it.",
+    ),
+    "net.health_removed": (
+        "マニフェストで脱退した事業者です。データのやり取りはしません。",
+        "The manifest removed this member: no data is exchanged with it.",
+    ),
+    "net.error_since": ("前回の同期成功（{time}）以降のエラー:", "Since the last successful sync ({time}):"),
+    "net.error_never_synced": ("同期に一度も成功していません:", "No sync has worked yet:"),
+    "net.error_older": ("以前のエラー（その後同期に成功）:", "An older error (a sync worked since):"),
+    "net.endpoint_http_tag": ("暗号化なし（http）", "Not encrypted (http)"),
+    "net.endpoint_http": (
+        "この接続先は https ではありません。照会と応答は端から端まで暗号化・署名されていますが、"
+        "TLS がないと経路上の誰でも、どの事業者がいつどれだけ通信したかを見られます。https にしてください。",
+        "This endpoint is not https. Queries and answers are sealed and signed end to end, but without TLS "
+        "anyone on the path sees which members talk, when and how much. Use https.",
+    ),
+    "net.endpoint_http-loopback_tag": ("暗号化なし（http・このマシン内）", "Not encrypted (http, this machine)"),
+    "net.endpoint_http-loopback": (
+        "このマシン内への http 接続です。ローカルのデモでのみ許容されます。"
+        "実運用では https にしてください（経路上で通信の有無や量が見えるため）。",
+        "Plain http to this machine: acceptable only for the local demo. Use https in production "
+        "(without TLS, who talks, when and how much is visible on the path).",
+    ),
+    "net.endpoint_not-http_tag": ("不明な方式", "Unknown scheme"),
+    "net.endpoint_not-http": ("この接続先は http でも https でもありません。", "This endpoint is neither http nor https."),
     # accounts page
     "accounts.title": ("アカウント管理", "Staff accounts"),
     "accounts.list_heading": ("アカウント一覧", "Accounts"),
@@ -724,6 +769,16 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
     "membership": {
         "active": ("参加中", "Active"),
         "suspended": ("一時停止", "Suspended"),
+        "removed": ("脱退", "Removed"),
+    },
+    "health": {
+        "ok": ("正常", "OK"),
+        "degraded": ("一部失敗", "Degraded"),
+        "failing": ("同期失敗中", "Failing"),
+        "unreachable": ("応答なし", "Unreachable"),
+        "forked": ("ログの改ざんを検知（停止中）", "Log rewritten: stopped"),
+        "never-synced": ("未同期", "Not synced yet"),
+        "suspended": ("参加停止中", "Suspended"),
         "removed": ("脱退", "Removed"),
     },
     "sync": {
