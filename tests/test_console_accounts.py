@@ -367,3 +367,29 @@ def _lock(context: NodeContext, username: str, source: str, now: datetime) -> No
             context.accounts.authenticate_password(username, "wrong password!", source=source, now=when)
         when += timedelta(seconds=31)
     assert any(lock.username == username and lock.locked_until for lock in context.accounts.locks(now))
+
+
+def test_disabling_ends_the_accounts_live_alert_stream_at_once(context: NodeContext) -> None:
+    """An operator's open live-alert stream ends (``end`` event, then closed) within its next tick
+    once an admin disables the account; no recheck interval is waited out."""
+    from tests.test_console_operator import stream
+
+    context.accounts.add("watcher", Role.OPERATOR, PASSWORD, datetime.now(UTC))
+    out: dict[str, object] = {}
+
+    async def scenario(browser: Callable[[], Awaitable[Console]]) -> None:
+        operator, admin = await browser(), await browser()
+        await operator.login("watcher")
+        await admin.login("adm1")
+        async with stream(operator.client) as events:
+            assert (await events.next())[0] == "alerts"
+            status, _, _ = await admin.form(
+                PAGE, "/console/accounts/disable?lang=en", username="watcher", enable="0"
+            )
+            out["disable"] = status
+            out["event"] = await events.next(3)
+            with pytest.raises(EOFError):
+                await events.next(3)
+
+    run(context, scenario, Clock())
+    assert out == {"disable": 303, "event": ("end", "signed-out")}
