@@ -108,6 +108,9 @@ def test_users_through_the_cli(
     assert [u["username"] for u in json.loads(capsys.readouterr().out)] == ["alice"]
     assert main(["user", "token", "--node", str(node), "alice", "--json"]) == 0
     token = json.loads(capsys.readouterr().out)["token"]
+    assert main(["user", "list", "--node", str(node), "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert [t["state"] for t in listed["tokens"]] == ["valid"] and token not in json.dumps(listed)
     context = NodeContext.load(node)
     assert context.accounts.authenticate_token(token, T0).username == "alice"
     assert main(["user", "disable", "--node", str(node), "alice"]) == 0

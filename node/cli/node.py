@@ -201,15 +201,36 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
-    rows = _accounts(args).list()
-    data = [{"id": m.id, "username": m.username, "role": m.role.value, "disabled": d} for m, d in rows]
+    """The accounts as the console's accounts page lists them (``StaffAccounts.overview``)."""
+    now = _now()
+    data: list[dict[str, Any]] = [
+        {
+            "id": a.member.id,
+            "username": a.member.username,
+            "role": a.member.role.value,
+            "disabled": a.disabled,
+            "locked_until": None if a.locked_until is None else format_time(a.locked_until),
+            "last_sign_in": None if a.last_sign_in is None else format_time(a.last_sign_in),
+            "tokens": [
+                {
+                    "id": t.token_id,
+                    "state": t.state(now),
+                    "expires_at": None if t.expires_at is None else format_time(t.expires_at),
+                }
+                for t in a.tokens
+            ],
+        }
+        for a in _accounts(args).overview(now)
+    ]
     if args.json:
         print(json.dumps(data, sort_keys=True))
     else:
         for item in data:
-            print(
-                f"{item['username']:<20} {item['role']:<10} {item['id']}{'  (disabled)' if item['disabled'] else ''}"
-            )
+            valid = sum(1 for t in item["tokens"] if t["state"] == "valid")
+            flags = "  (disabled)" if item["disabled"] else ""
+            if item["locked_until"]:
+                flags += f"  (sign-in locked until {item['locked_until']})"
+            print(f"{item['username']:<20} {item['role']:<10} {item['id']}  tokens valid: {valid}{flags}")
     return 0
 
 
