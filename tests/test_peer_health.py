@@ -130,11 +130,15 @@ def test_an_endpoint_without_tls_is_flagged(endpoint: str, warning: str | None) 
 
 def test_the_network_page_shows_the_one_status_a_dated_error_and_the_http_flag(tmp_path: Path) -> None:
     """On the real page: a peer that failed twice since its last sync is "Degraded", never a green
-    OK, its error is dated by that sync, and the http endpoints of the example group are flagged."""
+    OK, its error is dated by that sync, the http endpoints of the example group are flagged, and once
+    the organisation suspends it the same peer reads "Suspended"."""
     from sqlmodel import Session
 
+    from governance.description import set_member_status
+    from governance.manifest import MemberStatus
     from node.storage.models import PeerState
     from tests.console_app import loaded_node
+    from tests.factories import KEYS, signed_manifest
     from tests.test_console import Console, run
 
     pages: list[str] = []
@@ -159,9 +163,20 @@ def test_the_network_page_shows_the_one_status_a_dated_error_and_the_http_flag(t
                 status, text, _ = await b.get(f"/console/network?lang={lang}")
                 assert status == 200
                 pages.append(text)
+            # the organisation suspends chain-b: the same failures now read "Suspended"
+            v2 = set_member_status(node.context.manifest, "chain-b", MemberStatus.SUSPENDED)
+            offered = node.context.manifests.offer(
+                signed_manifest(v2, KEYS[0], KEYS[1]), datetime.now(UTC).replace(microsecond=0), "test"
+            )
+            assert offered.outcome == "accepted"
+            status, text, _ = await b.get("/console/network?lang=en")
+            pages.append(text)
 
         run(node.context, scenario)
-    en, ja = pages
+    en, ja, suspended = pages
+    row = re.search(r'<tr data-peer="chain-b".*?</tr>', suspended, re.S)
+    assert row and 'data-health="suspended"' in row.group(0) and ">Suspended<" in row.group(0)
+    assert "no queries and no data are exchanged" in row.group(0)
     row = re.search(r'<tr data-peer="chain-b".*?</tr>', en, re.S)
     assert row, en[:2000]
     assert 'data-health="degraded"' in row.group(0) and ">Degraded<" in row.group(0)
