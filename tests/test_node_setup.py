@@ -108,6 +108,9 @@ def test_users_through_the_cli(
     assert [u["username"] for u in json.loads(capsys.readouterr().out)] == ["alice"]
     assert main(["user", "token", "--node", str(node), "alice", "--json"]) == 0
     token = json.loads(capsys.readouterr().out)["token"]
+    assert main(["user", "list", "--node", str(node), "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert [t["state"] for t in listed["tokens"]] == ["valid"] and token not in json.dumps(listed)
     context = NodeContext.load(node)
     assert context.accounts.authenticate_token(token, T0).username == "alice"
     assert main(["user", "disable", "--node", str(node), "alice"]) == 0
@@ -152,12 +155,12 @@ def test_accounts(database_url: str) -> None:
     assert (
         accounts.authenticate_password("carol", PASSWORD, source="192.0.2.1", now=later).username == "carol"
     )
-    accounts.set_disabled("carol", True)
+    accounts.set_disabled("carol", True, actor="host:test", now=T0)
     with pytest.raises(AuthenticationFailed):  # a wrong password says nothing of the account
         accounts.authenticate_password("carol", "wrong password!", source="192.0.2.1", now=later)
     with pytest.raises(AccountDisabled):
         accounts.authenticate_password("carol", PASSWORD, source="192.0.2.2", now=T0)
-    accounts.set_disabled("carol", False)
+    accounts.set_disabled("carol", False, actor="host:test", now=T0)
     token = accounts.issue_token("carol", T0, timedelta(hours=1))
     assert accounts.authenticate_token(token, T0).username == "carol"
     with pytest.raises(AuthenticationFailed, match="expired"):

@@ -8,7 +8,7 @@ import getpass
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -191,7 +191,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    member = _accounts(args).add(args.username, Role(args.role), _password(args), _now())
+    member = _accounts(args).add(args.username, Role(args.role), _password(args), _now(), actor=_cli_actor())
     _emit(
         args,
         {"id": member.id, "username": member.username, "role": member.role.value},
@@ -201,20 +201,41 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
-    rows = _accounts(args).list()
-    data = [{"id": m.id, "username": m.username, "role": m.role.value, "disabled": d} for m, d in rows]
+    """The accounts as the console's accounts page lists them (``StaffAccounts.overview``)."""
+    now = _now()
+    data: list[dict[str, Any]] = [
+        {
+            "id": a.member.id,
+            "username": a.member.username,
+            "role": a.member.role.value,
+            "disabled": a.disabled,
+            "locked_until": None if a.locked_until is None else format_time(a.locked_until),
+            "last_sign_in": None if a.last_sign_in is None else format_time(a.last_sign_in),
+            "tokens": [
+                {
+                    "id": t.token_id,
+                    "state": t.state(now),
+                    "expires_at": None if t.expires_at is None else format_time(t.expires_at),
+                }
+                for t in a.tokens
+            ],
+        }
+        for a in _accounts(args).overview(now)
+    ]
     if args.json:
         print(json.dumps(data, sort_keys=True))
     else:
         for item in data:
-            print(
-                f"{item['username']:<20} {item['role']:<10} {item['id']}{'  (disabled)' if item['disabled'] else ''}"
-            )
+            valid = sum(1 for t in item["tokens"] if t["state"] == "valid")
+            flags = "  (disabled)" if item["disabled"] else ""
+            if item["locked_until"]:
+                flags += f"  (sign-in locked until {item['locked_until']})"
+            print(f"{item['username']:<20} {item['role']:<10} {item['id']}  tokens valid: {valid}{flags}")
     return 0
 
 
 def cmd_user_disable(args: argparse.Namespace) -> int:
-    _accounts(args).set_disabled(args.username, not args.enable)
+    _accounts(args).set_disabled(args.username, not args.enable, actor=_cli_actor(), now=_now())
     _emit(
         args,
         {"username": args.username, "disabled": not args.enable},
@@ -263,7 +284,7 @@ def cmd_user_unlock(args: argparse.Namespace) -> int:
 
 
 def cmd_user_token(args: argparse.Namespace) -> int:
-    token = _accounts(args).issue_token(args.username, _now())
+    token = _accounts(args).issue_token(args.username, _now(), timedelta(days=args.days), actor=_cli_actor())
     _emit(args, {"username": args.username, "token": token}, token)
     return 0
 
@@ -403,6 +424,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = with_common(user_commands.add_parser("token", help="issue an API token (shown once)"))
     p.set_defaults(handler=cmd_user_token)
     p.add_argument("username")
+    p.add_argument(
+        "--days",
+        type=int,
+        default=90,
+        help="days until the token expires (default 90, at most 365)",
+    )
 
     node = sub.add_parser("node", help="looking after a node's directory: the disk reserve")
     node_commands = node.add_subparsers(dest="node_command", metavar="COMMAND", required=True)

@@ -200,6 +200,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav.officer": ("承認と登録中の一覧", "Approvals and entries"),
     "nav.operator": ("照合アラート", "Match alerts"),
     "nav.network": ("ネットワークの状態", "Network status"),
+    "nav.accounts": ("アカウント管理", "Accounts"),
     "locks.heading": ("ログインの一時ロック", "Sign-in locks"),
     "locks.help": (
         "同じ接続元からパスワードを何度も間違えると、そのアカウントとその接続元の組み合わせだけが、待ち時間のあと一時的にロックされ、時間が経つと自動で解除されます。アカウントの無効化や API トークン、他の接続元からのログインには影響しません。本人からの連絡を確認できたら、ここで解除できます（監査ログに記録されます）。",
@@ -325,6 +326,101 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "net.show_pending": ("受領待ちのものだけを表示", "Show only those still waiting"),
     "net.show_all": ("すべて表示", "Show all"),
     "net.next_page": ("次のページ", "Next page"),
+    "net.health_ok": ("最新の同期は成功し、失敗はありません。", "The last sync worked; nothing failed since."),
+    "net.health_degraded": (
+        "前回の同期以降に失敗があります（接続はできています）。続く場合は相手先に連絡してください。",
+        "Syncs failed since the last one that worked (the member still answers); contact it if this goes on.",
+    ),
+    "net.health_failing": (
+        "同期が続けて失敗しています。削除・訂正が届いていない可能性があります。相手先に連絡してください。",
+        "Syncs keep failing: its deletions and corrections may not reach this node. Contact the member.",
+    ),
+    "net.health_unreachable": (
+        "応答がないため問い合わせを一時停止しています。自動で再試行します。",
+        "Not answering: exchanges are paused and retried automatically.",
+    ),
+    "net.health_forked": (
+        "検証済みの記録と矛盾するログを受け取ったため同期を停止しました。管理団体に報告してください。",
+        "Its log contradicted a head this node verified; syncing stopped. Report it to the organisation.",
+    ),
+    "net.health_never-synced": ("まだ同期していません。", "Not synced yet."),
+    "net.health_suspended": (
+        "マニフェストで参加停止中の事業者です。照会もデータのやり取りもしません。",
+        "The manifest suspends this member: no queries and no data are exchanged with it.",
+    ),
+    "net.health_removed": (
+        "マニフェストで脱退した事業者です。データのやり取りはしません。",
+        "The manifest removed this member: no data is exchanged with it.",
+    ),
+    "net.error_since": ("前回の同期成功（{time}）以降のエラー:", "Since the last successful sync ({time}):"),
+    "net.error_never_synced": ("同期に一度も成功していません:", "No sync has worked yet:"),
+    "net.error_older": ("以前のエラー（その後同期に成功）:", "An older error (a sync worked since):"),
+    "net.endpoint_http_tag": ("暗号化なし（http）", "Not encrypted (http)"),
+    "net.endpoint_http": (
+        "この接続先は https ではありません。照会と応答は端から端まで暗号化・署名されていますが、"
+        "TLS がないと経路上の誰でも、どの事業者がいつどれだけ通信したかを見られます。https にしてください。",
+        "This endpoint is not https. Queries and answers are sealed and signed end to end, but without TLS "
+        "anyone on the path sees which members talk, when and how much. Use https.",
+    ),
+    "net.endpoint_http-loopback_tag": ("暗号化なし（http・このマシン内）", "Not encrypted (http, this machine)"),
+    "net.endpoint_http-loopback": (
+        "このマシン内への http 接続です。ローカルのデモでのみ許容されます。"
+        "実運用では https にしてください（経路上で通信の有無や量が見えるため）。",
+        "Plain http to this machine: acceptable only for the local demo. Use https in production "
+        "(without TLS, who talks, when and how much is visible on the path).",
+    ),
+    "net.endpoint_not-http_tag": ("不明な方式", "Unknown scheme"),
+    "net.endpoint_not-http": ("この接続先は http でも https でもありません。", "This endpoint is neither http nor https."),
+    # accounts page
+    "accounts.title": ("アカウント管理", "Staff accounts"),
+    "accounts.list_heading": ("アカウント一覧", "Accounts"),
+    "accounts.list_help": (
+        "無効にしたアカウントは、開いている画面とAPIトークンがただちに使えなくなります。"
+        "自分自身と、最後の有効な管理者は無効にできません。すべての操作は監査ログに記録されます。",
+        "A disabled account's open pages and API tokens stop working at once. You cannot disable "
+        "yourself or the last enabled admin. Every change is recorded in the audit log.",
+    ),
+    "accounts.caption": ("職員のアカウント、ログインの状態とAPIトークン", "Staff accounts, sign-in state and API tokens"),
+    "accounts.you": ("あなた", "you"),
+    "accounts.enabled": ("有効", "Enabled"),
+    "accounts.disabled": ("無効", "Disabled"),
+    "accounts.enable": ("有効にする", "Enable"),
+    "accounts.disable": ("無効にする", "Disable"),
+    "accounts.token_issued": ("{username} のAPIトークンを発行しました", "API token issued for {username}"),
+    "accounts.token_once": (
+        "このトークンは今回しか表示されません（保存されるのはハッシュのみ）。今すぐ安全な場所に控えてください。"
+        "有効期限: {time}",
+        "This token is shown only now (only its hash is stored): copy it to a safe place. Expires {time}.",
+    ),
+    "accounts.token_expires": ("{time} まで有効", "valid until {time}"),
+    "accounts.token_no_expiry": ("期限なし（旧形式）", "no expiry (older token)"),
+    "accounts.token_revoked": ("失効済み", "revoked"),
+    "accounts.token_expired": ("期限切れ", "expired"),
+    "accounts.revoke": ("失効させる", "Revoke"),
+    "accounts.days": ("有効日数", "Valid for (days)"),
+    "accounts.issue": ("トークンを発行", "Issue token"),
+    "accounts.add_heading": ("アカウントの追加", "Add an account"),
+    "accounts.add_help": (
+        "ユーザー名は英数字・「-」「_」「.」で3〜48文字、パスワードは{n}文字以上です（コマンドラインと同じ規則）。",
+        "Usernames are 3 to 48 letters, digits, '-', '_' or '.'; passwords at least {n} characters "
+        "(the same rules as the command line).",
+    ),
+    "accounts.username": ("ユーザー名", "Username"),
+    "accounts.password": ("初期パスワード", "Initial password"),
+    "accounts.password_again": ("初期パスワード（確認）", "Initial password (again)"),
+    "accounts.add": ("追加する", "Add account"),
+    "accounts.added_notice": ("アカウントを追加しました。", "The account was added."),
+    "accounts.enabled_notice": ("アカウントを有効にしました。", "The account was enabled."),
+    "accounts.disabled_notice": (
+        "アカウントを無効にしました。その画面とAPIトークンは使えなくなりました。",
+        "The account was disabled; its sessions were ended and its API tokens no longer work.",
+    ),
+    "accounts.revoked_notice": ("APIトークンを失効させました。", "The API token was revoked."),
+    "col.role": ("役割", "Role"),
+    "col.account_state": ("状態", "State"),
+    "col.last_sign_in": ("最終ログイン", "Last sign-in"),
+    "col.tokens": ("APIトークン", "API tokens"),
+    "col.actions": ("操作", "Actions"),
     "col.time": ("日時", "Time"),
     "col.owner": ("登録元", "Registered by"),
     "col.band": ("一致の強さ", "Match"),
@@ -652,6 +748,12 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
             "Too many requests; wait a moment and try again",
         ),
         "account_disabled": ("アカウントが無効です", "The account is disabled"),
+        "account_exists": ("そのユーザー名は既に使われています", "That username is taken"),
+        "account_protected": (
+            "自分自身や最後の有効な管理者は無効にできません",
+            "You cannot disable yourself or the last enabled admin",
+        ),
+        "token_not_found": ("そのAPIトークンは見つかりません", "No such API token"),
         "request_outcome": (  # auditor, requests and complaints pages
             "この結果では請求を完了できません",
             "The request cannot be closed this way",
@@ -667,6 +769,16 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
     "membership": {
         "active": ("参加中", "Active"),
         "suspended": ("一時停止", "Suspended"),
+        "removed": ("脱退", "Removed"),
+    },
+    "health": {
+        "ok": ("正常", "OK"),
+        "degraded": ("一部失敗", "Degraded"),
+        "failing": ("同期失敗中", "Failing"),
+        "unreachable": ("応答なし", "Unreachable"),
+        "forked": ("ログの改ざんを検知（停止中）", "Log rewritten: stopped"),
+        "never-synced": ("未同期", "Not synced yet"),
+        "suspended": ("参加停止中", "Suspended"),
         "removed": ("脱退", "Removed"),
     },
     "sync": {

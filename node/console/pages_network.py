@@ -24,6 +24,7 @@ from governance.manifest import Manifest
 from governance.roles import Action, permitted, require_permission
 from node.console.pages import PREFIX, Visit, redirect, render, staff_page, url
 from node.context import NodeContext
+from node.federation.health import endpoint_warning
 from node.federation.sync import propagation_status
 from node.http.api import CLOCK, CONTEXT, FEDERATION, int_query, refuse_extra
 from node.http.network import peer_items
@@ -120,6 +121,7 @@ async def network_page(request: web.Request, visit: Visit) -> web.StreamResponse
         locks=locks,
         clear_lock=CLEAR_LOCK,
         names={m.node_id: m.name.get(visit.lang) for m in manifest.joint_use.members},
+        endpoint_warnings={m.endpoint: endpoint_warning(m.endpoint) for m in manifest.joint_use.members},
     )
 
 

@@ -26,6 +26,7 @@ from node.federation.federation import (
     RECEIPT_BODIES,
     Federation,
 )
+from node.federation.health import PeerSignals, endpoint_warning, error_standing, peer_health
 from node.federation.sync import propagation_status
 from node.http.api import (
     ALERT_WINDOW,
@@ -211,8 +212,20 @@ def peer_items(context: NodeContext, federation: Federation) -> list[dict[str, A
             continue
         state = states.get(member.node_id)
         live = facts.get(member.node_id, {})
+        signals = PeerSignals(
+            membership=member.status.value,
+            stored_status=state.status if state else "never-synced",
+            failures=state.failures if state else 0,
+            last_sync_at=state.last_sync_at if state else None,
+            last_contact=federation.last_contact.get(member.node_id),
+            circuit=str(live.get("circuit", "closed")),
+            last_error=state.last_error if state else "",
+        )
         out.append(
             {
+                "health": peer_health(signals).value,
+                "last_error_standing": error_standing(signals),
+                "endpoint_warning": endpoint_warning(member.endpoint),
                 "node_id": member.node_id,
                 "membership": member.status.value,
                 "endpoint": member.endpoint,

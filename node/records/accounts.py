@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import argon2
-from sqlalchemy import and_, case, delete, insert, literal, or_, update
+from sqlalchemy import and_, case, delete, func, insert, literal, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -40,7 +40,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from governance.roles import Role
 from node.records.auditlog import append_audit
 from node.storage.locks import lock_chains
-from node.storage.models import Account, ApiToken, SignInThrottle
+from node.storage.models import Account, ApiToken, AuditRecord, ConsoleSessionRow, SignInThrottle
 from protocol.errors import MalformedError, PolicyError
 from protocol.fields import format_time
 
@@ -50,14 +50,19 @@ __all__ = [
     "LOCK_DURATION",
     "LOCK_WINDOW",
     "MAX_DELAY",
+    "MAX_TOKEN_LIFETIME",
     "MIN_PASSWORD_LENGTH",
     "AccountDisabled",
     "AccountExists",
+    "AccountOverview",
+    "AccountProtected",
     "AuthenticationFailed",
     "SignInLock",
     "SignInRefused",
     "StaffAccounts",
     "StaffMember",
+    "TokenNotFound",
+    "TokenOverview",
     "sign_in_source",
 ]
 
@@ -79,6 +84,10 @@ MAX_SOURCE = 64
 
 
 TOKEN_PREFIX = "wnt_"  # noqa: S105 (a public prefix, not a secret)
+TOKEN_ID_LENGTH = 12
+"""Hex digits of a token's SHA-256 that name it in lists and revocations (never the token itself)."""
+MAX_TOKEN_LIFETIME = timedelta(days=365)
+"""The longest an API token may be issued for; every token expires."""
 
 
 class AuthenticationFailed(PolicyError):
@@ -110,6 +119,48 @@ class AccountDisabled(PolicyError):
 
 class AccountExists(PolicyError):
     code = "account_exists"
+
+
+class AccountProtected(PolicyError):
+    """A change that would lock the node out of its own administration: an admin disabling
+    themselves, or the last enabled admin being disabled."""
+
+    code = "account_protected"
+
+
+class TokenNotFound(PolicyError):
+    code = "token_not_found"
+
+
+@dataclass(frozen=True)
+class TokenOverview:
+    """One API token as an admin sees it: its id (a prefix of its hash), never the token."""
+
+    token_id: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked: bool
+
+    def state(self, now: datetime) -> str:
+        """``revoked``, ``expired`` or ``valid``."""
+        if self.revoked:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "valid"
+
+
+@dataclass(frozen=True)
+class AccountOverview:
+    """One account as the admin's accounts page lists it."""
+
+    member: StaffMember
+    disabled: bool
+    created_at: datetime
+    locked_until: datetime | None
+    """The latest end of a sign-in lock of this account from any source (``None``: not locked)."""
+    last_sign_in: datetime | None
+    tokens: tuple[TokenOverview, ...]
 
 
 @dataclass(frozen=True)
@@ -208,6 +259,10 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
+def _audit(session: Session, actor: str, action: str, target: str, outcome: str, now: datetime) -> None:
+    append_audit(session, actor=actor[:64], action=action, target=target[:128], outcome=outcome[:48], now=now)
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -216,7 +271,19 @@ class StaffAccounts:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def add(self, username: str, role: Role, password: str, now: datetime) -> StaffMember:
+    def add(
+        self,
+        username: str,
+        role: Role,
+        password: str,
+        now: datetime,
+        *,
+        actor: str | None = None,
+        write_lock: threading.RLock | None = None,
+    ) -> StaffMember:
+        """A new enabled account; with ``actor`` (an admin, or ``host:<user>`` for the CLI) audited
+        as ``account.add`` in the same transaction. The CLI and the console both add through here,
+        so the username and password rules are the same for both."""
         if not _USERNAME_RE.fullmatch(username):
             raise MalformedError(f"username {username!r}: use 3..48 letters, digits, '-' or '_'")
         if len(password) < MIN_PASSWORD_LENGTH:
@@ -231,27 +298,110 @@ class StaffAccounts:
             created_at=now,
         )
         try:
-            with Session(self._engine, expire_on_commit=False) as session:
+            with (
+                write_lock or contextlib.nullcontext(),
+                Session(self._engine, expire_on_commit=False) as session,
+            ):
+                if actor is not None:
+                    lock_chains(session)
                 session.add(account)
+                session.flush()
+                if actor is not None:
+                    _audit(session, actor, "account.add", username, f"ok:{role.value}", now)
                 session.commit()
         except IntegrityError as e:
             raise AccountExists(f"username {username!r} is taken") from e
         return StaffMember(account.id, username, role)
+
+    def overview(self, now: datetime) -> builtins.list[AccountOverview]:
+        """Every account with its sign-in lock, last sign-in (from the audit log) and API tokens."""
+        locks: dict[str, datetime] = {}
+        for lock in self.locks(now):
+            if lock.locked_until is not None:
+                locks[lock.account_id] = max(lock.locked_until, locks.get(lock.account_id, lock.locked_until))
+        with Session(self._engine, expire_on_commit=False) as session:
+            accounts = session.exec(select(Account).order_by(Account.username)).all()
+            tokens: dict[str, builtins.list[TokenOverview]] = {}
+            for row in session.exec(select(ApiToken).order_by(col(ApiToken.created_at).desc())).all():
+                tokens.setdefault(row.account_id, []).append(
+                    TokenOverview(
+                        row.token_hash[:TOKEN_ID_LENGTH], row.created_at, row.expires_at, row.revoked
+                    )
+                )
+            last = dict(
+                session.exec(
+                    select(AuditRecord.target, func.max(AuditRecord.at))
+                    .where(col(AuditRecord.action) == "console.login", col(AuditRecord.outcome) == "ok")
+                    .group_by(col(AuditRecord.target))
+                ).all()
+            )
+        return [
+            AccountOverview(
+                member=StaffMember(a.id, a.username, Role(a.role)),
+                disabled=a.disabled,
+                created_at=a.created_at,
+                locked_until=locks.get(a.id),
+                last_sign_in=last.get(a.id),
+                tokens=tuple(tokens.get(a.id, ())),
+            )
+            for a in accounts
+        ]
 
     def list(self) -> list[tuple[StaffMember, bool]]:
         with Session(self._engine, expire_on_commit=False) as session:
             rows = session.exec(select(Account).order_by(Account.username)).all()
             return [(StaffMember(a.id, a.username, Role(a.role)), a.disabled) for a in rows]
 
-    def set_disabled(self, username: str, disabled: bool) -> None:
-        with Session(self._engine, expire_on_commit=False) as session:
+    def set_disabled(
+        self,
+        username: str,
+        disabled: bool,
+        *,
+        actor: str,
+        now: datetime,
+        write_lock: threading.RLock | None = None,
+    ) -> int:
+        """Disable (or re-enable) an account; audited as ``account.disable`` / ``account.enable``.
+
+        Disabling ends the account's console sessions in the same transaction (its open pages
+        and live streams stop at their next check), and its API tokens are refused from the next
+        request. An admin may not disable themselves (``actor`` is their account id), nor the
+        last enabled admin. Returns how many console sessions were ended.
+        """
+        action = "account.disable" if disabled else "account.enable"
+        with write_lock or contextlib.nullcontext(), Session(self._engine, expire_on_commit=False) as session:
+            lock_chains(session)
             account = session.exec(select(Account).where(Account.username == username)).first()
             if account is None:
                 raise AuthenticationFailed(f"no account {username!r}")
+            ended = 0
+            if disabled:
+                refusal = None
+                if account.id == actor:
+                    refusal = f"{username!r} is your own account; another admin must disable it"
+                elif account.role == Role.ADMIN.value and not account.disabled:
+                    admins = session.exec(
+                        select(func.count())
+                        .select_from(Account)
+                        .where(col(Account.role) == Role.ADMIN.value, col(Account.disabled).is_(False))
+                    ).one()
+                    if admins <= 1:
+                        refusal = f"{username!r} is the only enabled admin (1 of 1); add another admin first"
+                if refusal is not None:
+                    _audit(session, actor, action, username, "refused:account_protected", now)
+                    session.commit()
+                    raise AccountProtected(refusal)
+                ended = int(
+                    session.exec(
+                        delete(ConsoleSessionRow).where(col(ConsoleSessionRow.staff_id) == account.id)
+                    ).rowcount
+                )
             account.disabled = disabled
             account.failed_logins = 0
             session.add(account)
+            _audit(session, actor, action, username, f"ok:sessions={ended}" if disabled else "ok", now)
             session.commit()
+        return ended
 
     def authenticate_password(
         self, username: str, password: str, *, source: str, now: datetime
@@ -397,28 +547,76 @@ class StaffAccounts:
         return int(cleared)
 
     def issue_token(
-        self, username: str, now: datetime, valid_for: timedelta | None = timedelta(days=90)
+        self,
+        username: str,
+        now: datetime,
+        valid_for: timedelta = timedelta(days=90),
+        *,
+        actor: str | None = None,
+        write_lock: threading.RLock | None = None,
     ) -> str:
-        """A new API token for ``username``; only its hash is stored, so show it now or never.
+        """A new API token for ``username``, expiring after ``valid_for`` (at most
+        ``MAX_TOKEN_LIFETIME``); only its hash is stored, so show it now or never. With ``actor``
+        audited as ``account.token`` (the token's id, a prefix of its hash, never the token).
 
         The ``wnt_`` prefix lets secret scanners recognise a leaked token, and keeps a token from
         ever starting with ``-`` (which a command line would read as an option).
         """
+        if not timedelta(0) < valid_for <= MAX_TOKEN_LIFETIME:
+            raise MalformedError(
+                f"token lifetime {valid_for.total_seconds() / 86400:g} days, expected more than 0 "
+                f"and at most {MAX_TOKEN_LIFETIME.days}"
+            )
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        with Session(self._engine, expire_on_commit=False) as session:
+        digest = _token_hash(token)
+        with write_lock or contextlib.nullcontext(), Session(self._engine, expire_on_commit=False) as session:
+            if actor is not None:
+                lock_chains(session)
             account = session.exec(select(Account).where(Account.username == username)).first()
             if account is None:
                 raise AuthenticationFailed(f"no account {username!r}")
             session.add(
                 ApiToken(
-                    token_hash=_token_hash(token),
+                    token_hash=digest,
                     account_id=account.id,
                     created_at=now,
-                    expires_at=None if valid_for is None else now + valid_for,
+                    expires_at=now + valid_for,
                 )
             )
+            if actor is not None:
+                _audit(session, actor, "account.token", username, f"ok:{digest[:TOKEN_ID_LENGTH]}", now)
             session.commit()
         return token
+
+    def revoke_token_id(
+        self,
+        username: str,
+        token_id: str,
+        *,
+        actor: str,
+        now: datetime,
+        write_lock: threading.RLock | None = None,
+    ) -> None:
+        """Revoke ``username``'s token named by ``token_id`` (``TokenOverview.token_id``); audited as
+        ``account.revoke``. The API refuses it from the next request (tokens are not cached)."""
+        if not re.fullmatch(f"[0-9a-f]{{{TOKEN_ID_LENGTH}}}", token_id):
+            raise MalformedError(f"token id {token_id!r}: expected {TOKEN_ID_LENGTH} hex digits")
+        with write_lock or contextlib.nullcontext(), Session(self._engine, expire_on_commit=False) as session:
+            lock_chains(session)
+            account = session.exec(select(Account).where(Account.username == username)).first()
+            if account is None:
+                raise AuthenticationFailed(f"no account {username!r}")
+            rows = session.exec(
+                select(ApiToken).where(
+                    col(ApiToken.account_id) == account.id, col(ApiToken.token_hash).startswith(token_id)
+                )
+            ).all()
+            if len(rows) != 1:
+                raise TokenNotFound(f"{username!r} has {len(rows)} tokens with id {token_id!r}, expected 1")
+            rows[0].revoked = True
+            session.add(rows[0])
+            _audit(session, actor, "account.revoke", username, f"ok:{token_id}", now)
+            session.commit()
 
     def authenticate_token(self, token: str, now: datetime) -> StaffMember:
         with Session(self._engine, expire_on_commit=False) as session:
