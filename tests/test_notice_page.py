@@ -507,3 +507,22 @@ SITE = '[[notice.sites]]\nsite_id = "shibuya-01"\nname = { ja = "渋谷店", en 
 def test_notice_settings_errors_name_the_field(toml: str, message: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=re.escape(message)):
         NodeConfig.from_toml(BASE + toml, tmp_path)
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_the_empty_sites_text_is_shown_only_without_sites(context: NodeContext, lang: str) -> None:
+    """The demo configures its stores (``demo_notice``), so its notice lists them and never says
+    that no site is recorded; a node without sites says so."""
+    from governance.notice import _T as TEXT
+    from node.demo.network import demo_notice
+
+    none = TEXT[lang]["signage_none"]
+    with_sites = replace(context.config, notice=demo_notice("chain-a", date(2026, 11, 1)))
+    doc = node_notice(context.manifest, with_sites, lang)
+    signage = next(s for s in doc.sections if s.id == "signage")
+    assert none not in signage.paragraphs
+    assert [b.split(" (")[0] for b in signage.bullets] == (
+        ["新宿店", "渋谷店"] if lang == "ja" else ["Shinjuku store", "Shibuya store"]
+    )
+    without = node_notice(context.manifest, replace(context.config, notice=NoticeSettings()), lang)
+    assert next(s for s in without.sections if s.id == "signage").paragraphs == (none,)

@@ -313,7 +313,13 @@ class Story:
         def expect(name: str, got: tuple[int, Any], code: str, what: str) -> None:
             error = got[1].get("error") if isinstance(got[1], dict) else None
             reason = got[1].get("message") if isinstance(got[1], dict) else got[1]
-            self.record(name, error == code, f"{what}: refused with {spoken(error)} ({spoken(reason)})", status=got[0])
+            self.record(
+                name,
+                error == code,
+                f"{what}: refused with {spoken(error)} (HTTP {got[0]})",
+                status=got[0],
+                reason=reason,
+            )
 
         marketing = craft_query(
             b,
@@ -324,7 +330,9 @@ class Story:
             embeddings=probe,
             model_id=model,
         )
-        expect("refuse-purpose", send(marketing), "purpose_not_allowed", "B's query for the purpose marketing")
+        expect(
+            "refuse-purpose", send(marketing), "purpose_not_allowed", "B's query for the purpose marketing"
+        )
 
         outsider = self.net.node(OUTSIDER)
         status, local = outsider.call("POST", "/v1/query", "op1", {"embeddings": [probe[0].to_str()]})
