@@ -526,3 +526,39 @@ def test_the_empty_sites_text_is_shown_only_without_sites(context: NodeContext, 
     )
     without = node_notice(context.manifest, replace(context.config, notice=NoticeSettings()), lang)
     assert next(s for s in without.sections if s.id == "signage").paragraphs == (none,)
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_the_notice_says_how_to_make_a_data_subject_request(context: NodeContext, lang: str) -> None:
+    """What may be asked, where, what identity document to bring and within how many days the
+    answer comes: defaults, then the business's own words from ``[notice]``."""
+    p = page(context, f"/notice?lang={lang}")
+    how = " ".join(p.sections["requests-how"]["li"])
+    for word in (
+        ("開示", "訂正", "削除", "利用停止", "運転免許証", "14日以内")
+        if lang == "ja"
+        else ("disclosure", "correction", "deletion", "cessation of use", "driving licence", "within 14 days")
+    ):
+        assert word in how, word
+    own = replace(
+        context.config.notice,
+        request_identity=LocalizedText("在留カード又は運転免許証", "a residence card or a driving licence"),
+        request_response_days=10,
+    )
+    doc = node_notice(context.manifest, replace(context.config, notice=own), lang)
+    requests = next(s for s in doc.sections if s.id == "requests")
+    bullets = " ".join(requests.subsections[0].bullets)
+    assert own.request_identity is not None and own.request_identity.get(lang) in bullets
+    assert ("10日以内" if lang == "ja" else "within 10 days") in bullets
+    assert ("旅券" if lang == "ja" else "passport") not in bullets
+
+
+def test_request_settings_round_trip_and_bounds() -> None:
+    settings = NoticeSettings(
+        request_identity=LocalizedText("在留カード", "residence card"), request_response_days=30
+    )
+    assert NoticeSettings.from_dict(settings.to_dict()) == settings
+    assert NoticeSettings.from_dict({}).request_response_days == 14
+    for bad in (0, 61, "14"):
+        with pytest.raises(Exception, match="request_response_days"):
+            NoticeSettings.from_dict({"request_response_days": bad})

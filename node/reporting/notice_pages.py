@@ -96,6 +96,8 @@ def local_notice(config: NodeConfig, manifest: Manifest, retention_days: int | N
         sites=settings.sites,
         retention_days=retention_days,
         recording_retention_days=None if recording is None else recording.days,
+        request_identity=settings.request_identity,
+        request_response_days=settings.request_response_days,
     )
 
 
