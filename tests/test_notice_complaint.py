@@ -51,6 +51,8 @@ def test_the_notice_page_has_the_form(node: NodeProcess) -> None:
     assert '<form method="post" action="notice/complaint"' in page.text
     assert 'name="summary"' in page.text and 'maxlength="2000"' in page.text
     assert "form-action 'self'" in page.headers["Content-Security-Policy"]
+    assert not ENGLISH.search(_visible(page.text)), ENGLISH.findall(_visible(page.text))
+    assert "苦情の申出" in page.text and "請求の方法" in page.text
 
 
 @pytest.mark.parametrize("lang", ["ja", "en"])
