@@ -97,6 +97,12 @@ _T = {
         "requests_lead": "ご本人は、保有個人データの利用目的の通知、開示、訂正・追加・削除、利用停止・消去及び第三者提供の停止を請求し、また苦情を申し出ることができます。次の窓口にご連絡ください。ご本人であることを確認のうえ対応します。",
         "requests_operator": "{name}の窓口",
         "requests_admin": "共同利用の管理責任者（{name}）の窓口",
+        "requests_how": "請求の方法（開示・訂正・削除・利用停止）",
+        "requests_kinds": "請求できること: 開示（登録されているかどうかを含みます）、内容の訂正・追加・削除、利用停止・消去、第三者提供の停止",
+        "requests_where": "請求先: 下記の窓口に、書面・電子メール又は来店によりお申し出ください。請求の書式は窓口でお渡しします。",
+        "requests_identity": "ご本人確認のためにお持ちいただくもの: {identity}",
+        "requests_identity_default": "運転免許証、マイナンバーカード（表面）、旅券など顔写真付きの本人確認書類1点。開示の請求では、照合のためご本人の顔写真をお預かりし、照合後に破棄します。代理人による請求では委任状と代理人の本人確認書類も必要です。",
+        "requests_deadline": "回答までの期間: 請求を受け付けた日から{days}日以内に書面又は電子メールで回答します。法令により開示等をしないことができる場合は、その旨と理由をお知らせします。",
         "version": "本公表事項は共同利用管理規程（マニフェスト）第{version}版に基づき自動生成されています（有効期限 {expires}）。",
         "version_node": "本お知らせは共同利用管理規程（マニフェスト）第{version}版（有効期限 {expires}）及び本事業者の設定に基づき自動生成されています。",
     },
@@ -140,6 +146,12 @@ _T = {
         "requests_lead": "You may ask for notification of the purposes, disclosure, correction, addition or deletion, cessation of use or erasure, and cessation of third-party provision of your retained personal data, and you may make a complaint. Please contact the following; your identity is confirmed before we respond.",
         "requests_operator": "{name}",
         "requests_admin": "Administrator of the joint use ({name})",
+        "requests_how": "How to make a request (disclosure, correction, deletion, stop of use)",
+        "requests_kinds": "What you may ask for: disclosure (including whether you are registered at all), correction, addition or deletion of the content, cessation of use or erasure, and cessation of provision to third parties.",
+        "requests_where": "Where: at the contact points below, in writing, by e-mail or in person; the request form is available there.",
+        "requests_identity": "What to bring to prove your identity: {identity}",
+        "requests_identity_default": "one identity document with your photograph, such as a driving licence, a My Number card (front side) or a passport. For a disclosure request a photograph of your face is taken for the search and destroyed afterwards. A representative also brings a letter of authority and their own identity document.",
+        "requests_deadline": "How long it takes: we answer in writing or by e-mail within {days} days of receiving the request; where the law allows us not to disclose or act, we tell you so and why.",
         "version": "This notice is generated from version {version} of the group manifest (valid until {expires}).",
         "version_node": "This notice is generated from version {version} of the group manifest (valid until {expires}) and this business's settings.",
     },
@@ -178,6 +190,10 @@ class LocalNotice:
     """The node's written rules (may only be shorter than the group's maximum)."""
     recording_retention_days: int | None = None
     """How long the store keeps camera recordings, if it states it."""
+    request_identity: LocalizedText | None = None
+    """What a data subject brings to prove who they are (default: a photo identity document)."""
+    request_response_days: int = 14
+    """Within how many days a data-subject request is answered (``[notice] request_response_days``)."""
 
 
 @dataclass(frozen=True)
@@ -384,7 +400,13 @@ def build_notice(
         )
     contacts.append((h["requests_admin"].format(name=admin.name.get(lang)), admin.contact.get(lang)))
     sections.append(
-        Section("requests", h["requests"], paragraphs=(h["requests_lead"],), fields=tuple(contacts))
+        Section(
+            "requests",
+            h["requests"],
+            paragraphs=(h["requests_lead"],),
+            fields=tuple(contacts),
+            subsections=(_request_how(lang, h, local),),
+        )
     )
     version = h["version" if local is None else "version_node"].format(
         version=manifest.version, expires=dates.moment(manifest.expires)
@@ -398,6 +420,23 @@ def build_notice(
         manifest_version=manifest.version,
         group_id=manifest.group_id,
         node_id=None if local is None else local.node_id,
+    )
+
+
+def _request_how(lang: str, h: dict[str, str], local: LocalNotice | None) -> Section:
+    """How a data subject asks for disclosure, correction, deletion or stop of use (APPI Art. 32-35):
+    what, where, what proof of identity to bring, and within how many days the answer comes."""
+    identity = local.request_identity.get(lang) if local is not None and local.request_identity else None
+    days = local.request_response_days if local is not None else LocalNotice.request_response_days
+    return Section(
+        "requests-how",
+        h["requests_how"],
+        bullets=(
+            h["requests_kinds"],
+            h["requests_where"],
+            h["requests_identity"].format(identity=identity or h["requests_identity_default"]),
+            h["requests_deadline"].format(days=days),
+        ),
     )
 
 

@@ -506,12 +506,18 @@ class NoticeSettings:
     recording_retention: timedelta | None = None
     """How long camera recordings are kept (``"30d"``), stated on the notice when set."""
     sites: tuple[SiteSignage, ...] = ()
+    request_identity: LocalizedText | None = None
+    """What a data subject brings to a request as proof of identity; unset: a photo identity document."""
+    request_response_days: int = 14
+    """Days within which a data-subject request is answered, stated on the notice (1 to 60)."""
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {}
         if self.url:
             doc["url"] = self.url
-        for name in ("operator", "address", "representative", "contact"):
+        if self.request_response_days != NoticeSettings.request_response_days:
+            doc["request_response_days"] = self.request_response_days
+        for name in ("operator", "address", "representative", "contact", "request_identity"):
             text: LocalizedText | None = getattr(self, name)
             if text is not None:
                 doc[name] = text.to_dict()
@@ -558,8 +564,14 @@ class NoticeSettings:
             raise MalformedError(
                 f"notice.sites: duplicate site_id {sorted({i for i in ids if ids.count(i) > 1})}"
             )
+        identity = _localized(f, "request_identity")
+        days = (
+            f.integer("request_response_days", low=1, high=60)
+            if f.has("request_response_days")
+            else cls.request_response_days
+        )
         f.finish()
-        return cls(url, operator, address, representative, contact, recording, sites)
+        return cls(url, operator, address, representative, contact, recording, sites, identity, days)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import pytest
 
 from node.config import NodeConfig
 from node.demo.network import DATABASE_SERVER_VARIABLE
+from tests.test_demo_lines import DUMP
 
 STEPS = [
     "manifest",
@@ -52,6 +53,8 @@ def test_the_demo_runs_every_step_ok_and_leaves_no_process(tmp_path: Path) -> No
     assert all(s["ok"] for s in summary["steps"])
     assert {n["node_id"] for n in summary["nodes"]} == {"chain-a", "chain-b", "chain-c", "outsider"}
     assert "[ok] delete-and-receipts" in run.stderr
+    for step in summary["steps"]:  # sentences, not Python dumps (tests/test_demo_lines.py)
+        assert not DUMP.search(step["summary"]), step["summary"]
     witness = next(s for s in summary["steps"] if s["name"] == "witness")
     print("\n" + witness["summary"])
     audited = witness["details"]["audit"]

@@ -507,3 +507,58 @@ SITE = '[[notice.sites]]\nsite_id = "shibuya-01"\nname = { ja = "渋谷店", en 
 def test_notice_settings_errors_name_the_field(toml: str, message: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=re.escape(message)):
         NodeConfig.from_toml(BASE + toml, tmp_path)
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_the_empty_sites_text_is_shown_only_without_sites(context: NodeContext, lang: str) -> None:
+    """The demo configures its stores (``demo_notice``), so its notice lists them and never says
+    that no site is recorded; a node without sites says so."""
+    from governance.notice import _T as TEXT
+    from node.demo.network import demo_notice
+
+    none = TEXT[lang]["signage_none"]
+    with_sites = replace(context.config, notice=demo_notice("chain-a", date(2026, 11, 1)))
+    doc = node_notice(context.manifest, with_sites, lang)
+    signage = next(s for s in doc.sections if s.id == "signage")
+    assert none not in signage.paragraphs
+    assert [b.split(" (")[0] for b in signage.bullets] == (
+        ["新宿店", "渋谷店"] if lang == "ja" else ["Shinjuku store", "Shibuya store"]
+    )
+    without = node_notice(context.manifest, replace(context.config, notice=NoticeSettings()), lang)
+    assert next(s for s in without.sections if s.id == "signage").paragraphs == (none,)
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_the_notice_says_how_to_make_a_data_subject_request(context: NodeContext, lang: str) -> None:
+    """What may be asked, where, what identity document to bring and within how many days the
+    answer comes: defaults, then the business's own words from ``[notice]``."""
+    p = page(context, f"/notice?lang={lang}")
+    how = " ".join(p.sections["requests-how"]["li"])
+    for word in (
+        ("開示", "訂正", "削除", "利用停止", "運転免許証", "14日以内")
+        if lang == "ja"
+        else ("disclosure", "correction", "deletion", "cessation of use", "driving licence", "within 14 days")
+    ):
+        assert word in how, word
+    own = replace(
+        context.config.notice,
+        request_identity=LocalizedText("在留カード又は運転免許証", "a residence card or a driving licence"),
+        request_response_days=10,
+    )
+    doc = node_notice(context.manifest, replace(context.config, notice=own), lang)
+    requests = next(s for s in doc.sections if s.id == "requests")
+    bullets = " ".join(requests.subsections[0].bullets)
+    assert own.request_identity is not None and own.request_identity.get(lang) in bullets
+    assert ("10日以内" if lang == "ja" else "within 10 days") in bullets
+    assert ("旅券" if lang == "ja" else "passport") not in bullets
+
+
+def test_request_settings_round_trip_and_bounds() -> None:
+    settings = NoticeSettings(
+        request_identity=LocalizedText("在留カード", "residence card"), request_response_days=30
+    )
+    assert NoticeSettings.from_dict(settings.to_dict()) == settings
+    assert NoticeSettings.from_dict({}).request_response_days == 14
+    for bad in (0, 61, "14"):
+        with pytest.raises(Exception, match="request_response_days"):
+            NoticeSettings.from_dict({"request_response_days": bad})

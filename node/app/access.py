@@ -47,7 +47,7 @@ from node.http.api import (
     error_response,
     status_for,
 )
-from node.http.notice import NOTICE_PATHS, request_language
+from node.http.notice import COMPLAINT_PATH, NOTICE_PATHS, complaint_refusal, request_language
 from node.records.accounts import AuthenticationFailed, StaffMember
 from node.records.auditlog import RefusalTally, record_audit
 from node.telemetry import safe_attributes
@@ -88,7 +88,7 @@ PUBLIC_PATHS = (
     )
     | NOTICE_PATHS
 )
-PUBLIC_POSTS = frozenset({"/v1/complaints"})
+PUBLIC_POSTS = frozenset({"/v1/complaints", COMPLAINT_PATH})
 """Anyone may file a complaint without an account (Art. 40); staff filing one are identified."""
 OPEN_POSTS = frozenset({"/v1/witness/add-checkpoint"})
 """Bodies that carry their own credential, a member's signature on a checkpoint
@@ -398,7 +398,12 @@ def _refused(
     span.set_attribute("watchnet.error", error.code)
     request.app[METRICS].refusals.add(1, {"http.route": route, "watchnet.error": error.code})
     span.set_status(Status(StatusCode.ERROR, error.code))
-    response = _console_error(request, error) if door == "console" else error_response(error)
+    if door == "console":
+        response = _console_error(request, error)
+    elif request.path == COMPLAINT_PATH and door == "public":  # the form's own page, in its language
+        response = complaint_refusal(request, error, status_for(error))
+    else:
+        response = error_response(error)
     if isinstance(error, (RateLimited, PeerBodiesBusy)):
         response.headers["Retry-After"] = "60" if isinstance(error, RateLimited) else "5"
     return response

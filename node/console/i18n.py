@@ -5,8 +5,10 @@ label, button and explanation is a key here with both texts, so a page can never
 language half-translated: a missing key is an error (``KeyError``), which the tests render
 every page in both languages to catch. Codes from the rules (categories, evidence kinds) get
 a label when one is known and are shown as the code otherwise, since a group may add its own.
-Details that come from the domain (a rule violation, a quality failure) stay in the domain's
-English words, under a translated headline.
+Every stable error code of docs/protocol.md has a label here (``LABELS["error"]``,
+tests/test_error_labels.py), so an error page's headline is in the page's language. Details that
+come from the domain (a rule violation, a quality failure) are still the domain's English words
+under that headline: they carry no code yet.
 """
 
 from __future__ import annotations
@@ -758,6 +760,124 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
             "この結果では請求を完了できません",
             "The request cannot be closed this way",
         ),
+        # every other code of docs/protocol.md "## Error codes" (tests/test_error_labels.py)
+        "verification_failed": ("暗号による検証に失敗しました", "A cryptographic check failed"),
+        "bad_signature": ("署名を検証できません", "A signature does not verify"),
+        "threshold_not_met": ("必要な数の署名がありません", "Fewer valid signatures than required"),
+        "decryption_failed": ("暗号文を復号できません", "The sealed message cannot be opened"),
+        "commitment_mismatch": (
+            "内容がコミットメントと一致しません",
+            "The content does not open its commitment",
+        ),
+        "bad_proof": ("マークル証明を検証できません", "A Merkle proof does not verify"),
+        "fork_clearance_inconsistent": (
+            "分岐解消の記録が検証済みの履歴と合いません",
+            "A fork clearance does not extend the verified head",
+        ),
+        "fork_detected": (
+            "参加者のログに矛盾する履歴が見つかりました",
+            "The peer's log contradicts its verified history",
+        ),
+        "unknown_peer": ("送信元は共同利用の参加者ではありません", "The sender is not a member of the group"),
+        "misaddressed": ("別のノード宛てのメッセージです", "The message is addressed to another node"),
+        "stale": ("有効ですが新しくありません", "Authentic but not fresh"),
+        "expired": ("有効期限が切れています", "Past its expiry"),
+        "rollback": ("信頼済みのものより古い版です", "Not newer than what is already trusted"),
+        "replay": ("同じメッセージが再送されました", "The same message was sent again"),
+        "replay_cache_full": (
+            "再送防止の記録が一杯です。後で再試行してください",
+            "The replay cache is full; retry later",
+        ),
+        "clock_skew": ("送信時刻が許容範囲外です", "The sending time is outside the accepted window"),
+        "manifest_version": (
+            "信頼していない版のマニフェストです",
+            "A manifest version this node does not trust",
+        ),
+        "backup_invalid": ("バックアップファイルが完全ではありません", "The backup file is not whole"),
+        "unknown_log": ("立会いの対象ではないログです", "A log this witness does not witness"),
+        "checkpoint_conflict": (
+            "チェックポイントの大きさが前回の連署と合いません",
+            "The checkpoint's old size is not the last cosigned size",
+        ),
+        "witness_ahead": (
+            "立会人がこのノードの保持分より先まで連署しています",
+            "A witness cosigned beyond what this node holds",
+        ),
+        "receipt_history_mismatch": (
+            "削除の受領証が別の履歴を指しています",
+            "The deletion receipt names another history",
+        ),
+        "witness_mismatch": (
+            "立会人のチェックポイントとログが一致しません",
+            "A witnessed checkpoint that the log does not extend",
+        ),
+        "cosignatures_missing": ("立会人の連署が足りません", "Fewer witness cosignatures than required"),
+        "configuration": ("ノードの設定に誤りがあります", "The node is misconfigured"),
+        "error": ("要求は拒否されました", "The request was refused"),
+        "policy_refused": ("規則により拒否されました", "Refused by policy"),
+        "not_a_member": ("共同利用の参加者ではありません", "Not a member of the group"),
+        "member_not_active": ("参加資格が停止されています", "The member is suspended"),
+        "purpose_not_allowed": (
+            "共同利用の目的に含まれない利用目的です",
+            "A purpose the group does not list",
+        ),
+        "item_not_shared": ("共同利用の項目に含まれない項目です", "An item the group does not share"),
+        "model_mismatch": ("指定と異なる顔識別モデルです", "A face-recognition model other than the group's"),
+        "query_mode_not_allowed": ("受け付けていない照会方式です", "A query mode that is not accepted"),
+        "invalid_manifest": ("マニフェストの内容に矛盾があります", "The manifest is not coherent"),
+        "fork_clearance_mismatch": ("別の参加者の分岐解消記録です", "A fork clearance of another member"),
+        "no_legal_basis": ("第三者提供の法的根拠がありません", "No known legal basis for the provision"),
+        "report_mismatch": ("集計できない報告の組合せです", "Reports that cannot be added up"),
+        "report_signature": ("報告の署名を検証できません", "The report's signature does not verify"),
+        "database_unavailable": (
+            "データベースに接続できません。しばらくして再試行してください",
+            "The database is unavailable; retry shortly",
+        ),
+        "internal": ("内部エラーが発生しました", "An internal error occurred"),
+        "busy": ("混み合っています。しばらくして再試行してください", "Busy; retry shortly"),
+        "body_timeout": ("送信が時間内に完了しませんでした", "The body did not arrive in time"),
+        "too_many_connections": ("接続が多すぎます", "Too many connections"),
+        "store_tampered": ("保存データの改ざんが検出されました", "The stored data has been tampered with"),
+        "store_unverified": ("保存データを検証できていません", "The stored data is not verified"),
+        "restoring": ("復元中です", "Restoring"),
+        "restore_incomplete": ("復元が完了していません", "The restore is not complete"),
+        "hit_budget_exceeded": ("一致の回答数の上限に達しました", "The match answer budget is used up"),
+        "probe_burst": ("短時間の照会が多すぎます", "Too many queries in a short time"),
+        "peer_unreachable": ("参加者に接続できません", "The peer cannot be reached"),
+        "peer_timeout": ("参加者の応答が時間内にありません", "The peer did not answer in time"),
+        "peer_refused": ("参加者が要求を拒否しました", "The peer refused the request"),
+        "http_error": ("参加者から想定外の応答がありました", "The peer answered unexpectedly"),
+        "circuit_open": (
+            "失敗が続いたため参加者への送信を一時停止しています",
+            "Sending to the peer is paused after repeated failures",
+        ),
+        "not_ready": ("まだ準備ができていません", "Not ready yet"),
+        "account_exists": ("そのユーザー名は既に使われています", "That username is already taken"),
+        "deletion_pending": ("削除の処理中です", "A deletion is in progress"),
+        "disk_full": ("ディスクの空き容量が足りません", "The disk is full"),
+        "empty_log": ("ログにまだ記録がありません", "The log has nothing in it yet"),
+        "eval_key_not_loaded": (
+            "照合用の評価鍵がまだ読み込まれていません",
+            "The evaluation key is not loaded yet",
+        ),
+        "fork_unproven": ("分岐の証拠が確認できません", "The fork is not proven"),
+        "forward_conflict": (
+            "転送された請求が既存の請求と食い違います",
+            "The forwarded request conflicts with one already held",
+        ),
+        "forward_rate_limited": ("請求の転送が多すぎます", "Too many forwarded requests"),
+        "gallery_rebuilt": (
+            "照合用データが作り直されました。もう一度照会してください",
+            "The gallery was rebuilt; query again",
+        ),
+        "image_too_large": ("画像が大きすぎます", "The image is too large"),
+        "malformed_ciphertext": ("暗号文の形式が正しくありません", "The ciphertext is not well formed"),
+        "no_clearance": ("分岐の解消記録がありません", "There is no fork clearance"),
+        "no_manifest": ("マニフェストがまだありません", "There is no manifest yet"),
+        "register_full": ("登録簿が上限に達しています", "The register is full"),
+        "stale_eval_key": ("評価鍵が古くなっています", "The evaluation key is out of date"),
+        "unknown_eval_key": ("評価鍵が登録されていません", "The evaluation key is unknown"),
+        "unknown_private_query": ("該当する秘匿照会がありません", "No such private query"),
     },
     # operator and network pages
     "alert": {

@@ -29,7 +29,7 @@ import urllib.request
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -38,9 +38,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from governance.description import manifest_from_description, next_version
-from governance.manifest import Manifest
+from governance.manifest import LocalizedText, Manifest
+from governance.notice import SiteSignage
 from governance.roles import Role
-from node.config import Federation, NodeConfig, StorageSettings
+from node.config import Federation, NodeConfig, NoticeSettings, StorageSettings
 from node.files import PRIVATE_FILE, write_atomic
 from node.records.accounts import StaffAccounts
 from node.records.keystore import load_encryption_key, load_signing_key, save_key
@@ -71,6 +72,27 @@ CHAIN_NAMES = {
     "chain-b": ("株式会社Bストア", "B-Store Inc."),
     "chain-c": ("株式会社Cマーケット", "C-Market Corp."),
 }
+DEMO_SITES = {
+    "chain-a": (("shinjuku", "新宿店", "Shinjuku store"), ("shibuya", "渋谷店", "Shibuya store")),
+    "chain-b": (("ikebukuro", "池袋店", "Ikebukuro store"),),
+    "chain-c": (("ueno", "上野店", "Ueno store"),),
+}
+"""Each demo member's stores, cameras and signs, so its notice page lists where its cameras run."""
+
+
+def demo_notice(node_id: str, posted_on: date) -> NoticeSettings:
+    """The ``[notice]`` settings of a demo node: its stores, two cameras each, signs posted."""
+    return NoticeSettings(
+        sites=tuple(
+            SiteSignage(
+                site_id=site_id,
+                name=LocalizedText(ja, en),
+                cameras=("entrance", "register"),
+                posted_on=posted_on,
+            )
+            for site_id, ja, en in DEMO_SITES.get(node_id, ())
+        )
+    )
 
 
 def free_port() -> int:
@@ -386,7 +408,12 @@ class LocalNetwork:
             )
             write_atomic(
                 directory / "config.toml",
-                replace(config, federation=federation, storage=StorageSettings(self.reserve_mb))
+                replace(
+                    config,
+                    federation=federation,
+                    storage=StorageSettings(self.reserve_mb),
+                    notice=demo_notice(node_id, _now().date()),
+                )
                 .to_toml()
                 .encode(),
                 mode=PRIVATE_FILE,

@@ -89,6 +89,21 @@ def craft_query(
     )
 
 
+def spoken(value: Any) -> str:
+    """``value`` as words for a step line: a mapping as "chain-a 1, chain-b 1", a list as
+    "chain-a and chain-b", nothing as "none"; never a Python ``repr`` with braces and quotes."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {spoken(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [spoken(v) for v in (sorted(value, key=str) if isinstance(value, set | frozenset) else value)]
+        if not items:
+            return "none"
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    if value is None:
+        return "none"
+    return str(value)
+
+
 @dataclass
 class Step:
     name: str
@@ -131,7 +146,7 @@ class Story:
         return self.record(
             "manifest",
             ok,
-            f"the organisation signed manifest v1 with 2 of its 3 keys; every node verified and trusts it {versions}",
+            f"the organisation signed manifest v1 with 2 of its 3 keys; every node verified and trusts it (manifest version per node: {spoken(versions)})",
             versions=versions,
             signatures=len(signed.signatures),
             members=MEMBERS,
@@ -177,7 +192,7 @@ class Story:
             ok,
             f"B's camera frame ({result.get('faces')} faces) was queried across the network; "
             + (
-                f"A answered with its signed entry, band {hits[0]['band']!r} (never an exact score)"
+                f"A answered with its signed entry, band {hits[0]['band']} (never an exact score)"
                 if hits
                 else "no match came back"
             ),
@@ -232,7 +247,7 @@ class Story:
             return self.record(
                 "query-private",
                 False,
-                f"the answering members' private-mode galleries were not ready within 120 s: {gallery}",
+                f"the answering members' private-mode galleries were not ready within 120 s ({spoken(gallery)})",
                 gallery=gallery,
             )
         status, result = b.call(
@@ -271,12 +286,12 @@ class Story:
         return self.record(
             "query-private",
             ok,
-            f"B's camera frame ({len(frame)} faces) asked in private mode {modes}: "
+            f"B's camera frame ({len(frame)} faces) asked in private mode (mode per member: {spoken(modes)}): "
             + (
-                f"NO ANSWER from {silent}, so the search is incomplete (not a 'no match')"
+                f"NO ANSWER from {spoken(silent)}, so the search is incomplete, which is not the same as no match"
                 if silent
                 else "A scored ciphertexts it cannot decrypt and learnt only of "
-                + (f"the match (band {hits[0]['band']!r})" if hits else "nothing")
+                + (f"the match (band {hits[0]['band']})" if hits else "nothing")
             )
             + f"; the other {len(strangers)} faces and B's secret key are in neither A's memory "
             f"({len(in_memory)} found) nor its files ({len(traces)} found)",
@@ -298,7 +313,13 @@ class Story:
         def expect(name: str, got: tuple[int, Any], code: str, what: str) -> None:
             error = got[1].get("error") if isinstance(got[1], dict) else None
             reason = got[1].get("message") if isinstance(got[1], dict) else got[1]
-            self.record(name, error == code, f"{what}: refused with {error!r} ({reason})", status=got[0])
+            self.record(
+                name,
+                error == code,
+                f"{what}: refused with {spoken(error)} (HTTP {got[0]})",
+                status=got[0],
+                reason=reason,
+            )
 
         marketing = craft_query(
             b,
@@ -309,7 +330,9 @@ class Story:
             embeddings=probe,
             model_id=model,
         )
-        expect("refuse-purpose", send(marketing), "purpose_not_allowed", "B's query for purpose 'marketing'")
+        expect(
+            "refuse-purpose", send(marketing), "purpose_not_allowed", "B's query for the purpose marketing"
+        )
 
         outsider = self.net.node(OUTSIDER)
         status, local = outsider.call("POST", "/v1/query", "op1", {"embeddings": [probe[0].to_str()]})
@@ -333,7 +356,7 @@ class Story:
             and local.get("error") == "not_a_member"
             and set(errors.values()) == {"unknown_peer"},
             f"a node that is not a joint user: its own software sends nothing ({local.get('error')}), and "
-            f"queries it crafts anyway are refused by each member {errors}",
+            f"queries it crafts anyway are refused by each member (error per member: {spoken(errors)})",
             members=errors,
         )
 
@@ -405,7 +428,7 @@ class Story:
             "delete-and-receipts",
             ok,
             f"A deleted the entry on a data-subject request; receipts from "
-            f"{[c['member'] for c in last['confirmed']]} in {elapsed:.2f}s (missing: {last['missing']}); "
+            f"{spoken([c['member'] for c in last['confirmed']])} in {elapsed:.2f}s (missing: {spoken(last['missing'])}); "
             f"B's alert is {alert.get('status')} with its band erased",
             propagation=last,
         )
@@ -494,8 +517,8 @@ class Story:
         return self.record(
             "suspend",
             ok,
-            f"the organisation suspended C in manifest v{new.version} (nodes: {versions}); "
-            f"C's next query was refused {errors}",
+            f"the organisation suspended C in manifest v{new.version} (manifest version per node: {spoken(versions)}); "
+            f"C's next query was refused (error per member: {spoken(errors)})",
             peers=result.get("peers"),
         )
 
@@ -539,10 +562,12 @@ def process_holds(pid: int, needles: list[bytes]) -> list[bytes]:
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
+    except psutil.Error:
         return found
     for proc in procs:
         try:
+            if not proc.is_running():
+                continue
             with open(f"/proc/{proc.pid}/maps") as maps, open(f"/proc/{proc.pid}/mem", "rb", 0) as mem:
                 for line in maps:
                     fields = line.split()
@@ -555,7 +580,7 @@ def process_holds(pid: int, needles: list[bytes]) -> list[bytes]:
                     except (OSError, ValueError, OverflowError):
                         continue
                     found += [n for n in needles if n in chunk and n not in found]
-        except (FileNotFoundError, ProcessLookupError):
+        except (FileNotFoundError, ProcessLookupError, PermissionError, psutil.Error):
             continue
     return found
 

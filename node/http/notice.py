@@ -14,6 +14,7 @@ the connection (``request_base``) is cached privately only.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
@@ -22,21 +23,32 @@ from typing import Any
 from aiohttp import web
 
 from governance.notice import LANGUAGES, choose_language
+from governance.requests import COMPLAINT_CATEGORIES
+from governance.roles import Action, require_permission
+from node.casework.registers import record_complaint
+from node.http.api import AUDIT_TARGET, CLOCK, STAFF
+from node.local_time import LocalTimes
 from node.reporting.notice_pages import (
+    COMPLAINT_TEXT,
     NOTICE_PATH,
+    complaint_result_html,
     configured_base,
     node_notice_html,
     notice_url,
     qr_png,
     qr_svg,
 )
+from protocol.errors import MalformedError, WatchnetError
 
 __all__ = [
     "CACHE_CONTROL",
+    "COMPLAINT_PATH",
     "NOTICE_PATHS",
     "PRIVATE_CACHE_CONTROL",
     "QR_SRC",
+    "ComplaintFormError",
     "add_notice_routes",
+    "complaint_refusal",
     "html_response",
     "qr_response",
     "request_base",
@@ -49,6 +61,11 @@ CACHE_CONTROL = "public, max-age=300"
 """Five minutes: short enough that a new manifest version reaches readers quickly."""
 PRIVATE_CACHE_CONTROL = "private, max-age=300"
 """For a response that depends on the connection: the browser may keep it, a shared cache may not."""
+COMPLAINT_PATH = f"{NOTICE_PATH}/complaint"
+"""The public complaint form's target (Art. 40): anyone may post, through the access middleware's
+public door (no account, a few KiB at most, a few posts a minute per address)."""
+COMPLAINT_ACTION = "notice/complaint"
+"""Relative to ``/notice``, like ``QR_SRC``."""
 _FROM_CONNECTION = web.RequestKey("notice_from_connection", bool)
 """Set on a request by ``request_base``: its QR code depends on the connection, not only on config."""
 QR_SRC = "notice/qr.svg"
@@ -58,7 +75,7 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; "
-        "form-action 'none'; frame-ancestors 'none'"
+        "form-action 'self'; frame-ancestors 'none'"
     ),
 }
 
@@ -123,6 +140,54 @@ def request_base(request: web.Request) -> str:
     return f"{request.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
+class ComplaintFormError(MalformedError):
+    """A complaint form field that is missing or out of bounds: ``field`` picks the page's message."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _form_language(request: web.Request, form: Any = None) -> str:
+    lang = form.get("lang") if form is not None else request.query.get("lang")
+    if isinstance(lang, str) and lang in LANGUAGES:
+        return lang
+    return choose_language(None, request.headers.get("Accept-Language"))
+
+
+def complaint_refusal(request: web.Request, error: WatchnetError, status: int) -> web.Response:
+    """A refused complaint post as the notice's own page in the reader's language, never JSON and
+    never the API's English: the message comes from the field or the error code."""
+    lang = _form_language(request)
+    t = COMPLAINT_TEXT[lang]
+    if isinstance(error, ComplaintFormError):
+        line = t[f"error.{error.field}"]
+    else:
+        line = t.get(f"error.{error.code}", t["error.other"].format(code=error.code))
+    page = complaint_result_html(lang, t["error_title"], [line], f"{NOTICE_PATH}?lang={lang}")
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        charset="utf-8",
+        status=status,
+        headers={**_SECURITY_HEADERS, "Cache-Control": "no-store", "Content-Language": lang},
+    )
+
+
+def _form_text(form: Any, name: str, max_len: int, *, required: bool) -> str | None:
+    value = form.get(name)
+    if not isinstance(value, str) or not value.strip():
+        if required:
+            raise ComplaintFormError(name, f"complaint form: {name} is missing")
+        return None
+    value = value.strip()
+    if len(value) > max_len:
+        raise ComplaintFormError(
+            name, f"complaint form: {name} has {len(value)} characters, at most {max_len}"
+        )
+    return value
+
+
 def add_notice_routes(app: web.Application, context_key: web.AppKey[Any]) -> None:
     """Add ``GET /notice``, ``/notice/qr.png`` and ``/notice/qr.svg``, reading ``app[context_key]``.
 
@@ -134,9 +199,55 @@ def add_notice_routes(app: web.Application, context_key: web.AppKey[Any]) -> Non
         lang = request_language(request)
         context = request.app[context_key]
         text = node_notice_html(
-            context.manifest, context.config, lang, context.rules.retention_days, qr_src=QR_SRC
+            context.manifest,
+            context.config,
+            lang,
+            context.rules.retention_days,
+            qr_src=QR_SRC,
+            complaint_action=COMPLAINT_ACTION,
         )
         return html_response(request, text, lang)
+
+    async def complaint(request: web.Request) -> web.Response:
+        context = request.app[context_key]
+        staff = request.get(STAFF)
+        if staff is not None:  # a token makes it a staff post: the roles that take complaints
+            require_permission(staff.role, Action.HANDLE_REQUESTS)
+        form = await request.post()
+        lang = _form_language(request, form)
+        category = _form_text(form, "category", 48, required=True)
+        if category not in COMPLAINT_CATEGORIES:
+            raise ComplaintFormError("category", f"complaint form: category {category!r:.30} is not offered")
+        summary = _form_text(form, "summary", 2000, required=True)
+        contact = _form_text(form, "contact", 200, required=False)
+        now = request.app[CLOCK]().replace(microsecond=0)
+        view = await asyncio.to_thread(
+            lambda: record_complaint(
+                context.engine,
+                context.registry.write_lock,
+                channel="public",
+                category=str(category),
+                summary=str(summary),
+                contact=contact,
+                recorded_by=staff.id if staff is not None else "public",
+                now=now,
+            )
+        )
+        request[AUDIT_TARGET] = view["id"]
+        t = COMPLAINT_TEXT[lang]
+        when = LocalTimes(lang, context.config.console.zone).when(now)
+        page = complaint_result_html(
+            lang,
+            t["received_title"],
+            [t["received"].format(reference=view["id"], when=when)],
+            f"{NOTICE_PATH}?lang={lang}",
+        )
+        return web.Response(
+            text=page,
+            content_type="text/html",
+            charset="utf-8",
+            headers={**_SECURITY_HEADERS, "Cache-Control": "no-store", "Content-Language": lang},
+        )
 
     def qr(kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(request: web.Request) -> web.Response:
@@ -147,5 +258,6 @@ def add_notice_routes(app: web.Application, context_key: web.AppKey[Any]) -> Non
         return handler
 
     app.router.add_get(NOTICE_PATH, page)
+    app.router.add_post(COMPLAINT_PATH, complaint)
     app.router.add_get(f"{NOTICE_PATH}/qr.png", qr("png"))
     app.router.add_get(f"{NOTICE_PATH}/qr.svg", qr("svg"))

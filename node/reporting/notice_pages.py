@@ -37,9 +37,11 @@ from node.local_time import LocalTimes
 from protocol.errors import ConfigurationError
 
 __all__ = [
+    "COMPLAINT_TEXT",
     "NOTICE_PATH",
     "SignFormat",
     "check_notice_url",
+    "complaint_result_html",
     "configured_base",
     "group_notice_html",
     "local_notice",
@@ -96,6 +98,8 @@ def local_notice(config: NodeConfig, manifest: Manifest, retention_days: int | N
         sites=settings.sites,
         retention_days=retention_days,
         recording_retention_days=None if recording is None else recording.days,
+        request_identity=settings.request_identity,
+        request_response_days=settings.request_response_days,
     )
 
 
@@ -195,8 +199,113 @@ def _html_section(section: Section, level: int, out: list[str]) -> None:
     out.append("</section>")
 
 
+COMPLAINT_TEXT = {
+    "ja": {
+        "heading": "苦情の申出（この事業者の窓口へ送信されます）",
+        "lead": "カメラや顔識別データの取扱いについての苦情を、このフォームから申し出ることができます。担当者が確認し、連絡先をご記入の場合はご連絡します。",
+        "category": "内容の種類",
+        "summary": "苦情の内容（2000字以内）",
+        "contact": "連絡先（任意: 電話番号又はメールアドレス）",
+        "submit": "送信する",
+        "misidentification": "別人と誤って識別された",
+        "registration": "登録についての苦情",
+        "data-handling": "データの取扱い",
+        "notice": "掲示・お知らせの内容",
+        "request-handling": "開示等の請求への対応",
+        "other": "その他",
+        "received_title": "苦情を受け付けました",
+        "received": "受付番号: {reference}（受付日時: {when}）。お問い合わせの際はこの番号をお伝えください。",
+        "error_title": "送信できませんでした",
+        "back": "お知らせに戻る",
+        "error.category": "内容の種類を一覧から選んでください。",
+        "error.summary": "苦情の内容を1字以上2000字以内で記入してください。",
+        "error.contact": "連絡先は200字以内で記入してください。",
+        "error.oversized": "送信された内容が大きすぎます。短くしてもう一度送信してください。",
+        "error.rate_limited": "このアドレスからの送信が多すぎます。1分ほど待ってから送信してください。",
+        "error.other": "送信された内容を受け付けられませんでした（{code}）。",
+    },
+    "en": {
+        "heading": "Make a complaint (sent to this business's contact point)",
+        "lead": "You may complain about the cameras or the handling of face-recognition data with this form. Staff review it and, if you leave a contact, get back to you.",
+        "category": "What it is about",
+        "summary": "Your complaint (up to 2000 characters)",
+        "contact": "Contact (optional: telephone or e-mail)",
+        "submit": "Send",
+        "misidentification": "I was mistaken for someone else",
+        "registration": "A registration",
+        "data-handling": "Handling of the data",
+        "notice": "The sign or this notice",
+        "request-handling": "How a request was handled",
+        "other": "Something else",
+        "received_title": "Your complaint has been received",
+        "received": "Reference: {reference} (received {when}). Please quote this reference if you contact us.",
+        "error_title": "The complaint could not be sent",
+        "back": "Back to the notice",
+        "error.category": "Please choose what the complaint is about from the list.",
+        "error.summary": "Please write your complaint in 1 to 2000 characters.",
+        "error.contact": "Please keep the contact to 200 characters.",
+        "error.oversized": "What was sent is too large; please shorten it and send it again.",
+        "error.rate_limited": "Too many complaints from this address; please wait a minute and send it again.",
+        "error.other": "What was sent could not be accepted ({code}).",
+    },
+}
+"""The public complaint form's words, and its own error messages (never the API's English)."""
+COMPLAINT_CATEGORY_ORDER = (
+    "misidentification",
+    "registration",
+    "data-handling",
+    "notice",
+    "request-handling",
+    "other",
+)
+
+
+def _complaint_form(lang: str, action: str) -> list[str]:
+    t = COMPLAINT_TEXT[lang]
+    options = "".join(f'<option value="{_e(c)}">{_e(t[c])}</option>' for c in COMPLAINT_CATEGORY_ORDER)
+    return [
+        '<section id="complaint" aria-labelledby="complaint-h">',
+        f'<h2 id="complaint-h">{_e(t["heading"])}</h2>',
+        f"<p>{_e(t['lead'])}</p>",
+        f'<form method="post" action="{_e(action)}" accept-charset="utf-8">',
+        f'<input type="hidden" name="lang" value="{_e(lang)}">',
+        f'<p><label for="c-category">{_e(t["category"])}</label><br>'
+        f'<select id="c-category" name="category" required>{options}</select></p>',
+        f'<p><label for="c-summary">{_e(t["summary"])}</label><br>'
+        '<textarea id="c-summary" name="summary" rows="6" cols="40" maxlength="2000" required></textarea></p>',
+        f'<p><label for="c-contact">{_e(t["contact"])}</label><br>'
+        '<input id="c-contact" name="contact" maxlength="200" autocomplete="email"></p>',
+        f'<p><button type="submit">{_e(t["submit"])}</button></p>',
+        "</form>",
+        "</section>",
+    ]
+
+
+def complaint_result_html(lang: str, title: str, lines: list[str], back: str) -> str:
+    """The page a complaint form post answers with: received (with its reference) or refused."""
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            f'<html lang="{_e(lang)}">',
+            '<head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{_e(title)}</title><style>{_STYLE}</style></head>",
+            "<body><main>",
+            f"<h1>{_e(title)}</h1>",
+            *[f"<p>{_e(line)}</p>" for line in lines],
+            f'<p><a href="{_e(back)}">{_e(COMPLAINT_TEXT[lang]["back"])}</a></p>',
+            "</main></body></html>",
+            "",
+        ]
+    )
+
+
 def render_html(
-    document: NoticeDocument, *, qr_src: str | None = None, notice_href: str | None = None
+    document: NoticeDocument,
+    *,
+    qr_src: str | None = None,
+    notice_href: str | None = None,
+    complaint_action: str | None = None,
 ) -> str:
     """A complete, self-contained HTML page for ``document`` (every text escaped).
 
@@ -229,6 +338,8 @@ def render_html(
     ]
     for section in document.sections:
         _html_section(section, 2, out)
+    if complaint_action:
+        out += _complaint_form(lang, complaint_action)
     out.append("</main>")
     out.append("<footer>")
     out += [f"<p>{_e(line)}</p>" for line in document.footer]
@@ -248,9 +359,13 @@ def node_notice_html(
     retention_days: int | None = None,
     *,
     qr_src: str | None = None,
+    complaint_action: str | None = None,
 ) -> str:
     return render_html(
-        node_notice(manifest, config, lang, retention_days), qr_src=qr_src, notice_href=config.notice.url
+        node_notice(manifest, config, lang, retention_days),
+        qr_src=qr_src,
+        notice_href=config.notice.url,
+        complaint_action=complaint_action,
     )
 
 
