@@ -427,9 +427,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "rep.show": ("表示する", "Show"),
     "rep.signed": ("鍵 {keyid} で署名、集計日時 {at}。", "Signed with key {keyid}, counted at {at}."),
     "rep.download": ("署名付き JSON をダウンロード", "Download the signed JSON"),
-    "rep.english": (
-        "以下は公表用のレポートで、英語で作成されています。",
-        "The report below is the published version, written in English.",
+    "rep.printable": ("印刷用ページ(A4)", "Printable page (A4)"),
+    "rep.languages": (
+        "以下は公表用のレポートです。画面上部で日本語と英語を切り替えられます。各項目の横にその定義があります。",
+        "The report below is the published version; switch between Japanese and English at the top. Each figure has its definition beside it.",
     ),
     "req.title": (
         "本人からの請求（開示・訂正・消去・利用停止）",

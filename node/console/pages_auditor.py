@@ -28,13 +28,22 @@ from sqlmodel import Session, col, select
 
 from governance.report import parse_period
 from governance.roles import Action
-from node.console.pages import NO_STORE_HEADERS, PREFIX, Visit, redirect, render, staff_page, url
+from node.console.pages import (
+    NO_STORE_HEADERS,
+    PREFIX,
+    Visit,
+    local_times,
+    redirect,
+    render,
+    staff_page,
+    url,
+)
 from node.context import NodeContext
 from node.http.api import CLOCK, CONTEXT
 from node.http.report import member_names, node_report
 from node.records.auditlog import record_hash
 from node.reporting.auditor import audit_stored_chain, audit_stored_log
-from node.reporting.report_html import STYLE, report_body_html
+from node.reporting.report_html import PRINT_STYLE, STYLE, render_report_html, report_body_html
 from node.storage.models import AuditRecord, LogLeaf
 from protocol.canonical import parse_json
 from protocol.errors import MalformedError, WatchnetError
@@ -284,7 +293,10 @@ async def report_page(request: web.Request, visit: Visit) -> web.StreamResponse:
     period = parse_period(request.match_info["period"])
     document = await asyncio.to_thread(node_report, context, period, now)
     names = member_names(context.manifest)
-    body = await asyncio.to_thread(lambda: report_body_html(document.payload, names=names))
+    when = local_times(request, visit.lang).when
+    body = await asyncio.to_thread(
+        lambda: report_body_html(document.payload, names=names, lang=visit.lang, when=when)
+    )
     periods = recent_periods(now)
     response = render(
         request,
@@ -296,10 +308,29 @@ async def report_page(request: web.Request, visit: Visit) -> web.StreamResponse:
         generated_at=document.payload.generated_at,
         keyid=context.signing_key.keyid,
         body=Markup(body),  # noqa: S704 - report_body_html escapes every text it takes from the report
-        style=Markup(STYLE),  # noqa: S704 - a constant of node.reporting.report_html
+        style=Markup(STYLE + PRINT_STYLE),  # noqa: S704 - constants of node.reporting.report_html
     )
     response.headers["Content-Security-Policy"] = REPORT_CSP
     return response
+
+
+@staff_page(Action.READ_REPORT, back=REPORT)
+async def report_print(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """The report alone, for paper or to publish: no console frame or navigation, A4 print style."""
+    context = request.app[CONTEXT]
+    period = parse_period(request.match_info["period"])
+    document = await asyncio.to_thread(node_report, context, period, request.app[CLOCK]())
+    names = member_names(context.manifest)
+    when = local_times(request, visit.lang).when
+    page = await asyncio.to_thread(
+        lambda: render_report_html(document.payload, names=names, lang=visit.lang, when=when)
+    )
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        charset="utf-8",
+        headers={**NO_STORE_HEADERS, "Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @staff_page(Action.READ_REPORT, back=REPORT)
@@ -322,3 +353,4 @@ def add_auditor_routes(app: web.Application) -> None:
     app.router.add_get(REPORT, report_choice)
     app.router.add_get(f"{REPORT}/{{period}}", report_page)
     app.router.add_get(f"{REPORT}/{{period}}/signed.json", report_json)
+    app.router.add_get(f"{REPORT}/{{period}}/print", report_print)
