@@ -336,7 +336,8 @@ async def report_page(request: web.Request, visit: Visit) -> web.StreamResponse:
         generated_at=document.payload.generated_at,
         keyid=context.signing_key.keyid,
         body=Markup(body),  # noqa: S704 - report_body_html escapes every text it takes from the report
-        style=Markup(STYLE + PRINT_STYLE),  # noqa: S704 - constants of node.reporting.report_html
+        style=Markup(STYLE),  # noqa: S704 - a constant of node.reporting.report_html
+        print_style=Markup(PRINT_STYLE),  # noqa: S704 - a constant of node.reporting.report_html
     )
     response.headers["Content-Security-Policy"] = REPORT_CSP
     return response
