@@ -88,6 +88,8 @@ def test_routine_polls_fold_into_lines_between_staff_actions_and_show_on_request
     assert f"Members&#39; routine log polls ({POLLS} records)" in fold.text
     assert len(seqs(show.text)) == POLLS + 3 and folded(show.text) == []
     assert 'data-verification="verified"' in fold.text
+    (only_polls,) = get(node, "/console/audit?lang=en&actor=peer:chain-b")
+    assert seqs(only_polls.text) == [] and folded(only_polls.text) == [POLLS // 2]
 
 
 def test_filters_by_actor_action_outcome_and_local_time(node: Node) -> None:

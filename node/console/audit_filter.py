@@ -264,8 +264,8 @@ def read_page(session: Session, wanted: AuditFilter, names: Mapping[str, str]) -
             items.extend(_folds(session, where, above, record.seq))
             items.append(_row(record, names))
             above = record.seq
-        if records:
-            items.extend(_folds(session, where, above, older_record.seq if older_record else None))
+        # the polls below the last shown row, down to the next page's first (all of them if none)
+        items.extend(_folds(session, where, above, older_record.seq if older_record else None))
     else:
         items = [_row(r, names) for r in records]
     return AuditPage(
