@@ -914,6 +914,11 @@ def test_the_route_and_the_commands_give_the_signed_report(scenario: dict[str, A
                 run_cli, "report", *common, "--html", "--out", str(tmp_path / "a.html")
             )
             assert code == 0 and "<svg" in (tmp_path / "a.html").read_text()
+            code, _ = await asyncio.to_thread(
+                run_cli, "report", *common, "--html", "--lang", "ja", "--out", str(tmp_path / "a-ja.html")
+            )
+            japanese = (tmp_path / "a-ja.html").read_text()
+            assert code == 0 and '<html lang="ja">' in japanese and "利用目的の達成状況" in japanese
             code, text = await asyncio.to_thread(
                 run_cli, "report", "--period", period, "--url", url, "--token", a.tokens["op1"]
             )
