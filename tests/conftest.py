@@ -72,6 +72,8 @@ SLOWEST_FIRST = (
     "test_score_disclosure.py",
     "test_sign_in_throttle.py",
     "test_report.py",
+    "test_report_counts.py",
+    "test_peer_log.py",
     "test_leader.py",
     "test_cluster.py",
     "chaos/test_partition.py",

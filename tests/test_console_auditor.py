@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from governance.report import TransparencyReport, parse_period
 from node.app.server import build_app
 from node.http.report import member_names, node_report
+from node.local_time import LocalTimes
 from node.reporting.auditor import AuditReport, audit_node
 from node.reporting.report_html import report_body_html
 from protocol.canonical import parse_json
@@ -218,12 +219,12 @@ def test_the_audit_page_fails_verification_when_a_stored_record_is_edited(node: 
     before, after, row, restored = (seen[k] for k in ("before", "after", "row", "restored"))
     assert before.status == 200 and verdict(before.text) == "verified", before.text[:2000]
     assert "audit chain of" in before.text and "is intact" in before.text
-    total = int(re.search(r"of (\d+), newest first", before.text).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) records match", before.text).group(1))  # type: ignore[union-attr]
     seqs = [int(s) for s in re.findall(r'<tr data-seq="(\d+)"', before.text)]
     assert seqs == list(range(total - 1, total - 1 - min(50, total), -1))
-    older = f'rel="next" href="/console/audit?lang=en&amp;upto={total - 51}"'
+    older = f'rel="next" href="/console/audit?lang=en&amp;routine=fold&amp;size=50&amp;upto={total - 51}"'
     assert (older in before.text) == (total > 50) and 'rel="prev"' not in before.text
-    assert 'rel="prev" href="/console/audit?lang=ja&amp;upto=' in row.text
+    assert re.search(r'rel="prev" href="/console/audit\?lang=ja&amp;[^"]*upto=\d+"', row.text)
     cli_before: AuditReport = seen["cli-before"]
     assert cli_before.ok
     assert after.status == 200 and verdict(after.text) == "failed"
@@ -307,7 +308,19 @@ def test_the_report_page_shows_the_signed_report_with_its_charts(node: Node, reg
         seen["en"] = await b.get(f"/console/report/{period.label}?lang=en")
         document = await asyncio.to_thread(node_report, node.context, period, clock.now)
         names = member_names(node.context.manifest)
-        seen["body"] = await asyncio.to_thread(lambda: report_body_html(document.payload, names=names))
+        when = LocalTimes("en", node.context.config.console.zone).when
+        seen["body"] = await asyncio.to_thread(
+            lambda: report_body_html(document.payload, names=names, lang="en", when=when)
+        )
+        seen["ja_body"] = await asyncio.to_thread(
+            lambda: report_body_html(
+                document.payload,
+                names=names,
+                lang="ja",
+                when=LocalTimes("ja", node.context.config.console.zone).when,
+            )
+        )
+        seen["print"] = await b.get(f"/console/report/{period.label}/print?lang=ja")
         seen["ja"] = await b.get(f"/console/report/{period.label}?lang=ja")
         seen["json"] = await b.get(f"/console/report/{period.label}/signed.json?lang=en")
         seen["bad"] = await b.get("/console/report/2026-Q5?lang=en")
@@ -326,6 +339,10 @@ def test_the_report_page_shows_the_signed_report_with_its_charts(node: Node, reg
         and en.headers["Cache-Control"] == "no-store"
     )
     assert "透明性レポート" in ja.text and f'<option value="{period.label}" selected>' in ja.text
+    assert seen["ja_body"] in ja.text and "利用目的の達成状況" in ja.text and "entries registered" not in ja.text
+    printed = seen["print"]
+    assert printed.status == 200 and seen["ja_body"] in printed.text and '<html lang="ja">' in printed.text
+    assert "@page { size: A4" in printed.text and "<nav" not in printed.text
     signed = SignedDocument.from_dict(parse_json(seen["json"].text), TransparencyReport)
     signed.verify([node.context.signing_key.public])
     assert signed.payload.period.label == period.label and signed.payload.entries.approved >= len(SEEDS)

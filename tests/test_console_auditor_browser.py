@@ -12,12 +12,15 @@ page is saved as a screenshot in ``tests/artifacts/`` for a person to look at.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from node.demo.story import photo_path
-from tests.browser import chromium, require_chromium, screenshots
+from tests.browser import ARTIFACTS, chromium, require_chromium, screenshots
 from tests.factories import embedding
 from tests.nodeproc import PASSWORD, NodeProcess
 
@@ -63,6 +66,8 @@ def activity(node: NodeProcess) -> None:
         ids.append(made["entry_id"])
     assert node.call("POST", f"/v1/entries/{ids[0]}/delete", "off2", {"reason": "error"})[0] == 200
     assert node.call("GET", "/v1/entries", "op1")[0] == 403
+    for _ in range(30):  # enough records for more than one page of 25
+        assert node.call("GET", "/v1/audit?limit=1", "aud1")[0] == 200
     status, _ = node.call(
         "POST", "/v1/complaints", None, {"category": "notice", "summary": "The sign is hard to read."}
     )
@@ -90,6 +95,39 @@ def test_auditor_reads_the_verified_logs_and_the_report_with_charts(
     expect(page.locator("#audit-records caption")).to_contain_text("新しい順")
     assert page.locator("#audit-records tbody tr[data-intact=no]").count() == 0
     shot(page, "1-audit-ja")
+    # filter: refused requests only, then a page size of 10 and the next page, then the CSV
+    page.select_option("#f-outcome", "refused")
+    page.locator("#audit-filter button[type=submit]").click()
+    page.wait_for_url("**/console/audit?*outcome=refused*")
+    outcomes = page.locator("#audit-records tbody tr[data-seq] td:last-child").all_inner_texts()
+    assert outcomes and all(o.startswith("refused:") for o in outcomes), outcomes
+    listed = page.locator("#audit-records tbody tr[data-seq]").evaluate_all(
+        "rows => rows.map(r => r.dataset.seq)"
+    )
+    shot(page, "1b-audit-refused-ja")
+    with page.expect_download() as download:
+        page.locator("#audit-csv").click()
+    assert download.value.suggested_filename.startswith("watchnet-audit-chain-a-")
+    text = Path(download.value.path()).read_text(encoding="utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][:4] == ["seq", "at_utc", "at_local", "actor"]
+    assert all(r[7].startswith("refused:") for r in rows[1:])  # the browser may have added a favicon's
+    assert set(listed) <= {r[0] for r in rows[1:]}
+    page.get_by_role("link", name="条件を消す").click()
+    page.select_option("#f-size", "25")
+    page.locator("#audit-filter button[type=submit]").click()
+    page.wait_for_url("**/console/audit?*size=25*")
+    first = page.locator("#audit-records tbody tr[data-seq]").evaluate_all(
+        "rows => rows.map(r => +r.dataset.seq)"
+    )
+    assert len(first) == 25 and first == sorted(first, reverse=True)
+    page.locator("a[rel=next]").click()
+    page.wait_for_url("**/console/audit?*upto=*")
+    second = page.locator("#audit-records tbody tr[data-seq]").evaluate_all(
+        "rows => rows.map(r => +r.dataset.seq)"
+    )
+    assert second and max(second) < min(first)
+    shot(page, "1c-audit-page2-ja")
 
     page.get_by_role("link", name="イベントログ").click()
     page.wait_for_url("**/console/log?lang=ja")
@@ -104,13 +142,34 @@ def test_auditor_reads_the_verified_logs_and_the_report_with_charts(
     assert charts.count() >= 3
     box = charts.first.bounding_box()
     assert box is not None and box["width"] > 300 and box["height"] > 50
-    assert page.eval_on_selector("#report .figures", "e => getComputedStyle(e).display") == "grid"
-    expect(page.locator("#report")).to_contain_text("entries registered")
+    figures = page.locator("#report #key-figures tbody tr")
+    assert figures.count() >= 15
+    assert all(d.strip() for d in page.locator("#report #key-figures td.def").all_inner_texts())
+    expect(page.locator("#report")).to_contain_text("登録した件数")
+    expect(page.locator("#report #effect")).to_contain_text("担当者が確認した件数")
+    expect(page.locator("#report")).not_to_contain_text("entries registered")
     shot(page, "3-report-ja")
+    page.emulate_media(media="print")
+    assert page.eval_on_selector("header.bar", "e => getComputedStyle(e).display") == "none"
+    assert page.eval_on_selector("nav.pages", "e => getComputedStyle(e).display") == "none"
+    expect(page.locator("#report #key-figures")).to_be_visible()
+    shot(page, "3b-report-ja-print")
+    page.pdf(path=str(ARTIFACTS / "console-auditor-report-ja.pdf"), format="A4")
+    page.emulate_media(media="screen")
     page.get_by_role("link", name="English").click()
     expect(page.locator("html")).to_have_attribute("lang", "en")
     expect(page.locator("h1").first).to_contain_text("Transparency report")
+    expect(page.locator("#report")).to_contain_text("entries registered")
+    expect(page.locator("#report")).to_contain_text("hits answered for members")
     shot(page, "4-report-en")
+    page.locator("#printable").click()
+    page.wait_for_url("**/console/report/*/print?lang=en")
+    assert page.locator("nav").count() == 0 and page.locator("form").count() == 0
+    expect(page.locator("h2", has_text="Effect on the purpose")).to_be_visible()
+    page.emulate_media(media="print")
+    shot(page, "4b-report-en-printable")
+    page.emulate_media(media="screen")
+    page.go_back()
     with page.expect_download() as download:
         page.locator("#signed-json").click()
     assert download.value.suggested_filename.startswith("watchnet-report-chain-a-")

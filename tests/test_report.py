@@ -608,7 +608,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         ok(a.call("POST", f"/v1/entries/{e4}/reject", "off1", {"reason": "insufficient-evidence"}))
         assert a.call("POST", f"/v1/entries/{e1}/approve", "off2")[1]["error"] == "wrong_state"
         assert a.call("POST", f"/v1/entries/{e2}/approve", "reg1")[1]["error"] == "forbidden"
-        assert a.call("GET", "/v1/entries")[1]["error"] == "unauthenticated"
+        assert a.call("GET", "/v1/entries")[1]["error"] == "unauthenticated"  # a read: not a refusal
+        assert a.call("POST", "/v1/entries", body={})[1]["error"] == "unauthenticated"
         ok(a.call("POST", f"/v1/entries/{e1}/correct", "off2", {"reason": "correction", "category": "theft"}))
         soon = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
         ok(
@@ -913,6 +914,11 @@ def test_the_route_and_the_commands_give_the_signed_report(scenario: dict[str, A
                 run_cli, "report", *common, "--html", "--out", str(tmp_path / "a.html")
             )
             assert code == 0 and "<svg" in (tmp_path / "a.html").read_text()
+            code, _ = await asyncio.to_thread(
+                run_cli, "report", *common, "--html", "--lang", "ja", "--out", str(tmp_path / "a-ja.html")
+            )
+            japanese = (tmp_path / "a-ja.html").read_text()
+            assert code == 0 and '<html lang="ja">' in japanese and "利用目的の達成状況" in japanese
             code, text = await asyncio.to_thread(
                 run_cli, "report", "--period", period, "--url", url, "--token", a.tokens["op1"]
             )

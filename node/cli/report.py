@@ -112,7 +112,8 @@ def summary(report: TransparencyReport) -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     period = parse_period(args.period)
     fmt = "html" if args.html else "json"
-    raw = _get(args, f"/v1/report?period={urllib.parse.quote(period.label)}&format={fmt}")
+    lang = f"&lang={args.lang}" if args.html else ""
+    raw = _get(args, f"/v1/report?period={urllib.parse.quote(period.label)}&format={fmt}{lang}")
     if args.html:
         _emit(args.out, raw)
         return 0
@@ -697,6 +698,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_report)
     p.add_argument("--period", required=True, help="2026-Q4, 2026-11 or 2026 (UTC)")
     _output(p)
+    p.add_argument(
+        "--lang", choices=("ja", "en"), default="en", help="the language of the --html page (default en)"
+    )
     p.add_argument(
         "--url",
         type=url_argument,

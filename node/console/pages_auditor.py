@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from markupsafe import Markup
@@ -28,14 +29,32 @@ from sqlmodel import Session, col, select
 
 from governance.report import parse_period
 from governance.roles import Action
-from node.console.pages import NO_STORE_HEADERS, PREFIX, Visit, redirect, render, staff_page, url
+from node.console.audit_filter import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    OUTCOME_KINDS,
+    AuditFilter,
+    AuditPage,
+    csv_rows,
+    describe,
+    read_page,
+)
+from node.console.pages import (
+    NO_STORE_HEADERS,
+    PREFIX,
+    Visit,
+    local_times,
+    redirect,
+    render,
+    staff_page,
+    url,
+)
 from node.context import NodeContext
 from node.http.api import CLOCK, CONTEXT
 from node.http.report import member_names, node_report
-from node.records.auditlog import record_hash
 from node.reporting.auditor import audit_stored_chain, audit_stored_log
-from node.reporting.report_html import STYLE, report_body_html
-from node.storage.models import AuditRecord, LogLeaf
+from node.reporting.report_html import PRINT_STYLE, STYLE, render_report_html, report_body_html
+from node.storage.models import LogLeaf
 from protocol.canonical import parse_json
 from protocol.errors import MalformedError, WatchnetError
 from protocol.events import EntryEvent
@@ -47,6 +66,7 @@ from protocol.treehead import TreeHead
 __all__ = ["PAGE_SIZE", "add_auditor_routes", "recent_periods"]
 
 AUDIT = f"{PREFIX}/audit"
+AUDIT_CSV = f"{PREFIX}/audit.csv"
 LOG = f"{PREFIX}/log"
 REPORT = f"{PREFIX}/report"
 PAGE_SIZE = 50
@@ -96,64 +116,81 @@ def _window(rows: list[Any], last: int, top: int) -> Window:
     )
 
 
-@dataclass(frozen=True)
-class AuditRow:
-    """One audit record as the page lists it, with whether its own hash still matches it."""
-
-    seq: int
-    at: datetime
-    actor: str
-    action: str
-    target: str
-    outcome: str
-    record_hash: str
-    intact: bool
-
-
-def _audit_window(context: NodeContext, upto: int | None) -> Window:
-    names = _names(context)
-    with Session(context.engine) as session:
-        last = session.exec(select(func.max(AuditRecord.seq))).one()
-        if last is None:
-            return Window([], 0, -1, None, None)
-        top = last if upto is None else min(upto, last)
-        records = session.exec(
-            select(AuditRecord)
-            .where(col(AuditRecord.seq) <= top)
-            .order_by(col(AuditRecord.seq).desc())
-            .limit(PAGE_SIZE)
-        ).all()
-        rows = [
-            AuditRow(
-                seq=r.seq,
-                at=r.at,
-                actor=names.get(r.actor, r.actor),
-                action=r.action,
-                target=r.target,
-                outcome=r.outcome,
-                record_hash=r.record_hash,
-                intact=record_hash(r) == r.record_hash,
-            )
-            for r in records
-        ]
-    return _window(rows, int(last), top)
-
-
 def _names(context: NodeContext) -> dict[str, str]:
     """Account ids as their usernames (the logs record ids, staff know names)."""
     return {member.id: member.username for member, _ in context.accounts.list()}
 
 
+def _audit_link(lang: str, wanted: AuditFilter, **change: str | None) -> str:
+    """The audit page with ``wanted``'s filters, some changed (a value of None drops the parameter)."""
+    params: dict[str, str] = {"lang": lang, **describe(wanted)}
+    for key, value in change.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = value
+    return f"{AUDIT}?{urlencode(params)}"
+
+
+def _read_audit(context: NodeContext, wanted: AuditFilter) -> AuditPage:
+    with Session(context.engine) as session:
+        return read_page(session, wanted, _names(context))
+
+
 @staff_page(Action.READ_AUDIT)
 async def audit_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """The audit log, filtered and paged, routine polling folded unless ``routine=show``."""
     context = request.app[CONTEXT]
-    upto = _upto(request)
-    window = await asyncio.to_thread(_audit_window, context, upto)
+    wanted = AuditFilter.from_query(request.query, context.config.console.zone)
+    listing = await asyncio.to_thread(_read_audit, context, wanted)
     report = await asyncio.to_thread(
         audit_stored_chain, context.engine, context.signing_key.public, context.config.node_id
     )
+    lang = visit.lang
     return render(
-        request, "audit.html", visit.lang, session=visit.session, window=window, report=report, page=AUDIT
+        request,
+        "audit.html",
+        lang,
+        session=visit.session,
+        listing=listing,
+        wanted=wanted,
+        report=report,
+        page=AUDIT,
+        outcome_kinds=OUTCOME_KINDS,
+        zone_name=str(context.config.console.zone),
+        page_sizes=(25, DEFAULT_PAGE_SIZE, 100, MAX_PAGE_SIZE),
+        newer_url=None if listing.newer is None else _audit_link(lang, wanted, upto=str(listing.newer)),
+        newest_url=None if wanted.upto is None else _audit_link(lang, wanted, upto=None),
+        older_url=None if listing.older is None else _audit_link(lang, wanted, upto=str(listing.older)),
+        toggle_url=_audit_link(lang, wanted, upto=None, routine="show" if wanted.fold else "fold"),
+        csv_url=_audit_link(lang, wanted, upto=None).replace(AUDIT + "?", AUDIT_CSV + "?", 1),
+    )
+
+
+@staff_page(Action.READ_AUDIT, back=AUDIT)
+async def audit_csv(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """The records the filters select, as CSV (UTF-8 with a BOM, so spreadsheets read Japanese)."""
+    context = request.app[CONTEXT]
+    zone = context.config.console.zone
+    wanted = AuditFilter.from_query(request.query, zone)
+    names = _names(context)
+
+    def build() -> bytes:
+        with Session(context.engine) as session:
+            return "".join(csv_rows(session, wanted, names, zone)).encode("utf-8-sig")
+
+    body = await asyncio.to_thread(build)
+    stamp = request.app[CLOCK]().strftime("%Y%m%dT%H%M%SZ")
+    name = f"watchnet-audit-{context.config.node_id}-{stamp}.csv"
+    return web.Response(
+        body=body,
+        content_type="text/csv",
+        charset="utf-8",
+        headers={
+            **NO_STORE_HEADERS,
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 
@@ -284,7 +321,10 @@ async def report_page(request: web.Request, visit: Visit) -> web.StreamResponse:
     period = parse_period(request.match_info["period"])
     document = await asyncio.to_thread(node_report, context, period, now)
     names = member_names(context.manifest)
-    body = await asyncio.to_thread(lambda: report_body_html(document.payload, names=names))
+    when = local_times(request, visit.lang).when
+    body = await asyncio.to_thread(
+        lambda: report_body_html(document.payload, names=names, lang=visit.lang, when=when)
+    )
     periods = recent_periods(now)
     response = render(
         request,
@@ -297,9 +337,29 @@ async def report_page(request: web.Request, visit: Visit) -> web.StreamResponse:
         keyid=context.signing_key.keyid,
         body=Markup(body),  # noqa: S704 - report_body_html escapes every text it takes from the report
         style=Markup(STYLE),  # noqa: S704 - a constant of node.reporting.report_html
+        print_style=Markup(PRINT_STYLE),  # noqa: S704 - a constant of node.reporting.report_html
     )
     response.headers["Content-Security-Policy"] = REPORT_CSP
     return response
+
+
+@staff_page(Action.READ_REPORT, back=REPORT)
+async def report_print(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """The report alone, for paper or to publish: no console frame or navigation, A4 print style."""
+    context = request.app[CONTEXT]
+    period = parse_period(request.match_info["period"])
+    document = await asyncio.to_thread(node_report, context, period, request.app[CLOCK]())
+    names = member_names(context.manifest)
+    when = local_times(request, visit.lang).when
+    page = await asyncio.to_thread(
+        lambda: render_report_html(document.payload, names=names, lang=visit.lang, when=when)
+    )
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        charset="utf-8",
+        headers={**NO_STORE_HEADERS, "Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @staff_page(Action.READ_REPORT, back=REPORT)
@@ -318,7 +378,9 @@ async def report_json(request: web.Request, visit: Visit) -> web.StreamResponse:
 
 def add_auditor_routes(app: web.Application) -> None:
     app.router.add_get(AUDIT, audit_page)
+    app.router.add_get(AUDIT_CSV, audit_csv)
     app.router.add_get(LOG, log_page)
     app.router.add_get(REPORT, report_choice)
     app.router.add_get(f"{REPORT}/{{period}}", report_page)
     app.router.add_get(f"{REPORT}/{{period}}/signed.json", report_json)
+    app.router.add_get(f"{REPORT}/{{period}}/print", report_print)

@@ -33,6 +33,7 @@ from node.federation.gate import PeerGate, PeerRequest, refuse_if_expired
 from node.federation.mirror import mirror_page, restore_loop
 from node.federation.nonces import NonceStore
 from node.federation.owed import members_owing
+from node.federation.peerlog import PeerLog
 from node.federation.sync import (
     ForkDetected,
     PageResult,
@@ -212,6 +213,7 @@ class Federation:
         self._extraction_reported: dict[tuple[str, str, str], datetime] = {}
         self._background: set[asyncio.Future[Any]] = set()
         self.breakers = Breakers()
+        self.peer_log = PeerLog(LOG)
         self.skews: dict[str, float] = {}
         """Each peer's clock minus ours at its last answer (``PeerClient`` records it)."""
         self._wake_notify_peer: dict[str, asyncio.Event] = {}
@@ -797,6 +799,7 @@ class Federation:
                 await self.pull(member)
                 await self.deliver_receipts(member)
                 self.breakers.of(member.node_id).succeeded()
+                self.peer_log.succeeded(member.node_id, "sync")
             except WatchnetError as e:
                 span.set_attribute("watchnet.error", e.code)
                 if isinstance(e, PeerUnreachable):
@@ -805,7 +808,9 @@ class Federation:
                     await self._report_fork(member, e)
                 if isinstance(e, PeerRefused) and e.peer_code == "manifest_version":
                     self.wake_manifest()
-                LOG.warning("sync with %s failed: %s", member.node_id, e.code)
+                self.peer_log.failed(
+                    member.node_id, "sync", e.code, unreachable=isinstance(e, PeerUnreachable | PeerTimeout)
+                )
                 refused = not isinstance(e, PeerRefused | PeerUnreachable | ForkDetected)
                 error = f"{e.code}: {e}"
                 audit_as = f"refused:{e.code}" if refused else None

@@ -1,4 +1,4 @@
-"""``GET /v1/report?period=2026-Q4&format=json|html``: this node's transparency report, signed.
+"""``GET /v1/report?period=2026-Q4&format=json|html&lang=en|ja``: this node's transparency report, signed.
 
 The JSON answer is the ``TransparencyReport`` signed with the node's signing key, the key the
 manifest lists for it, so the organisation can verify it wherever it came from (``watchnet gov
@@ -22,8 +22,9 @@ from governance.manifest import Manifest
 from governance.report import Period, TransparencyReport, parse_period
 from governance.roles import Action
 from node.context import NodeContext
+from node.local_time import LocalTimes
 from node.reporting.report import signed_report
-from node.reporting.report_html import render_report_html
+from node.reporting.report_html import LANGS, render_report_html
 from protocol.errors import MalformedError
 from protocol.signed import SignedDocument
 
@@ -73,8 +74,14 @@ def add_report_routes(
         document = await asyncio.to_thread(node_report, context, period, request.app[clock_key]())
         if fmt == "json":
             return web.Response(body=document.to_bytes(), content_type="application/json")
+        lang = request.query.get("lang", "en")
+        if lang not in LANGS:
+            raise MalformedError(f"query parameter 'lang': one of {', '.join(LANGS)}, got {lang!r:.20}")
         names = member_names(context.manifest)
-        page = await asyncio.to_thread(lambda: render_report_html(document.payload, names=names))
+        when = LocalTimes(lang, context.config.console.zone).when
+        page = await asyncio.to_thread(
+            lambda: render_report_html(document.payload, names=names, lang=lang, when=when)
+        )
         return web.Response(
             text=page,
             content_type="text/html",

@@ -18,11 +18,16 @@ entries.active_at_end             ``registered`` minus ``deleted``/``expired`` l
 queries.sent (by purpose)         audit ``POST /v1/query`` answered 200 with at least one face, and
                                   ``POST /v1/requests/{id}/search`` answered 200 (data-subject-request)
 queries.answered / refused        audit ``POST /v1/peer/query``: 200, or ``refused:<code>``
-matches.*_hits                    the ``hits=K`` the node audits with each query (and local match)
+matches.local_hits                the ``hits=K`` of each local match (``POST /v1/match``)
+matches.network_hits              the ``hits=K`` of each query sent (hits members returned to us)
+matches.answered_hits             the ``hits=K`` of each member's query this node answered, in the
+                                  clear (``POST /v1/peer/query``) or privately (``.../private/reveal``)
 matches.reviews                   audit ``alert.review`` (one per alert: only an open alert is reviewed)
 matches.feedback_received         ``match_feedback`` from other members, ``received_at``
 refusals.requests                 audit records of API requests (``METHOD /path``) ``refused:<code>``
-                                  (a coalesced record, target ``repeats=N``, counts N)
+                                  (a coalesced record, target ``repeats=N``, counts N), except a
+                                  ``GET``/``HEAD`` refused ``unauthenticated``: a page, favicon or URL
+                                  loaded before sign-in, with no credentials to refuse (``anonymous_reads``)
 refusals.peer_data                audit ``peer.*`` / ``manifest.*`` records ``refused:<code>``
 provisions                        ``provision.received_at``
 subject_requests                  ``received_at`` (received), ``closed_at`` (closed, grounds, late)
@@ -99,6 +104,7 @@ __all__ = [
 QUERY_ACTION = "POST /v1/query"
 PEER_QUERY_ACTION = "POST /v1/peer/query"
 MATCH_ACTION = "POST /v1/match"
+REVEAL_ACTION = "POST /v1/peer/private/reveal"
 SEARCH_ACTION = "POST /v1/requests/{request_id}/search"
 REVIEW_ACTION = "alert.review"
 OK = "ok:200"
@@ -116,6 +122,10 @@ FORWARD_RESULTS = {
     "refused:forward_conflict": "conflict",
 }
 """What a member's forward did (its audit ``forward=...``, or the refusal) -> its key in ``forwards``."""
+UNAUTHENTICATED = "unauthenticated"
+READS = ("GET ", "HEAD ")
+"""A read refused ``unauthenticated`` is a browser or crawler loading a URL before sign-in (the root,
+a favicon, a bookmarked API link): nothing was attempted, so it is not a refusal of a request."""
 PEER_DATA_PREFIXES = ("peer.", "manifest.")
 """Non-request audit actions whose refusals are the node's own (of data it fetched), not echoes."""
 _HTTP_RE = re.compile(r"(GET|HEAD|POST|PUT|PATCH|DELETE) /")
@@ -235,7 +245,14 @@ def count_audit(session: Session, period: Period) -> tuple[QueryCounts, MatchCou
             or_(
                 col(AuditRecord.outcome).startswith(REFUSED),
                 col(AuditRecord.action).in_(
-                    [QUERY_ACTION, PEER_QUERY_ACTION, MATCH_ACTION, SEARCH_ACTION, REVIEW_ACTION]
+                    [
+                        QUERY_ACTION,
+                        PEER_QUERY_ACTION,
+                        REVEAL_ACTION,
+                        MATCH_ACTION,
+                        SEARCH_ACTION,
+                        REVIEW_ACTION,
+                    ]
                 ),
             )
         )
@@ -253,6 +270,8 @@ def count_audit(session: Session, period: Period) -> tuple[QueryCounts, MatchCou
             code = _key(outcome[len(REFUSED) :])
             times = _int(_REPEATS_RE, target) or 1
             if _HTTP_RE.match(action):
+                if code == UNAUTHENTICATED and action.startswith(READS):
+                    continue  # a page loaded before sign-in, not a refused request
                 request_refusals[code] += times
                 if action == PEER_QUERY_ACTION:
                     query_refusals[code] += times
@@ -278,6 +297,8 @@ def count_audit(session: Session, period: Period) -> tuple[QueryCounts, MatchCou
             purpose = _PURPOSE_RE.search(target)
             answered[_key(purpose.group(1) if purpose else None)] += 1
             faces_answered += _int(_FACES_RE, target)
+            answered_hits += _int(_HITS_RE, target)
+        elif action == REVEAL_ACTION:
             answered_hits += _int(_HITS_RE, target)
         elif action == MATCH_ACTION:
             local_searches += 1
