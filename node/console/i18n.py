@@ -880,7 +880,6 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
             "Sending to the peer is paused after repeated failures",
         ),
         "not_ready": ("まだ準備ができていません", "Not ready yet"),
-        "account_exists": ("そのユーザー名は既に使われています", "That username is already taken"),
         "deletion_pending": ("削除の処理中です", "A deletion is in progress"),
         "disk_full": ("ディスクの空き容量が足りません", "The disk is full"),
         "empty_log": ("ログにまだ記録がありません", "The log has nothing in it yet"),
