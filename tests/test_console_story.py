@@ -72,7 +72,7 @@ def test_an_alert_appears_live_and_leaves_when_the_owner_deletes(
     registrar.select_option("#evidence_kind", "police-report")
     registrar.fill("#evidence_reference", "TKY-2026-0999")
     registrar.fill("#incident_date", "2026-11-01")
-    registrar.fill("#site", "shibuya-01")
+    registrar.select_option("#site", "shibuya")
     registrar.get_by_role("button", name="この内容で申請する").click()
     row = registrar.locator("#my-proposals tbody tr[data-status=proposed]")
     expect(row).to_have_count(1)
