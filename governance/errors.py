@@ -6,6 +6,8 @@ transparency report, and map them to wire errors without parsing messages.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from protocol.errors import MalformedError, PolicyError
 
 __all__ = [
@@ -50,7 +52,7 @@ class RegistrationRefused(PolicyError):
 
     code = "registration_refused"
 
-    def __init__(self, violations: list[str]) -> None:
+    def __init__(self, violations: Sequence[str]) -> None:
         self.violations = list(violations)
         super().__init__("; ".join(self.violations))
 

@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from governance.errors import InvalidManifestError, RegistrationRefused
+from governance.findings import Finding
 from governance.manifest import Manifest
 from protocol.entry import WatchlistEntry
 from protocol.errors import MalformedError
@@ -109,26 +110,65 @@ def check_registration(
 ) -> None:
     """Raise ``RegistrationRefused`` listing every rule these registration facts break."""
     policy = manifest.policy
-    violations: list[str] = []
+    violations: list[Finding] = []
     if category not in policy.incident_categories:
         violations.append(
-            f"category {category!r} is not one of the group's {list(policy.incident_categories)}"
+            Finding(
+                "category_not_in_group",
+                "category {category!r} is not one of the group's {categories}",
+                category=category,
+                categories=tuple(policy.incident_categories),
+            )
         )
     elif category not in rules.categories:
-        violations.append(f"category {category!r} is not one this node registers {list(rules.categories)}")
+        violations.append(
+            Finding(
+                "category_not_registered_here",
+                "category {category!r} is not one this node registers {categories}",
+                category=category,
+                categories=tuple(rules.categories),
+            )
+        )
     if evidence_kind not in policy.required_evidence or evidence_kind not in rules.evidence_kinds:
-        accepted = sorted(set(policy.required_evidence) & set(rules.evidence_kinds))
-        violations.append(f"evidence kind {evidence_kind!r} is not accepted (accepted: {accepted})")
+        accepted = tuple(sorted(set(policy.required_evidence) & set(rules.evidence_kinds)))
+        violations.append(
+            Finding(
+                "evidence_not_accepted",
+                "evidence kind {evidence!r} is not accepted (accepted: {accepted})",
+                evidence=evidence_kind,
+                accepted=accepted,
+            )
+        )
     retention_days = (expires_at - registered_at).total_seconds() / 86400
     limit = min(rules.retention_days, policy.max_retention_days)
     if retention_days > limit:
-        violations.append(f"retention {retention_days:.1f} days exceeds the limit of {limit} days")
+        violations.append(
+            Finding(
+                "retention_too_long",
+                "retention {days:.1f} days exceeds the limit of {limit} days",
+                days=retention_days,
+                limit=limit,
+            )
+        )
     if expires_at <= now:
-        violations.append("the entry has already expired")
+        violations.append(Finding("already_expired", "the entry has already expired"))
     if incident_date > registered_at.date():
-        violations.append(f"incident date {incident_date.isoformat()} is after the registration date")
+        violations.append(
+            Finding(
+                "incident_after_registration",
+                "incident date {date} is after the registration date",
+                date=incident_date.isoformat(),
+            )
+        )
     if model_id != policy.model.model_id:
-        violations.append(f"model {model_id!r} is not the pinned model {policy.model.model_id!r}")
+        violations.append(
+            Finding(
+                "model_not_pinned",
+                "model {model!r} is not the pinned model {pinned!r}",
+                model=model_id,
+                pinned=policy.model.model_id,
+            )
+        )
     if violations:
         raise RegistrationRefused(violations)
 
@@ -152,7 +192,11 @@ def check_entry(manifest: Manifest, rules: RegistrationRules, entry: WatchlistEn
         violations.extend(e.violations)
     if entry.unrecognized_fields:
         violations.append(
-            f"fields {sorted(entry.unrecognized_fields)} are not part of an entry; free text is not allowed"
+            Finding(
+                "unknown_entry_fields",
+                "fields {fields} are not part of an entry; free text is not allowed",
+                fields=tuple(sorted(entry.unrecognized_fields)),
+            )
         )
     if violations:
         raise RegistrationRefused(violations)

@@ -13,6 +13,8 @@ under that headline: they carry no code yet.
 
 from __future__ import annotations
 
+from governance.findings import Finding, Value
+
 __all__ = ["LABELS", "MESSAGES", "Translator"]
 
 MESSAGES: dict[str, tuple[str, str]] = {
@@ -196,6 +198,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col.decision": ("判断", "Decision"),
     "error.title": ("処理できませんでした", "This could not be done"),
     "error.details": ("詳細", "Details"),
+    "error.technical": ("技術的な情報（英語、システム担当者向け）", "Technical details"),
     # operator and network pages
     "nav.label": ("画面の切り替え", "Console pages"),
     "nav.registrar": ("登録の申請", "Propose entries"),
@@ -328,7 +331,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "net.show_pending": ("受領待ちのものだけを表示", "Show only those still waiting"),
     "net.show_all": ("すべて表示", "Show all"),
     "net.next_page": ("次のページ", "Next page"),
-    "net.health_ok": ("最新の同期は成功し、失敗はありません。", "The last sync worked; nothing failed since."),
+    "net.health_ok": (
+        "最新の同期は成功し、失敗はありません。",
+        "The last sync worked; nothing failed since.",
+    ),
     "net.health_degraded": (
         "前回の同期以降に失敗があります（接続はできています）。続く場合は相手先に連絡してください。",
         "Syncs failed since the last one that worked (the member still answers); contact it if this goes on.",
@@ -364,7 +370,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "This endpoint is not https. Queries and answers are sealed and signed end to end, but without TLS "
         "anyone on the path sees which members talk, when and how much. Use https.",
     ),
-    "net.endpoint_http-loopback_tag": ("暗号化なし（http・このマシン内）", "Not encrypted (http, this machine)"),
+    "net.endpoint_http-loopback_tag": (
+        "暗号化なし（http・このマシン内）",
+        "Not encrypted (http, this machine)",
+    ),
     "net.endpoint_http-loopback": (
         "このマシン内への http 接続です。ローカルのデモでのみ許容されます。"
         "実運用では https にしてください（経路上で通信の有無や量が見えるため）。",
@@ -372,7 +381,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "(without TLS, who talks, when and how much is visible on the path).",
     ),
     "net.endpoint_not-http_tag": ("不明な方式", "Unknown scheme"),
-    "net.endpoint_not-http": ("この接続先は http でも https でもありません。", "This endpoint is neither http nor https."),
+    "net.endpoint_not-http": (
+        "この接続先は http でも https でもありません。",
+        "This endpoint is neither http nor https.",
+    ),
     # accounts page
     "accounts.title": ("アカウント管理", "Staff accounts"),
     "accounts.list_heading": ("アカウント一覧", "Accounts"),
@@ -382,7 +394,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "A disabled account's open pages and API tokens stop working at once. You cannot disable "
         "yourself or the last enabled admin. Every change is recorded in the audit log.",
     ),
-    "accounts.caption": ("職員のアカウント、ログインの状態とAPIトークン", "Staff accounts, sign-in state and API tokens"),
+    "accounts.caption": (
+        "職員のアカウント、ログインの状態とAPIトークン",
+        "Staff accounts, sign-in state and API tokens",
+    ),
     "accounts.you": ("あなた", "you"),
     "accounts.enabled": ("有効", "Enabled"),
     "accounts.disabled": ("無効", "Disabled"),
@@ -501,7 +516,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "会員による定期的なログ取得（{count} 件）は 1 行にまとめて表示しています。",
         "Members' routine log polls ({count} records) are folded into one line each.",
     ),
-    "aud.routine_shown": ("定期的なログ取得もすべて表示しています。", "Routine log polls are shown one by one."),
+    "aud.routine_shown": (
+        "定期的なログ取得もすべて表示しています。",
+        "Routine log polls are shown one by one.",
+    ),
     "aud.show_routine": ("定期的なログ取得をすべて表示", "Show every routine poll"),
     "aud.fold_routine": ("定期的なログ取得をまとめる", "Fold routine polls"),
     "aud.folded": (
@@ -1012,6 +1030,71 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
 }
 """Labels for codes shown to staff, by kind; an unknown code is shown as itself."""
 
+FINDINGS: dict[str, str] = {
+    # registration rules (governance.rules)
+    "category_not_in_group": "区分「{category}」はグループの区分（{categories}）にありません",
+    "category_not_registered_here": "区分「{category}」はこの事業者が登録する区分（{categories}）にありません",
+    "evidence_not_accepted": "証跡の種類「{evidence}」は認められていません（認められる種類: {accepted}）",
+    "retention_too_long": "保存期間 {days:.1f} 日は上限の {limit} 日を超えています",
+    "already_expired": "保存期間がすでに過ぎています",
+    "incident_after_registration": "事案の日付 {date} が登録日より後になっています",
+    "model_not_pinned": "顔認識モデル {model} はグループが定めたモデル {pinned} ではありません",
+    "unknown_entry_fields": "登録項目にない欄があります（{fields}）。自由記述は認められません",
+    # face quality (node.face.pipeline)
+    "detection_score_low": "顔の検出スコア {score:.2f} が基準 {limit:.2f} を下回っています",
+    "face_too_small": "顔の幅が {pixels} ピクセルです。{limit} ピクセル以上必要です",
+    "head_turned": "顔が {degrees:.0f} 度横を向いています（{limit:.0f} 度まで）",
+    "blurred": "画像がぼやけています（鮮明さ {sharpness:.0f}、基準 {limit:.0f}）",
+    # log and audit verification (node.reporting.auditor)
+    "head_signed": "サイズ {size} のツリーヘッドにこの事業者の署名があります",
+    "head_signature_bad": "ツリーヘッドの署名: {error}",
+    "event_bad": "イベント {index}: {error}",
+    "event_wrong_owner": "イベント {index} の所有者が {owner} になっています",
+    "event_unknown_fields": "イベント {index} に想定外の項目があります",
+    "events_missing": "署名されたヘッドの {size} 件のうち {read} 件しか読めませんでした",
+    "root_mismatch": "イベントから計算したハッシュが署名されたルートと一致しません",
+    "root_matches": "署名された {size} 件のイベントが署名されたルートに一致します",
+    "log_shrank": "ログが {old} 件から {new} 件に減っています",
+    "log_extends": "ログは以前に確認したサイズ {size} のヘッドを引き継いでいます",
+    "consistency_failed": "以前のサイズ {size} のヘッドとの整合性: {error}",
+    "audit_chain_intact": "監査記録 {records} 件の連鎖は改ざんされていません",
+    "audit_chain_broken": "監査記録の連鎖: {error}",
+    "audit_head_signed": "署名されたツリーヘッドが監査記録の連鎖の一件を指しています",
+    "audit_head_missing": "ツリーヘッドに署名された監査記録が監査ログにありません",
+    "checkpoint_bad": "{source} が持つチェックポイント: {error}",
+    "history_differs": "{node} のログが {holders} の持つ履歴と異なります（{error}）",
+    "manifest_bad": "この事業者のマニフェスト: {error}",
+    "manifest_pinned": "{group} のマニフェスト第 {version} 版に、固定したルート鍵の必要数の署名があります",
+    "manifest_self_signed": (
+        "{group} のマニフェスト第 {version} 版に、"
+        "それ自身の鍵の必要数の署名があります（--root-keyid で認定個人情報保護団体の鍵を固定してください）"
+    ),
+    "key_not_pinned": "この事業者が示す署名鍵が固定した鍵と異なります",
+    "key_in_manifest_pinned": "この事業者の鍵はマニフェストの鍵であり、固定した鍵です",
+    "key_in_manifest": "この事業者の鍵はマニフェストの鍵です（--signing-key で固定してください）",
+    "key_not_in_manifest": "鍵はこの事業者から取得しました。マニフェスト第 {version} 版が {node} に定める鍵ではないため、立会人はこのログを保証できません",
+    "cosignatures_impossible": "{node} はマニフェスト第 {version} 版が定める鍵で署名していないため、必要な立会人の連署 {required} 件はどれも数えられません",
+    "witness_unreachable": "立会人 {witnesses} からこのログのチェックポイントを得られませんでした",
+    "too_few_cosignatures": "立会人の連署: {error}",
+    "cosigned": "ログは立会人 {witnesses} が連署した履歴です（必要 {required} 件のうち {count} 件）",
+    "inclusion_failed": "イベント {index} の包含証明: {error}",
+    "inclusion_verified": "{size} 件すべてのイベントの包含証明を確認しました",
+    "stored_head_bad": "保存されたサイズ {size} のツリーヘッド: {error}",
+    "stored_event_missing": "イベント {index} が保存されたログにありません（{found} がありました）",
+    "stored_leaf_mismatch": "イベント {index}: 保存されたハッシュが保存されたイベントと一致しません",
+    "earlier_head_bad": "以前のサイズ {size} のツリーヘッド: {error}",
+    "log_empty": "イベントログは空です",
+}
+"""Each ``Finding`` code's sentence in Japanese, filled from its values; English is the finding itself."""
+
+FINDING_VALUE_LABELS = {
+    "category": "category",
+    "categories": "category",
+    "evidence": "evidence",
+    "accepted": "evidence",
+}
+"""Values that are themselves codes, and the kind of label that names them."""
+
 REFUSED = ("要求は拒否されました", "The request was refused")
 
 
@@ -1031,3 +1114,24 @@ class Translator:
         if pair is None:
             return REFUSED[self._index] if kind == "error" else code
         return pair[self._index]
+
+    def finding(self, text: str) -> str:
+        """A rule violation, quality failure or audit check in this language (its code and values)."""
+        if self._index == 1 or not isinstance(text, Finding) or text.code not in FINDINGS:
+            return text
+        values = {name: self._value(name, value) for name, value in text.values.items()}
+        if "error" in text.values:
+            code = str(text.values["error"])
+            values["error"] = LABELS["error"][code][self._index] if code in LABELS["error"] else code
+        return FINDINGS[text.code].format(**values)
+
+    def _value(self, name: str, value: Value) -> Value:
+        kind = FINDING_VALUE_LABELS.get(name)
+        items = value if isinstance(value, tuple) else None
+        if kind is not None:
+            shown = [self.label(kind, v) for v in (items or (str(value),))]
+            return self.join(shown) if items is not None else shown[0]
+        return self.join(list(items)) if items is not None else value
+
+    def join(self, items: list[str]) -> str:
+        return ("、" if self._index == 0 else ", ").join(items) or "—"

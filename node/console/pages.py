@@ -232,6 +232,7 @@ def render(
         {
             "lang": lang,
             "t": tr.t,
+            "finding": tr.finding,
             "label": tr.label,
             "when": times.when,
             "day": times.day,
@@ -308,7 +309,8 @@ def refusal(
         status=status,
         switch_path=back or PREFIX,
         code=error.code,
-        details=getattr(error, "violations", None) or getattr(error, "failures", None) or [str(error)],
+        details=getattr(error, "violations", None) or getattr(error, "failures", None) or [],
+        technical=str(error),
         back=back or PREFIX,
     )
     exception = _STATUS_EXCEPTIONS.get(status, web.HTTPBadRequest)

@@ -13,6 +13,7 @@ import io
 import math
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import PIL.Image
 
+from governance.findings import Finding
 from governance.rules import FaceQuality
 from node.face.models import ModelPack
 from protocol.embedding import Embedding
@@ -53,8 +55,8 @@ class NoFaceFound(PolicyError):
 class FaceQualityRefused(PolicyError):
     code = "face_quality"
 
-    def __init__(self, failures: list[str]) -> None:
-        self.failures = failures
+    def __init__(self, failures: Sequence[str]) -> None:
+        self.failures = list(failures)
         super().__init__("; ".join(failures))
 
 
@@ -162,20 +164,44 @@ class Quality:
     yaw_degrees: float
     sharpness: float
 
-    def failures(self, limits: FaceQuality) -> list[str]:
+    def failures(self, limits: FaceQuality) -> list[Finding]:
         out = []
         if self.detection_score < limits.min_detection_score:
             out.append(
-                f"detection score {self.detection_score:.2f} is below {limits.min_detection_score:.2f}"
+                Finding(
+                    "detection_score_low",
+                    "detection score {score:.2f} is below {limit:.2f}",
+                    score=self.detection_score,
+                    limit=limits.min_detection_score,
+                )
             )
         if self.face_pixels < limits.min_face_pixels:
-            out.append(f"face is {self.face_pixels} px wide, at least {limits.min_face_pixels} px needed")
+            out.append(
+                Finding(
+                    "face_too_small",
+                    "face is {pixels} px wide, at least {limit} px needed",
+                    pixels=self.face_pixels,
+                    limit=limits.min_face_pixels,
+                )
+            )
         if abs(self.yaw_degrees) > limits.max_yaw_degrees:
             out.append(
-                f"head turned {abs(self.yaw_degrees):.0f} degrees, at most {limits.max_yaw_degrees:.0f}"
+                Finding(
+                    "head_turned",
+                    "head turned {degrees:.0f} degrees, at most {limit:.0f}",
+                    degrees=abs(self.yaw_degrees),
+                    limit=limits.max_yaw_degrees,
+                )
             )
         if self.sharpness < limits.min_sharpness:
-            out.append(f"sharpness {self.sharpness:.0f} is below {limits.min_sharpness:.0f} (blurred)")
+            out.append(
+                Finding(
+                    "blurred",
+                    "sharpness {sharpness:.0f} is below {limit:.0f} (blurred)",
+                    sharpness=self.sharpness,
+                    limit=limits.min_sharpness,
+                )
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -33,6 +33,7 @@ import aiohttp
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from governance.findings import Finding
 from governance.manifest import Manifest
 from governance.trust import verify_initial
 from node.records.auditlog import verify_audit_chain
@@ -89,8 +90,8 @@ class AuditReport:
     cosigned_by: dict[str, int] = field(default_factory=dict)
     """Witness -> the largest size of this log it cosigned that is consistent with the verified head."""
     cosignatures_required: int = 0
-    checks: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    checks: list[Finding] = field(default_factory=list)
+    problems: list[Finding] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +119,14 @@ class AuditReport:
 # -- the checks -------------------------------------------------------------------------------
 
 
+def _event_problem(index: int, e: WatchnetError) -> Finding:
+    return Finding("event_bad", "event {index}: {detail}", index=index, error=e.code, detail=str(e))
+
+
+def _shrank(old_size: int, new_size: int) -> Finding:
+    return Finding("log_shrank", "the log shrank from {old} to {new}", old=old_size, new=new_size)
+
+
 def check_head_signature(
     head_doc: SignedDocument[TreeHead], key: PublicSigningKey, report: AuditReport
 ) -> TreeHead | None:
@@ -125,11 +134,15 @@ def check_head_signature(
     try:
         head_doc.verify([key])
     except WatchnetError as e:
-        report.problems.append(f"tree head signature: {e}")
+        report.problems.append(
+            Finding("head_signature_bad", "tree head signature: {detail}", error=e.code, detail=str(e))
+        )
         return None
     head = head_doc.payload
     report.tree_size = head.tree_size
-    report.checks.append(f"tree head of size {head.tree_size} is signed by the node")
+    report.checks.append(
+        Finding("head_signed", "tree head of size {size} is signed by the node", size=head.tree_size)
+    )
     return head
 
 
@@ -138,26 +151,44 @@ def check_event(index: int, leaf: bytes, key: PublicSigningKey, report: AuditRep
     try:
         event = parse_log_event(parse_json(leaf))
     except WatchnetError as e:
-        report.problems.append(f"event {index}: {e}")
+        report.problems.append(_event_problem(index, e))
         return
     try:
         event.verify([key])
     except WatchnetError as e:
-        report.problems.append(f"event {index}: {e}")
+        report.problems.append(_event_problem(index, e))
     if event.payload.owner != report.node_id:
-        report.problems.append(f"event {index} claims owner {event.payload.owner}")
+        report.problems.append(
+            Finding(
+                "event_wrong_owner",
+                "event {index} claims owner {owner}",
+                index=index,
+                owner=event.payload.owner,
+            )
+        )
     if event.payload.unrecognized_fields:
-        report.problems.append(f"event {index} carries unexpected fields")
+        report.problems.append(
+            Finding("event_unknown_fields", "event {index} carries unexpected fields", index=index)
+        )
 
 
 def check_root(log: MerkleLog, head: TreeHead, report: AuditReport) -> None:
     """Step 3: the first ``tree_size`` leaves hash to the signed root."""
     if log.size < head.tree_size:
-        report.problems.append(f"only {log.size} of the {head.tree_size} events of the signed head were read")
+        report.problems.append(
+            Finding(
+                "events_missing",
+                "only {read} of the {size} events of the signed head were read",
+                read=log.size,
+                size=head.tree_size,
+            )
+        )
     elif log.root(head.tree_size) != head.root_hash:
-        report.problems.append("the events do not hash to the signed root")
+        report.problems.append(Finding("root_mismatch", "the events do not hash to the signed root"))
     else:
-        report.checks.append(f"{head.tree_size} signed events hash to the signed root")
+        report.checks.append(
+            Finding("root_matches", "{size} signed events hash to the signed root", size=head.tree_size)
+        )
 
 
 def check_consistency(
@@ -165,13 +196,23 @@ def check_consistency(
 ) -> None:
     """Step 5: an earlier head of ``old_size`` leaves is a prefix of this one (RFC 9162 consistency)."""
     if old_size > head.tree_size:
-        report.problems.append(f"the log shrank from {old_size} to {head.tree_size}")
+        report.problems.append(_shrank(old_size, head.tree_size))
         return
     try:
         verify_consistency(old_size, head.tree_size, old_root, head.root_hash, proof)
-        report.checks.append(f"the log extends the head of size {old_size} seen before")
+        report.checks.append(
+            Finding("log_extends", "the log extends the head of size {size} seen before", size=old_size)
+        )
     except ProofError as e:
-        report.problems.append(f"consistency with the earlier head of size {old_size}: {e}")
+        report.problems.append(
+            Finding(
+                "consistency_failed",
+                "consistency with the earlier head of size {size}: {detail}",
+                size=old_size,
+                error=e.code,
+                detail=str(e),
+            )
+        )
 
 
 def check_audit_chain(records: Iterable[AuditRecord], audit_head: bytes | None, report: AuditReport) -> None:
@@ -192,17 +233,29 @@ def check_audit_chain(records: Iterable[AuditRecord], audit_head: bytes | None, 
     stream = counted()
     try:
         verify_audit_chain(stream)
-        report.checks.append(f"audit chain of {report.audit_records} records is intact")
+        report.checks.append(
+            Finding(
+                "audit_chain_intact",
+                "audit chain of {records} records is intact",
+                records=report.audit_records,
+            )
+        )
     except ProofError as e:
-        report.problems.append(f"audit chain: {e}")
+        report.problems.append(
+            Finding("audit_chain_broken", "audit chain: {detail}", error=e.code, detail=str(e))
+        )
         for _ in stream:
             pass
     if wanted is None:
         return
     if found:
-        report.checks.append("the signed tree head commits to a record of the audit chain")
+        report.checks.append(
+            Finding("audit_head_signed", "the signed tree head commits to a record of the audit chain")
+        )
     else:
-        report.problems.append("the audit head signed into the tree head is not in the audit log")
+        report.problems.append(
+            Finding("audit_head_missing", "the audit head signed into the tree head is not in the audit log")
+        )
 
 
 def check_witnessed(
@@ -229,15 +282,29 @@ def check_witnessed(
             differing.append(source)
             continue
         except WatchnetError as e:
-            report.problems.append(f"{e.code}: the checkpoint {source} holds: {e}")
+            report.problems.append(
+                Finding(
+                    "checkpoint_bad",
+                    "{error}: the checkpoint {source} holds: {detail}",
+                    source=source,
+                    error=e.code,
+                    detail=str(e),
+                )
+            )
             continue
         for witness in cosigned.cosigners:
             size = max(report.cosigned_by.get(witness, 0), cosigned.checkpoint.size)
             report.cosigned_by[witness] = size
     if first is not None:
         report.problems.append(
-            f"{first.code}: {report.node_id}'s log differs from the history held by {', '.join(differing)} "
-            f"({first})"
+            Finding(
+                "history_differs",
+                "{error}: {node}'s log differs from the history held by {holders} ({detail})",
+                node=report.node_id,
+                holders=tuple(differing),
+                error=first.code,
+                detail=str(first),
+            )
         )
 
 
@@ -279,14 +346,21 @@ def _trusted_manifest(
         pinned = root_keyids or list(document.payload.manifest_role.keyids)
         manifest = verify_initial(document, pinned, now)
     except WatchnetError as e:
-        report.problems.append(f"{e.code}: the node's manifest: {e}")
+        report.problems.append(
+            Finding("manifest_bad", "{error}: the node's manifest: {detail}", error=e.code, detail=str(e))
+        )
         return None
     report.checks.append(
-        f"manifest version {manifest.version} of {manifest.group_id} is signed by a threshold of "
-        + (
-            "the pinned root keys"
-            if root_keyids
-            else "its own keys (pin the organisation's with --root-keyid)"
+        Finding(
+            "manifest_pinned" if root_keyids else "manifest_self_signed",
+            "manifest version {version} of {group} is signed by a threshold of "
+            + (
+                "the pinned root keys"
+                if root_keyids
+                else "its own keys (pin the organisation's with --root-keyid)"
+            ),
+            version=manifest.version,
+            group=manifest.group_id,
         )
     )
     return manifest
@@ -310,7 +384,9 @@ async def audit_node(
         report.node_id = info["node_id"]
         served_key = PublicSigningKey.from_str(info["signing_key"])
         if pinned_key is not None and served_key != PublicSigningKey.from_str(pinned_key):
-            report.problems.append("the node serves a signing key other than the pinned one")
+            report.problems.append(
+                Finding("key_not_pinned", "the node serves a signing key other than the pinned one")
+            )
             return report
         manifest = _trusted_manifest(
             await _get(session, f"{base}/v1/manifest"), root_keyids or [], now(), report
@@ -321,19 +397,30 @@ async def audit_node(
         listed = member is not None and member.signing_key == served_key
         if listed:
             report.checks.append(
-                "node key is the manifest's"
-                + (" and the pinned key" if pinned_key else " (pin it with --signing-key)")
+                Finding("key_in_manifest_pinned", "node key is the manifest's and the pinned key")
+                if pinned_key
+                else Finding("key_in_manifest", "node key is the manifest's (pin it with --signing-key)")
             )
         else:  # a node outside its group (e.g. a test node) can be audited, not witnessed
             report.checks.append(
-                f"node key taken from the node: it is not the key manifest version {manifest.version} "
-                f"lists for {report.node_id}, so no witness can vouch for its log"
+                Finding(
+                    "key_not_in_manifest",
+                    "node key taken from the node: it is not the key manifest version {version} "
+                    "lists for {node}, so no witness can vouch for its log",
+                    version=manifest.version,
+                    node=report.node_id,
+                )
             )
             if manifest.policy.witness.required:
                 report.problems.append(
-                    f"cosignatures_missing: {report.node_id} does not sign with the key manifest version "
-                    f"{manifest.version} lists for it, so none of the "
-                    f"{manifest.policy.witness.required} required witness cosignatures can count"
+                    Finding(
+                        "cosignatures_impossible",
+                        "cosignatures_missing: {node} does not sign with the key manifest version "
+                        "{version} lists for it, so none of the {required} required witness cosignatures can count",
+                        node=report.node_id,
+                        version=manifest.version,
+                        required=manifest.policy.witness.required,
+                    )
                 )
         async with session.get(f"{base}/v1/log/head") as response:
             head_data = await response.json()
@@ -344,7 +431,7 @@ async def audit_node(
                 )
         head: TreeHead | None = None
         if empty:
-            report.checks.append("the event log is empty")
+            report.checks.append(Finding("log_empty", "the event log is empty"))
         else:
             checked = await _check_log(
                 session, base, served_key, SignedDocument.from_dict(head_data, TreeHead), report, state_file
@@ -425,18 +512,32 @@ async def _check_witnesses(
             await asyncio.sleep(1.0)
     unreachable = [w for w, text in zip(witnesses, texts[1:], strict=True) if text is None]
     if unreachable:
-        report.checks.append(f"no checkpoint of this log from witness {', '.join(unreachable)}")
+        report.checks.append(
+            Finding(
+                "witness_unreachable",
+                "no checkpoint of this log from witness {witnesses}",
+                witnesses=tuple(unreachable),
+            )
+        )
     if len(report.problems) > problems:  # a differing history: that is the reason, not the count
         return
     try:
         require_cosignatures(report.cosigned_by, report.cosignatures_required, len(witnesses))
     except TooFewCosignatures as e:
-        report.problems.append(f"{e.code}: {e}")
+        report.problems.append(
+            Finding("too_few_cosignatures", "{error}: {detail}", error=e.code, detail=str(e))
+        )
         return
     named = ", ".join(f"{w} (size {n})" for w, n in sorted(report.cosigned_by.items())) or "no witness"
     report.checks.append(
-        f"the log is the history cosigned by {named}: {len(report.cosigned_by)} of the "
-        f"{report.cosignatures_required} required"
+        Finding(
+            "cosigned",
+            "the log is the history cosigned by {named}: {count} of the {required} required",
+            named=named,
+            witnesses=tuple(sorted(report.cosigned_by)),
+            count=len(report.cosigned_by),
+            required=report.cosignatures_required,
+        )
     )
 
 
@@ -484,14 +585,26 @@ async def _check_log(
                 head.root_hash,
             )
         except ProofError as e:
-            report.problems.append(f"inclusion proof for event {index}: {e}")
-    report.checks.append(f"inclusion proofs served for all {head.tree_size} events verify")
+            report.problems.append(
+                Finding(
+                    "inclusion_failed",
+                    "inclusion proof for event {index}: {detail}",
+                    index=index,
+                    error=e.code,
+                    detail=str(e),
+                )
+            )
+    report.checks.append(
+        Finding(
+            "inclusion_verified", "inclusion proofs served for all {size} events verify", size=head.tree_size
+        )
+    )
 
     if state_file is not None and state_file.exists():
         old = json.loads(state_file.read_text())
         old_size = old["tree_size"]
         if old_size > head.tree_size:
-            report.problems.append(f"the log shrank from {old_size} to {head.tree_size}")
+            report.problems.append(_shrank(old_size, head.tree_size))
         elif old_size > 0:
             proof = await _get(
                 session, f"{base}/v1/log/proof/consistency?old={old_size}&new={head.tree_size}"
@@ -522,7 +635,15 @@ def _stored_heads(session: Session, report: AuditReport) -> list[SignedDocument[
         try:
             heads.append(SignedDocument.from_dict(parse_json(row.signed), TreeHead))
         except WatchnetError as e:
-            report.problems.append(f"stored tree head of size {row.tree_size}: {e}")
+            report.problems.append(
+                Finding(
+                    "stored_head_bad",
+                    "stored tree head of size {size}: {detail}",
+                    size=row.tree_size,
+                    error=e.code,
+                    detail=str(e),
+                )
+            )
     return heads
 
 
@@ -538,7 +659,7 @@ def audit_stored_log(engine: Engine, key: PublicSigningKey, node_id: str) -> Sto
         heads = _stored_heads(session, report)
         if not heads:
             if report.ok:
-                report.checks.append("the event log is empty")
+                report.checks.append(Finding("log_empty", "the event log is empty"))
             return StoredLog(report, None, None)
         head_doc, previous = heads[0], heads[1] if len(heads) > 1 else None
         head = check_head_signature(head_doc, key, report)
@@ -552,10 +673,23 @@ def audit_stored_log(engine: Engine, key: PublicSigningKey, node_id: str) -> Sto
         )
         for index, leaf, stored_hash in rows:
             if index != log.size:
-                report.problems.append(f"event {log.size} is missing from the stored log (found {index})")
+                report.problems.append(
+                    Finding(
+                        "stored_event_missing",
+                        "event {index} is missing from the stored log (found {found})",
+                        index=log.size,
+                        found=index,
+                    )
+                )
                 break
             if leaf_hash(leaf) != stored_hash:
-                report.problems.append(f"event {index}: the stored leaf hash does not match the stored event")
+                report.problems.append(
+                    Finding(
+                        "stored_leaf_mismatch",
+                        "event {index}: the stored leaf hash does not match the stored event",
+                        index=index,
+                    )
+                )
             check_event(index, leaf, key, report)
             log.append(leaf)
     report.events = log.size
@@ -564,14 +698,22 @@ def audit_stored_log(engine: Engine, key: PublicSigningKey, node_id: str) -> Sto
         try:
             previous.verify([key])
         except WatchnetError as e:
-            report.problems.append(f"earlier tree head of size {previous.payload.tree_size}: {e}")
+            report.problems.append(
+                Finding(
+                    "earlier_head_bad",
+                    "earlier tree head of size {size}: {detail}",
+                    size=previous.payload.tree_size,
+                    error=e.code,
+                    detail=str(e),
+                )
+            )
         else:
             old = previous.payload
             if 1 <= old.tree_size <= log.size and log.size >= head.tree_size:
                 proof = log.consistency_proof(old.tree_size, head.tree_size)
                 check_consistency(old.tree_size, old.root_hash, head, proof, report)
             elif old.tree_size > head.tree_size:
-                report.problems.append(f"the log shrank from {old.tree_size} to {head.tree_size}")
+                report.problems.append(_shrank(old.tree_size, head.tree_size))
     return StoredLog(report, head_doc, previous)
 
 
