@@ -87,6 +87,7 @@ SLOWEST_FIRST = (
     "test_forward_flood.py",
     "test_face_service.py",
     "test_console_story.py",
+    "test_console_tour_browser.py",
     "test_cli_bad_input.py",
     "test_witnessing.py",
 )

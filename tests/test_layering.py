@@ -42,7 +42,7 @@ NODE_LAYERS: list[set[str]] = [
     {"records"},
     {"face", "migrations", "telemetry"},
     {"storage"},
-    {"clock", "config", "files", "jsonlog", "local_time"},
+    {"clock", "code_labels", "config", "files", "jsonlog", "local_time"},
 ]
 """Top to bottom: a unit may import its own modules and any unit below it, never one above it or
 beside it. Keep in step with the diagram in docs/architecture.md."""

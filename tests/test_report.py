@@ -538,9 +538,7 @@ def test_each_event_counts_in_the_period_in_which_it_happened(node: Node) -> Non
 
 def test_a_report_for_a_period_not_yet_ended_counts_so_far_and_says_so(node: Node) -> None:
     e1 = node.propose(1, at("2026-11-02T00:00:00"))
-    node.registry.approve(
-        node.officer, e1, at("2026-11-03T00:00:00.300000")
-    )  # in the second of the report
+    node.registry.approve(node.officer, e1, at("2026-11-03T00:00:00.300000"))  # in the second of the report
     node.request("deletion", "2026-11-01T00:00:00", "2026-11-02T00:00:00")  # overdue by now
     node.request("disclosure", "2026-11-01T00:00:00", "2026-11-30T00:00:00")  # open, not overdue yet
     report = build_report(
@@ -1003,3 +1001,16 @@ def test_reading_the_database_while_counting_leaves_it_unchanged(scenario: dict[
     node_report(node, scenario["period"])
     with node_sql(node.directory) as db:
         assert db.rows("select count(*), max(seq) from audit") == before
+
+
+def test_every_code_the_report_tallies_has_its_japanese_name() -> None:
+    from governance.requests import COMPLAINT_CATEGORIES, COMPLAINT_CHANNELS, COMPLAINT_OUTCOMES, RequestKind
+    from node.console.pages_officer import REJECT_REASONS
+    from node.reporting.report_html import _Page
+    from protocol.events import EventReason
+
+    codes = {r.value for r in EventReason} | set(REJECT_REASONS) | {k.value for k in RequestKind}
+    codes |= COMPLAINT_CATEGORIES | COMPLAINT_CHANNELS | COMPLAINT_OUTCOMES
+    ja = _Page("ja")
+    assert not sorted(c for c in codes if ja.tr(c) == c), "add them to node/code_labels.py LABELS"
+    assert ja.tr("deleted: error") == "削除: 誤登録"

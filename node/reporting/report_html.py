@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from governance.report import Tally, TransparencyReport, totals
+from node.code_labels import label_anywhere
 from protocol.fields import format_time
 
 __all__ = [
@@ -346,8 +347,14 @@ class _Page:
         self.lang = lang
 
     def tr(self, text: str) -> str:
-        """``text`` in the page's language: the Japanese of a label, else the text itself (codes)."""
-        return JA.get(text, text) if self.lang == "ja" else text
+        """``text`` in the page's language: the Japanese of a label or of a code's name (``deleted:
+        error`` is both), else the text itself (a node id, an error code)."""
+        if self.lang != "ja":
+            return text
+        head, colon, code = text.partition(": ")
+        if colon and head in JA and (name := label_anywhere(code, 0)):
+            return f"{JA[head]}: {name}"
+        return JA.get(text) or label_anywhere(text, 0) or text
 
     def heading(self, text: str) -> None:
         self.add(f"<h2>{_e(self.tr(text))}</h2>")
@@ -656,7 +663,9 @@ def render_report_html(
     It prints on A4 as it is (``PRINT_STYLE``)."""
     lang = lang if lang in LANGS else "en"
     who = (names or {}).get(report.issuer, report.issuer)
-    title = f"{JA['Transparency report'] if lang == 'ja' else 'Transparency report'} {report.period.label}: {who}"
+    title = (
+        f"{JA['Transparency report'] if lang == 'ja' else 'Transparency report'} {report.period.label}: {who}"
+    )
     return (
         f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -710,7 +719,7 @@ def report_body_html(
     )
     page.add(
         f'<table class="figures-table" id="key-figures"><thead><tr><th>{_e(tr("figure"))}</th>'
-        f'<th>{_e(tr("count"))}</th><th>{_e(tr("what it counts"))}</th></tr></thead><tbody>{rows}</tbody></table>'
+        f"<th>{_e(tr('count'))}</th><th>{_e(tr('what it counts'))}</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 
     page.heading("Effect on the purpose")
@@ -721,7 +730,7 @@ def report_body_html(
     )
     page.add(
         f'<table class="figures-table" id="effect"><thead><tr><th>{_e(tr("figure"))}</th>'
-        f'<th>{_e(tr("count"))}</th><th>{_e(tr("what it counts"))}</th></tr></thead><tbody>{rows}</tbody></table>'
+        f"<th>{_e(tr('count'))}</th><th>{_e(tr('what it counts'))}</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 
     if member_reports:
