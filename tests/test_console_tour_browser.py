@@ -42,7 +42,9 @@ VISIBLE_TEXT = """() => {
 
 @pytest.fixture(scope="module")
 def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
-    with LocalNetwork(tmp_path_factory.mktemp("tour"), ["chain-a", "chain-b"], sync_interval="1s").running() as n:
+    with LocalNetwork(
+        tmp_path_factory.mktemp("tour"), ["chain-a", "chain-b"], sync_interval="1s"
+    ).running() as n:
         yield n
 
 
