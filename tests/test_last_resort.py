@@ -216,7 +216,6 @@ def test_a_failed_request_whose_audit_write_fails_too_is_answered_and_its_record
             seen["db"] = (response.status, response.headers.get("Retry-After"), await response.text())
             response = await client.post("/v1/test/ok", headers=headers)  # committed, then the audit failed
             seen["ok"] = response.status
-            seen["queued"] = writer.pending
             monkeypatch.setattr(access, "record_audit", real_record_audit)
             response = await client.post("/v1/test/bug", headers=headers)
             seen["bug"] = (response.status, await response.text())
@@ -233,7 +232,8 @@ def test_a_failed_request_whose_audit_write_fails_too_is_answered_and_its_record
     assert status == 503 and retry_after == "5", seen["db"]
     assert '"error": "database_unavailable"' in text and "hunter2" not in text
     assert seen["ok"] == 200, "a request that succeeded is not turned into a failure by its audit write"
-    assert seen["queued"] == 2, "both records wait for the flusher"
+    # Both records went to the writer's queue (the direct write was down); the app's own flusher
+    # may write them before the test looks on a slow machine, so the audit below is the proof.
     status, text = seen["bug"]
     assert status == 500 and '"error": "internal"' in text and SECRET not in text, seen["bug"]
     outcomes = {(r["action"], r["outcome"]) for r in seen["audit"]}
