@@ -50,12 +50,13 @@ from node.federation.sync import (
     verified_head,
 )
 from node.federation.witnessing import WITNESS_PASS, witness_loop
+from node.records.alert_faces import AlertHit, Seen
 from node.records.auditlog import record_audit
 from node.records.hits import HitBudgetExceeded, ProposedHit
 from node.records.ratelimit import RateBuckets
 from node.records.restore import RestoreGate
 from node.records.witnessing import Checkpoints, Witness
-from node.storage.models import Alert, LogLeaf, PeerState
+from node.storage.models import LogLeaf, PeerState
 from node.storage.notify import PULL, Feed, notify, shared
 from node.telemetry import Telemetry
 from protocol.canonical import parse_json
@@ -465,7 +466,10 @@ class Federation:
         body = request.body
         assert isinstance(body, MirrorRequest)
         return mirror_page(
-            self.context.engine, owner=request.member.node_id, group_id=request.manifest.group_id, request=body
+            self.context.engine,
+            owner=request.member.node_id,
+            group_id=request.manifest.group_id,
+            request=body,
         )
 
     def accept_receipts(self, request: PeerRequest) -> ReceiptAck:
@@ -641,37 +645,39 @@ class Federation:
                 return PeerOutcome(member.node_id, "invalid_answer", error=e.code, reason=str(e), mode=mode)
 
     def store_alerts(
-        self, outcomes: Iterable[PeerOutcome], *, site: str, operator: str, now: datetime, window: timedelta
+        self,
+        outcomes: Iterable[PeerOutcome],
+        *,
+        site: str,
+        operator: str,
+        now: datetime,
+        gate: str = "",
+        crop_of: Callable[[int], bytes | None] = lambda _: None,
     ) -> list[dict[str, Any]]:
-        """An alert per hit, referencing the owner's signed entry version; one per person and site per window."""
+        """An alert per hit, referencing the owner's signed entry version; the same person seen
+        again within the merge window is a sighting of the alert it already raised
+        (``AlertFaces.raise_in``). ``crop_of(query_index)`` is the camera's crop of that face (JPEG),
+        kept sealed for the review window."""
         out: list[dict[str, Any]] = []
-        with Session(self.context.engine) as session:
+        alerts = self.context.alerts
+        with alerts.write_lock, Session(self.context.engine) as session:
             for outcome in outcomes:
                 for match in outcome.matches:
                     entry = match.entry.payload
-                    alert = session.exec(
-                        select(Alert).where(
-                            Alert.owner == entry.owner,
-                            Alert.entry_id == entry.entry_id,
-                            Alert.site == site,
-                            Alert.status == "open",
-                            col(Alert.created_at) > now - window,
-                        )
-                    ).first()
-                    if alert is None:
-                        alert = Alert(
-                            id=f"alr-{secrets.token_hex(10)}",
+                    alert, _ = alerts.raise_in(
+                        session,
+                        AlertHit(
                             owner=entry.owner,
                             entry_id=entry.entry_id,
                             entry_version=entry.version,
                             band=match.band,
-                            site=site,
-                            operator=operator,
-                            created_at=now,
                             category=entry.category,
                             signed_entry=match.entry.to_bytes().decode("utf-8"),
-                        )
-                        session.add(alert)
+                        ),
+                        Seen(site=site, gate=gate, at=now, crop=crop_of(match.query_index)),
+                        operator=operator,
+                    )
+                    session.flush()
                     out.append(
                         {
                             "query_index": match.query_index,
@@ -896,9 +902,7 @@ class Federation:
         async with self._missing_lock:
             read_at, missing = self._missing
             if time.monotonic() - read_at >= NOTIFY_PASS.total_seconds():
-                missing = await asyncio.to_thread(
-                    members_owing, self.context.engine, manifest, self.node_id
-                )
+                missing = await asyncio.to_thread(members_owing, self.context.engine, manifest, self.node_id)
                 self._missing = (time.monotonic(), missing)
             return missing
 

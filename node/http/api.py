@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import cv2
+import numpy as np
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
@@ -77,6 +79,7 @@ __all__ = [
     "Clock",
     "NodeMetrics",
     "PeerBodiesBusy",
+    "Probes",
     "RateLimited",
     "RateLimiter",
     "SharedRateLimiter",
@@ -353,12 +356,30 @@ def face_for_registration(context: NodeContext, image: bytes) -> tuple[Embedding
     return embedding, jpeg.tobytes()
 
 
-def faces_in_frame(context: NodeContext, image: bytes) -> list[Embedding]:
+def faces_in_frame(context: NodeContext, image: bytes) -> Probes:
     faces = context.faces.detect(decode_image(image))[:MAX_QUERY_EMBEDDINGS]
-    return context.faces.embed_crops([face.crop for face in faces])
+    crops = [face.crop for face in faces]
+    return Probes(context.faces.embed_crops(crops), crops)
 
 
-async def probe_faces(f: Fields, context: NodeContext) -> list[Embedding]:
+@dataclass(frozen=True)
+class Probes:
+    """The faces to search for, and the camera's aligned crop of each when they came from an image.
+
+    A crop stays in memory: only a face that raised an alert is encoded (``crop_jpeg``) and kept,
+    sealed, for the review window (``node.records.alert_faces``); the others are dropped."""
+
+    embeddings: list[Embedding]
+    crops: list[np.ndarray] | None = None
+
+    def crop_jpeg(self, index: int) -> bytes | None:
+        if self.crops is None:
+            return None
+        ok, jpeg = cv2.imencode(".jpg", self.crops[index], [cv2.IMWRITE_JPEG_QUALITY, 90])
+        return jpeg.tobytes() if ok else None
+
+
+async def probe_faces(f: Fields, context: NodeContext) -> Probes:
     """The faces to search for: detected in ``image`` (a photo or camera frame), or given as ``embeddings``."""
     if f.has("image") == f.has("embeddings"):
         raise MalformedError("request: give exactly one of 'image' (a photo or camera frame) or 'embeddings'")
@@ -369,10 +390,12 @@ async def probe_faces(f: Fields, context: NodeContext) -> list[Embedding]:
     if not raw:
         raise MalformedError("request.embeddings is empty")
     dimension = context.manifest.policy.model.dimension
-    return [
-        Embedding.from_str(e, dimension=dimension, field=f"request.embeddings[{i}]")
-        for i, e in enumerate(raw)
-    ]
+    return Probes(
+        [
+            Embedding.from_str(e, dimension=dimension, field=f"request.embeddings[{i}]")
+            for i, e in enumerate(raw)
+        ]
+    )
 
 
 async def admit_peer(request: web.Request, bodies: Any, *, max_bytes: int = MAX_SEALED_BYTES) -> PeerRequest:

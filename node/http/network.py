@@ -29,7 +29,6 @@ from node.federation.federation import (
 from node.federation.health import PeerSignals, endpoint_warning, error_standing, peer_health
 from node.federation.sync import propagation_status
 from node.http.api import (
-    ALERT_WINDOW,
     AUDIT_TARGET,
     CLOCK,
     CONTEXT,
@@ -106,9 +105,11 @@ async def network_query(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     f = await read_json(request)
     manifest = context.manifest
-    queries = await probe_faces(f, context)
+    probes = await probe_faces(f, context)
+    queries = probes.embeddings
     purpose = f.text("purpose", max_len=48, pattern=CODE_RE) if f.has("purpose") else "crime-prevention"
     site = f.text("site", max_len=63, pattern=NODE_ID_RE) if f.has("site") else ""
+    gate = f.text("gate", max_len=63, pattern=NODE_ID_RE) if f.has("gate") else ""
     mode = f.text("mode", max_len=16, pattern=CODE_RE) if f.has("mode") else "plain"
     refuse_extra(f)
     require_query_mode(manifest, None, mode)
@@ -118,12 +119,14 @@ async def network_query(request: web.Request) -> web.Response:
     query, outcomes = await federation.query(queries, purpose, mode)
     unanswered = [o.node_id for o in outcomes if not o.answered]
     hits = await asyncio.to_thread(
-        federation.store_alerts,
-        outcomes,
-        site=site,
-        operator=staff.id,
-        now=request.app[CLOCK](),
-        window=ALERT_WINDOW,
+        lambda: federation.store_alerts(
+            outcomes,
+            site=site,
+            gate=gate,
+            operator=staff.id,
+            now=request.app[CLOCK](),
+            crop_of=probes.crop_jpeg,
+        )
     )
     request[AUDIT_TARGET] = (
         f"purpose={purpose} faces={len(queries)} hits={len(hits)} unanswered={len(unanswered)}"
@@ -270,6 +273,7 @@ async def review_and_report(
             outcome=outcome,
             staff=staff_id,
             now=now,
+            vault=context.registry.vault,
         )
     )
     node_id = context.config.node_id
