@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 
 from governance.errors import NotAMember, QueryModeNotAllowed
 from governance.manifest import Manifest, Member, MemberStatus
-from governance.policy import query_mode_for
+from governance.policy import FACE_IMAGE_ITEM, query_mode_for, require_item_shared
 from node.context import NodeContext
 from node.federation.breaker import Breakers
 from node.federation.client import PeerClient, PeerRefused, PeerTimeout, PeerUnreachable, read_limited
@@ -52,7 +52,7 @@ from node.federation.sync import (
 from node.federation.witnessing import WITNESS_PASS, witness_loop
 from node.records.alert_faces import AlertHit, Seen
 from node.records.auditlog import record_audit
-from node.records.hits import HitBudgetExceeded, ProposedHit
+from node.records.hits import HIT_WINDOW, HitBudgetExceeded, ProposedHit
 from node.records.ratelimit import RateBuckets
 from node.records.restore import RestoreGate
 from node.records.witnessing import Checkpoints, Witness
@@ -62,11 +62,12 @@ from node.telemetry import Telemetry
 from protocol.canonical import parse_json
 from protocol.embedding import Embedding
 from protocol.entry import WatchlistEntry
-from protocol.errors import MalformedError, OversizedError, RollbackError, WatchnetError
+from protocol.errors import MalformedError, OversizedError, PolicyError, RollbackError, WatchnetError
 from protocol.extraction import ExtractionReport
 from protocol.fields import format_time
 from protocol.mirror import MirrorPage, MirrorRequest
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
+from protocol.reference import ReferenceFace, ReferenceFaceRequest
 from protocol.signed import SignedDocument
 from protocol.subject import ForwardAck, ForwardedRequest, MatchFeedback
 from protocol.sync import (
@@ -80,7 +81,7 @@ from protocol.sync import (
 )
 from protocol.treehead import TreeHead
 
-__all__ = ["DutyRecorder", "Federation", "PeerOutcome", "PrivateAsking"]
+__all__ = ["DutyRecorder", "Federation", "NoRecentMatch", "PeerOutcome", "PrivateAsking"]
 
 LOG = logging.getLogger("watchnet.federation")
 
@@ -91,6 +92,7 @@ RECEIPT_BODIES = {ReceiptDelivery.TYPE: ReceiptDelivery}
 SUBJECT_BODIES = {ForwardedRequest.TYPE: ForwardedRequest}
 FEEDBACK_BODIES = {MatchFeedback.TYPE: MatchFeedback}
 MIRROR_BODIES = {MirrorRequest.TYPE: MirrorRequest}
+REFERENCE_BODIES = {ReferenceFaceRequest.TYPE: ReferenceFaceRequest}
 RETRY_FIRST = timedelta(seconds=1)
 NOT_READY_CODES = frozenset({"not_ready", "busy"})
 """A peer's refusals that mean "cannot score right now": asked again once within the deadline."""
@@ -103,6 +105,12 @@ NOTIFY_PASS = timedelta(seconds=1)
 MAX_MANIFEST_BYTES = 4 << 20
 MAX_CLEARANCE_BYTES = 64 << 10
 """A fork clearance with a proof from each of 100 reported heads is about 40 KB."""
+
+
+class NoRecentMatch(PolicyError):
+    """A member asked for the face of an entry we did not name to it in an answer within 24 hours."""
+
+    code = "no_recent_match"
 
 
 @dataclass
@@ -382,6 +390,47 @@ class Federation:
             query_id=body.query_id, responder=self.node_id, threshold=threshold, matches=matches
         )
         return response, len(body.embeddings)
+
+    def answer_reference(self, request: PeerRequest) -> ReferenceFace:
+        """A member's operator reviews an alert on one of our entries and asks for the face we
+        registered. Refused unless the member is active now, the manifest in force lists
+        ``face-image`` among the jointly used items, the entry is live, and we named it to this
+        member in an answer within ``HIT_WINDOW`` (24 h): the face goes only to a member that saw
+        a match on it, never to one that merely knows the entry id from our log."""
+        body = request.body
+        assert isinstance(body, ReferenceFaceRequest)
+        asker = request.member.node_id
+        self.context.manifests.require_active(asker)
+        require_item_shared(self.context.manifest, FACE_IMAGE_ITEM)
+        version, crop = self.context.registry.live_face_crop(body.entry_id)
+        if not self.context.hits.named_recently(asker, body.entry_id, self.clock()):
+            raise NoRecentMatch(
+                f"{body.entry_id} was not named to {asker} in an answer within the last "
+                f"{HIT_WINDOW.total_seconds() / 3600:.0f} h; its face is shown only for a match"
+            )
+        return ReferenceFace(entry_id=body.entry_id, entry_version=version, face_image_jpeg=crop)
+
+    async def fetch_reference(self, *, owner: str, alert_id: str, entry_id: str, entry_version: int) -> bytes:
+        """The owner's registered face crop for our alert on its entry, sealed to us on the way;
+        held in memory for one answer only (the caller sends it ``no-store`` and keeps nothing)."""
+        manifest = self.context.manifest
+        require_item_shared(manifest, FACE_IMAGE_ITEM)
+        member = manifest.member(owner)
+        if member is None or member.status is MemberStatus.REMOVED:
+            raise NotAMember(f"{owner!r} is not a member of the group any more; its faces are not asked for")
+        answer = await self.client.exchange(
+            member,
+            "/v1/peer/reference-face",
+            "crime-prevention",
+            ReferenceFaceRequest(alert_id=alert_id, entry_id=entry_id, entry_version=entry_version),
+            ReferenceFace,
+            now=self.clock(),
+            manifest_version=manifest.version,
+            timeout=self.timeout,
+        )
+        if answer.entry_id != entry_id:
+            raise MalformedError(f"{owner} answered with the face of {answer.entry_id}, not of {entry_id}")
+        return answer.face_image_jpeg
 
     def admit_hits(self, asker: str, hits: list[ProposedHit], manifest: Manifest) -> list[str]:
         """The bands a member may be told for these hits (``HitLedger``); a refusal is reported to

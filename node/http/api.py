@@ -33,6 +33,7 @@ from node.private.eval_keys import UnknownEvalKey
 from node.private.matcher import GalleryNotReady, HEBusy
 from node.private.mode import PrivateMode
 from node.records.accounts import AccountDisabled, AuthenticationFailed, StaffMember, TokenNotFound
+from node.records.alert_faces import CropErased
 from node.records.auditlog import AuditWriter
 from node.records.closures import ClosurePending
 from node.records.integrity import IntegrityFailure
@@ -263,6 +264,7 @@ STATUS_FOR_ERROR: list[tuple[type[WatchnetError], int]] = [
     (AuthenticationFailed, 401),
     (AccountDisabled, 401),
     (EntryNotFound, 404),
+    (CropErased, 404),
     (TokenNotFound, 404),
     (WrongState, 409),
     (TwoPersonRuleViolation, 403),

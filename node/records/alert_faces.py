@@ -33,7 +33,7 @@ from node.records.auditlog import append_audit
 from node.records.record_keys import RecordKeyDestroyed
 from node.records.vault import Vault
 from node.storage.models import Alert, AlertFace, AlertSighting
-from protocol.errors import WatchnetError
+from protocol.errors import PolicyError
 
 __all__ = [
     "SAME_PLACE",
@@ -50,7 +50,7 @@ ERASE_BATCH = 200
 """Alerts erased per transaction by the duty (a backlog after downtime is worked off in passes)."""
 
 
-class CropErased(WatchnetError):
+class CropErased(PolicyError):
     """The camera crop of this alert is gone: its review window ended, or it was judged or withdrawn."""
 
     code = "crop_erased"

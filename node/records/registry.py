@@ -70,6 +70,7 @@ __all__ = [
     "EntryFacts",
     "EntryNotFound",
     "EntryState",
+    "NoReferenceFace",
     "Proposal",
     "Registry",
     "TwoPersonRuleViolation",
@@ -87,6 +88,12 @@ class EntryNotFound(PolicyError):
 
 class WrongState(PolicyError):
     code = "wrong_state"
+
+
+class NoReferenceFace(EntryNotFound):
+    """A live entry registered without a face crop (from an embedding): there is no face to show."""
+
+    code = "no_reference_face"
 
 
 class TwoPersonRuleViolation(PolicyError):
@@ -966,6 +973,18 @@ class Registry:
             if row.crop_ct is None:
                 raise WrongState(f"entry {entry_id} is {row.status} and holds no face crop")
             return self._vault.open_record(entry_id, row.crop_ct, field="crop")
+
+    def live_face_crop(self, entry_id: str) -> tuple[int, bytes]:
+        """An active entry's version and face crop (JPEG), for the reviewer of an alert it raised
+        (ours, or a member's through ``/v1/peer/reference-face``); the caller checks who asks.
+        A closed or unknown entry is ``entry_not_found``: a deleted face is gone for everyone."""
+        with Session(self._engine, expire_on_commit=False) as session:
+            row = session.get(EntryRow, entry_id)
+            if row is None or row.status != ACTIVE:
+                raise EntryNotFound(f"{entry_id!r} is not a live entry of {self.node_id}")
+            if row.crop_ct is None:
+                raise NoReferenceFace(f"entry {entry_id} was registered without a face crop")
+            return row.version, self._vault.open_record(entry_id, row.crop_ct, field="crop")
 
     def signed_entry(self, entry_id: str) -> SignedDocument[WatchlistEntry]:
         with Session(self._engine, expire_on_commit=False) as session:
