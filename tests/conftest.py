@@ -87,6 +87,8 @@ SLOWEST_FIRST = (
     "test_forward_flood.py",
     "test_face_service.py",
     "test_console_story.py",
+    "test_alert_faces_browser.py",
+    "test_alert_faces.py",
     "test_cli_bad_input.py",
     "test_witnessing.py",
 )

@@ -36,6 +36,7 @@ from node.config import AlertSettings, NodeConfig
 from node.demo.network import LocalNetwork, LocalNode, wait_for
 from node.files import PRIVATE_FILE, write_atomic
 from protocol.canonical import b64url_encode
+from protocol.errors import WatchnetError
 from protocol.message import PeerKeys, compose_sealed, decode_body, open_sealed
 from protocol.reference import ReferenceFace, ReferenceFaceRequest
 from tests.test_console import CSRF_RE, photo
@@ -318,3 +319,39 @@ def test_camera_crops_are_erased_when_the_review_window_ends(group: tuple[LocalN
         assert erasures == [("node", "window")], erasures
     finally:
         offset.write_text("0\n")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"review_window": "30m"}, r"alerts\.review_window: 30m outside \[1h, 14d\]"),
+        ({"review_window": "15d"}, r"alerts\.review_window: 15d outside \[1h, 14d\]"),
+        ({"merge_window": "2h"}, r"alerts\.merge_window: 2h outside \[30s, 1h\]"),
+        ({"erase_interval": "0s"}, r"alerts\.erase_interval: 0s outside \[1s, 1h\]"),
+        ({"review_window": 72}, r"alerts\.review_window"),
+        (
+            {"procedure": [{"ja": "責任者に連絡する", "en": ""}]},
+            r"alerts\.procedure\[0\]: both 'ja' and 'en'",
+        ),
+        ({"procedure": [{"ja": "責任者に連絡する"}]}, r"alerts\.procedure\[0\]"),
+        ({"procedure": [{"ja": "a", "en": "b"}] * 13}, r"alerts\.procedure: 13 items, limit 12"),
+        ({"review_window_hours": 72}, r"alerts: unknown fields \['review_window_hours'\]"),
+    ],
+)
+def test_bad_alert_settings_are_refused_with_the_field_and_the_bounds(
+    settings: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(WatchnetError, match=message):
+        AlertSettings.from_dict(settings)
+
+
+def test_alert_settings_round_trip_through_the_config_file(tmp_path: Path) -> None:
+    settings = AlertSettings(
+        review_window=timedelta(hours=24), merge_window=timedelta(minutes=3), procedure=PROCEDURE
+    )
+    config = replace(NodeConfig(directory=tmp_path, node_id="chain-b"), alerts=settings)
+    again = NodeConfig.from_toml(config.to_toml(), tmp_path).alerts
+    assert again == settings and [s.ja for s in again.procedure] == [s.ja for s in PROCEDURE]
+    assert AlertSettings().review_window == timedelta(hours=72) and AlertSettings().merge_window == timedelta(
+        minutes=5
+    )
