@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import sqlite3
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -30,13 +32,22 @@ import cv2
 import numpy as np
 import pytest
 import requests
+from sqlmodel import Session, col, select
 
 from governance.manifest import Label, LocalizedText, Manifest
 from node.config import AlertSettings, NodeConfig
 from node.demo.network import LocalNetwork, LocalNode, wait_for
 from node.files import PRIVATE_FILE, write_atomic
+from node.records.alert_faces import AlertFaces, AlertHit, CropErased, Seen
+from node.records.record_keys import RecordKeys
+from node.records.shredding import ORPHAN_AGE_SECONDS, shred_orphans
+from node.records.vault import Vault
+from node.storage.engine import make_engine
+from node.storage.migrate import upgrade
+from node.storage.models import AlertSighting, AuditRecord
 from protocol.canonical import b64url_encode
 from protocol.errors import WatchnetError
+from protocol.keys import DataKey
 from protocol.message import PeerKeys, compose_sealed, decode_body, open_sealed
 from protocol.reference import ReferenceFace, ReferenceFaceRequest
 from tests.test_console import CSRF_RE, photo
@@ -355,3 +366,60 @@ def test_alert_settings_round_trip_through_the_config_file(tmp_path: Path) -> No
     assert AlertSettings().review_window == timedelta(hours=72) and AlertSettings().merge_window == timedelta(
         minutes=5
     )
+
+
+def test_sightings_merge_and_crops_erase_on_the_stores_own_clock(tmp_path: Path, database_url: str) -> None:
+    """``AlertFaces`` on a real SQLite and PostgreSQL store, times given: what merges, what is
+    kept, what goes."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    vault = Vault(DataKey(b"\x05" * 32), RecordKeys(tmp_path / "records", DataKey(b"\x05" * 32)))
+    faces = AlertFaces(engine, vault, AlertSettings(), threading.RLock())
+    hit = AlertHit(
+        owner="chain-a", entry_id="ent-" + "1" * 20, entry_version=1, band="strong", category="theft"
+    )
+    t0 = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
+    crop = b"\xff\xd8\xff camera crop"
+
+    def seen(site: str, gate: str, minutes: float, image: bytes | None = crop) -> str:
+        with Session(engine) as session:
+            alert, _ = faces.raise_in(
+                session, hit, Seen(site, gate, t0 + timedelta(minutes=minutes), image), operator="acct-op"
+            )
+            session.commit()
+            return alert.id
+
+    first = seen("ikebukuro", "gate-1", 0)
+    assert seen("ikebukuro", "gate-1", 0.5) == first, "frames of one pass add nothing"
+    assert seen("ikebukuro", "gate-2", 3) == first
+    assert seen("ueno", "gate-1", 7.5) == first, "within 5 minutes of the last sighting"
+    later = seen("ikebukuro", "gate-1", 13)
+    assert later != first, "more than 5 minutes after the last sighting: a new alert"
+    assert [(s["site"], s["gate"]) for s in faces.sightings(first)] == [
+        ("ikebukuro", "gate-1"),
+        ("ikebukuro", "gate-2"),
+        ("ueno", "gate-1"),
+    ]
+    assert faces.camera_crop(first) == crop
+    assert seen("ikebukuro", "gate-3", 14, image=None) == later and not faces.sightings(later)[1]["has_crop"]
+
+    # an alert key older than the orphan sweep's hour is kept while its crops are
+    for alert_id in (first, later):
+        old = time.time() - ORPHAN_AGE_SECONDS - 60
+        os.utime(tmp_path / "records" / f"{alert_id}.key", (old, old))
+    assert shred_orphans(engine, vault) == []
+    assert faces.erase_due(t0 + timedelta(hours=71, minutes=59)) == []
+    assert faces.erase_due(t0 + timedelta(hours=72)) == [first]
+    with pytest.raises(CropErased):
+        faces.camera_crop(first)
+    assert faces.face_state(first)["erased_because"] == "window"  # type: ignore[index]
+    assert faces.camera_crop(later) == crop
+    assert faces.erase(later, "false-match", t0 + timedelta(hours=1), actor="acct-op")
+    assert not faces.erase(later, "false-match", t0 + timedelta(hours=1)), "erased once"
+    assert vault.records.record_ids() == []
+    with Session(engine) as session:
+        held = session.exec(select(AlertSighting).where(col(AlertSighting.probe_ct).is_not(None))).all()
+        audited = session.exec(select(AuditRecord.target, AuditRecord.outcome, AuditRecord.actor)).all()
+    engine.dispose()
+    assert held == []
+    assert sorted(audited) == sorted([(first, "window", "node"), (later, "false-match", "acct-op")])
