@@ -35,6 +35,7 @@ import requests
 from sqlmodel import Session, col, select
 
 from governance.manifest import Label, LocalizedText, Manifest
+from node.casework.registers import review_alert
 from node.config import AlertSettings, NodeConfig
 from node.demo.network import LocalNetwork, LocalNode, wait_for
 from node.files import PRIVATE_FILE, write_atomic
@@ -403,8 +404,23 @@ def test_sightings_merge_and_crops_erase_on_the_stores_own_clock(tmp_path: Path,
     assert faces.camera_crop(first) == crop
     assert seen("ikebukuro", "gate-3", 14, image=None) == later and not faces.sightings(later)[1]["has_crop"]
 
+    review_alert(
+        engine,
+        faces.write_lock,
+        alert_id=later,
+        outcome="false-match",
+        staff="acct-op",
+        now=t0 + timedelta(minutes=14.5),
+        vault=vault,
+    )
+    assert not any(s["has_crop"] for s in faces.sightings(later)), "a false match is erased at once"
+    assert seen("ikebukuro", "gate-3", 14.8) == later, "the same pass after the verdict: nothing new"
+    assert not any(s["has_crop"] for s in faces.sightings(later)) and len(faces.sightings(later)) == 2
+    third = seen("ikebukuro", "gate-4", 15)
+    assert third not in (first, later), "a judged alert takes no new sighting"
+
     # an alert key older than the orphan sweep's hour is kept while its crops are
-    for alert_id in (first, later):
+    for alert_id in (first, third):
         old = time.time() - ORPHAN_AGE_SECONDS - 60
         os.utime(tmp_path / "records" / f"{alert_id}.key", (old, old))
     assert shred_orphans(engine, vault) == []
@@ -413,13 +429,19 @@ def test_sightings_merge_and_crops_erase_on_the_stores_own_clock(tmp_path: Path,
     with pytest.raises(CropErased):
         faces.camera_crop(first)
     assert faces.face_state(first)["erased_because"] == "window"  # type: ignore[index]
-    assert faces.camera_crop(later) == crop
-    assert faces.erase(later, "false-match", t0 + timedelta(hours=1), actor="acct-op")
-    assert not faces.erase(later, "false-match", t0 + timedelta(hours=1)), "erased once"
+    assert faces.camera_crop(third) == crop
+    assert faces.erase_due(t0 + timedelta(hours=73)) == [third]
+    assert faces.erase_due(t0 + timedelta(hours=74)) == [], "erased once"
     assert vault.records.record_ids() == []
     with Session(engine) as session:
         held = session.exec(select(AlertSighting).where(col(AlertSighting.probe_ct).is_not(None))).all()
-        audited = session.exec(select(AuditRecord.target, AuditRecord.outcome, AuditRecord.actor)).all()
+        audited = session.exec(
+            select(AuditRecord.target, AuditRecord.outcome, AuditRecord.actor).where(
+                AuditRecord.action == "alert.face_erase"
+            )
+        ).all()
     engine.dispose()
     assert held == []
-    assert sorted(audited) == sorted([(first, "window", "node"), (later, "false-match", "acct-op")])
+    assert sorted(audited) == sorted(
+        [(first, "window", "node"), (later, "false-match", "acct-op"), (third, "window", "node")]
+    )

@@ -394,20 +394,21 @@ class Federation:
     def answer_reference(self, request: PeerRequest) -> ReferenceFace:
         """A member's operator reviews an alert on one of our entries and asks for the face we
         registered. Refused unless the member is active now, the manifest in force lists
-        ``face-image`` among the jointly used items, the entry is live, and we named it to this
-        member in an answer within ``HIT_WINDOW`` (24 h): the face goes only to a member that saw
-        a match on it, never to one that merely knows the entry id from our log."""
+        ``face-image`` among the jointly used items, we named the entry to this member in an
+        answer within ``HIT_WINDOW`` (24 h), and the entry is live: the face goes only to a member
+        that saw a match on it, never to one that merely knows the entry id from our log, and
+        nothing is decrypted before those checks pass."""
         body = request.body
         assert isinstance(body, ReferenceFaceRequest)
         asker = request.member.node_id
         self.context.manifests.require_active(asker)
         require_item_shared(self.context.manifest, FACE_IMAGE_ITEM)
-        version, crop = self.context.registry.live_face_crop(body.entry_id)
         if not self.context.hits.named_recently(asker, body.entry_id, self.clock()):
             raise NoRecentMatch(
                 f"{body.entry_id} was not named to {asker} in an answer within the last "
                 f"{HIT_WINDOW.total_seconds() / 3600:.0f} h; its face is shown only for a match"
             )
+        version, crop = self.context.registry.live_face_crop(body.entry_id)
         return ReferenceFace(entry_id=body.entry_id, entry_version=version, face_image_jpeg=crop)
 
     async def fetch_reference(self, *, owner: str, alert_id: str, entry_id: str, entry_version: int) -> bytes:

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import cv2
@@ -33,7 +33,7 @@ from node.private.eval_keys import UnknownEvalKey
 from node.private.matcher import GalleryNotReady, HEBusy
 from node.private.mode import PrivateMode
 from node.records.accounts import AccountDisabled, AuthenticationFailed, StaffMember, TokenNotFound
-from node.records.alert_faces import CropErased
+from node.records.alert_faces import SAME_PLACE, CropErased
 from node.records.auditlog import AuditWriter
 from node.records.closures import ClosurePending
 from node.records.integrity import IntegrityFailure
@@ -217,8 +217,9 @@ TOKEN_CACHE_SECONDS = 10.0
 AUDIT_FLUSH_SECONDS = 0.05
 
 
-ALERT_WINDOW = timedelta(seconds=60)
-"""One alert per matched person and site per window, however many frames show them."""
+ALERT_WINDOW = SAME_PLACE
+"""Frames of one pass at one place within this add nothing to an alert; the merging of sightings
+and alerts is ``AlertFaces.raise_in`` (``[alerts] merge_window``)."""
 
 
 STAFF = web.RequestKey("staff", StaffMember)

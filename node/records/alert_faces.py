@@ -122,16 +122,17 @@ class AlertFaces:
     def raise_in(self, session: Session, hit: AlertHit, seen: Seen, *, operator: str) -> tuple[Alert, bool]:
         """The alert ``hit`` raises or extends, in the caller's transaction; whether it is new.
 
-        An open alert on the same owner and entry whose last sighting is within the merge window
-        takes a new sighting (unless the last one at this very place is within ``SAME_PLACE``);
-        otherwise a new alert with its first sighting. The crop, if any, is sealed under the
+        A sighting of the same owner and entry at this very place within ``SAME_PLACE`` (the same
+        pass, even if staff already judged its alert) adds nothing; an open alert whose last
+        sighting is within the merge window takes a new sighting; otherwise a new alert with its
+        first sighting. The crop, if any, is sealed under the
         alert's record key, made here for a new alert."""
         now = seen.at
         candidates = session.exec(
             select(Alert).where(
                 Alert.owner == hit.owner,
                 Alert.entry_id == hit.entry_id,
-                Alert.status == "open",
+                Alert.status != "withdrawn",
                 col(Alert.created_at) > now - self.settings.merge_window - timedelta(days=1),
             )
         ).all()
@@ -141,18 +142,13 @@ class AlertFaces:
                 .where(AlertSighting.alert_id == alert.id)
                 .order_by(col(AlertSighting.seen_at).desc())
             ).all()
-            last = sightings[0].seen_at if sightings else alert.created_at
-            if last <= now - self.settings.merge_window:
-                continue
-            same_place = [
-                s
-                for s in sightings
-                if s.site == seen.site and s.gate == seen.gate and s.seen_at > now - SAME_PLACE
-            ]
-            if same_place or (
-                not sightings and alert.site == seen.site and alert.created_at > now - SAME_PLACE
+            here = [(s.seen_at, s.site, s.gate) for s in sightings] or [(alert.created_at, alert.site, "")]
+            if any(
+                site == seen.site and gate == seen.gate and at > now - SAME_PLACE for at, site, gate in here
             ):
-                return alert, False
+                return alert, False  # the same pass at the same place, judged or not: nothing new
+            if alert.status != "open" or here[0][0] <= now - self.settings.merge_window:
+                continue
             self._add_sighting(session, alert.id, seen)
             return alert, False
         alert = Alert(

@@ -153,7 +153,10 @@ class Cosignature(SQLModel, table=True):
 
 
 class Alert(SQLModel, table=True):
-    """A match for staff review: which entry (owner, id, version) and how close; never the probe face.
+    """A match for staff review: which entry (owner, id, version) and how close; never the probe's embedding.
+
+    Where and when the person was seen, and the camera's face crop of each sighting (sealed, for
+    the review window only), are ``alert_sighting`` and ``alert_face`` (``node.records.alert_faces``).
 
     For a peer's entry the owner's signed entry is cached (``signed_entry``) so staff can see
     who registered what. When the owner deletes the entry the alert stays as a record that it
