@@ -120,6 +120,7 @@ def test_the_operator_decides_by_the_two_faces_in_japanese(group: LocalNetwork, 
     page.goto(f"{b.url}/console/operator/alerts/{alert_id}?lang=ja")
     expect(page.locator("#camera-face")).to_have_attribute("data-state", "false-match")
     expect(page.locator("#camera-face")).to_contain_text("誤検知と判断されたため、カメラ画像は消去されました")
+    expect(page.locator("#reference-face")).to_have_attribute("data-state", "judged")
     expect(page.locator("#sightings tbody tr img")).to_have_count(0)
     expect(page.locator("section[aria-labelledby=next-heading] button")).to_have_count(0)
     shot(page, "2-alert-false-match-erased-ja")

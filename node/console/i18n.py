@@ -272,6 +272,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "alert.reference_alt": ("登録時の顔（切り出し画像）", "The registered face (cropped)"),
     "alert.reference_refused": ("登録時の顔画像を表示できません", "The registered face cannot be shown"),
     "alert.reference_withdrawn": ("登録が取り下げられました", "The entry was withdrawn"),
+    "alert.reference_judged": (
+        "判定済みのため、登録時の顔は表示しません",
+        "Judged already: the registered face is no longer shown",
+    ),
     "alert.erase_note": (
         "カメラ画像は確認のためだけに暗号化して{hours}時間保管し、{when}に消去します。この画面の画像は保存されません。",
         "The camera image is kept encrypted for {hours} hours for this review only and erased at {when}. Nothing on this page is stored.",

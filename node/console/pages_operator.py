@@ -309,7 +309,8 @@ async def alert_page(request: web.Request, visit: Visit) -> web.StreamResponse:
             )
         )
     camera = next((r for r in rows if r.crop is not None), None)
-    reference, refused = (None, None) if row.status == "withdrawn" else await _reference(request, found)
+    # the registered face is for the decision only: asked for while the alert is open
+    reference, refused = await _reference(request, found) if row.status == "open" else (None, None)
     response = render(
         request,
         "operator_alert.html",
