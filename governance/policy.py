@@ -19,6 +19,7 @@ from governance.errors import (
 from governance.manifest import Manifest, Member, MemberStatus
 
 __all__ = [
+    "FACE_IMAGE_ITEM",
     "query_mode_for",
     "require_item_shared",
     "require_member",
@@ -26,6 +27,11 @@ __all__ = [
     "require_purpose",
     "require_query_mode",
 ]
+
+
+FACE_IMAGE_ITEM = "face-image"
+"""The jointly used item that lets a member see the face an owner registered (its crop), e.g. for
+an operator's decision on an alert; without it a face crop never leaves its owner."""
 
 
 def require_member(manifest: Manifest, node_id: str) -> Member:

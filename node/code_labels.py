@@ -151,6 +151,12 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
             "A purpose the group does not list",
         ),
         "item_not_shared": ("共同利用の項目に含まれない項目です", "An item the group does not share"),
+        "no_recent_match": (
+            "この登録は直近24時間の照合で一致していないため、顔画像は提供されません",
+            "This entry was not named in a match within 24 hours, so its face is not given",
+        ),
+        "no_reference_face": ("この登録には顔画像がありません", "This entry has no face image"),
+        "crop_erased": ("カメラ画像は消去されています", "The camera image has been erased"),
         "model_mismatch": ("指定と異なる顔識別モデルです", "A face-recognition model other than the group's"),
         "query_mode_not_allowed": ("受け付けていない照会方式です", "A query mode that is not accepted"),
         "invalid_manifest": ("マニフェストの内容に矛盾があります", "The manifest is not coherent"),

@@ -34,6 +34,7 @@ __all__ = [
     "MANIFEST_FILE",
     "NOTICE_URL_RE",
     "RULES_FILE",
+    "AlertSettings",
     "Connections",
     "ConsoleSettings",
     "Federation",
@@ -574,6 +575,53 @@ class NoticeSettings:
         return cls(url, operator, address, representative, contact, recording, sites, identity, days)
 
 
+MAX_PROCEDURE_STEPS = 12
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """How alerts are kept and what the operator is told to do (``[alerts]``).
+
+    ``review_window``: how long the camera's face crop of an alert is kept (sealed under the
+    alert's own record key) for staff to decide by; then the key is destroyed and the crop erased
+    (default 72 h, between 1 h and 14 d). ``merge_window``: the same person (owner and entry) seen
+    again within this of the alert's last sighting, at any gate or site, is a sighting of the same
+    alert rather than a new alert (default 5 min, between 30 s and 1 h). ``erase_interval``: how
+    often the erasure duty looks for crops whose window ended (default 60 s, between 1 s and 1 h).
+    ``procedure``: the group's written response procedure, one ``[[alerts.procedure]]`` table per
+    step with ``ja`` and ``en``, shown numbered beside the confirm and reject buttons.
+    """
+
+    review_window: timedelta = timedelta(hours=72)
+    merge_window: timedelta = timedelta(minutes=5)
+    erase_interval: timedelta = timedelta(seconds=60)
+    procedure: tuple[LocalizedText, ...] = ()
+
+    _BOUNDS: ClassVar[dict[str, tuple[timedelta, timedelta]]] = {
+        "review_window": (timedelta(hours=1), timedelta(days=14)),
+        "merge_window": (timedelta(seconds=30), timedelta(hours=1)),
+        "erase_interval": (timedelta(seconds=1), timedelta(hours=1)),
+    }
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {name: format_duration(getattr(self, name)) for name in self._BOUNDS}
+        if self.procedure:
+            doc["procedure"] = [step.to_dict() for step in self.procedure]
+        return doc
+
+    @classmethod
+    def from_dict(cls, data: Any) -> AlertSettings:
+        f = Fields(data, "alerts")
+        values: dict[str, Any] = dict(_bounded_durations(f, "alerts", cls._BOUNDS))
+        if f.has("procedure"):
+            values["procedure"] = tuple(
+                LocalizedText.from_dict(step, f"alerts.procedure[{i}]")
+                for i, step in enumerate(f.array("procedure", max_items=MAX_PROCEDURE_STEPS))
+            )
+        f.finish()
+        return cls(**values)
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Where the node keeps things, whom it trusts, and how it is reached."""
@@ -609,6 +657,7 @@ class NodeConfig:
     server: Server = field(default_factory=Server)
     health: HealthSettings = field(default_factory=HealthSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     @property
     def pinned_root_threshold(self) -> int:
@@ -663,6 +712,7 @@ class NodeConfig:
             "connections": self.connections.to_dict(),
             "health": self.health.to_dict(),
             "storage": self.storage.to_dict(),
+            "alerts": self.alerts.to_dict(),
         }
         doc["security"] = self.security.to_dict()
         if self.database_url:
@@ -719,7 +769,9 @@ class NodeConfig:
             if keys.has("encryption")
             else cls.encryption_key_file,
             data_key_file=keys.text("data", max_len=1024) if keys.has("data") else cls.data_key_file,
-            record_keys_dir=keys.text("records", max_len=1024) if keys.has("records") else cls.record_keys_dir,
+            record_keys_dir=keys.text("records", max_len=1024)
+            if keys.has("records")
+            else cls.record_keys_dir,
             root_keyids=tuple(governance.texts("root_keyids", max_items=16, max_len=64, pattern=_KEYID_RE))
             if governance.has("root_keyids")
             else (),
@@ -751,6 +803,7 @@ class NodeConfig:
             server=Server.from_dict(f.obj("server")) if f.has("server") else Server(),
             health=HealthSettings.from_dict(f.obj("health")) if f.has("health") else HealthSettings(),
             storage=StorageSettings.from_dict(f.obj("storage")) if f.has("storage") else StorageSettings(),
+            alerts=AlertSettings.from_dict(f.obj("alerts")) if f.has("alerts") else AlertSettings(),
         )
         for section in (f, listen, keys, database, governance, retention, telemetry):
             if section.rest():

@@ -22,6 +22,7 @@ from node.config import MANIFEST_FILE, RULES_FILE, NodeConfig, load_manifest_fil
 from node.face.models import ModelPack
 from node.face.pipeline import FacePipeline
 from node.records.accounts import StaffAccounts
+from node.records.alert_faces import AlertFaces
 from node.records.hits import HitLedger
 from node.records.keystore import load_data_key, load_encryption_key, load_signing_key
 from node.records.manifests import ManifestStore
@@ -51,6 +52,8 @@ class NodeContext:
     model_pack: ModelPack
     subject_requests: SubjectRequests
     hits: HitLedger
+    alerts: AlertFaces
+    """Alerts' sightings and the camera's face crops, erased after the review window."""
     _faces: FacePipeline | None = None
     _faces_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -121,4 +124,5 @@ class NodeContext:
             model_pack,
             SubjectRequests(engine, vault, config.node_id, registry.write_lock),
             HitLedger(engine, registry.write_lock, data_key.secret, manifest.policy.model.dimension),
+            AlertFaces(engine, vault, config.alerts, registry.write_lock),
         )

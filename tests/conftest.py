@@ -88,6 +88,8 @@ SLOWEST_FIRST = (
     "test_face_service.py",
     "test_console_story.py",
     "test_console_tour_browser.py",
+    "test_alert_faces_browser.py",
+    "test_alert_faces.py",
     "test_cli_bad_input.py",
     "test_witnessing.py",
 )

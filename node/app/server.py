@@ -109,6 +109,34 @@ def _retention_sweep(app: web.Application) -> DutyLoop:
     return loop
 
 
+def _alert_faces_duty(app: web.Application) -> DutyLoop:
+    """The erasure of alerts' camera crops, a leader duty: every ``[alerts] erase_interval``, the
+    crops whose review window ended lose their key and their ciphertext (audited per alert)."""
+    context = app[CONTEXT]
+    interval = context.config.alerts.erase_interval.total_seconds()
+    erased_counter = (
+        app[TELEMETRY]
+        .meter("watchnet.node")
+        .create_counter("watchnet.alerts.crops_erased", description="alerts whose camera crops were erased")
+    )
+    tracer = app[TELEMETRY].tracer("watchnet.node")
+
+    async def loop(duty: DutyState) -> None:
+        while True:
+            with tracer.start_as_current_span("alert crop erasure"):
+                erased = await asyncio.to_thread(context.alerts.erase_due, app[CLOCK]())
+            erased_counter.add(len(erased))
+            if erased:
+                LOG.info(
+                    "alert crops: %d alerts' camera crops erased at the end of their review window",
+                    len(erased),
+                )
+            duty.ok()
+            await asyncio.sleep(interval)
+
+    return loop
+
+
 def _leader_lease(app: web.Application) -> LeaderLease:
     """This worker's part in the node's leader lease; duties are added by ``build_app``."""
     context = app[CONTEXT]
@@ -288,6 +316,7 @@ def build_app(
     )
     if sweep:
         lease.add_duty("retention", _retention_sweep(app), context.config.retention_sweep)
+        lease.add_duty("alert_faces", _alert_faces_duty(app), context.config.alerts.erase_interval)
     app.cleanup_ctx.append(reserve_cleanup_ctx(reserve))  # before the node serves
     app.cleanup_ctx.append(_audit_flusher)
     app.cleanup_ctx.append(integrity_check)

@@ -18,8 +18,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from governance.requests import COMPLAINT_CATEGORIES, COMPLAINT_CHANNELS, COMPLAINT_OUTCOMES, DEFAULT_DEADLINE
+from node.records.alert_faces import erase_crops_in
 from node.records.auditlog import append_audit
 from node.records.registry import EntryNotFound, WrongState
+from node.records.vault import Vault
 from node.storage.models import Alert, Complaint, EntryRow, MatchFeedbackRow
 from protocol.errors import MalformedError
 from protocol.fields import format_time, parse_time
@@ -43,9 +45,19 @@ node keeps for data-subject requests, so staff see the same kind of deadline in 
 
 
 def review_alert(
-    engine: Engine, lock: RLock, *, alert_id: str, outcome: str, staff: str, now: datetime
+    engine: Engine,
+    lock: RLock,
+    *,
+    alert_id: str,
+    outcome: str,
+    staff: str,
+    now: datetime,
+    vault: Vault | None = None,
 ) -> Alert:
-    """Mark an open alert confirmed or a false match; return it (for the feedback to its owner)."""
+    """Mark an open alert confirmed or a false match; return it (for the feedback to its owner).
+
+    A false match was a passer-by: with ``vault`` the camera's face crops of the alert are erased
+    in the same transaction (``alert.face_erase false-match``), not kept for the review window."""
     if outcome not in ("confirmed", "false-match"):
         raise MalformedError(f"review outcome {outcome!r:.30}: confirmed or false-match")
     with lock, Session(engine, expire_on_commit=False) as session:
@@ -57,6 +69,8 @@ def review_alert(
         alert.status = outcome
         session.add(alert)
         append_audit(session, actor=staff, action="alert.review", target=alert_id, outcome=outcome, now=now)
+        if outcome == "false-match" and vault is not None:
+            erase_crops_in(session, vault, alert_id, "false-match", now, actor=staff)
         session.commit()
         return alert
 

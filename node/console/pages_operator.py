@@ -2,9 +2,8 @@
 
 An operator keeps this page open at the counter. It lists the newest alerts as
 ``GET /v1/alerts`` returns them (``alert_items``): whose entry matched (the member, its entry id
-and version), the category, the band (match or strong match, never an exact score), the site and the time. It never shows a face: the probe
-is never kept, a member's signed entry holds no face crop, and the cached copy of it is not
-read here. The list is rendered on the server and pushed as server-sent events
+and version), the category, the band (match or strong match, never an exact score), the site and
+the time. The list itself shows no face. The list is rendered on the server and pushed as server-sent events
 (``/console/operator/events``) whenever it changes (``live.AlertFeed``), so a new alert appears
 without a reload, and an alert whose entry the owner deleted leaves the open list at once (it
 stays below as withdrawn, with no band or category; our own deleted entries take their alerts
@@ -12,6 +11,14 @@ with them). A small script, ``static/live.js``, swaps the list in; without scrip
 plain HTML and a reload shows the same. A verdict is a CSRF-protected form handled by
 ``review_and_report``, the function behind ``POST /v1/alerts/{id}/review``, which also tells
 the entry's owner.
+
+Each alert has a page of its own for the decision (``/console/operator/alerts/{id}``, roles that
+review alerts only): the camera's face crop (kept sealed for the review window,
+``node.records.alert_faces``) beside the registered one (from our record for our own entry, else
+asked for sealed from its owner for this page, ``Federation.fetch_reference``, and kept nowhere),
+every sighting's time (the node's zone) and place, and the group's response procedure
+(``[alerts] procedure``) numbered beside the two buttons. Both faces are inline ``data:`` images
+of a ``no-store`` page.
 
 A stream lives only as long as its session: it ends when the session times out or is signed
 out, or the account is disabled or loses the role, and listening is not activity, so an
@@ -21,9 +28,11 @@ unattended page does not keep a session open.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import aiohttp_jinja2
@@ -47,8 +56,12 @@ from node.console.pages import (
     url,
 )
 from node.context import NodeContext
-from node.http.api import AUDIT_TARGET, CLOCK, CONTEXT, refuse_extra
-from node.http.network import alert_items, review_and_report
+from node.federation.client import PeerRefused
+from node.http.api import AUDIT_TARGET, CLOCK, CONTEXT, FEDERATION, refuse_extra
+from node.http.network import alert_item, alert_items, review_and_report
+from node.records.alert_faces import CropErased
+from node.records.registry import EntryNotFound
+from protocol.errors import WatchnetError
 from protocol.fields import CODE_RE
 
 __all__ = ["ALERT_FEED", "AlertRow", "add_operator_routes", "server_sent_event"]
@@ -215,6 +228,108 @@ async def alert_events(request: web.Request, visit: Visit) -> web.StreamResponse
     return response
 
 
+DETAIL_CSP = NO_STORE_HEADERS["Content-Security-Policy"].replace("img-src 'self'", "img-src 'self' data:")
+"""The alert page carries its two faces inline (``data:`` images), fetched for this page only."""
+
+
+@dataclass(frozen=True)
+class SightingRow:
+    """One sighting as the alert page lists it: when, where (the site's name from ``[notice]``)."""
+
+    number: int
+    sighting_id: str
+    time: datetime
+    site: str
+    site_name: str
+    gate: str
+    crop: str | None
+    """The camera's crop as a ``data:`` URI, or ``None`` when none is held."""
+
+
+def _data_uri(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+def _site_names(context: NodeContext, lang: str) -> dict[str, str]:
+    return {s.site_id: s.name.get(lang) for s in context.config.notice.sites}
+
+
+async def _reference(request: web.Request, alert: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The registered face for this alert: from our record for our own entry, else fetched
+    sealed from its owner now (nothing kept); ``(data URI, None)`` or ``(None, refusal code)``."""
+    context = request.app[CONTEXT]
+    try:
+        if alert["owner"] == context.config.node_id:
+            _, jpeg = await asyncio.to_thread(context.registry.live_face_crop, alert["entry_id"])
+        else:
+            jpeg = await request.app[FEDERATION].fetch_reference(
+                owner=alert["owner"],
+                alert_id=alert["alert_id"],
+                entry_id=alert["entry_id"],
+                entry_version=alert["version"],
+            )
+    except PeerRefused as e:
+        return None, e.peer_code
+    except WatchnetError as e:
+        return None, e.code
+    return _data_uri(jpeg), None
+
+
+@staff_page(Action.REVIEW_ALERT, back=PAGE)
+async def alert_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """One alert for the operator's decision: the camera's face beside the registered one, each
+    sighting's time and place, the group's response procedure, and the verdict buttons. Faces are
+    shown only to roles that review alerts and sent ``no-store``; the member's face is asked for
+    from its owner for this page and never stored here."""
+    context = request.app[CONTEXT]
+    alert_id = request.match_info["alert_id"]
+    request[AUDIT_TARGET] = alert_id
+    found = await asyncio.to_thread(alert_item, context.engine, alert_id)
+    if found is None:
+        raise EntryNotFound(f"no alert {alert_id!r} on this node")
+    row = alert_rows(context, [found], visit.lang)[0]
+    faces = context.alerts
+    sightings = await asyncio.to_thread(faces.sightings, alert_id)
+    names = _site_names(context, visit.lang)
+    rows: list[SightingRow] = []
+    for number, s in enumerate(sightings, 1):
+        crop = None
+        if s["has_crop"]:
+            with contextlib.suppress(CropErased):
+                crop = _data_uri(await asyncio.to_thread(faces.camera_crop, alert_id, s["sighting_id"]))
+        rows.append(
+            SightingRow(
+                number,
+                s["sighting_id"],
+                s["seen_at"],
+                s["site"],
+                names.get(s["site"], s["site"]),
+                s["gate"],
+                crop,
+            )
+        )
+    camera = next((r for r in rows if r.crop is not None), None)
+    # the registered face is for the decision only: asked for while the alert is open
+    reference, refused = await _reference(request, found) if row.status == "open" else (None, None)
+    response = render(
+        request,
+        "operator_alert.html",
+        visit.lang,
+        session=visit.session,
+        alert=row,
+        sightings=rows,
+        camera=camera,
+        face=await asyncio.to_thread(faces.face_state, alert_id),
+        reference=reference,
+        reference_refused=refused,
+        review_hours=round(faces.settings.review_window.total_seconds() / 3600),
+        procedure=[step.get(visit.lang) for step in context.config.alerts.procedure],
+        may_review=permitted(visit.staff.role, Action.REVIEW_ALERT) and row.status == "open",
+    )
+    response.headers["Content-Security-Policy"] = DETAIL_CSP
+    return response
+
+
 @staff_page(Action.REVIEW_ALERT, back=PAGE)
 async def review(request: web.Request, visit: Visit) -> web.StreamResponse:
     """Confirmed or false match, through the JSON API's own function (which also tells the owner)."""
@@ -244,4 +359,5 @@ def add_operator_routes(app: web.Application) -> None:
     app.on_shutdown.append(_end_streams)
     app.router.add_get(PAGE, operator_page)
     app.router.add_get(EVENTS, alert_events)
+    app.router.add_get(f"{PAGE}/alerts/{{alert_id}}", alert_page)
     app.router.add_post(f"{PAGE}/alerts/{{alert_id}}/review", review)

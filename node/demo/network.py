@@ -41,7 +41,7 @@ from governance.description import manifest_from_description, next_version
 from governance.manifest import LocalizedText, Manifest
 from governance.notice import SiteSignage
 from governance.roles import Role
-from node.config import Federation, NodeConfig, NoticeSettings, StorageSettings
+from node.config import AlertSettings, Federation, NodeConfig, NoticeSettings, StorageSettings
 from node.files import PRIVATE_FILE, write_atomic
 from node.records.accounts import StaffAccounts
 from node.records.keystore import load_encryption_key, load_signing_key, save_key
@@ -78,6 +78,27 @@ DEMO_SITES = {
     "chain-c": (("ueno", "上野店", "Ueno store"),),
 }
 """Each demo member's stores, cameras and signs, so its notice page lists where its cameras run."""
+
+
+DEMO_PROCEDURE = (
+    LocalizedText(
+        "本人に声をかけず、その場で責任者に連絡する",
+        "Do not approach the person; call the officer on duty at once",
+    ),
+    LocalizedText(
+        "責任者と二人で、カメラの顔と登録時の顔を見比べる",
+        "With the officer, compare the camera's face with the registered one",
+    ),
+    LocalizedText(
+        "同一人物と判断したら「本人と確認」を押し、店舗の防犯手順に従って対応する",
+        "If it is the same person, press Confirmed and follow the store's security procedure",
+    ),
+    LocalizedText(
+        "別人なら「誤検知」を押す（カメラ画像はその場で消去され、登録元に伝えられる）",
+        "If it is someone else, press False match (the camera image is erased and the owner told)",
+    ),
+)
+"""The response procedure every demo node shows on its alert pages (``[alerts] procedure``)."""
 
 
 def demo_notice(node_id: str, posted_on: date) -> NoticeSettings:
@@ -413,6 +434,7 @@ class LocalNetwork:
                     federation=federation,
                     storage=StorageSettings(self.reserve_mb),
                     notice=demo_notice(node_id, _now().date()),
+                    alerts=AlertSettings(procedure=DEMO_PROCEDURE),
                 )
                 .to_toml()
                 .encode(),

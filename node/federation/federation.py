@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 
 from governance.errors import NotAMember, QueryModeNotAllowed
 from governance.manifest import Manifest, Member, MemberStatus
-from governance.policy import query_mode_for
+from governance.policy import FACE_IMAGE_ITEM, query_mode_for, require_item_shared
 from node.context import NodeContext
 from node.federation.breaker import Breakers
 from node.federation.client import PeerClient, PeerRefused, PeerTimeout, PeerUnreachable, read_limited
@@ -50,22 +50,24 @@ from node.federation.sync import (
     verified_head,
 )
 from node.federation.witnessing import WITNESS_PASS, witness_loop
+from node.records.alert_faces import AlertHit, Seen
 from node.records.auditlog import record_audit
-from node.records.hits import HitBudgetExceeded, ProposedHit
+from node.records.hits import HIT_WINDOW, HitBudgetExceeded, ProposedHit
 from node.records.ratelimit import RateBuckets
 from node.records.restore import RestoreGate
 from node.records.witnessing import Checkpoints, Witness
-from node.storage.models import Alert, LogLeaf, PeerState
+from node.storage.models import LogLeaf, PeerState
 from node.storage.notify import PULL, Feed, notify, shared
 from node.telemetry import Telemetry
 from protocol.canonical import parse_json
 from protocol.embedding import Embedding
 from protocol.entry import WatchlistEntry
-from protocol.errors import MalformedError, OversizedError, RollbackError, WatchnetError
+from protocol.errors import MalformedError, OversizedError, PolicyError, RollbackError, WatchnetError
 from protocol.extraction import ExtractionReport
 from protocol.fields import format_time
 from protocol.mirror import MirrorPage, MirrorRequest
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
+from protocol.reference import ReferenceFace, ReferenceFaceRequest
 from protocol.signed import SignedDocument
 from protocol.subject import ForwardAck, ForwardedRequest, MatchFeedback
 from protocol.sync import (
@@ -79,7 +81,7 @@ from protocol.sync import (
 )
 from protocol.treehead import TreeHead
 
-__all__ = ["DutyRecorder", "Federation", "PeerOutcome", "PrivateAsking"]
+__all__ = ["DutyRecorder", "Federation", "NoRecentMatch", "PeerOutcome", "PrivateAsking"]
 
 LOG = logging.getLogger("watchnet.federation")
 
@@ -90,6 +92,7 @@ RECEIPT_BODIES = {ReceiptDelivery.TYPE: ReceiptDelivery}
 SUBJECT_BODIES = {ForwardedRequest.TYPE: ForwardedRequest}
 FEEDBACK_BODIES = {MatchFeedback.TYPE: MatchFeedback}
 MIRROR_BODIES = {MirrorRequest.TYPE: MirrorRequest}
+REFERENCE_BODIES = {ReferenceFaceRequest.TYPE: ReferenceFaceRequest}
 RETRY_FIRST = timedelta(seconds=1)
 NOT_READY_CODES = frozenset({"not_ready", "busy"})
 """A peer's refusals that mean "cannot score right now": asked again once within the deadline."""
@@ -102,6 +105,12 @@ NOTIFY_PASS = timedelta(seconds=1)
 MAX_MANIFEST_BYTES = 4 << 20
 MAX_CLEARANCE_BYTES = 64 << 10
 """A fork clearance with a proof from each of 100 reported heads is about 40 KB."""
+
+
+class NoRecentMatch(PolicyError):
+    """A member asked for the face of an entry we did not name to it in an answer within 24 hours."""
+
+    code = "no_recent_match"
 
 
 @dataclass
@@ -382,6 +391,48 @@ class Federation:
         )
         return response, len(body.embeddings)
 
+    def answer_reference(self, request: PeerRequest) -> ReferenceFace:
+        """A member's operator reviews an alert on one of our entries and asks for the face we
+        registered. Refused unless the member is active now, the manifest in force lists
+        ``face-image`` among the jointly used items, we named the entry to this member in an
+        answer within ``HIT_WINDOW`` (24 h), and the entry is live: the face goes only to a member
+        that saw a match on it, never to one that merely knows the entry id from our log, and
+        nothing is decrypted before those checks pass."""
+        body = request.body
+        assert isinstance(body, ReferenceFaceRequest)
+        asker = request.member.node_id
+        self.context.manifests.require_active(asker)
+        require_item_shared(self.context.manifest, FACE_IMAGE_ITEM)
+        if not self.context.hits.named_recently(asker, body.entry_id, self.clock()):
+            raise NoRecentMatch(
+                f"{body.entry_id} was not named to {asker} in an answer within the last "
+                f"{HIT_WINDOW.total_seconds() / 3600:.0f} h; its face is shown only for a match"
+            )
+        version, crop = self.context.registry.live_face_crop(body.entry_id)
+        return ReferenceFace(entry_id=body.entry_id, entry_version=version, face_image_jpeg=crop)
+
+    async def fetch_reference(self, *, owner: str, alert_id: str, entry_id: str, entry_version: int) -> bytes:
+        """The owner's registered face crop for our alert on its entry, sealed to us on the way;
+        held in memory for one answer only (the caller sends it ``no-store`` and keeps nothing)."""
+        manifest = self.context.manifest
+        require_item_shared(manifest, FACE_IMAGE_ITEM)
+        member = manifest.member(owner)
+        if member is None or member.status is MemberStatus.REMOVED:
+            raise NotAMember(f"{owner!r} is not a member of the group any more; its faces are not asked for")
+        answer = await self.client.exchange(
+            member,
+            "/v1/peer/reference-face",
+            "crime-prevention",
+            ReferenceFaceRequest(alert_id=alert_id, entry_id=entry_id, entry_version=entry_version),
+            ReferenceFace,
+            now=self.clock(),
+            manifest_version=manifest.version,
+            timeout=self.timeout,
+        )
+        if answer.entry_id != entry_id:
+            raise MalformedError(f"{owner} answered with the face of {answer.entry_id}, not of {entry_id}")
+        return answer.face_image_jpeg
+
     def admit_hits(self, asker: str, hits: list[ProposedHit], manifest: Manifest) -> list[str]:
         """The bands a member may be told for these hits (``HitLedger``); a refusal is reported to
         the organisation (once per suspect, entry and reason a day) before it is raised."""
@@ -465,7 +516,10 @@ class Federation:
         body = request.body
         assert isinstance(body, MirrorRequest)
         return mirror_page(
-            self.context.engine, owner=request.member.node_id, group_id=request.manifest.group_id, request=body
+            self.context.engine,
+            owner=request.member.node_id,
+            group_id=request.manifest.group_id,
+            request=body,
         )
 
     def accept_receipts(self, request: PeerRequest) -> ReceiptAck:
@@ -641,37 +695,39 @@ class Federation:
                 return PeerOutcome(member.node_id, "invalid_answer", error=e.code, reason=str(e), mode=mode)
 
     def store_alerts(
-        self, outcomes: Iterable[PeerOutcome], *, site: str, operator: str, now: datetime, window: timedelta
+        self,
+        outcomes: Iterable[PeerOutcome],
+        *,
+        site: str,
+        operator: str,
+        now: datetime,
+        gate: str = "",
+        crop_of: Callable[[int], bytes | None] = lambda _: None,
     ) -> list[dict[str, Any]]:
-        """An alert per hit, referencing the owner's signed entry version; one per person and site per window."""
+        """An alert per hit, referencing the owner's signed entry version; the same person seen
+        again within the merge window is a sighting of the alert it already raised
+        (``AlertFaces.raise_in``). ``crop_of(query_index)`` is the camera's crop of that face (JPEG),
+        kept sealed for the review window."""
         out: list[dict[str, Any]] = []
-        with Session(self.context.engine) as session:
+        alerts = self.context.alerts
+        with alerts.write_lock, Session(self.context.engine) as session:
             for outcome in outcomes:
                 for match in outcome.matches:
                     entry = match.entry.payload
-                    alert = session.exec(
-                        select(Alert).where(
-                            Alert.owner == entry.owner,
-                            Alert.entry_id == entry.entry_id,
-                            Alert.site == site,
-                            Alert.status == "open",
-                            col(Alert.created_at) > now - window,
-                        )
-                    ).first()
-                    if alert is None:
-                        alert = Alert(
-                            id=f"alr-{secrets.token_hex(10)}",
+                    alert, _ = alerts.raise_in(
+                        session,
+                        AlertHit(
                             owner=entry.owner,
                             entry_id=entry.entry_id,
                             entry_version=entry.version,
                             band=match.band,
-                            site=site,
-                            operator=operator,
-                            created_at=now,
                             category=entry.category,
                             signed_entry=match.entry.to_bytes().decode("utf-8"),
-                        )
-                        session.add(alert)
+                        ),
+                        Seen(site=site, gate=gate, at=now, crop=crop_of(match.query_index)),
+                        operator=operator,
+                    )
+                    session.flush()
                     out.append(
                         {
                             "query_index": match.query_index,
@@ -896,9 +952,7 @@ class Federation:
         async with self._missing_lock:
             read_at, missing = self._missing
             if time.monotonic() - read_at >= NOTIFY_PASS.total_seconds():
-                missing = await asyncio.to_thread(
-                    members_owing, self.context.engine, manifest, self.node_id
-                )
+                missing = await asyncio.to_thread(members_owing, self.context.engine, manifest, self.node_id)
                 self._missing = (time.monotonic(), missing)
             return missing
 

@@ -46,6 +46,7 @@ from protocol.message import (
 from protocol.mirror import MirrorRequest
 from protocol.private_query import EvaluationKeys, PrivateQuery, RevealRequest
 from protocol.query import QueryRequest
+from protocol.reference import ReferenceFaceRequest
 from protocol.replay import ReplayGuard
 from protocol.signed import Payload
 from protocol.subject import ForwardedRequest, MatchFeedback
@@ -86,6 +87,7 @@ PURPOSE_OF_BODY: dict[type[Payload], str] = {
     MirrorRequest: SYNC_PURPOSE,
     ForwardedRequest: "data-subject-request",
     MatchFeedback: "crime-prevention",
+    ReferenceFaceRequest: "crime-prevention",
 }
 """Bodies bound to one purpose; a query may carry any of the group's purposes (never the sync one)."""
 
@@ -197,7 +199,9 @@ class PeerGate:
             try:
                 self._replay.check(message.sender, message.nonce, message.issued_at, now)
             except ClockSkewError as e:
-                raise ClockSkewError(skew_message(message.sender, self.node_id, message.issued_at, now, e)) from e
+                raise ClockSkewError(
+                    skew_message(message.sender, self.node_id, message.issued_at, now, e)
+                ) from e
         allowed = (
             self._shared_rate.allow(message.sender)
             if self._shared_rate is not None
@@ -249,7 +253,4 @@ def skew_message(sender: str, recipient: str, issued_at: datetime, now: datetime
     if abs(gap) < 1:
         return f"{error}; {recipient}'s clock stepped back since it saw later messages: check its NTP"
     side = "ahead of" if gap > 0 else "behind"
-    return (
-        f"{sender}'s clock is {abs(gap):.0f} s {side} {recipient}'s ({error}); "
-        f"check NTP on both nodes"
-    )
+    return f"{sender}'s clock is {abs(gap):.0f} s {side} {recipient}'s ({error}); check NTP on both nodes"

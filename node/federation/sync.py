@@ -32,6 +32,8 @@ from node.records.eventlog import leaf_count, root_of_leaf_hashes
 from node.storage.locks import lock_chains
 from node.storage.models import (
     Alert,
+    AlertFace,
+    AlertSighting,
     AuditRecord,
     LogLeaf,
     OutboxReceipt,
@@ -270,6 +272,7 @@ def _apply_change(session: Session, event: EntryEvent, now: datetime) -> int:
         alert.category = None
         alert.signed_entry = None
         session.add(alert)
+        _withdraw_crops(session, alert.id, now)
     if session.get(Tombstone, (event.owner, event.entry_id)) is None:
         session.add(
             Tombstone(
@@ -281,6 +284,24 @@ def _apply_change(session: Session, event: EntryEvent, now: datetime) -> int:
             )
         )
     return len(alerts)
+
+
+def _withdraw_crops(session: Session, alert_id: str, now: datetime) -> None:
+    """The camera crops of a withdrawn alert: the ciphertext goes now, in this transaction; the
+    alert's key is destroyed (and the erasure audited) by the next pass of the ``alert_faces`` duty,
+    which holds the key store (``node.records.alert_faces``)."""
+    face = session.get(AlertFace, alert_id)
+    if face is None or face.erased_at is not None:
+        return
+    for sighting in session.exec(
+        select(AlertSighting).where(
+            AlertSighting.alert_id == alert_id, col(AlertSighting.probe_ct).is_not(None)
+        )
+    ).all():
+        sighting.probe_ct = None
+        session.add(sighting)
+    face.erase_after, face.erased_because = min(face.erase_after, now), "withdrawn"
+    session.add(face)
 
 
 def _flag_fork(

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import cv2
+import numpy as np
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
@@ -31,6 +33,7 @@ from node.private.eval_keys import UnknownEvalKey
 from node.private.matcher import GalleryNotReady, HEBusy
 from node.private.mode import PrivateMode
 from node.records.accounts import AccountDisabled, AuthenticationFailed, StaffMember, TokenNotFound
+from node.records.alert_faces import SAME_PLACE, CropErased
 from node.records.auditlog import AuditWriter
 from node.records.closures import ClosurePending
 from node.records.integrity import IntegrityFailure
@@ -77,6 +80,7 @@ __all__ = [
     "Clock",
     "NodeMetrics",
     "PeerBodiesBusy",
+    "Probes",
     "RateLimited",
     "RateLimiter",
     "SharedRateLimiter",
@@ -213,8 +217,9 @@ TOKEN_CACHE_SECONDS = 10.0
 AUDIT_FLUSH_SECONDS = 0.05
 
 
-ALERT_WINDOW = timedelta(seconds=60)
-"""One alert per matched person and site per window, however many frames show them."""
+ALERT_WINDOW = SAME_PLACE
+"""Frames of one pass at one place within this add nothing to an alert; the merging of sightings
+and alerts is ``AlertFaces.raise_in`` (``[alerts] merge_window``)."""
 
 
 STAFF = web.RequestKey("staff", StaffMember)
@@ -260,6 +265,7 @@ STATUS_FOR_ERROR: list[tuple[type[WatchnetError], int]] = [
     (AuthenticationFailed, 401),
     (AccountDisabled, 401),
     (EntryNotFound, 404),
+    (CropErased, 404),
     (TokenNotFound, 404),
     (WrongState, 409),
     (TwoPersonRuleViolation, 403),
@@ -353,12 +359,30 @@ def face_for_registration(context: NodeContext, image: bytes) -> tuple[Embedding
     return embedding, jpeg.tobytes()
 
 
-def faces_in_frame(context: NodeContext, image: bytes) -> list[Embedding]:
+def faces_in_frame(context: NodeContext, image: bytes) -> Probes:
     faces = context.faces.detect(decode_image(image))[:MAX_QUERY_EMBEDDINGS]
-    return context.faces.embed_crops([face.crop for face in faces])
+    crops = [face.crop for face in faces]
+    return Probes(context.faces.embed_crops(crops), crops)
 
 
-async def probe_faces(f: Fields, context: NodeContext) -> list[Embedding]:
+@dataclass(frozen=True)
+class Probes:
+    """The faces to search for, and the camera's aligned crop of each when they came from an image.
+
+    A crop stays in memory: only a face that raised an alert is encoded (``crop_jpeg``) and kept,
+    sealed, for the review window (``node.records.alert_faces``); the others are dropped."""
+
+    embeddings: list[Embedding]
+    crops: list[np.ndarray] | None = None
+
+    def crop_jpeg(self, index: int) -> bytes | None:
+        if self.crops is None:
+            return None
+        ok, jpeg = cv2.imencode(".jpg", self.crops[index], [cv2.IMWRITE_JPEG_QUALITY, 90])
+        return jpeg.tobytes() if ok else None
+
+
+async def probe_faces(f: Fields, context: NodeContext) -> Probes:
     """The faces to search for: detected in ``image`` (a photo or camera frame), or given as ``embeddings``."""
     if f.has("image") == f.has("embeddings"):
         raise MalformedError("request: give exactly one of 'image' (a photo or camera frame) or 'embeddings'")
@@ -369,10 +393,12 @@ async def probe_faces(f: Fields, context: NodeContext) -> list[Embedding]:
     if not raw:
         raise MalformedError("request.embeddings is empty")
     dimension = context.manifest.policy.model.dimension
-    return [
-        Embedding.from_str(e, dimension=dimension, field=f"request.embeddings[{i}]")
-        for i, e in enumerate(raw)
-    ]
+    return Probes(
+        [
+            Embedding.from_str(e, dimension=dimension, field=f"request.embeddings[{i}]")
+            for i, e in enumerate(raw)
+        ]
+    )
 
 
 async def admit_peer(request: web.Request, bodies: Any, *, max_bytes: int = MAX_SEALED_BYTES) -> PeerRequest:

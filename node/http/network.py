@@ -24,12 +24,12 @@ from node.federation.federation import (
     NOTICE_BODIES,
     QUERY_BODIES,
     RECEIPT_BODIES,
+    REFERENCE_BODIES,
     Federation,
 )
 from node.federation.health import PeerSignals, endpoint_warning, error_standing, peer_health
 from node.federation.sync import propagation_status
 from node.http.api import (
-    ALERT_WINDOW,
     AUDIT_TARGET,
     CLOCK,
     CONTEXT,
@@ -50,10 +50,11 @@ from protocol.errors import (
     WatchnetError,
 )
 from protocol.fields import CODE_RE, NODE_ID_RE, format_time
+from protocol.reference import ReferenceFaceRequest
 from protocol.subject import MatchFeedback
 from protocol.sync import LogRequest
 
-__all__ = ["add_network_routes", "alert_items", "peer_items", "review_and_report"]
+__all__ = ["add_network_routes", "alert_item", "alert_items", "peer_items", "review_and_report"]
 
 
 async def peer_query(request: web.Request) -> web.Response:
@@ -106,9 +107,11 @@ async def network_query(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     f = await read_json(request)
     manifest = context.manifest
-    queries = await probe_faces(f, context)
+    probes = await probe_faces(f, context)
+    queries = probes.embeddings
     purpose = f.text("purpose", max_len=48, pattern=CODE_RE) if f.has("purpose") else "crime-prevention"
     site = f.text("site", max_len=63, pattern=NODE_ID_RE) if f.has("site") else ""
+    gate = f.text("gate", max_len=63, pattern=NODE_ID_RE) if f.has("gate") else ""
     mode = f.text("mode", max_len=16, pattern=CODE_RE) if f.has("mode") else "plain"
     refuse_extra(f)
     require_query_mode(manifest, None, mode)
@@ -118,12 +121,14 @@ async def network_query(request: web.Request) -> web.Response:
     query, outcomes = await federation.query(queries, purpose, mode)
     unanswered = [o.node_id for o in outcomes if not o.answered]
     hits = await asyncio.to_thread(
-        federation.store_alerts,
-        outcomes,
-        site=site,
-        operator=staff.id,
-        now=request.app[CLOCK](),
-        window=ALERT_WINDOW,
+        lambda: federation.store_alerts(
+            outcomes,
+            site=site,
+            gate=gate,
+            operator=staff.id,
+            now=request.app[CLOCK](),
+            crop_of=probes.crop_jpeg,
+        )
     )
     request[AUDIT_TARGET] = (
         f"purpose={purpose} faces={len(queries)} hits={len(hits)} unanswered={len(unanswered)}"
@@ -143,25 +148,33 @@ async def network_query(request: web.Request) -> web.Response:
     )
 
 
+def _alert_item(a: Alert) -> dict[str, Any]:
+    return {
+        "alert_id": a.id,
+        "owner": a.owner,
+        "entry_id": a.entry_id,
+        "version": a.entry_version,
+        "band": a.band,
+        "category": a.category,
+        "site": a.site,
+        "status": a.status,
+        "created_at": format_time(a.created_at),
+    }
+
+
 def alert_items(engine: Engine, limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` alerts as staff see them (the JSON API and the console's operator page):
     never the owner's cached signed entry, and a withdrawn alert has no band or category."""
     with Session(engine) as session:
         rows = session.exec(select(Alert).order_by(col(Alert.created_at).desc()).limit(limit)).all()
-        return [
-            {
-                "alert_id": a.id,
-                "owner": a.owner,
-                "entry_id": a.entry_id,
-                "version": a.entry_version,
-                "band": a.band,
-                "category": a.category,
-                "site": a.site,
-                "status": a.status,
-                "created_at": format_time(a.created_at),
-            }
-            for a in rows
-        ]
+        return [_alert_item(a) for a in rows]
+
+
+def alert_item(engine: Engine, alert_id: str) -> dict[str, Any] | None:
+    """One alert as ``alert_items`` shows it, or ``None``."""
+    with Session(engine) as session:
+        alert = session.get(Alert, alert_id)
+        return None if alert is None else _alert_item(alert)
 
 
 async def alerts(request: web.Request) -> web.Response:
@@ -270,6 +283,7 @@ async def review_and_report(
             outcome=outcome,
             staff=staff_id,
             now=now,
+            vault=context.registry.vault,
         )
     )
     node_id = context.config.node_id
@@ -329,6 +343,18 @@ async def peer_feedback(request: web.Request) -> web.Response:
     return sealed_response(federation.gate.reply(admitted, body, request.app[CLOCK]()))
 
 
+async def peer_reference_face(request: web.Request) -> web.Response:
+    """A member's operator reviews an alert on one of our entries: our registered face crop,
+    sealed to that member, when the manifest shares face images (``Federation.answer_reference``)."""
+    federation = request.app[FEDERATION]
+    admitted = await admit_peer(request, REFERENCE_BODIES)
+    body = admitted.body
+    assert isinstance(body, ReferenceFaceRequest)
+    request[AUDIT_TARGET] = f"entry={body.entry_id} alert={body.alert_id}"
+    answer = await asyncio.to_thread(federation.answer_reference, admitted)
+    return sealed_response(federation.gate.reply(admitted, answer, request.app[CLOCK]()))
+
+
 async def feedback(request: web.Request) -> web.Response:
     """Per entry of ours, the verdicts on alerts it raised here and at other members."""
     require_staff(request, Action.REVIEW_ENTRY)
@@ -347,5 +373,6 @@ def add_network_routes(app: web.Application) -> None:
     app.router.add_post("/v1/peer/mirror", peer_mirror)
     app.router.add_post("/v1/peer/receipts", peer_receipts)
     app.router.add_post("/v1/peer/feedback", peer_feedback)
+    app.router.add_post("/v1/peer/reference-face", peer_reference_face)
     app.router.add_post("/v1/alerts/{alert_id}/review", alert_review)
     app.router.add_get("/v1/feedback", feedback)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from datetime import date
 from typing import Any
 
@@ -18,7 +17,6 @@ from governance.manifest import Manifest
 from governance.roles import Action, require_permission
 from node.context import NodeContext
 from node.http.api import (
-    ALERT_WINDOW,
     AUDIT_TARGET,
     CLOCK,
     CONTEXT,
@@ -35,10 +33,11 @@ from node.http.api import (
     refuse_extra,
     require_staff,
 )
+from node.records.alert_faces import AlertHit, Seen
 from node.records.closures import ClosurePending
 from node.records.hits import ProposedHit
 from node.records.registry import Proposal
-from node.storage.models import Alert, AuditRecord, EntryRow, LogLeaf, TreeHeadRow
+from node.storage.models import AuditRecord, EntryRow, LogLeaf, TreeHeadRow
 from protocol.canonical import b64url_encode, parse_json
 from protocol.embedding import Embedding
 from protocol.entry import Evidence
@@ -191,8 +190,10 @@ async def match(request: web.Request) -> web.Response:
     staff = require_staff(request, Action.MATCH)
     context = request.app[CONTEXT]
     f = await read_json(request)
-    queries = await probe_faces(f, context)
+    probes = await probe_faces(f, context)
+    queries = probes.embeddings
     site = f.text("site", max_len=63, pattern=NODE_ID_RE) if f.has("site") else ""
+    gate = f.text("gate", max_len=63, pattern=NODE_ID_RE) if f.has("gate") else ""
     refuse_extra(f)
     if not queries:
         return web.json_response(
@@ -217,7 +218,7 @@ async def match(request: web.Request) -> web.Response:
 
     def alerts() -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        with Session(context.engine) as session:
+        with context.alerts.write_lock, Session(context.engine) as session:
             # the fence again, in the alerts' transaction: FOR SHARE (PostgreSQL) holds a
             # concurrent deletion until these alerts commit, and its erasure then removes them
             states = {
@@ -232,26 +233,19 @@ async def match(request: web.Request) -> web.Response:
                 state = states.get(hit.key)
                 if state is None:
                     continue
-                alert = session.exec(
-                    select(Alert).where(
-                        Alert.entry_id == hit.key,
-                        Alert.site == site,
-                        col(Alert.created_at) > now - ALERT_WINDOW,
-                    )
-                ).first()
-                if alert is None:
-                    alert = Alert(
-                        id=f"alr-{secrets.token_hex(10)}",
+                alert, _ = context.alerts.raise_in(
+                    session,
+                    AlertHit(
                         owner=context.config.node_id,
                         entry_id=hit.key,
                         entry_version=state.version,
                         band=band,
-                        site=site,
-                        operator=staff.id,
-                        created_at=now,
                         category=state.category,
-                    )
-                    session.add(alert)
+                    ),
+                    Seen(site=site, gate=gate, at=now, crop=probes.crop_jpeg(hit.query_index)),
+                    operator=staff.id,
+                )
+                session.flush()
                 out.append(
                     {
                         "query_index": hit.query_index,

@@ -82,6 +82,22 @@ class HitLedger:
         value = int.from_bytes(np.packbits(bits).tobytes(), "big")
         return value - (1 << 64) if value >= 1 << 63 else value
 
+    def named_recently(self, asker: str, entry_id: str, now: datetime) -> bool:
+        """Whether an answer named ``entry_id`` to ``asker`` within ``HIT_WINDOW`` (one indexed read)."""
+        with Session(self._engine) as session:
+            return (
+                session.exec(
+                    select(QueryHit.id)
+                    .where(
+                        QueryHit.asker == asker,
+                        QueryHit.entry_id == entry_id,
+                        col(QueryHit.at) > now - HIT_WINDOW,
+                    )
+                    .limit(1)
+                ).first()
+                is not None
+            )
+
     def admit(
         self, asker: str, hits: Sequence[ProposedHit], rule: ScoreDisclosure, now: datetime, *, member: bool
     ) -> list[str]:

@@ -33,6 +33,7 @@ from governance.provision import require_legal_basis
 from governance.roles import Action, require_permission
 from governance.rules import RegistrationRules, check_entry, check_registration
 from node.records.accounts import StaffMember
+from node.records.alert_faces import erase_crops_in
 from node.records.auditlog import append_audit, audit_head, record_audit
 from node.records.closures import DATABASE_ERRORS, ClosurePending, PendingClosure, PendingClosures
 from node.records.eventlog import leaf_count, open_event_log
@@ -42,7 +43,15 @@ from node.records.record_keys import RecordKeyDestroyed
 from node.records.vault import Vault
 from node.storage.engine import erase_checkpoint
 from node.storage.locks import lock_chains
-from node.storage.models import Alert, EntryRow, EventPayloadRow, LogLeaf, ProvisionRow, TreeHeadRow
+from node.storage.models import (
+    Alert,
+    AlertSighting,
+    EntryRow,
+    EventPayloadRow,
+    LogLeaf,
+    ProvisionRow,
+    TreeHeadRow,
+)
 from node.storage.notify import ENTRIES, SUPPRESS, Feed, Follower, announce, notify, shared
 from node.storage.reserve import is_disk_full
 from protocol.canonical import b64url_encode, canonical_bytes, parse_json
@@ -61,6 +70,7 @@ __all__ = [
     "EntryFacts",
     "EntryNotFound",
     "EntryState",
+    "NoReferenceFace",
     "Proposal",
     "Registry",
     "TwoPersonRuleViolation",
@@ -78,6 +88,12 @@ class EntryNotFound(PolicyError):
 
 class WrongState(PolicyError):
     code = "wrong_state"
+
+
+class NoReferenceFace(EntryNotFound):
+    """A live entry registered without a face crop (from an embedding): there is no face to show."""
+
+    code = "no_reference_face"
 
 
 class TwoPersonRuleViolation(PolicyError):
@@ -218,7 +234,9 @@ class Registry:
         for check in self.serving_checks:
             check()
 
-    def erase_replayed(self, session: Session, row: EntryRow, status: str, reason: str, now: datetime) -> None:
+    def erase_replayed(
+        self, session: Session, row: EntryRow, status: str, reason: str, now: datetime
+    ) -> None:
         """A closure recovered by a restore (``node.records.restore``), erased by the same path as
         every other: the entry's key destroyed, its data gone, the tombstone kept."""
         self._erase(session, row, status, reason, now)
@@ -331,7 +349,9 @@ class Registry:
         try:
             return self._embedding(row)[0]
         except RecordKeyDestroyed:
-            LOG.warning("entry %s is active but its key is destroyed; it stays out of the index", row.entry_id)
+            LOG.warning(
+                "entry %s is active but its key is destroyed; it stays out of the index", row.entry_id
+            )
             return None
 
     def _sign_entry(
@@ -584,6 +604,11 @@ class Registry:
             payload.payload_ct = None
             session.add(payload)
         for alert in session.exec(select(Alert).where(Alert.entry_id == row.entry_id)).all():
+            erase_crops_in(session, self._vault, alert.id, "entry-closed", now)
+            for sighting in session.exec(
+                select(AlertSighting).where(AlertSighting.alert_id == alert.id)
+            ).all():
+                session.delete(sighting)
             session.delete(alert)
 
     def delete(self, staff: StaffMember, entry_id: str, reason: EventReason, now: datetime) -> EntryState:
@@ -647,7 +672,9 @@ class Registry:
         try:
             announce(self._engine, SUPPRESS, entry_id)
         except DATABASE_ERRORS as e:
-            LOG.warning("could not tell the other workers to stop matching %s (%s)", entry_id, type(e).__name__)
+            LOG.warning(
+                "could not tell the other workers to stop matching %s (%s)", entry_id, type(e).__name__
+            )
 
     def _write_close(self, closure: PendingClosure) -> EntryState:
         """The closure's one transaction: the event, the erasure, the audit record."""
@@ -946,6 +973,18 @@ class Registry:
             if row.crop_ct is None:
                 raise WrongState(f"entry {entry_id} is {row.status} and holds no face crop")
             return self._vault.open_record(entry_id, row.crop_ct, field="crop")
+
+    def live_face_crop(self, entry_id: str) -> tuple[int, bytes]:
+        """An active entry's version and face crop (JPEG), for the reviewer of an alert it raised
+        (ours, or a member's through ``/v1/peer/reference-face``); the caller checks who asks.
+        A closed or unknown entry is ``entry_not_found``: a deleted face is gone for everyone."""
+        with Session(self._engine, expire_on_commit=False) as session:
+            row = session.get(EntryRow, entry_id)
+            if row is None or row.status != ACTIVE:
+                raise EntryNotFound(f"{entry_id!r} is not a live entry of {self.node_id}")
+            if row.crop_ct is None:
+                raise NoReferenceFace(f"entry {entry_id} was registered without a face crop")
+            return row.version, self._vault.open_record(entry_id, row.crop_ct, field="crop")
 
     def signed_entry(self, entry_id: str) -> SignedDocument[WatchlistEntry]:
         with Session(self._engine, expire_on_commit=False) as session:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from node.records.vault import Vault
-from node.storage.models import EntryRow, EventPayloadRow, SubjectRequest
+from node.storage.models import AlertFace, EntryRow, EventPayloadRow, SubjectRequest
 from protocol.errors import DecryptionError
 
 __all__ = ["ResealReport", "reseal_legacy", "shred_orphans"]
@@ -115,6 +115,7 @@ def shred_orphans(engine: Engine, vault: Vault, *, now: float | None = None) -> 
         return []
     entries: dict[str, str] = {}
     requests: dict[str, str] = {}
+    alerts: dict[str, bool] = {}
     with Session(engine) as session:
         for first in range(0, len(held), _CHUNK):
             chunk = held[first : first + _CHUNK]
@@ -128,6 +129,12 @@ def shred_orphans(engine: Engine, vault: Vault, *, now: float | None = None) -> 
                     select(SubjectRequest.id, SubjectRequest.status).where(col(SubjectRequest.id).in_(chunk))
                 ).all()
             )
+            alerts.update(
+                (alert_id, erased_at is not None)
+                for alert_id, erased_at in session.exec(
+                    select(AlertFace.alert_id, AlertFace.erased_at).where(col(AlertFace.alert_id).in_(chunk))
+                ).all()
+            )
     clock = time.time() if now is None else now
     shredded: list[str] = []
     for record_id in held:
@@ -135,6 +142,8 @@ def shred_orphans(engine: Engine, vault: Vault, *, now: float | None = None) -> 
             orphan = entries[record_id] not in _LIVE_ENTRY
         elif record_id in requests:
             orphan = requests[record_id] == "closed"
+        elif record_id in alerts:  # an alert's camera crops (node.records.alert_faces)
+            orphan = alerts[record_id]
         else:
             orphan = clock - vault.records.created_at(record_id) > ORPHAN_AGE_SECONDS
         if orphan and vault.shred(record_id):

@@ -17,6 +17,8 @@ from sqlmodel import Field, SQLModel
 __all__ = [
     "Account",
     "Alert",
+    "AlertFace",
+    "AlertSighting",
     "ApiToken",
     "AuditRecord",
     "Complaint",
@@ -151,7 +153,10 @@ class Cosignature(SQLModel, table=True):
 
 
 class Alert(SQLModel, table=True):
-    """A match for staff review: which entry (owner, id, version) and how close; never the probe face.
+    """A match for staff review: which entry (owner, id, version) and how close; never the probe's embedding.
+
+    Where and when the person was seen, and the camera's face crop of each sighting (sealed, for
+    the review window only), are ``alert_sighting`` and ``alert_face`` (``node.records.alert_faces``).
 
     For a peer's entry the owner's signed entry is cached (``signed_entry``) so staff can see
     who registered what. When the owner deletes the entry the alert stays as a record that it
@@ -174,6 +179,39 @@ class Alert(SQLModel, table=True):
     created_at: datetime
     category: str | None = Field(default=None, max_length=48)
     signed_entry: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class AlertSighting(SQLModel, table=True):
+    """One time and place an alert's person was seen (``node.records.alert_faces``).
+
+    Seeing the same person (owner and entry) again within ``[alerts] merge_window`` of the alert's
+    last sighting, at another gate or site, adds a sighting instead of raising a new alert.
+    ``probe_ct`` is the camera's aligned face crop (JPEG), sealed under the alert's own record key
+    (``alr-...`` in the key store), NULL when the probe was an embedding or once it was erased.
+    """
+
+    __tablename__ = "alert_sighting"
+
+    id: str = Field(primary_key=True, max_length=64)
+    alert_id: str = Field(index=True, max_length=64)
+    seen_at: datetime
+    site: str = Field(default="", max_length=63)
+    gate: str = Field(default="", max_length=63)
+    probe_ct: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
+class AlertFace(SQLModel, table=True):
+    """The lifetime of an alert's camera crops: kept until ``erase_after`` (the review window),
+    then the alert's record key is destroyed and every ``probe_ct`` of its sightings set to NULL.
+    ``erased_at`` and ``erased_because`` (``window``, ``false-match``, ``withdrawn``,
+    ``entry-closed``) record when and why; the erasure is also in the audit log."""
+
+    __tablename__ = "alert_face"
+
+    alert_id: str = Field(primary_key=True, max_length=64)
+    erase_after: datetime = Field(index=True)
+    erased_at: datetime | None = None
+    erased_because: str | None = Field(default=None, max_length=16)
 
 
 class ManifestRow(SQLModel, table=True):

@@ -27,6 +27,7 @@ from protocol.message import PeerMessage, seal
 from protocol.provision import ThirdPartyProvision
 from protocol.query import QueryMatch, QueryRequest, QueryResponse
 from protocol.receipt import DeletionReceipt, ReceiptAction
+from protocol.reference import ReferenceFace, ReferenceFaceRequest
 from protocol.signed import Payload, SignedDocument
 from protocol.subject import ForwardAck, ForwardedRequest, MatchFeedback
 from protocol.sync import LogNotice, LogPage, LogRequest, ReceiptAck, ReceiptDelivery
@@ -452,6 +453,28 @@ def match_feedback_vector() -> dict[str, Any]:
     )
 
 
+def reference_request_vector() -> dict[str, Any]:
+    return signed_vector(
+        "chain-b's operator opened alert alr-0000000000000001 on chain-a's entry: chain-b asks chain-a for "
+        "the registered face crop (POST /v1/peer/reference-face, purpose crime-prevention).",
+        ReferenceFaceRequest(alert_id="alr-0000000000000001", entry_id="ent-0000000000000001", entry_version=1),
+        [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
+    )
+
+
+REFERENCE_JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffd9")
+"""A JPEG's first and last markers with nothing between: stands in for the 112x112 face crop."""
+
+
+def reference_face_vector() -> dict[str, Any]:
+    return signed_vector(
+        "chain-a's answer: the registered face crop (JPEG bytes, base64url) of its live entry, signed by "
+        "chain-a and sealed to chain-b; the manifest lists face-image among the jointly used items.",
+        ReferenceFace(entry_id="ent-0000000000000001", entry_version=1, face_image_jpeg=REFERENCE_JPEG),
+        [(NODE_SEED, node_key())],
+    )
+
+
 def extraction_report_vector() -> dict[str, Any]:
     return signed_vector(
         "chain-a refused a query from chain-b that would have named its entry more often than the group "
@@ -633,6 +656,8 @@ def _payload_types() -> dict[str, type[Payload]]:
         "subject-request-forward": ForwardedRequest,
         "subject-request-ack": ForwardAck,
         "match-feedback": MatchFeedback,
+        "reference-face-request": ReferenceFaceRequest,
+        "reference-face": ReferenceFace,
         "third-party-provision": ThirdPartyProvision,
         "extraction-report": ExtractionReport,
         "fork-clearance": _fork_clearance_type(),
@@ -663,6 +688,8 @@ VECTORS: dict[str, Callable[[], Any]] = {
     "subject-request-forward": subject_forward_vector,
     "subject-request-ack": subject_ack_vector,
     "match-feedback": match_feedback_vector,
+    "reference-face-request": reference_request_vector,
+    "reference-face": reference_face_vector,
     "extraction-report": extraction_report_vector,
     "fork-clearance": fork_clearance_vector,
     "third-party-provision": provision_vector,
