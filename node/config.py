@@ -30,10 +30,12 @@ from protocol.keys import DataKey
 from protocol.signed import SignedDocument
 
 __all__ = [
+    "CAMERA_SCHEMES",
     "CONFIG_FILE",
     "MANIFEST_FILE",
     "NOTICE_URL_RE",
     "RULES_FILE",
+    "CameraSettings",
     "Connections",
     "ConsoleSettings",
     "Federation",
@@ -45,6 +47,7 @@ __all__ = [
     "Server",
     "StorageSettings",
     "load_manifest_file",
+    "redact_url",
 ]
 
 CONFIG_FILE = "config.toml"
@@ -574,6 +577,155 @@ class NoticeSettings:
         return cls(url, operator, address, representative, contact, recording, sites, identity, days)
 
 
+CAMERA_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+"""What a camera's ``url`` may be read with (OpenCV's FFmpeg backend); ``file`` also takes a plain path."""
+MAX_CAMERA_URL = 1024
+_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^@/?#]*)@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its credentials replaced by ``***`` (``rtsp://user:***@host/``).
+
+    The one form in which a camera's address is shown, logged or audited: the user name stays (it
+    says which account the camera uses), the password never leaves the config file."""
+    match = _USERINFO_RE.match(url)
+    if match is None:
+        return url
+    user = match.group(2).split(":", 1)[0]
+    return f"{match.group(1)}{user}:***@{url[match.end() :]}" if ":" in match.group(2) else url
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    """One camera (``[[cameras]]``): where it is, how its stream is read and sampled.
+
+    ``id`` names the camera in alerts, metrics and the status (``shibuya-01-door``); ``site`` is the
+    store it is in (a camera account may match only for its own sites) and ``gate`` the entrance or
+    aisle it watches. ``url`` is an RTSP, HTTP (MJPEG) or file address, read through OpenCV's FFmpeg
+    backend; its credentials (``rtsp://user:pass@host/``) stay in this file (0600) and are shown
+    everywhere else as ``redact_url`` gives them. ``sample_fps`` frames a second are searched for
+    faces (0.2 to 30; the reader keeps only the latest frame between samples), faces narrower than
+    ``min_face_pixels`` are ignored (16 to 1024), and a track is asked about again only after
+    ``resend_after`` (1s to 1h) or when its best face's quality improves markedly.
+    """
+
+    id: str
+    site: str
+    url: str = field(repr=False)
+    gate: str = ""
+    sample_fps: float = 5.0
+    min_face_pixels: int = 40
+    resend_after: timedelta = timedelta(seconds=60)
+
+    def __post_init__(self) -> None:
+        where = f"cameras[{self.id}]"
+        if not NODE_ID_RE.fullmatch(self.id):
+            raise MalformedError(f"cameras.id: {self.id!r:.60} does not match {NODE_ID_RE.pattern}")
+        if not NODE_ID_RE.fullmatch(self.site):
+            raise MalformedError(f"{where}.site: {self.site!r:.60} does not match {NODE_ID_RE.pattern}")
+        if self.gate and not NODE_ID_RE.fullmatch(self.gate):
+            raise MalformedError(f"{where}.gate: {self.gate!r:.60} does not match {NODE_ID_RE.pattern}")
+        _camera_url(self.url, f"{where}.url")
+        if not 0.2 <= self.sample_fps <= 30:
+            raise MalformedError(f"{where}.sample_fps: {self.sample_fps:g} outside [0.2, 30]")
+        if not 16 <= self.min_face_pixels <= 1024:
+            raise MalformedError(f"{where}.min_face_pixels: {self.min_face_pixels} outside [16, 1024]")
+        if not timedelta(seconds=1) <= self.resend_after <= timedelta(hours=1):
+            raise MalformedError(
+                f"{where}.resend_after: {format_duration(self.resend_after)} outside [1s, 1h]"
+            )
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url)
+
+    def __repr__(self) -> str:
+        return (
+            f"CameraSettings(id={self.id!r}, site={self.site!r}, gate={self.gate!r}, url={self.safe_url!r})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The table as ``config.toml`` holds it (with the URL's credentials: for the file only)."""
+        doc: dict[str, Any] = {"id": self.id, "site": self.site, "url": self.url}
+        if self.gate:
+            doc["gate"] = self.gate
+        doc["sample_fps"] = self.sample_fps
+        doc["min_face_pixels"] = self.min_face_pixels
+        doc["resend_after"] = format_duration(self.resend_after)
+        return doc
+
+    def to_public_dict(self) -> dict[str, Any]:
+        """What may be shown or logged: the same with the URL's password replaced by ``***``."""
+        return {**self.to_dict(), "url": self.safe_url}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "cameras") -> CameraSettings:
+        f = Fields(data, where)
+        camera_id = f.text("id", max_len=63, pattern=NODE_ID_RE)
+        where = f"cameras[{camera_id}]"
+        f = Fields({k: v for k, v in data.items() if k != "id"}, where)
+        site = f.text("site", max_len=63, pattern=NODE_ID_RE)
+        url = f.text("url", max_len=MAX_CAMERA_URL)
+        gate = f.text("gate", max_len=63, pattern=NODE_ID_RE) if f.has("gate") else ""
+        if f.has("sample_fps") and isinstance(data.get("sample_fps"), int | float):
+            fps = f.number("sample_fps", low=0.2, high=30)
+        elif f.has("sample_fps"):
+            raise MalformedError(
+                f"{where}.sample_fps: expected a number of frames a second, got {data['sample_fps']!r:.40}"
+            )
+        else:
+            fps = cls.sample_fps
+        min_face = (
+            f.integer("min_face_pixels", low=16, high=1024)
+            if f.has("min_face_pixels")
+            else cls.min_face_pixels
+        )
+        resend = (
+            parse_duration(f.text("resend_after", max_len=16), field=f"{where}.resend_after")
+            if f.has("resend_after")
+            else cls.resend_after
+        )
+        f.finish()
+        return cls(
+            id=camera_id,
+            site=site,
+            url=url,
+            gate=gate,
+            sample_fps=float(fps),
+            min_face_pixels=min_face,
+            resend_after=resend,
+        )
+
+
+def _camera_url(url: str, where: str) -> None:
+    """Refuse an address OpenCV's FFmpeg backend will not be asked to open (only the scheme and
+    host are checked: the stream itself is tried by ``watchnet camera test``)."""
+    if not url or len(url) > MAX_CAMERA_URL or any(c.isspace() or ord(c) < 32 for c in url):
+        raise MalformedError(f"{where}: {redact_url(url)!r:.80} is empty, too long or has spaces")
+    if url.startswith("/"):
+        return
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in CAMERA_SCHEMES:
+        raise MalformedError(
+            f"{where}: {redact_url(url)!r:.80} is not an address like rtsp://HOST/PATH, "
+            f"http://HOST/PATH (MJPEG) or an absolute file path (schemes: {', '.join(CAMERA_SCHEMES)})"
+        )
+    if scheme.lower() != "file" and not rest.split("/", 1)[0].rpartition("@")[2]:
+        raise MalformedError(f"{where}: {redact_url(url)!r:.80} has no host")
+
+
+def _cameras(data: Any) -> tuple[CameraSettings, ...]:
+    if not isinstance(data, list):
+        raise MalformedError(f"cameras: expected [[cameras]] tables, got {type(data).__name__}")
+    if len(data) > MAX_CAMERAS:
+        raise MalformedError(f"cameras: {len(data)} cameras, at most {MAX_CAMERAS} a node")
+    cameras = tuple(CameraSettings.from_dict(x, f"cameras[{i}]") for i, x in enumerate(data))
+    ids = [c.id for c in cameras]
+    if len(set(ids)) != len(ids):
+        raise MalformedError(f"cameras: duplicate id {sorted({i for i in ids if ids.count(i) > 1})}")
+    return cameras
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Where the node keeps things, whom it trusts, and how it is reached."""
@@ -609,6 +761,18 @@ class NodeConfig:
     server: Server = field(default_factory=Server)
     health: HealthSettings = field(default_factory=HealthSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    cameras: tuple[CameraSettings, ...] = ()
+    """The store's cameras (``[[cameras]]``), read by ``watchnet camera run``."""
+
+    def camera(self, camera_id: str) -> CameraSettings:
+        """The camera named ``camera_id``, or a ``ConfigurationError`` naming the ones there are."""
+        for camera in self.cameras:
+            if camera.id == camera_id:
+                return camera
+        known = ", ".join(c.id for c in self.cameras) or "none"
+        raise ConfigurationError(
+            f"no camera {camera_id!r} in {self.directory / CONFIG_FILE} (cameras: {known})"
+        )
 
     @property
     def pinned_root_threshold(self) -> int:
@@ -676,6 +840,8 @@ class NodeConfig:
             doc["notice"] = notice
         if self.server.to_dict():
             doc["server"] = self.server.to_dict()
+        if self.cameras:
+            doc["cameras"] = [c.to_dict() for c in self.cameras]
         return tomli_w.dumps(doc)
 
     @classmethod
@@ -719,7 +885,9 @@ class NodeConfig:
             if keys.has("encryption")
             else cls.encryption_key_file,
             data_key_file=keys.text("data", max_len=1024) if keys.has("data") else cls.data_key_file,
-            record_keys_dir=keys.text("records", max_len=1024) if keys.has("records") else cls.record_keys_dir,
+            record_keys_dir=keys.text("records", max_len=1024)
+            if keys.has("records")
+            else cls.record_keys_dir,
             root_keyids=tuple(governance.texts("root_keyids", max_items=16, max_len=64, pattern=_KEYID_RE))
             if governance.has("root_keyids")
             else (),
@@ -751,6 +919,7 @@ class NodeConfig:
             server=Server.from_dict(f.obj("server")) if f.has("server") else Server(),
             health=HealthSettings.from_dict(f.obj("health")) if f.has("health") else HealthSettings(),
             storage=StorageSettings.from_dict(f.obj("storage")) if f.has("storage") else StorageSettings(),
+            cameras=_cameras(f.array("cameras", max_items=MAX_CAMERAS + 1)) if f.has("cameras") else (),
         )
         for section in (f, listen, keys, database, governance, retention, telemetry):
             if section.rest():
