@@ -38,6 +38,11 @@ __all__ = [
 
 log = logging.getLogger("watchnet.camera")
 
+# FFmpeg's and OpenCV's own messages go to stderr as free text, outside the JSON log, and FFmpeg's
+# may quote a stream's address: silenced before OpenCV is first loaded (read when it loads)
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
 BACKOFF_START = 0.5
 BACKOFF_MAX = 30.0
 OPEN_TIMEOUT_MS = 5000

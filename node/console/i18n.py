@@ -747,8 +747,11 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "operator": ("運用担当", "operator"),
         "auditor": ("監査担当", "auditor"),
         "admin": ("管理者", "admin"),
+        "camera": ("カメラ", "camera"),
     },
     "error": {
+        "node_unreachable": ("カメラワーカーからノードに接続できません", "The camera worker cannot reach the node"),
+        "not_found": ("該当するページがありません", "No such page"),
         "unauthenticated": ("ログインが必要です", "Sign-in required"),
         "session_expired": ("セッションの有効期限が切れました", "The session expired"),
         "forbidden": ("あなたの役割ではこの操作はできません", "Your role may not do this"),

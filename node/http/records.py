@@ -15,7 +15,8 @@ from aiohttp import web
 from sqlmodel import Session, col, select
 
 from governance.manifest import Manifest
-from governance.roles import Action, require_permission
+from governance.policy import require_purpose
+from governance.roles import Action, Role, require_camera_site, require_permission
 from node.context import NodeContext
 from node.http.api import (
     ALERT_WINDOW,
@@ -187,14 +188,32 @@ async def deletion_pending(request: web.Request, held: ClosurePending) -> web.HT
 
 
 async def match(request: web.Request) -> web.Response:
-    """Search the active entries; store an alert per hit, nothing about a non-match."""
-    staff = require_staff(request, Action.MATCH)
+    """Search the active entries; store an alert per hit, nothing about a non-match.
+
+    A camera account (``Role.CAMERA``) names its ``camera`` and one of its own sites, may give a
+    ``gate`` and a ``purpose`` (one of the manifest's), and is answered only how many faces it
+    sent and how many alerts they raised: it reads no entry and no alert."""
+    staff = request[STAFF]
+    camera_account = staff.role is Role.CAMERA
+    if not camera_account:
+        require_staff(request, Action.MATCH)
     context = request.app[CONTEXT]
     f = await read_json(request)
-    queries = await probe_faces(f, context)
     site = f.text("site", max_len=63, pattern=NODE_ID_RE) if f.has("site") else ""
+    camera = f.text("camera", max_len=63, pattern=NODE_ID_RE) if f.has("camera") else ""
+    gate = f.text("gate", max_len=63, pattern=NODE_ID_RE) if f.has("gate") else ""
+    purpose = f.text("purpose", max_len=48, pattern=CODE_RE) if f.has("purpose") else ""
+    if camera_account:
+        require_camera_site(staff.role, staff.sites, site)
+        if not camera:
+            raise MalformedError("request: a camera account names its 'camera' (the [[cameras]] id)")
+    if purpose:
+        require_purpose(context.manifest, purpose)
+    queries = await probe_faces(f, context)
     refuse_extra(f)
     if not queries:
+        if camera_account:
+            return web.json_response({"faces": 0, "alerts": 0})
         return web.json_response(
             {"threshold": context.manifest.policy.match_threshold, "faces": 0, "matches": []}
         )
@@ -247,6 +266,8 @@ async def match(request: web.Request) -> web.Response:
                         entry_version=state.version,
                         band=band,
                         site=site,
+                        camera=camera,
+                        gate=gate,
                         operator=staff.id,
                         created_at=now,
                         category=state.category,
@@ -267,6 +288,9 @@ async def match(request: web.Request) -> web.Response:
         return out
 
     out = await asyncio.to_thread(alerts) if hits else []
+    if camera_account:  # a camera learns no entry: only that its faces were heard
+        request[AUDIT_TARGET] = f"camera={camera} site={site} faces={len(queries)} hits={len(hits)}"
+        return web.json_response({"faces": len(queries), "alerts": len({m["alert_id"] for m in out})})
     return web.json_response({"threshold": threshold, "faces": len(queries), "matches": out})
 
 

@@ -49,6 +49,8 @@ class Account(SQLModel, table=True):
     disabled: bool = False
     failed_logins: int = 0
     created_at: datetime
+    sites: str = Field(default="", max_length=1024)
+    """A camera account's sites, comma-separated (it may submit faces for these only); empty for staff."""
 
 
 class ApiToken(SQLModel, table=True):
@@ -169,6 +171,9 @@ class Alert(SQLModel, table=True):
     band: str | None = Field(default=None, max_length=16)
     """What the answer disclosed: ``match`` or ``strong`` (the manifest's score disclosure rule)."""
     site: str = Field(default="", max_length=63)
+    camera: str = Field(default="", max_length=63)
+    """The camera whose worker submitted the face (``[[cameras]] id``); empty for other matches."""
+    gate: str = Field(default="", max_length=63)
     operator: str = Field(max_length=64)
     status: str = Field(default="open", max_length=16)
     created_at: datetime
