@@ -26,6 +26,12 @@ def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(image, (int(image.shape[1] * scale), int(image.shape[0] * scale)))
 
 
+def _photo(name: str) -> np.ndarray:
+    image = cv2.imread(str(photo_path(name)))
+    assert image is not None, name
+    return np.asarray(image, dtype=np.uint8)
+
+
 def _canvas() -> np.ndarray:
     return np.full((HEIGHT, WIDTH, 3), 90, dtype=np.uint8)
 
@@ -41,11 +47,11 @@ def frames(*, strangers_s: float = 2.0, person_s: float = 3.0, person: bool = Tr
     """The clip's frames: strangers, then (if ``person``) the registered person moving, then strangers."""
     out: list[np.ndarray] = []
     for name in STRANGERS:
-        picture = _fit(cv2.imread(str(photo_path(name))), WIDTH, HEIGHT)
+        picture = _fit(_photo(name), WIDTH, HEIGHT)
         for _ in range(int(strangers_s * FPS)):
             out.append(_place(_canvas(), picture, (WIDTH - picture.shape[1]) // 2, 0))
         if person and name == STRANGERS[0]:
-            face = _fit(cv2.imread(str(photo_path(PERSON))), 260, 320)
+            face = _fit(_photo(PERSON), 260, 320)
             steps = int(person_s * FPS)
             for i in range(steps):  # walks left to right across the frame
                 out.append(_place(_canvas(), face, 60 + i * (WIDTH - 380) // max(1, steps - 1), 20))

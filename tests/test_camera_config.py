@@ -137,7 +137,7 @@ def test_camera_cli_keeps_the_password_in_the_config_file_only(node_dir: Path) -
     assert code == 0 and NodeConfig.load(node_dir).cameras == ()
     engine = make_engine(NodeConfig.load(node_dir).effective_database_url)
     with Session(engine) as session:
-        records = session.exec(select(AuditRecord).where(AuditRecord.action.startswith("camera."))).all()  # type: ignore[attr-defined]
+        records = session.exec(select(AuditRecord).where(AuditRecord.action.startswith("camera."))).all()
     engine.dispose()
     assert [(r.action, r.target, r.outcome) for r in records] == [
         ("camera.add", "door", "ok:site=shibuya-01,gate=north"),

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -47,6 +48,8 @@ BACKOFF_START = 0.5
 BACKOFF_MAX = 30.0
 OPEN_TIMEOUT_MS = 5000
 READ_TIMEOUT_MS = 5000
+FPS_WINDOW = 5.0
+"""Seconds of frame arrivals the stream's fps is counted over."""
 NO_FRAMES_AFTER = 5.0
 """Seconds without a frame after which an open stream counts as ``no_frames``."""
 
@@ -101,7 +104,7 @@ class StreamState:
     last_frame_at: float | None = None
     last_error: str = ""
     fps: float = 0.0
-    """Frames a second the stream delivers (smoothed)."""
+    """Frames a second the stream delivered over the last ``FPS_WINDOW`` seconds."""
     retry_in: float = 0.0
 
 
@@ -134,6 +137,7 @@ class StreamReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.status = StreamState()
+        self._recent: deque[float] = deque(maxlen=1024)
 
     def __repr__(self) -> str:
         return f"StreamReader({self.camera_id!r}, {self.safe_url!r})"
@@ -255,8 +259,10 @@ class StreamReader:
 
     def _count(self, now: float) -> None:
         s = self.status
-        if s.last_frame_at is not None and s.frames:
-            gap = max(now - s.last_frame_at, 1e-3)
-            s.fps = 1.0 / gap if s.fps == 0 else 0.9 * s.fps + 0.1 / gap
+        self._recent.append(now)
+        while self._recent and now - self._recent[0] > FPS_WINDOW:
+            self._recent.popleft()
+        span = now - self._recent[0]
+        s.fps = (len(self._recent) - 1) / span if span >= 1.0 else s.fps
         s.frames += 1
         s.last_frame_at = now
