@@ -157,6 +157,12 @@ class StreamReader:
     def ended(self) -> bool:
         return self.status.state in ("ended", "stopped")
 
+    @property
+    def drained(self) -> bool:
+        """Ended, and its last frame taken."""
+        with self._cond:
+            return self.ended and self._slot is None
+
     def take(self, timeout: float) -> Frame | None:
         """The newest frame not yet taken, waiting up to ``timeout`` for one; ``None`` if none came."""
         deadline = self._clock() + timeout

@@ -287,7 +287,7 @@ class Worker:
     def _supervise(self, loop: CameraLoop) -> None:
         backoff = RETRY_START
         while not self.stop.is_set():
-            if loop.reader.ended and loop.reader.status.state == "ended":
+            if loop.reader.drained and loop.reader.status.state == "ended":
                 loop.tracker.expire(float("inf"))  # a file's last frame: every track ends
                 self.stop.wait(1.0)
                 continue

@@ -147,7 +147,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     widest = 0
     deadline = time.monotonic() + args.seconds
     try:
-        while time.monotonic() < deadline and not reader.ended:
+        while time.monotonic() < deadline and not reader.drained:
             frame = reader.take(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
             if frame is None:
                 continue
