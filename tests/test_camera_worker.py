@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,10 @@ from tests.nodeproc import PASSWORD, NodeProcess, cli
 from tests.rtsp_relay import RtspRelay
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(
+    shutil.which("ffmpeg") is None and os.environ.get("CI") != "true",
+    reason="needs Debian's ffmpeg (apt install ffmpeg); CI must have it",
+)
 SECRET = "Cam-Pa55word"
 LONG_BASE64 = re.compile(r"[A-Za-z0-9_-]{200,}")
 """An embedding (2,048 bytes) or an image in base64: no log line may hold one."""
@@ -86,6 +91,22 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     n.start()
     yield n
     n.stop()
+
+
+def _operator_page(node: NodeProcess) -> str:
+    """The operator's console page, signed in as a browser would (session cookie, CSRF token)."""
+    import requests
+
+    from tests.test_console import CSRF_RE
+
+    with requests.Session() as browser:
+        match = CSRF_RE.search(browser.get(f"{node.url}/console/login?lang=en", timeout=10).text)
+        assert match
+        form = {"csrf": match.group(1), "username": "op1", "password": PASSWORD}
+        browser.post(f"{node.url}/console/login?lang=en", data=form, timeout=10)
+        page = browser.get(f"{node.url}/console/operator?lang=en", timeout=10)
+        assert page.status_code == 200, page.text[:300]
+        return page.text
 
 
 def _register_person(node: NodeProcess) -> str:
@@ -162,6 +183,7 @@ def test_the_worker_alerts_once_reconnects_and_keeps_nothing_of_strangers(
         assert [(a["entry_id"], a["camera"], a["site"], a["gate"]) for a in alerts] == [
             (entry_id, "door", "shibuya-01", "north")
         ], alerts
+        assert "door / north" in _operator_page(node)
         final = _camera(status_port)
         assert final["reconnects"] >= 1 and final["alerts"] == alerted["alerts"]
         assert final["latency_p99_ms"] is not None and final["latency_p99_ms"] < 2000, final

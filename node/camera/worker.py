@@ -245,13 +245,14 @@ class CameraLoop:
         s, stream = self.stats, self.reader.status
         latencies = list(s.latencies)
         p50, p99 = _quantile(latencies, 0.5), _quantile(latencies, 0.99)
+        state = self.reader.state_now()
         return {
             "camera": self.camera.id,
             "site": self.camera.site,
             "gate": self.camera.gate,
             "url": self.camera.safe_url,
-            "state": self.reader.state_now(),
-            "stream_fps": round(stream.fps, 2),
+            "state": state,
+            "stream_fps": round(stream.fps, 2) if state == "up" else 0.0,
             "frames": stream.frames,
             "sampled": s.samples,
             "connects": stream.connects,
