@@ -47,6 +47,8 @@ class Action(enum.StrEnum):
     READ_REPORT = "report.read"
     RECORD_PROVISION = "provision.record"
     READ_METRICS = "metrics.read"
+    VIEW_CAMERAS = "cameras.view"
+    """The store's cameras and their state (the console's cameras page); never a frame."""
     SUBMIT_CAMERA_FACES = "match.camera"
     """A camera worker's faces for matching, at one of its account's sites; it learns no result."""
 
@@ -71,12 +73,18 @@ _PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.READ_REPORT,
         }
     ),
-    Role.OPERATOR: frozenset({Action.MATCH, Action.VIEW_ALERTS, Action.REVIEW_ALERT}),
+    Role.OPERATOR: frozenset({Action.MATCH, Action.VIEW_ALERTS, Action.REVIEW_ALERT, Action.VIEW_CAMERAS}),
     Role.AUDITOR: frozenset(
         {Action.READ_AUDIT, Action.READ_EVENT_LOG, Action.READ_REQUESTS, Action.READ_REPORT}
     ),
     Role.ADMIN: frozenset(
-        {Action.MANAGE_ACCOUNTS, Action.MANAGE_MANIFEST, Action.READ_REPORT, Action.READ_METRICS}
+        {
+            Action.MANAGE_ACCOUNTS,
+            Action.MANAGE_MANIFEST,
+            Action.READ_REPORT,
+            Action.READ_METRICS,
+            Action.VIEW_CAMERAS,
+        }
     ),
     Role.CAMERA: frozenset({Action.SUBMIT_CAMERA_FACES}),
 }

@@ -31,6 +31,7 @@ from protocol.signed import SignedDocument
 
 __all__ = [
     "CAMERA_SCHEMES",
+    "CAMERA_STATUS_FILE",
     "CONFIG_FILE",
     "MANIFEST_FILE",
     "NOTICE_URL_RE",
@@ -51,6 +52,8 @@ __all__ = [
 ]
 
 CONFIG_FILE = "config.toml"
+CAMERA_STATUS_FILE = "camera-status.json"
+"""Where ``watchnet camera run`` writes its cameras' state every 2 s (the console's cameras page reads it)."""
 MANIFEST_FILE = "manifest.json"
 RULES_FILE = "rules.toml"
 

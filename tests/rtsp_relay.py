@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from dataclasses import dataclass, field
 
 __all__ = ["RtspRelay"]
@@ -61,6 +62,8 @@ class RtspRelay:
         self.port = port
         self.streams: dict[str, _Stream] = {}
         self.plays = 0
+        self.first_packet: dict[str, float] = {}
+        """When (``time.monotonic``) each path's latest publisher's first packet was forwarded."""
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="rtsp-relay", daemon=True)
@@ -154,6 +157,7 @@ class RtspRelay:
 
     async def _publish(self, path: str, reader: asyncio.StreamReader) -> None:
         """Copy every interleaved frame the publisher sends to the stream's players."""
+        self.first_packet.pop(path, None)
         while True:
             first = await reader.readexactly(1)
             if first != b"$":  # an RTSP request inside the stream (TEARDOWN, keep-alive): end or skip
@@ -166,6 +170,7 @@ class RtspRelay:
             stream = self.streams.get(path)
             if stream is None:
                 return
+            self.first_packet.setdefault(path, time.monotonic())
             for player in list(stream.players):
                 if player.is_closing():
                     stream.players.discard(player)

@@ -38,7 +38,7 @@ import requests
 
 from node.camera.stream import StreamReader
 from node.camera.tracking import Detection, Tracker, face_quality
-from node.config import CameraSettings, NodeConfig
+from node.config import CAMERA_STATUS_FILE, CameraSettings, NodeConfig
 from node.face.pipeline import FacePipeline
 from node.files import PRIVATE_FILE, write_atomic
 from protocol.embedding import Embedding
@@ -49,7 +49,7 @@ __all__ = ["CameraLoop", "NodeClient", "SubmitRefused", "run_worker"]
 log = logging.getLogger("watchnet.camera")
 
 PURPOSE = "crime-prevention"
-STATUS_FILE = "camera-status.json"
+STATUS_FILE = CAMERA_STATUS_FILE
 STATUS_EVERY = 2.0
 RETRY_START, RETRY_MAX = 1.0, 60.0
 SUBMIT_RETRY_START, SUBMIT_RETRY_MAX = 1.0, 30.0

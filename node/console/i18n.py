@@ -203,6 +203,39 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav.operator": ("照合アラート", "Match alerts"),
     "nav.network": ("ネットワークの状態", "Network status"),
     "nav.accounts": ("アカウント管理", "Accounts"),
+    "nav.cameras": ("カメラ", "Cameras"),
+    # cameras page
+    "cameras.title": ("カメラ", "Cameras"),
+    "cameras.list_heading": ("この店舗のカメラ", "This store's cameras"),
+    "cameras.list_help": (
+        "ノードの設定（[[cameras]]）にあるカメラと、カメラワーカー（watchnet camera run）が最後に報告した状態です。"
+        "カメラの追加と削除は watchnet camera add / remove で行います。映像や顔画像はここにも、どこにも保存されません。",
+        "The cameras in the node's config ([[cameras]]) and the state the camera worker (watchnet camera run) "
+        "last reported. Add and remove cameras with watchnet camera add / remove. No frame or face is kept, "
+        "here or anywhere.",
+    ),
+    "cameras.caption": ("カメラ、設置場所、状態と照合の数", "Cameras, where they are, their state and matches"),
+    "cameras.none": (
+        "カメラはまだありません。watchnet camera add で追加してください。",
+        "No camera yet; add one with watchnet camera add.",
+    ),
+    "cameras.worker_reported": ("カメラワーカーの最終報告: {time}", "The camera worker last reported at {time}"),
+    "cameras.worker_stale": (
+        "カメラワーカーの報告が {time} から途絶えています。watchnet camera run が動いているか確認してください。",
+        "The camera worker has not reported since {time}; check that watchnet camera run is running.",
+    ),
+    "cameras.worker_none": (
+        "カメラワーカーの報告がありません。watchnet camera run で起動してください。",
+        "No report from the camera worker; start it with watchnet camera run.",
+    ),
+    "col.camera": ("カメラ", "Camera"),
+    "col.gate": ("出入口", "Gate"),
+    "col.stream": ("映像の取得先", "Stream"),
+    "col.camera_state": ("状態", "State"),
+    "col.sampling": ("解析の頻度", "Sampling"),
+    "col.faces_min": ("顔の数（毎分）", "Faces a minute"),
+    "col.latency": ("照合までの時間（中央値 / 99%）", "Time to answer (p50 / p99)"),
+    "col.camera_alerts": ("アラート", "Alerts"),
     "locks.heading": ("ログインの一時ロック", "Sign-in locks"),
     "locks.help": (
         "同じ接続元からパスワードを何度も間違えると、そのアカウントとその接続元の組み合わせだけが、待ち時間のあと一時的にロックされ、時間が経つと自動で解除されます。アカウントの無効化や API トークン、他の接続元からのログインには影響しません。本人からの連絡を確認できたら、ここで解除できます（監査ログに記録されます）。",
@@ -740,6 +773,15 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "not-necessary": ("登録の必要性がない", "Registration not necessary"),
         "poor-image": ("顔画像が不適切", "Unsuitable face image"),
         "duplicate": ("重複した申請", "Duplicate proposal"),
+    },
+    "camera_state": {
+        "up": ("受信中", "up"),
+        "connecting": ("接続中", "connecting"),
+        "reconnecting": ("再接続中", "reconnecting"),
+        "no_frames": ("映像が届いていません", "no frames"),
+        "ended": ("終了（ファイル）", "ended (file)"),
+        "stopped": ("停止", "stopped"),
+        "unknown": ("不明（報告なし）", "unknown (no report)"),
     },
     "role": {
         "registrar": ("登録担当", "registrar"),
