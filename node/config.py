@@ -13,7 +13,7 @@ import os
 import re
 import ssl
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,6 +39,7 @@ __all__ = [
     "CameraSettings",
     "Connections",
     "ConsoleSettings",
+    "EmailSettings",
     "Federation",
     "HealthSettings",
     "Limits",
@@ -46,7 +47,9 @@ __all__ = [
     "NoticeSettings",
     "SecuritySettings",
     "Server",
+    "SmtpSettings",
     "StorageSettings",
+    "WebhookSettings",
     "load_manifest_file",
     "redact_url",
 ]
@@ -729,6 +732,143 @@ def _cameras(data: Any) -> tuple[CameraSettings, ...]:
     return cameras
 
 
+MAX_DELIVERY_TARGETS = 16
+_ADDRESS_RE = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}")
+
+
+def _target_sites(f: Fields, where: str) -> tuple[str, ...]:
+    sites = tuple(f.texts("sites", max_items=64, max_len=63, pattern=NODE_ID_RE)) if f.has("sites") else ()
+    if len(set(sites)) != len(sites):
+        raise MalformedError(f"{where}.sites: a site is listed twice")
+    return sites
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Where alerts are POSTed (``[[webhooks]]``): ``url`` (http or https), the HMAC key in
+    ``secret_file`` (relative to the node directory, 0600; at least 32 bytes, never in this file),
+    and the ``sites`` whose alerts it takes (empty: every site). The body is the alert as
+    ``GET /v1/alerts`` lists it (never a face, an embedding or a score); the headers carry
+    ``X-Watchnet-Timestamp`` and ``X-Watchnet-Signature: sha256=HMAC(secret, "<timestamp>.<body>")``."""
+
+    id: str
+    url: str
+    secret_file: str
+    sites: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "url": self.url,
+            "secret_file": self.secret_file,
+            **({"sites": list(self.sites)} if self.sites else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> WebhookSettings:
+        f = Fields(data, where)
+        hook_id = f.text("id", max_len=63, pattern=NODE_ID_RE)
+        url = f.text("url", max_len=1024, pattern=NOTICE_URL_RE)
+        secret_file = f.text("secret_file", max_len=1024)
+        sites = _target_sites(f, where)
+        f.finish()
+        return cls(hook_id, url, secret_file, sites)
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """Who is e-mailed each alert (``[[email]]``, sent through ``[smtp]``): ``to`` (addresses) for
+    the ``sites`` given (empty: every site). The message says where and when, the category and
+    the band, and links nothing of the face."""
+
+    id: str
+    to: tuple[str, ...]
+    sites: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "to": list(self.to), **({"sites": list(self.sites)} if self.sites else {})}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> EmailSettings:
+        f = Fields(data, where)
+        mail_id = f.text("id", max_len=63, pattern=NODE_ID_RE)
+        to = tuple(f.texts("to", max_items=32, max_len=254, pattern=_ADDRESS_RE))
+        if not to:
+            raise MalformedError(f"{where}.to: no address")
+        sites = _target_sites(f, where)
+        f.finish()
+        return cls(mail_id, to, sites)
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """The mail server alert e-mails go through (``[smtp]``): ``host``, ``port`` (default 587),
+    ``sender``, ``starttls`` (default true), and ``username`` with the password in
+    ``password_file`` (relative to the node directory) when the server wants a login."""
+
+    host: str
+    sender: str
+    port: int = 587
+    starttls: bool = True
+    username: str | None = None
+    password_file: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "sender": self.sender,
+            "starttls": self.starttls,
+        }
+        if self.username:
+            doc["username"] = self.username
+        if self.password_file:
+            doc["password_file"] = self.password_file
+        return doc
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SmtpSettings:
+        f = Fields(data, "smtp")
+        host = f.text("host", max_len=255)
+        sender = f.text("sender", max_len=254, pattern=_ADDRESS_RE)
+        port = f.integer("port", low=1, high=65535) if f.has("port") else cls.port
+        starttls = f.boolean("starttls") if f.has("starttls") else cls.starttls
+        username = f.text("username", max_len=254) if f.has("username") else None
+        password_file = f.text("password_file", max_len=1024) if f.has("password_file") else None
+        f.finish()
+        if (username is None) != (password_file is None):
+            raise MalformedError("smtp: give both username and password_file, or neither")
+        return cls(host, sender, port, starttls, username, password_file)
+
+
+def _targets(f: Fields) -> tuple[tuple[WebhookSettings, ...], tuple[EmailSettings, ...], SmtpSettings | None]:
+    hooks = (
+        tuple(
+            WebhookSettings.from_dict(x, f"webhooks[{i}]")
+            for i, x in enumerate(f.array("webhooks", max_items=MAX_DELIVERY_TARGETS))
+        )
+        if f.has("webhooks")
+        else ()
+    )
+    mails = (
+        tuple(
+            EmailSettings.from_dict(x, f"email[{i}]")
+            for i, x in enumerate(f.array("email", max_items=MAX_DELIVERY_TARGETS))
+        )
+        if f.has("email")
+        else ()
+    )
+    smtp = SmtpSettings.from_dict(f.obj("smtp")) if f.has("smtp") else None
+    ids = [h.id for h in hooks] + [m.id for m in mails]
+    if len(set(ids)) != len(ids):
+        raise MalformedError(
+            f"webhooks and email: duplicate id {sorted({i for i in ids if ids.count(i) > 1})}"
+        )
+    if mails and smtp is None:
+        raise MalformedError("email: alert e-mails need an [smtp] server")
+    return hooks, mails, smtp
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Where the node keeps things, whom it trusts, and how it is reached."""
@@ -766,6 +906,9 @@ class NodeConfig:
     storage: StorageSettings = field(default_factory=StorageSettings)
     cameras: tuple[CameraSettings, ...] = ()
     """The store's cameras (``[[cameras]]``), read by ``watchnet camera run``."""
+    webhooks: tuple[WebhookSettings, ...] = ()
+    email: tuple[EmailSettings, ...] = ()
+    smtp: SmtpSettings | None = None
 
     def camera(self, camera_id: str) -> CameraSettings:
         """The camera named ``camera_id``, or a ``ConfigurationError`` naming the ones there are."""
@@ -845,6 +988,12 @@ class NodeConfig:
             doc["server"] = self.server.to_dict()
         if self.cameras:
             doc["cameras"] = [c.to_dict() for c in self.cameras]
+        if self.webhooks:
+            doc["webhooks"] = [w.to_dict() for w in self.webhooks]
+        if self.email:
+            doc["email"] = [m.to_dict() for m in self.email]
+        if self.smtp is not None:
+            doc["smtp"] = self.smtp.to_dict()
         return tomli_w.dumps(doc)
 
     @classmethod
@@ -924,6 +1073,8 @@ class NodeConfig:
             storage=StorageSettings.from_dict(f.obj("storage")) if f.has("storage") else StorageSettings(),
             cameras=_cameras(f.array("cameras", max_items=MAX_CAMERAS + 1)) if f.has("cameras") else (),
         )
+        hooks, mails, smtp = _targets(f)
+        config = replace(config, webhooks=hooks, email=mails, smtp=smtp)
         for section in (f, listen, keys, database, governance, retention, telemetry):
             if section.rest():
                 raise MalformedError(f"unknown settings {sorted(section.rest())}")

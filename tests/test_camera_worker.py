@@ -93,8 +93,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     n.stop()
 
 
-def _operator_page(node: NodeProcess) -> str:
-    """The operator's console page, signed in as a browser would (session cookie, CSRF token)."""
+def _operator_page(node: NodeProcess, path: str = "/console/operator?lang=en") -> str:
+    """A console page as the operator sees it, signed in as a browser would (cookie, CSRF token)."""
     import requests
 
     from tests.test_console import CSRF_RE
@@ -104,7 +104,7 @@ def _operator_page(node: NodeProcess) -> str:
         assert match
         form = {"csrf": match.group(1), "username": "op1", "password": PASSWORD}
         browser.post(f"{node.url}/console/login?lang=en", data=form, timeout=10)
-        page = browser.get(f"{node.url}/console/operator?lang=en", timeout=10)
+        page = browser.get(f"{node.url}{path}", timeout=10)
         assert page.status_code == 200, page.text[:300]
         return page.text
 

@@ -228,6 +228,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "カメラワーカーの報告がありません。watchnet camera run で起動してください。",
         "No report from the camera worker; start it with watchnet camera run.",
     ),
+    "deliveries.heading": ("アラートの通知先", "Where alerts are sent"),
+    "deliveries.help": (
+        "照合アラートは設定（[[webhooks]]・[[email]]）の通知先に送られます。送れなかったものは間隔を空けて再送し続けます。"
+        "顔画像や特徴量は送りません。",
+        "Match alerts are sent to the targets in the config ([[webhooks]], [[email]]); what could not be "
+        "sent is retried with growing pauses. No face image or embedding is sent.",
+    ),
+    "deliveries.caption": ("通知先、送った数、未送信の数と最後のエラー", "Targets, alerts sent, still owed, last error"),
+    "deliveries.kind_webhook": ("Webhook（署名付き）", "Webhook (signed)"),
+    "deliveries.kind_email": ("メール", "E-mail"),
+    "deliveries.all_sites": ("すべての店舗", "Every site"),
+    "col.delivery_target": ("通知先", "Target"),
+    "col.target_kind": ("方式", "Kind"),
+    "col.target_where": ("宛先", "Address"),
+    "col.delivered": ("送信済み", "Sent"),
+    "col.pending": ("未送信", "Owed"),
     "col.camera": ("カメラ", "Camera"),
     "col.gate": ("出入口", "Gate"),
     "col.stream": ("映像の取得先", "Stream"),

@@ -5,7 +5,9 @@ The config is read again at each visit, so a camera added with ``watchnet camera
 once; the state comes from ``camera-status.json``, which ``watchnet camera run`` rewrites every 2 s
 in the node directory. A report older than ``STALE_AFTER`` is shown as stale and its cameras'
 state as unknown: a worker that stopped must not look like cameras that are up. A stream's
-address is shown with its password as ``***``; no frame or face is ever on this page.
+address is shown with its password as ``***``; no frame or face is ever on this page. Below the
+cameras, each alert delivery target (webhooks, e-mail) with what it still owes and its last
+error, so a receiver that is down is seen (the node keeps retrying it).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from typing import Any
 from aiohttp import web
 
 from governance.roles import Action
-from node.config import CAMERA_STATUS_FILE, NodeConfig
+from node.config import CAMERA_STATUS_FILE, NodeConfig, redact_url
 from node.console.pages import PREFIX, Visit, render, staff_page
+from node.context import NodeContext
 from node.http.api import CLOCK, CONTEXT
+from node.records.deliveries import delivery_status
 from protocol.errors import WatchnetError
 from protocol.fields import format_duration
 
-__all__ = ["PAGE", "STALE_AFTER", "add_cameras_routes", "camera_rows"]
+__all__ = ["PAGE", "STALE_AFTER", "add_cameras_routes", "camera_rows", "delivery_rows"]
 
 PAGE = f"{PREFIX}/cameras"
 STALE_AFTER = timedelta(seconds=10)
@@ -77,11 +81,32 @@ def camera_rows(directory: Path, now: datetime) -> dict[str, Any]:
     return {"cameras": rows, "reported_at": updated, "stale": updated is not None and not fresh}
 
 
+def delivery_rows(context: NodeContext) -> list[dict[str, Any]]:
+    """Each webhook and e-mail target of the config, with what it still owes and its last error."""
+    status = delivery_status(context.engine)
+    config = context.config
+    targets = [("webhook", w.id, redact_url(w.url), w.sites) for w in config.webhooks]
+    targets += [("email", m.id, ", ".join(m.to), m.sites) for m in config.email]
+    return [
+        {
+            "kind": kind,
+            "id": target_id,
+            "where": where,
+            "sites": ", ".join(sites),
+            "settled": status.get(target_id, {}).get("settled", 0),
+            "pending": status.get(target_id, {}).get("pending", 0),
+            "last_error": status.get(target_id, {}).get("last_error"),
+        }
+        for kind, target_id, where, sites in targets
+    ]
+
+
 @staff_page(Action.VIEW_CAMERAS)
 async def cameras_page(request: web.Request, visit: Visit) -> web.StreamResponse:
     context = request.app[CONTEXT]
     shown = await asyncio.to_thread(camera_rows, context.config.directory, request.app[CLOCK]())
-    return render(request, "cameras.html", visit.lang, session=visit.session, **shown)
+    deliveries = await asyncio.to_thread(delivery_rows, context)
+    return render(request, "cameras.html", visit.lang, session=visit.session, deliveries=deliveries, **shown)
 
 
 def add_cameras_routes(app: web.Application) -> None:
