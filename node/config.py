@@ -622,6 +622,8 @@ class CameraSettings:
     sample_fps: float = 5.0
     min_face_pixels: int = 40
     resend_after: timedelta = timedelta(seconds=60)
+    ask_network: bool = False
+    """Also ask the other members of the group (purpose ``crime-prevention``), not only this node's list."""
 
     def __post_init__(self) -> None:
         where = f"cameras[{self.id}]"
@@ -658,6 +660,8 @@ class CameraSettings:
         doc["sample_fps"] = self.sample_fps
         doc["min_face_pixels"] = self.min_face_pixels
         doc["resend_after"] = format_duration(self.resend_after)
+        if self.ask_network:
+            doc["ask_network"] = True
         return doc
 
     def to_public_dict(self) -> dict[str, Any]:
@@ -691,8 +695,10 @@ class CameraSettings:
             if f.has("resend_after")
             else cls.resend_after
         )
+        ask_network = f.boolean("ask_network") if f.has("ask_network") else False
         f.finish()
         return cls(
+            ask_network=ask_network,
             id=camera_id,
             site=site,
             url=url,

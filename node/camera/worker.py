@@ -120,6 +120,8 @@ class NodeClient:
         }
         if camera.gate:
             body["gate"] = camera.gate
+        if camera.ask_network:
+            body["network"] = True
         return int(self._post("/v1/match", body).get("alerts", 0))
 
     def hello(self, camera: CameraSettings) -> None:

@@ -92,6 +92,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         sample_fps=args.sample_fps,
         min_face_pixels=args.min_face_pixels,
         resend_after=parse_duration(args.resend_after, field="--resend-after"),
+        ask_network=args.ask_network,
     )
     updated = replace(config, cameras=(*config.cameras, camera))
     NodeConfig.from_toml(updated.to_toml(), config.directory)  # the whole file still reads back
@@ -233,6 +234,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--resend-after", default="60s", help="ask about a track again after this long (default 60s)"
+    )
+    p.add_argument(
+        "--ask-network",
+        action="store_true",
+        help="also ask the other members of the group about each track's face (default: this node's list)",
     )
     p = common(commands.add_parser("list", help="the cameras in the node's config (passwords as ***)"))
     p.set_defaults(handler=cmd_list)

@@ -15,7 +15,7 @@ from aiohttp import web
 from sqlmodel import Session, col, select
 
 from governance.manifest import Manifest
-from governance.policy import require_purpose
+from governance.policy import require_purpose, require_query_mode
 from governance.roles import Action, Role, require_camera_site, require_permission
 from node.context import NodeContext
 from node.http.api import (
@@ -203,10 +203,13 @@ async def match(request: web.Request) -> web.Response:
     camera = f.text("camera", max_len=63, pattern=NODE_ID_RE) if f.has("camera") else ""
     gate = f.text("gate", max_len=63, pattern=NODE_ID_RE) if f.has("gate") else ""
     purpose = f.text("purpose", max_len=48, pattern=CODE_RE) if f.has("purpose") else ""
+    network = f.boolean("network") if f.has("network") else False
     if camera_account:
         require_camera_site(staff.role, staff.sites, site)
         if not camera:
             raise MalformedError("request: a camera account names its 'camera' (the [[cameras]] id)")
+    elif network:
+        raise MalformedError("request.network: staff ask the other members with POST /v1/query")
     if purpose:
         require_purpose(context.manifest, purpose)
     queries = await probe_faces(f, context)
@@ -289,9 +292,49 @@ async def match(request: web.Request) -> web.Response:
 
     out = await asyncio.to_thread(alerts) if hits else []
     if camera_account:  # a camera learns no entry: only that its faces were heard
-        request[AUDIT_TARGET] = f"camera={camera} site={site} faces={len(queries)} hits={len(hits)}"
-        return web.json_response({"faces": len(queries), "alerts": len({m["alert_id"] for m in out})})
+        raised = {m["alert_id"] for m in out}
+        asked = ""
+        if network:
+            from_peers = await _ask_network(
+                request, queries, purpose or "crime-prevention", site, camera, gate
+            )
+            raised |= from_peers
+            asked = f" network={len(from_peers)}"
+        request[AUDIT_TARGET] = f"camera={camera} site={site} faces={len(queries)} hits={len(hits)}{asked}"
+        return web.json_response({"faces": len(queries), "alerts": len(raised)})
     return web.json_response({"threshold": threshold, "faces": len(queries), "matches": out})
+
+
+async def _ask_network(
+    request: web.Request, queries: list[Embedding], purpose: str, site: str, camera: str, gate: str
+) -> set[str]:
+    """A camera's faces asked of every other member (plain mode, or private where the manifest
+    settles it), an alert per verified hit naming the camera and gate; the alert ids."""
+    context = request.app[CONTEXT]
+    federation = request.app[FEDERATION]
+    require_query_mode(context.manifest, None, "plain")
+    _, outcomes = await federation.query(queries, purpose, "plain")
+    staff = request[STAFF]
+    hits = await asyncio.to_thread(
+        federation.store_alerts,
+        outcomes,
+        site=site,
+        operator=staff.id,
+        now=request.app[CLOCK](),
+        window=ALERT_WINDOW,
+    )
+    ids = {str(h["alert_id"]) for h in hits}
+
+    def name_the_camera() -> None:
+        with Session(context.engine) as session:
+            for row in session.exec(select(Alert).where(col(Alert.id).in_(ids), Alert.camera == "")).all():
+                row.camera, row.gate = camera, gate
+                session.add(row)
+            session.commit()
+
+    if ids:
+        await asyncio.to_thread(name_the_camera)
+    return ids
 
 
 async def manifest_document(request: web.Request) -> web.Response:
