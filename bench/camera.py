@@ -156,6 +156,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         node = NodeProcess.create(root)
+        config = NodeConfig.load(node.directory)  # the alert poll below is faster than staff's 600 a minute
+        config = replace(config, limits=replace(config.limits, requests_per_minute=6000))
+        (node.directory / "config.toml").write_text(config.to_toml(), encoding="utf-8")
         sites_needed = sum(n * args.trials for n in args.cameras)
         site_args = [a for i in range(sites_needed) for a in ("--site", f"bench-{i:02d}")]
         cli("user", "add", "--node", str(node.directory), "cam1", "--role", "camera", *site_args,

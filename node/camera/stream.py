@@ -48,6 +48,11 @@ BACKOFF_START = 0.5
 BACKOFF_MAX = 30.0
 OPEN_TIMEOUT_MS = 5000
 READ_TIMEOUT_MS = 5000
+CAPTURE_OPTIONS = "rtsp_transport;tcp|analyzeduration;500000|probesize;1000000"
+"""FFmpeg's options for every open (``OPENCV_FFMPEG_CAPTURE_OPTIONS`` overrides them): RTSP over TCP,
+and a short probe. OpenCV opens one stream at a time in a process, and FFmpeg's default probe
+(5 s, 5 MB) took 3.0-3.3 s an RTSP stream here, so the fourth camera of a worker was up 12 s after
+the first; with 0.5 s and 1 MB (the SDP carries the codec's parameters) each open took 0.6-0.9 s."""
 FPS_WINDOW = 5.0
 """Seconds of frame arrivals the stream's fps is counted over."""
 NO_FRAMES_AFTER = 5.0
@@ -71,7 +76,7 @@ def open_capture(url: str) -> Capture:
     import cv2
 
     # read by OpenCV's FFmpeg backend at each open; TCP keeps frames whole on a lossy network
-    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", CAPTURE_OPTIONS)
     source = url[len("file://") :] if url.lower().startswith("file://") else url
     capture: Capture = cv2.VideoCapture(
         source,

@@ -41,6 +41,7 @@ from node.camera.tracking import Detection, Tracker, face_quality
 from node.config import CAMERA_STATUS_FILE, CameraSettings, NodeConfig
 from node.face.pipeline import FacePipeline
 from node.files import PRIVATE_FILE, write_atomic
+from protocol.canonical import b64url_encode
 from protocol.embedding import Embedding
 from protocol.errors import ConfigurationError, WatchnetError
 
@@ -129,10 +130,9 @@ class NodeClient:
         import cv2
 
         ok, jpeg = cv2.imencode(".jpg", np.zeros((32, 32, 3), dtype=np.uint8))
-        assert ok
-        import base64
-
-        image = base64.urlsafe_b64encode(jpeg.tobytes()).decode("ascii").rstrip("=")
+        if not ok:
+            raise ConfigurationError("OpenCV could not encode a JPEG; is its build complete?")
+        image = b64url_encode(jpeg.tobytes())
         body: dict[str, Any] = {"image": image, "camera": camera.id, "site": camera.site, "purpose": PURPOSE}
         if camera.gate:
             body["gate"] = camera.gate
