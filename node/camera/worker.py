@@ -231,7 +231,8 @@ class CameraLoop:
         self.stats.latencies.append(answered - captured_at)
         self.stats.submissions += 1
         self.stats.submitted_faces += len(due)
-        self.stats.alerts += alerts
+        if alerts and not all(t.alerted for t in due):  # a track asked again renews its alert: not a new one
+            self.stats.alerts += alerts
         self.stats.last_ok = answered
         self.stats.last_error = ""
         for track in due:
