@@ -3,7 +3,9 @@
 APPI Art. 23 (and the PPC guidelines' organisational measures) expects access to be limited to
 what each person's job needs. A registrar proposes, an officer decides (approves, rejects,
 corrects, deletes), an operator matches and handles alerts, an auditor reads logs and reports,
-an admin manages accounts and configuration but cannot touch entries. The registrar of an entry
+an admin manages accounts and configuration but cannot touch entries. A camera (the account a
+store's camera worker signs in with) may only submit the faces it sees for matching, and only
+for the sites its account names: it reads no entry, no alert and no log. The registrar of an entry
 can never be its approving officer; that check lives with the entry, this table with the roles.
 """
 
@@ -13,7 +15,7 @@ import enum
 
 from protocol.errors import PolicyError
 
-__all__ = ["Action", "Forbidden", "Role", "permitted", "require_permission"]
+__all__ = ["Action", "Forbidden", "Role", "permitted", "require_camera_site", "require_permission"]
 
 
 class Role(enum.StrEnum):
@@ -22,6 +24,7 @@ class Role(enum.StrEnum):
     OPERATOR = "operator"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    CAMERA = "camera"
 
 
 class Action(enum.StrEnum):
@@ -44,6 +47,10 @@ class Action(enum.StrEnum):
     READ_REPORT = "report.read"
     RECORD_PROVISION = "provision.record"
     READ_METRICS = "metrics.read"
+    VIEW_CAMERAS = "cameras.view"
+    """The store's cameras and their state (the console's cameras page); never a frame."""
+    SUBMIT_CAMERA_FACES = "match.camera"
+    """A camera worker's faces for matching, at one of its account's sites; it learns no result."""
 
 
 class Forbidden(PolicyError):
@@ -66,13 +73,20 @@ _PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.READ_REPORT,
         }
     ),
-    Role.OPERATOR: frozenset({Action.MATCH, Action.VIEW_ALERTS, Action.REVIEW_ALERT}),
+    Role.OPERATOR: frozenset({Action.MATCH, Action.VIEW_ALERTS, Action.REVIEW_ALERT, Action.VIEW_CAMERAS}),
     Role.AUDITOR: frozenset(
         {Action.READ_AUDIT, Action.READ_EVENT_LOG, Action.READ_REQUESTS, Action.READ_REPORT}
     ),
     Role.ADMIN: frozenset(
-        {Action.MANAGE_ACCOUNTS, Action.MANAGE_MANIFEST, Action.READ_REPORT, Action.READ_METRICS}
+        {
+            Action.MANAGE_ACCOUNTS,
+            Action.MANAGE_MANIFEST,
+            Action.READ_REPORT,
+            Action.READ_METRICS,
+            Action.VIEW_CAMERAS,
+        }
     ),
+    Role.CAMERA: frozenset({Action.SUBMIT_CAMERA_FACES}),
 }
 
 
@@ -84,3 +98,12 @@ def require_permission(role: Role, action: Action) -> None:
     if not permitted(role, action):
         allowed = sorted(r.value for r, actions in _PERMISSIONS.items() if action in actions)
         raise Forbidden(f"role {role.value!r} may not {action.value} (allowed for: {', '.join(allowed)})")
+
+
+def require_camera_site(role: Role, sites: tuple[str, ...], site: str) -> None:
+    """A camera account submits only for the sites it was created for (``watchnet user add --site``)."""
+    require_permission(role, Action.SUBMIT_CAMERA_FACES)
+    if site not in sites:
+        raise Forbidden(
+            f"this camera account may submit for site(s) {', '.join(sites) or 'none'}, not {site!r:.63}"
+        )

@@ -15,6 +15,15 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "theft": ("窃盗", "Theft"),
         "nuisance": ("迷惑行為", "Nuisance"),
     },
+    "camera_state": {
+        "up": ("受信中", "up"),
+        "connecting": ("接続中", "connecting"),
+        "reconnecting": ("再接続中", "reconnecting"),
+        "no_frames": ("映像が届いていません", "no frames"),
+        "ended": ("終了（ファイル）", "ended (file)"),
+        "stopped": ("停止", "stopped"),
+        "unknown": ("不明（報告なし）", "unknown (no report)"),
+    },
     "purpose": {  # the demo group's purposes; a group's own codes show as themselves
         "crime-prevention": ("犯罪の防止", "Crime prevention"),
         "data-subject-request": ("本人からの請求への対応", "Data subject's requests"),
@@ -48,8 +57,14 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "operator": ("運用担当", "operator"),
         "auditor": ("監査担当", "auditor"),
         "admin": ("管理者", "admin"),
+        "camera": ("カメラ", "camera"),
     },
     "error": {
+        "node_unreachable": (
+            "カメラワーカーからノードに接続できません",
+            "The camera worker cannot reach the node",
+        ),
+        "not_found": ("該当するページがありません", "No such page"),
         "unauthenticated": ("ログインが必要です", "Sign-in required"),
         "session_expired": ("セッションの有効期限が切れました", "The session expired"),
         "forbidden": ("あなたの役割ではこの操作はできません", "Your role may not do this"),

@@ -13,7 +13,7 @@ import os
 import re
 import ssl
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,13 +30,17 @@ from protocol.keys import DataKey
 from protocol.signed import SignedDocument
 
 __all__ = [
+    "CAMERA_SCHEMES",
+    "CAMERA_STATUS_FILE",
     "CONFIG_FILE",
     "MANIFEST_FILE",
     "NOTICE_URL_RE",
     "RULES_FILE",
     "AlertSettings",
+    "CameraSettings",
     "Connections",
     "ConsoleSettings",
+    "EmailSettings",
     "Federation",
     "HealthSettings",
     "Limits",
@@ -44,11 +48,16 @@ __all__ = [
     "NoticeSettings",
     "SecuritySettings",
     "Server",
+    "SmtpSettings",
     "StorageSettings",
+    "WebhookSettings",
     "load_manifest_file",
+    "redact_url",
 ]
 
 CONFIG_FILE = "config.toml"
+CAMERA_STATUS_FILE = "camera-status.json"
+"""Where ``watchnet camera run`` writes its cameras' state every 2 s (the console's cameras page reads it)."""
 MANIFEST_FILE = "manifest.json"
 RULES_FILE = "rules.toml"
 
@@ -622,6 +631,298 @@ class AlertSettings:
         return cls(**values)
 
 
+CAMERA_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+"""What a camera's ``url`` may be read with (OpenCV's FFmpeg backend); ``file`` also takes a plain path."""
+MAX_CAMERA_URL = 1024
+_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^@/?#]*)@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its credentials replaced by ``***`` (``rtsp://user:***@host/``).
+
+    The one form in which a camera's address is shown, logged or audited: the user name stays (it
+    says which account the camera uses), the password never leaves the config file."""
+    match = _USERINFO_RE.match(url)
+    if match is None:
+        return url
+    user = match.group(2).split(":", 1)[0]
+    return f"{match.group(1)}{user}:***@{url[match.end() :]}" if ":" in match.group(2) else url
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    """One camera (``[[cameras]]``): where it is, how its stream is read and sampled.
+
+    ``id`` names the camera in alerts, metrics and the status (``shibuya-01-door``); ``site`` is the
+    store it is in (a camera account may match only for its own sites) and ``gate`` the entrance or
+    aisle it watches. ``url`` is an RTSP, HTTP (MJPEG) or file address, read through OpenCV's FFmpeg
+    backend; its credentials (``rtsp://user:pass@host/``) stay in this file (0600) and are shown
+    everywhere else as ``redact_url`` gives them. ``sample_fps`` frames a second are searched for
+    faces (0.2 to 30; the reader keeps only the latest frame between samples), faces narrower than
+    ``min_face_pixels`` are ignored (16 to 1024), and a track is asked about again only after
+    ``resend_after`` (1s to 1h) or when its best face's quality improves markedly.
+    """
+
+    id: str
+    site: str
+    url: str = field(repr=False)
+    gate: str = ""
+    sample_fps: float = 5.0
+    min_face_pixels: int = 40
+    resend_after: timedelta = timedelta(seconds=60)
+    ask_network: bool = False
+    """Also ask the other members of the group (purpose ``crime-prevention``), not only this node's list."""
+
+    def __post_init__(self) -> None:
+        where = f"cameras[{self.id}]"
+        if not NODE_ID_RE.fullmatch(self.id):
+            raise MalformedError(f"cameras.id: {self.id!r:.60} does not match {NODE_ID_RE.pattern}")
+        if not NODE_ID_RE.fullmatch(self.site):
+            raise MalformedError(f"{where}.site: {self.site!r:.60} does not match {NODE_ID_RE.pattern}")
+        if self.gate and not NODE_ID_RE.fullmatch(self.gate):
+            raise MalformedError(f"{where}.gate: {self.gate!r:.60} does not match {NODE_ID_RE.pattern}")
+        _camera_url(self.url, f"{where}.url")
+        if not 0.2 <= self.sample_fps <= 30:
+            raise MalformedError(f"{where}.sample_fps: {self.sample_fps:g} outside [0.2, 30]")
+        if not 16 <= self.min_face_pixels <= 1024:
+            raise MalformedError(f"{where}.min_face_pixels: {self.min_face_pixels} outside [16, 1024]")
+        if not timedelta(seconds=1) <= self.resend_after <= timedelta(hours=1):
+            raise MalformedError(
+                f"{where}.resend_after: {format_duration(self.resend_after)} outside [1s, 1h]"
+            )
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url)
+
+    def __repr__(self) -> str:
+        return (
+            f"CameraSettings(id={self.id!r}, site={self.site!r}, gate={self.gate!r}, url={self.safe_url!r})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The table as ``config.toml`` holds it (with the URL's credentials: for the file only)."""
+        doc: dict[str, Any] = {"id": self.id, "site": self.site, "url": self.url}
+        if self.gate:
+            doc["gate"] = self.gate
+        doc["sample_fps"] = self.sample_fps
+        doc["min_face_pixels"] = self.min_face_pixels
+        doc["resend_after"] = format_duration(self.resend_after)
+        if self.ask_network:
+            doc["ask_network"] = True
+        return doc
+
+    def to_public_dict(self) -> dict[str, Any]:
+        """What may be shown or logged: the same with the URL's password replaced by ``***``."""
+        return {**self.to_dict(), "url": self.safe_url}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "cameras") -> CameraSettings:
+        f = Fields(data, where)
+        camera_id = f.text("id", max_len=63, pattern=NODE_ID_RE)
+        where = f"cameras[{camera_id}]"
+        f = Fields({k: v for k, v in data.items() if k != "id"}, where)
+        site = f.text("site", max_len=63, pattern=NODE_ID_RE)
+        url = f.text("url", max_len=MAX_CAMERA_URL)
+        gate = f.text("gate", max_len=63, pattern=NODE_ID_RE) if f.has("gate") else ""
+        if f.has("sample_fps") and isinstance(data.get("sample_fps"), int | float):
+            fps = f.number("sample_fps", low=0.2, high=30)
+        elif f.has("sample_fps"):
+            raise MalformedError(
+                f"{where}.sample_fps: expected a number of frames a second, got {data['sample_fps']!r:.40}"
+            )
+        else:
+            fps = cls.sample_fps
+        min_face = (
+            f.integer("min_face_pixels", low=16, high=1024)
+            if f.has("min_face_pixels")
+            else cls.min_face_pixels
+        )
+        resend = (
+            parse_duration(f.text("resend_after", max_len=16), field=f"{where}.resend_after")
+            if f.has("resend_after")
+            else cls.resend_after
+        )
+        ask_network = f.boolean("ask_network") if f.has("ask_network") else False
+        f.finish()
+        return cls(
+            ask_network=ask_network,
+            id=camera_id,
+            site=site,
+            url=url,
+            gate=gate,
+            sample_fps=float(fps),
+            min_face_pixels=min_face,
+            resend_after=resend,
+        )
+
+
+def _camera_url(url: str, where: str) -> None:
+    """Refuse an address OpenCV's FFmpeg backend will not be asked to open (only the scheme and
+    host are checked: the stream itself is tried by ``watchnet camera test``)."""
+    if not url or len(url) > MAX_CAMERA_URL or any(c.isspace() or ord(c) < 32 for c in url):
+        raise MalformedError(f"{where}: {redact_url(url)!r:.80} is empty, too long or has spaces")
+    if url.startswith("/"):
+        return
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in CAMERA_SCHEMES:
+        raise MalformedError(
+            f"{where}: {redact_url(url)!r:.80} is not an address like rtsp://HOST/PATH, "
+            f"http://HOST/PATH (MJPEG) or an absolute file path (schemes: {', '.join(CAMERA_SCHEMES)})"
+        )
+    if scheme.lower() != "file" and not rest.split("/", 1)[0].rpartition("@")[2]:
+        raise MalformedError(f"{where}: {redact_url(url)!r:.80} has no host")
+
+
+def _cameras(data: Any) -> tuple[CameraSettings, ...]:
+    if not isinstance(data, list):
+        raise MalformedError(f"cameras: expected [[cameras]] tables, got {type(data).__name__}")
+    if len(data) > MAX_CAMERAS:
+        raise MalformedError(f"cameras: {len(data)} cameras, at most {MAX_CAMERAS} a node")
+    cameras = tuple(CameraSettings.from_dict(x, f"cameras[{i}]") for i, x in enumerate(data))
+    ids = [c.id for c in cameras]
+    if len(set(ids)) != len(ids):
+        raise MalformedError(f"cameras: duplicate id {sorted({i for i in ids if ids.count(i) > 1})}")
+    return cameras
+
+
+MAX_DELIVERY_TARGETS = 16
+_ADDRESS_RE = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}")
+
+
+def _target_sites(f: Fields, where: str) -> tuple[str, ...]:
+    sites = tuple(f.texts("sites", max_items=64, max_len=63, pattern=NODE_ID_RE)) if f.has("sites") else ()
+    if len(set(sites)) != len(sites):
+        raise MalformedError(f"{where}.sites: a site is listed twice")
+    return sites
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Where alerts are POSTed (``[[webhooks]]``): ``url`` (http or https), the HMAC key in
+    ``secret_file`` (relative to the node directory, 0600; at least 32 bytes, never in this file),
+    and the ``sites`` whose alerts it takes (empty: every site). The body is the alert as
+    ``GET /v1/alerts`` lists it (never a face, an embedding or a score); the headers carry
+    ``X-Watchnet-Timestamp`` and ``X-Watchnet-Signature: sha256=HMAC(secret, "<timestamp>.<body>")``."""
+
+    id: str
+    url: str
+    secret_file: str
+    sites: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "url": self.url,
+            "secret_file": self.secret_file,
+            **({"sites": list(self.sites)} if self.sites else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> WebhookSettings:
+        f = Fields(data, where)
+        hook_id = f.text("id", max_len=63, pattern=NODE_ID_RE)
+        url = f.text("url", max_len=1024, pattern=NOTICE_URL_RE)
+        secret_file = f.text("secret_file", max_len=1024)
+        sites = _target_sites(f, where)
+        f.finish()
+        return cls(hook_id, url, secret_file, sites)
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """Who is e-mailed each alert (``[[email]]``, sent through ``[smtp]``): ``to`` (addresses) for
+    the ``sites`` given (empty: every site). The message says where and when, the category and
+    the band, and links nothing of the face."""
+
+    id: str
+    to: tuple[str, ...]
+    sites: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "to": list(self.to), **({"sites": list(self.sites)} if self.sites else {})}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> EmailSettings:
+        f = Fields(data, where)
+        mail_id = f.text("id", max_len=63, pattern=NODE_ID_RE)
+        to = tuple(f.texts("to", max_items=32, max_len=254, pattern=_ADDRESS_RE))
+        if not to:
+            raise MalformedError(f"{where}.to: no address")
+        sites = _target_sites(f, where)
+        f.finish()
+        return cls(mail_id, to, sites)
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """The mail server alert e-mails go through (``[smtp]``): ``host``, ``port`` (default 587),
+    ``sender``, ``starttls`` (default true), and ``username`` with the password in
+    ``password_file`` (relative to the node directory) when the server wants a login."""
+
+    host: str
+    sender: str
+    port: int = 587
+    starttls: bool = True
+    username: str | None = None
+    password_file: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "sender": self.sender,
+            "starttls": self.starttls,
+        }
+        if self.username:
+            doc["username"] = self.username
+        if self.password_file:
+            doc["password_file"] = self.password_file
+        return doc
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SmtpSettings:
+        f = Fields(data, "smtp")
+        host = f.text("host", max_len=255)
+        sender = f.text("sender", max_len=254, pattern=_ADDRESS_RE)
+        port = f.integer("port", low=1, high=65535) if f.has("port") else cls.port
+        starttls = f.boolean("starttls") if f.has("starttls") else cls.starttls
+        username = f.text("username", max_len=254) if f.has("username") else None
+        password_file = f.text("password_file", max_len=1024) if f.has("password_file") else None
+        f.finish()
+        if (username is None) != (password_file is None):
+            raise MalformedError("smtp: give both username and password_file, or neither")
+        return cls(host, sender, port, starttls, username, password_file)
+
+
+def _targets(f: Fields) -> tuple[tuple[WebhookSettings, ...], tuple[EmailSettings, ...], SmtpSettings | None]:
+    hooks = (
+        tuple(
+            WebhookSettings.from_dict(x, f"webhooks[{i}]")
+            for i, x in enumerate(f.array("webhooks", max_items=MAX_DELIVERY_TARGETS))
+        )
+        if f.has("webhooks")
+        else ()
+    )
+    mails = (
+        tuple(
+            EmailSettings.from_dict(x, f"email[{i}]")
+            for i, x in enumerate(f.array("email", max_items=MAX_DELIVERY_TARGETS))
+        )
+        if f.has("email")
+        else ()
+    )
+    smtp = SmtpSettings.from_dict(f.obj("smtp")) if f.has("smtp") else None
+    ids = [h.id for h in hooks] + [m.id for m in mails]
+    if len(set(ids)) != len(ids):
+        raise MalformedError(
+            f"webhooks and email: duplicate id {sorted({i for i in ids if ids.count(i) > 1})}"
+        )
+    if mails and smtp is None:
+        raise MalformedError("email: alert e-mails need an [smtp] server")
+    return hooks, mails, smtp
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Where the node keeps things, whom it trusts, and how it is reached."""
@@ -658,6 +959,21 @@ class NodeConfig:
     health: HealthSettings = field(default_factory=HealthSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    cameras: tuple[CameraSettings, ...] = ()
+    """The store's cameras (``[[cameras]]``), read by ``watchnet camera run``."""
+    webhooks: tuple[WebhookSettings, ...] = ()
+    email: tuple[EmailSettings, ...] = ()
+    smtp: SmtpSettings | None = None
+
+    def camera(self, camera_id: str) -> CameraSettings:
+        """The camera named ``camera_id``, or a ``ConfigurationError`` naming the ones there are."""
+        for camera in self.cameras:
+            if camera.id == camera_id:
+                return camera
+        known = ", ".join(c.id for c in self.cameras) or "none"
+        raise ConfigurationError(
+            f"no camera {camera_id!r} in {self.directory / CONFIG_FILE} (cameras: {known})"
+        )
 
     @property
     def pinned_root_threshold(self) -> int:
@@ -726,6 +1042,14 @@ class NodeConfig:
             doc["notice"] = notice
         if self.server.to_dict():
             doc["server"] = self.server.to_dict()
+        if self.cameras:
+            doc["cameras"] = [c.to_dict() for c in self.cameras]
+        if self.webhooks:
+            doc["webhooks"] = [w.to_dict() for w in self.webhooks]
+        if self.email:
+            doc["email"] = [m.to_dict() for m in self.email]
+        if self.smtp is not None:
+            doc["smtp"] = self.smtp.to_dict()
         return tomli_w.dumps(doc)
 
     @classmethod
@@ -804,7 +1128,10 @@ class NodeConfig:
             health=HealthSettings.from_dict(f.obj("health")) if f.has("health") else HealthSettings(),
             storage=StorageSettings.from_dict(f.obj("storage")) if f.has("storage") else StorageSettings(),
             alerts=AlertSettings.from_dict(f.obj("alerts")) if f.has("alerts") else AlertSettings(),
+            cameras=_cameras(f.array("cameras", max_items=MAX_CAMERAS + 1)) if f.has("cameras") else (),
         )
+        hooks, mails, smtp = _targets(f)
+        config = replace(config, webhooks=hooks, email=mails, smtp=smtp)
         for section in (f, listen, keys, database, governance, retention, telemetry):
             if section.rest():
                 raise MalformedError(f"unknown settings {sorted(section.rest())}")

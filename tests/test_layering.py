@@ -31,6 +31,7 @@ PURE_EXCEPTIONS = {"protocol/he.py": {"tenseal"}}
 NODE_LAYERS: list[set[str]] = [
     {"cli"},
     {"demo"},
+    {"camera"},
     {"app"},
     {"org"},
     {"console"},

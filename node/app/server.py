@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiohttp import web
 
@@ -35,6 +35,7 @@ from node.app.access import (
 )
 from node.app.closures import INTERVAL as CLOSURES_INTERVAL
 from node.app.closures import closure_duty, closures_check, reserve_check, reserve_cleanup_ctx
+from node.app.delivery import PASS_SECONDS, DeliveryTargets, delivery_duty
 from node.app.gauges import register_gauges
 from node.app.integrity_check import integrity_check
 from node.app.last_resort import OUTAGE_LOG, database_unavailable, last_resort_middleware
@@ -317,6 +318,13 @@ def build_app(
     if sweep:
         lease.add_duty("retention", _retention_sweep(app), context.config.retention_sweep)
         lease.add_duty("alert_faces", _alert_faces_duty(app), context.config.alerts.erase_interval)
+    targets = DeliveryTargets.load(context.config)
+    if not targets.empty:  # webhooks and e-mail: read alerts after they commit, never in their way
+        lease.add_duty(
+            "delivery",
+            delivery_duty(context.engine, targets, clock, context.config.node_id),
+            timedelta(seconds=PASS_SECONDS),
+        )
     app.cleanup_ctx.append(reserve_cleanup_ctx(reserve))  # before the node serves
     app.cleanup_ctx.append(_audit_flusher)
     app.cleanup_ctx.append(integrity_check)

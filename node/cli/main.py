@@ -23,6 +23,7 @@ EXIT_USAGE = 2
 
 def _groups() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     from node.cli import backup as cli_backup
+    from node.cli import camera as cli_camera
     from node.cli import client as cli_client
     from node.cli import face as cli_face
     from node.cli import gov as cli_gov
@@ -40,6 +41,7 @@ def _groups() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPars
         cli_gov.register,
         cli_report.register,
         cli_notice.register,
+        cli_camera.register,
         demo.register,
     ]
 

@@ -191,12 +191,19 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    member = _accounts(args).add(args.username, Role(args.role), _password(args), _now(), actor=_cli_actor())
-    _emit(
-        args,
-        {"id": member.id, "username": member.username, "role": member.role.value},
-        f"added {member.username} ({member.role.value}) as {member.id}",
+    member = _accounts(args).add(
+        args.username,
+        Role(args.role),
+        _password(args),
+        _now(),
+        actor=_cli_actor(),
+        sites=tuple(args.site or ()),
     )
+    data: dict[str, Any] = {"id": member.id, "username": member.username, "role": member.role.value}
+    if member.sites:
+        data["sites"] = list(member.sites)
+    where = f" for site(s) {', '.join(member.sites)}" if member.sites else ""
+    _emit(args, data, f"added {member.username} ({member.role.value}{where}) as {member.id}")
     return 0
 
 
@@ -208,6 +215,7 @@ def cmd_user_list(args: argparse.Namespace) -> int:
             "id": a.member.id,
             "username": a.member.username,
             "role": a.member.role.value,
+            **({"sites": list(a.member.sites)} if a.member.sites else {}),
             "disabled": a.disabled,
             "locked_until": None if a.locked_until is None else format_time(a.locked_until),
             "last_sign_in": None if a.last_sign_in is None else format_time(a.last_sign_in),
@@ -404,6 +412,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_user_add)
     p.add_argument("username")
     p.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p.add_argument(
+        "--site",
+        action="append",
+        help="a camera account's site, the only ones it may submit faces for (repeat; camera role only)",
+    )
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     with_common(user_commands.add_parser("list", help="list staff accounts")).set_defaults(
         handler=cmd_user_list

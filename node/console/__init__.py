@@ -24,6 +24,7 @@ from node.console.nav import links_for
 from node.console.pages import JINJA, PREFIX, SESSIONS
 from node.console.pages_accounts import add_accounts_routes
 from node.console.pages_auditor import add_auditor_routes
+from node.console.pages_cameras import add_cameras_routes
 from node.console.pages_login import home, login_form, login_submit, logout
 from node.console.pages_network import add_network_page_routes
 from node.console.pages_officer import add_officer_routes
@@ -68,6 +69,7 @@ def add_console_routes(app: web.Application) -> None:
     add_operator_routes(app)
     add_network_page_routes(app)
     add_accounts_routes(app)
+    add_cameras_routes(app)
     add_auditor_routes(app)
     add_request_routes(app)
     app.router.add_static(f"{PREFIX}/static", Path(__file__).parent / "static")

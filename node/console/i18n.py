@@ -207,6 +207,64 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav.operator": ("照合アラート", "Match alerts"),
     "nav.network": ("ネットワークの状態", "Network status"),
     "nav.accounts": ("アカウント管理", "Accounts"),
+    "nav.cameras": ("カメラ", "Cameras"),
+    # cameras page
+    "cameras.title": ("カメラ", "Cameras"),
+    "cameras.list_heading": ("この店舗のカメラ", "This store's cameras"),
+    "cameras.list_help": (
+        "ノードの設定（[[cameras]]）にあるカメラと、カメラワーカー（watchnet camera run）が最後に報告した状態です。"
+        "カメラの追加と削除は watchnet camera add / remove で行います。映像や顔画像はここにも、どこにも保存されません。",
+        "The cameras in the node's config ([[cameras]]) and the state the camera worker (watchnet camera run) "
+        "last reported. Add and remove cameras with watchnet camera add / remove. No frame or face is kept, "
+        "here or anywhere.",
+    ),
+    "cameras.caption": (
+        "カメラ、設置場所、状態と照合の数",
+        "Cameras, where they are, their state and matches",
+    ),
+    "cameras.none": (
+        "カメラはまだありません。watchnet camera add で追加してください。",
+        "No camera yet; add one with watchnet camera add.",
+    ),
+    "cameras.worker_reported": (
+        "カメラワーカーの最終報告: {time}",
+        "The camera worker last reported at {time}",
+    ),
+    "cameras.worker_stale": (
+        "カメラワーカーの報告が {time} から途絶えています。watchnet camera run が動いているか確認してください。",
+        "The camera worker has not reported since {time}; check that watchnet camera run is running.",
+    ),
+    "cameras.worker_none": (
+        "カメラワーカーの報告がありません。watchnet camera run で起動してください。",
+        "No report from the camera worker; start it with watchnet camera run.",
+    ),
+    "deliveries.heading": ("アラートの通知先", "Where alerts are sent"),
+    "deliveries.help": (
+        "照合アラートは設定（[[webhooks]]・[[email]]）の通知先に送られます。送れなかったものは間隔を空けて再送し続けます。"
+        "顔画像や特徴量は送りません。",
+        "Match alerts are sent to the targets in the config ([[webhooks]], [[email]]); what could not be "
+        "sent is retried with growing pauses. No face image or embedding is sent.",
+    ),
+    "deliveries.caption": (
+        "通知先、送った数、未送信の数と最後のエラー",
+        "Targets, alerts sent, still owed, last error",
+    ),
+    "deliveries.kind_webhook": ("Webhook（署名付き）", "Webhook (signed)"),
+    "deliveries.kind_email": ("メール", "E-mail"),
+    "deliveries.all_sites": ("すべての店舗", "Every site"),
+    "col.delivery_target": ("通知先", "Target"),
+    "col.target_kind": ("方式", "Kind"),
+    "col.target_where": ("宛先", "Address"),
+    "col.delivered": ("送信済み", "Sent"),
+    "col.pending": ("未送信", "Owed"),
+    "col.camera": ("カメラ", "Camera"),
+    "col.gate": ("出入口", "Gate"),
+    "col.stream": ("映像の取得先", "Stream"),
+    "col.camera_state": ("状態", "State"),
+    "col.sampling": ("解析の頻度", "Sampling"),
+    "col.faces_min": ("顔の数（毎分）", "Faces a minute"),
+    "col.latency": ("照合までの時間（中央値 / 99%）", "Time to answer (p50 / p99)"),
+    "col.camera_alerts": ("アラート", "Alerts"),
     "locks.heading": ("ログインの一時ロック", "Sign-in locks"),
     "locks.help": (
         "同じ接続元からパスワードを何度も間違えると、そのアカウントとその接続元の組み合わせだけが、待ち時間のあと一時的にロックされ、時間が経つと自動で解除されます。アカウントの無効化や API トークン、他の接続元からのログインには影響しません。本人からの連絡を確認できたら、ここで解除できます（監査ログに記録されます）。",
@@ -255,7 +313,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "alert.back": ("アラート一覧に戻る", "Back to the alerts"),
     "alert.camera_caption": ("カメラが捉えた顔", "The face the camera saw"),
     "alert.camera_alt": ("カメラが捉えた顔（切り出し画像）", "The face the camera saw (cropped)"),
-    "alert.camera_none": ("カメラ画像はありません（特徴量だけで照合されました）", "No camera image (matched from an embedding only)"),
+    "alert.camera_none": (
+        "カメラ画像はありません（特徴量だけで照合されました）",
+        "No camera image (matched from an embedding only)",
+    ),
     "alert.camera_erased.window": (
         "確認期間が過ぎたため、カメラ画像は消去されました",
         "The camera image was erased at the end of the review window",
@@ -302,7 +363,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "col.number": ("番号", "No."),
     "col.place": ("場所", "Place"),
-    "col.gate": ("出入口・カメラ", "Gate or camera"),
     "op.confirm": ("本人と確認", "Confirmed"),
     "op.false_match": ("誤検知", "False match"),
     "op.closed_heading": ("確認済み・取り下げ済み", "Checked and withdrawn"),

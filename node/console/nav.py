@@ -21,6 +21,7 @@ PAGES: tuple[tuple[str, str, frozenset[Action]], ...] = (
     (f"{PREFIX}/operator", "nav.operator", frozenset({Action.VIEW_ALERTS})),
     (f"{PREFIX}/network", "nav.network", frozenset({Action.MANAGE_MANIFEST, Action.READ_EVENT_LOG})),
     (f"{PREFIX}/accounts", "nav.accounts", frozenset({Action.MANAGE_ACCOUNTS})),
+    (f"{PREFIX}/cameras", "nav.cameras", frozenset({Action.VIEW_CAMERAS})),
     # auditor, requests and complaints pages
     (f"{PREFIX}/requests", "nav.requests", frozenset({Action.READ_REQUESTS})),
     (f"{PREFIX}/complaints", "nav.complaints", frozenset({Action.READ_REQUESTS})),

@@ -77,7 +77,7 @@ async def _page(request: web.Request, visit: Visit, *, issued: dict[str, Any] | 
         session=visit.session,
         switch_path=PAGE,
         accounts=_rows(accounts, now),
-        roles=[r.value for r in Role],
+        roles=[r.value for r in Role if r is not Role.CAMERA],  # a camera account's sites: the CLI
         me=visit.staff.id,
         issued=issued,
         actions={"add": ADD, "disable": DISABLE, "unlock": UNLOCK, "token": TOKEN, "revoke": REVOKE},

@@ -93,6 +93,8 @@ class AlertRow:
     site: str
     status: str
     time: str
+    camera: str = ""
+    gate: str = ""
 
 
 def alert_rows(context: NodeContext, items: Snapshot, lang: str) -> list[AlertRow]:
@@ -113,6 +115,8 @@ def alert_rows(context: NodeContext, items: Snapshot, lang: str) -> list[AlertRo
                 site=a["site"],
                 status=a["status"],
                 time=a["created_at"],
+                camera=a.get("camera", ""),
+                gate=a.get("gate", ""),
             )
         )
     return rows

@@ -702,6 +702,7 @@ class Federation:
         operator: str,
         now: datetime,
         gate: str = "",
+        camera: str = "",
         crop_of: Callable[[int], bytes | None] = lambda _: None,
     ) -> list[dict[str, Any]]:
         """An alert per hit, referencing the owner's signed entry version; the same person seen
@@ -724,7 +725,7 @@ class Federation:
                             category=entry.category,
                             signed_entry=match.entry.to_bytes().decode("utf-8"),
                         ),
-                        Seen(site=site, gate=gate, at=now, crop=crop_of(match.query_index)),
+                        Seen(site=site, gate=gate, camera=camera, at=now, crop=crop_of(match.query_index)),
                         operator=operator,
                     )
                     session.flush()

@@ -157,6 +157,8 @@ def _alert_item(a: Alert) -> dict[str, Any]:
         "band": a.band,
         "category": a.category,
         "site": a.site,
+        "camera": a.camera,
+        "gate": a.gate,
         "status": a.status,
         "created_at": format_time(a.created_at),
     }

@@ -14,7 +14,8 @@ from aiohttp import web
 from sqlmodel import Session, col, select
 
 from governance.manifest import Manifest
-from governance.roles import Action, require_permission
+from governance.policy import require_purpose, require_query_mode
+from governance.roles import Action, Role, require_camera_site, require_permission
 from node.context import NodeContext
 from node.http.api import (
     AUDIT_TARGET,
@@ -186,16 +187,36 @@ async def deletion_pending(request: web.Request, held: ClosurePending) -> web.HT
 
 
 async def match(request: web.Request) -> web.Response:
-    """Search the active entries; store an alert per hit, nothing about a non-match."""
-    staff = require_staff(request, Action.MATCH)
+    """Search the active entries; store an alert per hit, nothing about a non-match.
+
+    A camera account (``Role.CAMERA``) names its ``camera`` and one of its own sites, may give a
+    ``gate`` and a ``purpose`` (one of the manifest's), and is answered only how many faces it
+    sent and how many alerts they raised: it reads no entry and no alert."""
+    staff = request[STAFF]
+    camera_account = staff.role is Role.CAMERA
+    if not camera_account:
+        require_staff(request, Action.MATCH)
     context = request.app[CONTEXT]
     f = await read_json(request)
+    site = f.text("site", max_len=63, pattern=NODE_ID_RE) if f.has("site") else ""
+    camera = f.text("camera", max_len=63, pattern=NODE_ID_RE) if f.has("camera") else ""
+    gate = f.text("gate", max_len=63, pattern=NODE_ID_RE) if f.has("gate") else ""
+    purpose = f.text("purpose", max_len=48, pattern=CODE_RE) if f.has("purpose") else ""
+    network = f.boolean("network") if f.has("network") else False
+    if camera_account:
+        require_camera_site(staff.role, staff.sites, site)
+        if not camera:
+            raise MalformedError("request: a camera account names its 'camera' (the [[cameras]] id)")
+    elif network:
+        raise MalformedError("request.network: staff ask the other members with POST /v1/query")
+    if purpose:
+        require_purpose(context.manifest, purpose)
     probes = await probe_faces(f, context)
     queries = probes.embeddings
-    site = f.text("site", max_len=63, pattern=NODE_ID_RE) if f.has("site") else ""
-    gate = f.text("gate", max_len=63, pattern=NODE_ID_RE) if f.has("gate") else ""
     refuse_extra(f)
     if not queries:
+        if camera_account:
+            return web.json_response({"faces": 0, "alerts": 0})
         return web.json_response(
             {"threshold": context.manifest.policy.match_threshold, "faces": 0, "matches": []}
         )
@@ -242,7 +263,7 @@ async def match(request: web.Request) -> web.Response:
                         band=band,
                         category=state.category,
                     ),
-                    Seen(site=site, gate=gate, at=now, crop=probes.crop_jpeg(hit.query_index)),
+                    Seen(site=site, gate=gate, camera=camera, at=now, crop=probes.crop_jpeg(hit.query_index)),
                     operator=staff.id,
                 )
                 session.flush()
@@ -261,7 +282,40 @@ async def match(request: web.Request) -> web.Response:
         return out
 
     out = await asyncio.to_thread(alerts) if hits else []
+    if camera_account:  # a camera learns no entry: only that its faces were heard
+        raised = {m["alert_id"] for m in out}
+        asked = ""
+        if network:
+            from_peers = await _ask_network(
+                request, queries, purpose or "crime-prevention", site, camera, gate
+            )
+            raised |= from_peers
+            asked = f" network={len(from_peers)}"
+        request[AUDIT_TARGET] = f"camera={camera} site={site} faces={len(queries)} hits={len(hits)}{asked}"
+        return web.json_response({"faces": len(queries), "alerts": len(raised)})
     return web.json_response({"threshold": threshold, "faces": len(queries), "matches": out})
+
+
+async def _ask_network(
+    request: web.Request, queries: list[Embedding], purpose: str, site: str, camera: str, gate: str
+) -> set[str]:
+    """A camera's faces asked of every other member (plain mode, or private where the manifest
+    settles it), an alert per verified hit naming the camera and gate; the alert ids."""
+    context = request.app[CONTEXT]
+    federation = request.app[FEDERATION]
+    require_query_mode(context.manifest, None, "plain")
+    _, outcomes = await federation.query(queries, purpose, "plain")
+    staff = request[STAFF]
+    hits = await asyncio.to_thread(
+        federation.store_alerts,
+        outcomes,
+        site=site,
+        operator=staff.id,
+        now=request.app[CLOCK](),
+        gate=gate,
+        camera=camera,
+    )
+    return {str(h["alert_id"]) for h in hits}
 
 
 async def manifest_document(request: web.Request) -> web.Response:

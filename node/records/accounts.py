@@ -42,7 +42,7 @@ from node.records.auditlog import append_audit
 from node.storage.locks import lock_chains
 from node.storage.models import Account, ApiToken, AuditRecord, ConsoleSessionRow, SignInThrottle
 from protocol.errors import MalformedError, PolicyError
-from protocol.fields import format_time
+from protocol.fields import NODE_ID_RE, format_time
 
 __all__ = [
     "DELAY_AFTER",
@@ -170,6 +170,32 @@ class StaffMember:
     id: str
     username: str
     role: Role
+    sites: tuple[str, ...] = ()
+    """A camera account's sites (the only ones it may submit faces for); empty for staff."""
+
+
+def _member(account: Account) -> StaffMember:
+    sites = tuple(s for s in account.sites.split(",") if s) if account.sites else ()
+    return StaffMember(account.id, account.username, Role(account.role), sites)
+
+
+MAX_CAMERA_SITES = 32
+
+
+def _camera_sites(role: Role, sites: tuple[str, ...]) -> tuple[str, ...]:
+    """A camera account needs at least one site (``NODE_ID_RE``), every other role none."""
+    if role is not Role.CAMERA:
+        if sites:
+            raise MalformedError(f"only a camera account has sites; a {role.value} account has none")
+        return ()
+    if not sites:
+        raise MalformedError("a camera account needs the site(s) it may submit faces for (--site shibuya-01)")
+    if len(sites) > MAX_CAMERA_SITES:
+        raise MalformedError(f"{len(sites)} sites, at most {MAX_CAMERA_SITES} for one camera account")
+    for site in sites:
+        if not NODE_ID_RE.fullmatch(site):
+            raise MalformedError(f"site {site!r:.63} does not match {NODE_ID_RE.pattern}")
+    return tuple(dict.fromkeys(sites))
 
 
 @dataclass(frozen=True)
@@ -280,10 +306,13 @@ class StaffAccounts:
         *,
         actor: str | None = None,
         write_lock: threading.RLock | None = None,
+        sites: tuple[str, ...] = (),
     ) -> StaffMember:
         """A new enabled account; with ``actor`` (an admin, or ``host:<user>`` for the CLI) audited
         as ``account.add`` in the same transaction. The CLI and the console both add through here,
-        so the username and password rules are the same for both."""
+        so the username and password rules are the same for both. A camera account names the
+        ``sites`` it may submit faces for (at least one); no other account has any."""
+        sites = _camera_sites(role, sites)
         if not _USERNAME_RE.fullmatch(username):
             raise MalformedError(f"username {username!r}: use 3..48 letters, digits, '-' or '_'")
         if len(password) < MIN_PASSWORD_LENGTH:
@@ -296,6 +325,7 @@ class StaffAccounts:
             role=role.value,
             password_hash=_HASHER.hash(password),
             created_at=now,
+            sites=",".join(sites),
         )
         try:
             with (
@@ -311,7 +341,7 @@ class StaffAccounts:
                 session.commit()
         except IntegrityError as e:
             raise AccountExists(f"username {username!r} is taken") from e
-        return StaffMember(account.id, username, role)
+        return _member(account)
 
     def overview(self, now: datetime) -> builtins.list[AccountOverview]:
         """Every account with its sign-in lock, last sign-in (from the audit log) and API tokens."""
@@ -337,7 +367,7 @@ class StaffAccounts:
             )
         return [
             AccountOverview(
-                member=StaffMember(a.id, a.username, Role(a.role)),
+                member=_member(a),
                 disabled=a.disabled,
                 created_at=a.created_at,
                 locked_until=locks.get(a.id),
@@ -350,7 +380,7 @@ class StaffAccounts:
     def list(self) -> list[tuple[StaffMember, bool]]:
         with Session(self._engine, expire_on_commit=False) as session:
             rows = session.exec(select(Account).order_by(Account.username)).all()
-            return [(StaffMember(a.id, a.username, Role(a.role)), a.disabled) for a in rows]
+            return [(_member(a), a.disabled) for a in rows]
 
     def set_disabled(
         self,
@@ -434,7 +464,7 @@ class StaffAccounts:
                     )
                 )
                 session.commit()
-        return StaffMember(account.id, account.username, Role(account.role))
+        return _member(account)
 
     def _record_failure(self, account_id: str, source: str, now: datetime) -> int:
         """Count one wrong password for the pair in one statement (safe with concurrent workers);
@@ -628,7 +658,7 @@ class StaffAccounts:
             account = session.get(Account, row.account_id)
             if account is None or account.disabled:
                 raise AccountDisabled("the token's account is disabled")
-            return StaffMember(account.id, account.username, Role(account.role))
+            return _member(account)
 
     def revoke_token(self, token: str) -> None:
         with Session(self._engine, expire_on_commit=False) as session:

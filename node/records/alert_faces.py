@@ -76,6 +76,8 @@ class Seen:
     gate: str
     at: datetime
     crop: bytes | None = None
+    camera: str = ""
+    """The ``[[cameras]]`` id of the worker that sent the face; empty for other matches."""
 
 
 def erase_crops_in(
@@ -158,6 +160,8 @@ class AlertFaces:
             entry_version=hit.entry_version,
             band=hit.band,
             site=seen.site,
+            camera=seen.camera,
+            gate=seen.gate,
             operator=operator,
             created_at=now,
             category=hit.category,

@@ -51,6 +51,8 @@ class Account(SQLModel, table=True):
     disabled: bool = False
     failed_logins: int = 0
     created_at: datetime
+    sites: str = Field(default="", max_length=1024)
+    """A camera account's sites, comma-separated (it may submit faces for these only); empty for staff."""
 
 
 class ApiToken(SQLModel, table=True):
@@ -174,9 +176,13 @@ class Alert(SQLModel, table=True):
     band: str | None = Field(default=None, max_length=16)
     """What the answer disclosed: ``match`` or ``strong`` (the manifest's score disclosure rule)."""
     site: str = Field(default="", max_length=63)
+    camera: str = Field(default="", max_length=63)
+    """The camera whose worker submitted the face (``[[cameras]] id``); empty for other matches."""
+    gate: str = Field(default="", max_length=63)
     operator: str = Field(max_length=64)
     status: str = Field(default="open", max_length=16)
-    created_at: datetime
+    created_at: datetime = Field(index=True)
+    """Indexed: the delivery duty reads the alerts of the last minutes every second."""
     category: str | None = Field(default=None, max_length=48)
     signed_entry: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
@@ -212,6 +218,21 @@ class AlertFace(SQLModel, table=True):
     erase_after: datetime = Field(index=True)
     erased_at: datetime | None = None
     erased_because: str | None = Field(default=None, max_length=16)
+
+
+class AlertDelivery(SQLModel, table=True):
+    """One alert owed to one delivery target (a ``[[webhooks]]`` or ``[[email]]`` id): made when
+    the delivery duty first sees the alert, retried with backoff until the target takes it."""
+
+    __tablename__ = "alert_delivery"
+
+    alert_id: str = Field(primary_key=True, max_length=64)
+    target: str = Field(primary_key=True, max_length=63)
+    created_at: datetime
+    attempts: int = 0
+    next_at: datetime = Field(index=True)
+    delivered_at: datetime | None = None
+    last_error: str = Field(default="", max_length=64)
 
 
 class ManifestRow(SQLModel, table=True):
