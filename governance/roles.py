@@ -5,6 +5,12 @@ what each person's job needs. A registrar proposes, an officer decides (approves
 corrects, deletes), an operator matches and handles alerts, an auditor reads logs and reports,
 an admin manages accounts and configuration but cannot touch entries. The registrar of an entry
 can never be its approving officer; that check lives with the entry, this table with the roles.
+
+The certified organisation's own staff (its console, ``watchnet gov serve``) hold the
+organisation's roles: the secretariat drafts the next manifest version (an admission, a
+suspension) and publishes it once signed, a key holder uploads the signature they made offline
+with their own key, an auditor reads, an admin manages the organisation's accounts. A member's
+node offers only ``NODE_ROLES`` and the organisation's server only ``ORG_ROLES``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,16 @@ import enum
 
 from protocol.errors import PolicyError
 
-__all__ = ["Action", "Forbidden", "Role", "permitted", "require_permission"]
+__all__ = [
+    "NODE_ROLES",
+    "ORG_ACTIONS",
+    "ORG_ROLES",
+    "Action",
+    "Forbidden",
+    "Role",
+    "permitted",
+    "require_permission",
+]
 
 
 class Role(enum.StrEnum):
@@ -22,6 +37,8 @@ class Role(enum.StrEnum):
     OPERATOR = "operator"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    SECRETARIAT = "secretariat"
+    KEY_HOLDER = "key-holder"
 
 
 class Action(enum.StrEnum):
@@ -44,6 +61,27 @@ class Action(enum.StrEnum):
     READ_REPORT = "report.read"
     RECORD_PROVISION = "provision.record"
     READ_METRICS = "metrics.read"
+    ORG_READ_MEMBERS = "org.members.read"
+    ORG_READ_DRAFTS = "org.drafts.read"
+    ORG_DRAFT_MANIFEST = "org.manifest.draft"
+    ORG_SIGN_MANIFEST = "org.manifest.sign"
+    ORG_PUBLISH_MANIFEST = "org.manifest.publish"
+
+
+NODE_ROLES: tuple[Role, ...] = (Role.REGISTRAR, Role.OFFICER, Role.OPERATOR, Role.AUDITOR, Role.ADMIN)
+"""The roles of a member's staff, in the order lists show them."""
+ORG_ROLES: tuple[Role, ...] = (Role.SECRETARIAT, Role.KEY_HOLDER, Role.AUDITOR, Role.ADMIN)
+"""The roles of the certified organisation's staff."""
+ORG_ACTIONS = frozenset(
+    {
+        Action.ORG_READ_MEMBERS,
+        Action.ORG_READ_DRAFTS,
+        Action.ORG_DRAFT_MANIFEST,
+        Action.ORG_SIGN_MANIFEST,
+        Action.ORG_PUBLISH_MANIFEST,
+    }
+)
+"""What only the organisation's console does (a member's node has no such page)."""
 
 
 class Forbidden(PolicyError):
@@ -68,11 +106,33 @@ _PERMISSIONS: dict[Role, frozenset[Action]] = {
     ),
     Role.OPERATOR: frozenset({Action.MATCH, Action.VIEW_ALERTS, Action.REVIEW_ALERT}),
     Role.AUDITOR: frozenset(
-        {Action.READ_AUDIT, Action.READ_EVENT_LOG, Action.READ_REQUESTS, Action.READ_REPORT}
+        {
+            Action.READ_AUDIT,
+            Action.READ_EVENT_LOG,
+            Action.READ_REQUESTS,
+            Action.READ_REPORT,
+            Action.ORG_READ_MEMBERS,
+            Action.ORG_READ_DRAFTS,
+        }
     ),
     Role.ADMIN: frozenset(
-        {Action.MANAGE_ACCOUNTS, Action.MANAGE_MANIFEST, Action.READ_REPORT, Action.READ_METRICS}
+        {
+            Action.MANAGE_ACCOUNTS,
+            Action.MANAGE_MANIFEST,
+            Action.READ_REPORT,
+            Action.READ_METRICS,
+            Action.ORG_READ_MEMBERS,
+        }
     ),
+    Role.SECRETARIAT: frozenset(
+        {
+            Action.ORG_READ_MEMBERS,
+            Action.ORG_READ_DRAFTS,
+            Action.ORG_DRAFT_MANIFEST,
+            Action.ORG_PUBLISH_MANIFEST,
+        }
+    ),
+    Role.KEY_HOLDER: frozenset({Action.ORG_READ_MEMBERS, Action.ORG_READ_DRAFTS, Action.ORG_SIGN_MANIFEST}),
 }
 
 

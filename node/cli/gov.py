@@ -17,6 +17,7 @@ from typing import Any
 from governance.description import add_member, manifest_from_description, renew, set_member_status
 from governance.manifest import LocalizedText, Manifest, Member, MemberStatus
 from governance.notice import LANGUAGES, render_notice
+from governance.roles import ORG_ROLES
 from governance.trust import assess
 from node.files import write_atomic
 from node.records.keystore import load_signing_key, save_key
@@ -189,6 +190,51 @@ def cmd_notice(args: argparse.Namespace) -> int:
     return 0
 
 
+def _org_database(args: argparse.Namespace) -> str:
+    from node.org.staff import database_url
+
+    return args.database or database_url(Path(args.manifest).parent)
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    """``gov user add | list``: the organisation's staff accounts (the first admin is made here)."""
+    from governance.roles import Role
+    from node.cli.node import _cli_actor, _password
+    from node.org.staff import OrgStaff
+
+    staff = OrgStaff.open(_org_database(args))
+    try:
+        if args.user_command == "add":
+            member = staff.accounts.add(
+                args.username,
+                Role(args.role),
+                _password(args),
+                _now(),
+                actor=_cli_actor(),
+                write_lock=staff.write_lock,
+            )
+            _emit(
+                args,
+                {"id": member.id, "username": member.username, "role": member.role.value},
+                f"added {member.username} ({member.role.value}) as {member.id}; sign in at /console of gov serve",
+            )
+            return 0
+        rows = [
+            {"id": m.id, "username": m.username, "role": m.role.value, "disabled": disabled}
+            for m, disabled in staff.accounts.list()
+        ]
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False, sort_keys=True))
+        else:
+            for row in rows:
+                print(
+                    f"{row['username']:<24} {row['role']:<12} {'disabled' if row['disabled'] else 'enabled'}"
+                )
+        return 0
+    finally:
+        staff.close()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
@@ -196,6 +242,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from node.jsonlog import json_handler
     from node.org.server import build_gov_app
+    from node.org.staff import OrgStaff
 
     # One JSON object per line on stderr, for our records and aiohttp's alike (root at WARNING):
     # a reporter's or a complainant's text can never start a line of its own.
@@ -213,7 +260,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         state = Path(args.witness_state) if args.witness_state else path.parent / "witness"
         witness = OrganisationWitness(state, load_signing_key(Path(args.witness_key)))
         witness.check_key(ManifestPublisher(path).current().payload)
-    app = build_gov_app(path, reports, witness=witness)
+    staff = None if args.no_console else OrgStaff.open(_org_database(args))
+    app = build_gov_app(
+        path,
+        reports,
+        witness=witness,
+        staff=staff,
+        member_poll=parse_duration(args.member_poll, field="--member-poll").total_seconds(),
+    )
     logging.getLogger("watchnet.gov").info(
         "publishing %s on http://%s:%s/v1/manifest (reports to %s)",
         path,
@@ -453,6 +507,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--witness-state",
         help="where the witness keeps each log's latest checkpoint (default: witness/ beside the manifest)",
     )
+    p.add_argument(
+        "--database",
+        help="the organisation's accounts and audit log (default: sqlite org.db beside the manifest)",
+    )
+    p.add_argument("--no-console", action="store_true", help="serve no staff console at /console")
+    p.add_argument(
+        "--member-poll",
+        default="300s",
+        help="how often to ask each member which manifest it runs (default 300s)",
+    )
+
+    user = commands.add_parser("user", help="the organisation's staff accounts (console sign-in)")
+    user_commands = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    p = user_commands.add_parser("add", help="add an account: secretariat, key-holder, auditor or admin")
+    p.add_argument("username")
+    p.add_argument("--role", required=True, choices=[r.value for r in ORG_ROLES])
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    user_commands.add_parser("list", help="list the accounts")
+    for p in user_commands.choices.values():
+        p.set_defaults(handler=cmd_user)
+        p.add_argument("--manifest", required=True, help="the manifest file gov serve publishes")
+        p.add_argument("--database", help="default: sqlite org.db beside the manifest")
+        p.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     clear = commands.add_parser(
         "fork-clear",

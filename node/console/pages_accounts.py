@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from governance.roles import Action, Role
+from governance.roles import NODE_ROLES, Action, Role
 from node.console.pages import PREFIX, Visit, redirect, render, staff_page, url
 from node.http.api import CLOCK, CONTEXT, refuse_extra
 from node.records.accounts import MAX_TOKEN_LIFETIME, MIN_PASSWORD_LENGTH, AccountOverview
@@ -77,7 +77,7 @@ async def _page(request: web.Request, visit: Visit, *, issued: dict[str, Any] | 
         session=visit.session,
         switch_path=PAGE,
         accounts=_rows(accounts, now),
-        roles=[r.value for r in Role],
+        roles=[r.value for r in NODE_ROLES],
         me=visit.staff.id,
         issued=issued,
         actions={"add": ADD, "disable": DISABLE, "unlock": UNLOCK, "token": TOKEN, "revoke": REVOKE},

@@ -16,6 +16,10 @@ with different roots, both signed by the accused member's key in the published m
 evidence from the same reporter is kept once. A report of suspected template extraction
 (``extraction-report``) is kept only when signed by a current member.
 
+With an organisation database (``staff``, ``node.org.staff``) the server also serves the
+organisation's staff console under ``/console`` (``node.org.console``), and records each fetch
+of ``/v1/manifest`` by source address for its members page.
+
 Nothing here takes an anonymous write without a bound: bodies are capped by ``Content-Length``
 before they are read (64 KiB for a report, 16 KiB for a complaint), each source address (an IPv6
 client as its /64) may send 60 reports and 5 complaints per 10 minutes (429 ``rate_limited`` with
@@ -50,6 +54,10 @@ from node.http.notice import CACHE_CONTROL, QR_SRC, html_response, qr_response, 
 from node.http.witness import answer_add_checkpoint, answer_witnessed
 from node.org.clearances import clearance_path, load_clearance
 from node.org.complaints import count_open, file_complaint
+from node.org.console import OrgConsole, add_org_console
+from node.org.drafts import DraftStore
+from node.org.members import MemberWatch
+from node.org.staff import OrgStaff
 from node.org.witness import OrganisationWitness
 from node.reporting.notice_pages import NOTICE_PATH, group_notice_html
 from protocol.canonical import b64url_encode, canonical_bytes, parse_json
@@ -375,10 +383,17 @@ COMPLAINT_LIMITER = web.AppKey("complaint_limiter", SourceLimiter)
 OPEN_COMPLAINTS = web.AppKey("open_complaints", OpenComplaints)
 MAX_OPEN = web.AppKey("max_open_complaints", int)
 WITNESS = web.AppKey("witness", OrganisationWitness)
+WATCH = web.AppKey("member_watch", MemberWatch)
+MAX_CONSOLE_BYTES = 256 << 10
+"""The largest body: a console upload of a signed draft (a manifest of a few hundred members)."""
 
 
 async def manifest(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[PUBLISHER].current().to_bytes(), content_type="application/json")
+    document = request.app[PUBLISHER].current()
+    watch = request.app.get(WATCH)
+    if watch is not None:
+        watch.fetches.record(source_of(request.remote), document.payload.version, datetime.now(UTC))
+    return web.Response(body=document.to_bytes(), content_type="application/json")
 
 
 async def notice(request: web.Request) -> web.Response:
@@ -570,10 +585,14 @@ def build_gov_app(
     max_open_complaints: int = MAX_OPEN_PUBLIC_COMPLAINTS,
     clock: Callable[[], float] = time.monotonic,
     witness: OrganisationWitness | None = None,
+    staff: OrgStaff | None = None,
+    member_poll: float = 300.0,
 ) -> web.Application:
     """``notice_url``: the public address of ``/notice`` for its QR code (default: the request's own).
-    The rates, the register's cap and the (monotonic) clock are parameters for tests."""
-    app = web.Application(client_max_size=MAX_REPORT_BYTES)
+    The rates, the register's cap and the (monotonic) clock are parameters for tests. With
+    ``staff`` (the organisation's database) the console is served too, and every member is asked
+    which manifest it runs every ``member_poll`` seconds."""
+    app = web.Application(client_max_size=MAX_CONSOLE_BYTES if staff is not None else MAX_REPORT_BYTES)
     app[PUBLISHER] = ManifestPublisher(manifest_path)
     app[REPORTS] = reports
     app[NOTICE_URL] = notice_url or ""
@@ -595,4 +614,20 @@ def build_gov_app(
         app[WITNESS] = witness
         app.router.add_post("/v1/witness/add-checkpoint", witness_add_checkpoint)
         app.router.add_get("/v1/witness/checkpoint", witness_checkpoint)
+    if staff is not None:
+        publisher = app[PUBLISHER]
+        watch = MemberWatch(
+            lambda: publisher.current().payload,
+            lambda: datetime.now(UTC).replace(microsecond=0),
+            interval=member_poll,
+        )
+        app[WATCH] = watch
+        org = OrgConsole(
+            current=lambda: publisher.current().payload,
+            drafts=DraftStore(manifest_path),
+            watch=watch,
+            reports=reports,
+            complaints=app[COMPLAINTS],
+        )
+        add_org_console(app, staff, org)
     return app

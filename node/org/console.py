@@ -1,0 +1,483 @@
+"""The certified organisation's console, served by ``watchnet gov serve`` under ``/console``.
+
+The organisation's staff sign in with the member console's machinery (``node.console``: the
+sign-in form, argon2id passwords and throttling, server-side sessions, CSRF tokens, the ja/en
+texts, the page frame), hosted here by a ``ConsoleHost`` built from the organisation's own
+database (``node.org.staff``) instead of a member's node. Its pages:
+
+- **Members** (``/console/members``): every member of the version in force with its status, the
+  version it runs and whether it answered (``node.org.members``), its manifest fetches as far as
+  they can be told apart, fork reports and clearances about it, complaints about it.
+- **Drafts** (``/console/drafts``): admission, suspension, reinstatement and removal start as a
+  draft of the next version (``node.org.drafts``); a draft's page says its changes in words
+  (``governance.changes``), offers the file a key holder signs offline (``watchnet gov sign``),
+  takes the signed file back, shows k of n collected and by whom, and publishes only when the
+  rules every node applies accept it.
+
+Every page and form is audited: the console's requests by the middleware here (``ok:<status>``),
+refusals by the shared page wrapper (``refused:<code>``), and each decision by a record of its own
+(``org.draft``, ``org.signature``, ``org.publish``, ``org.withdraw``) naming the version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from governance.changes import manifest_changes
+from governance.manifest import LocalizedText, Manifest, Member
+from governance.roles import Action, Role, permitted
+from governance.trust import assess
+from node.config import ConsoleSettings
+from node.console import add_static, is_console_path, setup_templates
+from node.console.pages import (
+    HOST,
+    PREFIX,
+    SESSIONS,
+    ConsoleHost,
+    Visit,
+    audit,
+    client,
+    redirect,
+    render,
+    staff_page,
+    url,
+)
+from node.console.pages_login import add_sign_in_routes
+from node.console.session import SessionStore
+from node.http.api import ACTOR, CLOCK, LIMITER, RateLimiter, refuse_extra
+from node.org.clearances import clearance_path, load_clearance
+from node.org.complaints import list_complaints
+from node.org.drafts import ACTIONS, Draft, DraftStore
+from node.org.members import MemberWatch, endpoint_source
+from node.org.staff import OrgStaff
+from node.records.accounts import StaffMember
+from protocol.errors import MalformedError, WatchnetError
+from protocol.fields import NODE_ID_RE
+from protocol.keys import PublicEncryptionKey, PublicSigningKey
+
+__all__ = ["ORG_PAGES", "OrgConsole", "add_org_console", "org_links"]
+
+MEMBERS = f"{PREFIX}/members"
+DRAFTS = f"{PREFIX}/drafts"
+ROLE_PAGES = {
+    Role.SECRETARIAT: MEMBERS,
+    Role.KEY_HOLDER: DRAFTS,
+    Role.AUDITOR: MEMBERS,
+    Role.ADMIN: MEMBERS,
+}
+ORG_PAGES: tuple[tuple[str, str, Action], ...] = (
+    (MEMBERS, "nav.org_members", Action.ORG_READ_MEMBERS),
+    (DRAFTS, "nav.org_drafts", Action.ORG_READ_DRAFTS),
+)
+EXPIRY_WARNING_DAYS = 30
+"""A manifest expiring within this many days is flagged on every page that shows it."""
+REQUESTS_PER_MINUTE = 120
+
+
+def org_links(staff: StaffMember) -> list[tuple[str, str]]:
+    return [(path, key) for path, key, action in ORG_PAGES if permitted(staff.role, action)]
+
+
+@dataclass
+class OrgConsole:
+    """What the organisation's pages read: the version in force, drafts, members, registers."""
+
+    current: Callable[[], Manifest]
+    drafts: DraftStore
+    watch: MemberWatch
+    reports: Path
+    complaints: Path
+
+
+ORG = web.AppKey("org_console", OrgConsole)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _record(request: web.Request, visit: Visit, action: str, target: str, outcome: str = "ok") -> None:
+    audit(request, actor=visit.staff.id, action=action, target=target, outcome=outcome)
+
+
+async def _in_thread(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.to_thread(call, *args, **kwargs)
+
+
+# ----- members ---------------------------------------------------------------------------------
+
+
+def _fork_reports(reports: Path, member: str) -> list[dict[str, Any]]:
+    found = []
+    for path in sorted(reports.glob(f"fork-{member}-*.json")):
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        found.append(
+            {
+                "id": path.stem.rsplit("-", 1)[1],
+                "received_at": report.get("received_at", ""),
+                "tree_size": report.get("tree_size"),
+            }
+        )
+    return found
+
+
+def _cleared(reports: Path, member: str) -> bool:
+    try:
+        load_clearance(clearance_path(reports, member))
+    except (WatchnetError, OSError):
+        return False
+    return True
+
+
+def _member_rows(org: OrgConsole, manifest: Manifest) -> list[dict[str, Any]]:
+    complaints = list_complaints(org.complaints) if org.complaints.exists() else []
+    sources: dict[str, int] = {}
+    for m in manifest.joint_use.members:
+        source = endpoint_source(m.endpoint)
+        if source is not None:
+            sources[source] = sources.get(source, 0) + 1
+    rows = []
+    for m in manifest.joint_use.members:
+        source = endpoint_source(m.endpoint)
+        if source is None:
+            fetch_state, fetch = "hostname", None
+        elif sources[source] > 1:
+            fetch_state, fetch = "shared", org.watch.fetches.get(source)
+        else:
+            fetch = org.watch.fetches.get(source)
+            fetch_state = "seen" if fetch is not None else "none"
+        about = [c for c in complaints if c.get("about_member") == m.node_id]
+        rows.append(
+            {
+                "member": m,
+                "sighting": org.watch.sightings.get(m.node_id),
+                "fetch_state": fetch_state,
+                "fetch": fetch,
+                "source": source,
+                "sharing": sources.get(source or "", 0),
+                "forks": _fork_reports(org.reports, m.node_id),
+                "cleared": _cleared(org.reports, m.node_id),
+                "complaints_open": sum(1 for c in about if c.get("status") == "open"),
+                "complaints_closed": sum(1 for c in about if c.get("status") != "open"),
+            }
+        )
+    return rows
+
+
+def _expiry(manifest: Manifest, now: datetime) -> dict[str, Any]:
+    days = (manifest.expires - now).days
+    return {"days_left": days, "expiring": days < EXPIRY_WARNING_DAYS, "expired": manifest.is_expired(now)}
+
+
+@staff_page(Action.ORG_READ_MEMBERS)
+async def members_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    org = request.app[ORG]
+    manifest = org.current()
+    rows = await _in_thread(_member_rows, org, manifest)
+    return render(
+        request,
+        "org_members.html",
+        visit.lang,
+        session=visit.session,
+        manifest=manifest,
+        rows=rows,
+        watch=org.watch,
+        open_draft=org.drafts.open_draft(),
+        **_expiry(manifest, request.app[CLOCK]()),
+    )
+
+
+@staff_page(Action.ORG_READ_MEMBERS, back=MEMBERS)
+async def members_check(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """Ask every member now which manifest it runs (the page shows the answers)."""
+    refuse_extra(visit.fields())
+    sightings = await request.app[ORG].watch.check()
+    reachable = sum(1 for s in sightings.values() if s.outcome == "ok")
+    _record(request, visit, "org.members.check", f"{reachable}/{len(sightings)} answered")
+    visit.session.notices.append("org.members_checked")
+    return redirect(url(MEMBERS, visit.lang))
+
+
+# ----- drafts ----------------------------------------------------------------------------------
+
+
+def _draft_view(draft: Draft, in_force: Manifest, now: datetime) -> dict[str, Any]:
+    own, previous = draft.signatures(in_force)
+    report = assess(draft.document, now=now, trusted=in_force)
+    problems = list(report.problems)
+    if draft.state == "open" and draft.base_version != in_force.version:
+        problems.insert(
+            0, f"draft_stale: drafted on version {draft.base_version}, {in_force.version} is in force"
+        )
+    keyholders = []
+    for keyid in draft.document.payload.manifest_role.keyids:
+        keyholders.append(
+            {
+                "keyid": keyid,
+                "signed": keyid in own.signed,
+                "invalid": keyid in own.invalid,
+                "by": draft.signers.get(keyid, {}).get("by", ""),
+                "at": draft.signers.get(keyid, {}).get("at", ""),
+            }
+        )
+    return {
+        "draft": draft,
+        "manifest": draft.document.payload,
+        "changes": manifest_changes(in_force, draft.document.payload) if draft.state == "open" else None,
+        "own": own,
+        "previous": previous,
+        "keyholders": keyholders,
+        "publishable": draft.state == "open" and not problems,
+        "problems": problems,
+    }
+
+
+def _account_names(request: web.Request) -> dict[str, str]:
+    return {m.id: m.username for m, _ in request.app[HOST].accounts.list()}
+
+
+@staff_page(Action.ORG_READ_DRAFTS)
+async def drafts_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    org = request.app[ORG]
+    in_force = org.current()
+    drafts = await _in_thread(org.drafts.all)
+    now = request.app[CLOCK]()
+    return render(
+        request,
+        "org_drafts.html",
+        visit.lang,
+        session=visit.session,
+        in_force=in_force,
+        drafts=[(d, d.signatures(in_force)[0]) for d in drafts],
+        open_draft=next((d for d in drafts if d.state == "open"), None),
+        may_draft=permitted(visit.staff.role, Action.ORG_DRAFT_MANIFEST),
+        actions=ACTIONS,
+        node_pattern=NODE_ID_RE.pattern,
+        accounts=_account_names(request),
+        **_expiry(in_force, now),
+    )
+
+
+def _new_member(f: Any) -> Member:
+    node_id = f.text("node_id", max_len=63, pattern=NODE_ID_RE)
+    member = Member(
+        node_id=node_id,
+        name=LocalizedText(f.text("name_ja", max_len=120), f.text("name_en", max_len=120)),
+        signing_key=PublicSigningKey.from_str(f.text("signing_key", max_len=64), field="signing_key"),
+        encryption_key=PublicEncryptionKey.from_str(
+            f.text("encryption_key", max_len=64), field="encryption_key"
+        ),
+        endpoint=f.text("endpoint", max_len=256),
+    )
+    return Member.from_dict(member.to_dict())  # the manifest's own checks (endpoint form ...)
+
+
+@staff_page(Action.ORG_DRAFT_MANIFEST, back=DRAFTS)
+async def draft_create(request: web.Request, visit: Visit) -> web.StreamResponse:
+    org = request.app[ORG]
+    f = visit.fields()
+    action = f.text("action", max_len=16)
+    if action not in ACTIONS:
+        raise MalformedError(f"form.action: {action!r:.20} is not one of {', '.join(ACTIONS)}")
+    in_force = org.current()
+    if action == "admit":
+        member = _new_member(f)
+        refuse_extra(f)
+        draft = await _in_thread(
+            org.drafts.create, in_force, action, member=member, by=visit.staff.id, now=request.app[CLOCK]()
+        )
+    else:
+        node_id = f.text("node_id", max_len=63, pattern=NODE_ID_RE)
+        refuse_extra(f)
+        draft = await _in_thread(
+            org.drafts.create, in_force, action, node_id=node_id, by=visit.staff.id, now=request.app[CLOCK]()
+        )
+    _record(request, visit, "org.draft", f"v{draft.version}:{action}:{draft.member}")
+    visit.session.notices.append("org.draft_created")
+    return redirect(url(f"{DRAFTS}/{draft.version}", visit.lang))
+
+
+def _version(request: web.Request) -> int:
+    text = request.match_info["version"]
+    if not text.isdigit() or len(text) > 9:
+        raise MalformedError(f"{text[:12]!r} is not a manifest version")
+    return int(text)
+
+
+def _draft_path(version: int) -> str:
+    return f"{DRAFTS}/{version}"
+
+
+@staff_page(Action.ORG_READ_DRAFTS, back=DRAFTS)
+async def draft_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    org = request.app[ORG]
+    draft = await _in_thread(org.drafts.get, _version(request))
+    in_force = org.current()
+    return render(
+        request,
+        "org_draft.html",
+        visit.lang,
+        session=visit.session,
+        in_force=in_force,
+        may_sign=permitted(visit.staff.role, Action.ORG_SIGN_MANIFEST),
+        may_publish=permitted(visit.staff.role, Action.ORG_PUBLISH_MANIFEST),
+        may_withdraw=permitted(visit.staff.role, Action.ORG_DRAFT_MANIFEST),
+        accounts=_account_names(request),
+        path=_draft_path(draft.version),
+        **_draft_view(draft, in_force, request.app[CLOCK]()),
+        **_expiry(in_force, request.app[CLOCK]()),
+    )
+
+
+@staff_page(Action.ORG_READ_DRAFTS, back=DRAFTS)
+async def draft_file(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """The draft as a file, for a key holder to sign offline with ``watchnet gov sign``."""
+    draft = await _in_thread(request.app[ORG].drafts.get, _version(request))
+    body = (
+        json.dumps(draft.document.to_dict(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    ).encode()
+    _record(request, visit, "org.draft.download", f"v{draft.version}")
+    return web.Response(
+        body=body,
+        content_type="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="manifest-v{draft.version}-draft.json"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@staff_page(Action.ORG_SIGN_MANIFEST)
+async def draft_sign(request: web.Request, visit: Visit) -> web.StreamResponse:
+    org = request.app[ORG]
+    version = _version(request)
+    form = visit.posted
+    data = form.files.get("signature")
+    if not data or set(form.fields) - {"csrf"} or set(form.files) - {"signature"}:
+        raise MalformedError("form: a 'signature' file (the draft signed with 'watchnet gov sign') is needed")
+    try:
+        upload = await _in_thread(
+            org.drafts.add_signatures,
+            version,
+            data,
+            org.current(),
+            by=visit.staff.id,
+            now=request.app[CLOCK](),
+        )
+    except WatchnetError as e:
+        _record(request, visit, "org.signature", f"v{version}", f"refused:{e.code}")
+        raise
+    target = f"v{version}:" + (",".join(k[:16] for k in upload.added) or "none-new")
+    _record(request, visit, "org.signature", target, f"ok:added={len(upload.added)}")
+    visit.session.notices.append("org.signature_added" if upload.added else "org.signature_already")
+    return redirect(url(_draft_path(version), visit.lang))
+
+
+@staff_page(Action.ORG_PUBLISH_MANIFEST)
+async def draft_publish(request: web.Request, visit: Visit) -> web.StreamResponse:
+    org = request.app[ORG]
+    version = _version(request)
+    refuse_extra(visit.fields())
+    try:
+        draft = await _in_thread(
+            org.drafts.publish, version, org.current(), by=visit.staff.id, now=request.app[CLOCK]()
+        )
+    except WatchnetError as e:
+        _record(request, visit, "org.publish", f"v{version}", f"refused:{e.code}")
+        raise
+    _record(request, visit, "org.publish", f"v{draft.version}:{draft.action}:{draft.member}")
+    visit.session.notices.append("org.published")
+    org.watch.wake()
+    return redirect(url(_draft_path(version), visit.lang))
+
+
+@staff_page(Action.ORG_DRAFT_MANIFEST, back=DRAFTS)
+async def draft_withdraw(request: web.Request, visit: Visit) -> web.StreamResponse:
+    org = request.app[ORG]
+    version = _version(request)
+    refuse_extra(visit.fields())
+    await _in_thread(org.drafts.withdraw, version, by=visit.staff.id, now=request.app[CLOCK]())
+    _record(request, visit, "org.withdraw", f"v{version}")
+    visit.session.notices.append("org.withdrawn")
+    return redirect(url(DRAFTS, visit.lang))
+
+
+# ----- assembly --------------------------------------------------------------------------------
+
+
+@web.middleware
+async def audit_console(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """One audit record of every console request that was answered (refusals record themselves)."""
+    if not is_console_path(request.path) or request.path.startswith(f"{PREFIX}/static/"):
+        return await handler(request)
+    response = await handler(request)
+    resource = request.match_info.route.resource
+    audit(
+        request,
+        actor=request.get(ACTOR, client(request)),
+        action=f"{request.method} {resource.canonical if resource else request.path}",
+        target=request.match_info.get("version", ""),
+        outcome=f"ok:{response.status}",
+    )
+    return response
+
+
+def add_org_console(
+    app: web.Application,
+    staff: OrgStaff,
+    org: OrgConsole,
+    *,
+    settings: ConsoleSettings | None = None,
+    zone: ZoneInfo | None = None,
+    clock: Callable[[], datetime] = _now,
+) -> None:
+    """Mount the organisation's console on ``app`` (``gov serve``'s application)."""
+    settings = settings or ConsoleSettings()
+
+    def heading(lang: str) -> tuple[str, str]:
+        manifest = org.current()
+        return manifest.joint_use.administrator.name.get(lang), manifest.group_id
+
+    app[HOST] = ConsoleHost(
+        engine=staff.engine,
+        write_lock=staff.write_lock,
+        accounts=staff.accounts,
+        zone=zone or settings.zone,
+        heading=heading,
+        role_pages=ROLE_PAGES,
+        title="org.title",
+        login_hint="org.login_hint",
+    )
+    app[ORG] = org
+    app[SESSIONS] = SessionStore(settings)
+    app[CLOCK] = clock
+    app[LIMITER] = RateLimiter(REQUESTS_PER_MINUTE)
+    app.middlewares.append(audit_console)
+    setup_templates(app, org_links, packages=("node.org",))
+    add_sign_in_routes(app)
+    app.router.add_get(MEMBERS, members_page)
+    app.router.add_post(f"{MEMBERS}/check", members_check)
+    app.router.add_get(DRAFTS, drafts_page)
+    app.router.add_post(DRAFTS, draft_create)
+    app.router.add_get(f"{DRAFTS}/{{version}}", draft_page)
+    app.router.add_get(f"{DRAFTS}/{{version}}/file", draft_file)
+    app.router.add_post(f"{DRAFTS}/{{version}}/signatures", draft_sign)
+    app.router.add_post(f"{DRAFTS}/{{version}}/publish", draft_publish)
+    app.router.add_post(f"{DRAFTS}/{{version}}/withdraw", draft_withdraw)
+    add_static(app)
+    app.cleanup_ctx.append(org.watch.start)
