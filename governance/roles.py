@@ -66,6 +66,8 @@ class Action(enum.StrEnum):
     ORG_DRAFT_MANIFEST = "org.manifest.draft"
     ORG_SIGN_MANIFEST = "org.manifest.sign"
     ORG_PUBLISH_MANIFEST = "org.manifest.publish"
+    ORG_READ_COMPLAINTS = "org.complaints.read"
+    ORG_HANDLE_COMPLAINTS = "org.complaints.handle"
 
 
 NODE_ROLES: tuple[Role, ...] = (Role.REGISTRAR, Role.OFFICER, Role.OPERATOR, Role.AUDITOR, Role.ADMIN)
@@ -79,6 +81,8 @@ ORG_ACTIONS = frozenset(
         Action.ORG_DRAFT_MANIFEST,
         Action.ORG_SIGN_MANIFEST,
         Action.ORG_PUBLISH_MANIFEST,
+        Action.ORG_READ_COMPLAINTS,
+        Action.ORG_HANDLE_COMPLAINTS,
     }
 )
 """What only the organisation's console does (a member's node has no such page)."""
@@ -113,6 +117,7 @@ _PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.READ_REPORT,
             Action.ORG_READ_MEMBERS,
             Action.ORG_READ_DRAFTS,
+            Action.ORG_READ_COMPLAINTS,
         }
     ),
     Role.ADMIN: frozenset(
@@ -130,6 +135,8 @@ _PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.ORG_READ_DRAFTS,
             Action.ORG_DRAFT_MANIFEST,
             Action.ORG_PUBLISH_MANIFEST,
+            Action.ORG_READ_COMPLAINTS,
+            Action.ORG_HANDLE_COMPLAINTS,
         }
     ),
     Role.KEY_HOLDER: frozenset({Action.ORG_READ_MEMBERS, Action.ORG_READ_DRAFTS, Action.ORG_SIGN_MANIFEST}),

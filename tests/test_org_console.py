@@ -433,3 +433,134 @@ def test_members_page_says_what_is_known_of_fetches_and_reachability(org: dict[s
         assert ("org.members.check", "0/2 answered", "ok") in audit_records(staff)
 
     run(org, scenario)
+
+
+@pytest.mark.timeout(60)
+def test_complaints_register_in_the_console(org: dict[str, Any]) -> None:
+    async def scenario(browser: Callable[[], Awaitable[Browser]], staff: OrgStaff) -> None:
+        public = await browser()
+        response = await public.client.post(
+            "/v1/complaints",
+            json={
+                "category": "misidentification",
+                "summary": "I was stopped at B's door",
+                "about_member": "chain-b",
+            },
+        )
+        assert response.status == 201
+        reference = (await response.json())["reference"]
+        sec = await browser()
+        await sec.login("sec1")
+        status, text = await sec.get("/console/members?lang=en")
+        assert re.search(r'data-member="chain-b".*?data-complaints-open="1"', text, re.S)
+        status, text = await sec.get("/console/complaints?lang=ja")
+        assert status == 200 and f'data-complaint="{reference}"' in text and 'data-about="chain-b"' in text
+        assert "誤認（人違い）" in text and f'id="close-{reference}"' in text
+        kh = await browser()
+        await kh.login("kh1")
+        status, _ = await kh.get("/console/complaints?lang=en")
+        assert status == 403
+        aud = await browser()
+        await aud.login("aud1")
+        status, text = await aud.get("/console/complaints?lang=en")
+        assert status == 200 and 'id="read-only"' in text and f'id="close-{reference}"' not in text
+        status, text = await sec.post(
+            f"/console/complaints/{reference}/close?lang=en", {"outcome": "resolved", "note": "B apologised"}
+        )
+        assert status == 200 and "The complaint was closed." in text and 'data-outcome="resolved"' in text
+        status, text = await sec.post(
+            f"/console/complaints/{reference}/close?lang=en", {"outcome": "resolved", "note": "again"}
+        )
+        assert status == 409 and 'data-code="wrong_state"' in text
+        assert ("org.complaint.close", reference, "ok:resolved") in audit_records(staff)
+        status, text = await sec.get("/console/members?lang=en")
+        assert "0 open, 1 closed" in text
+
+    run(org, scenario)
+
+
+@pytest.mark.timeout(120)
+def test_a_key_holder_posts_the_signature_from_the_cli(org: dict[str, Any]) -> None:
+    from node.cli.main import main
+
+    directory: Path = org["dir"]
+    manifest = str(org["manifest"])
+    token = json.loads(cli("gov", "user", "token", "kh1", "--manifest", manifest, "--days", "7", "--json"))[
+        "token"
+    ]
+    (directory / "kh1.token").write_text(token + "\n", encoding="utf-8")
+    wrong = json.loads(cli("gov", "user", "token", "sec1", "--manifest", manifest, "--json"))["token"]
+    (directory / "sec1.token").write_text(wrong, encoding="utf-8")
+
+    async def scenario(browser: Callable[[], Awaitable[Browser]], staff: OrgStaff) -> None:
+        sec = await browser()
+        await sec.login("sec1")
+        await sec.post("/console/drafts?lang=en", {"action": "suspend", "node_id": "chain-b"})
+        response = await sec.client.get("/console/drafts/2/file")
+        draft = directory / "draft.json"
+        draft.write_bytes(await response.read())
+        base = sec.base.rstrip("/")
+
+        def sign(key: str, token_file: str) -> int:
+            return main(
+                [
+                    "gov",
+                    "sign",
+                    str(draft),
+                    "--key",
+                    str(directory / key),
+                    "--post",
+                    base,
+                    "--token-file",
+                    str(directory / token_file),
+                ]
+            )
+
+        assert await asyncio.to_thread(sign, "org1.key", "sec1.token") != 0  # a secretary may not sign
+        out = await asyncio.to_thread(
+            cli, "gov", "sign", str(draft), "--key", str(directory / "org1.key"), "--post", base,
+            "--token-file", str(directory / "kh1.token"), "--json",
+        )  # fmt: skip
+        posted = json.loads(out)["posted"]
+        assert posted == {"version": 2, "added": [KEYS[0].keyid], "already": [], "signed": 1, "threshold": 2}
+        _, text = await sec.get("/console/drafts/2?lang=en")
+        assert 'id="collected" data-signed="1"' in text and "kh1 at" in text
+        response = await sec.client.post(
+            "/v1/org/drafts/2/signatures",
+            data=draft.read_bytes(),
+            headers={"Authorization": "Bearer wnt_nope"},
+        )
+        assert response.status == 401 and (await response.json())["error"] == "unauthenticated"
+        records = audit_records(staff)
+        assert ("org.signature", f"v2:{KEYS[0].keyid[:16]}", "ok:added=1") in records
+        assert ("org.signature", "v2", "refused:forbidden") in records
+        assert ("org.signature", "v2", "refused:unauthenticated") in records
+
+    run(org, scenario)
+
+
+@pytest.mark.timeout(60)
+def test_an_expiring_manifest_is_flagged_and_a_renewal_drafted(org: dict[str, Any]) -> None:
+    v1: Manifest = make_manifest(now=NOW)
+    soon = replace(v1, expires=NOW + timedelta(days=10))
+    org["manifest"].write_bytes(signed_manifest(soon, KEYS[0], KEYS[1]).to_bytes())
+
+    async def scenario(browser: Callable[[], Awaitable[Browser]], staff: OrgStaff) -> None:
+        sec = await browser()
+        await sec.login("sec1")
+        status, text = await sec.get("/console/members?lang=ja")
+        assert (
+            'data-expiring="yes"' in text
+            and 'id="expiry-warning"' in text
+            and "有効期限が近づいています" in text
+        )
+        status, text = await sec.post("/console/drafts?lang=en", {"action": "renew", "days": "0"})
+        assert status == 400
+        status, text = await sec.post("/console/drafts?lang=en", {"action": "renew", "days": "180"})
+        assert status == 200 and 'data-kind="expires"' in text and "Expiry changed:" in text
+        draft = SignedDocument.from_bytes((org["dir"] / "drafts" / "draft-v2.json").read_bytes(), Manifest)
+        assert draft.payload.version == 2 and draft.payload.expires >= NOW + timedelta(days=180)
+        assert manifest_changes(soon, draft.payload)[0].kind == "expires"
+        assert ("org.draft", "v2:renew:", "ok") in audit_records(staff)
+
+    run(org, scenario)

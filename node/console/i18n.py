@@ -809,6 +809,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Enter the new member node's public keys and endpoint (its operator reads them with watchnet node info).",
     ),
     "org.status_heading": ("参加状況の変更案を作る", "Draft a change of a member's status"),
+    "org.renew_heading": ("有効期限の更新案を作る", "Draft a renewal"),
+    "org.renew_help": (
+        "適用中の版と同じ内容で、有効期限だけを今から指定日数後にした次の版を作ります。",
+        "The next version with the same contents and a new expiry, the given number of days from now.",
+    ),
+    "org.field_days": ("有効日数（今日から）", "Valid for (days from today)"),
     "org.field_node_id": ("ノード ID", "Node id"),
     "org.field_name_ja": ("名称（日本語）", "Name (Japanese)"),
     "org.field_name_en": ("名称（英語）", "Name (English)"),
@@ -997,6 +1003,7 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "suspend": ("参加停止", "Suspension"),
         "reinstate": ("参加再開", "Reinstatement"),
         "remove": ("脱退", "Removal"),
+        "renew": ("有効期限の更新", "Renewal"),
     },
     "draft_state": {
         "open": ("署名待ち", "Collecting signatures"),

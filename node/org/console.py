@@ -8,6 +8,10 @@ database (``node.org.staff``) instead of a member's node. Its pages:
 - **Members** (``/console/members``): every member of the version in force with its status, the
   version it runs and whether it answered (``node.org.members``), its manifest fetches as far as
   they can be told apart, fork reports and clearances about it, complaints about it.
+- **Complaints** (``/console/complaints``): the organisation's register (Art. 40; the public form
+  of ``gov serve`` and ``gov complaints add``), open ones with their deadlines and the member
+  each is about, closed ones with their outcome; the secretariat closes one with an outcome
+  and a note (the member console's complaints page, on the organisation's register).
 - **Drafts** (``/console/drafts``): admission, suspension, reinstatement and removal start as a
   draft of the next version (``node.org.drafts``); a draft's page says its changes in words
   (``governance.changes``), offers the file a key holder signs offline (``watchnet gov sign``),
@@ -16,16 +20,19 @@ database (``node.org.staff``) instead of a member's node. Its pages:
 
 Every page and form is audited: the console's requests by the middleware here (``ok:<status>``),
 refusals by the shared page wrapper (``refused:<code>``), and each decision by a record of its own
-(``org.draft``, ``org.signature``, ``org.publish``, ``org.withdraw``) naming the version.
+(``org.draft``, ``org.signature``, ``org.publish``, ``org.withdraw``, ``org.complaint.close``)
+naming what it decided.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,8 +41,10 @@ from aiohttp import web
 
 from governance.changes import manifest_changes
 from governance.manifest import LocalizedText, Manifest, Member
-from governance.roles import Action, Role, permitted
+from governance.requests import COMPLAINT_OUTCOMES
+from governance.roles import Action, Role, permitted, require_permission
 from governance.trust import assess
+from node.casework.registers import COMPLAINT_DEADLINE, complaint_due
 from node.config import ConsoleSettings
 from node.console import add_static, is_console_path, setup_templates
 from node.console.pages import (
@@ -52,15 +61,16 @@ from node.console.pages import (
     url,
 )
 from node.console.pages_login import add_sign_in_routes
+from node.console.pages_requests import COMPLAINT_ORDER, ComplaintCard
 from node.console.session import SessionStore
-from node.http.api import ACTOR, CLOCK, LIMITER, RateLimiter, refuse_extra
+from node.http.api import ACTOR, CLOCK, LIMITER, RateLimited, RateLimiter, refuse_extra, status_for
 from node.org.clearances import clearance_path, load_clearance
-from node.org.complaints import list_complaints
-from node.org.drafts import ACTIONS, Draft, DraftStore
+from node.org.complaints import close_complaint, list_complaints
+from node.org.drafts import ACTIONS, MAX_DRAFT_BYTES, Draft, DraftStore
 from node.org.members import MemberWatch, endpoint_source
 from node.org.staff import OrgStaff
-from node.records.accounts import StaffMember
-from protocol.errors import MalformedError, WatchnetError
+from node.records.accounts import AuthenticationFailed, StaffMember
+from protocol.errors import MalformedError, OversizedError, WatchnetError
 from protocol.fields import NODE_ID_RE
 from protocol.keys import PublicEncryptionKey, PublicSigningKey
 
@@ -68,6 +78,7 @@ __all__ = ["ORG_PAGES", "OrgConsole", "add_org_console", "org_links"]
 
 MEMBERS = f"{PREFIX}/members"
 DRAFTS = f"{PREFIX}/drafts"
+COMPLAINTS = f"{PREFIX}/complaints"
 ROLE_PAGES = {
     Role.SECRETARIAT: MEMBERS,
     Role.KEY_HOLDER: DRAFTS,
@@ -77,7 +88,11 @@ ROLE_PAGES = {
 ORG_PAGES: tuple[tuple[str, str, Action], ...] = (
     (MEMBERS, "nav.org_members", Action.ORG_READ_MEMBERS),
     (DRAFTS, "nav.org_drafts", Action.ORG_READ_DRAFTS),
+    (COMPLAINTS, "nav.complaints", Action.ORG_READ_COMPLAINTS),
 )
+DAYS_RE = re.compile(r"[1-9][0-9]{0,2}")
+RENEWAL_DAYS = 180
+"""The renewal form's default validity (the CLI's ``gov bump`` default too)."""
 EXPIRY_WARNING_DAYS = 30
 """A manifest expiring within this many days is flagged on every page that shows it."""
 REQUESTS_PER_MINUTE = 120
@@ -210,17 +225,67 @@ async def members_check(request: web.Request, visit: Visit) -> web.StreamRespons
     return redirect(url(MEMBERS, visit.lang))
 
 
+# ----- complaints ------------------------------------------------------------------------------
+
+
+@staff_page(Action.ORG_READ_COMPLAINTS)
+async def complaints_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """The organisation's register: open complaints oldest first with their deadlines, then closed ones."""
+    org = request.app[ORG]
+    now = request.app[CLOCK]()
+    views = await _in_thread(lambda: list_complaints(org.complaints) if org.complaints.exists() else [])
+    cards = [ComplaintCard(v, *complaint_due(v, now)) for v in views]
+    open_cards = [c for c in cards if c.view["status"] == "open"]
+    closed = sorted(
+        (c for c in cards if c.view["status"] != "open"),
+        key=lambda c: c.view["closed_at"] or "",
+        reverse=True,
+    )
+    manifest = org.current()
+    return render(
+        request,
+        "complaints.html",
+        visit.lang,
+        session=visit.session,
+        open_cards=open_cards,
+        overdue=sum(1 for c in open_cards if c.overdue),
+        closed=closed,
+        can_handle=permitted(visit.staff.role, Action.ORG_HANDLE_COMPLAINTS),
+        outcomes=[
+            *(o for o in COMPLAINT_ORDER if o in COMPLAINT_OUTCOMES),
+            *sorted(COMPLAINT_OUTCOMES.difference(COMPLAINT_ORDER)),
+        ],
+        deadline_days=COMPLAINT_DEADLINE.days,
+        about_members={m.node_id: m.name.get(visit.lang) for m in manifest.joint_use.members},
+    )
+
+
+@staff_page(Action.ORG_HANDLE_COMPLAINTS, back=COMPLAINTS)
+async def complaint_close(request: web.Request, visit: Visit) -> web.StreamResponse:
+    f = visit.fields()
+    outcome = f.text("outcome", max_len=16)
+    note = f.text("note", max_len=500)
+    refuse_extra(f)
+    complaint_id = request.match_info["complaint_id"]
+    org = request.app[ORG]
+    closed = await _in_thread(
+        close_complaint, org.complaints, complaint_id, outcome=outcome, note=note, now=request.app[CLOCK]()
+    )
+    _record(request, visit, "org.complaint.close", complaint_id, f"ok:{closed['outcome']}")
+    visit.session.notices.append("cmp.closed")
+    return redirect(url(COMPLAINTS, visit.lang))
+
+
 # ----- drafts ----------------------------------------------------------------------------------
 
 
 def _draft_view(draft: Draft, in_force: Manifest, now: datetime) -> dict[str, Any]:
     own, previous = draft.signatures(in_force)
     report = assess(draft.document, now=now, trusted=in_force)
-    problems = list(report.problems)
+    problems = [[*p.split(": ", 1), ""][:2] for p in report.problems]  # "code: detail"
     if draft.state == "open" and draft.base_version != in_force.version:
-        problems.insert(
-            0, f"draft_stale: drafted on version {draft.base_version}, {in_force.version} is in force"
-        )
+        stale = f"drafted on version {draft.base_version}, {in_force.version} is in force"
+        problems.insert(0, ["draft_stale", stale])
     keyholders = []
     for keyid in draft.document.payload.manifest_role.keyids:
         keyholders.append(
@@ -264,6 +329,7 @@ async def drafts_page(request: web.Request, visit: Visit) -> web.StreamResponse:
         open_draft=next((d for d in drafts if d.state == "open"), None),
         may_draft=permitted(visit.staff.role, Action.ORG_DRAFT_MANIFEST),
         actions=ACTIONS,
+        renewal_days=RENEWAL_DAYS,
         node_pattern=NODE_ID_RE.pattern,
         accounts=_account_names(request),
         **_expiry(in_force, now),
@@ -292,7 +358,18 @@ async def draft_create(request: web.Request, visit: Visit) -> web.StreamResponse
     if action not in ACTIONS:
         raise MalformedError(f"form.action: {action!r:.20} is not one of {', '.join(ACTIONS)}")
     in_force = org.current()
-    if action == "admit":
+    if action == "renew":
+        days = int(f.text("days", max_len=3, pattern=DAYS_RE))
+        refuse_extra(f)
+        draft = await _in_thread(
+            org.drafts.create,
+            in_force,
+            action,
+            valid_for=timedelta(days=days),
+            by=visit.staff.id,
+            now=request.app[CLOCK](),
+        )
+    elif action == "admit":
         member = _new_member(f)
         refuse_extra(f)
         draft = await _in_thread(
@@ -415,6 +492,61 @@ async def draft_withdraw(request: web.Request, visit: Visit) -> web.StreamRespon
     return redirect(url(DRAFTS, visit.lang))
 
 
+# ----- the CLI's door: a key holder's signed file posted with an API token ----------------------
+
+MAX_BEARER = 128
+
+
+def _api_refusal(request: web.Request, actor: str, version: str, e: WatchnetError) -> web.Response:
+    audit(request, actor=actor, action="org.signature", target=f"v{version[:9]}", outcome=f"refused:{e.code}")
+    return web.json_response({"error": e.code, "message": str(e)}, status=status_for(e))
+
+
+async def api_sign(request: web.Request) -> web.Response:
+    """``POST /v1/org/drafts/<version>/signatures`` (``watchnet gov sign --post``): the body is the
+    draft signed offline, the caller a key holder's API token (``watchnet gov user token``)."""
+    version_text = request.match_info["version"]
+    actor = client(request)
+    try:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer ") or len(header) > MAX_BEARER:
+            raise AuthenticationFailed("send the key holder's API token as 'Authorization: Bearer wnt_...'")
+        now = request.app[CLOCK]()
+        host = request.app[HOST]
+        member = await _in_thread(host.accounts.authenticate_token, header[7:], now)
+        actor = member.id
+        request[ACTOR] = actor
+        limiter = request.app[LIMITER]
+        if not limiter.allow(member.id, time.monotonic()):
+            raise RateLimited(f"more than {limiter.capacity:.0f} requests a minute; slow down")
+        require_permission(member.role, Action.ORG_SIGN_MANIFEST)
+        version = _version(request)
+        if request.content_length is not None and request.content_length > MAX_DRAFT_BYTES:
+            raise OversizedError(f"a signed draft of {request.content_length} bytes, limit {MAX_DRAFT_BYTES}")
+        body = await request.read()
+        org = request.app[ORG]
+        upload = await _in_thread(
+            org.drafts.add_signatures, version, body, org.current(), by=member.id, now=now
+        )
+        draft = await _in_thread(org.drafts.get, version)
+    except WatchnetError as e:
+        return _api_refusal(request, actor, version_text, e)
+    own, _ = draft.signatures(request.app[ORG].current())
+    target = f"v{version}:" + (",".join(k[:16] for k in upload.added) or "none-new")
+    audit(
+        request, actor=actor, action="org.signature", target=target, outcome=f"ok:added={len(upload.added)}"
+    )
+    return web.json_response(
+        {
+            "version": version,
+            "added": list(upload.added),
+            "already": list(upload.already),
+            "signed": len(own.signed),
+            "threshold": own.threshold,
+        }
+    )
+
+
 # ----- assembly --------------------------------------------------------------------------------
 
 
@@ -472,6 +604,8 @@ def add_org_console(
     add_sign_in_routes(app)
     app.router.add_get(MEMBERS, members_page)
     app.router.add_post(f"{MEMBERS}/check", members_check)
+    app.router.add_get(COMPLAINTS, complaints_page)
+    app.router.add_post(f"{COMPLAINTS}/{{complaint_id}}/close", complaint_close)
     app.router.add_get(DRAFTS, drafts_page)
     app.router.add_post(DRAFTS, draft_create)
     app.router.add_get(f"{DRAFTS}/{{version}}", draft_page)
@@ -479,5 +613,6 @@ def add_org_console(
     app.router.add_post(f"{DRAFTS}/{{version}}/signatures", draft_sign)
     app.router.add_post(f"{DRAFTS}/{{version}}/publish", draft_publish)
     app.router.add_post(f"{DRAFTS}/{{version}}/withdraw", draft_withdraw)
+    app.router.add_post("/v1/org/drafts/{version}/signatures", api_sign)
     add_static(app)
     app.cleanup_ctx.append(org.watch.start)

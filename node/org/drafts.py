@@ -19,11 +19,11 @@ import json
 import re
 import threading
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from governance.description import add_member, set_member_status
+from governance.description import add_member, renew, set_member_status
 from governance.manifest import Manifest, Member, MemberStatus
 from governance.trust import verify_update
 from node.files import write_atomic
@@ -43,8 +43,10 @@ __all__ = [
     "Upload",
 ]
 
-ACTIONS = ("admit", "suspend", "reinstate", "remove")
-"""What a draft does to a member (``admit`` adds one; the others set its status)."""
+ACTIONS = ("admit", "suspend", "reinstate", "remove", "renew")
+"""What a draft does: to a member (``admit`` adds one; the next three set its status), or to the
+whole manifest (``renew``: a new expiry, counted from now)."""
+MAX_RENEWAL = timedelta(days=730)
 _STATUS = {
     "suspend": MemberStatus.SUSPENDED,
     "reinstate": MemberStatus.ACTIVE,
@@ -191,12 +193,14 @@ class DraftStore:
         *,
         member: Member | None = None,
         node_id: str = "",
+        valid_for: timedelta | None = None,
         by: str,
         now: datetime,
     ) -> Draft:
         """The next version of ``in_force`` with one membership change, unsigned.
 
-        ``admit`` needs ``member``; the other actions name an existing member by ``node_id``.
+        ``admit`` needs ``member``; ``renew`` needs ``valid_for`` (at most ``MAX_RENEWAL``); the other
+        actions name an existing member by ``node_id``.
         Refused while another draft is open (``DraftOpen``) and for a change that changes nothing.
         """
         if action not in ACTIONS:
@@ -208,7 +212,12 @@ class DraftStore:
                     f"draft of version {current.version} ({current.action} {current.member}) is open; "
                     "publish or withdraw it first"
                 )
-            if action == "admit":
+            if action == "renew":
+                if valid_for is None or not timedelta(days=1) <= valid_for <= MAX_RENEWAL:
+                    raise MalformedError(f"a renewal runs 1..{MAX_RENEWAL.days} days from now")
+                manifest = renew(in_force, now, valid_for)
+                node_id = ""
+            elif action == "admit":
                 if member is None:
                     raise MalformedError("an admission needs the new member's details")
                 manifest = add_member(in_force, member)
