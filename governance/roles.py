@@ -68,6 +68,7 @@ class Action(enum.StrEnum):
     ORG_PUBLISH_MANIFEST = "org.manifest.publish"
     ORG_READ_COMPLAINTS = "org.complaints.read"
     ORG_HANDLE_COMPLAINTS = "org.complaints.handle"
+    ORG_DECIDE_FORKS = "org.forks.decide"
 
 
 NODE_ROLES: tuple[Role, ...] = (Role.REGISTRAR, Role.OFFICER, Role.OPERATOR, Role.AUDITOR, Role.ADMIN)
@@ -83,6 +84,7 @@ ORG_ACTIONS = frozenset(
         Action.ORG_PUBLISH_MANIFEST,
         Action.ORG_READ_COMPLAINTS,
         Action.ORG_HANDLE_COMPLAINTS,
+        Action.ORG_DECIDE_FORKS,
     }
 )
 """What only the organisation's console does (a member's node has no such page)."""
@@ -137,6 +139,7 @@ _PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.ORG_PUBLISH_MANIFEST,
             Action.ORG_READ_COMPLAINTS,
             Action.ORG_HANDLE_COMPLAINTS,
+            Action.ORG_DECIDE_FORKS,
         }
     ),
     Role.KEY_HOLDER: frozenset({Action.ORG_READ_MEMBERS, Action.ORG_READ_DRAFTS, Action.ORG_SIGN_MANIFEST}),

@@ -564,3 +564,54 @@ def test_an_expiring_manifest_is_flagged_and_a_renewal_drafted(org: dict[str, An
         assert ("org.draft", "v2:renew:", "ok") in audit_records(staff)
 
     run(org, scenario)
+
+
+@pytest.mark.timeout(60)
+def test_a_fork_report_is_shown_verified_again_and_decided(org: dict[str, Any]) -> None:
+    from tests.test_gov_serve import _fork, _head
+
+    async def scenario(browser: Callable[[], Awaitable[Browser]], staff: OrgStaff) -> None:
+        public = await browser()
+        response = await public.client.post("/v1/reports", json=_fork(_head(3, 1), _head(3, 2)))
+        assert response.status == 201
+        report_id = (await response.json())["received"]
+        sec = await browser()
+        await sec.login("sec1")
+        status, text = await sec.get("/console/members?lang=en")
+        assert re.search(r'data-member="chain-a".*?data-forks="1"', text, re.S)
+        status, text = await sec.get("/console/forks?lang=ja")
+        assert status == 200 and f'id="fork-{report_id}"' in text and 'data-check="ok"' in text
+        assert "いま再検証: 分岐を証明しています" in text and "AQEBAQEB" in text and "AgICAgIC" in text
+        status, text = await sec.post(
+            f"/console/forks/{report_id}/decision?lang=en", {"decision": "explain", "note": ""}
+        )
+        assert status == 400
+        status, text = await sec.post(
+            f"/console/forks/{report_id}/decision?lang=en",
+            {"decision": "explain", "note": "asked A for its log"},
+        )
+        assert status == 200 and 'data-decision="explain"' in text
+        status, text = await sec.post(
+            f"/console/forks/{report_id}/decision?lang=en",
+            {"decision": "suspension-drafted", "note": "no answer in 14 days"},
+        )
+        assert 'data-decision="suspension-drafted"' in text and "(draft of version 2)" in text
+        status, text = await sec.get("/console/drafts/2?lang=en")
+        assert "Member suspended:" in text and "chain-a" in text
+        kh = await browser()
+        await kh.login("kh1")
+        status, text = await kh.get("/console/forks?lang=en")
+        assert status == 200 and f'id="decide-{report_id}"' not in text
+        status, _ = await kh.post(
+            f"/console/forks/{report_id}/decision?lang=en", {"decision": "dismissed", "note": "x"}
+        )
+        assert status == 403
+        records = audit_records(staff)
+        assert ("org.fork.decision", f"chain-a:{report_id}", "ok:explain") in records
+        assert ("org.draft", "v2:suspend:chain-a", "ok") in records
+        from node.org.clearances import read_decisions
+
+        outcomes = [d["outcome"] for d in read_decisions(org["dir"] / "reports")]
+        assert outcomes == ["explain", "suspension-drafted"]
+
+    run(org, scenario)

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import requests
 
 from node.console.i18n import Translator
 from node.demo.network import LocalNetwork, wait_for
+from protocol.signed import SignedDocument
+from protocol.treehead import TreeHead
 from tests.browser import chromium, require_chromium, screenshots
 from tests.nodeproc import cli
 
@@ -82,6 +86,10 @@ def sign_and_upload(page: Page, url: str, key: Path, work: Path, name: str, *, h
     page.set_input_files("#signature", str(draft))
     page.locator("#upload-form button[type=submit]").click()
     page.wait_for_url("**/console/drafts/2?lang=*")
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def node_version(network: LocalNetwork, node_id: str) -> int:
@@ -171,4 +179,36 @@ def test_the_secretariat_drafts_an_admission_two_key_holders_sign_and_every_node
         expect(row).to_have_attribute("data-reach", "ok")
     expect(sec.locator("#in-force-version")).to_have_text("Version 2")
     shot(sec, "8-members-after-en")
+
+    # a fork report made from two conflicting heads of chain-a, and a complaint about it
+    key = group.node("chain-a").signing_key()
+    heads = []
+    for root in (1, 2):
+        head = SignedDocument(
+            TreeHead(log_id="chain-a", tree_size=5, root_hash=bytes([root]) * 32, timestamp=now())
+        )
+        head.sign(key)
+        heads.append(head.to_dict())
+    report = {
+        "type": "fork-report",
+        "peer": "chain-a",
+        "verified_head": heads[0],
+        "conflicting_head": heads[1],
+    }
+    answer = requests.post(f"{org}/v1/reports", json=report, timeout=10)
+    assert answer.status_code == 201, answer.text
+    complaint = {
+        "category": "misidentification",
+        "summary": "stopped at the door by mistake",
+        "about_member": "chain-a",
+    }
+    assert requests.post(f"{org}/v1/complaints", json=complaint, timeout=10).status_code == 201
+    sec.goto(f"{org}/console/forks?lang=en")
+    expect(sec.locator(f"#fork-{answer.json()['received']} [data-check]")).to_have_attribute(
+        "data-check", "ok"
+    )
+    shot(sec, "9-fork-report-en")
+    sec.goto(f"{org}/console/complaints?lang=ja")
+    expect(sec.locator("td[data-about=chain-a]")).to_have_count(1)
+    shot(sec, "10-complaints-ja")
     assert time.monotonic() - started < 90

@@ -12,6 +12,10 @@ database (``node.org.staff``) instead of a member's node. Its pages:
   of ``gov serve`` and ``gov complaints add``), open ones with their deadlines and the member
   each is about, closed ones with their outcome; the secretariat closes one with an outcome
   and a note (the member console's complaints page, on the organisation's register).
+- **Fork reports** (``/console/forks``): each kept report with both signed heads, verified again
+  against the version in force on every view, and the decisions taken on it (dismissed, member
+  asked to explain, suspension drafted: a suspension draft is made at once), each a record of the
+  hash-chained decision log beside the reports (``node.org.clearances.record_decision``).
 - **Drafts** (``/console/drafts``): admission, suspension, reinstatement and removal start as a
   draft of the next version (``node.org.drafts``); a draft's page says its changes in words
   (``governance.changes``), offers the file a key holder signs offline (``watchnet gov sign``),
@@ -64,20 +68,24 @@ from node.console.pages_login import add_sign_in_routes
 from node.console.pages_requests import COMPLAINT_ORDER, ComplaintCard
 from node.console.session import SessionStore
 from node.http.api import ACTOR, CLOCK, LIMITER, RateLimited, RateLimiter, refuse_extra, status_for
-from node.org.clearances import clearance_path, load_clearance
+from node.org.clearances import clearance_path, load_clearance, read_decisions, record_decision
 from node.org.complaints import close_complaint, list_complaints
-from node.org.drafts import ACTIONS, MAX_DRAFT_BYTES, Draft, DraftStore
+from node.org.drafts import ACTIONS, MAX_DRAFT_BYTES, Draft, DraftStore, NoDraft
 from node.org.members import MemberWatch, endpoint_source
 from node.org.staff import OrgStaff
 from node.records.accounts import AuthenticationFailed, StaffMember
+from protocol.canonical import b64url_encode
 from protocol.errors import MalformedError, OversizedError, WatchnetError
 from protocol.fields import NODE_ID_RE
 from protocol.keys import PublicEncryptionKey, PublicSigningKey
+from protocol.signed import SignedDocument
+from protocol.treehead import TreeHead
 
 __all__ = ["ORG_PAGES", "OrgConsole", "add_org_console", "org_links"]
 
 MEMBERS = f"{PREFIX}/members"
 DRAFTS = f"{PREFIX}/drafts"
+FORKS = f"{PREFIX}/forks"
 COMPLAINTS = f"{PREFIX}/complaints"
 ROLE_PAGES = {
     Role.SECRETARIAT: MEMBERS,
@@ -88,8 +96,12 @@ ROLE_PAGES = {
 ORG_PAGES: tuple[tuple[str, str, Action], ...] = (
     (MEMBERS, "nav.org_members", Action.ORG_READ_MEMBERS),
     (DRAFTS, "nav.org_drafts", Action.ORG_READ_DRAFTS),
+    (FORKS, "nav.org_forks", Action.ORG_READ_MEMBERS),
     (COMPLAINTS, "nav.complaints", Action.ORG_READ_COMPLAINTS),
 )
+FORK_DECISIONS = ("dismissed", "explain", "suspension-drafted")
+"""What the organisation decides on a verified fork report."""
+FORK_FIELDS = ("type", "peer", "reporter", "verified_head", "conflicting_head")
 DAYS_RE = re.compile(r"[1-9][0-9]{0,2}")
 RENEWAL_DAYS = 180
 """The renewal form's default validity (the CLI's ``gov bump`` default too)."""
@@ -104,13 +116,17 @@ def org_links(staff: StaffMember) -> list[tuple[str, str]]:
 
 @dataclass
 class OrgConsole:
-    """What the organisation's pages read: the version in force, drafts, members, registers."""
+    """What the organisation's pages read: the version in force, drafts, members, registers.
+
+    ``verify_fork`` checks a fork report against a manifest and raises, typed, if it proves
+    nothing (``node.org.server.verify_fork_report``, handed in by the server that mounts us)."""
 
     current: Callable[[], Manifest]
     drafts: DraftStore
     watch: MemberWatch
     reports: Path
     complaints: Path
+    verify_fork: Callable[[Any, Manifest], object]
 
 
 ORG = web.AppKey("org_console", OrgConsole)
@@ -274,6 +290,113 @@ async def complaint_close(request: web.Request, visit: Visit) -> web.StreamRespo
     _record(request, visit, "org.complaint.close", complaint_id, f"ok:{closed['outcome']}")
     visit.session.notices.append("cmp.closed")
     return redirect(url(COMPLAINTS, visit.lang))
+
+
+# ----- fork reports ----------------------------------------------------------------------------
+
+
+def _head_view(data: Any) -> dict[str, Any]:
+    try:
+        head = SignedDocument.from_dict(data, TreeHead)
+    except WatchnetError as e:
+        return {"error": e.code}
+    return {
+        "error": None,
+        "tree_size": head.payload.tree_size,
+        "root": b64url_encode(head.payload.root_hash),
+        "timestamp": head.payload.timestamp,
+        "keyids": [k[:16] for k in head.signatures],
+    }
+
+
+def _fork_views(org: OrgConsole, manifest: Manifest) -> list[dict[str, Any]]:
+    decisions = [d for d in read_decisions(org.reports) if d.get("action") == "fork.decision"]
+    views = []
+    for path in sorted(org.reports.glob("fork-*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        report_id = path.stem.rsplit("-", 1)[1]
+        try:  # checked again now, against the version in force
+            org.verify_fork({k: report[k] for k in FORK_FIELDS if k in report}, manifest)
+            check = "ok"
+        except WatchnetError as e:
+            check = e.code
+        views.append(
+            {
+                "id": report_id,
+                "member": report.get("peer", ""),
+                "reporter": report.get("reporter"),
+                "received_at": report.get("received_at", ""),
+                "heads": [
+                    _head_view(report.get("verified_head")),
+                    _head_view(report.get("conflicting_head")),
+                ],
+                "check": check,
+                "decisions": [d for d in decisions if d.get("detail", "").startswith(f"report {report_id}:")],
+            }
+        )
+    return views
+
+
+@staff_page(Action.ORG_READ_MEMBERS)
+async def forks_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    org = request.app[ORG]
+    manifest = org.current()
+    views = await _in_thread(_fork_views, org, manifest)
+    return render(
+        request,
+        "org_forks.html",
+        visit.lang,
+        session=visit.session,
+        reports=views,
+        names={m.node_id: m.name.get(visit.lang) for m in manifest.joint_use.members},
+        decisions=FORK_DECISIONS,
+        may_decide=permitted(visit.staff.role, Action.ORG_DECIDE_FORKS),
+        accounts=_account_names(request),
+    )
+
+
+@staff_page(Action.ORG_DECIDE_FORKS, back=FORKS)
+async def fork_decide(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """Record a decision on a fork report; ``suspension-drafted`` drafts the member's suspension too."""
+    org = request.app[ORG]
+    f = visit.fields()
+    decision = f.text("decision", max_len=24)
+    note = f.text("note", max_len=500)
+    refuse_extra(f)
+    if decision not in FORK_DECISIONS:
+        raise MalformedError(f"form.decision: {decision!r:.24} is not one of {', '.join(FORK_DECISIONS)}")
+    if not note.strip():
+        raise MalformedError("form.note: say why (it goes into the decision log)")
+    report_id = request.match_info["report_id"]
+    matches = [p for p in org.reports.glob(f"fork-*-{report_id}.json")] if report_id.isalnum() else []
+    if len(matches) != 1:
+        raise NoDraft(f"no fork report {report_id[:40]!r}")
+    member = json.loads(matches[0].read_text(encoding="utf-8")).get("peer", "")
+    now = request.app[CLOCK]()
+    detail = f"report {report_id}: {note.strip()}"
+    if decision == "suspension-drafted":
+        draft = await _in_thread(
+            org.drafts.create, org.current(), "suspend", node_id=member, by=visit.staff.id, now=now
+        )
+        detail += f" (draft of version {draft.version})"
+        _record(request, visit, "org.draft", f"v{draft.version}:suspend:{member}")
+    await _in_thread(
+        lambda: record_decision(
+            org.reports,
+            action="fork.decision",
+            member=member,
+            outcome=decision,
+            now=now,
+            detail=detail,
+            actor=visit.staff.id,
+        )
+    )
+    _record(request, visit, "org.fork.decision", f"{member}:{report_id}", f"ok:{decision}")
+    visit.session.notices.append("org.fork_decided")
+    return redirect(url(FORKS, visit.lang))
 
 
 # ----- drafts ----------------------------------------------------------------------------------
@@ -606,6 +729,8 @@ def add_org_console(
     app.router.add_post(f"{MEMBERS}/check", members_check)
     app.router.add_get(COMPLAINTS, complaints_page)
     app.router.add_post(f"{COMPLAINTS}/{{complaint_id}}/close", complaint_close)
+    app.router.add_get(FORKS, forks_page)
+    app.router.add_post(f"{FORKS}/{{report_id}}/decision", fork_decide)
     app.router.add_get(DRAFTS, drafts_page)
     app.router.add_post(DRAFTS, draft_create)
     app.router.add_get(f"{DRAFTS}/{{version}}", draft_page)

@@ -628,6 +628,7 @@ def build_gov_app(
             watch=watch,
             reports=reports,
             complaints=app[COMPLAINTS],
+            verify_fork=verify_fork_report,
         )
         add_org_console(app, staff, org)
     return app
