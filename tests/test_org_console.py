@@ -615,3 +615,29 @@ def test_a_fork_report_is_shown_verified_again_and_decided(org: dict[str, Any]) 
         assert outcomes == ["explain", "suspension-drafted"]
 
     run(org, scenario)
+
+
+@pytest.mark.timeout(60)
+def test_the_rules_document_is_generated_from_the_manifest_in_force(org: dict[str, Any]) -> None:
+    async def scenario(browser: Callable[[], Awaitable[Browser]], staff: OrgStaff) -> None:
+        b = await browser()
+        _, text = await b.get("/rules?lang=ja")
+        assert (
+            "個人情報保護指針" in text and "万引き (shoplifting)" in text and "被害届 (police-report)" in text
+        )
+        assert "最長 365 日" in text and "3 名のうち 2 名" in text and "マニフェスト第 1 版" in text
+        _, text = await b.get("/rules?lang=en")
+        assert "at most 365 days" in text and "3 key holders have signed" in text
+        v1 = SignedDocument.from_bytes(org["manifest"].read_bytes(), Manifest).payload
+        policy = replace(v1.policy, max_retention_days=180)
+        org["manifest"].write_bytes(
+            signed_manifest(next_version(v1, policy=policy), KEYS[0], KEYS[1]).to_bytes()
+        )
+        response = await b.client.get("/rules.txt", headers={"Accept-Language": "en"})
+        text = await response.text()
+        assert response.status == 200 and "at most 180 days" in text and "manifest version 2" in text
+        await b.login("aud1")
+        _, text = await b.get("/console/members?lang=en")
+        assert 'href="/rules?lang=en"' in text
+
+    run(org, scenario)

@@ -211,4 +211,8 @@ def test_the_secretariat_drafts_an_admission_two_key_holders_sign_and_every_node
     sec.goto(f"{org}/console/complaints?lang=ja")
     expect(sec.locator("td[data-about=chain-a]")).to_have_count(1)
     shot(sec, "10-complaints-ja")
+    sec.goto(f"{org}/rules?lang=ja")
+    expect(sec.locator("h1")).to_have_text("個人情報保護指針（共同利用のルール）")
+    expect(sec.locator("main")).to_contain_text("シー商店 (chain-b)")  # the admitted member, from version 2
+    shot(sec, "11-rules-ja")
     assert time.monotonic() - started < 90

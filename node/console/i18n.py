@@ -768,6 +768,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "org.expired": ("有効期限切れ", "Expired"),
     "org.members_title": ("加盟事業者", "Members"),
+    "org.rules_link": (
+        "公開中の個人情報保護指針（適用中の版から作成）",
+        "The published guideline (made from the version in force)",
+    ),
+    "org.notice_link": ("共同利用の公表事項", "The joint-use notice"),
     "org.members_help": (
         "適用中の版に載っている事業者ごとに、参加状況、各ノードが使っている版、団体からの到達性、分岐の報告、苦情を示します。",
         "Each member in the version in force: its status, the version its node runs, whether the organisation reaches it, fork reports and complaints.",

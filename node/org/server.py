@@ -3,7 +3,9 @@ reports and publishes fork clearances (``GET /v1/fork-clearances/<member>``, see
 
 The group-wide notice is the same page the nodes serve, rendered from the published manifest:
 HTML at ``/notice`` (Japanese or English by ``?lang=`` or ``Accept-Language``), plain text at
-``/notice.txt``, and a QR code to the page at ``/notice/qr.png`` and ``/notice/qr.svg``.
+``/notice.txt``, and a QR code to the page at ``/notice/qr.png`` and ``/notice/qr.svg``. The
+group's rules, as the guideline the organisation publishes, are ``/rules`` and ``/rules.txt``,
+generated from the same manifest (``node.org.rules``).
 
 The manifest file is re-read when it changes, and a version is published only once a threshold
 of its own keys has signed it: a draft written by ``gov member suspend`` and still waiting for its
@@ -48,7 +50,7 @@ from aiohttp import web
 
 from governance.errors import NotAMember
 from governance.manifest import Manifest, MemberStatus
-from governance.notice import render_notice
+from governance.notice import render_notice, render_text
 from node.files import write_atomic
 from node.http.notice import CACHE_CONTROL, QR_SRC, html_response, qr_response, request_base, request_language
 from node.http.witness import answer_add_checkpoint, answer_witnessed
@@ -57,9 +59,10 @@ from node.org.complaints import count_open, file_complaint
 from node.org.console import OrgConsole, add_org_console
 from node.org.drafts import DraftStore
 from node.org.members import MemberWatch
+from node.org.rules import RULES_PATH, build_rules
 from node.org.staff import OrgStaff
 from node.org.witness import OrganisationWitness
-from node.reporting.notice_pages import NOTICE_PATH, group_notice_html
+from node.reporting.notice_pages import NOTICE_PATH, group_notice_html, render_html
 from protocol.canonical import b64url_encode, canonical_bytes, parse_json
 from protocol.errors import MalformedError, OversizedError, PolicyError, VerificationError, WatchnetError
 from protocol.extraction import ExtractionReport
@@ -402,6 +405,25 @@ async def notice(request: web.Request) -> web.Response:
     return html_response(request, page, lang)
 
 
+async def rules(request: web.Request) -> web.Response:
+    """The group's rules as a readable guideline, generated from the published manifest (``node.org.rules``)."""
+    lang = request_language(request)
+    return html_response(
+        request, render_html(build_rules(request.app[PUBLISHER].current().payload, lang)), lang
+    )
+
+
+async def rules_text(request: web.Request) -> web.Response:
+    lang = request_language(request)
+    text = render_text(build_rules(request.app[PUBLISHER].current().payload, lang))
+    return web.Response(
+        text=text,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"Content-Language": lang, "Vary": "Accept-Language", "Cache-Control": CACHE_CONTROL},
+    )
+
+
 async def notice_text(request: web.Request) -> web.Response:
     lang = request_language(request)
     text = render_notice(request.app[PUBLISHER].current().payload, lang)
@@ -607,6 +629,8 @@ def build_gov_app(
     app.router.add_get(f"{NOTICE_PATH}.txt", notice_text)
     app.router.add_get(f"{NOTICE_PATH}/qr.png", _notice_qr("png"))
     app.router.add_get(f"{NOTICE_PATH}/qr.svg", _notice_qr("svg"))
+    app.router.add_get(RULES_PATH, rules)
+    app.router.add_get(f"{RULES_PATH}.txt", rules_text)
     app.router.add_post("/v1/reports", report)
     app.router.add_get("/v1/fork-clearances/{member}", fork_clearance)
     app.router.add_post("/v1/complaints", complaint)
