@@ -69,6 +69,7 @@ class Action(enum.StrEnum):
     ORG_READ_COMPLAINTS = "org.complaints.read"
     ORG_HANDLE_COMPLAINTS = "org.complaints.handle"
     ORG_DECIDE_FORKS = "org.forks.decide"
+    ORG_MANAGE_REPORTS = "org.reports.manage"
 
 
 NODE_ROLES: tuple[Role, ...] = (Role.REGISTRAR, Role.OFFICER, Role.OPERATOR, Role.AUDITOR, Role.ADMIN)
@@ -85,6 +86,7 @@ ORG_ACTIONS = frozenset(
         Action.ORG_READ_COMPLAINTS,
         Action.ORG_HANDLE_COMPLAINTS,
         Action.ORG_DECIDE_FORKS,
+        Action.ORG_MANAGE_REPORTS,
     }
 )
 """What only the organisation's console does (a member's node has no such page)."""
@@ -140,6 +142,7 @@ _PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.ORG_READ_COMPLAINTS,
             Action.ORG_HANDLE_COMPLAINTS,
             Action.ORG_DECIDE_FORKS,
+            Action.ORG_MANAGE_REPORTS,
         }
     ),
     Role.KEY_HOLDER: frozenset({Action.ORG_READ_MEMBERS, Action.ORG_READ_DRAFTS, Action.ORG_SIGN_MANIFEST}),

@@ -84,10 +84,10 @@ class Browser:
         await self.get("/console/login?lang=en")
         return await self.post("/console/login?lang=en", {"username": username, "password": password})
 
-    async def upload(self, path: str, data: bytes) -> tuple[int, str]:
+    async def upload(self, path: str, data: bytes, *, field: str = "signature") -> tuple[int, str]:
         form = FormData()
         form.add_field("csrf", self.csrf)
-        form.add_field("signature", data, filename="signed.json", content_type="application/json")
+        form.add_field(field, data, filename="signed.json", content_type="application/json")
         return await self.post(path, form)
 
 
@@ -639,5 +639,64 @@ def test_the_rules_document_is_generated_from_the_manifest_in_force(org: dict[st
         await b.login("aud1")
         _, text = await b.get("/console/members?lang=en")
         assert 'href="/rules?lang=en"' in text
+
+    run(org, scenario)
+
+
+@pytest.mark.timeout(60)
+def test_the_group_report_sums_verified_member_reports_and_lists_the_missing(org: dict[str, Any]) -> None:
+    from governance.report import ReportScope, TransparencyReport, parse_period
+    from tests.factories import NODE_A_SIGNING, NODE_B_SIGNING
+
+    def member_report(issuer: str, key: SigningKey, approved: int) -> bytes:
+        report = TransparencyReport.empty(
+            scope=ReportScope.NODE,
+            issuer=issuer,
+            group_id="jp-retail-watch",
+            period=parse_period("2026-Q3"),
+            generated_at=datetime(2026, 10, 2, tzinfo=UTC),
+            manifest_version=1,
+            members=[issuer],
+        )
+        data = report.to_dict()
+        data["entries"]["approved"] = approved
+        document = SignedDocument(TransparencyReport.from_dict(data))
+        document.sign(key)
+        return document.to_bytes()
+
+    async def scenario(browser: Callable[[], Awaitable[Browser]], staff: OrgStaff) -> None:
+        sec = await browser()
+        await sec.login("sec1")
+        status, text = await sec.get("/console/report?lang=en&period=2026-Q3")
+        assert status == 200 and "No report for this period yet." in text
+        assert 'data-member="chain-a"' in text and 'data-member="chain-b"' in text  # both missing
+        status, text = await sec.upload(
+            "/console/report/upload?lang=en", member_report("chain-a", NODE_B_SIGNING, 3), field="report"
+        )
+        assert status == 401 and 'data-code="report_signature"' in text
+        status, text = await sec.upload(
+            "/console/report/upload?lang=en", member_report("chain-a", NODE_A_SIGNING, 3), field="report"
+        )
+        assert status == 200 and "The report was taken." in text and 'data-period="2026-Q3"' in text
+        assert re.search(r'id="missing-list"><li data-member="chain-b">', text)
+        response = await sec.client.get("/report/2026-Q3")
+        assert response.status == 404 and (await response.json())["error"] == "no_report"
+        await sec.upload(
+            "/console/report/upload?lang=ja", member_report("chain-b", NODE_B_SIGNING, 4), field="report"
+        )
+        status, text = await sec.post("/console/report/2026-Q3/publish?lang=ja", {})
+        assert status == 200 and 'id="published"' in text and "全ての参加事業者が報告しています" in text
+        response = await sec.client.get("/report/2026-Q3?lang=en")
+        page = await response.text()
+        assert response.status == 200 and "Every member has reported" in page and "2026-Q3" in page
+        records = audit_records(staff)
+        assert ("org.report.add", "2026-Q3:chain-a", "ok") in records
+        assert ("org.report.publish", "2026-Q3", "ok:members=2,missing=0") in records
+        kh = await browser()
+        await kh.login("kh1")
+        status, _ = await kh.upload(
+            "/console/report/upload?lang=en", member_report("chain-a", NODE_A_SIGNING, 1), field="report"
+        )
+        assert status == 403
 
     run(org, scenario)

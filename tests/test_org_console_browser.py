@@ -215,4 +215,7 @@ def test_the_secretariat_drafts_an_admission_two_key_holders_sign_and_every_node
     expect(sec.locator("h1")).to_have_text("個人情報保護指針（共同利用のルール）")
     expect(sec.locator("main")).to_contain_text("シー商店 (chain-b)")  # the admitted member, from version 2
     shot(sec, "11-rules-ja")
+    sec.goto(f"{org}/console/report?lang=en&period=2026-Q3")
+    expect(sec.locator("#missing-list li")).to_have_count(2)  # neither node has sent its report
+    shot(sec, "12-group-report-en")
     assert time.monotonic() - started < 90

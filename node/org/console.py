@@ -16,6 +16,9 @@ database (``node.org.staff``) instead of a member's node. Its pages:
   against the version in force on every view, and the decisions taken on it (dismissed, member
   asked to explain, suspension drafted: a suspension draft is made at once), each a record of the
   hash-chained decision log beside the reports (``node.org.clearances.record_decision``).
+- **Group report** (``/console/report?period=2026-Q4``): the members' signed transparency
+  reports received for a period (uploaded here), verified again, summed, the members missing;
+  publishing makes ``/report/<period>`` public (``node.org.group_report``).
 - **Drafts** (``/console/drafts``): admission, suspension, reinstatement and removal start as a
   draft of the next version (``node.org.drafts``); a draft's page says its changes in words
   (``governance.changes``), offers the file a key holder signs offline (``watchnet gov sign``),
@@ -45,6 +48,7 @@ from aiohttp import web
 
 from governance.changes import manifest_changes
 from governance.manifest import LocalizedText, Manifest, Member
+from governance.report import parse_period
 from governance.requests import COMPLAINT_OUTCOMES
 from governance.roles import Action, Role, permitted, require_permission
 from governance.trust import assess
@@ -68,12 +72,15 @@ from node.console.pages_login import add_sign_in_routes
 from node.console.pages_requests import COMPLAINT_ORDER, ComplaintCard
 from node.console.session import SessionStore
 from node.http.api import ACTOR, CLOCK, LIMITER, RateLimited, RateLimiter, refuse_extra, status_for
+from node.http.notice import html_response, request_language
 from node.org.clearances import clearance_path, load_clearance, read_decisions, record_decision
 from node.org.complaints import close_complaint, list_complaints
 from node.org.drafts import ACTIONS, MAX_DRAFT_BYTES, Draft, DraftStore, NoDraft
+from node.org.group_report import ReportStore, group_report_html
 from node.org.members import MemberWatch, endpoint_source
 from node.org.staff import OrgStaff
 from node.records.accounts import AuthenticationFailed, StaffMember
+from node.reporting.report_html import key_figures
 from protocol.canonical import b64url_encode
 from protocol.errors import MalformedError, OversizedError, WatchnetError
 from protocol.fields import NODE_ID_RE
@@ -86,6 +93,7 @@ __all__ = ["ORG_PAGES", "OrgConsole", "add_org_console", "org_links"]
 MEMBERS = f"{PREFIX}/members"
 DRAFTS = f"{PREFIX}/drafts"
 FORKS = f"{PREFIX}/forks"
+REPORT = f"{PREFIX}/report"
 COMPLAINTS = f"{PREFIX}/complaints"
 ROLE_PAGES = {
     Role.SECRETARIAT: MEMBERS,
@@ -98,6 +106,7 @@ ORG_PAGES: tuple[tuple[str, str, Action], ...] = (
     (DRAFTS, "nav.org_drafts", Action.ORG_READ_DRAFTS),
     (FORKS, "nav.org_forks", Action.ORG_READ_MEMBERS),
     (COMPLAINTS, "nav.complaints", Action.ORG_READ_COMPLAINTS),
+    (REPORT, "nav.org_report", Action.ORG_READ_MEMBERS),
 )
 FORK_DECISIONS = ("dismissed", "explain", "suspension-drafted")
 """What the organisation decides on a verified fork report."""
@@ -127,6 +136,7 @@ class OrgConsole:
     reports: Path
     complaints: Path
     verify_fork: Callable[[Any, Manifest], object]
+    member_reports: ReportStore
 
 
 ORG = web.AppKey("org_console", OrgConsole)
@@ -397,6 +407,92 @@ async def fork_decide(request: web.Request, visit: Visit) -> web.StreamResponse:
     _record(request, visit, "org.fork.decision", f"{member}:{report_id}", f"ok:{decision}")
     visit.session.notices.append("org.fork_decided")
     return redirect(url(FORKS, visit.lang))
+
+
+# ----- the group report ------------------------------------------------------------------------
+
+
+def _period(text: str | None, now: datetime) -> str:
+    """The period asked for, or the quarter before ``now`` (the one being reported on)."""
+    if text:
+        return parse_period(text[:16]).label
+    quarter = (now.month - 1) // 3
+    return f"{now.year - 1}-Q4" if quarter == 0 else f"{now.year}-Q{quarter}"
+
+
+@staff_page(Action.ORG_READ_MEMBERS)
+async def report_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    org = request.app[ORG]
+    period = _period(request.query.get("period"), request.app[CLOCK]())
+    manifest = org.current()
+    held = await _in_thread(org.member_reports.read, period, manifest)
+    group = held.group
+    return render(
+        request,
+        "org_report.html",
+        visit.lang,
+        session=visit.session,
+        period=period,
+        held=held,
+        totals=None if group is None else key_figures(group, visit.lang),
+        names={m.node_id: m.name.get(visit.lang) for m in manifest.joint_use.members},
+        may_manage=permitted(visit.staff.role, Action.ORG_MANAGE_REPORTS),
+        accounts=_account_names(request),
+    )
+
+
+@staff_page(Action.ORG_MANAGE_REPORTS, back=REPORT)
+async def report_upload(request: web.Request, visit: Visit) -> web.StreamResponse:
+    form = visit.posted
+    data = form.files.get("report")
+    if not data or set(form.fields) - {"csrf"} or set(form.files) - {"report"}:
+        raise MalformedError("form: a 'report' file (a member's signed transparency report) is needed")
+    org = request.app[ORG]
+    try:
+        report = await _in_thread(org.member_reports.add, data, org.current())
+    except WatchnetError as e:
+        _record(request, visit, "org.report.add", "", f"refused:{e.code}")
+        raise
+    _record(request, visit, "org.report.add", f"{report.period.label}:{report.issuer}")
+    visit.session.notices.append("org.report_added")
+    return redirect(url(REPORT, visit.lang, period=report.period.label))
+
+
+@staff_page(Action.ORG_MANAGE_REPORTS, back=REPORT)
+async def report_publish(request: web.Request, visit: Visit) -> web.StreamResponse:
+    refuse_extra(visit.fields())
+    period = _period(request.match_info["period"], request.app[CLOCK]())
+    org = request.app[ORG]
+    held = await _in_thread(org.member_reports.read, period, org.current())
+    if not held.verified:
+        raise NoDraft(f"no verified member report for {period}: nothing to publish")
+    await _in_thread(org.member_reports.publish, period, by=visit.staff.id, now=request.app[CLOCK]())
+    _record(
+        request,
+        visit,
+        "org.report.publish",
+        period,
+        f"ok:members={len(held.verified)},missing={len(held.missing)}",
+    )
+    visit.session.notices.append("org.report_published")
+    return redirect(url(REPORT, visit.lang, period=period))
+
+
+async def public_report(request: web.Request) -> web.Response:
+    """``GET /report/<period>``: a published period's group report, for anyone (ja/en)."""
+    lang = request_language(request)
+    org = request.app[ORG]
+    try:
+        period = parse_period(request.match_info["period"][:16]).label
+        manifest = org.current()
+        held = await _in_thread(org.member_reports.read, period, manifest)
+    except WatchnetError as e:
+        return web.json_response({"error": e.code, "message": str(e)}, status=400)
+    if held.published is None:
+        return web.json_response(
+            {"error": "no_report", "message": f"the group report for {period} is not published"}, status=404
+        )
+    return html_response(request, group_report_html(held, manifest, lang), lang)
 
 
 # ----- drafts ----------------------------------------------------------------------------------
@@ -729,6 +825,10 @@ def add_org_console(
     app.router.add_post(f"{MEMBERS}/check", members_check)
     app.router.add_get(COMPLAINTS, complaints_page)
     app.router.add_post(f"{COMPLAINTS}/{{complaint_id}}/close", complaint_close)
+    app.router.add_get(REPORT, report_page)
+    app.router.add_post(f"{REPORT}/upload", report_upload)
+    app.router.add_post(f"{REPORT}/{{period}}/publish", report_publish)
+    app.router.add_get("/report/{period}", public_report)
     app.router.add_get(FORKS, forks_page)
     app.router.add_post(f"{FORKS}/{{report_id}}/decision", fork_decide)
     app.router.add_get(DRAFTS, drafts_page)

@@ -58,6 +58,7 @@ from node.org.clearances import clearance_path, load_clearance
 from node.org.complaints import count_open, file_complaint
 from node.org.console import OrgConsole, add_org_console
 from node.org.drafts import DraftStore
+from node.org.group_report import ReportStore
 from node.org.members import MemberWatch
 from node.org.rules import RULES_PATH, build_rules
 from node.org.staff import OrgStaff
@@ -653,6 +654,7 @@ def build_gov_app(
             reports=reports,
             complaints=app[COMPLAINTS],
             verify_fork=verify_fork_report,
+            member_reports=ReportStore(manifest_path.parent / "member-reports"),
         )
         add_org_console(app, staff, org)
     return app
