@@ -700,3 +700,27 @@ def test_the_group_report_sums_verified_member_reports_and_lists_the_missing(org
         assert status == 403
 
     run(org, scenario)
+
+
+@pytest.mark.timeout(60)
+def test_the_group_notice_page_takes_a_complaint_about_a_member(org: dict[str, Any]) -> None:
+    async def scenario(browser: Callable[[], Awaitable[Browser]], staff: OrgStaff) -> None:
+        public = await browser()
+        _, page = await public.get("/notice?lang=ja")
+        assert "苦情の申出（認定個人情報保護団体へ送信されます）" in page
+        assert 'action="notice/complaint"' in page and '<option value="chain-b">' in page
+        form = {"lang": "ja", "category": "misidentification", "summary": "入口で人違いされた", "contact": ""}
+        response = await public.client.post("/notice/complaint", data={**form, "about_member": "chain-z"})
+        assert response.status == 400 and "参加事業者は一覧から選んでください" in await response.text()
+        response = await public.client.post("/notice/complaint", data={**form, "category": "marketing"})
+        assert response.status == 400 and "内容の種類を一覧から選んでください" in await response.text()
+        response = await public.client.post("/notice/complaint", data={**form, "about_member": "chain-b"})
+        text = await response.text()
+        assert response.status == 201 and "苦情を受け付けました" in text
+        reference = re.search(r"cmp-[0-9a-f]+", text).group(0)  # type: ignore[union-attr]
+        sec = await browser()
+        await sec.login("sec1")
+        _, text = await sec.get("/console/complaints?lang=en")
+        assert f'data-complaint="{reference}"' in text and 'data-about="chain-b"' in text
+
+    run(org, scenario)

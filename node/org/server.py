@@ -50,10 +50,23 @@ from aiohttp import web
 
 from governance.errors import NotAMember
 from governance.manifest import Manifest, MemberStatus
-from governance.notice import render_notice, render_text
+from governance.notice import LANGUAGES, render_notice, render_text
+from governance.requests import COMPLAINT_CATEGORIES
 from node.files import write_atomic
-from node.http.notice import CACHE_CONTROL, QR_SRC, html_response, qr_response, request_base, request_language
+from node.http.notice import (
+    CACHE_CONTROL,
+    COMPLAINT_ACTION,
+    COMPLAINT_PATH,
+    QR_SRC,
+    ComplaintFormError,
+    complaint_refusal,
+    html_response,
+    qr_response,
+    request_base,
+    request_language,
+)
 from node.http.witness import answer_add_checkpoint, answer_witnessed
+from node.local_time import LocalTimes
 from node.org.clearances import clearance_path, load_clearance
 from node.org.complaints import count_open, file_complaint
 from node.org.console import OrgConsole, add_org_console
@@ -63,11 +76,18 @@ from node.org.members import MemberWatch
 from node.org.rules import RULES_PATH, build_rules
 from node.org.staff import OrgStaff
 from node.org.witness import OrganisationWitness
-from node.reporting.notice_pages import NOTICE_PATH, group_notice_html, render_html
+from node.reporting.notice_pages import (
+    COMPLAINT_TEXT,
+    NOTICE_PATH,
+    ORGANISATION_ZONE,
+    complaint_result_html,
+    group_notice_html,
+    render_html,
+)
 from protocol.canonical import b64url_encode, canonical_bytes, parse_json
 from protocol.errors import MalformedError, OversizedError, PolicyError, VerificationError, WatchnetError
 from protocol.extraction import ExtractionReport
-from protocol.fields import NODE_ID_RE, format_time
+from protocol.fields import NODE_ID_RE, format_time, parse_time
 from protocol.signed import SignedDocument
 from protocol.treehead import TreeHead
 
@@ -402,8 +422,83 @@ async def manifest(request: web.Request) -> web.Response:
 
 async def notice(request: web.Request) -> web.Response:
     lang = request_language(request)
-    page = group_notice_html(request.app[PUBLISHER].current().payload, lang, qr_src=QR_SRC)
+    page = group_notice_html(
+        request.app[PUBLISHER].current().payload, lang, qr_src=QR_SRC, complaint_action=COMPLAINT_ACTION
+    )
     return html_response(request, page, lang)
+
+
+def _form_value(form: Any, name: str, max_len: int, *, required: bool) -> str | None:
+    value = form.get(name)
+    if not isinstance(value, str) or not value.strip():
+        if required:
+            raise ComplaintFormError(name, f"complaint form: {name} is missing")
+        return None
+    if len(value.strip()) > max_len:
+        raise ComplaintFormError(
+            name, f"complaint form: {name} has {len(value.strip())} characters, at most {max_len}"
+        )
+    return value.strip()
+
+
+async def complaint_form(request: web.Request) -> web.Response:
+    """The group notice page's complaint form (Art. 40): the same register and bounds as
+    ``POST /v1/complaints``, answered as a page in the reader's language."""
+    source = source_of(request.remote)
+    register = request.app[OPEN_COMPLAINTS]
+    try:
+        request.app[COMPLAINT_LIMITER].hit(source, "complaints")
+        _check_length(request, MAX_COMPLAINT_BYTES, "a complaint")
+        form = await request.post()
+        lang = str(form.get("lang")) if form.get("lang") in LANGUAGES else request_language(request)
+        category = _form_value(form, "category", 48, required=True)
+        if category not in COMPLAINT_CATEGORIES:
+            raise ComplaintFormError("category", f"complaint form: category {category!r:.30} is not offered")
+        summary = _form_value(form, "summary", 2000, required=True)
+        contact = _form_value(form, "contact", 200, required=False)
+        member = _form_value(form, "about_member", 63, required=False)
+        manifest = request.app[PUBLISHER].current().payload
+        if member is not None and manifest.member(member) is None:
+            raise ComplaintFormError("about_member", f"complaint form: {member!r:.40} is not a member")
+        if await register.count() >= request.app[MAX_OPEN]:
+            raise RegisterFull(f"{request.app[MAX_OPEN]} complaints from the public are open")
+        filed = file_complaint(
+            request.app[COMPLAINTS],
+            channel="public",
+            category=str(category),
+            summary=str(summary),
+            contact=contact,
+            member=member,
+            now=datetime.now(UTC).replace(microsecond=0),
+        )
+    except web.HTTPRequestEntityTooLarge:
+        return complaint_refusal(request, OversizedError("a complaint larger than the limit"), 413)
+    except WatchnetError as e:
+        LOG.info("complaint form refused: %s", e.code, extra={"source": source, "error": e.code})
+        return complaint_refusal(request, e, _refusal(e).status)
+    register.filed()
+    LOG.info(
+        "complaint %s filed (%s) about %s",
+        filed["id"],
+        filed["category"],
+        filed["about_member"],
+        extra={"reference": filed["id"], "about_member": filed["about_member"], "source": source},
+    )
+    t = COMPLAINT_TEXT[lang]
+    when = LocalTimes(lang, ORGANISATION_ZONE).when(parse_time(filed["received_at"]))
+    page = complaint_result_html(
+        lang,
+        t["received_title"],
+        [t["received"].format(reference=filed["id"], when=when)],
+        f"{NOTICE_PATH}?lang={lang}",
+    )
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        charset="utf-8",
+        status=201,
+        headers={"Cache-Control": "no-store", "Content-Language": lang, "X-Content-Type-Options": "nosniff"},
+    )
 
 
 async def rules(request: web.Request) -> web.Response:
@@ -635,6 +730,7 @@ def build_gov_app(
     app.router.add_post("/v1/reports", report)
     app.router.add_get("/v1/fork-clearances/{member}", fork_clearance)
     app.router.add_post("/v1/complaints", complaint)
+    app.router.add_post(COMPLAINT_PATH, complaint_form)
     if witness is not None:
         app[WITNESS] = witness
         app.router.add_post("/v1/witness/add-checkpoint", witness_add_checkpoint)
