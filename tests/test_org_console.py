@@ -724,3 +724,40 @@ def test_the_group_notice_page_takes_a_complaint_about_a_member(org: dict[str, A
         assert f'data-complaint="{reference}"' in text and 'data-about="chain-b"' in text
 
     run(org, scenario)
+
+
+@pytest.mark.timeout(60)
+def test_an_admin_manages_the_organisations_accounts_in_the_console(org: dict[str, Any]) -> None:
+    staff = OrgStaff.open(database_url(org["dir"]))
+    staff.accounts.add("boss", Role.ADMIN, PASSWORD, NOW)
+    staff.close()
+
+    async def scenario(browser: Callable[[], Awaitable[Browser]], staff: OrgStaff) -> None:
+        admin = await browser()
+        status, text = await admin.login("boss")
+        assert status == 200 and "<h1>Members</h1>" in text and 'href="/console/accounts?lang=en"' in text
+        status, text = await admin.get("/console/accounts?lang=ja")
+        assert (
+            status == 200
+            and '<option value="key-holder">' in text
+            and '<option value="registrar">' not in text
+        )
+        new = {"username": "kh3", "role": "key-holder", "password": PASSWORD, "password_again": PASSWORD}
+        status, text = await admin.post("/console/accounts/add?lang=en", new)
+        assert status == 200 and 'data-account="kh3"' in text
+        status, text = await admin.post(
+            "/console/accounts/add?lang=en", {**new, "username": "reg1", "role": "registrar"}
+        )
+        assert status == 400 and "not one of this server" in text
+        status, text = await admin.post("/console/accounts/token?lang=en", {"username": "kh3", "days": "7"})
+        assert status == 200 and "wnt_" in text
+        kh3 = await browser()
+        status, text = await kh3.login("kh3")
+        assert status == 200 and "Manifest drafts and signing" in text
+        sec = await browser()
+        await sec.login("sec1")
+        status, _ = await sec.get("/console/accounts?lang=en")
+        assert status == 403
+        assert ("account.add", "kh3", "ok:key-holder") in audit_records(staff, "account.")
+
+    run(org, scenario)

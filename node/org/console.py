@@ -19,6 +19,9 @@ database (``node.org.staff``) instead of a member's node. Its pages:
 - **Group report** (``/console/report?period=2026-Q4``): the members' signed transparency
   reports received for a period (uploaded here), verified again, summed, the members missing;
   publishing makes ``/report/<period>`` public (``node.org.group_report``).
+- **Accounts** (``/console/accounts``, admins): the member console's accounts page on the
+  organisation's accounts (its roles only): add, disable, unlock, issue and revoke API tokens
+  (a key holder's token for ``watchnet gov sign --post``).
 - **Drafts** (``/console/drafts``): admission, suspension, reinstatement and removal start as a
   draft of the next version (``node.org.drafts``); a draft's page says its changes in words
   (``governance.changes``), offers the file a key holder signs offline (``watchnet gov sign``),
@@ -68,6 +71,7 @@ from node.console.pages import (
     staff_page,
     url,
 )
+from node.console.pages_accounts import add_accounts_routes
 from node.console.pages_login import add_sign_in_routes
 from node.console.pages_requests import COMPLAINT_ORDER, ComplaintCard
 from node.console.session import SessionStore
@@ -107,6 +111,7 @@ ORG_PAGES: tuple[tuple[str, str, Action], ...] = (
     (FORKS, "nav.org_forks", Action.ORG_READ_MEMBERS),
     (COMPLAINTS, "nav.complaints", Action.ORG_READ_COMPLAINTS),
     (REPORT, "nav.org_report", Action.ORG_READ_MEMBERS),
+    (f"{PREFIX}/accounts", "nav.accounts", Action.MANAGE_ACCOUNTS),
 )
 FORK_DECISIONS = ("dismissed", "explain", "suspension-drafted")
 """What the organisation decides on a verified fork report."""
@@ -821,6 +826,7 @@ def add_org_console(
     app.middlewares.append(audit_console)
     setup_templates(app, org_links, packages=("node.org",))
     add_sign_in_routes(app)
+    add_accounts_routes(app)
     app.router.add_get(MEMBERS, members_page)
     app.router.add_post(f"{MEMBERS}/check", members_check)
     app.router.add_get(COMPLAINTS, complaints_page)
