@@ -761,3 +761,30 @@ def test_an_admin_manages_the_organisations_accounts_in_the_console(org: dict[st
         assert ("account.add", "kh3", "ok:key-holder") in audit_records(staff, "account.")
 
     run(org, scenario)
+
+
+@pytest.mark.timeout(60)
+def test_the_auditor_reads_the_organisations_audit_log_with_its_chain_checked(org: dict[str, Any]) -> None:
+    async def scenario(browser: Callable[[], Awaitable[Browser]], staff: OrgStaff) -> None:
+        sec = await browser()
+        await sec.login("sec1")
+        await sec.post("/console/drafts?lang=en", {"action": "suspend", "node_id": "chain-b"})
+        aud = await browser()
+        await aud.login("aud1")
+        status, text = await aud.get("/console/audit?lang=ja&routine=show")
+        assert status == 200 and "org.draft" in text and "v2:suspend:chain-b" in text and "sec1" in text
+        assert 'data-verification="verified"' in text
+        response = await aud.client.get("/console/audit.csv?lang=en&action=org.draft")
+        body = (await response.read()).decode("utf-8-sig")
+        assert response.status == 200 and "v2:suspend:chain-b" in body
+        status, _ = await sec.get("/console/audit?lang=en")
+        assert status == 403
+        with Session(staff.engine) as session:  # someone edits a record behind the log's back
+            row = session.exec(select(AuditRecord).where(AuditRecord.action == "org.draft")).one()
+            row.outcome = "refused:forbidden"
+            session.add(row)
+            session.commit()
+        _, text = await aud.get("/console/audit?lang=en")
+        assert 'data-verification="failed"' in text
+
+    run(org, scenario)

@@ -22,6 +22,8 @@ database (``node.org.staff``) instead of a member's node. Its pages:
 - **Accounts** (``/console/accounts``, admins): the member console's accounts page on the
   organisation's accounts (its roles only): add, disable, unlock, issue and revoke API tokens
   (a key holder's token for ``watchnet gov sign --post``).
+- **Audit log** (``/console/audit``, auditors): the member console's audit page on the
+  organisation's log, its hash chain checked record by record on every view.
 - **Drafts** (``/console/drafts``): admission, suspension, reinstatement and removal start as a
   draft of the next version (``node.org.drafts``); a draft's page says its changes in words
   (``governance.changes``), offers the file a key holder signs offline (``watchnet gov sign``),
@@ -48,6 +50,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from sqlmodel import Session, col, select
 
 from governance.changes import manifest_changes
 from governance.manifest import LocalizedText, Manifest, Member
@@ -72,6 +75,7 @@ from node.console.pages import (
     url,
 )
 from node.console.pages_accounts import add_accounts_routes
+from node.console.pages_auditor import AUDIT, AUDIT_CSV, audit_csv_response, audit_listing
 from node.console.pages_login import add_sign_in_routes
 from node.console.pages_requests import COMPLAINT_ORDER, ComplaintCard
 from node.console.session import SessionStore
@@ -84,7 +88,9 @@ from node.org.group_report import ReportStore, group_report_html
 from node.org.members import MemberWatch, endpoint_source
 from node.org.staff import OrgStaff
 from node.records.accounts import AuthenticationFailed, StaffMember
+from node.reporting.auditor import AuditReport, check_audit_chain
 from node.reporting.report_html import key_figures
+from node.storage.models import AuditRecord
 from protocol.canonical import b64url_encode
 from protocol.errors import MalformedError, OversizedError, WatchnetError
 from protocol.fields import NODE_ID_RE
@@ -112,6 +118,7 @@ ORG_PAGES: tuple[tuple[str, str, Action], ...] = (
     (COMPLAINTS, "nav.complaints", Action.ORG_READ_COMPLAINTS),
     (REPORT, "nav.org_report", Action.ORG_READ_MEMBERS),
     (f"{PREFIX}/accounts", "nav.accounts", Action.MANAGE_ACCOUNTS),
+    (f"{PREFIX}/audit", "nav.audit", Action.READ_AUDIT),
 )
 FORK_DECISIONS = ("dismissed", "explain", "suspension-drafted")
 """What the organisation decides on a verified fork report."""
@@ -771,6 +778,36 @@ async def api_sign(request: web.Request) -> web.Response:
     )
 
 
+# ----- the audit log ---------------------------------------------------------------------------
+
+
+def _org_chain(engine: Any, group_id: str) -> AuditReport:
+    """The organisation's audit chain checked record by record (it signs no tree heads: no head)."""
+    report = AuditReport(node_id=group_id)
+    with Session(engine) as session:
+        records = session.exec(
+            select(AuditRecord).order_by(col(AuditRecord.seq)).execution_options(yield_per=500)
+        )
+        check_audit_chain(records, None, report)
+    return report
+
+
+@staff_page(Action.READ_AUDIT)
+async def org_audit_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    host = request.app[HOST]
+    report = await _in_thread(_org_chain, host.engine, request.app[ORG].current().group_id)
+    return await audit_listing(
+        request, visit, engine=host.engine, names=_account_names(request), report=report
+    )
+
+
+@staff_page(Action.READ_AUDIT, back=AUDIT)
+async def org_audit_csv(request: web.Request, visit: Visit) -> web.StreamResponse:
+    host = request.app[HOST]
+    who = f"org-{request.app[ORG].current().group_id}"
+    return await audit_csv_response(request, engine=host.engine, names=_account_names(request), who=who)
+
+
 # ----- assembly --------------------------------------------------------------------------------
 
 
@@ -827,6 +864,8 @@ def add_org_console(
     setup_templates(app, org_links, packages=("node.org",))
     add_sign_in_routes(app)
     add_accounts_routes(app)
+    app.router.add_get(AUDIT, org_audit_page)
+    app.router.add_get(AUDIT_CSV, org_audit_csv)
     app.router.add_get(MEMBERS, members_page)
     app.router.add_post(f"{MEMBERS}/check", members_check)
     app.router.add_get(COMPLAINTS, complaints_page)
