@@ -24,16 +24,18 @@ database (``node.org.staff``) instead of a member's node. Its pages:
   (a key holder's token for ``watchnet gov sign --post``).
 - **Audit log** (``/console/audit``, auditors): the member console's audit page on the
   organisation's log, its hash chain checked record by record on every view.
-- **Drafts** (``/console/drafts``): admission, suspension, reinstatement and removal start as a
-  draft of the next version (``node.org.drafts``); a draft's page says its changes in words
+- **Drafts** (``/console/drafts``): admission, suspension, reinstatement, removal and renewal
+  (flagged when the version in force expires within 30 days) start as a draft of the next version (``node.org.drafts``); a draft's page says its changes in words
   (``governance.changes``), offers the file a key holder signs offline (``watchnet gov sign``),
   takes the signed file back, shows k of n collected and by whom, and publishes only when the
   rules every node applies accept it.
 
 Every page and form is audited: the console's requests by the middleware here (``ok:<status>``),
 refusals by the shared page wrapper (``refused:<code>``), and each decision by a record of its own
-(``org.draft``, ``org.signature``, ``org.publish``, ``org.withdraw``, ``org.complaint.close``)
-naming what it decided.
+(``org.draft``, ``org.draft.download``, ``org.signature``, ``org.publish``, ``org.withdraw``,
+``org.complaint.close``, ``org.fork.decision``, ``org.report.add``, ``org.report.publish``,
+``org.members.check``) naming what it decided. ``POST /v1/org/drafts/<version>/signatures`` is
+the one JSON door: ``watchnet gov sign --post`` with a key holder's API token.
 """
 
 from __future__ import annotations
