@@ -323,6 +323,7 @@ def test_admission_is_drafted_signed_twice_and_published_only_at_the_threshold(o
         assert status == 409 and 'data-code="draft_open"' in text
         status, text = await sec.post("/console/drafts/2/publish?lang=en", {})
         assert status == 401 and 'data-code="threshold_not_met"' in text
+        assert 'href="/console/drafts/2?lang=en">Back</a>' in text  # back to the draft, not home
 
         kh1, kh2 = await browser(), await browser()
         await kh1.login("kh1")

@@ -148,6 +148,8 @@ def test_the_secretariat_drafts_an_admission_two_key_holders_sign_and_every_node
     expect(sec.locator("p.problem")).to_have_attribute("data-code", "threshold_not_met")
     expect(sec.locator("p.problem")).to_have_text(Translator("ja").label("error", "threshold_not_met"))
     shot(sec, "5-publish-refused-ja")
+    sec.get_by_role("link", name="戻る").click()
+    sec.wait_for_url("**/console/drafts/2?lang=ja")
     assert node_version(group, "chain-a") == 1 and node_version(group, "chain-b") == 1
 
     kh2 = signed_in(browser, group, "kh2", "ja-JP")

@@ -377,11 +377,12 @@ PageHandler = Callable[[web.Request, Visit], Awaitable[web.StreamResponse]]
 
 
 def staff_page(
-    action: Action | None, *, back: str | None = None
+    action: Action | None, *, back: str | Callable[[web.Request], str] | None = None
 ) -> Callable[[PageHandler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
     """Wrap a page: signed-in staff only, ``action`` permitted to the role, CSRF on every POST.
 
-    ``back`` is the page an error page links back to. A browser without a live session is sent
+    ``back`` is the page an error page links back to (or makes it from the request, for a page
+    whose path holds an id). A browser without a live session is sent
     to the sign-in page; a session that timed out is audited (``console.session expired``).
     """
 
@@ -418,7 +419,8 @@ def staff_page(
                     check_csrf(session, visit.form.fields.get(CSRF_FIELD))
                 return await handler(request, visit)
             except WatchnetError as e:
-                raise refusal(request, e, lang, session=session, actor=staff.id, back=back) from e
+                to = back(request) if callable(back) else back
+                raise refusal(request, e, lang, session=session, actor=staff.id, back=to) from e
 
         return page
 

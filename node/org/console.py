@@ -670,7 +670,13 @@ async def draft_file(request: web.Request, visit: Visit) -> web.StreamResponse:
     )
 
 
-@staff_page(Action.ORG_SIGN_MANIFEST)
+def _back_to_draft(request: web.Request) -> str:
+    """A refused post about a draft links back to the draft's page (its version, if well formed)."""
+    version = request.match_info.get("version", "")
+    return _draft_path(int(version)) if version.isdigit() and len(version) <= 9 else DRAFTS
+
+
+@staff_page(Action.ORG_SIGN_MANIFEST, back=_back_to_draft)
 async def draft_sign(request: web.Request, visit: Visit) -> web.StreamResponse:
     org = request.app[ORG]
     version = _version(request)
@@ -696,7 +702,7 @@ async def draft_sign(request: web.Request, visit: Visit) -> web.StreamResponse:
     return redirect(url(_draft_path(version), visit.lang))
 
 
-@staff_page(Action.ORG_PUBLISH_MANIFEST)
+@staff_page(Action.ORG_PUBLISH_MANIFEST, back=_back_to_draft)
 async def draft_publish(request: web.Request, visit: Visit) -> web.StreamResponse:
     org = request.app[ORG]
     version = _version(request)
@@ -714,7 +720,7 @@ async def draft_publish(request: web.Request, visit: Visit) -> web.StreamRespons
     return redirect(url(_draft_path(version), visit.lang))
 
 
-@staff_page(Action.ORG_DRAFT_MANIFEST, back=DRAFTS)
+@staff_page(Action.ORG_DRAFT_MANIFEST, back=_back_to_draft)
 async def draft_withdraw(request: web.Request, visit: Visit) -> web.StreamResponse:
     org = request.app[ORG]
     version = _version(request)
