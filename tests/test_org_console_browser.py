@@ -220,4 +220,26 @@ def test_the_secretariat_drafts_an_admission_two_key_holders_sign_and_every_node
     sec.goto(f"{org}/console/report?lang=en&period=2026-Q3")
     expect(sec.locator("#missing-list li")).to_have_count(2)  # neither node has sent its report
     shot(sec, "12-group-report-en")
+
+    # every page in both languages, for a person to look at (tests/artifacts/org-page-*.png)
+    auditor = signed_in(browser, group, "oaud1", "en-GB")
+    admin = signed_in(browser, group, "oadm1", "ja-JP")
+    pages = {
+        sec: ("members", "drafts", "drafts/2", "forks", "complaints", "report?period=2026-Q3"),
+        auditor: ("audit",),
+        admin: ("accounts",),
+    }
+    for page, paths in pages.items():
+        for path in paths:
+            for lang in ("ja", "en"):
+                joiner = "&" if "?" in path else "?"
+                response = page.goto(f"{org}/console/{path}{joiner}lang={lang}")
+                assert response is not None and response.status == 200, (path, lang)
+                expect(page.locator("html")).to_have_attribute("lang", lang)
+                shot(page, f"page-{path.split('?')[0].replace('/', '-')}-{lang}")
+    for path in ("rules", "notice"):
+        for lang in ("ja", "en"):
+            sec.goto(f"{org}/{path}?lang={lang}")
+            expect(sec.locator("html")).to_have_attribute("lang", lang)
+            shot(sec, f"page-{path}-{lang}")
     assert time.monotonic() - started < 90
