@@ -58,8 +58,35 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "auditor": ("監査担当", "auditor"),
         "admin": ("管理者", "admin"),
         "camera": ("カメラ", "camera"),
+        "secretariat": ("事務局", "secretariat"),
+        "key-holder": ("鍵管理者", "key holder"),
+    },
+    "draft_action": {
+        "admit": ("加盟", "Admission"),
+        "suspend": ("参加停止", "Suspension"),
+        "reinstate": ("参加再開", "Reinstatement"),
+        "remove": ("脱退", "Removal"),
+        "renew": ("有効期限の更新", "Renewal"),
+    },
+    "fork_decision": {
+        "dismissed": ("問題なしとして終了", "Dismissed"),
+        "explain": ("事業者に説明を求める", "Member asked to explain"),
+        "suspension-drafted": ("参加停止案を作成", "Suspension drafted"),
+    },
+    "draft_state": {
+        "open": ("署名待ち", "Collecting signatures"),
+        "published": ("公開済み", "Published"),
+        "withdrawn": ("取下げ", "Withdrawn"),
     },
     "error": {
+        "draft_open": ("未完了の改訂案があります", "Another draft is open"),
+        "draft_stale": ("改訂案の元の版が古くなっています", "The draft was made on an older version"),
+        "no_draft": ("該当する改訂案がありません", "No such draft"),
+        "no_report": ("この期間のレポートは公開されていません", "That period's report is not published"),
+        "signature_mismatch": (
+            "署名ファイルの内容が改訂案と一致しません",
+            "The signed file is not this draft",
+        ),
         "node_unreachable": (
             "カメラワーカーからノードに接続できません",
             "The camera worker cannot reach the node",

@@ -53,6 +53,13 @@ def test_the_demo_runs_every_step_ok_and_leaves_no_process(tmp_path: Path) -> No
     assert all(s["ok"] for s in summary["steps"])
     assert {n["node_id"] for n in summary["nodes"]} == {"chain-a", "chain-b", "chain-c", "outsider"}
     assert "[ok] delete-and-receipts" in run.stderr
+    org = summary["organisation_console"]  # watchnet demo --keep prints it: sign in, admit the outsider
+    assert org["url"] == summary["organisation"] + "/console"
+    assert org["users"]["sec1"] == "secretariat" and org["users"]["kh2"] == "key-holder"
+    assert org["to_admit"]["node_id"] == "outsider" and org["to_admit"]["endpoint"].startswith(
+        "http://127.0.0.1:"
+    )
+    assert (tmp_path / "demo" / "org" / "org.db").is_file()
     for step in summary["steps"]:  # sentences, not Python dumps (tests/test_demo_lines.py)
         assert not DUMP.search(step["summary"]), step["summary"]
     witness = next(s for s in summary["steps"] if s["name"] == "witness")

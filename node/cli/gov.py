@@ -10,17 +10,18 @@ from __future__ import annotations
 import argparse
 import json
 import tomllib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from governance.description import add_member, manifest_from_description, renew, set_member_status
 from governance.manifest import LocalizedText, Manifest, Member, MemberStatus
 from governance.notice import LANGUAGES, render_notice
+from governance.roles import ORG_ROLES
 from governance.trust import assess
 from node.files import write_atomic
 from node.records.keystore import load_signing_key, save_key
-from protocol.errors import ConfigurationError, MalformedError
+from protocol.errors import ConfigurationError, MalformedError, PolicyError
 from protocol.fields import parse_duration
 from protocol.keys import PublicEncryptionKey, PublicSigningKey, SigningKey
 from protocol.signed import SignedDocument
@@ -118,12 +119,69 @@ def cmd_sign(args: argparse.Namespace) -> int:
     doc.sign(key)
     _save(doc, path)
     result = doc.verification_result(doc.payload.role_keys(), doc.payload.manifest_role.threshold)
+    if args.post:
+        answer = _post_signature(args.post, doc, _token(args))
+        _emit(
+            args,
+            {"keyid": key.keyid, "posted": answer},
+            f"signed and posted to {args.post}: the draft of version {answer['version']} now holds "
+            f"{answer['signed']} of the {answer['threshold']} signatures it needs",
+        )
+        return 0
     _emit(
         args,
         {"keyid": key.keyid, "signed": len(result.signed), "verified": result.verified},
         f"signed: {result}",
     )
     return 0
+
+
+class ServerRefused(PolicyError):
+    """The organisation's server refused a posted signature; ``code`` is the code it answered."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _token(args: argparse.Namespace) -> str:
+    if not args.token_file:
+        raise ConfigurationError("--post needs --token-file: a file holding your API token (gov user token)")
+    try:
+        return Path(args.token_file).read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigurationError(f"--token-file {args.token_file}: {e.strerror}") from e
+
+
+def _post_signature(base: str, doc: SignedDocument[Manifest], token: str) -> dict[str, Any]:
+    """POST the signed draft to the organisation's server; its refusal becomes a typed error."""
+    import urllib.error
+    import urllib.request
+
+    if not base.startswith(("http://", "https://")):
+        raise ConfigurationError(f"--post {base[:80]}: not an http(s) address of gov serve")
+    url = f"{base.rstrip('/')}/v1/org/drafts/{doc.payload.version}/signatures"
+    request = urllib.request.Request(  # noqa: S310 (an http(s) address, checked above)
+        url,
+        data=doc.to_bytes(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
+    except urllib.error.HTTPError as e:
+        try:
+            body = json.loads(e.read())
+        except ValueError:
+            body = {"error": f"http_{e.code}", "message": e.reason}
+        raise ServerRefused(
+            str(body.get("error", "refused"))[:48],
+            f"{url} refused the signature ({e.code}): {body.get('message')}",
+        ) from e
+    except (urllib.error.URLError, OSError) as e:
+        raise ConfigurationError(f"{url}: not reachable ({e})") from e
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -189,6 +247,66 @@ def cmd_notice(args: argparse.Namespace) -> int:
     return 0
 
 
+def _org_database(args: argparse.Namespace) -> str:
+    from node.org.staff import database_url
+
+    return args.database or database_url(Path(args.manifest).parent)
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    """``gov user add | list``: the organisation's staff accounts (the first admin is made here)."""
+    from governance.roles import Role
+    from node.cli.node import _cli_actor, _password
+    from node.org.staff import OrgStaff
+
+    staff = OrgStaff.open(_org_database(args))
+    try:
+        if args.user_command == "token":
+            token = staff.accounts.issue_token(
+                args.username,
+                _now(),
+                timedelta(days=args.days),
+                actor=_cli_actor(),
+                write_lock=staff.write_lock,
+            )
+            _emit(
+                args,
+                {"username": args.username, "token": token, "days": args.days},
+                f"{token}\n(shown once; a key holder posts signatures with "
+                "'watchnet gov sign DRAFT --key KEY --post URL --token-file FILE')",
+            )
+            return 0
+        if args.user_command == "add":
+            member = staff.accounts.add(
+                args.username,
+                Role(args.role),
+                _password(args),
+                _now(),
+                actor=_cli_actor(),
+                write_lock=staff.write_lock,
+            )
+            _emit(
+                args,
+                {"id": member.id, "username": member.username, "role": member.role.value},
+                f"added {member.username} ({member.role.value}) as {member.id}; sign in at /console of gov serve",
+            )
+            return 0
+        rows = [
+            {"id": m.id, "username": m.username, "role": m.role.value, "disabled": disabled}
+            for m, disabled in staff.accounts.list()
+        ]
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False, sort_keys=True))
+        else:
+            for row in rows:
+                print(
+                    f"{row['username']:<24} {row['role']:<12} {'disabled' if row['disabled'] else 'enabled'}"
+                )
+        return 0
+    finally:
+        staff.close()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
@@ -196,6 +314,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from node.jsonlog import json_handler
     from node.org.server import build_gov_app
+    from node.org.staff import OrgStaff
 
     # One JSON object per line on stderr, for our records and aiohttp's alike (root at WARNING):
     # a reporter's or a complainant's text can never start a line of its own.
@@ -213,7 +332,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         state = Path(args.witness_state) if args.witness_state else path.parent / "witness"
         witness = OrganisationWitness(state, load_signing_key(Path(args.witness_key)))
         witness.check_key(ManifestPublisher(path).current().payload)
-    app = build_gov_app(path, reports, witness=witness)
+    staff = None if args.no_console else OrgStaff.open(_org_database(args))
+    app = build_gov_app(
+        path,
+        reports,
+        witness=witness,
+        staff=staff,
+        member_poll=parse_duration(args.member_poll, field="--member-poll").total_seconds(),
+    )
     logging.getLogger("watchnet.gov").info(
         "publishing %s on http://%s:%s/v1/manifest (reports to %s)",
         path,
@@ -401,6 +527,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = command("sign", cmd_sign, "add one key holder's signature to a manifest (in place)")
     p.add_argument("manifest")
     p.add_argument("--key", required=True, help="this key holder's private key file")
+    p.add_argument(
+        "--post",
+        help="then send the signed draft to the organisation's console, e.g. https://org.example "
+        "(instead of uploading the file on the draft's page)",
+    )
+    p.add_argument("--token-file", help="with --post: a file holding your API token (gov user token)")
 
     p = command("verify", cmd_verify, "check signatures, threshold, expiry and version; exit 1 if refused")
     p.add_argument("manifest")
@@ -453,6 +585,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--witness-state",
         help="where the witness keeps each log's latest checkpoint (default: witness/ beside the manifest)",
     )
+    p.add_argument(
+        "--database",
+        help="the organisation's accounts and audit log (default: sqlite org.db beside the manifest)",
+    )
+    p.add_argument("--no-console", action="store_true", help="serve no staff console at /console")
+    p.add_argument(
+        "--member-poll",
+        default="300s",
+        help="how often to ask each member which manifest it runs (default 300s)",
+    )
+
+    user = commands.add_parser("user", help="the organisation's staff accounts (console sign-in)")
+    user_commands = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    p = user_commands.add_parser("add", help="add an account: secretariat, key-holder, auditor or admin")
+    p.add_argument("username")
+    p.add_argument("--role", required=True, choices=[r.value for r in ORG_ROLES])
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    user_commands.add_parser("list", help="list the accounts")
+    p = user_commands.add_parser("token", help="issue an API token (shown once), for 'gov sign --post'")
+    p.add_argument("username")
+    p.add_argument("--days", type=int, default=30, help="validity in days (default 30, at most 365)")
+    for p in user_commands.choices.values():
+        p.set_defaults(handler=cmd_user)
+        p.add_argument("--manifest", required=True, help="the manifest file gov serve publishes")
+        p.add_argument("--database", help="default: sqlite org.db beside the manifest")
+        p.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     clear = commands.add_parser(
         "fork-clear",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from governance.manifest import Manifest
-from governance.roles import Role
+from governance.roles import NODE_ROLES, Role
 from node.cli.client import url_argument
 from node.config import MANIFEST_FILE, NodeConfig, load_manifest_file
 from protocol.errors import ConfigurationError
@@ -411,7 +411,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = with_common(user_commands.add_parser("add", help="add a staff account with a role"))
     p.set_defaults(handler=cmd_user_add)
     p.add_argument("username")
-    p.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p.add_argument("--role", required=True, choices=[r.value for r in NODE_ROLES])
     p.add_argument(
         "--site",
         action="append",

@@ -37,7 +37,7 @@ from governance.report import (
     verify_member_report,
 )
 from governance.requests import DEFAULT_DEADLINE, IDENTITY_CHECKS, RefusalGround, RequestKind
-from governance.roles import Action, Role, permitted
+from governance.roles import NODE_ROLES, ORG_ACTIONS, Action, permitted
 from governance.rules import RegistrationRules
 from node.cli.client import fetch, url_argument
 from node.config import MANIFEST_FILE, RULES_FILE, NodeConfig, load_manifest_file
@@ -530,7 +530,10 @@ def _safeguards(config: NodeConfig, manifest: Manifest, rules: RegistrationRules
             f"only the members listed in the manifest (version {manifest.version}) are answered, for its purposes only",
         ),
     ]
-    roles = [(role.value, ", ".join(a.value for a in Action if permitted(role, a))) for role in Role]
+    roles = [
+        (role.value, ", ".join(a.value for a in Action if permitted(role, a) and a not in ORG_ACTIONS))
+        for role in NODE_ROLES
+    ]
     return "\n".join(
         [
             _table(["safeguard", "as configured"], rows),

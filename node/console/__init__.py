@@ -14,6 +14,7 @@ token themselves, and it still audits every request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -21,20 +22,22 @@ import jinja2
 from aiohttp import web
 
 from node.console.nav import links_for
-from node.console.pages import JINJA, PREFIX, SESSIONS
+from node.console.pages import HOST, JINJA, PREFIX, SESSIONS, ConsoleHost
 from node.console.pages_accounts import add_accounts_routes
 from node.console.pages_auditor import add_auditor_routes
 from node.console.pages_cameras import add_cameras_routes
-from node.console.pages_login import home, login_form, login_submit, logout
+from node.console.pages_login import ROLE_PAGES, add_sign_in_routes
 from node.console.pages_network import add_network_page_routes
 from node.console.pages_officer import add_officer_routes
 from node.console.pages_operator import add_operator_routes
 from node.console.pages_registrar import Preview, QualityCheck, add_registrar_routes
 from node.console.pages_requests import add_request_routes
 from node.console.session import SharedSessionStore
+from node.context import NodeContext
 from node.http.api import CONTEXT
+from node.records.accounts import StaffMember
 
-__all__ = ["PREFIX", "add_console_routes", "is_console_path"]
+__all__ = ["PREFIX", "add_console_routes", "is_console_path", "node_host", "setup_templates"]
 
 
 def is_console_path(path: str) -> bool:
@@ -42,28 +45,63 @@ def is_console_path(path: str) -> bool:
     return path == PREFIX or path.startswith(f"{PREFIX}/")
 
 
-def add_console_routes(app: web.Application) -> None:
-    """Add the console's pages, templates (autoescaped) and stylesheet to the node's application."""
+def setup_templates(
+    app: web.Application,
+    links: Callable[[StaffMember], list[tuple[str, str]]],
+    *,
+    packages: tuple[str, ...] = (),
+) -> None:
+    """Jinja2 for console pages (autoescaped, strict): templates of ``packages`` first, then the
+    console's own (``base.html``, ``login.html``, ``error.html`` ...); ``links`` lists the pages a
+    signed-in account may open, for the header of every page."""
     aiohttp_jinja2.setup(
         app,
         app_key=JINJA,
-        loader=jinja2.PackageLoader("node.console", "templates"),
+        loader=jinja2.ChoiceLoader(
+            [jinja2.PackageLoader(p, "templates") for p in (*packages, "node.console")]
+        ),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         default_helpers=False,
     )
-    app[JINJA].globals["console_links"] = links_for
+    app[JINJA].globals["console_links"] = links
+
+
+def add_static(app: web.Application) -> None:
+    """The console's stylesheet and script under ``/console/static``."""
+    app.router.add_static(f"{PREFIX}/static", Path(__file__).parent / "static")
+
+
+def node_host(context: NodeContext) -> ConsoleHost:
+    """The console's host on a member's node: its database, accounts, zone and business name."""
+
+    def heading(lang: str) -> tuple[str, str]:
+        member = context.manifest.member(context.config.node_id)
+        name = context.config.display_name or context.config.node_id
+        return (member.name.get(lang) if member is not None else name), context.config.node_id
+
+    return ConsoleHost(
+        engine=context.engine,
+        write_lock=context.registry.write_lock,
+        accounts=context.accounts,
+        zone=context.config.console.zone,
+        heading=heading,
+        role_pages=ROLE_PAGES,
+    )
+
+
+def add_console_routes(app: web.Application) -> None:
+    """Add the console's pages, templates (autoescaped) and stylesheet to the node's application."""
+    setup_templates(app, links_for)
     context = app[CONTEXT]
+    app[HOST] = node_host(context)
     app[SESSIONS] = SharedSessionStore(
         context.config.console,
         engine=context.engine,
         vault=context.registry.vault,
         preview_types=(Preview, QualityCheck),
     )
-    app.router.add_get(PREFIX, home)
-    app.router.add_get(f"{PREFIX}/login", login_form)
-    app.router.add_post(f"{PREFIX}/login", login_submit)
-    app.router.add_post(f"{PREFIX}/logout", logout)
+    add_sign_in_routes(app)
     add_registrar_routes(app)
     add_officer_routes(app)
     add_operator_routes(app)

@@ -8,47 +8,59 @@ audit log (``refused:<code>``, like the API's). Successful requests are audited 
 access middleware, as every request is. Pages are rendered by Jinja2 with autoescaping on and
 sent with ``Cache-Control: no-store`` and a content security policy that allows no script,
 except the operator page's own same-origin live-alert script.
+
+The machinery does not depend on a member's node: what it needs from the server it runs in (the
+database its audit log, accounts and sessions live in, the time zone, the heading, each role's
+landing page) is a ``ConsoleHost`` under ``HOST``. A member's node builds one from its context
+(``node.console.add_console_routes``), the certified organisation's server from its own
+directory (``node.org.console``), so both consoles sign in, time out, check CSRF and audit alike.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.base_protocol import BaseProtocol
+from sqlalchemy.engine import Engine
 
-from governance.roles import Action, require_permission
+from governance.roles import Action, Role, require_permission
 from node.console.csrf import CSRF_FIELD, check_csrf
 from node.console.i18n import Translator
 from node.console.session import ConsoleSession, SessionExpired, SessionStore
-from node.http.api import ACTOR, CLOCK, CONTEXT, LIMITER, TOKEN_CACHE_SECONDS, RateLimited, status_for
+from node.http.api import ACTOR, CLOCK, LIMITER, TOKEN_CACHE_SECONDS, RateLimited, status_for
 from node.http.notice import request_language
 from node.local_time import LocalTimes
-from node.records.accounts import StaffMember
+from node.records.accounts import StaffAccounts, StaffMember
 from node.records.auditlog import record_audit
 from protocol.errors import MalformedError, WatchnetError
 from protocol.fields import Fields
 
 __all__ = [
     "COOKIE",
+    "HOST",
     "JINJA",
     "NO_STORE_HEADERS",
     "PREFIX",
     "SESSIONS",
+    "ConsoleHost",
     "Form",
     "Visit",
     "audit",
     "client",
     "html_pattern",
+    "local_times",
     "read_form",
     "recheck_account",
     "redirect",
@@ -78,6 +90,28 @@ NO_STORE_HEADERS = {
 """Sent with every console page and face crop: nothing is kept by the browser or a proxy."""
 
 
+@dataclass(frozen=True)
+class ConsoleHost:
+    """What the console's sign-in, sessions, audit and page frame need from the server they run in.
+
+    ``heading(lang)`` is the name and id shown beside the console's title (a member's business
+    name from the manifest it trusts now; the organisation's own name); ``role_pages`` is where
+    each role lands after signing in; ``title`` and ``login_hint`` are message keys.
+    """
+
+    engine: Engine
+    write_lock: threading.RLock
+    accounts: StaffAccounts
+    zone: ZoneInfo
+    heading: Callable[[str], tuple[str, str]]
+    role_pages: Mapping[Role, str] = field(default_factory=dict)
+    title: str = "app.title"
+    login_hint: str = "login.hint"
+
+
+HOST = web.AppKey("console_host", ConsoleHost)
+
+
 def html_pattern(regex: re.Pattern[str]) -> str:
     """A Python pattern as an HTML ``pattern`` attribute, which browsers compile with JavaScript's
     ``v`` flag, where ``-`` and ``/`` inside a character class must be escaped."""
@@ -97,10 +131,10 @@ def client(request: web.Request) -> str:
 
 def audit(request: web.Request, *, actor: str, action: str, outcome: str, target: str = "") -> None:
     """One audit record now (sign-ins, sign-outs, timeouts and refusals of the console)."""
-    context = request.app[CONTEXT]
+    host = request.app[HOST]
     record_audit(
-        context.engine,
-        context.registry.write_lock,
+        host.engine,
+        host.write_lock,
         actor=actor[:64],
         action=action[:64],
         target=target[:128],
@@ -204,8 +238,8 @@ def redirect(location: str) -> web.Response:
 
 
 def local_times(request: web.Request, lang: str) -> LocalTimes:
-    """How this node's pages show times in ``lang`` (its ``[console] time_zone``)."""
-    return LocalTimes(lang, request.app[CONTEXT].config.console.zone)
+    """How this server's pages show times in ``lang`` (a node's ``[console] time_zone``)."""
+    return LocalTimes(lang, request.app[HOST].zone)
 
 
 def render(
@@ -221,9 +255,8 @@ def render(
     """A page in ``lang``; ``switch_path`` is where the language switch leads (this page by default)."""
     tr = Translator(lang)
     times = local_times(request, lang)
-    node = request.app[CONTEXT]
-    member = node.manifest.member(node.config.node_id)
-    business = member.name.get(lang) if member is not None else node.config.display_name or node.config.node_id
+    host = request.app[HOST]
+    business, node_id = host.heading(lang)
     other = "en" if lang == "ja" else "ja"
     notices = [] if session is None else session.notices
     page = aiohttp_jinja2.render_string(
@@ -237,7 +270,9 @@ def render(
             "when": times.when,
             "day": times.day,
             "business": business,
-            "node_id": node.config.node_id,
+            "node_id": node_id,
+            "app_title": host.title,
+            "login_hint": host.login_hint,
             "url": lambda path, **q: url(path, lang, **q),
             "switch_url": url(switch_path or request.path, other),
             "other_lang": other,
@@ -330,7 +365,7 @@ def recheck_account(
     if session.checked_at is not None and (now - session.checked_at).total_seconds() < TOKEN_CACHE_SECONDS:
         return staff
     current = next(
-        ((m, disabled) for m, disabled in request.app[CONTEXT].accounts.list() if m.id == staff.id), None
+        ((m, disabled) for m, disabled in request.app[HOST].accounts.list() if m.id == staff.id), None
     )
     if current is None or current[1]:
         request.app[SESSIONS].drop(session)
@@ -344,11 +379,12 @@ PageHandler = Callable[[web.Request, Visit], Awaitable[web.StreamResponse]]
 
 
 def staff_page(
-    action: Action | None, *, back: str | None = None
+    action: Action | None, *, back: str | Callable[[web.Request], str] | None = None
 ) -> Callable[[PageHandler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
     """Wrap a page: signed-in staff only, ``action`` permitted to the role, CSRF on every POST.
 
-    ``back`` is the page an error page links back to. A browser without a live session is sent
+    ``back`` is the page an error page links back to (or makes it from the request, for a page
+    whose path holds an id). A browser without a live session is sent
     to the sign-in page; a session that timed out is audited (``console.session expired``).
     """
 
@@ -385,7 +421,8 @@ def staff_page(
                     check_csrf(session, visit.form.fields.get(CSRF_FIELD))
                 return await handler(request, visit)
             except WatchnetError as e:
-                raise refusal(request, e, lang, session=session, actor=staff.id, back=back) from e
+                to = back(request) if callable(back) else back
+                raise refusal(request, e, lang, session=session, actor=staff.id, back=to) from e
 
         return page
 

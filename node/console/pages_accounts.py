@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from governance.roles import Action, Role
-from node.console.pages import PREFIX, Visit, redirect, render, staff_page, url
-from node.http.api import CLOCK, CONTEXT, refuse_extra
+from node.console.pages import HOST, PREFIX, Visit, redirect, render, staff_page, url
+from node.http.api import CLOCK, refuse_extra
 from node.records.accounts import MAX_TOKEN_LIFETIME, MIN_PASSWORD_LENGTH, AccountOverview
 from protocol.errors import MalformedError
 
@@ -67,9 +67,9 @@ def _rows(accounts: list[AccountOverview], now: datetime) -> list[dict[str, Any]
 
 
 async def _page(request: web.Request, visit: Visit, *, issued: dict[str, Any] | None = None) -> web.Response:
-    context = request.app[CONTEXT]
+    host = request.app[HOST]
     now = request.app[CLOCK]()
-    accounts = await asyncio.to_thread(context.accounts.overview, now)
+    accounts = await asyncio.to_thread(host.accounts.overview, now)
     return render(
         request,
         "accounts.html",
@@ -77,7 +77,9 @@ async def _page(request: web.Request, visit: Visit, *, issued: dict[str, Any] | 
         session=visit.session,
         switch_path=PAGE,
         accounts=_rows(accounts, now),
-        roles=[r.value for r in Role if r is not Role.CAMERA],  # a camera account's sites: the CLI
+        roles=[
+            r.value for r in host.accounts.roles if r is not Role.CAMERA
+        ],  # a camera account's sites: the CLI
         me=visit.staff.id,
         issued=issued,
         actions={"add": ADD, "disable": DISABLE, "unlock": UNLOCK, "token": TOKEN, "revoke": REVOKE},
@@ -91,13 +93,12 @@ async def _as_admin(
     request: web.Request, visit: Visit, change: Callable[..., T], *args: Any, **kwargs: Any
 ) -> T:
     """Run one ``StaffAccounts`` change off the loop, as this admin (its audit record's actor), now."""
-    context = request.app[CONTEXT]
     call = functools.partial(
         change,
         *args,
         actor=visit.staff.id,
         now=request.app[CLOCK](),
-        write_lock=context.registry.write_lock,
+        write_lock=request.app[HOST].write_lock,
         **kwargs,
     )
     return await asyncio.to_thread(call)
@@ -118,7 +119,7 @@ async def add_account(request: web.Request, visit: Visit) -> web.StreamResponse:
     refuse_extra(f)
     if password != again:
         raise MalformedError("the two passwords differ")
-    await _as_admin(request, visit, request.app[CONTEXT].accounts.add, username, role, password)
+    await _as_admin(request, visit, request.app[HOST].accounts.add, username, role, password)
     visit.session.notices.append("accounts.added_notice")
     return redirect(url(PAGE, visit.lang))
 
@@ -130,7 +131,7 @@ async def disable_account(request: web.Request, visit: Visit) -> web.StreamRespo
     username = f.text("username", max_len=64)
     enable = f.text("enable", max_len=1) == "1"
     refuse_extra(f)
-    await _as_admin(request, visit, request.app[CONTEXT].accounts.set_disabled, username, not enable)
+    await _as_admin(request, visit, request.app[HOST].accounts.set_disabled, username, not enable)
     visit.session.notices.append("accounts.enabled_notice" if enable else "accounts.disabled_notice")
     return redirect(url(PAGE, visit.lang))
 
@@ -141,7 +142,7 @@ async def unlock_account(request: web.Request, visit: Visit) -> web.StreamRespon
     f = visit.fields()
     username = f.text("username", max_len=64)
     refuse_extra(f)
-    await _as_admin(request, visit, request.app[CONTEXT].accounts.clear_locks, username, None)
+    await _as_admin(request, visit, request.app[HOST].accounts.clear_locks, username, None)
     visit.session.notices.append("locks.cleared")
     return redirect(url(PAGE, visit.lang))
 
@@ -157,7 +158,7 @@ async def issue_token(request: web.Request, visit: Visit) -> web.StreamResponse:
         raise MalformedError(f"days {days!r}: expected a whole number from 1 to {MAX_TOKEN_LIFETIME.days}")
     lifetime = timedelta(days=int(days))
     token = await _as_admin(
-        request, visit, request.app[CONTEXT].accounts.issue_token, username, valid_for=lifetime
+        request, visit, request.app[HOST].accounts.issue_token, username, valid_for=lifetime
     )
     now = request.app[CLOCK]()
     return await _page(
@@ -171,7 +172,7 @@ async def revoke_token(request: web.Request, visit: Visit) -> web.StreamResponse
     username = f.text("username", max_len=64)
     token_id = f.text("token", max_len=64)
     refuse_extra(f)
-    await _as_admin(request, visit, request.app[CONTEXT].accounts.revoke_token_id, username, token_id)
+    await _as_admin(request, visit, request.app[HOST].accounts.revoke_token_id, username, token_id)
     visit.session.notices.append("accounts.revoked_notice")
     return redirect(url(PAGE, visit.lang))
 

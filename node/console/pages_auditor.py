@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from markupsafe import Markup
 from sqlalchemy import func
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from governance.report import parse_period
@@ -40,6 +41,7 @@ from node.console.audit_filter import (
     read_page,
 )
 from node.console.pages import (
+    HOST,
     NO_STORE_HEADERS,
     PREFIX,
     Visit,
@@ -52,7 +54,7 @@ from node.console.pages import (
 from node.context import NodeContext
 from node.http.api import CLOCK, CONTEXT
 from node.http.report import member_names, node_report
-from node.reporting.auditor import audit_stored_chain, audit_stored_log
+from node.reporting.auditor import AuditReport, audit_stored_chain, audit_stored_log
 from node.reporting.report_html import PRINT_STYLE, STYLE, render_report_html, report_body_html
 from node.storage.models import LogLeaf
 from protocol.canonical import parse_json
@@ -63,7 +65,15 @@ from protocol.signed import SignedDocument
 from protocol.sync import parse_log_event
 from protocol.treehead import TreeHead
 
-__all__ = ["PAGE_SIZE", "add_auditor_routes", "recent_periods"]
+__all__ = [
+    "AUDIT",
+    "AUDIT_CSV",
+    "PAGE_SIZE",
+    "add_auditor_routes",
+    "audit_csv_response",
+    "audit_listing",
+    "recent_periods",
+]
 
 AUDIT = f"{PREFIX}/audit"
 AUDIT_CSV = f"{PREFIX}/audit.csv"
@@ -132,20 +142,28 @@ def _audit_link(lang: str, wanted: AuditFilter, **change: str | None) -> str:
     return f"{AUDIT}?{urlencode(params)}"
 
 
-def _read_audit(context: NodeContext, wanted: AuditFilter) -> AuditPage:
-    with Session(context.engine) as session:
-        return read_page(session, wanted, _names(context))
+def _read_audit(engine: Engine, wanted: AuditFilter, names: dict[str, str]) -> AuditPage:
+    with Session(engine) as session:
+        return read_page(session, wanted, names)
 
 
 @staff_page(Action.READ_AUDIT)
 async def audit_page(request: web.Request, visit: Visit) -> web.StreamResponse:
     """The audit log, filtered and paged, routine polling folded unless ``routine=show``."""
     context = request.app[CONTEXT]
-    wanted = AuditFilter.from_query(request.query, context.config.console.zone)
-    listing = await asyncio.to_thread(_read_audit, context, wanted)
     report = await asyncio.to_thread(
         audit_stored_chain, context.engine, context.signing_key.public, context.config.node_id
     )
+    return await audit_listing(request, visit, engine=context.engine, names=_names(context), report=report)
+
+
+async def audit_listing(
+    request: web.Request, visit: Visit, *, engine: Engine, names: dict[str, str], report: AuditReport
+) -> web.Response:
+    """The audit page of ``engine``'s log with the chain's ``report`` (a node's, or the organisation's)."""
+    zone = request.app[HOST].zone
+    wanted = AuditFilter.from_query(request.query, zone)
+    listing = await asyncio.to_thread(_read_audit, engine, wanted, names)
     lang = visit.lang
     return render(
         request,
@@ -157,7 +175,7 @@ async def audit_page(request: web.Request, visit: Visit) -> web.StreamResponse:
         report=report,
         page=AUDIT,
         outcome_kinds=OUTCOME_KINDS,
-        zone_name=str(context.config.console.zone),
+        zone_name=str(zone),
         page_sizes=(25, DEFAULT_PAGE_SIZE, 100, MAX_PAGE_SIZE),
         newer_url=None if listing.newer is None else _audit_link(lang, wanted, upto=str(listing.newer)),
         newest_url=None if wanted.upto is None else _audit_link(lang, wanted, upto=None),
@@ -171,17 +189,24 @@ async def audit_page(request: web.Request, visit: Visit) -> web.StreamResponse:
 async def audit_csv(request: web.Request, visit: Visit) -> web.StreamResponse:
     """The records the filters select, as CSV (UTF-8 with a BOM, so spreadsheets read Japanese)."""
     context = request.app[CONTEXT]
-    zone = context.config.console.zone
+    return await audit_csv_response(
+        request, engine=context.engine, names=_names(context), who=context.config.node_id
+    )
+
+
+async def audit_csv_response(
+    request: web.Request, *, engine: Engine, names: dict[str, str], who: str
+) -> web.Response:
+    zone = request.app[HOST].zone
     wanted = AuditFilter.from_query(request.query, zone)
-    names = _names(context)
 
     def build() -> bytes:
-        with Session(context.engine) as session:
+        with Session(engine) as session:
             return "".join(csv_rows(session, wanted, names, zone)).encode("utf-8-sig")
 
     body = await asyncio.to_thread(build)
     stamp = request.app[CLOCK]().strftime("%Y%m%dT%H%M%SZ")
-    name = f"watchnet-audit-{context.config.node_id}-{stamp}.csv"
+    name = f"watchnet-audit-{who}-{stamp}.csv"
     return web.Response(
         body=body,
         content_type="text/csv",
@@ -358,7 +383,11 @@ async def report_print(request: web.Request, visit: Visit) -> web.StreamResponse
         text=page,
         content_type="text/html",
         charset="utf-8",
-        headers={**NO_STORE_HEADERS, "Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"},
+        headers={
+            **NO_STORE_HEADERS,
+            "Content-Security-Policy": REPORT_CSP,
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 

@@ -20,6 +20,7 @@ from governance.roles import Role
 from node.console.csrf import CSRF_FIELD, CsrfRefused, check_csrf
 from node.console.pages import (
     COOKIE,
+    HOST,
     PREFIX,
     SESSIONS,
     Visit,
@@ -34,12 +35,12 @@ from node.console.pages import (
     url,
 )
 from node.console.session import ConsoleSession, SessionExpired
-from node.http.api import ACTOR, CLOCK, CONTEXT, LIMITER, RateLimited
+from node.http.api import ACTOR, CLOCK, LIMITER, RateLimited
 from node.http.notice import request_language
 from node.records.accounts import AccountDisabled, SignInRefused, sign_in_source
 from protocol.errors import MalformedError, WatchnetError
 
-__all__ = ["home", "login_form", "login_submit", "logout"]
+__all__ = ["ROLE_PAGES", "add_sign_in_routes", "home", "login_form", "login_submit", "logout"]
 
 ROLE_PAGES = {
     Role.REGISTRAR: f"{PREFIX}/registrar",
@@ -130,7 +131,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         raise refusal(request, e, lang, session=session, actor=actor, back=f"{PREFIX}/login") from e
     try:
         staff = await asyncio.to_thread(
-            request.app[CONTEXT].accounts.authenticate_password,
+            request.app[HOST].accounts.authenticate_password,
             username,
             password,
             source=sign_in_source(request.remote),
@@ -170,7 +171,15 @@ async def logout(request: web.Request, visit: Visit) -> web.StreamResponse:
 @staff_page(None)
 async def home(request: web.Request, visit: Visit) -> web.StreamResponse:
     """Each role to its own page; roles without one yet are told so."""
-    page = ROLE_PAGES.get(visit.staff.role)
+    page = request.app[HOST].role_pages.get(visit.staff.role)
     if page is not None:
         return redirect(url(page, visit.lang))
     return render(request, "home.html", visit.lang, session=visit.session, role=visit.staff.role.value)
+
+
+def add_sign_in_routes(app: web.Application) -> None:
+    """The console's landing page, sign-in form, sign-in and sign-out (any server with a ``HOST``)."""
+    app.router.add_get(PREFIX, home)
+    app.router.add_get(f"{PREFIX}/login", login_form)
+    app.router.add_post(f"{PREFIX}/login", login_submit)
+    app.router.add_post(f"{PREFIX}/logout", logout)

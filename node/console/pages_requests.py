@@ -38,7 +38,7 @@ from node.http.casework import record_request, search_request
 from protocol.errors import MalformedError, WatchnetError
 from protocol.fields import CODE_RE
 
-__all__ = ["add_request_routes", "grounds_for", "outcomes_for"]
+__all__ = ["COMPLAINT_ORDER", "ComplaintCard", "add_request_routes", "grounds_for", "outcomes_for"]
 
 REQUESTS = f"{PREFIX}/requests"
 REQUEST = f"{REQUESTS}/{{request_id}}"
@@ -277,6 +277,7 @@ async def complaints_page(request: web.Request, visit: Visit) -> web.StreamRespo
             *sorted(COMPLAINT_OUTCOMES.difference(COMPLAINT_ORDER)),
         ],
         deadline_days=COMPLAINT_DEADLINE.days,
+        about_members=None,
     )
 
 

@@ -53,7 +53,15 @@ from protocol.fields import parse_duration
 from protocol.keys import EncryptionKey, SigningKey
 from protocol.signed import SignedDocument
 
-__all__ = ["DATABASE_SERVER_VARIABLE", "STAFF", "LocalNetwork", "LocalNode", "Placement", "free_port"]
+__all__ = [
+    "DATABASE_SERVER_VARIABLE",
+    "ORG_STAFF",
+    "STAFF",
+    "LocalNetwork",
+    "LocalNode",
+    "Placement",
+    "free_port",
+]
 
 DATABASE_SERVER_VARIABLE = "WATCHNET_DEMO_DATABASE_SERVER"
 """A PostgreSQL server URL (no database name) for every ``LocalNetwork`` that names none itself."""
@@ -67,6 +75,14 @@ STAFF = {
     "aud1": Role.AUDITOR,
     "adm1": Role.ADMIN,
 }
+ORG_STAFF = {
+    "sec1": Role.SECRETARIAT,
+    "kh1": Role.KEY_HOLDER,
+    "kh2": Role.KEY_HOLDER,
+    "oaud1": Role.AUDITOR,
+    "oadm1": Role.ADMIN,
+}
+"""The organisation's console accounts (``org_console=True``); kh1 and kh2 sign with org1.key and org2.key."""
 CHAIN_NAMES = {
     "chain-a": ("株式会社Aマート", "A-Mart Co., Ltd."),
     "chain-b": ("株式会社Bストア", "B-Store Inc."),
@@ -318,6 +334,9 @@ class LocalNetwork:
     nodes: dict[str, LocalNode] = field(default_factory=dict)
     organisation_witness: bool = True
     """The organisation witnesses every member's log too (``policy.witness.organisation``)."""
+    org_console: bool = False
+    """Serve the organisation's staff console (``ORG_STAFF``, the network's password) at
+    ``org_url/console``; off, ``gov serve`` runs with ``--no-console`` and keeps no database."""
     org_keys: list[SigningKey] = field(default_factory=list)
     org_port: int = 0
     org_process: subprocess.Popen[bytes] | None = None
@@ -337,9 +356,7 @@ class LocalNetwork:
         if self.database_server is not None:
             # also at interpreter exit, should a caller never reach destroy(): the shared server
             # must not fill up with the databases of finished tests
-            self._drop = weakref.finalize(
-                self, _drop_databases, self.database_server, self.created_databases
-            )
+            self._drop = weakref.finalize(self, _drop_databases, self.database_server, self.created_databases)
 
     def _create_databases(self, node_ids: list[str]) -> None:
         """A fresh database on ``database_server`` for each node that ``databases`` does not place.
@@ -451,6 +468,15 @@ class LocalNetwork:
                 engine.dispose()
             self.nodes[node_id] = node
         self.publish(self.first_manifest())
+        if self.org_console:
+            from node.org.staff import OrgStaff, database_url
+
+            staff = OrgStaff.open(database_url(org))
+            try:
+                for username, role in ORG_STAFF.items():
+                    staff.accounts.add(username, role, self.password, _now())
+            finally:
+                staff.close()
 
     def first_manifest(self) -> Manifest:
         with resources.files("node.demo").joinpath("demo_group.toml").open("rb") as f:
@@ -509,6 +535,7 @@ class LocalNetwork:
                 "--port",
                 str(self.org_port),
                 *(["--witness-key", str(self.witness_key_path)] if self.organisation_witness else []),
+                *(["--member-poll", "30s"] if self.org_console else ["--no-console"]),
             ],
             log,
             placement,

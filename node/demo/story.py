@@ -602,7 +602,20 @@ def run_demo(network: LocalNetwork, say: Callable[[str], None]) -> list[Step]:
     return story.steps
 
 
+def _admission(network: LocalNetwork, node_id: str) -> dict[str, str]:
+    """What the secretariat types into the admission form for ``node_id`` (not yet a member)."""
+    node = network.node(node_id)
+    return {
+        "node_id": node_id,
+        "signing_key": node.signing_key().public.to_str(),
+        "encryption_key": node.encryption_key().public.to_str(),
+        "endpoint": node.url,
+    }
+
+
 def _summary(network: LocalNetwork, steps: list[Step], seconds: float, ok: bool) -> dict[str, Any]:
+    from node.demo.network import ORG_STAFF
+
     return {
         "ok": ok,
         "seconds": round(seconds, 1),
@@ -618,6 +631,15 @@ def _summary(network: LocalNetwork, steps: list[Step], seconds: float, ok: bool)
             for n in network.nodes.values()
         ],
         "organisation": network.org_url,
+        "organisation_console": {
+            "url": f"{network.org_url}/console",
+            "users": {name: role.value for name, role in ORG_STAFF.items()},
+            "key_files": {
+                "kh1": str(network.root / "org" / "org1.key"),
+                "kh2": str(network.root / "org" / "org2.key"),
+            },
+            "to_admit": _admission(network, OUTSIDER) if OUTSIDER in network.nodes else None,
+        },
         "logins": {"users": ["reg1", "off1", "off2", "op1", "aud1", "adm1"], "password": network.password},
         "directory": str(network.root),
     }
@@ -643,6 +665,19 @@ def _print_summary(summary: dict[str, Any], steps: list[Step], keep: bool) -> No
             "  try: reg1 on chain-a's console proposes from a photo, off1 approves; op1 on chain-b's console "
             "sees alerts live; off1 on chain-a's console/network sees deletion receipts"
         )
+        org = summary["organisation_console"]
+        print(
+            f"organisation console: {org['url']}  logins sec1 (secretariat), kh1 kh2 (key holders), "
+            f"oaud1 (auditor), oadm1 (admin); password {summary['logins']['password']}"
+        )
+        admit = org["to_admit"]
+        if admit:
+            print(
+                f"  try: sec1 drafts the admission of {admit['node_id']} (signing key {admit['signing_key']}, "
+                f"encryption key {admit['encryption_key']}, endpoint {admit['endpoint']}); kh1 and kh2 each "
+                "download the draft, run 'watchnet gov sign FILE --key "
+                f"{org['key_files']['kh1']}' (kh2: {org['key_files']['kh2']}) and upload it; sec1 publishes"
+            )
     else:
         print("  (run with --keep to leave the network running and open each node's staff console)")
 
@@ -672,9 +707,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
     )
     network = (
-        LocalNetwork(root, MEMBERS, [OUTSIDER], database_server=args.database_server)
+        LocalNetwork(root, MEMBERS, [OUTSIDER], database_server=args.database_server, org_console=True)
         if args.database_server
-        else LocalNetwork(root, MEMBERS, [OUTSIDER])
+        else LocalNetwork(root, MEMBERS, [OUTSIDER], org_console=True)
     )
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     steps: list[Step] = []

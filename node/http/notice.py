@@ -42,6 +42,7 @@ from protocol.errors import MalformedError, WatchnetError
 
 __all__ = [
     "CACHE_CONTROL",
+    "COMPLAINT_ACTION",
     "COMPLAINT_PATH",
     "NOTICE_PATHS",
     "PRIVATE_CACHE_CONTROL",

@@ -16,7 +16,8 @@ from typing import Any
 
 from governance.requests import COMPLAINT_CATEGORIES, COMPLAINT_CHANNELS, COMPLAINT_OUTCOMES
 from node.files import write_atomic
-from protocol.errors import MalformedError, PolicyError
+from node.records.registry import WrongState
+from protocol.errors import MalformedError
 from protocol.fields import format_time
 
 __all__ = ["close_complaint", "count_open", "file_complaint", "list_complaints"]
@@ -24,8 +25,8 @@ __all__ = ["close_complaint", "count_open", "file_complaint", "list_complaints"]
 MAX_SUMMARY = 2000
 
 
-class ComplaintClosed(PolicyError):
-    code = "wrong_state"
+class ComplaintClosed(WrongState):
+    """Closing a closed complaint (409, as a node answers ``wrong_state``)."""
 
 
 def _path(directory: Path, complaint_id: str) -> Path:

@@ -3,7 +3,9 @@ reports and publishes fork clearances (``GET /v1/fork-clearances/<member>``, see
 
 The group-wide notice is the same page the nodes serve, rendered from the published manifest:
 HTML at ``/notice`` (Japanese or English by ``?lang=`` or ``Accept-Language``), plain text at
-``/notice.txt``, and a QR code to the page at ``/notice/qr.png`` and ``/notice/qr.svg``.
+``/notice.txt``, and a QR code to the page at ``/notice/qr.png`` and ``/notice/qr.svg``. The
+group's rules, as the guideline the organisation publishes, are ``/rules`` and ``/rules.txt``,
+generated from the same manifest (``node.org.rules``).
 
 The manifest file is re-read when it changes, and a version is published only once a threshold
 of its own keys has signed it: a draft written by ``gov member suspend`` and still waiting for its
@@ -15,6 +17,10 @@ with different roots, both signed by the accused member's key in the published m
 (:func:`verify_fork_report`). Anything else is refused before a byte is written, and the same
 evidence from the same reporter is kept once. A report of suspected template extraction
 (``extraction-report``) is kept only when signed by a current member.
+
+With an organisation database (``staff``, ``node.org.staff``) the server also serves the
+organisation's staff console under ``/console`` (``node.org.console``), and records each fetch
+of ``/v1/manifest`` by source address for its members page.
 
 Nothing here takes an anonymous write without a bound: bodies are capped by ``Content-Length``
 before they are read (64 KiB for a report, 16 KiB for a complaint), each source address (an IPv6
@@ -44,18 +50,44 @@ from aiohttp import web
 
 from governance.errors import NotAMember
 from governance.manifest import Manifest, MemberStatus
-from governance.notice import render_notice
+from governance.notice import LANGUAGES, render_notice, render_text
+from governance.requests import COMPLAINT_CATEGORIES
 from node.files import write_atomic
-from node.http.notice import CACHE_CONTROL, QR_SRC, html_response, qr_response, request_base, request_language
+from node.http.notice import (
+    CACHE_CONTROL,
+    COMPLAINT_ACTION,
+    COMPLAINT_PATH,
+    QR_SRC,
+    ComplaintFormError,
+    complaint_refusal,
+    html_response,
+    qr_response,
+    request_base,
+    request_language,
+)
 from node.http.witness import answer_add_checkpoint, answer_witnessed
+from node.local_time import LocalTimes
 from node.org.clearances import clearance_path, load_clearance
 from node.org.complaints import count_open, file_complaint
+from node.org.console import OrgConsole, add_org_console
+from node.org.drafts import DraftStore
+from node.org.group_report import ReportStore
+from node.org.members import MemberWatch
+from node.org.rules import RULES_PATH, build_rules
+from node.org.staff import OrgStaff
 from node.org.witness import OrganisationWitness
-from node.reporting.notice_pages import NOTICE_PATH, group_notice_html
+from node.reporting.notice_pages import (
+    COMPLAINT_TEXT,
+    NOTICE_PATH,
+    ORGANISATION_ZONE,
+    complaint_result_html,
+    group_notice_html,
+    render_html,
+)
 from protocol.canonical import b64url_encode, canonical_bytes, parse_json
 from protocol.errors import MalformedError, OversizedError, PolicyError, VerificationError, WatchnetError
 from protocol.extraction import ExtractionReport
-from protocol.fields import NODE_ID_RE, format_time
+from protocol.fields import NODE_ID_RE, format_time, parse_time
 from protocol.signed import SignedDocument
 from protocol.treehead import TreeHead
 
@@ -375,16 +407,117 @@ COMPLAINT_LIMITER = web.AppKey("complaint_limiter", SourceLimiter)
 OPEN_COMPLAINTS = web.AppKey("open_complaints", OpenComplaints)
 MAX_OPEN = web.AppKey("max_open_complaints", int)
 WITNESS = web.AppKey("witness", OrganisationWitness)
+WATCH = web.AppKey("member_watch", MemberWatch)
+MAX_CONSOLE_BYTES = 256 << 10
+"""The largest body: a console upload of a signed draft (a manifest of a few hundred members)."""
 
 
 async def manifest(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[PUBLISHER].current().to_bytes(), content_type="application/json")
+    document = request.app[PUBLISHER].current()
+    watch = request.app.get(WATCH)
+    if watch is not None:
+        watch.fetches.record(source_of(request.remote), document.payload.version, datetime.now(UTC))
+    return web.Response(body=document.to_bytes(), content_type="application/json")
 
 
 async def notice(request: web.Request) -> web.Response:
     lang = request_language(request)
-    page = group_notice_html(request.app[PUBLISHER].current().payload, lang, qr_src=QR_SRC)
+    page = group_notice_html(
+        request.app[PUBLISHER].current().payload, lang, qr_src=QR_SRC, complaint_action=COMPLAINT_ACTION
+    )
     return html_response(request, page, lang)
+
+
+def _form_value(form: Any, name: str, max_len: int, *, required: bool) -> str | None:
+    value = form.get(name)
+    if not isinstance(value, str) or not value.strip():
+        if required:
+            raise ComplaintFormError(name, f"complaint form: {name} is missing")
+        return None
+    if len(value.strip()) > max_len:
+        raise ComplaintFormError(
+            name, f"complaint form: {name} has {len(value.strip())} characters, at most {max_len}"
+        )
+    return value.strip()
+
+
+async def complaint_form(request: web.Request) -> web.Response:
+    """The group notice page's complaint form (Art. 40): the same register and bounds as
+    ``POST /v1/complaints``, answered as a page in the reader's language."""
+    source = source_of(request.remote)
+    register = request.app[OPEN_COMPLAINTS]
+    try:
+        request.app[COMPLAINT_LIMITER].hit(source, "complaints")
+        _check_length(request, MAX_COMPLAINT_BYTES, "a complaint")
+        form = await request.post()
+        lang = str(form.get("lang")) if form.get("lang") in LANGUAGES else request_language(request)
+        category = _form_value(form, "category", 48, required=True)
+        if category not in COMPLAINT_CATEGORIES:
+            raise ComplaintFormError("category", f"complaint form: category {category!r:.30} is not offered")
+        summary = _form_value(form, "summary", 2000, required=True)
+        contact = _form_value(form, "contact", 200, required=False)
+        member = _form_value(form, "about_member", 63, required=False)
+        manifest = request.app[PUBLISHER].current().payload
+        if member is not None and manifest.member(member) is None:
+            raise ComplaintFormError("about_member", f"complaint form: {member!r:.40} is not a member")
+        if await register.count() >= request.app[MAX_OPEN]:
+            raise RegisterFull(f"{request.app[MAX_OPEN]} complaints from the public are open")
+        filed = file_complaint(
+            request.app[COMPLAINTS],
+            channel="public",
+            category=str(category),
+            summary=str(summary),
+            contact=contact,
+            member=member,
+            now=datetime.now(UTC).replace(microsecond=0),
+        )
+    except web.HTTPRequestEntityTooLarge:
+        return complaint_refusal(request, OversizedError("a complaint larger than the limit"), 413)
+    except WatchnetError as e:
+        LOG.info("complaint form refused: %s", e.code, extra={"source": source, "error": e.code})
+        return complaint_refusal(request, e, _refusal(e).status)
+    register.filed()
+    LOG.info(
+        "complaint %s filed (%s) about %s",
+        filed["id"],
+        filed["category"],
+        filed["about_member"],
+        extra={"reference": filed["id"], "about_member": filed["about_member"], "source": source},
+    )
+    t = COMPLAINT_TEXT[lang]
+    when = LocalTimes(lang, ORGANISATION_ZONE).when(parse_time(filed["received_at"]))
+    page = complaint_result_html(
+        lang,
+        t["received_title"],
+        [t["received"].format(reference=filed["id"], when=when)],
+        f"{NOTICE_PATH}?lang={lang}",
+    )
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        charset="utf-8",
+        status=201,
+        headers={"Cache-Control": "no-store", "Content-Language": lang, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+async def rules(request: web.Request) -> web.Response:
+    """The group's rules as a readable guideline, generated from the published manifest (``node.org.rules``)."""
+    lang = request_language(request)
+    return html_response(
+        request, render_html(build_rules(request.app[PUBLISHER].current().payload, lang)), lang
+    )
+
+
+async def rules_text(request: web.Request) -> web.Response:
+    lang = request_language(request)
+    text = render_text(build_rules(request.app[PUBLISHER].current().payload, lang))
+    return web.Response(
+        text=text,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"Content-Language": lang, "Vary": "Accept-Language", "Cache-Control": CACHE_CONTROL},
+    )
 
 
 async def notice_text(request: web.Request) -> web.Response:
@@ -570,10 +703,14 @@ def build_gov_app(
     max_open_complaints: int = MAX_OPEN_PUBLIC_COMPLAINTS,
     clock: Callable[[], float] = time.monotonic,
     witness: OrganisationWitness | None = None,
+    staff: OrgStaff | None = None,
+    member_poll: float = 300.0,
 ) -> web.Application:
     """``notice_url``: the public address of ``/notice`` for its QR code (default: the request's own).
-    The rates, the register's cap and the (monotonic) clock are parameters for tests."""
-    app = web.Application(client_max_size=MAX_REPORT_BYTES)
+    The rates, the register's cap and the (monotonic) clock are parameters for tests. With
+    ``staff`` (the organisation's database) the console is served too, and every member is asked
+    which manifest it runs every ``member_poll`` seconds."""
+    app = web.Application(client_max_size=MAX_CONSOLE_BYTES if staff is not None else MAX_REPORT_BYTES)
     app[PUBLISHER] = ManifestPublisher(manifest_path)
     app[REPORTS] = reports
     app[NOTICE_URL] = notice_url or ""
@@ -588,11 +725,32 @@ def build_gov_app(
     app.router.add_get(f"{NOTICE_PATH}.txt", notice_text)
     app.router.add_get(f"{NOTICE_PATH}/qr.png", _notice_qr("png"))
     app.router.add_get(f"{NOTICE_PATH}/qr.svg", _notice_qr("svg"))
+    app.router.add_get(RULES_PATH, rules)
+    app.router.add_get(f"{RULES_PATH}.txt", rules_text)
     app.router.add_post("/v1/reports", report)
     app.router.add_get("/v1/fork-clearances/{member}", fork_clearance)
     app.router.add_post("/v1/complaints", complaint)
+    app.router.add_post(COMPLAINT_PATH, complaint_form)
     if witness is not None:
         app[WITNESS] = witness
         app.router.add_post("/v1/witness/add-checkpoint", witness_add_checkpoint)
         app.router.add_get("/v1/witness/checkpoint", witness_checkpoint)
+    if staff is not None:
+        publisher = app[PUBLISHER]
+        watch = MemberWatch(
+            lambda: publisher.current().payload,
+            lambda: datetime.now(UTC).replace(microsecond=0),
+            interval=member_poll,
+        )
+        app[WATCH] = watch
+        org = OrgConsole(
+            current=lambda: publisher.current().payload,
+            drafts=DraftStore(manifest_path),
+            watch=watch,
+            reports=reports,
+            complaints=app[COMPLAINTS],
+            verify_fork=verify_fork_report,
+            member_reports=ReportStore(manifest_path.parent / "member-reports"),
+        )
+        add_org_console(app, staff, org)
     return app

@@ -26,6 +26,7 @@ import ipaddress
 import re
 import secrets
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from governance.roles import Role
+from governance.roles import NODE_ROLES, Role
 from node.records.auditlog import append_audit
 from node.storage.locks import lock_chains
 from node.storage.models import Account, ApiToken, AuditRecord, ConsoleSessionRow, SignInThrottle
@@ -294,8 +295,12 @@ def _token_hash(token: str) -> str:
 
 
 class StaffAccounts:
-    def __init__(self, engine: Engine) -> None:
+    """The accounts of one database. ``roles`` are those an account may be given here: a member's
+    node takes its staff's roles (``NODE_ROLES``), the organisation's server its own (``ORG_ROLES``)."""
+
+    def __init__(self, engine: Engine, *, roles: Iterable[Role] = NODE_ROLES) -> None:
         self._engine = engine
+        self.roles: tuple[Role, ...] = tuple(roles)
 
     def add(
         self,
@@ -315,6 +320,10 @@ class StaffAccounts:
         sites = _camera_sites(role, sites)
         if not _USERNAME_RE.fullmatch(username):
             raise MalformedError(f"username {username!r}: use 3..48 letters, digits, '-' or '_'")
+        if role not in self.roles:
+            raise MalformedError(
+                f"role {role.value!r} is not one of this server's roles: {', '.join(r.value for r in self.roles)}"
+            )
         if len(password) < MIN_PASSWORD_LENGTH:
             raise MalformedError(
                 f"password has {len(password)} characters, at least {MIN_PASSWORD_LENGTH} needed"

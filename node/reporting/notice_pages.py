@@ -15,6 +15,7 @@ import importlib.util
 import io
 import ipaddress
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,7 @@ from governance.notice import (
     Operator,
     Section,
     build_notice,
+    current_members,
 )
 from node.config import NOTICE_URL_RE, NodeConfig
 from node.local_time import LocalTimes
@@ -39,6 +41,7 @@ from protocol.errors import ConfigurationError
 __all__ = [
     "COMPLAINT_TEXT",
     "NOTICE_PATH",
+    "ORGANISATION_ZONE",
     "SignFormat",
     "check_notice_url",
     "complaint_result_html",
@@ -133,8 +136,10 @@ def public_url_warning(url: str) -> str | None:
         address = ipaddress.ip_address(host)
     except ValueError:
         address = None
-    if host == "localhost" or host.endswith((".local", ".internal", ".lan")) or (
-        address is not None and (address.is_loopback or address.is_private or address.is_link_local)
+    if (
+        host == "localhost"
+        or host.endswith((".local", ".internal", ".lan"))
+        or (address is not None and (address.is_loopback or address.is_private or address.is_link_local))
     ):
         return (
             f"{url} points at {host}, which a shopper's phone cannot reach; print the sign with the "
@@ -202,6 +207,10 @@ def _html_section(section: Section, level: int, out: list[str]) -> None:
 COMPLAINT_TEXT = {
     "ja": {
         "heading": "苦情の申出（この事業者の窓口へ送信されます）",
+        "heading_org": "苦情の申出（認定個人情報保護団体へ送信されます）",
+        "about": "どの参加事業者についての苦情ですか（任意）",
+        "about_none": "特定しない・わからない",
+        "error.about_member": "参加事業者は一覧から選んでください。",
         "lead": "カメラや顔識別データの取扱いについての苦情を、このフォームから申し出ることができます。担当者が確認し、連絡先をご記入の場合はご連絡します。",
         "category": "内容の種類",
         "summary": "苦情の内容（2000字以内）",
@@ -226,6 +235,10 @@ COMPLAINT_TEXT = {
     },
     "en": {
         "heading": "Make a complaint (sent to this business's contact point)",
+        "heading_org": "Make a complaint (sent to the certified organisation)",
+        "about": "Which member is it about (optional)",
+        "about_none": "None in particular / not sure",
+        "error.about_member": "Please choose the member from the list.",
         "lead": "You may complain about the cameras or the handling of face-recognition data with this form. Staff review it and, if you leave a contact, get back to you.",
         "category": "What it is about",
         "summary": "Your complaint (up to 2000 characters)",
@@ -260,17 +273,27 @@ COMPLAINT_CATEGORY_ORDER = (
 )
 
 
-def _complaint_form(lang: str, action: str) -> list[str]:
+def _complaint_form(lang: str, action: str, members: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """The form; with ``members`` (node id, name) it is the organisation's, asking which member."""
     t = COMPLAINT_TEXT[lang]
     options = "".join(f'<option value="{_e(c)}">{_e(t[c])}</option>' for c in COMPLAINT_CATEGORY_ORDER)
+    about = []
+    if members:
+        choices = "".join(f'<option value="{_e(n)}">{_e(name)} ({_e(n)})</option>' for n, name in members)
+        about = [
+            f'<p><label for="c-about">{_e(t["about"])}</label><br>'
+            f'<select id="c-about" name="about_member"><option value="">{_e(t["about_none"])}</option>'
+            f"{choices}</select></p>"
+        ]
     return [
         '<section id="complaint" aria-labelledby="complaint-h">',
-        f'<h2 id="complaint-h">{_e(t["heading"])}</h2>',
+        f'<h2 id="complaint-h">{_e(t["heading_org" if members else "heading"])}</h2>',
         f"<p>{_e(t['lead'])}</p>",
         f'<form method="post" action="{_e(action)}" accept-charset="utf-8">',
         f'<input type="hidden" name="lang" value="{_e(lang)}">',
         f'<p><label for="c-category">{_e(t["category"])}</label><br>'
         f'<select id="c-category" name="category" required>{options}</select></p>',
+        *about,
         f'<p><label for="c-summary">{_e(t["summary"])}</label><br>'
         '<textarea id="c-summary" name="summary" rows="6" cols="40" maxlength="2000" required></textarea></p>',
         f'<p><label for="c-contact">{_e(t["contact"])}</label><br>'
@@ -306,6 +329,7 @@ def render_html(
     qr_src: str | None = None,
     notice_href: str | None = None,
     complaint_action: str | None = None,
+    complaint_members: Sequence[tuple[str, str]] = (),
 ) -> str:
     """A complete, self-contained HTML page for ``document`` (every text escaped).
 
@@ -339,7 +363,7 @@ def render_html(
     for section in document.sections:
         _html_section(section, 2, out)
     if complaint_action:
-        out += _complaint_form(lang, complaint_action)
+        out += _complaint_form(lang, complaint_action, complaint_members)
     out.append("</main>")
     out.append("<footer>")
     out += [f"<p>{_e(line)}</p>" for line in document.footer]
@@ -369,10 +393,18 @@ def node_notice_html(
     )
 
 
-def group_notice_html(manifest: Manifest, lang: str, *, qr_src: str | None = None) -> str:
-    """The organisation's group-wide notice page (``watchnet gov serve``)."""
+def group_notice_html(
+    manifest: Manifest, lang: str, *, qr_src: str | None = None, complaint_action: str | None = None
+) -> str:
+    """The organisation's group-wide notice page (``watchnet gov serve``), with its complaint form
+    (asking which member it is about) when ``complaint_action`` is given."""
     times = LocalTimes(lang, ORGANISATION_ZONE)
-    return render_html(build_notice(manifest, lang, dates=NoticeDates(times.day, times.when)), qr_src=qr_src)
+    return render_html(
+        build_notice(manifest, lang, dates=NoticeDates(times.day, times.when)),
+        qr_src=qr_src,
+        complaint_action=complaint_action,
+        complaint_members=[(n, name.get(lang)) for n, name in current_members(manifest)],
+    )
 
 
 # -- QR code --------------------------------------------------------------------------------------

@@ -1,0 +1,199 @@
+"""What the organisation knows of each member: the version it runs, its fetches, its reachability.
+
+Two sources, each stated for what it is:
+
+- **Asked**: every ``interval`` (and when staff press "check now") the organisation GETs each
+  member's public ``/v1/manifest``, the manifest that node trusts now. The answer says which
+  version it runs (if the document verifies under its own keys and is of this group) and whether
+  the member is reachable from the organisation, with the error when not. A supervised loop: an
+  error is logged and counted, the loop backs off and never dies.
+- **Seen**: members fetch ``/v1/manifest`` from the organisation without credentials, so a fetch
+  is known only by its source address. ``FetchLog`` keeps, per address (at most ``MAX_SOURCES``),
+  the last fetch, the version served and a count, since the server started. A member's fetches
+  are those from its endpoint's address when that address is an IP literal (or ``localhost``)
+  and no other member's endpoint shares it; otherwise the page says the fetch cannot be told
+  apart, rather than guessing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from governance.manifest import Manifest, Member, MemberStatus
+from node.records.accounts import sign_in_source
+from protocol.errors import WatchnetError
+from protocol.signed import SignedDocument
+
+__all__ = ["Fetch", "FetchLog", "MemberWatch", "Sighting", "endpoint_source"]
+
+LOG = logging.getLogger("watchnet.gov.members")
+MAX_SOURCES = 4096
+MAX_MANIFEST_BYTES = 1 << 20
+ASK_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """The last fetch of the manifest from one source address."""
+
+    source: str
+    at: datetime
+    version: int
+    count: int
+
+
+class FetchLog:
+    """Fetches of ``/v1/manifest`` per source address, in memory, bounded (oldest forgotten first)."""
+
+    def __init__(self, max_sources: int = MAX_SOURCES) -> None:
+        self.max_sources = max_sources
+        self._fetches: OrderedDict[str, Fetch] = OrderedDict()
+
+    def record(self, source: str, version: int, now: datetime) -> None:
+        previous = self._fetches.pop(source, None)
+        self._fetches[source] = Fetch(source, now, version, 1 if previous is None else previous.count + 1)
+        while len(self._fetches) > self.max_sources:
+            self._fetches.popitem(last=False)
+
+    def get(self, source: str) -> Fetch | None:
+        return self._fetches.get(source)
+
+
+def endpoint_source(endpoint: str) -> str | None:
+    """The source address fetches from a member would come from, if its endpoint names one
+    (an IP literal, or ``localhost`` as 127.0.0.1); ``None`` for a host name."""
+    host = urlsplit(endpoint).hostname or ""
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return sign_in_source(host)
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """The last time the organisation asked a member which manifest it runs."""
+
+    checked_at: datetime
+    outcome: str
+    """``ok``, ``unreachable``, ``http:<status>``, ``refused:<code>`` (not a manifest of this group)."""
+    version: int | None = None
+    last_ok: datetime | None = None
+    detail: str = ""
+    elapsed_ms: float = 0.0
+
+
+class MemberWatch:
+    """Asks every member (not removed) which manifest it runs; supervised, with back-off."""
+
+    def __init__(
+        self,
+        manifest: Callable[[], Manifest],
+        clock: Callable[[], datetime],
+        *,
+        interval: float = 300.0,
+        timeout: float = ASK_TIMEOUT,
+    ) -> None:
+        self.manifest = manifest
+        self.clock = clock
+        self.interval = interval
+        self.timeout = timeout
+        self.sightings: dict[str, Sighting] = {}
+        self.fetches = FetchLog()
+        self.runs = 0
+        self.errors = 0
+        self.last_error = ""
+        self.last_pass: datetime | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._wake = asyncio.Event()
+
+    async def _ask(self, session: aiohttp.ClientSession, member: Member, group_id: str) -> Sighting:
+        now = self.clock()
+        previous = self.sightings.get(member.node_id)
+        last_ok = previous.last_ok if previous else None
+        started = time.monotonic()
+        url = member.endpoint.rstrip("/") + "/v1/manifest"
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=self.timeout)) as response:
+                body = await response.content.read(MAX_MANIFEST_BYTES + 1)
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            return Sighting(now, "unreachable", None, last_ok, type(e).__name__)
+        elapsed = (time.monotonic() - started) * 1000
+        if status != 200:
+            return Sighting(now, f"http:{status}", None, last_ok, elapsed_ms=elapsed)
+        try:
+            document = SignedDocument.from_bytes(body[:MAX_MANIFEST_BYTES], Manifest)
+            manifest = document.payload
+            if manifest.group_id != group_id:
+                return Sighting(now, "refused:other_group", None, last_ok, manifest.group_id[:63], elapsed)
+            document.verify(manifest.role_keys(), manifest.manifest_role.threshold)
+        except WatchnetError as e:
+            return Sighting(now, f"refused:{e.code}", None, last_ok, str(e)[:200], elapsed)
+        return Sighting(now, "ok", manifest.version, now, elapsed_ms=elapsed)
+
+    async def check(self) -> dict[str, Sighting]:
+        """Ask every member once, concurrently; returns (and keeps) each answer."""
+        manifest = self.manifest()
+        members = [m for m in manifest.joint_use.members if m.status is not MemberStatus.REMOVED]
+        owned = self._session is None
+        session = self._session or aiohttp.ClientSession()
+        try:
+            answers = await asyncio.gather(*(self._ask(session, m, manifest.group_id) for m in members))
+        finally:
+            if owned:
+                await session.close()
+        for member, sighting in zip(members, answers, strict=True):
+            self.sightings[member.node_id] = sighting
+        self.runs += 1
+        self.last_pass = self.clock()
+        return dict(self.sightings)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Every ``interval`` (or when woken), ask the members; errors are logged and backed off."""
+        delay = 1.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+            try:
+                await self.check()
+                delay = 1.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 (a supervised duty: log, count, back off, go on)
+                self.errors += 1
+                self.last_error = type(e).__name__
+                LOG.warning("asking the members failed (%s); again in %.0f s", type(e).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(60.0, delay * 2)
+
+    async def start(self, _app: web.Application) -> AsyncIterator[None]:
+        """An aiohttp ``cleanup_ctx``: one client session and the loop, closed with the server."""
+        session = self._session = aiohttp.ClientSession()
+        task = asyncio.create_task(self.run(), name="org-member-watch")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._session = None
+            await session.close()
