@@ -124,6 +124,10 @@ def test_every_page_of_every_role_in_both_languages(
         expect(page.locator("#business")).to_contain_text(business)
         assert page.locator("html").get_attribute("lang") == lang
         shot(page, f"{lang}-{account}-{name}")
+        if name == "officer":  # the store is named as staff know it, not by its site id
+            expect(page.locator(f"[data-entry='{registered}']").first).to_contain_text(
+                "新宿店" if lang == "ja" else "Shinjuku store"
+            )
         if lang == "ja" and (found := _english_on(page)):
             english[name] = found
     assert not english, f"English on {account}'s Japanese pages: {english}"

@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def test_the_reserve_is_written_out_in_real_blocks_and_released_once(tmp_path: P
     assert head.count(0) < MIB // 64, "data a compressing filesystem cannot squeeze, not zeros"
     assert reserve.held and reserve.state().state == "held"
     assert reserve.restore() is False, "held already"
-    assert not (tmp_path / f"{RESERVE_FILE}.partial").exists()
+    assert not list(tmp_path.glob(f"{RESERVE_FILE}.*partial"))
 
     assert reserve.make_room() is True
     assert not (tmp_path / RESERVE_FILE).exists()
@@ -134,7 +135,11 @@ def test_the_node_commands_release_and_restore_the_reserve(tmp_path: Path) -> No
 
 def run_watchnet(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "node.cli.main", *argv], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "node.cli.main", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -159,3 +164,24 @@ def test_storage_settings_are_bounded(tmp_path: Path) -> None:
         NodeConfig.from_toml(text_.replace("reserve_mb = 64", "reserve_mb = -1"), tmp_path)
     with pytest.raises(ConfigurationError, match="unknown"):
         NodeConfig.from_toml(text_.replace("reserve_mb = 64", "reserved = 1"), tmp_path)
+
+
+def test_workers_taking_the_reserve_at_once_do_not_trip_over_each_other(tmp_path: Path) -> None:
+    """Every worker of a node holds a ``DiskReserve`` on the same directory; at start-up they take
+    it at the same moment (the cluster test once saw one worker exit on the other's rename)."""
+    script = (
+        "import sys, time; from pathlib import Path; from node.storage.reserve import DiskReserve; "
+        "r = DiskReserve(Path(sys.argv[1]), 32, 0); time.sleep(max(0.0, float(sys.argv[2]) - time.time())); "
+        "r.restore(); print('ok')"
+    )
+    start = str(time.time() + 3.0)  # every process past its imports, then all at once
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path), start], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0] and outs == ["ok"] * 4
+    assert (tmp_path / RESERVE_FILE).stat().st_size == 32 * MIB
+    assert not list(tmp_path.glob(f"{RESERVE_FILE}.*partial"))

@@ -87,6 +87,7 @@ def node_host(context: NodeContext) -> ConsoleHost:
         zone=context.config.console.zone,
         heading=heading,
         role_pages=ROLE_PAGES,
+        site_names=lambda lang: {s.site_id: s.name.get(lang) for s in context.config.notice.sites},
     )
 
 

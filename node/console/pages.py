@@ -107,6 +107,8 @@ class ConsoleHost:
     role_pages: Mapping[Role, str] = field(default_factory=dict)
     title: str = "app.title"
     login_hint: str = "login.hint"
+    site_names: Callable[[str], Mapping[str, str]] = lambda _lang: {}
+    """Site id -> the store's name in a language (a member's ``[notice] sites``), for the pages."""
 
 
 HOST = web.AppKey("console_host", ConsoleHost)
@@ -257,6 +259,7 @@ def render(
     times = local_times(request, lang)
     host = request.app[HOST]
     business, node_id = host.heading(lang)
+    sites = host.site_names(lang)
     other = "en" if lang == "ja" else "ja"
     notices = [] if session is None else session.notices
     page = aiohttp_jinja2.render_string(
@@ -271,6 +274,7 @@ def render(
             "day": times.day,
             "business": business,
             "node_id": node_id,
+            "site_name": lambda site: sites.get(site, site),
             "app_title": host.title,
             "login_hint": host.login_hint,
             "url": lambda path, **q: url(path, lang, **q),

@@ -43,6 +43,7 @@ from node.console.csrf import CSRF_FIELD
 from node.console.i18n import Translator
 from node.console.live import AlertFeed, Listener, Snapshot
 from node.console.pages import (
+    HOST,
     JINJA,
     NO_STORE_HEADERS,
     PREFIX,
@@ -137,6 +138,7 @@ def _fragment(request: web.Request, visit: Visit, items: Snapshot) -> str:
     """The alert list alone, as pushed to an open page (the same template the page includes)."""
     tr = Translator(visit.lang)
     times = local_times(request, visit.lang)
+    sites = request.app[HOST].site_names(visit.lang)
     return aiohttp_jinja2.render_string(
         "operator_alerts.html",
         request,
@@ -146,6 +148,7 @@ def _fragment(request: web.Request, visit: Visit, items: Snapshot) -> str:
             "label": tr.label,
             "when": times.when,
             "day": times.day,
+            "site_name": lambda site: sites.get(site, site),
             "url": lambda path, **q: url(path, visit.lang, **q),
             "csrf_field": CSRF_FIELD,
             "csrf": visit.session.csrf,

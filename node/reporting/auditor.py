@@ -301,7 +301,7 @@ def check_witnessed(
                 "history_differs",
                 "{error}: {node}'s log differs from the history held by {holders} ({detail})",
                 node=report.node_id,
-                holders=tuple(differing),
+                holders=", ".join(differing),
                 error=first.code,
                 detail=str(first),
             )
@@ -516,7 +516,7 @@ async def _check_witnesses(
             Finding(
                 "witness_unreachable",
                 "no checkpoint of this log from witness {witnesses}",
-                witnesses=tuple(unreachable),
+                witnesses=", ".join(unreachable),
             )
         )
     if len(report.problems) > problems:  # a differing history: that is the reason, not the count
@@ -534,7 +534,7 @@ async def _check_witnesses(
             "cosigned",
             "the log is the history cosigned by {named}: {count} of the {required} required",
             named=named,
-            witnesses=tuple(sorted(report.cosigned_by)),
+            witnesses=", ".join(sorted(report.cosigned_by)),
             count=len(report.cosigned_by),
             required=report.cosignatures_required,
         )

@@ -148,7 +148,9 @@ class DiskReserve:
                     f"{self.size >> 20} MiB reserve needs that and the {self.min_free >> 20} MiB "
                     "[health] disk_free_min_mb margin; free space first"
                 )
-            partial = self.path.with_name(f"{RESERVE_FILE}.partial")
+            # one partial file per process: a node's workers share the directory, and two taking
+            # the reserve at once must not write, rename or delete each other's file
+            partial = self.path.with_name(f"{RESERVE_FILE}.{os.getpid()}.partial")
             chunk = os.urandom(CHUNK)
             try:
                 fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
