@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from node.demo.network import CHAIN_NAMES, LocalNetwork, LocalNode
+from node.demo.network import CHAIN_NAMES, LocalNetwork
 from tests.browser import chromium, require_chromium, screenshots
 from tests.test_console import phone_photo
+from tests.test_console_story import signed_in
 
 require_chromium()
 
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
-WAIT_MS = 20_000
 ACCOUNTS = ("reg1", "off1", "op1", "aud1", "adm1")
 shot = screenshots("tour")
 
@@ -61,7 +61,7 @@ def registered(group: LocalNetwork, browser: Browser, tmp_path_factory: pytest.T
     photo = tmp_path_factory.mktemp("photo") / "IMG_0001.jpg"
     photo.write_bytes(phone_photo())
     assert 3_000_000 <= photo.stat().st_size <= 5_500_000
-    registrar = _signed_in(browser, a, "reg1", group.password, "ja-JP")
+    registrar = signed_in(browser, a, "reg1", group.password, "ja-JP")
     registrar.set_input_files("#photo", str(photo))
     registrar.get_by_role("button", name="顔を確認する").click()
     registrar.wait_for_url("**/console/registrar/preview?lang=ja")
@@ -78,24 +78,12 @@ def registered(group: LocalNetwork, browser: Browser, tmp_path_factory: pytest.T
     assert entry_id
     registrar.context.close()
 
-    officer = _signed_in(browser, a, "off1", group.password, "ja-JP")
+    officer = signed_in(browser, a, "off1", group.password, "ja-JP")
     card = officer.locator(f"[data-entry='{entry_id}']").first
     card.get_by_role("button", name="承認する").click()
     expect(officer.locator("p.notice")).to_be_visible()
     officer.context.close()
     return entry_id
-
-
-def _signed_in(browser: Browser, node: LocalNode, username: str, password: str, locale: str) -> Page:
-    context = browser.new_context(locale=locale, viewport={"width": 1180, "height": 820})
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.goto(f"{node.url}/console")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url(f"{node.url}/console/*")
-    return page
 
 
 COMMAND = re.compile(r"\bwatchnet(?: [a-z][a-z-]*)+")
@@ -112,7 +100,7 @@ def test_every_page_of_every_role_in_both_languages(
     group: LocalNetwork, browser: Browser, registered: str, account: str, lang: str
 ) -> None:
     a = group.node("chain-a")
-    page = _signed_in(browser, a, account, group.password, "ja-JP" if lang == "ja" else "en-US")
+    page = signed_in(browser, a, account, group.password, "ja-JP" if lang == "ja" else "en-US")
     links = page.locator("nav.pages a")
     paths = [Path(str(href).split("?")[0]).name for href in links.evaluate_all("a => a.map(e => e.href)")]
     assert paths, f"{account} sees no pages"
