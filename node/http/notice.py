@@ -31,6 +31,7 @@ from node.local_time import LocalTimes
 from node.reporting.notice_pages import (
     COMPLAINT_TEXT,
     NOTICE_PATH,
+    complaint_received_html,
     complaint_result_html,
     configured_base,
     node_notice_html,
@@ -235,14 +236,8 @@ def add_notice_routes(app: web.Application, context_key: web.AppKey[Any]) -> Non
             )
         )
         request[AUDIT_TARGET] = view["id"]
-        t = COMPLAINT_TEXT[lang]
         when = LocalTimes(lang, context.config.console.zone).when(now)
-        page = complaint_result_html(
-            lang,
-            t["received_title"],
-            [t["received"].format(reference=view["id"], when=when)],
-            f"{NOTICE_PATH}?lang={lang}",
-        )
+        page = complaint_received_html(lang, view["id"], when)
         return web.Response(
             text=page,
             content_type="text/html",

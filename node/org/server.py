@@ -77,10 +77,9 @@ from node.org.rules import RULES_PATH, build_rules
 from node.org.staff import OrgStaff
 from node.org.witness import OrganisationWitness
 from node.reporting.notice_pages import (
-    COMPLAINT_TEXT,
     NOTICE_PATH,
     ORGANISATION_ZONE,
-    complaint_result_html,
+    complaint_received_html,
     group_notice_html,
     render_html,
 )
@@ -484,14 +483,8 @@ async def complaint_form(request: web.Request) -> web.Response:
         filed["about_member"],
         extra={"reference": filed["id"], "about_member": filed["about_member"], "source": source},
     )
-    t = COMPLAINT_TEXT[lang]
     when = LocalTimes(lang, ORGANISATION_ZONE).when(parse_time(filed["received_at"]))
-    page = complaint_result_html(
-        lang,
-        t["received_title"],
-        [t["received"].format(reference=filed["id"], when=when)],
-        f"{NOTICE_PATH}?lang={lang}",
-    )
+    page = complaint_received_html(lang, filed["id"], when)
     return web.Response(
         text=page,
         content_type="text/html",

@@ -44,6 +44,7 @@ __all__ = [
     "ORGANISATION_ZONE",
     "SignFormat",
     "check_notice_url",
+    "complaint_received_html",
     "complaint_result_html",
     "configured_base",
     "group_notice_html",
@@ -320,6 +321,17 @@ def complaint_result_html(lang: str, title: str, lines: list[str], back: str) ->
             "</main></body></html>",
             "",
         ]
+    )
+
+
+def complaint_received_html(lang: str, reference: str, when: str) -> str:
+    """The page a complaint form post answers with when it was taken: its reference and time."""
+    t = COMPLAINT_TEXT[lang]
+    return complaint_result_html(
+        lang,
+        t["received_title"],
+        [t["received"].format(reference=reference, when=when)],
+        f"{NOTICE_PATH}?lang={lang}",
     )
 
 
