@@ -155,20 +155,17 @@ class NonceStore:
         with self._lock:
             since, held_then = self._since_count.get(sender, 0), self._held.get(sender, 0)
         count = since >= COUNT_EVERY or held_then + since + COUNT_EVERY >= self.max_entries
-        with Session(self._engine) as session:
-            connection = session.connection()
+        with self._engine.begin() as connection:  # a Core transaction: no ORM session per message
             if connection.execute(upsert, values).rowcount != 1:
                 raise ReplayError(f"nonce from {sender!r} already seen inside the window")
             held = None
             if count:
                 held = int(connection.execute(count_live, {"sender": sender, "latest": latest}).scalar_one())
-                if held > self.max_entries:
-                    session.rollback()
+                if held > self.max_entries:  # raising rolls the insert back
                     raise ReplayCacheFullError(
                         f"replay cache full ({held - 1}/{self.max_entries} nonces of {sender!r} inside "
                         "the window); retry later"
                     )
-            session.commit()
         with self._lock:
             self._inserts += 1
             if held is None:

@@ -27,6 +27,7 @@ from node.federation.federation import (
     REFERENCE_BODIES,
     Federation,
 )
+from node.federation.gate import PeerRequest
 from node.federation.health import PeerSignals, endpoint_warning, error_standing, peer_health
 from node.federation.sync import propagation_status
 from node.http.api import (
@@ -37,6 +38,7 @@ from node.http.api import (
     MAX_PAGE,
     METRICS,
     admit_peer,
+    answer_peer,
     int_query,
     probe_faces,
     read_json,
@@ -50,6 +52,7 @@ from protocol.errors import (
     WatchnetError,
 )
 from protocol.fields import CODE_RE, NODE_ID_RE, format_time
+from protocol.query import QueryResponse
 from protocol.reference import ReferenceFaceRequest
 from protocol.subject import MatchFeedback
 from protocol.sync import LogRequest
@@ -60,12 +63,16 @@ __all__ = ["add_network_routes", "alert_item", "alert_items", "peer_items", "rev
 async def peer_query(request: web.Request) -> web.Response:
     """Answer a peer's plain-mode query: only matches at or above the threshold, nothing kept."""
     federation = request.app[FEDERATION]
-    admitted = await admit_peer(request, QUERY_BODIES)
-    response, count = await asyncio.to_thread(federation.answer_query, admitted)
+
+    def answer(admitted: PeerRequest) -> tuple[QueryResponse, int, bytes]:
+        response, count = federation.answer_query(admitted)
+        return response, count, federation.gate.reply(admitted, response, request.app[CLOCK]())
+
+    admitted, (response, count, sealed) = await answer_peer(request, QUERY_BODIES, answer)
     request[AUDIT_TARGET] = f"purpose={admitted.message.purpose} faces={count} hits={len(response.matches)}"
     request.app[METRICS].match_queries.add(count)
     request.app[METRICS].matches.add(len(response.matches))
-    return sealed_response(federation.gate.reply(admitted, response, request.app[CLOCK]()))
+    return sealed_response(sealed)
 
 
 async def peer_log(request: web.Request) -> web.Response:
