@@ -88,7 +88,7 @@ from node.console.session import SessionStore
 from node.http.api import ACTOR, CLOCK, LIMITER, RateLimited, RateLimiter, refuse_extra, status_for
 from node.http.notice import html_response, request_language
 from node.org.clearances import clearance_path, load_clearance, read_decisions, record_decision
-from node.org.complaints import close_complaint, list_complaints, refer_complaint
+from node.org.complaints import NotReferred, close_complaint, list_complaints, read_complaint, refer_complaint
 from node.org.drafts import ACTIONS, MAX_DRAFT_BYTES, Draft, DraftStore, NoDraft
 from node.org.group_report import ReportStore, group_report_html
 from node.org.members import MemberWatch, endpoint_source
@@ -308,6 +308,7 @@ async def complaints_page(request: web.Request, visit: Visit) -> web.StreamRespo
         about_members={m.node_id: m.name.get(visit.lang) for m in manifest.joint_use.members},
         can_refer=org.sign_referral is not None,
         referral_days=REFERRAL_DAYS,
+        answer_outcomes=[],
     )
 
 
@@ -360,6 +361,25 @@ async def complaint_close(request: web.Request, visit: Visit) -> web.StreamRespo
     )
     _record(request, visit, "org.complaint.close", complaint_id, f"ok:{closed['outcome']}")
     visit.session.notices.append("cmp.closed")
+    return redirect(url(COMPLAINTS, visit.lang))
+
+
+@staff_page(Action.ORG_HANDLE_COMPLAINTS, back=COMPLAINTS)
+async def complaint_deliver(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """Try a referral not yet delivered again, now (the delivery loop retries it anyway)."""
+    refuse_extra(visit.fields())
+    org = request.app[ORG]
+    complaint_id = request.match_info["complaint_id"]
+    complaint = await _in_thread(read_complaint, org.complaints, complaint_id)
+    referral = complaint.get("referral")
+    if org.referrals is None or not referral or referral.get("delivered_at") is not None:
+        raise NotReferred(f"complaint {complaint_id} has no referral waiting to be delivered")
+    delivered = await org.referrals.deliver(complaint)
+    error = delivered["referral"]["last_error"]
+    _record(
+        request, visit, "org.complaint.deliver", complaint_id, "ok" if error is None else f"pending:{error}"[:64]
+    )
+    visit.session.notices.append("cmp.referred" if error is None else "cmp.referred_pending")
     return redirect(url(COMPLAINTS, visit.lang))
 
 
@@ -926,6 +946,7 @@ def add_org_console(
     app.router.add_get(COMPLAINTS, complaints_page)
     app.router.add_post(f"{COMPLAINTS}/{{complaint_id}}/close", complaint_close)
     app.router.add_post(f"{COMPLAINTS}/{{complaint_id}}/refer", complaint_refer)
+    app.router.add_post(f"{COMPLAINTS}/{{complaint_id}}/deliver", complaint_deliver)
     app.router.add_get(REPORT, report_page)
     app.router.add_post(f"{REPORT}/upload", report_upload)
     app.router.add_post(f"{REPORT}/{{period}}/publish", report_publish)
