@@ -155,6 +155,10 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
             "マニフェストに団体のオンライン鍵がありません",
             "The manifest names no online key of the organisation",
         ),
+        "no_referral_key": (
+            "団体のオンライン鍵がないため回付できません",
+            "No online key of the organisation to sign a referral with",
+        ),
         "already_referred": ("この苦情はすでに回付されています", "The complaint was referred already"),
         "not_referred": ("この事業者へ回付された苦情ではありません", "The complaint was not referred to this member"),
         "already_answered": ("この苦情にはすでに別の回答があります", "The complaint was answered otherwise already"),

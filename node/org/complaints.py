@@ -28,7 +28,7 @@ from node.files import write_atomic
 from node.records.registry import EntryNotFound, WrongState
 from protocol.canonical import canonical_bytes
 from protocol.complaint import ComplaintAnswer, ComplaintReferral
-from protocol.errors import MalformedError
+from protocol.errors import MalformedError, PolicyError
 from protocol.fields import format_time, parse_time
 from protocol.signed import SignedDocument
 
@@ -36,6 +36,7 @@ __all__ = [
     "AlreadyAnswered",
     "AlreadyReferred",
     "ComplaintClosed",
+    "NoReferralKey",
     "NotReferred",
     "UnknownComplaint",
     "close_complaint",
@@ -56,6 +57,12 @@ _LOCK = threading.RLock()
 
 class ComplaintClosed(WrongState):
     """Closing a closed complaint (409, as a node answers ``wrong_state``)."""
+
+
+class NoReferralKey(PolicyError):
+    """``gov serve`` holds no online key of the organisation (``--witness-key``) to sign a referral."""
+
+    code = "no_referral_key"
 
 
 class UnknownComplaint(EntryNotFound):

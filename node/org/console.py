@@ -88,7 +88,14 @@ from node.console.session import SessionStore
 from node.http.api import ACTOR, CLOCK, LIMITER, RateLimited, RateLimiter, refuse_extra, status_for
 from node.http.notice import html_response, request_language
 from node.org.clearances import clearance_path, load_clearance, read_decisions, record_decision
-from node.org.complaints import NotReferred, close_complaint, list_complaints, read_complaint, refer_complaint
+from node.org.complaints import (
+    NoReferralKey,
+    NotReferred,
+    close_complaint,
+    list_complaints,
+    read_complaint,
+    refer_complaint,
+)
 from node.org.drafts import ACTIONS, MAX_DRAFT_BYTES, Draft, DraftStore, NoDraft
 from node.org.group_report import ReportStore, group_report_html
 from node.org.members import MemberWatch, endpoint_source
@@ -100,7 +107,7 @@ from node.reporting.report_html import key_figures
 from node.storage.models import AuditRecord
 from protocol.canonical import b64url_encode
 from protocol.complaint import ComplaintReferral
-from protocol.errors import ConfigurationError, MalformedError, OversizedError, WatchnetError
+from protocol.errors import MalformedError, OversizedError, WatchnetError
 from protocol.fields import NODE_ID_RE
 from protocol.keys import PublicEncryptionKey, PublicSigningKey
 from protocol.signed import SignedDocument
@@ -321,7 +328,7 @@ async def complaint_refer(request: web.Request, visit: Visit) -> web.StreamRespo
     refuse_extra(f)
     org = request.app[ORG]
     if org.sign_referral is None or org.referrals is None:
-        raise ConfigurationError(
+        raise NoReferralKey(
             "gov serve holds no online key of the organisation (--witness-key): it cannot sign a referral"
         )
     complaint_id = request.match_info["complaint_id"]
