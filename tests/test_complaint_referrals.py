@@ -28,6 +28,7 @@ from node.demo.network import LocalNetwork, LocalNode, wait_for
 from node.records.keystore import load_signing_key
 from protocol.complaint import ComplaintAnswer, ComplaintReferral
 from protocol.signed import SignedDocument
+from tests.nodeproc import cli
 from tests.test_federation import audit
 
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
@@ -222,6 +223,9 @@ def test_a_public_complaint_is_referred_answered_and_closed(group: LocalNetwork)
     )
     assert status == 200 and 'data-outcome="resolved"' in row(text, reference)
     assert org_file(group, reference)["status"] == "closed"
+    listed = cli("gov", "complaints", "list", "--dir", str(group.root / "org" / "complaints"))
+    line = next(x for x in listed.splitlines() if x.startswith(reference))
+    assert "closed" in line and "answered" in line
 
     # answers the organisation refuses: not chain-b's signature, not referred to the sender, a second one
     kept = SignedDocument.from_dict(org_file(group, reference)["answer"]["document"], ComplaintAnswer)

@@ -493,8 +493,19 @@ def cmd_complaints(args: argparse.Namespace) -> int:
         print(json.dumps(result, ensure_ascii=False, sort_keys=True))
     else:
         for c in result if isinstance(result, list) else [result]:
+            referral = c.get("referral") or {}
+            referred = (
+                ""
+                if not referral
+                else "answered"
+                if c.get("answer")
+                else "delivered"
+                if referral.get("delivered_at")
+                else "undelivered"
+            )
             print(
-                f"{c['id']}  {c['received_at']}  {c['status']:<6} {c['category']:<18} {c['outcome'] or ''}  {c['summary'][:60]}"
+                f"{c['id']}  {c['received_at']}  {c['status']:<6} {c['category']:<18} {c['outcome'] or '':<8} "
+                f"{referred:<11} {c['summary'][:60]}"
             )
     return 0
 
