@@ -14,12 +14,14 @@ from datetime import timedelta
 from protocol.errors import PolicyError
 
 __all__ = [
+    "COMPLAINT_ANSWER_OUTCOMES",
     "COMPLAINT_CATEGORIES",
     "COMPLAINT_CHANNELS",
     "COMPLAINT_OUTCOMES",
     "DEFAULT_DEADLINE",
     "IDENTITY_CHECKS",
     "IDENTITY_CHECK_ORDER",
+    "REFERRAL_DAYS",
     "RefusalGround",
     "RequestKind",
     "RequestOutcome",
@@ -167,3 +169,8 @@ COMPLAINT_CHANNELS = frozenset({"public", "counter", "phone", "mail", "organisat
 COMPLAINT_OUTCOMES = frozenset({"resolved", "rejected", "referred"})
 """resolved: handled and answered; rejected: unfounded, with the reason noted; referred: to the
 organisation or another member that holds the data."""
+COMPLAINT_ANSWER_OUTCOMES = frozenset({"resolved", "rejected"})
+"""What a member answers the organisation about a complaint it referred (``complaint-answer``):
+it handled it, or found it unfounded; the text says what it did or why."""
+REFERRAL_DAYS = 14
+"""The answer deadline the organisation's console proposes when it refers a complaint to a member."""

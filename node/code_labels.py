@@ -151,6 +151,18 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "unknown_peer": ("送信元は共同利用の参加者ではありません", "The sender is not a member of the group"),
         "misaddressed": ("別のノード宛てのメッセージです", "The message is addressed to another node"),
+        "no_organisation_key": (
+            "マニフェストに団体のオンライン鍵がありません",
+            "The manifest names no online key of the organisation",
+        ),
+        "no_referral_key": (
+            "団体のオンライン鍵がないため回付できません",
+            "No online key of the organisation to sign a referral with",
+        ),
+        "already_referred": ("この苦情はすでに回付されています", "The complaint was referred already"),
+        "not_referred": ("この事業者へ回付された苦情ではありません", "The complaint was not referred to this member"),
+        "already_answered": ("この苦情にはすでに別の回答があります", "The complaint was answered otherwise already"),
+        "unknown_complaint": ("該当する苦情がありません", "No such complaint"),
         "stale": ("有効ですが新しくありません", "Authentic but not fresh"),
         "expired": ("有効期限が切れています", "Past its expiry"),
         "rollback": ("信頼済みのものより古い版です", "Not newer than what is already trusted"),
@@ -352,6 +364,12 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "notice": ("公表・掲示", "Notice"),
         "request-handling": ("請求への対応", "Request handling"),
         "other": ("その他", "Other"),
+    },
+    "delivery": {  # why a referral or an answer has not arrived yet
+        "unreachable": ("相手に接続できません", "The other side is unreachable"),
+        "http": ("相手が受け取りを拒否しました", "The other side refused it"),
+        "no_manifest_url": ("団体の URL が設定されていません", "No organisation URL is configured"),
+        "not_a_member": ("共同利用の参加者ではありません", "Not a member of the group"),
     },
     "complaint_outcome": {
         "resolved": ("解決", "Resolved"),

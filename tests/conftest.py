@@ -91,6 +91,7 @@ SLOWEST_FIRST = (
     "test_alert_faces_browser.py",
     "test_alert_faces.py",
     "test_cli_bad_input.py",
+    "test_complaint_referrals.py",
     "test_witnessing.py",
 )
 """Modules that take a minute or more on two busy cores, longest first: the suite runs on two

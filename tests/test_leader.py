@@ -170,7 +170,7 @@ def test_one_leader_runs_the_duties_and_another_takes_over_after_sigkill(
     assert str(leader.process.pid if leader.process else "") in lead["worker"]
     assert lead["duties"]["retention"]["runs"] > 0 and lead["duties"]["retention"]["running"]
     assert lead["duties"]["retention"]["last_ok"] is not None
-    assert set(lead["duties"]) == {"retention", "alert_faces", "follow", "notify", "manifest", "witness", "restore"}
+    assert set(lead["duties"]) == {"retention", "alert_faces", "complaint_answers", "follow", "notify", "manifest", "witness", "restore"}
     follower = next(s for s in states.values() if not s["is_leader"])
     assert follower["since"] is None
     assert all(d["runs"] == 0 and not d["running"] for d in follower["duties"].values()), follower

@@ -789,3 +789,120 @@ def test_the_auditor_reads_the_organisations_audit_log_with_its_chain_checked(or
         assert 'data-verification="failed"' in text
 
     run(org, scenario)
+
+
+def test_without_the_online_key_no_complaint_is_referred(org: dict[str, Any]) -> None:
+    """``gov serve`` without ``--witness-key`` has nothing to sign a referral with: no form, and the
+    form's POST is refused (``no_referral_key``), audited, with nothing written."""
+
+    async def scenario(browser: Callable[[], Awaitable[Browser]], staff: OrgStaff) -> None:
+        public = await browser()
+        complaint = {"category": "notice", "summary": "No sign at B's door", "about_member": "chain-b"}
+        reference = (await (await public.client.post("/v1/complaints", json=complaint)).json())["reference"]
+        sec = await browser()
+        await sec.login("sec1")
+        status, text = await sec.get("/console/complaints?lang=ja")
+        assert status == 200 and 'id="no-referral-key"' in text and f'id="refer-{reference}"' not in text
+        status, text = await sec.post(
+            f"/console/complaints/{reference}/refer?lang=en", {"days": "14", "summary": ""}
+        )
+        assert status == 403 and 'data-code="no_referral_key"' in text
+        held = json.loads((org["dir"] / "complaints" / f"{reference}.json").read_text(encoding="utf-8"))
+        assert "referral" not in held
+
+    run(org, scenario)
+
+
+def test_a_referral_is_signed_with_the_witness_key_kept_undelivered_and_refused_twice(tmp_path: Path) -> None:
+    """With the witness key: the secretariat refers a complaint about chain-b, whose endpoint does
+    not answer; the referral is signed with the key the manifest names, kept with its error, shown
+    "not yet delivered", and offered again; a second referral and one of a complaint naming no
+    member are refused; an auditor may not refer."""
+    from governance.manifest import OrganisationWitness as NamedWitness
+    from node.org.witness import OrganisationWitness
+    from protocol.complaint import ComplaintReferral
+
+    witness_key = SigningKey(b"\x77" * 32)
+    manifest = make_manifest(now=NOW)
+    policy = replace(
+        manifest.policy,
+        witness=replace(
+            manifest.policy.witness, organisation=NamedWitness(witness_key.public, "http://127.0.0.1:9")
+        ),
+    )
+    members = tuple(
+        replace(m, endpoint="http://127.0.0.1:9") if m.node_id == "chain-b" else m
+        for m in manifest.joint_use.members
+    )
+    manifest = manifest.with_changes(policy=policy, joint_use=replace(manifest.joint_use, members=members))
+    path = tmp_path / "manifest.json"
+    path.write_bytes(signed_manifest(manifest, KEYS[0], KEYS[1]).to_bytes())
+    staff = OrgStaff.open(database_url(tmp_path))
+    for username, role in STAFF.items():
+        staff.accounts.add(username, role, PASSWORD, NOW)
+
+    async def go() -> None:
+        witness = OrganisationWitness(tmp_path / "witness", witness_key)
+        app = build_gov_app(
+            path, tmp_path / "reports", staff=staff, member_poll=3600, witness=witness, referral_retry=3600
+        )
+        async with TestServer(app) as server:
+            sec, aud, public = (Browser(str(server.make_url(""))) for _ in range(3))
+            try:
+                about = {
+                    "category": "misidentification",
+                    "summary": "Stopped at B",
+                    "about_member": "chain-b",
+                    "contact": "me@example.org",
+                }
+                reference = (await (await public.client.post("/v1/complaints", json=about)).json())[
+                    "reference"
+                ]
+                nameless = {"category": "other", "summary": "Someone somewhere"}
+                unnamed = (await (await public.client.post("/v1/complaints", json=nameless)).json())[
+                    "reference"
+                ]
+                await aud.login("aud1")
+                await aud.get("/console/complaints?lang=en")
+                status, _ = await aud.post(f"/console/complaints/{reference}/refer?lang=en", {"days": "14"})
+                assert status == 403
+                await sec.login("sec1")
+                status, text = await sec.get("/console/complaints?lang=en")
+                assert f'id="refer-{reference}"' in text and f'id="refer-{unnamed}"' not in text
+                status, text = await sec.post(
+                    f"/console/complaints/{reference}/refer?lang=en",
+                    {"days": "7", "summary": "A summary for B"},
+                )
+                assert status == 200 and "has not reached the member yet" in text
+                assert f'id="deliver-{reference}"' in text and 'data-undelivered="yes"' in text
+                held = json.loads((tmp_path / "complaints" / f"{reference}.json").read_text(encoding="utf-8"))
+                referral = held["referral"]
+                assert (
+                    referral["attempts"] == 1 and referral["delivered_at"] is None and referral["last_error"]
+                )
+                document = SignedDocument.from_dict(referral["document"], ComplaintReferral)
+                document.verify([witness_key.public], threshold=1)
+                assert document.payload.summary == "A summary for B" and referral["summary_sent"]
+                assert "me@example.org" not in json.dumps(referral["document"])
+                status, text = await sec.post(f"/console/complaints/{reference}/refer?lang=en", {"days": "7"})
+                assert status == 409 and 'data-code="already_referred"' in text
+                status, text = await sec.post(f"/console/complaints/{unnamed}/refer?lang=en", {"days": "7"})
+                assert status == 400
+                status, text = await sec.post(f"/console/complaints/{reference}/deliver?lang=en", {})
+                assert status == 200 and "has not reached the member yet" in text
+                held = json.loads((tmp_path / "complaints" / f"{reference}.json").read_text(encoding="utf-8"))
+                assert held["referral"]["attempts"] == 2
+                records = audit_records(staff)
+                assert ("org.complaint.refer", reference, "ok:chain-b") in records
+                assert any(
+                    r[:2] == ("org.complaint.deliver", reference) and r[2].startswith("pending:")
+                    for r in records
+                )
+            finally:
+                for b in (sec, aud, public):
+                    await b.client.close()
+
+    try:
+        asyncio.run(go())
+    finally:
+        staff.close()

@@ -12,6 +12,7 @@ the organisation asks them, shows each running it. Screenshots: ``tests/artifact
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -243,3 +244,90 @@ def test_the_secretariat_drafts_an_admission_two_key_holders_sign_and_every_node
             expect(sec.locator("html")).to_have_attribute("lang", lang)
             shot(sec, f"page-{path}-{lang}")
     assert time.monotonic() - started < 90
+
+
+def node_signed_in(browser: Browser, node_url: str, password: str, username: str, locale: str) -> Page:
+    context = browser.new_context(locale=locale, viewport={"width": 1180, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"{node_url}/console")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url(f"{node_url}/console/*")
+    return page
+
+
+@pytest.mark.timeout(180)
+def test_a_complaint_from_the_notice_form_is_referred_to_chain_a_answered_and_closed(
+    group: LocalNetwork, browser: Browser
+) -> None:
+    """Clicked through in both languages: the public's form, the secretariat's referral (Japanese),
+    chain-a's officer's answer (English, then the page in Japanese), the answer on the
+    organisation's page and the closing. Screenshots ``tests/artifacts/org-referral-*.png``."""
+    org = group.org_url
+    a = group.node("chain-a")
+
+    public = browser.new_context(locale="ja-JP", viewport={"width": 1180, "height": 900}).new_page()
+    public.set_default_timeout(WAIT_MS)
+    public.goto(f"{org}/notice?lang=ja")
+    public.select_option("#c-about", "chain-a")
+    public.select_option("#c-category", "misidentification")
+    public.fill("#c-summary", "入口で呼び止められ、登録されていると言われましたが、心当たりがありません。")
+    public.locator("#complaint button[type=submit]").click()
+    expect(public.locator("main")).to_contain_text("苦情を受け付けました")
+    reference = re.search(r"cmp-[0-9a-f]+", public.content()).group(0)  # type: ignore[union-attr]
+    shot(public, "referral-1-filed-ja")
+
+    sec = signed_in(browser, group, "sec1", "ja-JP")
+    sec.goto(f"{org}/console/complaints?lang=ja")
+    form = sec.locator(f"#refer-{reference}")
+    expect(form).to_contain_text("chain-a")
+    form.locator("input[name=days]").fill("7")
+    shot(sec, "referral-2-refer-form-ja")
+    form.locator("button[type=submit]").click()
+    sec.wait_for_url("**/console/complaints?lang=ja")
+    expect(sec.locator("p.notice")).to_contain_text("事業者が受領しました")
+    expect(sec.locator(f"tr[data-complaint='{reference}'] [data-referral]")).to_have_attribute(
+        "data-referral", "delivered"
+    )
+    shot(sec, "referral-3-referred-ja")
+
+    officer = node_signed_in(browser, a.url, group.password, "off1", "en-GB")
+    officer.goto(f"{a.url}/console/complaints?lang=en")
+    expect(officer.locator(f"tr[data-complaint='{reference}']")).to_have_attribute("data-referred", "yes")
+    answer = officer.locator(f"#answer-{reference}")
+    expect(answer).to_contain_text("Referred by the organisation: answer by")
+    answer.locator("select[name=outcome]").select_option("resolved")
+    answer.locator("textarea[name=answer]").fill("The alert was a false match; the store manager apologised.")
+    shot(officer, "referral-4-answer-form-en")
+    answer.locator("button[type=submit]").click()
+    officer.wait_for_url("**/console/complaints?lang=en")
+    expect(officer.locator("p.notice")).to_contain_text("the organisation received it")
+    expect(officer.locator(f"tr[data-complaint='{reference}'] [data-answer]")).to_have_attribute(
+        "data-answer", "delivered"
+    )
+    shot(officer, "referral-5-answered-en")
+    officer.goto(f"{a.url}/console/complaints?lang=ja")
+    expect(officer.locator(f"tr[data-complaint='{reference}'] [data-answer]")).to_contain_text("団体が受領")
+    shot(officer, "referral-6-answered-ja")
+
+    sec.goto(f"{org}/console/complaints?lang=en")
+    cell = sec.locator(f"tr[data-complaint='{reference}'] [data-answer-outcome]")
+    expect(cell).to_have_attribute("data-answer-outcome", "resolved")
+    expect(cell).to_contain_text("the store manager apologised")
+    shot(sec, "referral-7-answer-shown-en")
+    close = sec.locator(f"#close-{reference}")
+    close.locator("select[name=outcome]").select_option("resolved")
+    close.locator("textarea[name=note]").fill("chain-a answered; the complainant was told.")
+    close.locator("button[type=submit]").click()
+    sec.wait_for_url("**/console/complaints?lang=en")
+    expect(sec.locator(f"#closed-complaints tr[data-complaint='{reference}']")).to_have_attribute(
+        "data-outcome", "resolved"
+    )
+    shot(sec, "referral-8-closed-en")
+    sec.goto(f"{org}/console/complaints?lang=ja")
+    expect(sec.locator(f"#closed-complaints tr[data-complaint='{reference}']")).to_contain_text(
+        "事業者の回答"
+    )
+    shot(sec, "referral-9-closed-ja")

@@ -87,6 +87,8 @@ def vector_manifest() -> Any:
 def _signer_keys(manifest: Any, signer: str) -> tuple[list[Any], int]:
     if signer == "organisation":
         return list(manifest.role_keys().values()), manifest.manifest_role.threshold
+    if signer == "organisation-witness":  # the organisation's online key: complaint referrals
+        return [manifest.policy.witness.organisation.key], 1
     member = manifest.member(signer)
     assert member is not None, f"the vector manifest has no member {signer!r}"
     return [member.signing_key], 1

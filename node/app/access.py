@@ -90,9 +90,10 @@ PUBLIC_PATHS = (
 )
 PUBLIC_POSTS = frozenset({"/v1/complaints", COMPLAINT_PATH})
 """Anyone may file a complaint without an account (Art. 40); staff filing one are identified."""
-OPEN_POSTS = frozenset({"/v1/witness/add-checkpoint"})
+OPEN_POSTS = frozenset({"/v1/witness/add-checkpoint", "/v1/org/complaint-referral"})
 """Bodies that carry their own credential, a member's signature on a checkpoint
-(c2sp.org/tlog-witness): no token is asked or used, the public door's bounds apply."""
+(c2sp.org/tlog-witness) or the organisation's on a complaint referral: no token is asked or
+used, the public door's bounds apply."""
 PEER_PREFIX = "/v1/peer/"
 """Peer endpoints authenticate the sealed message itself, not a staff token."""
 PRIVATE_PEER_PREFIX = "/v1/peer/private/"

@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
+import aiohttp
 from aiohttp import web
 
 from node.app.access import (
@@ -42,6 +43,7 @@ from node.app.last_resort import OUTAGE_LOG, database_unavailable, last_resort_m
 from node.app.leader import DutyLoop, DutyState, LeaderLease
 from node.app.proxies import TrustedProxies
 from node.app.readiness import Readiness, restore_check
+from node.casework.referrals import ANSWERS_INTERVAL, deliver_answers
 from node.console import add_console_routes
 from node.context import NodeContext
 from node.federation.federation import Federation
@@ -106,6 +108,27 @@ def _retention_sweep(app: web.Application) -> DutyLoop:
                 LOG.info("retention sweep: %d entries expired", len(expired))
             duty.ok()
             await asyncio.sleep(interval)
+
+    return loop
+
+
+def _complaint_answers_duty(app: web.Application) -> DutyLoop:
+    """The ``complaint_answers`` duty: our signed answers to complaints the organisation referred,
+    sent again every 30 s (each backing off to an hour) until the organisation confirms one."""
+    context = app[CONTEXT]
+
+    async def loop(duty: DutyState) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                await deliver_answers(
+                    context.engine,
+                    context.registry.write_lock,
+                    context.config.manifest_url,
+                    app[CLOCK](),
+                    session=session,
+                )
+                duty.ok()
+                await asyncio.sleep(ANSWERS_INTERVAL.total_seconds())
 
     return loop
 
@@ -318,6 +341,7 @@ def build_app(
     if sweep:
         lease.add_duty("retention", _retention_sweep(app), context.config.retention_sweep)
         lease.add_duty("alert_faces", _alert_faces_duty(app), context.config.alerts.erase_interval)
+        lease.add_duty("complaint_answers", _complaint_answers_duty(app), ANSWERS_INTERVAL)
     targets = DeliveryTargets.load(context.config)
     if not targets.empty:  # webhooks and e-mail: read alerts after they commit, never in their way
         lease.add_duty(

@@ -188,6 +188,10 @@ def close_complaint(
             raise EntryNotFound(f"no complaint {complaint_id!r}")
         if complaint.status != "open":
             raise WrongState(f"complaint {complaint_id} is already {complaint.status}")
+        if complaint.referral is not None:
+            raise WrongState(
+                f"complaint {complaint_id} was referred by the organisation: it is closed by answering it"
+            )
         complaint.status, complaint.outcome, complaint.note = "closed", outcome, note.strip()[:500]
         complaint.closed_at, complaint.closed_by = now, staff
         session.add(complaint)
@@ -207,8 +211,12 @@ def list_complaints(engine: Engine, status: str | None = None) -> list[dict[str,
 
 
 def complaint_due(view: dict[str, Any], now: datetime) -> tuple[datetime, bool]:
-    """When a complaint (as ``complaint_view`` shows it) is due, and whether it is open past that."""
-    deadline = parse_time(view["received_at"]) + COMPLAINT_DEADLINE
+    """When a complaint (as ``complaint_view`` shows it) is due, and whether it is open past that:
+    the organisation's answer deadline for one it referred, else ``COMPLAINT_DEADLINE`` after receipt."""
+    if view.get("answer_by"):
+        deadline = parse_time(view["answer_by"])
+    else:
+        deadline = parse_time(view["received_at"]) + COMPLAINT_DEADLINE
     return deadline, view["status"] == "open" and now > deadline
 
 
@@ -225,4 +233,10 @@ def complaint_view(c: Complaint) -> dict[str, Any]:
         "outcome": c.outcome,
         "note": c.note,
         "closed_at": format_time(c.closed_at) if c.closed_at else None,
+        "referred": c.referral is not None,
+        "answer_by": format_time(c.answer_by) if c.answer_by else None,
+        "answered": c.answer is not None,
+        "answer_attempts": c.answer_attempts,
+        "answer_error": c.answer_error,
+        "answer_delivered_at": format_time(c.answer_delivered_at) if c.answer_delivered_at else None,
     }

@@ -339,6 +339,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         witness=witness,
         staff=staff,
         member_poll=parse_duration(args.member_poll, field="--member-poll").total_seconds(),
+        referral_retry=parse_duration(args.referral_retry, field="--referral-retry").total_seconds(),
     )
     logging.getLogger("watchnet.gov").info(
         "publishing %s on http://%s:%s/v1/manifest (reports to %s)",
@@ -492,8 +493,19 @@ def cmd_complaints(args: argparse.Namespace) -> int:
         print(json.dumps(result, ensure_ascii=False, sort_keys=True))
     else:
         for c in result if isinstance(result, list) else [result]:
+            referral = c.get("referral") or {}
+            referred = (
+                ""
+                if not referral
+                else "answered"
+                if c.get("answer")
+                else "delivered"
+                if referral.get("delivered_at")
+                else "undelivered"
+            )
             print(
-                f"{c['id']}  {c['received_at']}  {c['status']:<6} {c['category']:<18} {c['outcome'] or ''}  {c['summary'][:60]}"
+                f"{c['id']}  {c['received_at']}  {c['status']:<6} {c['category']:<18} {c['outcome'] or '':<8} "
+                f"{referred:<11} {c['summary'][:60]}"
             )
     return 0
 
@@ -594,6 +606,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--member-poll",
         default="300s",
         help="how often to ask each member which manifest it runs (default 300s)",
+    )
+    p.add_argument(
+        "--referral-retry",
+        default="30s",
+        help="first wait before delivering a complaint referral to its member again (doubling, at most 1h; default 30s)",
     )
 
     user = commands.add_parser("user", help="the organisation's staff accounts (console sign-in)")

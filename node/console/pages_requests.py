@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from governance.requests import (
+    COMPLAINT_ANSWER_OUTCOMES,
     COMPLAINT_OUTCOMES,
     IDENTITY_CHECK_ORDER,
     RefusalGround,
@@ -31,10 +32,12 @@ from governance.requests import (
     check_outcome,
 )
 from governance.roles import Action, permitted
+from node.casework.referrals import answer_referral, deliver_answers
 from node.casework.registers import COMPLAINT_DEADLINE, close_complaint, complaint_due, list_complaints
 from node.console.pages import PREFIX, Visit, redirect, refusal, render, staff_page, url
 from node.http.api import CLOCK, CONTEXT, FEDERATION, refuse_extra
 from node.http.casework import record_request, search_request
+from node.records.registry import WrongState
 from protocol.errors import MalformedError, WatchnetError
 from protocol.fields import CODE_RE
 
@@ -278,6 +281,9 @@ async def complaints_page(request: web.Request, visit: Visit) -> web.StreamRespo
         ],
         deadline_days=COMPLAINT_DEADLINE.days,
         about_members=None,
+        answer_outcomes=[o for o in COMPLAINT_ORDER if o in COMPLAINT_ANSWER_OUTCOMES],
+        can_refer=False,
+        referral_days=0,
     )
 
 
@@ -304,6 +310,58 @@ async def close_complaint_page(request: web.Request, visit: Visit) -> web.Stream
     return redirect(url(COMPLAINTS, visit.lang))
 
 
+@staff_page(Action.HANDLE_REQUESTS, back=COMPLAINTS)
+async def answer_complaint_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """Answer a complaint the organisation referred: signed, the complaint closed with it, sent at
+    once (``answer_referral``, ``deliver_answers``); the ``complaint_answers`` duty retries."""
+    f = visit.fields()
+    outcome = f.text("outcome", max_len=16, pattern=CODE_RE)
+    answer = f.text("answer", max_len=2000)
+    refuse_extra(f)
+    context = request.app[CONTEXT]
+    complaint_id = request.match_info["complaint_id"]
+    await asyncio.to_thread(
+        lambda: answer_referral(
+            context.engine,
+            context.registry.write_lock,
+            complaint_id=complaint_id,
+            outcome=outcome,
+            answer=answer,
+            staff=visit.staff.id,
+            key=context.signing_key,
+            now=request.app[CLOCK](),
+        )
+    )
+    sent = await deliver_answers(
+        context.engine,
+        context.registry.write_lock,
+        context.config.manifest_url,
+        request.app[CLOCK](),
+        only=complaint_id,
+    )
+    visit.session.notices.append("cmp.answered" if sent.get(complaint_id) is None else "cmp.answered_pending")
+    return redirect(url(COMPLAINTS, visit.lang))
+
+
+@staff_page(Action.HANDLE_REQUESTS, back=COMPLAINTS)
+async def deliver_answer_page(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """Send an answer not yet delivered to the organisation again, now."""
+    refuse_extra(visit.fields())
+    context = request.app[CONTEXT]
+    complaint_id = request.match_info["complaint_id"]
+    sent = await deliver_answers(
+        context.engine,
+        context.registry.write_lock,
+        context.config.manifest_url,
+        request.app[CLOCK](),
+        only=complaint_id,
+    )
+    if complaint_id not in sent:
+        raise WrongState(f"complaint {complaint_id} has no answer waiting to be delivered")
+    visit.session.notices.append("cmp.answer_sent" if sent[complaint_id] is None else "cmp.answered_pending")
+    return redirect(url(COMPLAINTS, visit.lang))
+
+
 def add_request_routes(app: web.Application) -> None:
     app.router.add_get(REQUESTS, requests_page)
     app.router.add_post(REQUESTS, record)
@@ -312,3 +370,5 @@ def add_request_routes(app: web.Application) -> None:
     app.router.add_post(f"{REQUEST}/close", close)
     app.router.add_get(COMPLAINTS, complaints_page)
     app.router.add_post(f"{COMPLAINTS}/{{complaint_id}}/close", close_complaint_page)
+    app.router.add_post(f"{COMPLAINTS}/{{complaint_id}}/answer", answer_complaint_page)
+    app.router.add_post(f"{COMPLAINTS}/{{complaint_id}}/deliver", deliver_answer_page)

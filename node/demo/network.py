@@ -338,6 +338,8 @@ class LocalNetwork:
     """Serve the organisation's staff console (``ORG_STAFF``, the network's password) at
     ``org_url/console``; off, ``gov serve`` runs with ``--no-console`` and keeps no database."""
     org_keys: list[SigningKey] = field(default_factory=list)
+    referral_retry: str = "30s"
+    """``gov serve --referral-retry``: the first wait before a complaint referral is sent again."""
     org_port: int = 0
     org_process: subprocess.Popen[bytes] | None = None
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
@@ -521,6 +523,14 @@ class LocalNetwork:
     ) -> None:
         """Start the organisation and the nodes (``only`` those named, when given: the others may
         be started later with ``node(id).start()``, e.g. once a proxy in front of a member is up)."""
+        self.start_org(progress)
+        wanted = set(self.nodes) if only is None else set(only)
+        for node in (n for n in self.nodes.values() if n.node_id in wanted):
+            progress(f"watchnet serve {node.node_id} on {node.url}")
+            node.start()
+
+    def start_org(self, progress: Callable[[str], None] = lambda _: None) -> None:
+        """Start the organisation's ``watchnet gov serve`` (again, after ``stop_org``)."""
         log = self.root / "org" / "gov-serve.log"
         progress(f"watchnet gov serve on {self.org_url}")
         placement = self.placements.get("org", Placement())
@@ -536,20 +546,21 @@ class LocalNetwork:
                 str(self.org_port),
                 *(["--witness-key", str(self.witness_key_path)] if self.organisation_witness else []),
                 *(["--member-poll", "30s"] if self.org_console else ["--no-console"]),
+                *(["--referral-retry", self.referral_retry] if self.org_console else []),
             ],
             log,
             placement,
         )
         _wait_http(self.org_url, self.org_process, log)
-        wanted = set(self.nodes) if only is None else set(only)
-        for node in (n for n in self.nodes.values() if n.node_id in wanted):
-            progress(f"watchnet serve {node.node_id} on {node.url}")
-            node.start()
 
     def stop(self) -> None:
         for node in self.nodes.values():
             with contextlib.suppress(Exception):
                 node.stop()
+        self.stop_org()
+
+    def stop_org(self) -> None:
+        """Stop the organisation's server (the members go on)."""
         if self.org_process is not None:
             self.org_process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):

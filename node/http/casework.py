@@ -13,6 +13,13 @@ from sqlmodel import Session, col, select
 from governance.manifest import Manifest
 from governance.requests import IDENTITY_CHECKS, RefusalGround, RequestKind, RequestOutcome, RequestRefused
 from governance.roles import Action, require_permission
+from node.casework.referrals import (
+    MAX_REFERRAL_BYTES,
+    accept_referral,
+    answer_referral,
+    deliver_answers,
+    verify_referral,
+)
 from node.casework.registers import (
     close_complaint,
     list_complaints,
@@ -42,8 +49,10 @@ from node.http.api import (
 )
 from node.records.accounts import StaffMember
 from node.storage.models import ProvisionRow
+from protocol.canonical import parse_json
 from protocol.errors import (
     MalformedError,
+    OversizedError,
     WatchnetError,
 )
 from protocol.fields import CODE_RE, REFERENCE_RE, format_time
@@ -344,6 +353,64 @@ async def complaint_close(request: web.Request) -> web.Response:
     return web.json_response(view)
 
 
+REFERRAL_PATH = "/v1/org/complaint-referral"
+
+
+async def complaint_referral(request: web.Request) -> web.Response:
+    """The organisation refers a complaint about us (``complaint-referral``, signed with its online
+    key the manifest names). 201 when kept as a new complaint, 200 when this very referral is held
+    already (the organisation retrying); typed refusals otherwise (``node.casework.referrals``)."""
+    context = request.app[CONTEXT]
+    if (request.content_length or 0) > MAX_REFERRAL_BYTES:
+        raise OversizedError(f"a referral of {request.content_length} bytes, limit {MAX_REFERRAL_BYTES}")
+    body = await request.read()
+    if len(body) > MAX_REFERRAL_BYTES:
+        raise OversizedError(f"a referral of {len(body)} bytes, limit {MAX_REFERRAL_BYTES}")
+    now = request.app[CLOCK]()
+    document = verify_referral(
+        parse_json(body, max_bytes=MAX_REFERRAL_BYTES), context.manifest, context.config.node_id, now
+    )
+    request[AUDIT_TARGET] = document.payload.complaint_id
+    view, new = await asyncio.to_thread(accept_referral, context.engine, context.registry.write_lock, document, now)
+    return web.json_response(
+        {"held": view["id"], "answer_by": view["answer_by"], **({} if new else {"duplicate": True})},
+        status=201 if new else 200,
+    )
+
+
+async def complaint_answer(request: web.Request) -> web.Response:
+    """Staff answer a complaint the organisation referred (``{"outcome", "answer"}``): signed,
+    the complaint closed with it, and sent to the organisation at once (retried until it arrives)."""
+    staff = require_staff(request, Action.HANDLE_REQUESTS)
+    context = request.app[CONTEXT]
+    f = await read_json(request)
+    outcome = f.text("outcome", max_len=16, pattern=CODE_RE)
+    answer = f.text("answer", max_len=2000)
+    refuse_extra(f)
+    complaint_id = request.match_info["complaint_id"]
+    await asyncio.to_thread(
+        lambda: answer_referral(
+            context.engine,
+            context.registry.write_lock,
+            complaint_id=complaint_id,
+            outcome=outcome,
+            answer=answer,
+            staff=staff.id,
+            key=context.signing_key,
+            now=request.app[CLOCK](),
+        )
+    )
+    await deliver_answers(
+        context.engine,
+        context.registry.write_lock,
+        context.config.manifest_url,
+        request.app[CLOCK](),
+        only=complaint_id,
+    )
+    view = next(v for v in await asyncio.to_thread(list_complaints, context.engine) if v["id"] == complaint_id)
+    return web.json_response(view)
+
+
 async def provision_record(request: web.Request) -> web.Response:
     """Provide data to a third party (police, a court, ...): logged as a signed event first, or refused."""
     staff = require_staff(request, Action.RECORD_PROVISION)
@@ -416,5 +483,7 @@ def add_casework_routes(app: web.Application) -> None:
     app.router.add_post("/v1/complaints", complaint_record)
     app.router.add_get("/v1/complaints", complaint_list)
     app.router.add_post("/v1/complaints/{complaint_id}/close", complaint_close)
+    app.router.add_post("/v1/complaints/{complaint_id}/answer", complaint_answer)
+    app.router.add_post(REFERRAL_PATH, complaint_referral)
     app.router.add_post("/v1/provisions", provision_record)
     app.router.add_get("/v1/provisions", provision_list)

@@ -11,7 +11,11 @@ database (``node.org.staff``) instead of a member's node. Its pages:
 - **Complaints** (``/console/complaints``): the organisation's register (Art. 40; the public form
   of ``gov serve`` and ``gov complaints add``), open ones with their deadlines and the member
   each is about, closed ones with their outcome; the secretariat closes one with an outcome
-  and a note (the member console's complaints page, on the organisation's register).
+  and a note (the member console's complaints page, on the organisation's register). With the
+  organisation's online key (``gov serve --witness-key``) the secretariat refers a complaint to
+  the member it is about (``org.complaint.refer``): a signed ``complaint-referral`` delivered and
+  retried until the member takes it (``node.org.referrals``); the page shows "not yet delivered"
+  until then, and the member's signed answer once it arrives.
 - **Fork reports** (``/console/forks``): each kept report with both signed heads, verified again
   against the version in force on every view, and the decisions taken on it (dismissed, member
   asked to explain, suspension drafted: a suspension draft is made at once), each a record of the
@@ -33,7 +37,7 @@ database (``node.org.staff``) instead of a member's node. Its pages:
 Every page and form is audited: the console's requests by the middleware here (``ok:<status>``),
 refusals by the shared page wrapper (``refused:<code>``), and each decision by a record of its own
 (``org.draft``, ``org.draft.download``, ``org.signature``, ``org.publish``, ``org.withdraw``,
-``org.complaint.close``, ``org.fork.decision``, ``org.report.add``, ``org.report.publish``,
+``org.complaint.refer``, ``org.complaint.close``, ``org.fork.decision``, ``org.report.add``, ``org.report.publish``,
 ``org.members.check``) naming what it decided. ``POST /v1/org/drafts/<version>/signatures`` is
 the one JSON door: ``watchnet gov sign --post`` with a key holder's API token.
 """
@@ -57,7 +61,7 @@ from sqlmodel import Session, col, select
 from governance.changes import manifest_changes
 from governance.manifest import LocalizedText, Manifest, Member
 from governance.report import parse_period
-from governance.requests import COMPLAINT_OUTCOMES
+from governance.requests import COMPLAINT_OUTCOMES, REFERRAL_DAYS
 from governance.roles import Action, Role, permitted, require_permission
 from governance.trust import assess
 from node.casework.registers import COMPLAINT_DEADLINE, complaint_due
@@ -84,16 +88,25 @@ from node.console.session import SessionStore
 from node.http.api import ACTOR, CLOCK, LIMITER, RateLimited, RateLimiter, refuse_extra, status_for
 from node.http.notice import html_response, request_language
 from node.org.clearances import clearance_path, load_clearance, read_decisions, record_decision
-from node.org.complaints import close_complaint, list_complaints
+from node.org.complaints import (
+    NoReferralKey,
+    NotReferred,
+    close_complaint,
+    list_complaints,
+    read_complaint,
+    refer_complaint,
+)
 from node.org.drafts import ACTIONS, MAX_DRAFT_BYTES, Draft, DraftStore, NoDraft
 from node.org.group_report import ReportStore, group_report_html
 from node.org.members import MemberWatch, endpoint_source
+from node.org.referrals import ReferralSender
 from node.org.staff import OrgStaff
 from node.records.accounts import AuthenticationFailed, StaffMember
 from node.reporting.auditor import AuditReport, check_audit_chain
 from node.reporting.report_html import key_figures
 from node.storage.models import AuditRecord
 from protocol.canonical import b64url_encode
+from protocol.complaint import ComplaintReferral
 from protocol.errors import MalformedError, OversizedError, WatchnetError
 from protocol.fields import NODE_ID_RE
 from protocol.keys import PublicEncryptionKey, PublicSigningKey
@@ -151,6 +164,9 @@ class OrgConsole:
     complaints: Path
     verify_fork: Callable[[Any, Manifest], object]
     member_reports: ReportStore
+    referrals: ReferralSender | None = None
+    """Delivers referrals; ``None`` without the organisation's online key (no referring then)."""
+    sign_referral: Callable[[ComplaintReferral], SignedDocument[ComplaintReferral]] | None = None
 
 
 ORG = web.AppKey("org_console", OrgConsole)
@@ -297,7 +313,46 @@ async def complaints_page(request: web.Request, visit: Visit) -> web.StreamRespo
         ],
         deadline_days=COMPLAINT_DEADLINE.days,
         about_members={m.node_id: m.name.get(visit.lang) for m in manifest.joint_use.members},
+        can_refer=org.sign_referral is not None,
+        referral_days=REFERRAL_DAYS,
+        answer_outcomes=[],
     )
+
+
+@staff_page(Action.ORG_HANDLE_COMPLAINTS, back=COMPLAINTS)
+async def complaint_refer(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """Refer an open complaint to the member it is about: sign the referral, keep it, try it now."""
+    f = visit.fields()
+    days_text = f.text("days", max_len=3, pattern=DAYS_RE)
+    summary = f.opt_text("summary", max_len=2000)
+    refuse_extra(f)
+    org = request.app[ORG]
+    if org.sign_referral is None or org.referrals is None:
+        raise NoReferralKey(
+            "gov serve holds no online key of the organisation (--witness-key): it cannot sign a referral"
+        )
+    complaint_id = request.match_info["complaint_id"]
+    manifest = org.current()
+    referred = await _in_thread(
+        refer_complaint,
+        org.complaints,
+        complaint_id,
+        group_id=manifest.group_id,
+        manifest_version=manifest.version,
+        summary=summary,
+        days=int(days_text),
+        staff=visit.staff.id,
+        sign=org.sign_referral,
+        now=request.app[CLOCK](),
+    )
+    _record(request, visit, "org.complaint.refer", complaint_id, f"ok:{referred['referral']['member']}")
+    delivered = await org.referrals.deliver(referred)
+    error = delivered["referral"]["last_error"]
+    _record(
+        request, visit, "org.complaint.deliver", complaint_id, "ok" if error is None else f"pending:{error}"[:64]
+    )
+    visit.session.notices.append("cmp.referred" if error is None else "cmp.referred_pending")
+    return redirect(url(COMPLAINTS, visit.lang))
 
 
 @staff_page(Action.ORG_HANDLE_COMPLAINTS, back=COMPLAINTS)
@@ -313,6 +368,25 @@ async def complaint_close(request: web.Request, visit: Visit) -> web.StreamRespo
     )
     _record(request, visit, "org.complaint.close", complaint_id, f"ok:{closed['outcome']}")
     visit.session.notices.append("cmp.closed")
+    return redirect(url(COMPLAINTS, visit.lang))
+
+
+@staff_page(Action.ORG_HANDLE_COMPLAINTS, back=COMPLAINTS)
+async def complaint_deliver(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """Try a referral not yet delivered again, now (the delivery loop retries it anyway)."""
+    refuse_extra(visit.fields())
+    org = request.app[ORG]
+    complaint_id = request.match_info["complaint_id"]
+    complaint = await _in_thread(read_complaint, org.complaints, complaint_id)
+    referral = complaint.get("referral")
+    if org.referrals is None or not referral or referral.get("delivered_at") is not None:
+        raise NotReferred(f"complaint {complaint_id} has no referral waiting to be delivered")
+    delivered = await org.referrals.deliver(complaint)
+    error = delivered["referral"]["last_error"]
+    _record(
+        request, visit, "org.complaint.deliver", complaint_id, "ok" if error is None else f"pending:{error}"[:64]
+    )
+    visit.session.notices.append("cmp.referred" if error is None else "cmp.referred_pending")
     return redirect(url(COMPLAINTS, visit.lang))
 
 
@@ -878,6 +952,8 @@ def add_org_console(
     app.router.add_post(f"{MEMBERS}/check", members_check)
     app.router.add_get(COMPLAINTS, complaints_page)
     app.router.add_post(f"{COMPLAINTS}/{{complaint_id}}/close", complaint_close)
+    app.router.add_post(f"{COMPLAINTS}/{{complaint_id}}/refer", complaint_refer)
+    app.router.add_post(f"{COMPLAINTS}/{{complaint_id}}/deliver", complaint_deliver)
     app.router.add_get(REPORT, report_page)
     app.router.add_post(f"{REPORT}/upload", report_upload)
     app.router.add_post(f"{REPORT}/{{period}}/publish", report_publish)
@@ -894,3 +970,5 @@ def add_org_console(
     app.router.add_post("/v1/org/drafts/{version}/signatures", api_sign)
     add_static(app)
     app.cleanup_ctx.append(org.watch.start)
+    if org.referrals is not None:
+        app.cleanup_ctx.append(org.referrals.start)

@@ -68,14 +68,16 @@ from node.http.notice import (
 from node.http.witness import answer_add_checkpoint, answer_witnessed
 from node.local_time import LocalTimes
 from node.org.clearances import clearance_path, load_clearance
-from node.org.complaints import count_open, file_complaint
+from node.org.complaints import count_open, file_complaint, record_answer
 from node.org.console import OrgConsole, add_org_console
 from node.org.drafts import DraftStore
 from node.org.group_report import ReportStore
 from node.org.members import MemberWatch
+from node.org.referrals import ReferralSender, verify_answer
 from node.org.rules import RULES_PATH, build_rules
 from node.org.staff import OrgStaff
 from node.org.witness import OrganisationWitness
+from node.records.registry import EntryNotFound, WrongState
 from node.reporting.notice_pages import (
     NOTICE_PATH,
     ORGANISATION_ZONE,
@@ -639,6 +641,49 @@ async def complaint(request: web.Request) -> web.Response:
     return web.json_response({"reference": filed["id"], "received_at": filed["received_at"]}, status=201)
 
 
+MAX_ANSWER_BYTES = 16 << 10
+"""A ``complaint-answer``: an answer of at most 2000 characters and one signature."""
+
+
+async def complaint_answer(request: web.Request) -> web.Response:
+    """A member's signed answer to a complaint the organisation referred to it (``complaint-answer``).
+
+    201 when kept, 200 when this very answer is held already (a retry after a lost reply); 401 for
+    a signature that is not the member's, 404 for an unknown complaint, 409 for a complaint never
+    referred to that member (``not_referred``) or already answered otherwise (``already_answered``)."""
+    source = source_of(request.remote)
+    try:
+        request.app[REPORT_LIMITER].hit(source, "answers")
+        data = parse_json(await _read(request, MAX_ANSWER_BYTES, "an answer"), max_bytes=MAX_ANSWER_BYTES)
+        document = verify_answer(data, request.app[PUBLISHER].current().payload)
+        complaint, new = await asyncio.to_thread(
+            record_answer, request.app[COMPLAINTS], document, now=datetime.now(UTC).replace(microsecond=0)
+        )
+    except (WrongState, EntryNotFound) as e:
+        LOG.info("complaint answer refused: %s", e.code, extra={"source": source, "error": e.code})
+        status = 404 if isinstance(e, EntryNotFound) else 409
+        return web.json_response({"error": e.code, "message": str(e)}, status=status)
+    except WatchnetError as e:
+        if not isinstance(e, RateLimited):
+            LOG.info(
+                "complaint answer refused: %s",
+                e.code,
+                extra={"source": source, "error": e.code, "detail": str(e)},
+            )
+        return _refusal(e)
+    answer = document.payload
+    LOG.info(
+        "complaint %s answered by %s (%s)",
+        answer.complaint_id,
+        answer.member,
+        answer.outcome,
+        extra={"reference": answer.complaint_id, "member": answer.member, "duplicate": not new},
+    )
+    return web.json_response(
+        {"received": complaint["id"], **({} if new else {"duplicate": True})}, status=201 if new else 200
+    )
+
+
 async def fork_clearance(request: web.Request) -> web.Response:
     """The published ``fork-clearance`` of a member (``gov fork-clear publish``), for its followers.
 
@@ -698,11 +743,14 @@ def build_gov_app(
     witness: OrganisationWitness | None = None,
     staff: OrgStaff | None = None,
     member_poll: float = 300.0,
+    referral_retry: float = 30.0,
 ) -> web.Application:
     """``notice_url``: the public address of ``/notice`` for its QR code (default: the request's own).
     The rates, the register's cap and the (monotonic) clock are parameters for tests. With
     ``staff`` (the organisation's database) the console is served too, and every member is asked
-    which manifest it runs every ``member_poll`` seconds."""
+    which manifest it runs every ``member_poll`` seconds. With both ``staff`` and ``witness`` the
+    secretariat can refer a complaint to its member (signed with the witness key), delivered and
+    retried every ``referral_retry`` seconds until the member takes it."""
     app = web.Application(client_max_size=MAX_CONSOLE_BYTES if staff is not None else MAX_REPORT_BYTES)
     app[PUBLISHER] = ManifestPublisher(manifest_path)
     app[REPORTS] = reports
@@ -724,6 +772,7 @@ def build_gov_app(
     app.router.add_get("/v1/fork-clearances/{member}", fork_clearance)
     app.router.add_post("/v1/complaints", complaint)
     app.router.add_post(COMPLAINT_PATH, complaint_form)
+    app.router.add_post("/v1/complaint-answers", complaint_answer)
     if witness is not None:
         app[WITNESS] = witness
         app.router.add_post("/v1/witness/add-checkpoint", witness_add_checkpoint)
@@ -744,6 +793,17 @@ def build_gov_app(
             complaints=app[COMPLAINTS],
             verify_fork=verify_fork_report,
             member_reports=ReportStore(manifest_path.parent / "member-reports"),
+            referrals=(
+                None
+                if witness is None
+                else ReferralSender(
+                    app[COMPLAINTS],
+                    lambda: publisher.current().payload,
+                    lambda: datetime.now(UTC).replace(microsecond=0),
+                    retry=referral_retry,
+                )
+            ),
+            sign_referral=None if witness is None else witness.sign_document,
         )
         add_org_console(app, staff, org)
     return app

@@ -6,6 +6,11 @@ an online key of its own that the manifest names (``policy.witness.organisation`
 the offline keys that sign the manifest. It keeps only the latest checkpoint it cosigned per
 log, one file per log (written atomically), and cosigns a newer one only with a consistency
 proof from it, so it never cosigns two histories of one log.
+
+The same key signs the organisation's ``complaint-referral`` documents (``node.org.complaints``):
+it is the one online key of the organisation the manifest names, so a member verifies a referral
+with the manifest alone. A cosignature signs a note (text starting ``cosignature/v1``), a
+referral the RFC 8785 bytes of a JSON object (starting ``{``), so neither can pass for the other.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from protocol.checkpoint import Checkpoint
 from protocol.errors import ConfigurationError
 from protocol.keys import SigningKey
 from protocol.note import COSIGNATURE, NoteSigner, NoteVerifier
+from protocol.signed import P, SignedDocument
 from protocol.witness import AddCheckpoint, WitnessedHead, accept_checkpoint
 
 __all__ = ["OrganisationWitness"]
@@ -55,6 +61,12 @@ class OrganisationWitness:
                 f"--witness-key holds {self._key.public.to_str()}, the manifest's organisation witness "
                 f"is {named.key.to_str()}"
             )
+
+    def sign_document(self, payload: P) -> SignedDocument[P]:
+        """A signed document of the organisation (a ``complaint-referral``), signed with this key."""
+        document = SignedDocument(payload)
+        document.sign(self._key)
+        return document
 
     def _path(self, origin: str) -> Path:
         return self.directory / f"{hashlib.sha256(origin.encode('utf-8')).hexdigest()}.json"

@@ -405,6 +405,16 @@ class Complaint(SQLModel, table=True):
     note: str | None = Field(default=None, max_length=500)
     closed_at: datetime | None = None
     closed_by: str | None = Field(default=None, max_length=64)
+    referral: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """The organisation's signed ``complaint-referral`` (channel ``organisation``), as received."""
+    answer_by: datetime | None = None
+    """The organisation's answer deadline, from the referral."""
+    answer: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """Our signed ``complaint-answer`` to the organisation, kept until (and after) it is delivered."""
+    answer_attempts: int = 0
+    answer_tried_at: datetime | None = None
+    answer_error: str | None = Field(default=None, max_length=64)
+    answer_delivered_at: datetime | None = None
 
 
 class ProvisionRow(SQLModel, table=True):

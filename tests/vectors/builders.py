@@ -16,6 +16,7 @@ import numpy as np
 
 from protocol.canonical import b64url_encode, canonical_bytes, sha256_hex
 from protocol.commitment import commit
+from protocol.complaint import ComplaintAnswer, ComplaintReferral
 from protocol.embedding import Embedding
 from protocol.entry import Evidence, WatchlistEntry
 from protocol.events import EntryEvent, EventKind, EventPayload, EventReason, log_leaf_bytes
@@ -115,6 +116,7 @@ SIGNERS = {
     NODE_SEED: "chain-a",
     MEMBER_SEED: "chain-b",
     **{seed: "organisation" for seed in ORG_SEEDS},
+    ORG_WITNESS_SEED: "organisation-witness",
 }
 """Who signs with each seed: a member's node id (its key is in the vector manifest) or the organisation."""
 
@@ -490,6 +492,48 @@ def extraction_report_vector() -> dict[str, Any]:
     )
 
 
+VECTOR_GROUP = "jp-retail-watch"
+"""The example group's id (docs/examples/group.toml), which the manifest vector carries."""
+
+
+def complaint_referral_vector() -> dict[str, Any]:
+    return signed_vector(
+        "The organisation refers a public complaint about chain-b to chain-b (POST "
+        "/v1/org/complaint-referral on chain-b's node), asking for an answer within 14 days; signed "
+        "with its online witness key (seed 77..77), the key policy.witness.organisation of the "
+        "manifest vector names. The complainant's contact is not sent.",
+        ComplaintReferral(
+            group_id=VECTOR_GROUP,
+            complaint_id="cmp-0123456789abcdef0123",
+            member="chain-b",
+            category="misidentification",
+            summary="I was stopped at the entrance of your store and told I was on a list; I have never stolen anything.",
+            received_at=CLOCK,
+            answer_by=CLOCK + timedelta(days=15),
+            referred_at=CLOCK + timedelta(days=1),
+            manifest_version=1,
+        ),
+        [(ORG_WITNESS_SEED, SigningKey(ORG_WITNESS_SEED))],
+    )
+
+
+def complaint_answer_vector() -> dict[str, Any]:
+    return signed_vector(
+        "chain-b answers the referred complaint (POST /v1/complaint-answers on gov serve): it found the "
+        "alert was a false match, deleted nothing of the complainant's and apologised; signed by "
+        "chain-b's signing key (seed 33..33) in the manifest vector.",
+        ComplaintAnswer(
+            group_id=VECTOR_GROUP,
+            complaint_id="cmp-0123456789abcdef0123",
+            member="chain-b",
+            outcome="resolved",
+            answer="The alert was judged a false match the same day; the store manager apologised by phone.",
+            answered_at=CLOCK + timedelta(days=3),
+        ),
+        [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
+    )
+
+
 def fork_clearance_vector() -> dict[str, Any]:
     from governance.forkclear import ConsistencyStep, ForkClearance
 
@@ -660,6 +704,8 @@ def _payload_types() -> dict[str, type[Payload]]:
         "reference-face": ReferenceFace,
         "third-party-provision": ThirdPartyProvision,
         "extraction-report": ExtractionReport,
+        "complaint-referral": ComplaintReferral,
+        "complaint-answer": ComplaintAnswer,
         "fork-clearance": _fork_clearance_type(),
     }
 
@@ -691,6 +737,8 @@ VECTORS: dict[str, Callable[[], Any]] = {
     "reference-face-request": reference_request_vector,
     "reference-face": reference_face_vector,
     "extraction-report": extraction_report_vector,
+    "complaint-referral": complaint_referral_vector,
+    "complaint-answer": complaint_answer_vector,
     "fork-clearance": fork_clearance_vector,
     "third-party-provision": provision_vector,
     "he-evaluation-keys": evaluation_keys_vector,
