@@ -597,6 +597,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "このページを開くたびに、保存されている記録から watchnet audit verify と同じ手順で計算しています（生体データは読みません）。",
         "Computed from the stored records each time this page is opened, by the same checks as watchnet audit verify (no biometric data is read).",
     ),
+    "ver.incremental": (
+        "このページを前回開いた後の記録だけを検証しました: {what}。それより前の記録は {checked_at} に検証済みです（最後にすべてを検証したのは {full_at}）。",
+        "Only what was added since this page was last opened was verified now: {what}. The records before it were verified at {checked_at} (everything was last verified at {full_at}).",
+    ),
+    "ver.incremental_audit": ("記録 {seq} の後の {new} 件", "{new} records after record {seq}"),
+    "ver.incremental_log": ("以前の {size} 件の後の {new} 件", "{new} events after the {size} before"),
+    "ver.full": (
+        "すべての記録を最初から検証しました（{at}）。次に開いたときは、それ以後に加わった記録だけを検証します。",
+        "Every record was verified from the first ({at}). The next view verifies only what is added after it.",
+    ),
+    "ver.verify_all": ("すべてを検証し直す", "Verify everything again"),
     "page.nav": ("ページ送り", "Pages"),
     "page.newer": ("新しい記録へ", "Newer"),
     "page.older": ("古い記録へ", "Older"),
@@ -1197,6 +1208,7 @@ FINDINGS: dict[str, str] = {
     "stored_event_missing": "イベント {index} が保存されたログにありません（{found} がありました）",
     "stored_leaf_mismatch": "イベント {index}: 保存されたハッシュが保存されたイベントと一致しません",
     "earlier_head_bad": "以前のサイズ {size} のツリーヘッド: {error}",
+    "earlier_head_unverified": "以前のサイズ {size} のツリーヘッドは前回までに確認した範囲より古いため、すべてを検証し直してください",
     "log_empty": "イベントログは空です",
 }
 """Each ``Finding`` code's sentence in Japanese, filled from its values; English is the finding itself."""

@@ -38,7 +38,6 @@ from governance.manifest import Manifest
 from governance.trust import verify_initial
 from node.files import write_atomic
 from node.records.auditlog import record_hash, verify_audit_chain
-from node.records.eventlog import LeafHashTree
 from node.records.witnessing import log_verifier, witness_verifier
 from node.storage.models import AuditRecord, LogLeaf, TreeHeadRow
 from protocol.canonical import b64url_decode, b64url_encode, canonical_bytes, parse_json
@@ -63,6 +62,7 @@ __all__ = [
     "AuditReport",
     "AuditState",
     "ChainMark",
+    "LogMark",
     "StoredLog",
     "audit_node",
     "audit_stored_chain",
@@ -84,6 +84,16 @@ WITNESS_TIMEOUT = 10.0
 MAX_NOTE = 64 * 1024
 
 
+@dataclass(frozen=True)
+class ChainMark:
+    """The last audit record verified before (its ``seq`` and ``record_hash``), and the hashes of
+    earlier records a signed head was seen to commit to: where the next check of the chain resumes."""
+
+    seq: int
+    record_hash: str
+    committed: frozenset[str] = frozenset()
+
+
 @dataclass
 class AuditReport:
     node_id: str = ""
@@ -97,6 +107,8 @@ class AuditReport:
     cosigned_by: dict[str, int] = field(default_factory=dict)
     """Witness -> the largest size of this log it cosigned that is consistent with the verified head."""
     cosignatures_required: int = 0
+    chain_mark: ChainMark | None = None
+    """Where the next check of the audit chain may resume (set by ``audit_stored_chain`` when it verified)."""
     checks: list[Finding] = field(default_factory=list)
     problems: list[Finding] = field(default_factory=list)
 
@@ -223,16 +235,6 @@ def check_consistency(
                 detail=str(e),
             )
         )
-
-
-@dataclass(frozen=True)
-class ChainMark:
-    """The last audit record verified before (its ``seq`` and ``record_hash``), and the hashes of
-    earlier records a signed head was seen to commit to: where the next check of the chain resumes."""
-
-    seq: int
-    record_hash: str
-    committed: frozenset[str] = frozenset()
 
 
 def check_audit_chain(
@@ -966,12 +968,27 @@ async def _check_log(
 
 
 @dataclass(frozen=True)
+class LogMark:
+    """How far a check of the stored event log got: the compact range of the leaves it verified
+    and the roots of the signed heads it verified against them (size -> root)."""
+
+    compact: CompactRange
+    roots: tuple[tuple[int, bytes], ...]
+
+    @property
+    def size(self) -> int:
+        return self.compact.size
+
+
+@dataclass(frozen=True)
 class StoredLog:
-    """The outcome of ``audit_stored_log``: the report, and the newest two signed heads it checked."""
+    """The outcome of ``audit_stored_log``: the report, the newest two signed heads it checked, and
+    where the next check may resume (``None`` unless the log verified)."""
 
     report: AuditReport
     head: SignedDocument[TreeHead] | None
     previous: SignedDocument[TreeHead] | None
+    mark: LogMark | None = None
 
 
 def _stored_heads(session: Session, report: AuditReport) -> list[SignedDocument[TreeHead]]:
@@ -994,42 +1011,59 @@ def _stored_heads(session: Session, report: AuditReport) -> list[SignedDocument[
     return heads
 
 
-def audit_stored_log(engine: Engine, key: PublicSigningKey, node_id: str) -> StoredLog:
+def audit_stored_log(
+    engine: Engine, key: PublicSigningKey, node_id: str, *, resume: LogMark | None = None
+) -> StoredLog:
     """The event log as stored: the newest head's signature, every leaf, the root, the earlier head.
 
     Each leaf's bytes are hashed again (a stored ``leaf_hash`` that does not match them is a
     problem of its own), so an edited event is caught even if its hash column was left alone.
+    With ``resume`` (a ``StoredLog.mark`` of an earlier check), only the leaves after the ones it
+    verified are read: their hashes extend its compact range to the head's root, and the earlier
+    head is checked against the roots verified before or recomputed now. The signed heads are
+    checked at every call; a head smaller than the verified leaves is the log shrinking.
     """
     report = AuditReport(node_id=node_id)
-    log = MerkleLog(LeafHashTree([]))
     with Session(engine) as session:
         heads = _stored_heads(session, report)
         if not heads:
             if report.ok:
                 report.checks.append(Finding("log_empty", "the event log is empty"))
+            if resume is not None and resume.size:
+                report.problems.append(_shrank(resume.size, 0))
             return StoredLog(report, None, None)
         head_doc, previous = heads[0], heads[1] if len(heads) > 1 else None
         head = check_head_signature(head_doc, key, report)
         if head is None:
             return StoredLog(report, head_doc, previous)
+        if resume is not None and resume.size > head.tree_size:
+            report.problems.append(_shrank(resume.size, head.tree_size))
+            return StoredLog(report, head_doc, previous)
+        start = 0 if resume is None else resume.size
+        compact = (
+            CompactRange() if resume is None else CompactRange.from_bytes(start, resume.compact.to_bytes())
+        )
+        known = {} if resume is None else dict(resume.roots)
+        hashes: list[bytes] = []
         rows = session.exec(
             select(LogLeaf.idx, LogLeaf.leaf, LogLeaf.leaf_hash)
-            .where(col(LogLeaf.idx) < head.tree_size)
+            .where(col(LogLeaf.idx) >= start, col(LogLeaf.idx) < head.tree_size)
             .order_by(col(LogLeaf.idx))
             .execution_options(yield_per=STREAM)
         )
         for index, leaf, stored_hash in rows:
-            if index != log.size:
+            if index != compact.size:
                 report.problems.append(
                     Finding(
                         "stored_event_missing",
                         "event {index} is missing from the stored log (found {found})",
-                        index=log.size,
+                        index=compact.size,
                         found=index,
                     )
                 )
                 break
-            if leaf_hash(leaf) != stored_hash:
+            hashed = leaf_hash(leaf)
+            if hashed != stored_hash:
                 report.problems.append(
                     Finding(
                         "stored_leaf_mismatch",
@@ -1038,9 +1072,19 @@ def audit_stored_log(engine: Engine, key: PublicSigningKey, node_id: str) -> Sto
                     )
                 )
             check_event(index, leaf, key, report)
-            log.append(leaf)
-    report.events = log.size
-    check_root(log, head, report)
+            compact.append(hashed)
+            hashes.append(hashed)
+    report.events, report.new_events = compact.size, len(hashes)
+    check_root(compact, head, report)
+    if resume is not None:
+        report.checks.append(
+            Finding(
+                "log_resumed",
+                "{new} new events checked after the {size} verified before",
+                new=len(hashes),
+                size=start,
+            )
+        )
     if previous is not None:
         try:
             previous.verify([key])
@@ -1056,22 +1100,80 @@ def audit_stored_log(engine: Engine, key: PublicSigningKey, node_id: str) -> Sto
             )
         else:
             old = previous.payload
-            if 1 <= old.tree_size <= log.size and log.size >= head.tree_size:
-                proof = log.consistency_proof(old.tree_size, head.tree_size)
-                check_consistency(old.tree_size, old.root_hash, head, proof, report)
-            elif old.tree_size > head.tree_size:
+            if old.tree_size > head.tree_size:
                 report.problems.append(_shrank(old.tree_size, head.tree_size))
-    return StoredLog(report, head_doc, previous)
+            elif 1 <= old.tree_size and compact.size >= head.tree_size:
+                _check_earlier_head(old, head, start, resume, known, hashes, report)
+    mark = None
+    if report.ok and compact.size == head.tree_size:
+        roots = {**known, head.tree_size: head.root_hash}
+        if previous is not None:
+            roots[previous.payload.tree_size] = previous.payload.root_hash
+        newest = sorted(roots)[-2:]  # the two newest heads: what the next check's earlier head is
+        mark = LogMark(compact, tuple((size, roots[size]) for size in newest))
+    return StoredLog(report, head_doc, previous, mark)
 
 
-def audit_stored_chain(engine: Engine, key: PublicSigningKey, node_id: str) -> AuditReport:
-    """The audit chain as stored, record by record, and the newest signed head's commitment to it."""
+def _check_earlier_head(
+    old: TreeHead,
+    head: TreeHead,
+    start: int,
+    resume: LogMark | None,
+    known: dict[int, bytes],
+    hashes: list[bytes],
+    report: AuditReport,
+) -> None:
+    """The earlier signed head is a prefix of the newest: its root is the root of the verified
+    leaves at its size (recomputed from the leaves read now, or verified at an earlier check)."""
+    if resume is None or old.tree_size >= start:
+        at = CompactRange() if resume is None else CompactRange.from_bytes(start, resume.compact.to_bytes())
+        at.extend(hashes[: old.tree_size - start])
+        root = at.root()
+    elif old.tree_size in known:
+        root = known[old.tree_size]
+    else:  # neither read now nor verified before: a check from the start is needed
+        report.problems.append(
+            Finding(
+                "earlier_head_unverified",
+                "the earlier tree head of size {size} is older than the leaves checked before; verify everything again",
+                size=old.tree_size,
+            )
+        )
+        return
+    if root == old.root_hash:
+        report.checks.append(
+            Finding("log_extends", "the log extends the head of size {size} seen before", size=old.tree_size)
+        )
+    else:
+        report.problems.append(
+            Finding(
+                "consistency_failed",
+                "consistency with the earlier head of size {size}: {detail}",
+                size=old.tree_size,
+                error="bad_proof",
+                detail=f"the stored leaves do not hash to its root at size {old.tree_size}",
+            )
+        )
+
+
+def audit_stored_chain(
+    engine: Engine, key: PublicSigningKey, node_id: str, *, resume: ChainMark | None = None
+) -> AuditReport:
+    """The audit chain as stored, record by record, and the newest signed head's commitment to it.
+
+    With ``resume`` (``stored_chain_mark`` of an earlier check's report), only the records from
+    the one it ended at are read, and the head may commit to that record or one it accepted.
+    """
     report = AuditReport(node_id=node_id)
     with Session(engine) as session:
         heads = _stored_heads(session, report)
         head = check_head_signature(heads[0], key, report) if heads else None
-        records = session.exec(
-            select(AuditRecord).order_by(col(AuditRecord.seq)).execution_options(yield_per=STREAM)
-        )
-        check_audit_chain(records, None if head is None else head.audit_head, report)
+        query = select(AuditRecord).order_by(col(AuditRecord.seq))
+        if resume is not None:
+            query = query.where(col(AuditRecord.seq) >= resume.seq)
+        records = session.exec(query.execution_options(yield_per=STREAM))
+        last = check_audit_chain(records, None if head is None else head.audit_head, report, resume=resume)
+    if report.ok and last is not None and report.audit_records:
+        committed = {head.audit_head.hex()} if head is not None and head.audit_head is not None else set()
+        report.chain_mark = ChainMark(report.audit_records - 1, last, frozenset(committed))
     return report
