@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from node.app.server import build_app
 from node.context import NodeContext
-from node.reporting.auditor import AuditReport, AuditState, audit_node
+from node.reporting.auditor import AuditReport, AuditState, CheckedLog, audit_node
 from protocol.canonical import b64url_decode
 from protocol.merkle import leaf_hash, verify_inclusion
 from protocol.signed import SignedDocument
@@ -303,3 +303,24 @@ def test_batched_inclusion_proofs_are_each_leafs_proof_and_bounded(node: Node) -
         assert (status, body["error"]) == (400, "malformed"), (name, body)
     assert "at most 1000 proofs a request" in got["over"][1]["message"]
     assert (got["anonymous"], got["operator"]) == (401, 403)
+
+
+def test_roots_below_the_head_come_from_the_saved_range_and_the_new_leaves() -> None:
+    """What a witness's smaller checkpoint is compared with on an incremental run: the root at its
+    size, from the saved compact range and the leaves read now; below the saved size only a root
+    a consistency proof verified, never a guess."""
+    from protocol.merkle import CompactRange, MerkleLog
+    from protocol.treehead import TreeHead as Head
+
+    log = MerkleLog()
+    for i in range(13):
+        log.append(f"leaf {i}".encode())
+    hashes = [log.leaf_hash_at(i) for i in range(13)]
+    start = CompactRange.of_leaf_hashes(hashes[:5])
+    compact = CompactRange.of_leaf_hashes(hashes)
+    head = Head(log_id="chain-a", tree_size=13, root_hash=log.root(), timestamp=Clock()(), audit_head=None)
+    checked = CheckedLog(head, 5, start, hashes[5:], compact)
+    assert [checked.root_at(k) for k in range(5, 14)] == [log.root(k) for k in range(5, 14)]
+    assert checked.root_at(3) == b""
+    checked.proven[3] = log.root(3)
+    assert checked.root_at(3) == log.root(3)
