@@ -15,6 +15,13 @@ the node's manifest (checked against the organisation's pinned root key ids), th
 cosigned checkpoint and the checkpoint each witness holds for the log (``GET
 /v1/witness/checkpoint``), refuses the log if any of them is not its history, and requires the
 group policy's number of witnesses (``policy.witness.required``).
+
+A run with a state file (``AuditState``: the verified head, the compact range of its leaves, the
+audit chain's last verified record) checks only what is new: the consistency proof from the saved
+head, the events after it (their roots extend the saved range), their inclusion proofs in batches
+(``GET /v1/log/proof/inclusions``) and the audit records after the saved one. A state that is not
+the node's history is a problem of the run, and the state is rewritten only after a run that
+found none. The stored checks resume the same way (``LogMark``, ``ChainMark``) for the console.
 """
 
 from __future__ import annotations
