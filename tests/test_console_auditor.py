@@ -204,18 +204,22 @@ def test_the_audit_page_fails_verification_when_a_stored_record_is_edited(node: 
         await b.login("aud1")
         seen["before"] = await b.get("/console/audit?lang=en")
         seen["cli-before"] = await audit_node(base, node.tokens["aud1"])
+        seen["again"] = await b.get("/console/audit?lang=en")
         sql(node, "update audit set outcome = ? where seq = ?", "ok:299", target)
         try:
-            seen["after"] = await b.get("/console/audit?lang=en")
+            seen["incremental"] = await b.get("/console/audit?lang=en")
+            seen["after"] = await b.get("/console/audit?lang=en&verify=full")
             seen["row"] = await b.get(f"/console/audit?lang=ja&upto={target}")
             seen["cli-after"] = await audit_node(base, node.tokens["aud1"])
         finally:
             sql(node, "update audit set outcome = ? where seq = ?", original, target)
         seen["restored"] = await b.get("/console/audit?lang=en")
         seen["bad-upto"] = await b.get("/console/audit?lang=en&upto=-1")
+        seen["bad-verify"] = await b.get("/console/audit?lang=en&verify=some")
 
     run(node, scenario)
     assert seen["bad-upto"].status == 400 and 'data-code="malformed"' in seen["bad-upto"].text
+    assert seen["bad-verify"].status == 400 and 'data-code="malformed"' in seen["bad-verify"].text
     before, after, row, restored = (seen[k] for k in ("before", "after", "row", "restored"))
     assert before.status == 200 and verdict(before.text) == "verified", before.text[:2000]
     assert "audit chain of" in before.text and "is intact" in before.text
@@ -235,6 +239,17 @@ def test_the_audit_page_fails_verification_when_a_stored_record_is_edited(node: 
     assert row.text.count('data-intact="no"') == 1
     assert verdict(restored.text) == "verified"
     assert before.headers["Cache-Control"] == "no-store"
+    # the first view verifies from the first record; the next only what was added since
+    assert 'data-verified="full"' in before.text and 'id="audit-verify-all"' in before.text
+    again, incremental = seen["again"].text, seen["incremental"].text
+    assert verdict(again) == "verified" and 'data-verified="new"' in again, again[:3000]
+    resumed = re.search(r"(\d+) records after record (\d+)", again)
+    assert resumed and int(resumed.group(2)) >= total - 1 and 1 <= int(resumed.group(1)) < 10, again[:3000]
+    assert f"audit chain of {int(resumed.group(2)) + 1 + int(resumed.group(1))} records is intact" in again
+    # an edit before the last verified record waits for the full check the page links to
+    assert verdict(incremental) == "verified" and 'data-verified="new"' in incremental
+    assert 'href="/console/audit?lang=en&amp;routine=fold&amp;size=50&amp;verify=full"' in incremental
+    assert 'data-verified="full"' in after.text and 'data-verified="full"' in restored.text  # after a failure
 
 
 def test_the_event_log_page_checks_the_signed_head_root_and_consistency(
@@ -251,9 +266,10 @@ def test_the_event_log_page_checks_the_signed_head_root_and_consistency(
         b = await browser()
         await b.login("off1")
         seen["before"] = await b.get("/console/log?lang=en")
+        seen["again"] = await b.get("/console/log?lang=en")
         sql(node, "update log_leaf set leaf = ? where idx = 0", tampered)
         try:
-            seen["leaf"] = await b.get("/console/log?lang=en")
+            seen["leaf"] = await b.get("/console/log?lang=en&verify=full")
             seen["cli"] = await audit_node(base, node.tokens["aud1"])
         finally:
             sql(node, "update log_leaf set leaf = ? where idx = 0", original_leaf)
@@ -293,6 +309,42 @@ def test_the_event_log_page_checks_the_signed_head_root_and_consistency(
     assert "イベント 1: 保存されたハッシュが保存されたイベントと一致しません" in hashed  # said from its code
     assert "stored leaf hash" not in hashed
     assert verdict(seen["restored"].text) == "verified"
+    # the view after the first verifies what was added since (nothing here), with the same checks
+    again = seen["again"].text
+    assert verdict(again) == "verified" and 'data-verified="new"' in again, again[:3000]
+    assert f"0 events after the {size} before" in again
+    assert f"{size} signed events hash to the signed root" in again
+    assert f"the log extends the head of size {size - 1} seen before" in again
+    assert 'data-verified="full"' in seen["hash"].text  # the view after a failed one verifies everything
+
+
+def test_a_new_audit_record_or_the_last_verified_one_edited_fails_the_next_view(node: Node) -> None:
+    """What an incremental view reads is verified as a full one would: an edit there fails it."""
+    seen: dict[str, Any] = {}
+
+    async def scenario(browser: Callable[[], Awaitable[Browser]], base: str) -> None:
+        b = await browser()
+        await b.login("aud1")
+        await b.get("/console/audit?lang=en")
+        last = sql(node, "select max(seq) from audit")[0][0]
+        seen["new"] = (last, await b.get("/console/audit?lang=en"))
+        newest = sql(node, "select max(seq) from audit")[0][0]
+        original = sql(node, "select outcome from audit where seq = ?", newest)[0][0]
+        sql(node, "update audit set outcome = ? where seq = ?", "ok:299", newest)
+        try:
+            seen["edited"] = (newest, await b.get("/console/audit?lang=en"))
+        finally:
+            sql(node, "update audit set outcome = ? where seq = ?", original, newest)
+        seen["restored"] = await b.get("/console/audit?lang=en")
+
+    run(node, scenario)
+    last, new = seen["new"]
+    assert verdict(new.text) == "verified" and 'data-verified="new"' in new.text
+    newest, edited = seen["edited"]
+    assert newest > last
+    assert verdict(edited.text) == "failed", edited.text[:3000]
+    assert f"audit record {newest}" in edited.text
+    assert verdict(seen["restored"].text) == "verified" and 'data-verified="full"' in seen["restored"].text
 
 
 def test_the_report_page_shows_the_signed_report_with_its_charts(node: Node, registered: list[str]) -> None:

@@ -555,3 +555,18 @@ def test_a_compact_range_refuses_hashes_that_cannot_be_its_edge() -> None:
         CompactRange(1, [h]).append(b"short")
     with pytest.raises(ProofError, match="not an integer"):
         CompactRange(-1, [])
+
+
+def test_a_batch_of_inclusion_proofs_is_each_leafs_proof() -> None:
+    """``inclusion_proofs`` gives exactly ``inclusion_proof`` for every leaf of the range, at any size."""
+    log = MerkleLog()
+    for i in range(300):
+        log.append(f"leaf {i}".encode())
+    for size in (1, 2, 3, 7, 8, 9, 64, 129, 255, 256, 300):
+        for start, end in ((0, size), (size - 1, size), (size // 3, max(size // 3 + 1, size // 2)), (0, 1)):
+            assert log.inclusion_proofs(start, end, size) == [
+                log.inclusion_proof(i, size) for i in range(start, end)
+            ], (start, end, size)
+    for bad in ((0, 0, 5), (3, 2, 5), (4, 6, 5), (0, 1, 301)):
+        with pytest.raises(MalformedError):
+            log.inclusion_proofs(*bad)

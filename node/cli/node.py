@@ -575,7 +575,11 @@ def register_service(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )  # before --url existed; it is a URL here, never a node directory
     p.add_argument("--token", required=True, help="an auditor account's API token")
     p.add_argument("--signing-key", help="the node's public signing key to pin (from the manifest)")
-    p.add_argument("--state", help="file keeping the last verified head, for consistency checks next time")
+    p.add_argument(
+        "--state",
+        help="file keeping what was verified (head, compact range, last audit record): the next run "
+        "checks the consistency proof and only what is new; written only when the run is OK",
+    )
     p.add_argument(
         "--root-keyid",
         action="append",

@@ -597,6 +597,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "このページを開くたびに、保存されている記録から watchnet audit verify と同じ手順で計算しています（生体データは読みません）。",
         "Computed from the stored records each time this page is opened, by the same checks as watchnet audit verify (no biometric data is read).",
     ),
+    "ver.incremental": (
+        "このページを前回開いた後の記録だけを検証しました: {what}。それより前の記録は {checked_at} に検証済みです（最後にすべてを検証したのは {full_at}）。",
+        "Only what was added since this page was last opened was verified now: {what}. The records before it were verified at {checked_at} (everything was last verified at {full_at}).",
+    ),
+    "ver.incremental_audit": ("記録 {seq} の後の {new} 件", "{new} records after record {seq}"),
+    "ver.incremental_log": ("以前の {size} 件の後の {new} 件", "{new} events after the {size} before"),
+    "ver.full": (
+        "すべての記録を最初から検証しました（{at}）。次に開いたときは、それ以後に加わった記録だけを検証します。",
+        "Every record was verified from the first ({at}). The next view verifies only what is added after it.",
+    ),
+    "ver.verify_all": ("すべてを検証し直す", "Verify everything again"),
     "page.nav": ("ページ送り", "Pages"),
     "page.newer": ("新しい記録へ", "Newer"),
     "page.older": ("古い記録へ", "Older"),
@@ -1219,6 +1230,12 @@ FINDINGS: dict[str, str] = {
     "consistency_failed": "以前のサイズ {size} のヘッドとの整合性: {error}",
     "audit_chain_intact": "監査記録 {records} 件の連鎖は改ざんされていません",
     "audit_chain_broken": "監査記録の連鎖: {error}",
+    "audit_chain_resumed": "以前に確認した記録 {seq} の後の監査記録 {new} 件を確認しました",
+    "audit_chain_rewritten": "監査記録の連鎖: 以前に確認した記録が書き換えられたか、なくなっています（{error}）",
+    "log_resumed": "以前に確認した {size} 件の後の新しいイベント {new} 件を確認しました",
+    "inclusion_verified_new": "新しいイベント {count} 件の包含証明を確認しました",
+    "state_bad": "状態ファイル {path}: {error}",
+    "state_other_log": "状態ファイルは {saved} のログ（鍵 {saved_key}）のもので、{node} のログ（鍵 {key}）のものではありません",
     "audit_head_signed": "署名されたツリーヘッドが監査記録の連鎖の一件を指しています",
     "audit_head_missing": "ツリーヘッドに署名された監査記録が監査ログにありません",
     "checkpoint_bad": "{source} が持つチェックポイント: {error}",
@@ -1243,6 +1260,7 @@ FINDINGS: dict[str, str] = {
     "stored_event_missing": "イベント {index} が保存されたログにありません（{found} がありました）",
     "stored_leaf_mismatch": "イベント {index}: 保存されたハッシュが保存されたイベントと一致しません",
     "earlier_head_bad": "以前のサイズ {size} のツリーヘッド: {error}",
+    "earlier_head_unverified": "以前のサイズ {size} のツリーヘッドは前回までに確認した範囲より古いため、すべてを検証し直してください",
     "log_empty": "イベントログは空です",
 }
 """Each ``Finding`` code's sentence in Japanese, filled from its values; English is the finding itself."""

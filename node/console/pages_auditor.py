@@ -6,8 +6,14 @@ chain verifies; the event log page shows the newest signed tree head and whether
 holds, every stored event is signed by the node, the root recomputed from the stored leaves
 equals the signed one and the head signed before it is a prefix of it. Both verdicts come from
 ``node.reporting.auditor``'s checks, the steps ``watchnet audit verify`` runs over HTTP, here run on the
-node's own database at every view: nothing is cached, so a row edited in the database shows as
-a failure on the next view. The report page shows this node's signed transparency report for a
+node's own database at every view. A view verifies only what was added since the last view of
+this process that verified (``Marks``: the audit chain's last record, the compact range of the
+event log's leaves), as ``watchnet audit verify --state`` does, and says so, with when the rest
+was verified and a link that verifies everything again (``?verify=full``). The first view of a
+process, that link, and every view after one that failed verify from the first record, so a
+failure never turns into "verified" by being skipped. A row edited behind the node's back in the
+part already verified shows on the next full verification; one edited in the new part, or the
+last record verified, on the next view. The report page shows this node's signed transparency report for a
 chosen period as ``node.reporting.report_html`` draws it, charts included, and offers the signed JSON.
 Who sees what is ``governance.roles``: the audit log is the auditor's, the event log also the
 officer's, the report also the officer's and the admin's.
@@ -17,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -40,6 +47,7 @@ from node.console.audit_filter import (
     describe,
     read_page,
 )
+from node.console.i18n import Translator
 from node.console.pages import (
     HOST,
     NO_STORE_HEADERS,
@@ -54,7 +62,7 @@ from node.console.pages import (
 from node.context import NodeContext
 from node.http.api import CLOCK, CONTEXT
 from node.http.report import member_names, node_report
-from node.reporting.auditor import AuditReport, audit_stored_chain, audit_stored_log
+from node.reporting.auditor import AuditReport, ChainMark, LogMark, audit_stored_chain, audit_stored_log
 from node.reporting.report_html import PRINT_STYLE, STYLE, render_report_html, report_body_html
 from node.storage.models import LogLeaf
 from protocol.canonical import parse_json
@@ -88,6 +96,7 @@ REPORT_CSP = (
 """The report page's charts are inline SVG styled by attributes, so inline style is allowed there
 (still no script, and nothing fetched from elsewhere)."""
 UPTO_RE = re.compile(r"[0-9]{1,15}")
+M = TypeVar("M")
 
 
 def _upto(request: web.Request) -> int | None:
@@ -147,18 +156,103 @@ def _read_audit(engine: Engine, wanted: AuditFilter, names: dict[str, str]) -> A
         return read_page(session, wanted, names)
 
 
+@dataclass
+class Verified(Generic[M]):
+    """How far this console process verified one of its node's stored logs: the mark the next view
+    resumes from, when that mark was reached and when everything was last verified from the start."""
+
+    mark: M | None = None
+    at: datetime | None = None
+    full_at: datetime | None = None
+
+    def advance(self, mark: M | None, full: bool, now: datetime) -> Progress:
+        """Keep ``mark`` (``None``: the view failed, so the next one verifies everything again)."""
+        progress = Progress(full=full, at=now, checked_at=self.at, full_at=now if full else self.full_at)
+        if mark is None:
+            self.mark, self.at, self.full_at = None, None, None
+        else:
+            self.mark, self.at = mark, now
+            if full:
+                self.full_at = now
+        return progress
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What one view verified: everything from the start (``full``), or only what was added since
+    the view of ``checked_at``; ``what`` says how much, ``full_url`` verifies everything again."""
+
+    full: bool
+    at: datetime
+    checked_at: datetime | None
+    full_at: datetime | None
+    what: str = ""
+    full_url: str = ""
+
+
+@dataclass
+class Marks:
+    """The audit chain's and the event log's ``Verified``, per application (per console process)."""
+
+    chain: Verified[ChainMark] = field(default_factory=Verified)
+    log: Verified[LogMark] = field(default_factory=Verified)
+
+
+MARKS = web.AppKey("auditor_marks", Marks)
+
+
+def _full_asked(request: web.Request) -> bool:
+    """``?verify=full``: verify from the first record, whatever was verified before."""
+    text = request.query.get("verify")
+    if text is not None and text != "full":
+        raise MalformedError(f"query parameter 'verify': only 'full', got {text!r:.20}")
+    return text == "full"
+
+
 @staff_page(Action.READ_AUDIT)
 async def audit_page(request: web.Request, visit: Visit) -> web.StreamResponse:
-    """The audit log, filtered and paged, routine polling folded unless ``routine=show``."""
+    """The audit log, filtered and paged, routine polling folded unless ``routine=show``.
+
+    The chain is verified from the last record an earlier view verified (``Marks``), or from the
+    first with ``?verify=full``, on the first view of this process, or after a view that failed.
+    """
     context = request.app[CONTEXT]
+    verified = request.app[MARKS].chain
+    resume = None if _full_asked(request) else verified.mark
     report = await asyncio.to_thread(
-        audit_stored_chain, context.engine, context.signing_key.public, context.config.node_id
+        partial(
+            audit_stored_chain,
+            context.engine,
+            context.signing_key.public,
+            context.config.node_id,
+            resume=resume,
+        )
     )
-    return await audit_listing(request, visit, engine=context.engine, names=_names(context), report=report)
+    progress = verified.advance(
+        report.chain_mark if report.ok else None, resume is None, request.app[CLOCK]()
+    )
+    tr = Translator(visit.lang)
+    wanted = AuditFilter.from_query(request.query, request.app[HOST].zone)
+    progress = replace(
+        progress,
+        what=""
+        if resume is None
+        else tr.t("ver.incremental_audit", seq=resume.seq, new=report.new_audit_records),
+        full_url=_audit_link(visit.lang, wanted, verify="full"),
+    )
+    return await audit_listing(
+        request, visit, engine=context.engine, names=_names(context), report=report, progress=progress
+    )
 
 
 async def audit_listing(
-    request: web.Request, visit: Visit, *, engine: Engine, names: dict[str, str], report: AuditReport
+    request: web.Request,
+    visit: Visit,
+    *,
+    engine: Engine,
+    names: dict[str, str],
+    report: AuditReport,
+    progress: Progress | None = None,
 ) -> web.Response:
     """The audit page of ``engine``'s log with the chain's ``report`` (a node's, or the organisation's)."""
     zone = request.app[HOST].zone
@@ -173,6 +267,7 @@ async def audit_listing(
         listing=listing,
         wanted=wanted,
         report=report,
+        progress=progress,
         page=AUDIT,
         outcome_kinds=OUTCOME_KINDS,
         zone_name=str(zone),
@@ -302,7 +397,19 @@ async def log_page(request: web.Request, visit: Visit) -> web.StreamResponse:
     context = request.app[CONTEXT]
     upto = _upto(request)
     key = context.signing_key.public
-    stored = await asyncio.to_thread(audit_stored_log, context.engine, key, context.config.node_id)
+    verified = request.app[MARKS].log
+    resume = None if _full_asked(request) else verified.mark
+    stored = await asyncio.to_thread(
+        partial(audit_stored_log, context.engine, key, context.config.node_id, resume=resume)
+    )
+    progress = verified.advance(stored.mark, resume is None, request.app[CLOCK]())
+    progress = replace(
+        progress,
+        what=""
+        if resume is None
+        else Translator(visit.lang).t("ver.incremental_log", size=resume.size, new=stored.report.new_events),
+        full_url=url(LOG, visit.lang, verify="full"),
+    )
     window = await asyncio.to_thread(_event_window, context, upto)
     member = context.manifest.member(context.config.node_id)
     return render(
@@ -311,6 +418,7 @@ async def log_page(request: web.Request, visit: Visit) -> web.StreamResponse:
         visit.lang,
         session=visit.session,
         report=stored.report,
+        progress=progress,
         head=_head_view(stored.head),
         previous=_head_view(stored.previous),
         keyid=key.keyid,
@@ -406,6 +514,7 @@ async def report_json(request: web.Request, visit: Visit) -> web.StreamResponse:
 
 
 def add_auditor_routes(app: web.Application) -> None:
+    app[MARKS] = Marks()
     app.router.add_get(AUDIT, audit_page)
     app.router.add_get(AUDIT_CSV, audit_csv)
     app.router.add_get(LOG, log_page)

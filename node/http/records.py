@@ -49,7 +49,10 @@ from protocol.events import EventReason
 from protocol.fields import CODE_RE, DATE_RE, NODE_ID_RE, format_time
 from protocol.signed import SignedDocument
 
-__all__ = ["add_record_routes"]
+__all__ = ["MAX_PROOFS", "add_record_routes"]
+
+MAX_PROOFS = 1000
+"""Inclusion proofs one ``GET /v1/log/proof/inclusions`` serves at most (about 0.6 MB of JSON)."""
 
 
 async def node_info(request: web.Request) -> web.Response:
@@ -376,6 +379,31 @@ async def inclusion_proof(request: web.Request) -> web.Response:
     return web.json_response({"index": index, "tree_size": size, "proof": [b64url_encode(p) for p in proof]})
 
 
+async def inclusion_proofs(request: web.Request) -> web.Response:
+    """The inclusion proofs of leaves ``start`` .. ``end - 1``, at most ``MAX_PROOFS`` at a time."""
+    require_staff(request, Action.READ_EVENT_LOG)
+    log = request.app[CONTEXT].registry.log
+    start, end = int_query(request, "start"), int_query(request, "end", low=1)
+    size = int_query(request, "size", log.size, low=1)
+    if not start < end:
+        raise MalformedError(f"query parameters 'start' {start} and 'end' {end}: end must be above start")
+    if end - start > MAX_PROOFS:
+        raise MalformedError(
+            f"query parameters 'start' {start} and 'end' {end}: at most {MAX_PROOFS} proofs a request"
+        )
+    if end > size:
+        raise MalformedError(f"query parameter 'end' {end}: beyond the tree size {size}")
+    proofs = await asyncio.to_thread(log.inclusion_proofs, start, end, size)
+    return web.json_response(
+        {
+            "start": start,
+            "end": end,
+            "tree_size": size,
+            "proofs": [[b64url_encode(p) for p in proof] for proof in proofs],
+        }
+    )
+
+
 async def consistency_proof(request: web.Request) -> web.Response:
     require_staff(request, Action.READ_EVENT_LOG)
     log = request.app[CONTEXT].registry.log
@@ -424,6 +452,7 @@ def add_record_routes(app: web.Application) -> None:
     app.router.add_get("/v1/log/head", log_head)
     app.router.add_get("/v1/log", log_events)
     app.router.add_get("/v1/log/proof/inclusion", inclusion_proof)
+    app.router.add_get("/v1/log/proof/inclusions", inclusion_proofs)
     app.router.add_get("/v1/log/proof/consistency", consistency_proof)
     app.router.add_get("/v1/audit", audit_records)
     app.router.add_get("/v1/manifest", manifest_document)

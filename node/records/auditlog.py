@@ -129,10 +129,13 @@ def audit_head(session: Session) -> str:
     return GENESIS if last is None else last.record_hash
 
 
-def verify_audit_chain(records: Iterable[AuditRecord]) -> str:
-    """Check sequence, links and hashes; return the head. Raise ``ProofError`` at the first break."""
-    previous = GENESIS
-    for expected_seq, record in enumerate(records):
+def verify_audit_chain(records: Iterable[AuditRecord], *, first_seq: int = 0, previous: str = GENESIS) -> str:
+    """Check sequence, links and hashes; return the head. Raise ``ProofError`` at the first break.
+
+    By default ``records`` are the whole chain; ``first_seq`` and ``previous`` (the hash of record
+    ``first_seq - 1``, verified before) check the part of it after a record already verified.
+    """
+    for expected_seq, record in enumerate(records, start=first_seq):
         if record.seq != expected_seq:
             raise ProofError(f"audit record {expected_seq} is missing (found {record.seq})")
         if record.prev_hash != previous:
