@@ -317,7 +317,9 @@ class OrganisationWitness:
     def from_dict(cls, data: Any) -> OrganisationWitness:
         f = Fields(data, "policy.witness.organisation")
         witness = cls(
-            key=PublicSigningKey.from_str(f.text("key", max_len=128), field="policy.witness.organisation.key"),
+            key=PublicSigningKey.from_str(
+                f.text("key", max_len=128), field="policy.witness.organisation.key"
+            ),
             endpoint=f.text("endpoint", max_len=256),
         )
         f.finish()

@@ -186,6 +186,13 @@ def _add(a: Any, b: Any) -> Any:
     raise ReportMismatch(f"cannot add {type(a).__name__} and {type(b).__name__}")
 
 
+def _plus(a: Any, b: Any) -> Any:
+    """``_add``, where an optional tally one side lacks counts as empty (and two lacking stay absent)."""
+    if a is None or b is None:
+        return None if a is None and b is None else _copy(b if a is None else a)
+    return _add(a, b)
+
+
 def _copy(value: Any) -> Any:
     return {k: _copy(v) for k, v in value.items()} if isinstance(value, dict) else value
 
@@ -199,6 +206,9 @@ class _Counts:
 
     WHAT: ClassVar[str]
     BREAKDOWNS: ClassVar[frozenset[str]] = frozenset()
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset()
+    """Tallies added after the first reports: absent (``None``) in a report of an older node, and
+    then left out of its bytes again, so its signature still verifies."""
     unrecognized_fields: dict[str, Any]
 
     @classmethod
@@ -212,7 +222,8 @@ class _Counts:
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.unrecognized_fields)
         for name in self._names():
-            out[name] = _copy(getattr(self, name))
+            if getattr(self, name) is not None:
+                out[name] = _copy(getattr(self, name))
         return out
 
     @classmethod
@@ -222,7 +233,9 @@ class _Counts:
         for spec in fields(cast(Any, cls)):
             if spec.name == "unrecognized_fields":
                 continue
-            if spec.name in cls.BREAKDOWNS:
+            if spec.name in cls.OPTIONAL:
+                values[spec.name] = _tally(f, spec.name, cls.WHAT) if f.has(spec.name) else None
+            elif spec.name in cls.BREAKDOWNS:
                 values[spec.name] = _breakdown(f, spec.name, cls.WHAT)
             elif spec.default_factory is not MISSING:
                 values[spec.name] = _tally(f, spec.name, cls.WHAT)
@@ -232,7 +245,7 @@ class _Counts:
         return cls(**values)
 
     def plus(self, other: Self) -> Self:
-        sums = {name: _add(getattr(self, name), getattr(other, name)) for name in self._names()}
+        sums = {name: _plus(getattr(self, name), getattr(other, name)) for name in self._names()}
         total: Self = replace(cast(Any, self), **sums, unrecognized_fields={})
         return total
 
@@ -255,6 +268,11 @@ class EntryCounts(_Counts):
     """Signed deletions by reason; expiry at the end of the retention period is ``retention-expired``."""
     active_at_end: int = 0
     """Entries registered and not deleted or expired by the end of the period (so far, if it has not ended)."""
+    owed_receipts: Tally | None = None
+    """Receipts each member still owed this node for its deletions and corrections when the
+    report was generated, by member (absent in reports of nodes before it was added). Summed
+    over the group, it is what each member owes the others: the organisation's member list."""
+    OPTIONAL = frozenset({"owed_receipts"})
     unrecognized_fields: dict[str, Any] = field(default_factory=dict)
 
 

@@ -122,16 +122,36 @@ _GROUND_TEXT: dict[RefusalGround, dict[str, str]] = {
 
 _OUTCOMES: dict[RequestKind, frozenset[RequestOutcome]] = {
     RequestKind.DISCLOSURE: frozenset(
-        {RequestOutcome.DISCLOSED, RequestOutcome.NOTHING_HELD, RequestOutcome.REFUSED, RequestOutcome.WITHDRAWN}
+        {
+            RequestOutcome.DISCLOSED,
+            RequestOutcome.NOTHING_HELD,
+            RequestOutcome.REFUSED,
+            RequestOutcome.WITHDRAWN,
+        }
     ),
     RequestKind.CORRECTION: frozenset(
-        {RequestOutcome.GRANTED, RequestOutcome.NOTHING_HELD, RequestOutcome.REFUSED, RequestOutcome.WITHDRAWN}
+        {
+            RequestOutcome.GRANTED,
+            RequestOutcome.NOTHING_HELD,
+            RequestOutcome.REFUSED,
+            RequestOutcome.WITHDRAWN,
+        }
     ),
     RequestKind.DELETION: frozenset(
-        {RequestOutcome.GRANTED, RequestOutcome.NOTHING_HELD, RequestOutcome.REFUSED, RequestOutcome.WITHDRAWN}
+        {
+            RequestOutcome.GRANTED,
+            RequestOutcome.NOTHING_HELD,
+            RequestOutcome.REFUSED,
+            RequestOutcome.WITHDRAWN,
+        }
     ),
     RequestKind.CEASE_OF_USE: frozenset(
-        {RequestOutcome.GRANTED, RequestOutcome.NOTHING_HELD, RequestOutcome.REFUSED, RequestOutcome.WITHDRAWN}
+        {
+            RequestOutcome.GRANTED,
+            RequestOutcome.NOTHING_HELD,
+            RequestOutcome.REFUSED,
+            RequestOutcome.WITHDRAWN,
+        }
     ),
 }
 

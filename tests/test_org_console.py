@@ -704,6 +704,54 @@ def test_the_group_report_sums_verified_member_reports_and_lists_the_missing(org
 
 
 @pytest.mark.timeout(60)
+def test_the_member_list_shows_what_each_member_owes_the_others_from_their_newest_signed_reports(
+    org: dict[str, Any],
+) -> None:
+    from governance.report import ReportScope, TransparencyReport, parse_period
+    from tests.factories import NODE_A_SIGNING, NODE_B_SIGNING
+
+    def member_report(issuer: str, key: SigningKey, period: str, day: int, owed: dict[str, int] | None) -> bytes:
+        report = TransparencyReport.empty(
+            scope=ReportScope.NODE,
+            issuer=issuer,
+            group_id="jp-retail-watch",
+            period=parse_period(period),
+            generated_at=datetime(2026, 11, day, tzinfo=UTC),
+            manifest_version=1,
+            members=[issuer],
+        )
+        report.entries.owed_receipts = owed
+        document = SignedDocument(report)
+        document.sign(key)
+        return document.to_bytes()
+
+    def owes(text: str, member: str) -> str:
+        found = re.search(rf'data-member="{member}".*?data-owes="(\d+)"', text, re.S)
+        assert found is not None
+        return found.group(1)
+
+    async def scenario(browser: Callable[[], Awaitable[Browser]], staff: OrgStaff) -> None:
+        sec = await browser()
+        await sec.login("sec1")
+        _, text = await sec.get("/console/members?lang=en")
+        assert owes(text, "chain-b") == "0" and "No other member&#39;s report yet" in text
+        for data in (
+            member_report("chain-a", NODE_A_SIGNING, "2026-Q3", 1, {"chain-b": 5}),
+            member_report("chain-a", NODE_A_SIGNING, "2026-Q4", 20, {"chain-b": 2}),  # newer: this one counts
+            member_report("chain-b", NODE_B_SIGNING, "2026-Q4", 20, None),  # a node before the field
+        ):
+            status, _ = await sec.upload("/console/report/upload?lang=en", data, field="report")
+            assert status == 200
+        _, text = await sec.get("/console/members?lang=en")
+        assert owes(text, "chain-b") == "2" and 'data-owner="chain-a"' in text and "2 to chain-a" in text
+        assert owes(text, "chain-a") == "0" and "No other member&#39;s report yet" in text  # chain-b said nothing
+        _, text = await sec.get("/console/members?lang=ja")
+        assert "未送付 2 件" in text
+
+    run(org, scenario)
+
+
+@pytest.mark.timeout(60)
 def test_the_group_notice_page_takes_a_complaint_about_a_member(org: dict[str, Any]) -> None:
     async def scenario(browser: Callable[[], Awaitable[Browser]], staff: OrgStaff) -> None:
         public = await browser()

@@ -554,6 +554,41 @@ def test_a_report_for_a_period_not_yet_ended_counts_so_far_and_says_so(node: Nod
     assert (report.subject_requests.open_at_end, report.subject_requests.overdue_at_end) == (2, 1)
 
 
+def test_a_report_says_how_many_receipts_each_member_still_owes_and_an_older_report_says_nothing(
+    node: Node,
+) -> None:
+    from node.storage.models import OwedReceipt
+
+    def report() -> TransparencyReport:
+        return build_report(
+            node.engine,
+            node_id="chain-a",
+            group_id="jp-retail-watch",
+            manifest_version=1,
+            period=parse_period("2026-Q4"),
+            now=at("2026-11-03T00:00:00"),
+        )
+
+    assert report().entries.owed_receipts == {}
+    with Session(node.engine) as session:
+        for event, member in (("ev-1", "chain-b"), ("ev-2", "chain-b"), ("ev-2", "chain-c")):
+            session.add(OwedReceipt(event_id=event, member=member, idx=1))
+        session.commit()
+    owed = report()
+    assert owed.entries.owed_receipts == {"chain-b": 2, "chain-c": 1}
+    data = owed.to_dict()
+    assert TransparencyReport.from_dict(data).to_dict() == data
+    older = dict(data, entries={k: v for k, v in data["entries"].items() if k != "owed_receipts"})
+    parsed = TransparencyReport.from_dict(older)
+    assert parsed.entries.owed_receipts is None and parsed.to_dict() == older  # same bytes, same signature
+    b = empty("chain-b")
+    assert aggregate([owed, b], manifest_version=1).entries.owed_receipts == {"chain-b": 2, "chain-c": 1}
+    b.entries.owed_receipts = {"chain-c": 4}
+    group = aggregate([owed, b], manifest_version=1)
+    assert group.entries.owed_receipts == {"chain-b": 2, "chain-c": 5}  # what each member owes the others
+    assert aggregate([parsed, empty("chain-b")], manifest_version=1).entries.owed_receipts is None
+
+
 # -- the scripted scenario on real node processes ---------------------------------------------
 
 MEMBERS = ["chain-a", "chain-b"]

@@ -846,7 +846,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "このサーバーは団体のオンライン鍵（--witness-key）を持たないため、苦情を事業者へ回付できません。",
         "This server holds no online key of the organisation (--witness-key), so it cannot refer complaints to members.",
     ),
-    "cmp.referred": ("苦情を事業者へ回付し、事業者が受領しました。", "The complaint was referred and the member received it."),
+    "cmp.referred": (
+        "苦情を事業者へ回付し、事業者が受領しました。",
+        "The complaint was referred and the member received it.",
+    ),
     "cmp.referred_pending": (
         "苦情を回付しましたが、まだ事業者に届いていません。自動で再送します。",
         "The complaint was referred but has not reached the member yet; it is retried automatically.",
@@ -861,7 +864,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Answer: what was done, or why the complaint is unfounded (up to 2000 characters)",
     ),
     "cmp.answer": ("署名して団体へ回答する", "Sign and answer the organisation"),
-    "cmp.answered": ("団体へ回答し、団体が受領しました。", "The answer was sent and the organisation received it."),
+    "cmp.answered": (
+        "団体へ回答し、団体が受領しました。",
+        "The answer was sent and the organisation received it.",
+    ),
     "cmp.answered_pending": (
         "回答を記録しましたが、まだ団体に届いていません。自動で再送します。",
         "The answer is recorded but has not reached the organisation yet; it is retried automatically.",
@@ -1029,6 +1035,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "org.forks": ("分岐の報告 {count} 件", "{count} fork report(s)"),
     "org.forks_none": ("なし", "None"),
+    "org.owes": ("未送付 {count} 件", "{count} owed"),
+    "org.owes_to": (
+        "{owner} へ {count} 件（{owner} の報告、{time}）",
+        "{count} to {owner} (its report of {time})",
+    ),
+    "org.owes_none": (
+        "なし（{reporters} 事業者の署名付き報告による）",
+        "None (from {reporters} members' signed reports)",
+    ),
+    "org.owes_unknown": (
+        "他の参加事業者の報告がまだありません",
+        "No other member's report yet",
+    ),
     "org.cleared": ("解消記録を公開済み", "Clearance published"),
     "org.complaints": ("未完了 {open} 件・完了 {closed} 件", "{open} open, {closed} closed"),
     "col.org_member": ("事業者", "Member"),
@@ -1037,6 +1056,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col.org_runs": ("使用中の版（団体から確認）", "Version it runs (asked)"),
     "col.org_fetch": ("マニフェストの取得", "Manifest fetches"),
     "col.org_forks": ("分岐の報告", "Fork reports"),
+    "col.org_owes": ("他事業者への未送付の受領証", "Receipts owed to others"),
     "col.org_complaints": ("苦情", "Complaints"),
     "org.drafts_title": ("マニフェストの改訂と署名", "Manifest drafts and signing"),
     "org.drafts_help": (

@@ -60,7 +60,7 @@ from sqlmodel import Session, col, select
 
 from governance.changes import manifest_changes
 from governance.manifest import LocalizedText, Manifest, Member
-from governance.report import parse_period
+from governance.report import TransparencyReport, parse_period
 from governance.requests import COMPLAINT_OUTCOMES, REFERRAL_DAYS
 from governance.roles import Action, Role, permitted, require_permission
 from governance.trust import assess
@@ -219,6 +219,7 @@ def _member_rows(org: OrgConsole, manifest: Manifest) -> list[dict[str, Any]]:
         source = endpoint_source(m.endpoint)
         if source is not None:
             sources[source] = sources.get(source, 0) + 1
+    reports = org.member_reports.latest(manifest)
     rows = []
     for m in manifest.joint_use.members:
         source = endpoint_source(m.endpoint)
@@ -242,9 +243,21 @@ def _member_rows(org: OrgConsole, manifest: Manifest) -> list[dict[str, Any]]:
                 "cleared": _cleared(org.reports, m.node_id),
                 "complaints_open": sum(1 for c in about if c.get("status") == "open"),
                 "complaints_closed": sum(1 for c in about if c.get("status") != "open"),
+                "owes": _owes(reports, m.node_id),
             }
         )
     return rows
+
+
+def _owes(reports: dict[str, TransparencyReport], member: str) -> list[dict[str, Any]]:
+    """What ``member`` still owed each other member, in words of the owners' own signed reports
+    (newest each): the owner, the count, when it said so. Owners whose report predates the field
+    say nothing, rather than zero."""
+    return [
+        {"owner": owner, "count": report.entries.owed_receipts.get(member, 0), "at": report.generated_at}
+        for owner, report in sorted(reports.items())
+        if owner != member and report.entries.owed_receipts is not None
+    ]
 
 
 def _expiry(manifest: Manifest, now: datetime) -> dict[str, Any]:
@@ -349,7 +362,11 @@ async def complaint_refer(request: web.Request, visit: Visit) -> web.StreamRespo
     delivered = await org.referrals.deliver(referred)
     error = delivered["referral"]["last_error"]
     _record(
-        request, visit, "org.complaint.deliver", complaint_id, "ok" if error is None else f"pending:{error}"[:64]
+        request,
+        visit,
+        "org.complaint.deliver",
+        complaint_id,
+        "ok" if error is None else f"pending:{error}"[:64],
     )
     visit.session.notices.append("cmp.referred" if error is None else "cmp.referred_pending")
     return redirect(url(COMPLAINTS, visit.lang))
@@ -384,7 +401,11 @@ async def complaint_deliver(request: web.Request, visit: Visit) -> web.StreamRes
     delivered = await org.referrals.deliver(complaint)
     error = delivered["referral"]["last_error"]
     _record(
-        request, visit, "org.complaint.deliver", complaint_id, "ok" if error is None else f"pending:{error}"[:64]
+        request,
+        visit,
+        "org.complaint.deliver",
+        complaint_id,
+        "ok" if error is None else f"pending:{error}"[:64],
     )
     visit.session.notices.append("cmp.referred" if error is None else "cmp.referred_pending")
     return redirect(url(COMPLAINTS, visit.lang))

@@ -91,6 +91,25 @@ class ReportStore:
         published = json.loads(marker.read_text(encoding="utf-8")) if marker.exists() else None
         return PeriodReports(folder.name, tuple(verified), tuple(refused), missing, published)
 
+    def latest(self, manifest: Manifest) -> dict[str, TransparencyReport]:
+        """Each member's most recently generated report that still verifies, over every period."""
+        newest: dict[str, TransparencyReport] = {}
+        if not self.directory.exists():
+            return newest
+        for folder in sorted(p for p in self.directory.iterdir() if p.is_dir()):
+            for path in sorted(folder.glob("*.json")):
+                if path.name == PUBLISHED:
+                    continue
+                try:
+                    document = SignedDocument.from_bytes(path.read_bytes(), TransparencyReport)
+                    report = verify_member_report(document, manifest, period=folder.name)
+                except (WatchnetError, OSError):
+                    continue  # the period's page names it as refused
+                held = newest.get(report.issuer)
+                if held is None or report.generated_at > held.generated_at:
+                    newest[report.issuer] = report
+        return newest
+
     def publish(self, period: str, *, by: str, now: datetime) -> None:
         folder = self._period_dir(period)
         folder.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,7 @@ from node.storage.models import (
     EntryRow,
     LogLeaf,
     MatchFeedbackRow,
+    OwedReceipt,
     ProvisionRow,
     SubjectRequest,
 )
@@ -231,6 +232,12 @@ def count_entries(session: Session, period: Period) -> EntryCounts:
         active_at_end=_leaves_before(session, [EventKind.REGISTERED], period.end)
         - _leaves_before(session, [EventKind.DELETED, EventKind.EXPIRED], period.end),
     )
+
+
+def owed_receipts(session: Session) -> Tally:
+    """Receipts still owed us now, by member: the open ``owed_receipt`` rows (``node.federation.owed``)."""
+    rows = session.exec(select(OwedReceipt.member, func.count()).group_by(col(OwedReceipt.member))).all()
+    return {member: int(count) for member, count in sorted(rows) if count}
 
 
 # -- the audit log ----------------------------------------------------------------------------
@@ -454,6 +461,7 @@ def build_report(
     now = now.replace(microsecond=0)
     with Session(engine) as session:
         entries = count_entries(session, period)
+        entries.owed_receipts = owed_receipts(session)
         queries, matches, refusals = count_audit(session, period)
         matches.feedback_received = _feedback_received(session, period, node_id)
         provisions = count_provisions(session, period)
