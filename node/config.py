@@ -802,13 +802,16 @@ class WebhookSettings:
     """Where alerts are POSTed (``[[webhooks]]``): ``url`` (http or https), the HMAC key in
     ``secret_file`` (relative to the node directory, 0600; at least 32 bytes, never in this file),
     and the ``sites`` whose alerts it takes (empty: every site). The body is the alert as
-    ``GET /v1/alerts`` lists it (never a face, an embedding or a score); the headers carry
-    ``X-Watchnet-Timestamp`` and ``X-Watchnet-Signature: sha256=HMAC(secret, "<timestamp>.<body>")``."""
+    ``GET /v1/alerts`` lists it (never an embedding or a score, and no face unless
+    ``include_crop``: then the camera's face crop the alert still holds, a JPEG in base64url, for
+    a security desk that must see who to look for); the headers carry ``X-Watchnet-Timestamp`` and
+    ``X-Watchnet-Signature: sha256=HMAC(secret, "<timestamp>.<body>")``."""
 
     id: str
     url: str
     secret_file: str
     sites: tuple[str, ...] = ()
+    include_crop: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -816,6 +819,7 @@ class WebhookSettings:
             "url": self.url,
             "secret_file": self.secret_file,
             **({"sites": list(self.sites)} if self.sites else {}),
+            **({"include_crop": True} if self.include_crop else {}),
         }
 
     @classmethod
@@ -825,8 +829,9 @@ class WebhookSettings:
         url = f.text("url", max_len=1024, pattern=NOTICE_URL_RE)
         secret_file = f.text("secret_file", max_len=1024)
         sites = _target_sites(f, where)
+        include_crop = f.boolean("include_crop") if f.has("include_crop") else False
         f.finish()
-        return cls(hook_id, url, secret_file, sites)
+        return cls(hook_id, url, secret_file, sites, include_crop)
 
 
 @dataclass(frozen=True)

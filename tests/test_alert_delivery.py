@@ -26,13 +26,15 @@ from sqlmodel import Session
 from node.app.delivery import signature
 from node.config import EmailSettings, NodeConfig, SmtpSettings, WebhookSettings
 from node.demo.network import free_port
+from node.demo.story import photo_path
 from node.records.deliveries import delivery_status
 from node.storage.engine import make_engine
-from protocol.errors import ConfigurationError
+from protocol.canonical import b64url_encode
+from protocol.errors import ConfigurationError, MalformedError
 from tests.factories import embedding
 from tests.nodeproc import NodeProcess
 from tests.smtp_sink import SmtpSink
-from tests.test_camera_worker import _operator_page
+from tests.test_camera_worker import _operator_page, _register_person
 from tests.test_service import register
 
 SECRET = b"k" * 24 + b"-webhook-secret-for-tests"
@@ -83,6 +85,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProces
             WebhookSettings("ops", f"{receiver.url}/ops", "keys/webhook.key", ("shibuya-01",)),
             WebhookSettings("all", f"{receiver.url}/all", "keys/webhook.key"),
             WebhookSettings("osaka", f"{receiver.url}/osaka", "keys/webhook.key", ("osaka-01",)),
+            WebhookSettings(
+                "desk", f"{receiver.url}/desk", "keys/webhook.key", ("shibuya-01",), include_crop=True
+            ),
         ),
         email=(EmailSettings("guards", ("guard@a-mart.example",), ("shibuya-01",)),),
         smtp=SmtpSettings("127.0.0.1", "watchnet@a-mart.example", port=sink.port, starttls=False),
@@ -126,6 +131,8 @@ def test_an_alert_reaches_each_target_of_its_site_signed_once(
         by_path.setdefault(path, []).append((headers, body, code))
     assert [code for _, _, code in by_path["/ops"]] == [500, 200]  # failed once, then delivered
     assert [code for _, _, code in by_path["/all"]] == [200]
+    ((_, desk_body, _),) = by_path["/desk"]  # asks for the crop: this alert (from embeddings) has none
+    assert json.loads(desk_body)["crop_jpeg"] is None
     assert "/osaka" not in by_path  # another site's target
     assert retried_after >= 1.5, retried_after  # after the first backoff (2 s), not at once
     for headers, body, _ in by_path["/ops"] + by_path["/all"]:
@@ -168,13 +175,54 @@ def test_an_alert_reaches_each_target_of_its_site_signed_once(
         "ops": ("webhook", 1, 0, "shibuya-01"),
         "all": ("webhook", 1, 0, ""),
         "osaka": ("webhook", 0, 0, "osaka-01"),
+        "desk": ("webhook", 1, 0, "shibuya-01"),
         "guards": ("email", 1, 0, "shibuya-01"),
     }
     assert {t: (s["settled"], s["pending"]) for t, s in status_now.items()} == {
         "ops": (1, 0),
+        "desk": (1, 0),
         "all": (1, 0),
         "guards": (1, 0),
     }
+
+
+def test_only_a_webhook_configured_for_it_carries_the_alerts_face_crop_signed(
+    setup: tuple[NodeProcess, Receiver, SmtpSink],
+) -> None:
+    import cv2
+    import numpy as np
+
+    from protocol.canonical import b64url_decode
+
+    node, receiver, _ = setup
+    entry_id = _register_person(node)
+    image = b64url_encode(photo_path("yaoming.jpg").read_bytes())
+    status, answer = node.call("POST", "/v1/match", "op1", {"image": image, "site": "shibuya-01"})
+    assert status == 200, answer
+    (hit,) = [m for m in answer.get("matches", []) if m["entry_id"] == entry_id]
+    alert_id = hit["alert_id"]
+
+    def sent_to(path: str) -> list[tuple[dict[str, str], bytes]]:
+        return [(h, b) for p, h, b, c in receiver.calls if p == path and c == 200 and alert_id.encode() in b]
+
+    _wait(lambda: sent_to("/desk") and sent_to("/ops") and sent_to("/all"))
+    ((headers, body),) = sent_to("/desk")
+    stamp = headers["X-Watchnet-Timestamp"]
+    assert headers["X-Watchnet-Signature"] == signature(SECRET, stamp, body)  # the crop is signed too
+    sent = json.loads(body)
+    crop = cv2.imdecode(np.frombuffer(b64url_decode(sent["crop_jpeg"]), dtype=np.uint8), cv2.IMREAD_COLOR)
+    assert crop is not None and crop.shape == (112, 112, 3)  # the aligned face the camera saw
+    for path in ("/ops", "/all"):  # not asked for: the same alert without a face
+        ((_, plain),) = sent_to(path)
+        assert "crop_jpeg" not in json.loads(plain) and len(plain) < 1000, path
+    config = NodeConfig.load(node.directory)
+    assert [w.id for w in config.webhooks if w.include_crop] == ["desk"]  # read back from config.toml
+    assert "include_crop = true" in (node.directory / "config.toml").read_text(encoding="utf-8")
+    with pytest.raises(MalformedError, match="include_crop"):
+        WebhookSettings.from_dict(
+            {"id": "desk2", "url": "https://x.example/", "secret_file": "k", "include_crop": "yes"},
+            "webhooks[0]",
+        )
 
 
 def test_a_webhook_secret_must_be_a_file_of_32_bytes(tmp_path: Path) -> None:

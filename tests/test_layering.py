@@ -43,7 +43,7 @@ NODE_LAYERS: list[set[str]] = [
     {"records"},
     {"face", "migrations", "telemetry"},
     {"storage"},
-    {"clock", "code_labels", "config", "files", "jsonlog", "local_time"},
+    {"clock", "code_labels", "config", "files", "jsonlog", "local_time", "scrub"},
 ]
 """Top to bottom: a unit may import its own modules and any unit below it, never one above it or
 beside it. Keep in step with the diagram in docs/architecture.md."""

@@ -11,8 +11,11 @@ gives up after a day (``node.records.deliveries``) (the alert stays on the opera
 match path: alerts are read after they commit.
 
 What is sent is the alert as ``GET /v1/alerts`` lists it (owner, entry id and version, category,
-band, site, camera, gate, status, time): never a face, an embedding or a score. A webhook's body is
-signed: ``X-Watchnet-Timestamp`` (Unix seconds) and ``X-Watchnet-Signature: sha256=<hex
+band, site, camera, gate, status, time): never an embedding or a score, and never a face unless
+the group's config asks for it on that webhook (``include_crop = true``): then ``crop_jpeg`` is
+the camera's face crop the alert still holds (base64url JPEG, read from the vault at sending;
+``null`` once erased or when the alert was raised from embeddings alone). E-mail never carries a
+face. A webhook's body is signed: ``X-Watchnet-Timestamp`` (Unix seconds) and ``X-Watchnet-Signature: sha256=<hex
 HMAC-SHA256(secret, "<timestamp>.<body>")>``, with ``X-Watchnet-Delivery`` (alert id and target)
 for the receiver to drop a repeat. A failure is logged (target, error code, attempt) and counted
 in the duty's health; the last error of each target is kept on its rows.
@@ -41,6 +44,7 @@ from node.app.leader import DutyLoop, DutyState
 from node.config import EmailSettings, NodeConfig, SmtpSettings, WebhookSettings
 from node.records.deliveries import due, enqueue, prune, settle
 from node.storage.models import Alert, AlertDelivery
+from protocol.canonical import b64url_encode
 from protocol.errors import ConfigurationError
 from protocol.fields import format_time
 
@@ -101,6 +105,10 @@ class DeliveryTargets:
         return cls(tuple(hooks), config.email, config.smtp, password)
 
 
+CropOf = Callable[[str], bytes | None]
+"""The camera's face crop an alert (by id) still holds, as JPEG; ``None`` when it holds none."""
+
+
 def alert_body(alert: Alert) -> dict[str, Any]:
     """What a target is told: the alert as staff see it, nothing of the face."""
     return {
@@ -119,8 +127,15 @@ def alert_body(alert: Alert) -> dict[str, Any]:
     }
 
 
-async def _post(session: aiohttp.ClientSession, hook: _Webhook, alert: Alert) -> str | None:
-    body = json.dumps(alert_body(alert), sort_keys=True, separators=(",", ":")).encode("utf-8")
+async def _post(
+    session: aiohttp.ClientSession, hook: _Webhook, alert: Alert, crop_of: CropOf | None
+) -> str | None:
+    fields = alert_body(alert)
+    if hook.settings.include_crop:  # asked for by the group's config, and then signed with the rest
+        crop = None if crop_of is None else await asyncio.to_thread(crop_of, alert.id)
+        fields["crop_jpeg"] = None if crop is None else b64url_encode(crop)
+    body = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    del fields
     stamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
@@ -168,9 +183,14 @@ def _mail(targets: DeliveryTargets, mail: EmailSettings, alert: Alert, node_id: 
 
 
 def delivery_duty(
-    engine: Engine, targets: DeliveryTargets, clock: Callable[[], datetime], node_id: str
+    engine: Engine,
+    targets: DeliveryTargets,
+    clock: Callable[[], datetime],
+    node_id: str,
+    crop_of: CropOf | None = None,
 ) -> DutyLoop:
-    """The ``delivery`` duty: see the module docstring."""
+    """The ``delivery`` duty: see the module docstring; ``crop_of`` reads an alert's camera crop
+    for the webhooks that include it."""
     hooks = {w.settings.id: w for w in targets.webhooks}
     mails = {m.id: m for m in targets.email}
     routes = {**{h: w.settings.sites for h, w in hooks.items()}, **{m: e.sites for m, e in mails.items()}}
@@ -179,7 +199,7 @@ def delivery_duty(
         if alert is None:  # erased with its entry: nothing left to tell
             error: str | None = None
         elif row.target in hooks:
-            error = await _post(session, hooks[row.target], alert)
+            error = await _post(session, hooks[row.target], alert, crop_of)
         elif row.target in mails:
             error = await asyncio.to_thread(_mail, targets, mails[row.target], alert, node_id)
         else:

@@ -73,6 +73,7 @@ from node.http.records import add_record_routes
 from node.http.report import add_report_routes
 from node.http.witness import add_witness_routes
 from node.private.mode import PrivateMode
+from node.records.alert_faces import CropErased
 from node.records.auditlog import AuditWriter, RefusalTally
 from node.records.held_journal import HeldJournal
 from node.records.shredding import shred_orphans
@@ -131,6 +132,18 @@ def _complaint_answers_duty(app: web.Application) -> DutyLoop:
                 await asyncio.sleep(ANSWERS_INTERVAL.total_seconds())
 
     return loop
+
+
+def _crop_of(context: NodeContext) -> Callable[[str], bytes | None]:
+    """An alert's camera crop for a webhook with ``include_crop``; ``None`` once erased or never taken."""
+
+    def crop_of(alert_id: str) -> bytes | None:
+        try:
+            return context.alerts.camera_crop(alert_id)
+        except CropErased:
+            return None
+
+    return crop_of
 
 
 def _alert_faces_duty(app: web.Application) -> DutyLoop:
@@ -346,7 +359,7 @@ def build_app(
     if not targets.empty:  # webhooks and e-mail: read alerts after they commit, never in their way
         lease.add_duty(
             "delivery",
-            delivery_duty(context.engine, targets, clock, context.config.node_id),
+            delivery_duty(context.engine, targets, clock, context.config.node_id, _crop_of(context)),
             timedelta(seconds=PASS_SECONDS),
         )
     app.cleanup_ctx.append(reserve_cleanup_ctx(reserve))  # before the node serves

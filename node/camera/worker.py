@@ -437,7 +437,9 @@ def run_worker(args: argparse.Namespace) -> int:
     """``watchnet camera run``: until SIGTERM or SIGINT."""
     from node.face.models import ModelPack
     from node.jsonlog import json_handler
+    from node.scrub import scrub_freed_memory
 
+    scrubbed = scrub_freed_memory()  # a stranger's freed crop or embedding is overwritten at once
     root = logging.getLogger("watchnet")
     if not root.handlers:
         root.addHandler(json_handler(sys.stderr))
@@ -476,7 +478,12 @@ def run_worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _stop)
     log.info(
         "camera worker started",
-        extra={"cameras": [c.id for c in cameras], "node": client.url, "status_port": args.status_port},
+        extra={
+            "cameras": [c.id for c in cameras],
+            "node": client.url,
+            "status_port": args.status_port,
+            "freed_memory_overwritten": scrubbed,
+        },
     )
     try:
         worker.run()

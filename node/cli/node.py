@@ -473,8 +473,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from node.files import PRIVATE_UMASK, loose_mode_warning, loose_modes
     from node.records.manifests import install_manifest
     from node.records.setup import write_default_rules
+    from node.scrub import scrub_freed_memory
     from node.storage.engine import make_engine
 
+    scrub_freed_memory()  # faces matched and let go (a camera's, a peer's query) overwritten when freed
     os.umask(PRIVATE_UMASK)  # the database's -wal/-shm, logs, HE keys: the owner's alone
     config = NodeConfig.load(Path(args.node))
     if not (config.directory / MANIFEST_FILE).exists() and config.manifest_url:
