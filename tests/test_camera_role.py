@@ -114,3 +114,86 @@ def test_the_account_list_shows_the_camera_sites(node: NodeProcess) -> None:
     listed = json.loads(cli("user", "list", "--node", str(Path(node.directory)), "--json"))
     camera = next(a for a in listed if a["username"] == "cam1")
     assert (camera["role"], camera["sites"]) == ("camera", ["shibuya-01", "shibuya-02"])
+
+
+def _crop_jpeg(seed: int, side: int = 112, ext: str = ".jpg") -> str:
+    import cv2
+    import numpy as np
+
+    from protocol.canonical import b64url_encode
+
+    pixels = np.random.default_rng(seed).integers(0, 255, (side, side, 3), dtype=np.uint8)
+    pixels[:, : side // 2] = (40, 90, 200)  # a half of flat colour survives JPEG nearly unchanged
+    ok, data = cv2.imencode(ext, pixels)
+    assert ok
+    return b64url_encode(data.tobytes())
+
+
+def test_a_cameras_crop_is_kept_only_for_the_face_that_raised_the_alert(node: NodeProcess) -> None:
+    import cv2
+    import numpy as np
+
+    from node.context import NodeContext
+    from node.records.alert_faces import CropErased
+    from protocol.canonical import b64url_decode
+
+    entry_id = register(node, 41)
+    body = {
+        "embeddings": [embedding(41).to_str(), embedding(78).to_str()],  # the registered face, a stranger
+        "crops": [_crop_jpeg(1), _crop_jpeg(2)],
+        "camera": "door",
+        "site": "shibuya-01",
+    }
+    status, answer = node.call("POST", "/v1/match", "cam1", body)
+    assert (status, answer) == (200, {"faces": 2, "alerts": 1}), answer
+    _, listed = node.call("GET", "/v1/alerts", "op1")
+    alert = next(a for a in listed["alerts"] if a["entry_id"] == entry_id)
+    context = NodeContext.load(node.directory)
+    try:
+        kept = cv2.imdecode(
+            np.frombuffer(context.alerts.camera_crop(alert["alert_id"]), np.uint8), cv2.IMREAD_COLOR
+        )
+        sent = cv2.imdecode(np.frombuffer(b64url_decode(_crop_jpeg(1)), np.uint8), cv2.IMREAD_COLOR)
+        assert kept.shape == (112, 112, 3)
+        assert (
+            float(np.abs(kept[:, :56].astype(int) - sent[:, :56].astype(int)).mean()) < 4
+        )  # this face's crop
+    finally:
+        context.engine.dispose()
+    # without crops the alert holds no camera face, as before
+    plain_entry = register(node, 42)
+    node.call("POST", "/v1/match", "cam1", faces(42, site="shibuya-01"))
+    _, listed = node.call("GET", "/v1/alerts", "op1")
+    plain = next(
+        a
+        for a in listed["alerts"]
+        if a["entry_id"] not in (entry_id, None)
+        and a["alert_id"] != alert["alert_id"]
+        and a.get("camera") == "door"
+        and a["site"] == "shibuya-01"
+        and a["entry_id"] == plain_entry
+    )
+    context = NodeContext.load(node.directory)
+    try:
+        with pytest.raises(CropErased):
+            context.alerts.camera_crop(plain["alert_id"])
+    finally:
+        context.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("crops", "error", "said"),
+    [
+        ([_crop_jpeg(3), _crop_jpeg(4)], "malformed", "2 crops for 1 embeddings"),
+        ([_crop_jpeg(3, side=64)], "malformed", "112x112, got 64x64"),
+        ([_crop_jpeg(3, ext=".png")], "malformed", "not a JPEG"),
+        (["not base64!"], "malformed", "crops[0]"),
+        ([42], "malformed", "crops[0]"),
+    ],
+)
+def test_a_crop_that_is_not_an_aligned_jpeg_is_refused_before_any_decoding(
+    node: NodeProcess, crops: list[object], error: str, said: str
+) -> None:
+    body = {**faces(43, site="shibuya-01"), "crops": crops}
+    status, answer = node.call("POST", "/v1/match", "cam1", body)
+    assert status in (400, 415) and answer["error"] == error and said in answer["message"], answer

@@ -23,8 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 
+from node.context import NodeContext
 from node.demo.network import free_port
 from node.demo.story import photo_path
 from protocol.canonical import b64url_encode
@@ -184,6 +187,12 @@ def test_the_worker_alerts_once_reconnects_and_keeps_nothing_of_strangers(
             (entry_id, "door", "shibuya-01", "north")
         ], alerts
         assert "door / north" in _operator_page(node)
+        context = NodeContext.load(node.directory)  # the operator decides by the camera's own face
+        try:
+            crop = cv2.imdecode(np.frombuffer(context.alerts.camera_crop(alerts[0]["alert_id"]), np.uint8), 1)
+        finally:
+            context.engine.dispose()
+        assert crop.shape == (112, 112, 3)
         final = _camera(status_port)
         assert final["reconnects"] >= 1 and final["alerts"] == alerted["alerts"]
         assert final["latency_p99_ms"] is not None and final["latency_p99_ms"] < 2000, final

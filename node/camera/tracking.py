@@ -3,8 +3,9 @@
 A detection joins the track whose last box it overlaps (IoU) and whose face it resembles
 (cosine similarity of the embeddings), or, if the person moved far between two samples, the
 track it resembles strongly; each detection joins at most one track, best pairs first. A track
-keeps its latest box, a running mean of its embeddings and its best-quality face's embedding,
-nothing else: no frame, no crop. It is *due* (its best face is sent) when it is new, when its
+keeps its latest box, a running mean of its embeddings and its best-quality face's embedding
+and aligned crop (sent beside it, so that an alert shows the operator the camera's face),
+nothing else: no frame. It is *due* (its best face is sent) when it is new, when its
 best quality has improved by ``improve_ratio`` since the last send, or ``resend_after`` after the
 last send. A track not seen for ``max_age`` seconds ends and everything it held is dropped: a
 passer-by who matched nothing leaves nothing in the worker either.
@@ -49,6 +50,7 @@ class Detection:
     box: Box
     embedding: Embedding
     quality: float
+    crop: npt.NDArray[np.uint8] | None = None
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Track:
     retry_at: float = 0.0
     frames: int = 1
     alerted: bool = False
+    best_crop: npt.NDArray[np.uint8] | None = None
 
     def similarity(self, e: Embedding) -> float:
         return float(np.dot(self.mean, e.vector))
@@ -112,6 +115,7 @@ class Tracker:
                         mean=d.embedding.vector.copy(),
                         best=d.embedding,
                         best_quality=d.quality,
+                        best_crop=d.crop,
                         first_seen=now,
                         last_seen=now,
                     )
@@ -125,7 +129,7 @@ class Tracker:
         mean = track.mean * 0.7 + d.embedding.vector * 0.3
         track.mean = (mean / max(float(np.linalg.norm(mean)), 1e-6)).astype(np.float32)
         if d.quality > track.best_quality:
-            track.best, track.best_quality = d.embedding, d.quality
+            track.best, track.best_quality, track.best_crop = d.embedding, d.quality, d.crop
 
     def _due(self, track: Track, now: float) -> bool:
         if now < track.retry_at:
@@ -146,7 +150,7 @@ class Tracker:
         track.retry_at = now + backoff
 
     def expire(self, now: float) -> int:
-        """End the tracks not seen for ``max_age``; their embeddings are dropped with them."""
+        """End the tracks not seen for ``max_age``; their embeddings and crops are dropped with them."""
         live = [t for t in self.tracks if now - t.last_seen <= self.max_age]
         gone = len(self.tracks) - len(live)
         self.tracks = live

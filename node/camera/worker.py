@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import requests
 
 from node.camera.stream import StreamReader
@@ -111,14 +112,24 @@ class NodeClient:
                 "is 'watchnet serve' running there?"
             ) from e
 
-    def submit(self, camera: CameraSettings, embeddings: list[Embedding]) -> int:
-        """Ask the node about ``embeddings`` seen by ``camera``; how many alerts they raised."""
+    def submit(
+        self,
+        camera: CameraSettings,
+        embeddings: list[Embedding],
+        crops: list[npt.NDArray[np.uint8] | None] | None = None,
+    ) -> int:
+        """Ask the node about ``embeddings`` seen by ``camera``, with each face's aligned crop when
+        every one has it (the node keeps only a matching face's, for the operator); how many
+        alerts they raised."""
         body: dict[str, Any] = {
             "embeddings": [e.to_str() for e in embeddings],
             "camera": camera.id,
             "site": camera.site,
             "purpose": PURPOSE,
         }
+        jpegs = _jpegs(crops) if crops is not None else None
+        if jpegs is not None:
+            body["crops"] = jpegs
         if camera.gate:
             body["gate"] = camera.gate
         if camera.ask_network:
@@ -137,6 +148,21 @@ class NodeClient:
         if camera.gate:
             body["gate"] = camera.gate
         self._post("/v1/match", body)
+
+
+def _jpegs(crops: list[npt.NDArray[np.uint8] | None]) -> list[str] | None:
+    """Each crop as base64url JPEG, or ``None`` when one is missing or will not encode."""
+    import cv2
+
+    out = []
+    for crop in crops:
+        if crop is None:
+            return None
+        ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        if not ok:
+            return None
+        out.append(b64url_encode(jpeg.tobytes()))
+    return out
 
 
 def _quantile(values: list[float], q: float) -> float | None:
@@ -202,9 +228,10 @@ class CameraLoop:
         del frame  # the frame is not kept past detection
         embeddings = self.pipeline.embed_crops([f.crop for f in found])
         detections = [
-            Detection(f.box, e, face_quality(f.quality)) for f, e in zip(found, embeddings, strict=True)
+            Detection(f.box, e, face_quality(f.quality), f.crop)
+            for f, e in zip(found, embeddings, strict=True)
         ]
-        del found, embeddings  # nor the crops
+        del found, embeddings  # a crop stays only as a track's best face, dropped when the track ends
         self.stats.samples += 1
         self.stats.faces += len(detections)
         if detections:
@@ -214,7 +241,7 @@ class CameraLoop:
         if not due:
             return
         try:
-            alerts = self.client.submit(self.camera, [t.best for t in due])
+            alerts = self.client.submit(self.camera, [t.best for t in due], [t.best_crop for t in due])
         except SubmitRefused as e:
             self.stats.submit_errors += 1
             self.stats.last_error = e.code

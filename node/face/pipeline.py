@@ -29,6 +29,7 @@ from protocol.embedding import Embedding
 from protocol.errors import MalformedError, OversizedError, PolicyError
 
 __all__ = [
+    "MAX_CROP_BYTES",
     "MAX_IMAGE_PIXELS",
     "DetectedFace",
     "FacePipeline",
@@ -37,6 +38,8 @@ __all__ = [
     "NoFaceFound",
     "Quality",
     "UnsupportedImage",
+    "check_crop",
+    "decode_crop",
     "decode_image",
 ]
 
@@ -155,6 +158,36 @@ def decode_image(data: bytes) -> Image:
     if image.shape[0] * image.shape[1] > limit:  # the decoder disagreed with the header
         raise ImageTooLarge(image.shape[1], image.shape[0], limit)
     return np.asarray(image, dtype=np.uint8)
+
+
+CROP_SIDE = 112
+"""An aligned face crop's width and height (ArcFace's input)."""
+MAX_CROP_BYTES = 64 << 10
+"""A sent crop's JPEG is a few kilobytes; more is not one."""
+
+
+def check_crop(data: bytes, field: str) -> None:
+    """Refuse, from its header alone, bytes that are not an aligned crop's JPEG (112x112, <= 64 KiB)."""
+    if len(data) > MAX_CROP_BYTES:
+        raise MalformedError(
+            f"{field}: {len(data)} bytes, an aligned face crop's JPEG is at most {MAX_CROP_BYTES}"
+        )
+    if data[:3] != b"\xff\xd8\xff":
+        raise UnsupportedImage(f"{field}: not a JPEG")
+    width, height = _declared_size(data)
+    if (width, height) != (CROP_SIDE, CROP_SIDE):
+        raise MalformedError(
+            f"{field}: an aligned face crop is {CROP_SIDE}x{CROP_SIDE}, got {width}x{height}"
+        )
+
+
+def decode_crop(data: bytes, field: str = "crop") -> Image:
+    """An aligned crop's pixels from its JPEG, checked as ``check_crop`` checks it first."""
+    check_crop(data, field)
+    image = decode_image(data)
+    if image.shape[:2] != (CROP_SIDE, CROP_SIDE):  # the decoder disagreed with the header
+        raise MalformedError(f"{field}: an aligned face crop is {CROP_SIDE}x{CROP_SIDE}")
+    return image
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from governance.requests import RequestRefused
 from governance.roles import Action, require_permission
 from node.clock import now_utc
 from node.context import NodeContext
-from node.face.pipeline import decode_image
+from node.face.pipeline import MAX_CROP_BYTES, check_crop, decode_crop, decode_image
 from node.federation.federation import (
     Federation,
 )
@@ -377,11 +377,21 @@ class Probes:
 
     embeddings: list[Embedding]
     crops: list[np.ndarray] | None = None
+    sent_crops: list[bytes] | None = None
+    """The JPEG of each face's aligned crop as a camera worker sent it beside its embeddings
+    (header-checked only: decoded, and encoded again by us, only for a face that matched)."""
 
     def crop_jpeg(self, index: int) -> bytes | None:
-        if self.crops is None:
+        if self.sent_crops is not None:
+            try:
+                crop = decode_crop(self.sent_crops[index], f"request.crops[{index}]")
+            except WatchnetError:  # its header passed, its pixels did not: the alert stands, without a face
+                return None
+        elif self.crops is not None:
+            crop = self.crops[index]
+        else:
             return None
-        ok, jpeg = cv2.imencode(".jpg", self.crops[index], [cv2.IMWRITE_JPEG_QUALITY, 90])
+        ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
         return jpeg.tobytes() if ok else None
 
 
@@ -396,12 +406,23 @@ async def probe_faces(f: Fields, context: NodeContext) -> Probes:
     if not raw:
         raise MalformedError("request.embeddings is empty")
     dimension = context.manifest.policy.model.dimension
-    return Probes(
-        [
-            Embedding.from_str(e, dimension=dimension, field=f"request.embeddings[{i}]")
-            for i, e in enumerate(raw)
-        ]
-    )
+    embeddings = [
+        Embedding.from_str(e, dimension=dimension, field=f"request.embeddings[{i}]")
+        for i, e in enumerate(raw)
+    ]
+    sent_crops = None
+    if f.has("crops"):  # a camera's aligned crop of each face, for the operator to decide by sight
+        texts = f.array("crops", max_items=MAX_QUERY_EMBEDDINGS)
+        if len(texts) != len(embeddings):
+            raise MalformedError(f"request.crops: {len(texts)} crops for {len(embeddings)} embeddings")
+        sent_crops = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or len(text) > MAX_CROP_BYTES * 4 // 3 + 4:
+                raise MalformedError(f"request.crops[{i}]: expected base64url of an aligned crop's JPEG")
+            data = b64url_decode(text, field=f"request.crops[{i}]")
+            check_crop(data, f"request.crops[{i}]")
+            sent_crops.append(data)
+    return Probes(embeddings, sent_crops=sent_crops)
 
 
 async def admit_peer(request: web.Request, bodies: Any, *, max_bytes: int = MAX_SEALED_BYTES) -> PeerRequest:
