@@ -14,7 +14,7 @@ What is sent is the alert as ``GET /v1/alerts`` lists it (owner, entry id and ve
 band, site, camera, gate, status, time): never an embedding or a score, and never a face unless
 the group's config asks for it on that webhook (``include_crop = true``): then ``crop_jpeg`` is
 the camera's face crop the alert still holds (base64url JPEG, read from the vault at sending;
-``null`` once erased or when the alert was raised from embeddings alone). E-mail never carries a
+``null`` once erased or when the alert was raised from embeddings sent without crops). E-mail never carries a
 face. A webhook's body is signed: ``X-Watchnet-Timestamp`` (Unix seconds) and ``X-Watchnet-Signature: sha256=<hex
 HMAC-SHA256(secret, "<timestamp>.<body>")>``, with ``X-Watchnet-Delivery`` (alert id and target)
 for the receiver to drop a repeat. A failure is logged (target, error code, attempt) and counted
