@@ -954,3 +954,27 @@ def test_a_referral_is_signed_with_the_witness_key_kept_undelivered_and_refused_
         asyncio.run(go())
     finally:
         staff.close()
+
+
+def test_manifest_fetches_survive_a_restart_and_a_damaged_file_starts_afresh(tmp_path: Path) -> None:
+    from node.org.members import FetchLog
+
+    path = tmp_path / "manifest-fetches.json"
+    now = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+    log = FetchLog(max_sources=2, path=path)
+    log.record("127.0.0.1", 3, now)
+    log.record("127.0.0.1", 4, now + timedelta(minutes=1))  # within SAVE_EVERY: written at save
+    log.record("10.0.0.7", 4, now)
+    log.record("10.0.0.8", 4, now)  # past max_sources: the oldest address is forgotten
+    log.save()
+    again = FetchLog(max_sources=2, path=path)
+    assert again.get("127.0.0.1") is None
+    assert again.get("10.0.0.7") == log.get("10.0.0.7") and again.get("10.0.0.8") is not None
+    log = FetchLog(path=path)
+    log.record("127.0.0.1", 4, now)
+    log.record("127.0.0.1", 5, now + timedelta(minutes=2))
+    log.save()
+    fetch = FetchLog(path=path).get("127.0.0.1")
+    assert fetch is not None and (fetch.version, fetch.count, fetch.at) == (5, 2, now + timedelta(minutes=2))
+    path.write_text("{not json")
+    assert FetchLog(path=path).get("127.0.0.1") is None

@@ -9,7 +9,8 @@ Two sources, each stated for what it is:
   error is logged and counted, the loop backs off and never dies.
 - **Seen**: members fetch ``/v1/manifest`` from the organisation without credentials, so a fetch
   is known only by its source address. ``FetchLog`` keeps, per address (at most ``MAX_SOURCES``),
-  the last fetch, the version served and a count, since the server started. A member's fetches
+  the last fetch, the version served and a count, kept in a file beside the manifest (written at
+  most every ``SAVE_EVERY`` seconds and at shutdown), so a restart forgets none. A member's fetches
   are those from its endpoint's address when that address is an IP literal (or ``localhost``)
   and no other member's endpoint shares it; otherwise the page says the fetch cannot be told
   apart, rather than guessing.
@@ -20,20 +21,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
 from governance.manifest import Manifest, Member, MemberStatus
+from node.files import write_atomic
 from node.records.accounts import sign_in_source
 from protocol.errors import WatchnetError
+from protocol.fields import format_time, parse_time
 from protocol.signed import SignedDocument
 
 __all__ = ["Fetch", "FetchLog", "MemberWatch", "Sighting", "endpoint_source"]
@@ -42,6 +47,8 @@ LOG = logging.getLogger("watchnet.gov.members")
 MAX_SOURCES = 4096
 MAX_MANIFEST_BYTES = 1 << 20
 ASK_TIMEOUT = 5.0
+SAVE_EVERY = 10.0
+"""Seconds between two writes of the fetch file while members fetch."""
 
 
 @dataclass(frozen=True)
@@ -55,17 +62,72 @@ class Fetch:
 
 
 class FetchLog:
-    """Fetches of ``/v1/manifest`` per source address, in memory, bounded (oldest forgotten first)."""
+    """Fetches of ``/v1/manifest`` per source address, bounded (oldest forgotten first), kept in
+    ``path`` when given: a crash loses at most the last ``SAVE_EVERY`` seconds of them."""
 
-    def __init__(self, max_sources: int = MAX_SOURCES) -> None:
+    def __init__(self, max_sources: int = MAX_SOURCES, path: Path | None = None) -> None:
         self.max_sources = max_sources
+        self.path = path
         self._fetches: OrderedDict[str, Fetch] = OrderedDict()
+        self._saved_at = 0.0
+        self._dirty = False
+        self._scheduled = False
+        if path is not None and path.exists():
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            for row in rows[-self.max_sources :]:
+                fetch = Fetch(
+                    str(row["source"]), parse_time(row["at"]), int(row["version"]), int(row["count"])
+                )
+                self._fetches[fetch.source] = fetch
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            WatchnetError,
+        ) as e:  # a damaged file: start afresh, say so
+            LOG.warning(
+                "manifest fetches in %s could not be read (%s); starting with none", path, type(e).__name__
+            )
+            self._fetches.clear()
 
     def record(self, source: str, version: int, now: datetime) -> None:
         previous = self._fetches.pop(source, None)
         self._fetches[source] = Fetch(source, now, version, 1 if previous is None else previous.count + 1)
         while len(self._fetches) > self.max_sources:
             self._fetches.popitem(last=False)
+        self._dirty = True
+        if time.monotonic() - self._saved_at >= SAVE_EVERY:
+            self.save()
+        elif not self._scheduled:  # the rest of a burst, written once it is SAVE_EVERY old
+            with contextlib.suppress(
+                RuntimeError
+            ):  # no running loop (a test's direct call): saved at the next
+                asyncio.get_running_loop().call_later(SAVE_EVERY, self._save_later)
+                self._scheduled = True
+
+    def _save_later(self) -> None:
+        self._scheduled = False
+        self.save()
+
+    def save(self) -> None:
+        """Write the fetches to ``path`` (atomically) if any changed; errors are logged, not raised."""
+        if self.path is None or not self._dirty:
+            return
+        rows = [
+            {"source": f.source, "at": format_time(f.at), "version": f.version, "count": f.count}
+            for f in self._fetches.values()
+        ]
+        try:
+            write_atomic(self.path, json.dumps(rows).encode())
+        except OSError as e:
+            LOG.warning("manifest fetches could not be saved to %s (%s); will retry", self.path, e)
+            return
+        self._saved_at, self._dirty = time.monotonic(), False
 
     def get(self, source: str) -> Fetch | None:
         return self._fetches.get(source)
@@ -107,13 +169,14 @@ class MemberWatch:
         *,
         interval: float = 300.0,
         timeout: float = ASK_TIMEOUT,
+        fetches_path: Path | None = None,
     ) -> None:
         self.manifest = manifest
         self.clock = clock
         self.interval = interval
         self.timeout = timeout
         self.sightings: dict[str, Sighting] = {}
-        self.fetches = FetchLog()
+        self.fetches = FetchLog(path=fetches_path)
         self.runs = 0
         self.errors = 0
         self.last_error = ""
@@ -196,4 +259,5 @@ class MemberWatch:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             self._session = None
+            self.fetches.save()
             await session.close()

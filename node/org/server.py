@@ -783,6 +783,7 @@ def build_gov_app(
             lambda: publisher.current().payload,
             lambda: datetime.now(UTC).replace(microsecond=0),
             interval=member_poll,
+            fetches_path=manifest_path.parent / "manifest-fetches.json",
         )
         app[WATCH] = watch
         org = OrgConsole(
