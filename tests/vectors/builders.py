@@ -534,6 +534,37 @@ def complaint_answer_vector() -> dict[str, Any]:
     )
 
 
+def transparency_report_vector() -> dict[str, Any]:
+    from governance.report import ReportScope, TransparencyReport, parse_period
+
+    report = TransparencyReport.empty(
+        scope=ReportScope.NODE,
+        issuer="chain-b",
+        group_id=VECTOR_GROUP,
+        period=parse_period("2026-Q4"),
+        generated_at=datetime(2027, 1, 2, 9, 0, tzinfo=UTC),
+        manifest_version=1,
+        members=["chain-b"],
+    )
+    report.entries.proposed, report.entries.approved, report.entries.active_at_end = 3, 2, 2
+    report.entries.deleted = {"error": 1}
+    report.entries.owed_receipts = {"chain-a": 1}
+    report.queries.sent = {"crime-prevention": 40}
+    report.queries.faces_sent = 52
+    report.complaints.received = {"misidentification": 1}
+    report.complaints.channels = {"organisation": 1}
+    report.complaints.closed = {"resolved": 1}
+    return signed_vector(
+        "chain-b's transparency report for 2026-Q4, made after the quarter ended (so complete) and "
+        "uploaded to the organisation's console: 3 proposals, 2 registered, one deleted as an error "
+        "whose receipt chain-a still owed when the report was made (entries.owed_receipts, by member; "
+        "absent in reports of nodes older than the field), 40 queries to the group, one complaint "
+        "referred by the organisation and resolved. Signed by chain-b's key (seed 33..33).",
+        report,
+        [(MEMBER_SEED, SigningKey(MEMBER_SEED))],
+    )
+
+
 def fork_clearance_vector() -> dict[str, Any]:
     from governance.forkclear import ConsistencyStep, ForkClearance
 
@@ -707,7 +738,14 @@ def _payload_types() -> dict[str, type[Payload]]:
         "complaint-referral": ComplaintReferral,
         "complaint-answer": ComplaintAnswer,
         "fork-clearance": _fork_clearance_type(),
+        "transparency-report": _report_type(),
     }
+
+
+def _report_type() -> type[Payload]:
+    from governance.report import TransparencyReport
+
+    return TransparencyReport
 
 
 def _fork_clearance_type() -> type[Payload]:
@@ -740,6 +778,7 @@ VECTORS: dict[str, Callable[[], Any]] = {
     "complaint-referral": complaint_referral_vector,
     "complaint-answer": complaint_answer_vector,
     "fork-clearance": fork_clearance_vector,
+    "transparency-report": transparency_report_vector,
     "third-party-provision": provision_vector,
     "he-evaluation-keys": evaluation_keys_vector,
     "he-evaluation-keys-ack": evaluation_keys_ack_vector,
