@@ -36,6 +36,7 @@ from aiohttp import web
 
 from governance.manifest import Manifest, Member, MemberStatus
 from node.files import write_atomic
+from node.org.loops import wakeable_loop
 from node.records.accounts import sign_in_source
 from protocol.errors import WatchnetError
 from protocol.fields import format_time, parse_time
@@ -231,22 +232,13 @@ class MemberWatch:
 
     async def run(self) -> None:
         """Every ``interval`` (or when woken), ask the members; errors are logged and backed off."""
-        delay = 1.0
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            self._wake.clear()
-            try:
-                await self.check()
-                delay = 1.0
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 (a supervised duty: log, count, back off, go on)
-                self.errors += 1
-                self.last_error = type(e).__name__
-                LOG.warning("asking the members failed (%s); again in %.0f s", type(e).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(60.0, delay * 2)
+        await wakeable_loop(
+            self._wake, self.interval, self.check, doing="asking the members", log=LOG, failed=self._failed
+        )
+
+    def _failed(self, error: BaseException) -> None:
+        self.errors += 1
+        self.last_error = type(error).__name__
 
     async def start(self, _app: web.Application) -> AsyncIterator[None]:
         """An aiohttp ``cleanup_ctx``: one client session and the loop, closed with the server."""

@@ -29,6 +29,7 @@ from governance.errors import NotAMember
 from governance.manifest import Manifest, MemberStatus
 from governance.requests import COMPLAINT_ANSWER_OUTCOMES
 from node.org.complaints import record_delivery, undelivered_referrals
+from node.org.loops import wakeable_loop
 from protocol.canonical import canonical_bytes
 from protocol.complaint import ComplaintAnswer
 from protocol.errors import MalformedError, MisaddressedError, VerificationError
@@ -164,22 +165,9 @@ class ReferralSender:
 
     async def run(self) -> None:
         """Every ``retry`` seconds (or when woken), deliver what is due; errors logged and backed off."""
-        delay = 1.0
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.retry)
-            self._wake.clear()
-            try:
-                await self.pass_once()
-                delay = 1.0
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 (a supervised duty: log, back off, go on)
-                LOG.warning(
-                    "delivering complaint referrals failed (%s); again in %.0f s", type(e).__name__, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(60.0, delay * 2)
+        await wakeable_loop(
+            self._wake, self.retry, self.pass_once, doing="delivering complaint referrals", log=LOG
+        )
 
     async def start(self, _app: web.Application) -> AsyncIterator[None]:
         """An aiohttp ``cleanup_ctx``: one client session and the loop, closed with the server."""
