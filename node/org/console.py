@@ -360,14 +360,16 @@ async def complaint_refer(request: web.Request, visit: Visit) -> web.StreamRespo
     )
     _record(request, visit, "org.complaint.refer", complaint_id, f"ok:{referred['referral']['member']}")
     delivered = await org.referrals.deliver(referred)
+    return _delivered(request, visit, complaint_id, delivered)
+
+
+def _delivered(
+    request: web.Request, visit: Visit, complaint_id: str, delivered: dict[str, Any]
+) -> web.StreamResponse:
+    """Audit a delivery attempt of a referral and say on the register whether it arrived."""
     error = delivered["referral"]["last_error"]
-    _record(
-        request,
-        visit,
-        "org.complaint.deliver",
-        complaint_id,
-        "ok" if error is None else f"pending:{error}"[:64],
-    )
+    outcome = "ok" if error is None else f"pending:{error}"[:64]
+    _record(request, visit, "org.complaint.deliver", complaint_id, outcome)
     visit.session.notices.append("cmp.referred" if error is None else "cmp.referred_pending")
     return redirect(url(COMPLAINTS, visit.lang))
 
@@ -399,16 +401,7 @@ async def complaint_deliver(request: web.Request, visit: Visit) -> web.StreamRes
     if org.referrals is None or not referral or referral.get("delivered_at") is not None:
         raise NotReferred(f"complaint {complaint_id} has no referral waiting to be delivered")
     delivered = await org.referrals.deliver(complaint)
-    error = delivered["referral"]["last_error"]
-    _record(
-        request,
-        visit,
-        "org.complaint.deliver",
-        complaint_id,
-        "ok" if error is None else f"pending:{error}"[:64],
-    )
-    visit.session.notices.append("cmp.referred" if error is None else "cmp.referred_pending")
-    return redirect(url(COMPLAINTS, visit.lang))
+    return _delivered(request, visit, complaint_id, delivered)
 
 
 # ----- fork reports ----------------------------------------------------------------------------
