@@ -36,9 +36,9 @@ from node.face.models import ModelPack
 from node.face.pipeline import FacePipeline
 from tests.camera_clip import make_clip
 from tests.memscan import held, held_in
-from tests.nodeproc import PASSWORD, NodeProcess, cli
+from tests.nodeproc import NodeProcess, cli
 from tests.rtsp_relay import RtspRelay
-from tests.test_camera_worker import _camera, _publish, _register_person, _wait
+from tests.test_camera_worker import _camera, _publish, _register_person, _wait, camera_node
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(
@@ -77,15 +77,7 @@ def stranger_blobs(clip: Path) -> tuple[list[bytes], list[str]]:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    n = NodeProcess.create(tmp_path_factory.mktemp("camera-memory"))
-    cli(
-        "user", "add", "--node", str(n.directory), "cam1", "--role", "camera", "--site", "shibuya-01",
-        "--password-stdin", stdin=PASSWORD + "\n",
-    )  # fmt: skip
-    n.tokens["cam1"] = cli("user", "token", "--node", str(n.directory), "cam1").strip()
-    n.start()
-    yield n
-    n.stop()
+    yield from camera_node(tmp_path_factory.mktemp("camera-memory"))
 
 
 def _found(pid: int, blobs: list[bytes], kinds: list[str]) -> dict[str, int]:

@@ -83,9 +83,9 @@ def _publish(clip: Path, rtsp_port: int, *, loop: bool = False) -> subprocess.Po
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    n = NodeProcess.create(tmp_path_factory.mktemp("camera-worker"))
+def camera_node(directory: Path) -> Iterator[NodeProcess]:
+    """A node with a camera account ``cam1`` for site ``shibuya-01``, serving until closed."""
+    n = NodeProcess.create(directory)
     cli(
         "user", "add", "--node", str(n.directory), "cam1", "--role", "camera", "--site", "shibuya-01",
         "--password-stdin", stdin=PASSWORD + "\n",
@@ -94,6 +94,11 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     n.start()
     yield n
     n.stop()
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    yield from camera_node(tmp_path_factory.mktemp("camera-worker"))
 
 
 def _operator_page(node: NodeProcess, path: str = "/console/operator?lang=en") -> str:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
-__all__ = ["wakeable_loop"]
+import aiohttp
+
+__all__ = ["running", "wakeable_loop"]
 
 MAX_BACKOFF = 60.0
 
@@ -41,3 +43,24 @@ async def wakeable_loop(
             log.warning("%s failed (%s); again in %.0f s", doing, type(e).__name__, delay)
             await asyncio.sleep(delay)
             delay = min(MAX_BACKOFF, delay * 2)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    run: Callable[[], Coroutine[Any, Any, None]],
+    name: str,
+    session: Callable[[aiohttp.ClientSession | None], None],
+) -> AsyncIterator[None]:
+    """A duty's life inside an aiohttp ``cleanup_ctx``: one client session handed to it through
+    ``session``, the loop ``run`` as a task named ``name``, both ended with the server."""
+    client = aiohttp.ClientSession()
+    session(client)
+    task = asyncio.create_task(run(), name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        session(None)
+        await client.close()

@@ -36,7 +36,7 @@ from aiohttp import web
 
 from governance.manifest import Manifest, Member, MemberStatus
 from node.files import write_atomic
-from node.org.loops import wakeable_loop
+from node.org.loops import running, wakeable_loop
 from node.records.accounts import sign_in_source
 from protocol.errors import WatchnetError
 from protocol.fields import format_time, parse_time
@@ -242,14 +242,11 @@ class MemberWatch:
 
     async def start(self, _app: web.Application) -> AsyncIterator[None]:
         """An aiohttp ``cleanup_ctx``: one client session and the loop, closed with the server."""
-        session = self._session = aiohttp.ClientSession()
-        task = asyncio.create_task(self.run(), name="org-member-watch")
         try:
-            yield
+            async with running(self.run, "org-member-watch", self._use_session):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            self._session = None
             self.fetches.save()
-            await session.close()
+
+    def _use_session(self, session: aiohttp.ClientSession | None) -> None:
+        self._session = session

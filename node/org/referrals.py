@@ -15,7 +15,6 @@ checked against the manifest in force alone (``verify_answer``) and kept with th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
@@ -29,7 +28,7 @@ from governance.errors import NotAMember
 from governance.manifest import Manifest, MemberStatus
 from governance.requests import COMPLAINT_ANSWER_OUTCOMES
 from node.org.complaints import record_delivery, undelivered_referrals
-from node.org.loops import wakeable_loop
+from node.org.loops import running, wakeable_loop
 from protocol.canonical import canonical_bytes
 from protocol.complaint import ComplaintAnswer
 from protocol.errors import MalformedError, MisaddressedError, VerificationError
@@ -171,13 +170,8 @@ class ReferralSender:
 
     async def start(self, _app: web.Application) -> AsyncIterator[None]:
         """An aiohttp ``cleanup_ctx``: one client session and the loop, closed with the server."""
-        session = self._session = aiohttp.ClientSession()
-        task = asyncio.create_task(self.run(), name="org-complaint-referrals")
-        try:
+        async with running(self.run, "org-complaint-referrals", self._use_session):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            self._session = None
-            await session.close()
+
+    def _use_session(self, session: aiohttp.ClientSession | None) -> None:
+        self._session = session
