@@ -22,6 +22,7 @@ import aiohttp
 from governance.manifest import ORGANISATION_WITNESS, Member
 from node.records.witnessing import Checkpoints, OwnCheckpoint, witness_verifier
 from protocol.errors import WatchnetError
+from protocol.witness import AddCheckpoint
 
 if TYPE_CHECKING:
     from governance.manifest import Manifest
@@ -66,32 +67,51 @@ async def ask_witness(
     own: OwnCheckpoint,
     now: Callable[[], datetime],
     timeout: float,
+    old: int,
+    prepared: AddCheckpoint | None = None,
 ) -> bool:
-    """One witness's cosignature of ``own`` (a member, or the organisation); True when recorded."""
+    """One witness's cosignature of ``own`` (a member, or the organisation); True when recorded.
+
+    ``old`` is the size the witness last cosigned as recorded here, ``prepared`` the request from
+    it when the pass built one (shared with the other witnesses at that size)."""
     verifier = witness_verifier(manifest, witness)
     endpoint = manifest.witness_endpoint(witness)
     if verifier is None or endpoint is None:
         return False
     url = endpoint.rstrip("/") + "/v1/witness/add-checkpoint"
-    old = await asyncio.to_thread(checkpoints.cosigned_size, witness)
+    request = prepared if prepared is not None and prepared.old_size == old else None
     for _ in range(2):
         if old > own.checkpoint.size:
             raise WitnessAhead(
                 f"{witness} last cosigned size {old} of this node's log, which has {own.checkpoint.size}: "
                 "it has seen a history this node no longer holds (restored from an old copy?)"
             )
-        request = await asyncio.to_thread(checkpoints.request_for, own, old)
+        if request is None:
+            request = await asyncio.to_thread(checkpoints.request_for, own, old)
         status, text = await _post(session, url, request.to_bytes(), timeout)
         if status == 200:
             await asyncio.to_thread(checkpoints.record, witness, own, text, verifier, now())
             return True
         if status == 409 and text.strip().isdigit():
-            old = int(text.strip())
+            old, request = int(text.strip()), None
             continue
         raise WatchnetError(
             f"{witness} refused to cosign size {own.checkpoint.size}: {status} {text[:200]}"
         )
     return False
+
+
+def _prepare(
+    checkpoints: Checkpoints, own: OwnCheckpoint, witnesses: list[str]
+) -> tuple[dict[str, int], dict[int, AddCheckpoint]]:
+    """A pass's reads in one hand-off: the size each witness last cosigned, and one request per
+    size among them (a witness ahead of the log gets none: ``ask_witness`` refuses it)."""
+    if not witnesses:
+        return {}, {}
+    held = checkpoints.cosigned_sizes()
+    olds = {w: held.get(w, 0) for w in witnesses}
+    sizes = [o for o in olds.values() if o <= own.checkpoint.size]
+    return olds, checkpoints.requests_for(own, sizes)
 
 
 async def witness_loop(
@@ -119,8 +139,22 @@ async def witness_loop(
                     for w in manifest.witnesses_of(checkpoints.node_id)
                     if w not in own.cosigned_by and (w in reachable or w == ORGANISATION_WITNESS)
                 ]
+                olds, prepared = await asyncio.to_thread(_prepare, checkpoints, own, missing)
                 results = await asyncio.gather(
-                    *(ask_witness(session, checkpoints, manifest, w, own, now, timeout) for w in missing),
+                    *(
+                        ask_witness(
+                            session,
+                            checkpoints,
+                            manifest,
+                            w,
+                            own,
+                            now,
+                            timeout,
+                            olds[w],
+                            prepared.get(olds[w]),
+                        )
+                        for w in missing
+                    ),
                     return_exceptions=True,
                 )
                 for witness, result in zip(missing, results, strict=True):
