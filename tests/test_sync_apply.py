@@ -21,6 +21,7 @@ from node.federation.sync import (
     pending_receipts,
     propagation_status,
     record_receipts,
+    signed_root,
 )
 from node.storage.engine import make_engine
 from node.storage.migrate import upgrade
@@ -39,6 +40,7 @@ from node.storage.models import (
 from protocol.canonical import b64url_encode, canonical_bytes, parse_json
 from protocol.errors import MalformedError, SignatureError
 from protocol.events import EntryEvent, EventKind, EventReason, log_leaf_bytes
+from protocol.fields import format_time
 from protocol.keys import EncryptionKey, SigningKey
 from protocol.merkle import CompactRange, MerkleLog, leaf_hash
 from protocol.receipt import DeletionReceipt, ReceiptHistoryMismatch
@@ -381,8 +383,31 @@ def test_the_owner_keeps_valid_receipts_and_shows_who_is_missing(engine: Engine)
     )
     assert again == confirmed and len(rows(engine, ReceiptRow)) == 1
     (status,) = propagation_status(engine, MANIFEST, "chain-a")
-    assert status["missing"] == [] and [c["member"] for c in status["confirmed"]] == ["chain-b"]
+    assert status["missing"] == []
+    assert status["confirmed"] == [
+        {
+            "member": "chain-b",
+            "applied_at": format_time(T0 + timedelta(seconds=3)),
+            "received_at": format_time(T0),
+        }
+    ]
     assert members_owing(engine, MANIFEST, "chain-a") == set()
+
+
+def test_a_log_pages_root_is_the_root_of_the_head_signed_at_its_end(engine: Engine) -> None:
+    """``signed_root``, which a log page and a receipt's check read instead of the leaves."""
+    events = [event(EventKind.REGISTERED, f"ent-{i:08d}") for i in range(23)]
+    own_log(engine, *events)
+    own_head(engine, *events[:20])
+    own_head(engine, *events)
+    log = MerkleLog()
+    for e in events:
+        log.append(log_leaf_bytes(e))
+    with Session(engine) as session:
+        assert signed_root(session, "chain-a", 23) == log.root(23)
+        assert signed_root(session, "chain-a", 20) == log.root(20)
+        assert signed_root(session, "chain-a", 21) is None  # no head at that size: the leaves
+        assert signed_root(session, "chain-b", 23) is None  # a head row that is not of our log
 
 
 @pytest.mark.parametrize(

@@ -47,11 +47,13 @@ from node.federation.sync import (
     record_failure,
     record_receipts,
     refuse_clearance,
+    signed_root,
     verified_head,
 )
 from node.federation.witnessing import WITNESS_PASS, witness_loop
 from node.records.alert_faces import AlertHit, Seen
 from node.records.auditlog import record_audit
+from node.records.eventlog import leaf_count
 from node.records.hits import HIT_WINDOW, HitBudgetExceeded, ProposedHit
 from node.records.ratelimit import RateBuckets
 from node.records.restore import RestoreGate
@@ -488,11 +490,10 @@ class Federation:
 
     def log_page(self, request: LogRequest) -> LogPage:
         self.restore_gate.require_serving()  # our log is shorter than what members verified until replayed
-        log = self.context.registry.log
-        size = log.size
-        if request.after > size:
-            raise MalformedError(f"log-request.after {request.after} is beyond our log of {size} events")
         with Session(self.context.engine) as session:
+            size = leaf_count(session)
+            if request.after > size:
+                raise MalformedError(f"log-request.after {request.after} is beyond our log of {size} events")
             rows = session.exec(
                 select(LogLeaf)
                 .where(col(LogLeaf.idx) >= request.after)
@@ -500,11 +501,12 @@ class Federation:
                 .limit(request.limit)
             ).all()
             events = [parse_log_event(parse_json(r.leaf)) for r in rows]
-        end = request.after + len(events)
+            end = request.after + len(events)
+            root = signed_root(session, self.node_id, end)  # a page mostly ends at a head we signed
         head = TreeHead(
             log_id=self.node_id,
             tree_size=end,
-            root_hash=log.root(end),
+            root_hash=self.context.registry.log.root(end) if root is None else root,
             timestamp=self.clock().replace(microsecond=0),
         )
         signed = SignedDocument(head)

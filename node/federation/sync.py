@@ -66,6 +66,7 @@ __all__ = [
     "propagation_status",
     "record_receipts",
     "refuse_clearance",
+    "signed_root",
     "verified_head",
 ]
 
@@ -511,6 +512,17 @@ def is_tombstoned(engine: Engine, owner: str, entry_id: str) -> bool:
         return session.get(Tombstone, (owner, entry_id)) is not None
 
 
+def signed_root(session: Session, node_id: str, size: int) -> bytes | None:
+    """The root of the head we signed at ``size``, if we signed one (the registry keeps one for
+    every size it published). Reading it back costs one row; recomputing it from our log costs
+    a read of its size and of the leaves of every subtree below pymerkle's cached width."""
+    row = session.get(TreeHeadRow, size)
+    if row is None:
+        return None
+    head = SignedDocument.from_bytes(row.signed.encode("utf-8"), TreeHead).payload
+    return head.root_hash if (head.log_id, head.tree_size) == (node_id, size) else None
+
+
 def record_receipts(
     engine: Engine, *, node_id: str, member: Member, delivery: ReceiptDelivery, now: datetime
 ) -> list[str]:
@@ -525,11 +537,9 @@ def record_receipts(
             head we signed at that size (a member names the size of a head we served it), else
             recomputed from the leaves."""
             if n not in roots:
-                head = session.get(TreeHeadRow, n)
-                if head is not None:
-                    roots[n] = SignedDocument.from_bytes(
-                        head.signed.encode("utf-8"), TreeHead
-                    ).payload.root_hash
+                signed_at_n = signed_root(session, node_id, n)
+                if signed_at_n is not None:
+                    roots[n] = signed_at_n
                 else:
                     hashes = session.exec(
                         select(LogLeaf.leaf_hash).where(col(LogLeaf.idx) < n).order_by(col(LogLeaf.idx))
@@ -589,12 +599,14 @@ def propagation_status(
             .order_by(col(LogLeaf.idx))
             .limit(limit)
         ).all()
-        receipts = session.exec(
-            select(ReceiptRow).where(col(ReceiptRow.event_id).in_([leaf.event_id for leaf in leaves]))
+        receipts = session.exec(  # the columns shown, not each receipt's signed document
+            select(
+                ReceiptRow.event_id, ReceiptRow.member, ReceiptRow.applied_at, ReceiptRow.received_at
+            ).where(col(ReceiptRow.event_id).in_([leaf.event_id for leaf in leaves]))
         ).all()
-    by_event: dict[str, dict[str, ReceiptRow]] = {}
-    for r in receipts:
-        by_event.setdefault(r.event_id, {})[r.member] = r
+    by_event: dict[str, dict[str, tuple[datetime, datetime]]] = {}
+    for event_id, member, applied_at, received_at in receipts:
+        by_event.setdefault(event_id, {})[member] = (applied_at, received_at)
     out = []
     for leaf in leaves:
         event = SignedDocument.from_bytes(leaf.leaf, EntryEvent).payload
@@ -608,12 +620,8 @@ def propagation_status(
                 "reason": event.reason.value,
                 "occurred_at": format_time(event.occurred_at),
                 "confirmed": [
-                    {
-                        "member": m,
-                        "applied_at": format_time(r.applied_at),
-                        "received_at": format_time(r.received_at),
-                    }
-                    for m, r in sorted(got.items())
+                    {"member": m, "applied_at": format_time(applied), "received_at": format_time(received)}
+                    for m, (applied, received) in sorted(got.items())
                 ],
                 "missing": [m for m in members if m not in got],
             }
