@@ -17,12 +17,18 @@ Per gallery size N (random unit 512-d rows, as in bench/query.py):
 
     python bench/private_query.py                       # 1k, 10k, 100k (100k fills for ~1 min)
     python bench/private_query.py --sizes 1000 --reps 5 # a quick look
+    python bench/private_query.py --sizes 10000 --no-network --processes 1 2 4
+
+``--processes`` times the norm check as the node runs it, in ``[federation] he_processes``
+spawned HE processes (``node.private.he_worker``), each with its share of the gallery.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import platform
 import secrets
 import statistics
@@ -30,6 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.query import build_group, gallery, say  # noqa: E402
+from node.private import he_worker  # noqa: E402
 from node.private.matcher import spread_positions  # noqa: E402
 from protocol.embedding import Embedding  # noqa: E402
 from protocol.he import EncryptedGallery, HEContext, QueryKeys  # noqa: E402
@@ -66,6 +74,70 @@ from protocol.signed import Payload  # noqa: E402
 
 def ms(values: list[float]) -> float:
     return statistics.median(values) * 1000
+
+
+def in_processes(size: int, reps: int, params: HEParameters, processes: int) -> dict[str, Any]:
+    """Server time as the node runs it (``node.private.he_worker`` in spawned processes, each
+    holding its share of the gallery): with several, every query's products are split between
+    them and the first sums and finishes. Each answer is decrypted and must match its face."""
+    rows = gallery(size)
+    positions = spread_positions(size, params.slots, np.random.default_rng(1))
+    context = HEContext(params)
+    keys = QueryKeys.generate(context)
+    wire = params.to_dict()
+    spawn = multiprocessing.get_context("spawn")
+    pools = [ProcessPoolExecutor(1, mp_context=spawn) for _ in range(processes)]
+    try:
+        loads = [
+            pool.submit(
+                he_worker.load_gallery,
+                wire,
+                "bld-bench",
+                rows.tobytes(),
+                rows.shape[1],
+                positions.tobytes(),
+                share,
+                processes,
+                7,
+            )
+            for share, pool in enumerate(pools)
+        ]
+        memory = sum(f.result() for f in loads)
+        key_bytes: tuple[bytes, bytes] | None = (keys.galois_keys, keys.relin_keys)
+        times, matched = [], 0
+        for i in range(reps + 1):
+            face = i % size
+            blob = [keys.encrypt(rows[face])]
+            t = time.perf_counter()
+            shares = None
+            if processes > 1:
+                parts = [
+                    pool.submit(he_worker.share_products, wire, "bld-bench", keys.key_id, key_bytes, blob)
+                    for pool in pools
+                ]
+                shares = [f.result() for f in parts]
+            answer = (
+                pools[0]
+                .submit(he_worker.evaluate, wire, "bld-bench", keys.key_id, key_bytes, blob, 0.45, i, shares)
+                .result()
+            )
+            elapsed = time.perf_counter() - t
+            key_bytes = None  # loaded now, as the node sends them once
+            matched += bool(keys.decrypt(answer[0]).real[positions[face]] > 0)
+            if i:
+                times.append(elapsed)
+    finally:
+        for pool in pools:
+            pool.shutdown()
+    return {
+        "entries": size,
+        "processes": processes,
+        "server_ms": ms(times),
+        "server_ms_max": max(times) * 1000,
+        "gallery_mb": memory / 1e6,
+        "matched": matched,
+        "asked": reps + 1,
+    }
 
 
 def stages(size: int, reps: int, params: HEParameters, label: str) -> dict[str, Any]:
@@ -242,6 +314,13 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=20, help="queries per measurement (median reported)")
     parser.add_argument("--hit-rate", type=float, default=0.2)
     parser.add_argument("--no-network", action="store_true", help="skip the loopback round trips")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="HE process counts to time the norm check in, as [federation] he_processes (default 1 2)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args()
     sign_only = HEParameters()
@@ -251,12 +330,16 @@ def main() -> int:
         "machine": f"{platform.machine()}, {faiss.omp_get_max_threads()} threads, Python {platform.python_version()}",
         "params": params.to_dict(),
         "stages": [],
+        "processes": [],
         "round_trips": [],
     }
     for size in args.sizes:
         say(f"{size:,} entries: stages")
         results["stages"].append(stages(size, args.reps, sign_only, "sign of s - t"))
         results["stages"].append(stages(size, args.reps, params, "norm check"))
+        for count in args.processes:
+            say(f"{size:,} entries: norm check in {count} HE process(es)")
+            results["processes"].append(in_processes(size, args.reps, params, count))
         if not args.no_network:
             results["round_trips"].append(round_trips(size, args.reps, args.hit_rate, params))
     if args.json:
@@ -275,6 +358,21 @@ def main() -> int:
             f"{s['faiss_ms']:.3f} ms | {s['server_ms'] / s['faiss_ms']:.0f}x | {s['query_bytes']:,} | {s['answer_bytes']:,} | "
             f"{s['eval_key_bytes']:,} |"
         )
+    if results["processes"]:
+        print("\nNorm check as the node runs it ([federation] he_processes), in spawned processes:")
+        print(
+            "\n| entries | HE processes | server p50 (max) | x 1 process | gallery MB, all processes | answers matched |"
+        )
+        print("| --- | --- | --- | --- | --- | --- |")
+        single = {p["entries"]: p["server_ms"] for p in results["processes"] if p["processes"] == 1}
+        for p in results["processes"]:
+            base = single.get(p["entries"])
+            ratio = f"{p['server_ms'] / base:.2f}x" if base else ""
+            print(
+                f"| {p['entries']:,} | {p['processes']} | {p['server_ms']:.1f} ms ({p['server_ms_max']:.0f}) | {ratio} | "
+                f"{p['gallery_mb']:.0f} | {p['matched']}/{p['asked']} |"
+            )
+        print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if results["round_trips"]:
         print(
             "\n| entries | private round trip p50 (max) | plain round trip p50 | private / plain | sealed query B | sealed answer B | keys once | hits found |"

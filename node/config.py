@@ -162,6 +162,10 @@ class Federation:
     """The longest a private-mode round 1 may wait; below it the deadline follows the faces asked."""
     lease_poll: timedelta = timedelta(seconds=2)
     """How often a worker tries for the node's leader lease (PostgreSQL), and the leader checks it."""
+    he_processes: int = 1
+    """Processes that share each private-mode query (1, 2, 4 or 8): each holds its part of the
+    gallery and computes its part of the products on its own core, so a query's server time
+    falls with more cores (docs/private-mode.md); memory stays that of one copy."""
 
     _BOUNDS: ClassVar[dict[str, tuple[timedelta, timedelta]]] = {
         "peer_timeout": (timedelta(seconds=1), timedelta(minutes=2)),
@@ -175,13 +179,24 @@ class Federation:
         "lease_poll": (timedelta(seconds=1), timedelta(minutes=1)),
     }
 
+    HE_PROCESSES: ClassVar[tuple[int, ...]] = (1, 2, 4, 8)
+    """Each share takes an equal part of the baby steps, and those come in powers of two."""
+
     def to_dict(self) -> dict[str, Any]:
-        return {name: format_duration(getattr(self, name)) for name in self._BOUNDS}
+        return {
+            **{name: format_duration(getattr(self, name)) for name in self._BOUNDS},
+            "he_processes": self.he_processes,
+        }
 
     @classmethod
     def from_dict(cls, data: Any) -> Federation:
         f = Fields(data, "federation")
-        values = _bounded_durations(f, "federation", cls._BOUNDS)
+        values: dict[str, Any] = dict(_bounded_durations(f, "federation", cls._BOUNDS))
+        if f.has("he_processes"):
+            count = f.integer("he_processes", low=1, high=8)
+            if count not in cls.HE_PROCESSES:
+                raise MalformedError(f"federation.he_processes {count}: expected 1, 2, 4 or 8")
+            values["he_processes"] = count
         f.finish()
         return cls(**values)
 

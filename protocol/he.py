@@ -99,11 +99,25 @@ NORM_STEPS = (2, 4, 128)
 """With 1 and the giant steps, the rotations that sum a 256-slot block (for ``|q|^2``)."""
 
 
+def rotation_steps(params: HEParameters) -> tuple[int, ...]:
+    """The left rotations the evaluation keys cover: 1, every giant step, and the norm's steps."""
+    return (1, *BABY_STEPS, *(NORM_STEPS if params.norm_check else ()))
+
+
 def _rotation_elements(params: HEParameters) -> list[int]:
-    """Galois elements for left rotations by 1 and by every giant step, plus complex conjugation."""
+    """Galois elements for the covered rotations, plus complex conjugation."""
     m = 2 * params.ring_dimension
-    steps = (1, *BABY_STEPS, *(NORM_STEPS if params.norm_check else ()))
-    return [pow(3, step, m) for step in steps] + [m - 1]
+    return [pow(3, step, m) for step in rotation_steps(params)] + [m - 1]
+
+
+def _decompose(step: int, steps: Sequence[int]) -> list[int]:
+    """``step`` as a sum of covered rotations, largest first (1 is always covered)."""
+    out = []
+    for size in sorted(steps, reverse=True):
+        while step >= size:
+            out.append(size)
+            step -= size
+    return out
 
 
 class HEContext:
@@ -174,6 +188,12 @@ class HEContext:
             )
         return ct
 
+    def load_partial(self, data: bytes) -> seal.Ciphertext:
+        """A part computed by another share of this node's own gallery (not a peer's input)."""
+        ct = seal.Ciphertext()
+        _load(ct, self.seal, data, "share products")
+        return ct
+
     def load_result(self, data: bytes) -> seal.Ciphertext:
         if len(data) > MAX_CIPHERTEXT_BYTES:
             raise OversizedError(f"encrypted scores: {len(data)} bytes, limit {MAX_CIPHERTEXT_BYTES}")
@@ -242,7 +262,7 @@ class EncryptedGallery:
 
     ``rows`` holds the unit embeddings; ``positions[i]`` is the slot position of row i among
     ``ciphertexts * slots`` positions (the caller shuffles). Every other position holds a random
-    unit decoy: the diagonals stay dense (a sparse diagonal rounds away in encoding), the
+    unit decoy (the same in every share of a build, from ``decoy_seed``): the diagonals stay dense (a sparse diagonal rounds away in encoding), the
     gallery's size shows only to the nearest ``slots``, and a decoy never reaches a threshold
     (its cosine with any face is about N(0, 1/d)).
     Memory: up to ``ciphertexts * d/2`` plaintexts of ``N * 8`` bytes per data prime; all-zero
@@ -251,7 +271,13 @@ class EncryptedGallery:
     """
 
     def __init__(
-        self, context: HEContext, rows: npt.NDArray[np.float32], positions: npt.NDArray[np.int64]
+        self,
+        context: HEContext,
+        rows: npt.NDArray[np.float32],
+        positions: npt.NDArray[np.int64],
+        share: int = 0,
+        shares: int = 1,
+        decoy_seed: int | None = None,
     ) -> None:
         self.context = context
         params = context.params
@@ -260,15 +286,25 @@ class EncryptedGallery:
         self.ciphertexts = max(1, -(-count // slots)) if count else 0
         if count and (positions.shape != (count,) or positions.max() >= self.ciphertexts * slots):
             raise ValueError("positions must place every row inside the gallery's slots")
+        if not 0 <= share < shares:
+            raise ValueError(f"share {share} of {shares}")
         self.half = dimension // 2
-        self.baby = self._choose_baby(self.half, self.ciphertexts)
+        self.steps = rotation_steps(params)
+        self.baby = self._choose_baby(self.half, self.ciphertexts, shares, self.steps)
+        self.share = share
+        self.shares = shares
+        width = self.baby // shares
+        self.babies = range(share * width, (share + 1) * width)
+        """The baby steps this share multiplies: its diagonals are ``g * baby + b`` for ``b`` in here."""
         entry_scale = float(2**params.entry_scale_bits)
         self._diagonals: list[list[seal.Plaintext | None]] = []
         self.memory_bytes = 0
         if not count:
             return
         total = self.ciphertexts * slots
-        decoys = np.random.default_rng(secrets.randbits(128)).normal(size=(total, dimension))
+        decoys = np.random.default_rng(secrets.randbits(128) if decoy_seed is None else decoy_seed).normal(
+            size=(total, dimension)
+        )
         decoys /= np.linalg.norm(decoys, axis=1, keepdims=True)
         decoys[positions] = rows.astype(np.float64)
         packed = np.conj(decoys[:, 0::2] + 1j * decoys[:, 1::2])
@@ -280,7 +316,7 @@ class EncryptedGallery:
             diagonals = block[j, shift]
             plains: list[seal.Plaintext | None] = []
             for i in range(self.half):
-                if not diagonals[:, i].any():
+                if i % self.baby not in self.babies or not diagonals[:, i].any():
                     plains.append(None)
                     continue
                 giant = (i // self.baby) * self.baby
@@ -294,25 +330,60 @@ class EncryptedGallery:
             self._diagonals.append(plains)
 
     @staticmethod
-    def _choose_baby(half: int, ciphertexts: int) -> int:
-        choices = [b for b in BABY_STEPS if b <= half and half % b == 0] or [1]
-        return min(choices, key=lambda b: (b - 1) + max(1, ciphertexts) * (half // b - 1))
+    def _choose_baby(half: int, ciphertexts: int, shares: int, steps: Sequence[int]) -> int:
+        """The giant step that makes one share's rotations fewest: its own baby steps (the first
+        reached by whole rotations) and the giant steps of every ciphertext."""
+        choices = [b for b in BABY_STEPS if b <= half and half % b == 0 and b % shares == 0]
+        if not choices:
+            if shares != 1:
+                raise ValueError(f"{shares} shares cannot split the baby steps of a {2 * half}-d gallery")
+            choices = [1]
+
+        def rotations(b: int) -> int:
+            width = b // shares
+            first = max(len(_decompose(s * width, steps)) for s in range(shares))
+            return first + (width - 1) + max(1, ciphertexts) * (half // b - 1)
+
+        return min(choices, key=rotations)
+
+    def _rotate(self, ct: seal.Ciphertext, step: int, keys: seal.GaloisKeys) -> seal.Ciphertext:
+        """``ct`` rotated left by ``step``, as a sum of the rotations the keys cover."""
+        out = ct
+        for part in _decompose(step, self.steps):
+            rotated = seal.Ciphertext()
+            self.context.evaluator.rotate_vector(out, part, keys, rotated)
+            out = rotated
+        return out
 
     def inner_products(self, query: seal.Ciphertext, keys: seal.GaloisKeys) -> list[seal.Ciphertext]:
-        """Encrypted ``2 <q, e>`` for every slot position (real; zero where no entry sits)."""
+        """Encrypted ``2 <q, e>`` for every slot position (real; zero where no entry sits).
+        Only a gallery of one share has them all; see ``share_products``."""
+        return [self.conjugate_sum(ct, keys) for ct in self.share_products(query, keys)]
+
+    def conjugate_sum(self, ct: seal.Ciphertext, keys: seal.GaloisKeys) -> seal.Ciphertext:
+        """``ct + conj(ct)``: twice the real part, which is where the inner product sits."""
+        conjugate = seal.Ciphertext()
+        self.context.evaluator.complex_conjugate(ct, keys, conjugate)
+        self.context.evaluator.add_inplace(ct, conjugate)
+        return ct
+
+    def share_products(self, query: seal.Ciphertext, keys: seal.GaloisKeys) -> list[seal.Ciphertext]:
+        """This share's part of ``<q, conj(e)>`` per ciphertext: the products of its baby steps,
+        through the giant steps of Horner's rule. The product is linear, so the parts of all
+        shares add up to the whole; each share runs in its own process, on its own core."""
         ev = self.context.evaluator
-        baby = [query]
-        for _ in range(1, self.baby):
+        baby = {self.babies.start: self._rotate(query, self.babies.start, keys)}
+        for b in self.babies[1:]:
             rotated = seal.Ciphertext()
-            ev.rotate_vector(baby[-1], 1, keys, rotated)
-            baby.append(rotated)
+            ev.rotate_vector(baby[b - 1], 1, keys, rotated)
+            baby[b] = rotated
         giants = self.half // self.baby
         out = []
         for plains in self._diagonals:
             acc: seal.Ciphertext | None = None
             for g in reversed(range(giants)):
                 part: seal.Ciphertext | None = None
-                for b in range(self.baby):
+                for b in self.babies:
                     plain = plains[g * self.baby + b]
                     if plain is None:
                         continue
@@ -329,10 +400,7 @@ class EncryptedGallery:
                     else:
                         part = acc
                 acc = part
-            assert acc is not None, "every gallery ciphertext holds an entry"
-            conjugate = seal.Ciphertext()
-            ev.complex_conjugate(acc, keys, conjugate)
-            ev.add_inplace(acc, conjugate)
+            assert acc is not None, "every share of a gallery ciphertext holds an entry"
             out.append(acc)
         return out
 
@@ -362,19 +430,35 @@ class EncryptedGallery:
         rng: np.random.Generator,
         relin: seal.RelinKeys | None = None,
     ) -> list[bytes]:
+        """The answer of a gallery held in one share: see ``finish``."""
+        if self.shares != 1:
+            raise ValueError("a gallery in shares answers through share_products and finish")
+        norm = self.query_norm(query, keys, relin) if self.context.params.norm_check and relin else None
+        return self.finish(self.share_products(query, keys), norm, keys, threshold, rng, relin)
+
+    def finish(
+        self,
+        products: list[seal.Ciphertext],
+        norm: seal.Ciphertext | None,
+        keys: seal.GaloisKeys,
+        threshold: float,
+        rng: np.random.Generator,
+        relin: seal.RelinKeys | None = None,
+    ) -> list[bytes]:
         """Per slot position, ``r * 2 (s - t) + n``, or with the norm check ``r * 4 (s^2 - t^2 |q|^2) + n``:
-        the sign says match, the magnitude is blurred by ``r``. Before the noise goes in, the answer
-        drops to the last data prime (half the bytes with the norm check); the values need no more."""
+        the sign says match, the magnitude is blurred by ``r``. ``products`` are the shares' parts
+        summed, per ciphertext; ``norm`` is ``query_norm`` of the query (norm check only). Before
+        the noise goes in, the answer drops to the last data prime (half the bytes with the norm
+        check); the values need no more."""
         ctx = self.context
         ev = ctx.evaluator
         slots = ctx.params.slots
-        norm = None
-        if ctx.params.norm_check:
-            if relin is None:
-                raise MalformedCiphertext("the group's norm check needs the member's relinearisation keys")
-            norm = self.query_norm(query, keys, relin)
+        if ctx.params.norm_check and (relin is None or norm is None):
+            raise MalformedCiphertext("the group's norm check needs the member's relinearisation keys")
+        bound = None
         out = []
-        for ct in self.inner_products(query, keys):
+        for ct in products:
+            self.conjugate_sum(ct, keys)
             if norm is None:
                 offset = seal.Plaintext()
                 ctx.encoder.encode(-2.0 * threshold, ct.parms_id(), ct.scale, offset)
@@ -382,10 +466,11 @@ class EncryptedGallery:
             else:
                 ev.square_inplace(ct)
                 ev.relinearize_inplace(ct, relin)
-                bound = seal.Plaintext()
-                ctx.encoder.encode(4.0 * threshold**2, norm.parms_id(), ct.scale / norm.scale, bound)
-                limit = seal.Ciphertext()
-                ev.multiply_plain(norm, bound, limit)
+                if bound is None:
+                    bound = seal.Plaintext()
+                    ctx.encoder.encode(4.0 * threshold**2, norm.parms_id(), ct.scale / norm.scale, bound)
+                    limit = seal.Ciphertext()
+                    ev.multiply_plain(norm, bound, limit)
                 ev.sub_inplace(ct, limit)
             mask = np.exp(rng.uniform(math.log(MASK_RANGE[0]), math.log(MASK_RANGE[1]), slots))
             mask_plain = seal.Plaintext()

@@ -277,3 +277,72 @@ def test_the_pure_parameter_limits_are_seals_own() -> None:
     for bits, level in levels.items():
         for n, limit in MAX_COEFF_MODULUS_BITS[bits].items():
             assert seal.CoeffModulus.MaxBitCount(n, level) == limit, (bits, n)
+
+
+def shared(context: HEContext, rows: np.ndarray, shares: int, seed: int = 0) -> list[EncryptedGallery]:
+    """The gallery of ``gallery(context, rows, seed)`` in ``shares`` parts, as the HE processes hold it."""
+    positions = spread_positions(len(rows), context.params.slots, np.random.default_rng(seed))
+    return [
+        EncryptedGallery(context, rows, positions, share, shares, decoy_seed=11) for share in range(shares)
+    ]
+
+
+def summed(context: HEContext, parts: list[EncryptedGallery], query, galois) -> list:  # type: ignore[no-untyped-def]
+    totals = parts[0].share_products(query, galois)
+    for part in parts[1:]:
+        for total, more in zip(totals, part.share_products(query, galois), strict=True):
+            context.evaluator.add_inplace(total, more)
+    return totals
+
+
+@pytest.mark.parametrize("shares", [2, 4])
+def test_a_gallery_in_shares_sums_to_the_whole_gallery(
+    context: HEContext, keys: QueryKeys, faces: np.ndarray, shares: int
+) -> None:
+    """Each share holds only its baby steps' diagonals (memory split, not copied), and the parts
+    add up to the one-process inner products, decoys included."""
+    rows = np.vstack([faces] * 400)[:9000]  # three gallery ciphertexts: the giant steps run too
+    positions = spread_positions(len(rows), context.params.slots, np.random.default_rng(0))
+    whole = EncryptedGallery(context, rows, positions, decoy_seed=11)
+    parts = shared(context, rows, shares)
+    assert sum(p.memory_bytes for p in parts) == whole.memory_bytes
+    assert {b for p in parts for b in p.babies} == set(range(parts[0].baby))
+    galois = context.galois_keys(keys.galois_keys)
+    query = context.load_query(keys.encrypt(faces[3]))
+    alone = keys.decrypt([context.save(c) for c in whole.inner_products(query, galois)])
+    together = keys.decrypt(
+        [context.save(parts[0].conjugate_sum(c, galois)) for c in summed(context, parts, query, galois)]
+    )
+    plain = rows.astype(np.float64) @ faces[3].astype(np.float64)
+    assert np.abs(together.real[positions] / 2 - plain).max() < 2 * SCORE_ERROR, "the rotations' noise, no more"
+    assert np.abs(together.real - alone.real).max() / 2 < 2 * SCORE_ERROR, "decoys included"
+    assert np.abs(together.imag).max() < 1e-4
+
+
+def test_a_gallery_in_shares_answers_the_norm_check_like_one(
+    norm_context: HEContext, norm_keys: QueryKeys, faces: np.ndarray
+) -> None:
+    threshold = 0.45
+    parts = shared(norm_context, faces, 2)
+    positions = spread_positions(len(faces), norm_context.params.slots, np.random.default_rng(0))
+    galois = norm_context.galois_keys(norm_keys.galois_keys)
+    relin = norm_context.relin_keys(norm_keys.relin_keys)
+    probe = faces[-1]
+    query = norm_context.load_query(norm_keys.encrypt(probe))
+    norm = parts[1].query_norm(query, galois, relin)
+    answer = norm_keys.decrypt(
+        parts[0].finish(
+            summed(norm_context, parts, query, galois),
+            norm,
+            galois,
+            threshold,
+            np.random.default_rng(3),
+            relin,
+        )
+    )
+    plain = faces.astype(np.float64) @ probe.astype(np.float64)
+    clear = np.abs(plain - threshold) > 0.01
+    assert np.array_equal((answer.real[positions] > 0)[clear], (np.abs(plain) >= threshold)[clear])
+    assert (answer.real[positions] > 0).sum() >= 1
+    with pytest.raises(ValueError, match="share"):
+        parts[0].masked_scores(query, galois, threshold, np.random.default_rng(3), relin)

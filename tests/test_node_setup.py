@@ -13,7 +13,7 @@ import pytest
 
 from governance.roles import Action, Forbidden, Role, permitted, require_permission
 from node.cli.main import main
-from node.config import NodeConfig
+from node.config import Federation, NodeConfig
 from node.context import NodeContext
 from node.records.accounts import AccountDisabled, AccountExists, AuthenticationFailed, StaffAccounts
 from node.storage.engine import make_engine
@@ -215,6 +215,8 @@ def test_role_table(role: Role, action: Action, allowed: bool) -> None:
         ('node_id = "chain-a"\n[limits]\nmax_body_bytes = 10', "max_body_bytes"),
         ('node_id = "chain-a"\ncolour = "blue"', "unknown settings"),
         ("node_id = ", "not valid TOML"),
+        ('node_id = "chain-a"\n[federation]\nhe_processes = 3', "he_processes 3"),
+        ('node_id = "chain-a"\n[federation]\nhe_processes = 16', "he_processes"),
     ],
 )
 def test_config_errors(toml: str, message: str, tmp_path: Path) -> None:
@@ -228,9 +230,11 @@ def test_config_round_trip_and_environment(tmp_path: Path, monkeypatch: pytest.M
         node_id="chain-b",
         root_keyids=(KEYS[0].keyid,),
         retention_sweep=timedelta(minutes=5),
+        federation=Federation(he_processes=4),
     )
     again = NodeConfig.from_toml(config.to_toml(), tmp_path)
     assert again == config
+    assert again.federation.he_processes == 4
     assert again.effective_database_url.endswith("watchnet.db")
     monkeypatch.setenv("WATCHNET_DATABASE_URL", "postgresql+psycopg://x@y/z")
     assert again.effective_database_url == "postgresql+psycopg://x@y/z"

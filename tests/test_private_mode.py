@@ -36,7 +36,11 @@ ATTACKED = 128
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
-    with LocalNetwork(tmp_path_factory.mktemp("private"), MEMBERS, sync_interval="1s").running() as network:
+    """chain-a splits each private query over two processes (``he_processes``), as a node with
+    cores to spare does; the single-process answer is the demo's (tests/test_demo.py)."""
+    with LocalNetwork(
+        tmp_path_factory.mktemp("private"), MEMBERS, sync_interval="1s", he_processes=2
+    ).running() as network:
         yield network
 
 
@@ -427,3 +431,46 @@ def test_a_peer_that_does_not_answer_in_time_is_reported_as_no_answer_never_as_n
     assert "no match in the network" not in text
     assert "no match among the 0 member(s) that answered" in text
     assert a.call("GET", "/v1/health", timeout=10)[0] == 200, "chain-a answers again once it runs"
+
+
+def he_processes(pid: int) -> list[Any]:
+    """The node's spawned HE processes (multiprocessing's resource tracker is not one)."""
+    import psutil
+
+    return [
+        p
+        for p in psutil.Process(pid).children(recursive=True)
+        if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())
+    ]
+
+
+def test_a_killed_he_process_is_replaced_and_never_answers_no_match(net: LocalNetwork) -> None:
+    """One of chain-a's two HE processes dies (SIGKILL, as the OOM killer would): the query that
+    meets it reports chain-a as not answered, never as "no match"; new processes are started,
+    the gallery rebuilt, and the next queries find the match again."""
+    a, b = net.node("chain-a"), net.node("chain-b")
+    assert a.process is not None
+    face = unit(7601)
+    entry_id = register(a, face)
+    ask = {"embeddings": [near(face, 9).to_str()], "mode": "private"}
+    status, result = b.call("POST", "/v1/query", "op1", ask, timeout=120)
+    assert status == 200 and [m["entry_id"] for m in result["matches"]] == [entry_id], result
+    before = he_processes(a.process.pid)
+    assert len(before) == 2, "chain-a runs he_processes = 2"
+    before[-1].kill()
+    before[-1].wait(10)
+    deadline = time.monotonic() + 90
+    while True:  # chain-b asks again once by itself after a not_ready; that may already find it
+        status, result = b.call("POST", "/v1/query", "op1", ask, timeout=120)
+        assert status == 200, result
+        if result["complete"]:
+            break
+        assert result["peers"][0].get("error") == "not_ready", result["peers"]
+        assert result["matches"] == [] and time.monotonic() < deadline, result
+        time.sleep(1)
+    assert [m["entry_id"] for m in result["matches"]] == [entry_id], "a complete answer holds the match"
+    assert "a private-mode HE process ended" in a.log_file.read_text()
+    after = he_processes(a.process.pid)
+    assert len(after) == 2 and not {p.pid for p in after} & {p.pid for p in before}
+    health = a.call("GET", "/v1/health")[1]
+    assert health["private_gallery"]["lost_processes"] == 1, health

@@ -318,6 +318,8 @@ class LocalNetwork:
     outsiders: list[str] = field(default_factory=list)
     sync_interval: str = "2s"
     manifest_poll: str = "2s"
+    he_processes: int = 1
+    """Every member's ``[federation] he_processes``: how many processes share a private query."""
     databases: dict[str, str] = field(default_factory=dict)
     """A database URL per node id (PostgreSQL, say); a node not named gets one on
     ``database_server``, or without one keeps SQLite in its directory."""
@@ -445,6 +447,7 @@ class LocalNetwork:
                 manifest_poll=parse_duration(self.manifest_poll),
                 manifest_grace=parse_duration("10s"),
                 retry_max=parse_duration("4s"),
+                he_processes=self.he_processes,
             )
             write_atomic(
                 directory / "config.toml",

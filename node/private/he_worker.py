@@ -19,7 +19,7 @@ from protocol.errors import PolicyError
 from protocol.he import EncryptedGallery, HEContext
 from protocol.he_params import HEParameters
 
-__all__ = ["GalleryGone", "MissingKey", "evaluate", "exit_with_parent", "load_gallery"]
+__all__ = ["GalleryGone", "MissingKey", "evaluate", "exit_with_parent", "load_gallery", "share_products"]
 
 MAX_LOADED_KEYS = 32
 PARENT_CHECK_SECONDS = 1.0
@@ -60,13 +60,25 @@ def _context(params: dict[str, Any]) -> HEContext:
     return context
 
 
-def load_gallery(params: dict[str, Any], build_id: str, rows: bytes, dimension: int, positions: bytes) -> int:
-    """Pre-encode a gallery build; the previous build stays for reveals in flight. Returns its bytes."""
+def load_gallery(
+    params: dict[str, Any],
+    build_id: str,
+    rows: bytes,
+    dimension: int,
+    positions: bytes,
+    share: int = 0,
+    shares: int = 1,
+    decoy_seed: int | None = None,
+) -> int:
+    """Pre-encode this worker's share of a gallery build; the previous build stays for reveals in
+    flight. Returns its bytes."""
     context = _context(params)
     matrix = (
         np.frombuffer(rows, dtype="<f4").reshape(-1, dimension) if rows else np.zeros((0, dimension), "<f4")
     )
-    gallery = EncryptedGallery(context, matrix, np.frombuffer(positions, dtype="<i8"))
+    gallery = EncryptedGallery(
+        context, matrix, np.frombuffer(positions, dtype="<i8"), share, shares, decoy_seed
+    )
     builds: OrderedDict[str, EncryptedGallery] = _state["builds"]
     builds[build_id] = gallery
     while len(builds) > 1:
@@ -74,16 +86,9 @@ def load_gallery(params: dict[str, Any], build_id: str, rows: bytes, dimension: 
     return gallery.memory_bytes
 
 
-def evaluate(
-    params: dict[str, Any],
-    build_id: str,
-    key_id: str,
-    key_bytes: tuple[bytes, bytes] | None,
-    ciphertexts: list[bytes],
-    threshold: float,
-    seed: int,
-) -> list[list[bytes]]:
-    """Masked encrypted scores of every query against the build; validates each ciphertext first."""
+def _prepare(
+    params: dict[str, Any], build_id: str, key_id: str, key_bytes: tuple[bytes, bytes] | None
+) -> tuple[HEContext, EncryptedGallery, Any, Any]:
     context = _context(params)
     gallery: EncryptedGallery | None = _state["builds"].get(build_id)
     if gallery is None:
@@ -98,7 +103,60 @@ def evaluate(
         while len(keys) > MAX_LOADED_KEYS:
             keys.popitem(last=False)
     keys.move_to_end(key_id)
+    return context, gallery, loaded[0], loaded[1]
+
+
+def share_products(
+    params: dict[str, Any],
+    build_id: str,
+    key_id: str,
+    key_bytes: tuple[bytes, bytes] | None,
+    ciphertexts: list[bytes],
+) -> list[list[bytes]]:
+    """This worker's part of every query's products, in a gallery of several shares: per query,
+    one ciphertext per gallery ciphertext, and with the norm check the last share adds the
+    query's ``|q|^2`` (computed beside the products rather than after them)."""
+    context, gallery, galois, relin = _prepare(params, build_id, key_id, key_bytes)
+    out = []
+    for data in ciphertexts:
+        query = context.load_query(data)
+        parts = [context.save(ct) for ct in gallery.share_products(query, galois)]
+        if context.params.norm_check and gallery.share == gallery.shares - 1:
+            parts.append(context.save(gallery.query_norm(query, galois, relin)))
+        out.append(parts)
+    return out
+
+
+def evaluate(
+    params: dict[str, Any],
+    build_id: str,
+    key_id: str,
+    key_bytes: tuple[bytes, bytes] | None,
+    ciphertexts: list[bytes],
+    threshold: float,
+    seed: int,
+    shares: list[list[list[bytes]]] | None = None,
+) -> list[list[bytes]]:
+    """Masked encrypted scores of every query against the build; validates each ciphertext first.
+    For a gallery of several shares, ``shares`` holds every share's ``share_products`` of the same
+    queries, and this worker (the first share's) sums and finishes them."""
+    context, gallery, galois, relin = _prepare(params, build_id, key_id, key_bytes)
     queries = [context.load_query(c) for c in ciphertexts]
     rng = np.random.default_rng(seed)
-    galois, relin = loaded
-    return [gallery.masked_scores(q, galois, threshold, rng, relin) for q in queries]
+    if shares is None:
+        return [gallery.masked_scores(q, galois, threshold, rng, relin) for q in queries]
+    out = []
+    for i in range(len(queries)):
+        norm = None
+        products: list[Any] = []
+        for share in shares:
+            parts = [context.load_partial(data) for data in share[i]]
+            if context.params.norm_check and share is shares[-1]:
+                norm = parts.pop()
+            if not products:
+                products = parts
+                continue
+            for total, part in zip(products, parts, strict=True):
+                context.evaluator.add_inplace(total, part)
+        out.append(gallery.finish(products, norm, galois, threshold, rng, relin))
+    return out

@@ -18,8 +18,10 @@ import secrets
 import time
 from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +30,14 @@ from node.records.matching import MatchIndex
 from protocol.errors import PolicyError
 from protocol.he_params import HEParameters
 
-__all__ = ["NOT_READY_WAIT", "GalleryBuild", "GalleryNotReady", "HEBusy", "PrivateMatcher", "UnknownPrivateQuery"]
+__all__ = [
+    "NOT_READY_WAIT",
+    "GalleryBuild",
+    "GalleryNotReady",
+    "HEBusy",
+    "PrivateMatcher",
+    "UnknownPrivateQuery",
+]
 
 LOG = logging.getLogger("watchnet.private")
 
@@ -83,19 +92,22 @@ def spread_positions(count: int, slots: int, rng: np.random.Generator) -> np.nda
 
 class PrivateMatcher:
     def __init__(
-        self, index: MatchIndex, *, reshuffle: timedelta, workers: int = 1, max_pending: int = 4
+        self, index: MatchIndex, *, reshuffle: timedelta, processes: int = 1, max_pending: int = 4
     ) -> None:
         self._index = index
         self._reshuffle = reshuffle.total_seconds()
-        self._workers_count = workers
+        self._processes = processes
         self._max_pending = max_pending
         self._waiting = 0
         self._executors: list[ProcessPoolExecutor] = []
         self._loaded_keys: list[set[str]] = []
-        self._next = 0
         self._build_lock = asyncio.Lock()
         self._pending_build: asyncio.Future[GalleryBuild] | None = None
         self._dirty = True
+        self._loaded: str | None = None
+        """The build the running HE processes hold (none after they were lost)."""
+        self.lost_processes = 0
+        """HE processes found dead since start (each replaced): shown in the gallery's readiness."""
         self.builds: OrderedDict[str, GalleryBuild] = OrderedDict()
         self._queries: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
 
@@ -126,7 +138,9 @@ class PrivateMatcher:
         else:
             state = "ready"
         out: dict[str, object] = {"state": state}
-        if build is not None:
+        if self.lost_processes:
+            out["lost_processes"] = self.lost_processes
+        if build is not None and self._loaded == build.build_id:
             out["age_seconds"] = round(time.monotonic() - build.built_at, 1)
         return out
 
@@ -137,9 +151,24 @@ class PrivateMatcher:
                 ProcessPoolExecutor(
                     1, mp_context=spawn, initializer=he_worker.exit_with_parent, initargs=(os.getpid(),)
                 )
-                for _ in range(self._workers_count)
+                for _ in range(self._processes)
             ]
             self._loaded_keys = [set() for _ in self._executors]
+
+    def _lost(self, what: str) -> GalleryNotReady:
+        """An HE process ended under us (killed, out of memory): start afresh, rebuild the
+        gallery at the next query, and tell this querier the peer did not answer."""
+        LOG.warning("a private-mode HE process ended during %s; starting new ones and rebuilding", what)
+        for executor in self._executors:
+            executor.shutdown(wait=False, cancel_futures=True)
+        self._executors = []
+        self._loaded_keys = []
+        self._loaded = None
+        self._dirty = True
+        self.lost_processes += 1
+        return GalleryNotReady(
+            "a private-mode HE process of this node ended; the gallery is being rebuilt, ask again shortly"
+        )
 
     async def close(self) -> None:
         if self._pending_build is not None:
@@ -191,29 +220,40 @@ class PrivateMatcher:
         placed = {int(positions[i]): keys[int(order[i])] for i in range(len(keys))}
         rows = vectors[order] if len(keys) else vectors
         build_id = f"bld-{secrets.token_hex(8)}"
+        decoys = secrets.randbits(128)
         loop = asyncio.get_running_loop()
-        sizes = await asyncio.gather(
-            *(
-                loop.run_in_executor(
-                    executor,
-                    he_worker.load_gallery,
-                    params.to_dict(),
-                    build_id,
-                    rows.astype("<f4").tobytes(),
-                    vectors.shape[1],
-                    positions.astype("<i8").tobytes(),
+        executors = self._executors
+        try:
+            sizes = await asyncio.gather(
+                *(
+                    loop.run_in_executor(
+                        executor,
+                        he_worker.load_gallery,
+                        params.to_dict(),
+                        build_id,
+                        rows.astype("<f4").tobytes(),
+                        vectors.shape[1],
+                        positions.astype("<i8").tobytes(),
+                        share,
+                        len(executors),
+                        decoys,
+                    )
+                    for share, executor in enumerate(executors)
                 )
-                for executor in self._executors
             )
-        )
+        except BrokenProcessPool:
+            raise self._lost("a gallery build") from None
         del rows, vectors
         build = GalleryBuild(build_id, params, placed, ciphertexts, time.monotonic())
+        if executors is self._executors:
+            self._loaded = build_id
         LOG.info(
-            "private-mode gallery %s built: %d entries in %d ciphertexts, %.0f MB pre-encoded per worker",
+            "private-mode gallery %s built: %d entries in %d ciphertexts, %.0f MB pre-encoded in %d processes",
             build_id,
             len(placed),
             ciphertexts,
-            sizes[0] / 1e6,
+            sum(sizes) / 1e6,
+            len(sizes),
         )
         self.builds[build_id] = build
         while len(self.builds) > 2:
@@ -230,7 +270,8 @@ class PrivateMatcher:
         threshold: float,
         params: HEParameters,
     ) -> tuple[GalleryBuild, list[list[bytes]]]:
-        """Round 1 in a worker; refused as ``busy`` when the queue of HE jobs is full."""
+        """Round 1 in the HE processes (each its share of the products, the first one finishing);
+        refused as ``busy`` when the queue of HE jobs is full."""
         if self._waiting >= self._max_pending:
             raise HEBusy(f"{self._waiting} private queries already waiting; try again shortly")
         self._waiting += 1
@@ -238,33 +279,54 @@ class PrivateMatcher:
             build = await self._build_within(params)
             if not self._executors:
                 self._start()
-            worker = self._next % len(self._executors)
-            self._next += 1
-            loop = asyncio.get_running_loop()
-            send = None if key_id in self._loaded_keys[worker] else key_bytes
-            while True:
-                try:
-                    results = await loop.run_in_executor(
-                        self._executors[worker],
-                        he_worker.evaluate,
-                        params.to_dict(),
-                        build.build_id,
-                        key_id,
-                        send,
-                        ciphertexts,
-                        threshold,
-                        secrets.randbits(64),
+            job = (params.to_dict(), build.build_id, key_id, key_bytes)
+            shares = None
+            if len(self._executors) > 1:
+                shares = await asyncio.gather(
+                    *(
+                        self._call(worker, he_worker.share_products, *job, ciphertexts)
+                        for worker in range(len(self._executors))
                     )
-                    break
-                except he_worker.MissingKey:
-                    if send is not None:
-                        raise
-                    send = key_bytes
-            self._loaded_keys[worker].add(key_id)
+                )
+            results = await self._call(
+                0, he_worker.evaluate, *job, ciphertexts, threshold, secrets.randbits(64), shares
+            )
         finally:
             self._waiting -= 1
         self._remember(member, query_id, build.build_id)
         return build, results
+
+    async def _call(
+        self,
+        worker: int,
+        job: Any,
+        params: dict[str, Any],
+        build_id: str,
+        key_id: str,
+        key_bytes: tuple[bytes, bytes],
+        *rest: Any,
+    ) -> Any:
+        """``job`` in HE process ``worker``, with the member's evaluation keys sent along the first
+        time it needs them, or again when it says it lost them (a restarted process)."""
+        loop = asyncio.get_running_loop()
+        executor, loaded = self._executors[worker], self._loaded_keys[worker]
+        send = None if key_id in loaded else key_bytes
+        while True:
+            try:
+                result = await loop.run_in_executor(executor, job, params, build_id, key_id, send, *rest)
+                break
+            except he_worker.MissingKey:
+                if send is not None:
+                    raise
+                send = key_bytes
+            except BrokenProcessPool:
+                if executor in self._executors:
+                    raise self._lost("a private query") from None
+                raise GalleryNotReady(
+                    "the private-mode gallery is being rebuilt; ask again shortly"
+                ) from None
+        loaded.add(key_id)
+        return result
 
     def _remember(self, member: str, query_id: str, build_id: str) -> None:
         now = time.monotonic()

@@ -215,7 +215,9 @@ class PrivateMode:
         self.context = context
         self.clock = clock
         settings = context.config.federation
-        self.matcher = PrivateMatcher(context.registry.index, reshuffle=settings.gallery_reshuffle)
+        self.matcher = PrivateMatcher(
+            context.registry.index, reshuffle=settings.gallery_reshuffle, processes=settings.he_processes
+        )
         self.keys = EvaluationKeyStore(context.engine)
         self.rounds = PrivateRounds(context.engine, context.registry.vault, self.matcher, clock)
         self.keyring = QueryKeyring(
