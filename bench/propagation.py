@@ -323,7 +323,7 @@ async def measure(net: LocalNetwork, result: SizeResult, args: argparse.Namespac
             lambda: all_synced_once(client, net), args.timeout * 2, 0.25, "first sync of every peer"
         )
         pids = group_pids(net)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(args.settle)  # start-up work (first builds, witnessing, reports) ends
         before, t0 = group_cpu(pids), time.perf_counter()
         await asyncio.sleep(args.idle)
         result.idle_cores = (group_cpu(pids) - before) / (time.perf_counter() - t0)
@@ -393,14 +393,14 @@ def report(results: list[SizeResult], args: argparse.Namespace) -> None:
         )
     print()
     print(
-        "| nodes | create | start | idle CPU (cores) | CPU while propagating (cores) | CPU per deletion: owner "
+        "| nodes | create | start | idle CPU: all (cores), per process (% of a core) | CPU while propagating (cores) | CPU per deletion: owner "
         "| members (sum) | RSS per node p50 | max | all nodes | polls/round | 429s |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         nodes = [v for k, v in r.rss_kib.items() if k.startswith("chain-")]
         print(
-            f"| {r.n} | {r.setup_s:.1f} s | {r.start_s:.1f} s | {r.idle_cores:.2f} "
+            f"| {r.n} | {r.setup_s:.1f} s | {r.start_s:.1f} s | {r.idle_cores:.2f}, {100 * r.idle_cores / (r.n + 1):.1f}% "
             f"| {statistics.median([x.cpu_busy for x in r.rounds]):.2f} "
             f"| {statistics.median([x.owner_cpu for x in r.rounds]) * 1000:.0f} ms "
             f"| {statistics.median([x.members_cpu for x in r.rounds]) * 1000:.0f} ms "
@@ -438,6 +438,13 @@ def main() -> int:
     parser.add_argument("--poll", type=float, default=0.02, help="seconds between polls of /v1/propagation")
     parser.add_argument("--timeout", type=float, default=60, help="seconds to wait for any one step")
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle CPU measurement")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="seconds to wait after every peer synced once before measuring idle CPU "
+        "(20 s or more shows the steady state: start-up duties are done)",
+    )
     parser.add_argument("--sync-interval", default="30s", help="members' periodic pull (node default 30s)")
     parser.add_argument("--manifest-poll", default="5m", help="members' manifest poll (node default 5m)")
     parser.add_argument("--keep", action="store_true", help="keep the node directories and logs")
