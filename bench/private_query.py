@@ -26,8 +26,8 @@ spawned HE processes (``node.private.he_worker``), each with its share of the ga
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import multiprocessing
 import os
 import platform
 import secrets
@@ -36,7 +36,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,8 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.query import build_group, gallery, say  # noqa: E402
-from node.private import he_worker  # noqa: E402
-from node.private.matcher import spread_positions  # noqa: E402
+from node.private.matcher import PrivateMatcher, spread_positions  # noqa: E402
 from protocol.embedding import Embedding  # noqa: E402
 from protocol.he import EncryptedGallery, HEContext, QueryKeys  # noqa: E402
 from protocol.he_params import HEParameters  # noqa: E402
@@ -76,65 +74,59 @@ def ms(values: list[float]) -> float:
     return statistics.median(values) * 1000
 
 
+class _Watchlist:
+    """The rows as the node's match index hands them to a gallery build."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+
+    def snapshot(self) -> tuple[list[str], np.ndarray]:
+        return [f"ent-{i}" for i in range(len(self.rows))], self.rows
+
+
 def in_processes(size: int, reps: int, params: HEParameters, processes: int) -> dict[str, Any]:
-    """Server time as the node runs it (``node.private.he_worker`` in spawned processes, each
-    holding its share of the gallery): with several, every query's products are split between
-    them and the first sums and finishes. Each answer is decrypted and must match its face."""
+    """Server time as the node computes round 1: ``PrivateMatcher.evaluate`` with
+    ``[federation] he_processes`` spawned HE processes, each holding its share of the gallery
+    (inter-process hand-offs included). Each answer is decrypted and must match its face."""
     rows = gallery(size)
-    positions = spread_positions(size, params.slots, np.random.default_rng(1))
-    context = HEContext(params)
-    keys = QueryKeys.generate(context)
-    wire = params.to_dict()
-    spawn = multiprocessing.get_context("spawn")
-    pools = [ProcessPoolExecutor(1, mp_context=spawn) for _ in range(processes)]
-    try:
-        loads = [
-            pool.submit(
-                he_worker.load_gallery,
-                wire,
-                "bld-bench",
-                rows.tobytes(),
-                rows.shape[1],
-                positions.tobytes(),
-                share,
-                processes,
-                7,
-            )
-            for share, pool in enumerate(pools)
-        ]
-        memory = sum(f.result() for f in loads)
-        key_bytes: tuple[bytes, bytes] | None = (keys.galois_keys, keys.relin_keys)
-        times, matched = [], 0
-        for i in range(reps + 1):
-            face = i % size
-            blob = [keys.encrypt(rows[face])]
+    keys = QueryKeys.generate(HEContext(params))
+
+    async def run() -> tuple[list[float], int, float]:
+        matcher = PrivateMatcher(_Watchlist(rows), reshuffle=timedelta(hours=1), processes=processes)  # type: ignore[arg-type]
+        try:
             t = time.perf_counter()
-            shares = None
-            if processes > 1:
-                parts = [
-                    pool.submit(he_worker.share_products, wire, "bld-bench", keys.key_id, key_bytes, blob)
-                    for pool in pools
-                ]
-                shares = [f.result() for f in parts]
-            answer = (
-                pools[0]
-                .submit(he_worker.evaluate, wire, "bld-bench", keys.key_id, key_bytes, blob, 0.45, i, shares)
-                .result()
-            )
-            elapsed = time.perf_counter() - t
-            key_bytes = None  # loaded now, as the node sends them once
-            matched += bool(keys.decrypt(answer[0]).real[positions[face]] > 0)
-            if i:
-                times.append(elapsed)
-    finally:
-        for pool in pools:
-            pool.shutdown()
+            await matcher.refresh(params)
+            build_s = time.perf_counter() - t
+            times, matched = [], 0
+            for i in range(reps + 1):
+                face = i % size
+                blob = [keys.encrypt(rows[face])]
+                t = time.perf_counter()
+                build, answer = await matcher.evaluate(
+                    "chain-b",
+                    f"qry-{i}",
+                    keys.key_id,
+                    (keys.galois_keys, keys.relin_keys),
+                    blob,
+                    0.45,
+                    params,
+                )
+                elapsed = time.perf_counter() - t
+                position = next(p for p, entry in build.keys.items() if entry == f"ent-{face}")
+                matched += bool(keys.decrypt(answer[0]).real[position] > 0)
+                if i:  # the first carries the evaluation keys to every process
+                    times.append(elapsed)
+            return times, matched, build_s
+        finally:
+            await matcher.close()
+
+    times, matched, build_s = asyncio.run(run())
     return {
         "entries": size,
         "processes": processes,
         "server_ms": ms(times),
         "server_ms_max": max(times) * 1000,
-        "gallery_mb": memory / 1e6,
+        "build_s": build_s,
         "matched": matched,
         "asked": reps + 1,
     }
@@ -361,7 +353,7 @@ def main() -> int:
     if results["processes"]:
         print("\nNorm check as the node runs it ([federation] he_processes), in spawned processes:")
         print(
-            "\n| entries | HE processes | server p50 (max) | x 1 process | gallery MB, all processes | answers matched |"
+            "\n| entries | HE processes | server p50 (max) | x 1 process | first build (spawn + load) | answers matched |"
         )
         print("| --- | --- | --- | --- | --- | --- |")
         single = {p["entries"]: p["server_ms"] for p in results["processes"] if p["processes"] == 1}
@@ -370,7 +362,7 @@ def main() -> int:
             ratio = f"{p['server_ms'] / base:.2f}x" if base else ""
             print(
                 f"| {p['entries']:,} | {p['processes']} | {p['server_ms']:.1f} ms ({p['server_ms_max']:.0f}) | {ratio} | "
-                f"{p['gallery_mb']:.0f} | {p['matched']}/{p['asked']} |"
+                f"{p['build_s']:.1f} s | {p['matched']}/{p['asked']} |"
             )
         print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if results["round_trips"]:

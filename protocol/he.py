@@ -290,7 +290,7 @@ class EncryptedGallery:
             raise ValueError(f"share {share} of {shares}")
         self.half = dimension // 2
         self.steps = rotation_steps(params)
-        self.baby = self._choose_baby(self.half, self.ciphertexts, shares, self.steps)
+        self.baby = self._choose_baby(self.half, self.ciphertexts, shares, self.steps) if count else shares
         self.share = share
         self.shares = shares
         width = self.baby // shares

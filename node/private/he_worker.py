@@ -19,7 +19,15 @@ from protocol.errors import PolicyError
 from protocol.he import EncryptedGallery, HEContext
 from protocol.he_params import HEParameters
 
-__all__ = ["GalleryGone", "MissingKey", "evaluate", "exit_with_parent", "load_gallery", "share_products"]
+__all__ = [
+    "GalleryGone",
+    "MissingKey",
+    "evaluate",
+    "exit_with_parent",
+    "finish_shares",
+    "load_gallery",
+    "share_products",
+]
 
 MAX_LOADED_KEYS = 32
 PARENT_CHECK_SECONDS = 1.0
@@ -135,28 +143,42 @@ def evaluate(
     ciphertexts: list[bytes],
     threshold: float,
     seed: int,
-    shares: list[list[list[bytes]]] | None = None,
 ) -> list[list[bytes]]:
-    """Masked encrypted scores of every query against the build; validates each ciphertext first.
-    For a gallery of several shares, ``shares`` holds every share's ``share_products`` of the same
-    queries, and this worker (the first share's) sums and finishes them."""
+    """Masked encrypted scores of every query against a build held whole in this worker;
+    validates each ciphertext first."""
     context, gallery, galois, relin = _prepare(params, build_id, key_id, key_bytes)
     queries = [context.load_query(c) for c in ciphertexts]
     rng = np.random.default_rng(seed)
-    if shares is None:
-        return [gallery.masked_scores(q, galois, threshold, rng, relin) for q in queries]
+    return [gallery.masked_scores(q, galois, threshold, rng, relin) for q in queries]
+
+
+def finish_shares(
+    params: dict[str, Any],
+    build_id: str,
+    key_id: str,
+    key_bytes: tuple[bytes, bytes] | None,
+    parts: list[list[list[bytes]]],
+    norms: list[bytes | None],
+    threshold: float,
+    seed: int,
+) -> list[list[bytes]]:
+    """The answers for some of the gallery's ciphertexts, from every share's ``share_products``:
+    ``parts[query][i]`` holds each share's part of this worker's i-th ciphertext, ``norms[query]``
+    the query's ``|q|^2`` (norm check only). Each worker finishes its own ciphertexts, so the
+    masking is split too."""
+    context, gallery, galois, relin = _prepare(params, build_id, key_id, key_bytes)
+    rng = np.random.default_rng(seed)
     out = []
-    for i in range(len(queries)):
-        norm = None
-        products: list[Any] = []
-        for share in shares:
-            parts = [context.load_partial(data) for data in share[i]]
-            if context.params.norm_check and share is shares[-1]:
-                norm = parts.pop()
-            if not products:
-                products = parts
-                continue
-            for total, part in zip(products, parts, strict=True):
-                context.evaluator.add_inplace(total, part)
-        out.append(gallery.finish(products, norm, galois, threshold, rng, relin))
+    for query_parts, norm in zip(parts, norms, strict=True):
+        sums = []
+        for shares in query_parts:
+            total = context.load_partial(shares[0])
+            for more in shares[1:]:
+                context.evaluator.add_inplace(total, context.load_partial(more))
+            sums.append(total)
+        out.append(
+            gallery.finish(
+                sums, None if norm is None else context.load_partial(norm), galois, threshold, rng, relin
+            )
+        )
     return out

@@ -280,21 +280,51 @@ class PrivateMatcher:
             if not self._executors:
                 self._start()
             job = (params.to_dict(), build.build_id, key_id, key_bytes)
-            shares = None
-            if len(self._executors) > 1:
-                shares = await asyncio.gather(
-                    *(
-                        self._call(worker, he_worker.share_products, *job, ciphertexts)
-                        for worker in range(len(self._executors))
-                    )
+            if len(self._executors) == 1:
+                results = await self._call(
+                    0, he_worker.evaluate, *job, ciphertexts, threshold, secrets.randbits(64)
                 )
-            results = await self._call(
-                0, he_worker.evaluate, *job, ciphertexts, threshold, secrets.randbits(64), shares
-            )
+            else:
+                results = await self._in_shares(job, build, ciphertexts, threshold)
         finally:
             self._waiting -= 1
         self._remember(member, query_id, build.build_id)
         return build, results
+
+    async def _in_shares(
+        self, job: tuple[Any, ...], build: GalleryBuild, ciphertexts: list[bytes], threshold: float
+    ) -> list[list[bytes]]:
+        """Every process computes its share of every query's products; then each finishes the
+        gallery ciphertexts ``c`` with ``c % processes`` its own, from all the shares' parts."""
+        count = len(self._executors)
+        parts = await asyncio.gather(
+            *(self._call(w, he_worker.share_products, *job, ciphertexts) for w in range(count))
+        )
+        norms = [q[build.ciphertexts] if build.params.norm_check else None for q in parts[-1]]
+        owned = {w: list(range(w, build.ciphertexts, count)) for w in range(count)}
+        owned = {w: cts for w, cts in owned.items() if cts}
+        finished = await asyncio.gather(
+            *(
+                self._call(
+                    w,
+                    he_worker.finish_shares,
+                    *job,
+                    [[[share[q][c] for share in parts] for c in cts] for q in range(len(ciphertexts))],
+                    norms,
+                    threshold,
+                    secrets.randbits(64),
+                )
+                for w, cts in owned.items()
+            )
+        )
+        results: list[list[bytes]] = []
+        for q in range(len(ciphertexts)):
+            answer: list[bytes] = [b""] * build.ciphertexts
+            for cts, done in zip(owned.values(), finished, strict=True):
+                for c, data in zip(cts, done[q], strict=True):
+                    answer[c] = data
+            results.append(answer)
+        return results
 
     async def _call(
         self,
