@@ -102,6 +102,11 @@ NOT_READY_PAUSE = 0.5
 """Seconds before asking a not-ready peer again (only when the deadline leaves room)."""
 SKEW_WARNING_SHARE = 3
 """A peer's clock is flagged when it is off by more than the replay window divided by this."""
+PULL_BACKOFF = 8
+"""A follower whose pulls keep finding nothing new waits twice as long each time, up to this many
+``sync_interval``s: changes arrive by notice, so an idle group's pulls (and the log reads they
+put in every peer's audit log) fall eightfold. A notice, a change found or a failure starts it
+over at ``sync_interval``."""
 NOTIFY_PASS = timedelta(seconds=1)
 """How often the notifier looks for members owed a notice (sooner when the log grows)."""
 MAX_MANIFEST_BYTES = 4 << 20
@@ -850,15 +855,17 @@ class Federation:
         )
         return len(ack.event_ids)
 
-    async def sync_peer(self, member: Member) -> None:
-        """Pull, then deliver anything still owed; record failures without raising."""
+    async def sync_peer(self, member: Member) -> int | None:
+        """Pull, then deliver anything still owed; record failures without raising. Returns the
+        events applied, or None when the exchange failed."""
         with self.tracer.start_as_current_span("log sync") as span:
             span.set_attribute("watchnet.peer", member.node_id)
             try:
-                await self.pull(member)
+                applied = await self.pull(member)
                 await self.deliver_receipts(member)
                 self.breakers.of(member.node_id).succeeded()
                 self.peer_log.succeeded(member.node_id, "sync")
+                return applied
             except WatchnetError as e:
                 span.set_attribute("watchnet.error", e.code)
                 if isinstance(e, PeerUnreachable):
@@ -874,6 +881,7 @@ class Federation:
                 error = f"{e.code}: {e}"
                 audit_as = f"refused:{e.code}" if refused else None
                 await asyncio.to_thread(self._record_failure, member.node_id, error, audit_as)
+                return None
 
     def _record_failure(self, peer: str, error: str, audit_as: str | None) -> None:
         with self.context.registry.write_lock:
@@ -903,20 +911,25 @@ class Federation:
 
     async def _follow_one(self, peer: str, interval: timedelta, duty: DutyRecorder) -> None:
         event = self._wake_pull.setdefault(peer, asyncio.Event())
+        base = interval.total_seconds()
+        wait, woken = base, False
         while True:
             member = self.context.manifest.member(peer)
             if member is None or member.status is MemberStatus.REMOVED or peer == self.node_id:
                 return
+            applied: int | None = None
             try:
                 if await self._is_forked(peer):
                     return
-                await self.sync_peer(member)  # a peer's failures are recorded there, not raised
+                applied = await self.sync_peer(member)  # a peer's failures are recorded there, not raised
                 duty.ok()
             except Exception as e:  # the database or a bug: logged, counted, retried next interval
                 duty.failed(e)
-                LOG.exception("following %s failed; retrying in %ss", peer, interval.total_seconds())
+                LOG.exception("following %s failed; retrying in %ss", peer, base)
+            wait = min(wait * 2, base * PULL_BACKOFF) if applied == 0 and not woken else base
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), interval.total_seconds())
+                await asyncio.wait_for(event.wait(), wait)
+            woken = event.is_set()
             event.clear()
 
     async def _is_forked(self, peer: str) -> bool:
