@@ -193,6 +193,16 @@ def norm_keys(norm_context: HEContext) -> QueryKeys:
     return QueryKeys.generate(norm_context)
 
 
+def assert_norm_check_signs(
+    answer: np.ndarray, positions: np.ndarray, faces: np.ndarray, probe: np.ndarray, threshold: float
+) -> None:
+    """Positive exactly where ``|cos| >= t`` (away from the threshold), and at least one match."""
+    plain = faces.astype(np.float64) @ probe.astype(np.float64)
+    clear = np.abs(plain - threshold) > 0.01
+    assert np.array_equal((answer.real[positions] > 0)[clear], (np.abs(plain) >= threshold)[clear])
+    assert (answer.real[positions] > 0).sum() >= 1
+
+
 def test_norm_check_answers_the_match_on_real_faces(
     norm_context: HEContext, norm_keys: QueryKeys, faces: np.ndarray
 ) -> None:
@@ -210,10 +220,7 @@ def test_norm_check_answers_the_match_on_real_faces(
             relin,
         )
     )
-    plain = faces.astype(np.float64) @ probe.astype(np.float64)
-    clear = np.abs(plain - threshold) > 0.01
-    assert np.array_equal((answer.real[positions] > 0)[clear], (np.abs(plain) >= threshold)[clear])
-    assert (answer.real[positions] > 0).sum() >= 1
+    assert_norm_check_signs(answer, positions, faces, probe, threshold)
 
 
 def test_scaling_a_query_defeats_the_sign_only_but_not_the_norm_check(
@@ -340,9 +347,6 @@ def test_a_gallery_in_shares_answers_the_norm_check_like_one(
             relin,
         )
     )
-    plain = faces.astype(np.float64) @ probe.astype(np.float64)
-    clear = np.abs(plain - threshold) > 0.01
-    assert np.array_equal((answer.real[positions] > 0)[clear], (np.abs(plain) >= threshold)[clear])
-    assert (answer.real[positions] > 0).sum() >= 1
+    assert_norm_check_signs(answer, positions, faces, probe, threshold)
     with pytest.raises(ValueError, match="share"):
         parts[0].masked_scores(query, galois, threshold, np.random.default_rng(3), relin)
