@@ -40,7 +40,7 @@ def answers(rows: np.ndarray, faces: list[int], processes: int, keys: QueryKeys)
                 THRESHOLD,
                 NORM,
             )
-            assert build.ciphertexts == 3
+            assert build.ciphertexts == 2
             named = []
             for answer in results:
                 assert len(answer) == build.ciphertexts
@@ -55,10 +55,10 @@ def answers(rows: np.ndarray, faces: list[int], processes: int, keys: QueryKeys)
 
 def test_every_ciphertexts_answer_lands_in_its_place_whatever_the_process_count() -> None:
     rng = np.random.default_rng(3)
-    rows = rng.standard_normal((9000, 512)).astype(np.float32)
+    rows = rng.standard_normal((5000, 512)).astype(np.float32)
     rows /= np.linalg.norm(rows, axis=1, keepdims=True)
     keys = QueryKeys.generate(HEContext(NORM))
-    faces = list(range(0, 9000, 750))  # twelve: the build's shuffle puts some in every ciphertext
+    faces = list(range(0, 5000, 420))  # twelve: the build's shuffle puts some in both ciphertexts
     expected = [{f"ent-{f}"} for f in faces]
     assert answers(rows, faces, 1, keys) == expected
     assert answers(rows, faces, 2, keys) == expected
